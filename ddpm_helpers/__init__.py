@@ -1,0 +1,7 @@
+"""Helper package for the ddpm-from-scratch notebooks.
+
+Each module holds the reusable version of something a notebook derives; import the
+submodules directly, e.g. ``from ddpm_helpers.diffusion import Diffusion``.
+"""
+
+__version__ = "0.1.0"
