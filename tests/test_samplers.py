@@ -1,0 +1,184 @@
+"""DDPM and DDIM samplers: step sequences, DDIM(η=1) = DDPM(β̃), determinism, recording, and exact-denoiser sampling."""
+
+import math
+
+import pytest
+import torch
+
+from ddpm_helpers.analytic import GaussianMixture, optimal_eps
+from ddpm_helpers.diffusion import Diffusion
+from ddpm_helpers.samplers import SampleResult, ddim_sample, ddim_timesteps, ddpm_sample
+
+
+@pytest.fixture(scope="module")
+def diffusion():
+    return Diffusion.from_schedule("linear", T=50)
+
+
+class TanhNet(torch.nn.Module):
+    """A fixed, non-linear ε-predictor in training mode that logs how it was called."""
+
+    def __init__(self, dim=3):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.weight = torch.nn.Parameter(torch.randn(dim, dim, generator=g, dtype=torch.float64) / dim)
+        self.calls = []
+
+    def forward(self, xt, t):
+        self.calls.append((int(t[0]), self.training, torch.is_grad_enabled()))
+        return torch.tanh(xt @ self.weight.to(xt.dtype) + t[:, None].to(xt.dtype) / 50)
+
+
+# ------------------------------------------------------------------ timestep sequences
+
+
+def test_ddim_timesteps():
+    steps = ddim_timesteps(1000, 50)
+    assert len(steps) == 50 and steps[0] == 999 and steps[-1] == 0
+    assert all(a > b for a, b in zip(steps, steps[1:]))
+    assert ddim_timesteps(10, 10) == list(range(9, -1, -1))
+    assert ddim_timesteps(100, 3) == [99, 50, 0]
+    assert ddim_timesteps(100, 1) == [99]
+
+
+@pytest.mark.parametrize("num_steps", [0, -5, 1001, 2.0])
+def test_ddim_timesteps_bad_num_steps(num_steps):
+    with pytest.raises(ValueError, match=f"num_steps={num_steps!r}"):
+        ddim_timesteps(1000, num_steps)
+
+
+# ------------------------------------------------------------------ exact relations between samplers
+
+
+@pytest.mark.parametrize("clip_x0", [None, 1.0])
+def test_ddim_eta_1_over_all_steps_is_ddpm_beta_tilde(diffusion, clip_x0):
+    """Song et al. 2021, §4.1: η = 1 gives σ_t² = β̃_t and the DDPM mean, so with the same noise the chains agree."""
+    net = TanhNet()
+    x_T = torch.randn(64, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    ddpm = ddpm_sample(net, diffusion, None, variance="beta_tilde", clip_x0=clip_x0, x_T=x_T,
+                       generator=torch.Generator().manual_seed(1))
+    ddim = ddim_sample(net, diffusion, None, num_steps=diffusion.T, eta=1.0, clip_x0=clip_x0, x_T=x_T,
+                       generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(ddim.x, ddpm.x, rtol=1e-9, atol=1e-9)
+
+
+def test_ddim_eta_0_is_deterministic(diffusion):
+    net = TanhNet()
+    x_T = torch.randn(16, 3, dtype=torch.float64)
+    a = ddim_sample(net, diffusion, (16, 3), num_steps=10, x_T=x_T, generator=torch.Generator().manual_seed(0))
+    b = ddim_sample(net, diffusion, (16, 3), num_steps=10, x_T=x_T, generator=torch.Generator().manual_seed(99))
+    assert torch.equal(a.x, b.x)
+    c = ddim_sample(net, diffusion, (16, 3), num_steps=10, eta=0.5, x_T=x_T, generator=torch.Generator().manual_seed(0))
+    assert not torch.allclose(a.x, c.x)
+
+
+def test_ddpm_adds_no_noise_at_the_last_step(diffusion):
+    """x_T and one noise draw per step t = T−1, …, 1: exactly T draws, none for t = 0."""
+    net = TanhNet()
+    g = torch.Generator().manual_seed(7)
+    ddpm_sample(net, diffusion, (5, 3), variance="beta", generator=g)
+    reference = torch.Generator().manual_seed(7)
+    for _ in range(diffusion.T):
+        torch.randn(5, 3, generator=reference)
+    assert torch.equal(torch.randn(4, generator=g), torch.randn(4, generator=reference))
+
+
+def test_model_called_in_eval_mode_without_grad_and_restored(diffusion):
+    net = TanhNet().train()
+    ddpm_sample(net, diffusion, (4, 3), generator=torch.Generator().manual_seed(0))
+    ddim_sample(net, diffusion, (4, 3), num_steps=5, generator=torch.Generator().manual_seed(0))
+    assert net.training
+    assert {(training, grad) for _, training, grad in net.calls} == {(False, False)}
+    assert [t for t, _, _ in net.calls] == list(range(49, -1, -1)) + ddim_timesteps(50, 5)
+
+
+# ------------------------------------------------------------------ recording
+
+
+def test_ddpm_record_semantics(diffusion):
+    net = TanhNet()
+    x_T = torch.randn(6, 3, dtype=torch.float64)
+    result = ddpm_sample(net, diffusion, (6, 3), x_T=x_T, record=[0, 49, 10], generator=torch.Generator().manual_seed(0))
+    assert isinstance(result, SampleResult)
+    assert result.timesteps == [49, 10, 0]  # sampling order
+    assert result.xs.shape == result.x0_preds.shape == (3, 6, 3)
+    assert torch.equal(result.xs[0], x_T)  # the incoming state at t = T−1 is x_T
+    torch.testing.assert_close(result.x, result.x0_preds[-1])  # the last step returns x̂0 predicted at t = 0
+    empty = ddpm_sample(net, diffusion, (6, 3), x_T=x_T)
+    assert empty.timesteps == [] and empty.xs.shape == (0, 6, 3)
+
+
+def test_ddim_records_only_visited_steps(diffusion):
+    net = TanhNet()
+    result = ddim_sample(net, diffusion, (2, 3), num_steps=3, record=[49, 30, 24, 0],
+                         generator=torch.Generator().manual_seed(0))
+    assert ddim_timesteps(50, 3) == [49, 25, 0]
+    assert result.timesteps == [49, 0]  # 30 and 24 are never visited
+    torch.testing.assert_close(result.x, result.x0_preds[-1].to(result.x.dtype))
+
+
+# ------------------------------------------------------------------ validation
+
+
+def test_bad_inputs_raise(diffusion):
+    net = TanhNet()
+    with pytest.raises(ValueError, match="eta=1.5"):
+        ddim_sample(net, diffusion, (2, 3), eta=1.5)
+    with pytest.raises(ValueError, match="eta=-0.1"):
+        ddim_sample(net, diffusion, (2, 3), eta=-0.1)
+    with pytest.raises(ValueError, match="num_steps=51"):
+        ddim_sample(net, diffusion, (2, 3), num_steps=51)
+    with pytest.raises(ValueError, match=r"\[10, 20\]"):
+        ddim_sample(net, diffusion, (2, 3), timesteps=[10, 20])
+    with pytest.raises(ValueError, match=r"\[60, 0\]"):
+        ddim_sample(net, diffusion, (2, 3), timesteps=[60, 0])
+    with pytest.raises(ValueError, match="'huge'"):
+        ddpm_sample(net, diffusion, (2, 3), variance="huge")
+    with pytest.raises(ValueError, match="'score'"):
+        ddim_sample(net, diffusion, (2, 3), prediction="score")
+    with pytest.raises(ValueError, match="record timestep 50"):
+        ddpm_sample(net, diffusion, (2, 3), record=[50])
+    with pytest.raises(ValueError, match=r"\(2, 4\)"):
+        ddpm_sample(net, diffusion, (2, 4), x_T=torch.zeros(2, 3))
+    with pytest.raises(ValueError, match=r"\(2, 2\)"):
+        ddpm_sample(lambda x, t: x[:, :2], diffusion, (2, 3))
+
+
+# ------------------------------------------------------------------ sampling with the exact denoiser
+
+
+def _assert_moments(x, mean, cov, n_sigma=5.0):
+    """Sample mean and covariance within n_sigma Monte-Carlo standard errors of the target."""
+    n = x.shape[0]
+    x = x.double()
+    mean_err = (x.mean(0) - mean).abs()
+    assert (mean_err < n_sigma * (cov.diagonal() / n).sqrt()).all(), (x.mean(0), mean)
+    centred = x - mean
+    var_se = ((centred**2).var(0) / n).sqrt()  # SE of the variance estimate, from the samples themselves
+    assert ((x.var(0) - cov.diagonal()).abs() < n_sigma * var_se).all(), (x.var(0), cov.diagonal())
+
+
+@pytest.mark.parametrize("variance, T", [("beta_tilde", 1000), ("beta", 250)])
+def test_ddpm_with_exact_eps_reproduces_a_gaussian(variance, T):
+    """σ² = β̃ shrinks the variance by O(1/T) (−0.8 % at T = 1000, cosine); σ² = β is closer (+0.7 % at T = 250)."""
+    d = Diffusion.from_schedule("cosine", T=T)
+    data = GaussianMixture([1.0], [[1.0, -0.5]], [0.25])
+    x = ddpm_sample(optimal_eps(data, d), d, (4000, 2), variance=variance, generator=torch.Generator().manual_seed(0)).x
+    _assert_moments(x, data.mean(), data.covariance())
+
+
+def test_samplers_with_exact_eps_reproduce_a_two_component_mixture():
+    d = Diffusion.from_schedule("cosine", T=1000)
+    data = GaussianMixture([0.3, 0.7], [[-3.0], [2.0]], [0.1, 0.2])  # components > 4 std away from 0
+    n = 4000
+    for sample in (
+        lambda: ddpm_sample(optimal_eps(data, d), d, (n, 1), generator=torch.Generator().manual_seed(1)),
+        lambda: ddim_sample(optimal_eps(data, d), d, (n, 1), num_steps=250, generator=torch.Generator().manual_seed(2)),
+    ):
+        x = sample().x
+        _assert_moments(x, data.mean(), data.covariance())
+        left = (x < 0).double().mean().item()  # mass of the left component
+        assert abs(left - 0.3) < 5 * math.sqrt(0.3 * 0.7 / n)
+        left_x = x[x < 0]
+        assert abs(left_x.mean().item() + 3.0) < 5 * math.sqrt(0.1 / len(left_x))
+        assert abs(left_x.var().item() - 0.1) < 5 * 0.1 * math.sqrt(2 / len(left_x))
