@@ -76,7 +76,11 @@ def mnist_images(train: bool = True, root: str | Path | None = None) -> tuple[to
 
 @dataclass
 class ImageSet:
-    """Images as a float32 tensor ``(N, C, H, W)`` in [-1, 1], with where they came from."""
+    """Images as a float32 tensor ``(N, C, H, W)`` in [-1, 1], with where they came from.
+
+    ``source`` names the folder relative to ``config.data_dir()`` so that printing it
+    leaves no local path in a notebook.
+    """
 
     images: torch.Tensor
     source: str
@@ -149,7 +153,7 @@ def butterfly_images(image_size: int = 32, root: str | Path | None = None, sourc
     root = Path(root) if root is not None else config.data_dir()
     folder, hub_cache = root / "butterflies", root / "smithsonian_butterflies"
     if source in ("auto", "folder") and _image_files(folder):
-        return ImageSet(load_image_folder(folder, image_size), f"image folder {folder}")
+        return ImageSet(load_image_folder(folder, image_size), "image folder <data dir>/butterflies")
     if source == "folder":
         raise FileNotFoundError(f"no butterfly images in {folder}: put .png/.jpg files there")
     if not _image_files(hub_cache):
@@ -163,7 +167,7 @@ def butterfly_images(image_size: int = 32, root: str | Path | None = None, sourc
                 f"(.png/.jpg) into {folder}, or point DDPM_DATA_DIR at a folder that has a "
                 "butterflies/ subfolder."
             ) from error
-    return ImageSet(load_image_folder(hub_cache, image_size), f"Hugging Face hub {HUB_BUTTERFLIES} (cached in {hub_cache})")
+    return ImageSet(load_image_folder(hub_cache, image_size), f"Hugging Face hub {HUB_BUTTERFLIES}, cached in <data dir>/smithsonian_butterflies")
 
 
 # ---------------------------------------------------------------- batches and augmentation

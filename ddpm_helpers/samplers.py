@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from ddpm_helpers.diffusion import PREDICTIONS, VARIANCES, check_name, extract, noise_like
 

@@ -92,8 +92,8 @@ def test_min_snr_losses_agree_across_parameterizations(diffusion):
                        generator=torch.Generator().manual_seed(6)).item()
         for model, p in [(eps_model, "eps"), (as_x0, "x0"), (as_v, "v")]
     ]
-    assert losses[1] == pytest.approx(losses[0], rel=1e-9)
-    assert losses[2] == pytest.approx(losses[0], rel=1e-9)
+    assert losses[1] == pytest.approx(losses[0], rel=1e-6)
+    assert losses[2] == pytest.approx(losses[0], rel=1e-6)
 
 
 def test_training_target(diffusion):

@@ -1,0 +1,214 @@
+#!/usr/bin/env python3
+"""The two commands of the README (standard library only; any Python >= 3.10).
+
+    python tasks.py series [--profile quick|full] [--only 01 03] [--in-place] [--pinned]
+        Set up .venv, run every notebook headless in order, print where the executed
+        copies (outputs/executed/) and the artifacts (outputs/<notebook>/) are.
+    python tasks.py test [-- PYTEST_ARGS...]
+        Set up .venv with the exact versions of constraints/ci.txt, then run the unit tests
+        and every notebook in the quick profile under nbval (what CI runs).
+
+Both create .venv with the Python that runs this file and install the project into it in
+editable mode; the install is skipped while pyproject.toml (and the constraints, when used)
+are unchanged. ``--no-venv`` uses the running Python as it is instead (e.g. inside the
+conda environment of environment.yml).
+
+Data: DDPM_DATA_DIR if you set it, else ../shared/data when that folder exists beside the
+checkout (the offline copies used in development and CI), else the helpers' default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import time
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+NOTEBOOKS = ROOT / "notebooks"
+CONSTRAINTS = ROOT / "constraints" / "ci.txt"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+INSTALL_STAMP = VENV / "ddpm-installed.txt"
+KERNEL_BACKEND = "module://matplotlib_inline.backend_inline"
+
+
+def venv_python() -> Path:
+    return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def ensure_env(extra: str, pinned: bool, use_current: bool) -> str:
+    """Return the Python to run, after installing ``.[extra]`` into .venv when needed."""
+    if use_current:
+        return sys.executable
+    python = venv_python()
+    if not python.exists():
+        print(f"Creating {VENV.name}/ with Python {sys.version.split()[0]} ...", flush=True)
+        venv.create(VENV, with_pip=True)
+    recipe = (ROOT / "pyproject.toml").read_bytes() + (CONSTRAINTS.read_bytes() if pinned else b"")
+    key = f"{extra} {'pinned' if pinned else 'ranges'} {hashlib.sha256(recipe).hexdigest()}"
+    done = INSTALL_STAMP.read_text().splitlines() if INSTALL_STAMP.exists() else []
+    if key not in done:
+        command = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-e", f".[{extra}]"]
+        if pinned:
+            command += ["-c", str(CONSTRAINTS.relative_to(ROOT))]
+        print("$", " ".join(command), flush=True)
+        started = time.monotonic()
+        subprocess.run(command, cwd=ROOT, check=True)
+        print(f"Environment ready in {time.monotonic() - started:.0f} s", flush=True)
+        INSTALL_STAMP.write_text("\n".join([*done, key]) + "\n")
+    return str(python)
+
+
+def run_environment(profile: str) -> dict[str, str]:
+    """Environment for pytest and notebook kernels (they inherit it)."""
+    env = dict(os.environ, DDPM_PROFILE=profile, MPLBACKEND=KERNEL_BACKEND, PYTHONHASHSEED="0")
+    if not env.get("DDPM_DATA_DIR") and SHARED_DATA.is_dir():
+        env["DDPM_DATA_DIR"] = str(SHARED_DATA)
+    return env
+
+
+def output_root() -> Path:
+    """Same rule as ddpm_helpers.config.outputs_dir: DDPM_OUTPUT_DIR (relative to here) or outputs/."""
+    return ROOT / Path(os.environ.get("DDPM_OUTPUT_DIR", "").strip() or "outputs").expanduser()
+
+
+def test(args) -> int:
+    python = ensure_env("test", pinned=True, use_current=args.no_venv)
+    targets = ["tests"] + (["notebooks"] if NOTEBOOKS.is_dir() else [])
+    command = [python, "-m", "pytest", "--nbval", *targets, *args.pytest_args]
+    env = run_environment("quick")
+    print(f"$ DDPM_PROFILE=quick DDPM_DATA_DIR={env.get('DDPM_DATA_DIR', '(default)')}", " ".join(command[1:]), flush=True)
+    return subprocess.run(command, cwd=ROOT, env=env).returncode
+
+
+def shown(path: Path) -> Path:
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
+def select_notebooks(only: list[str]) -> list[Path]:
+    """notebooks/NN_name.ipynb for every notebook or .py twin (a new lesson may exist as .py only)."""
+    stems = {path.stem for pattern in ("[0-9][0-9]_*.ipynb", "[0-9][0-9]_*.py") for path in NOTEBOOKS.glob(pattern)}
+    notebooks = [NOTEBOOKS / f"{stem}.ipynb" for stem in sorted(stems)]
+    if not only:
+        return notebooks
+    chosen = [nb for nb in notebooks if any(nb.stem == key or nb.stem.startswith(f"{key}_") for key in only)]
+    unknown = [key for key in only if not any(nb.stem == key or nb.stem.startswith(f"{key}_") for nb in chosen)]
+    if unknown:
+        names = ", ".join(nb.stem for nb in notebooks) or "none"
+        raise SystemExit(f"--only {' '.join(unknown)}: no such notebook (have: {names})")
+    return chosen
+
+
+def series(args) -> int:
+    if args.profile not in ("quick", "full"):
+        raise SystemExit(f"profile {args.profile!r} is not 'quick' or 'full'")
+    if args.in_place and args.profile != "full":
+        raise SystemExit("--in-place writes the committed notebooks, which carry full-profile outputs: use --profile full")
+    notebooks = select_notebooks(args.only)
+    if not notebooks:
+        raise SystemExit(f"No notebooks in {NOTEBOOKS}")
+    python = ensure_env("notebooks", pinned=args.pinned, use_current=args.no_venv)
+    command = [python, __file__, "_execute", *(["--in-place"] if args.in_place else []), *map(str, notebooks)]
+    return subprocess.run(command, cwd=ROOT, env=run_environment(args.profile)).returncode
+
+
+def _execute(args) -> int:
+    """Run notebooks with nbclient in this (the environment's) Python; internal."""
+    import ipykernel.kernelspec
+    import jupytext
+    from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
+    from jupyter_client.manager import KernelManager
+    from jupytext.cli import jupytext as jupytext_cli
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, DeadKernelError
+
+    class ThisPython(KernelSpecManager):
+        """Every kernel name means this interpreter (like nbval --nbval-current-env)."""
+
+        def get_kernel_spec(self, kernel_name):
+            return KernelSpec(resource_dir=ipykernel.kernelspec.RESOURCES, **ipykernel.kernelspec.get_kernel_dict())
+
+    executed_dir = output_root() / "executed"
+    executed_dir.mkdir(parents=True, exist_ok=True)
+    interactive = sys.stdout.isatty()
+    print(f"Profile {os.environ['DDPM_PROFILE']}, data {os.environ.get('DDPM_DATA_DIR', '(default)')}", flush=True)
+    timings, failed = [], []
+    for number, path in enumerate(map(Path, args.notebooks), 1):
+        pair = [p for p in (path, path.with_suffix(".py")) if p.exists()]
+        source = max(pair, key=lambda p: p.stat().st_mtime)  # the newer of the pair holds the latest edits
+        nb = jupytext.read(source)
+        code_cells = sum(cell.cell_type == "code" for cell in nb.cells)
+        print(f"[{number}/{len(args.notebooks)}] {path.name} ({code_cells} code cells, from {source.name})", flush=True)
+        started = time.monotonic()
+
+        def progress(cell, cell_index, **_):
+            if cell.cell_type != "code":
+                return
+            done = sum(c.cell_type == "code" for c in nb.cells[: cell_index + 1])
+            line = f"  cell {done}/{code_cells} done, {time.monotonic() - started:.1f} s elapsed"
+            print(f"\r{line}" if interactive else line, end="" if interactive else "\n", flush=True)
+
+        client = NotebookClient(
+            nb,
+            km=KernelManager(kernel_name="python3", kernel_spec_manager=ThisPython()),
+            timeout=None,
+            record_timing=False,
+            coalesce_streams=True,  # keep only the final state of progress bars
+            on_cell_executed=progress,
+            resources={"metadata": {"path": str(path.parent)}},
+        )
+        try:
+            client.execute(cleanup_kc=True)  # shut the kernel down even though we made its manager
+        except (CellExecutionError, DeadKernelError) as error:
+            failed.append(path.name)
+            print(f"\n  FAILED: {str(error).strip().splitlines()[-1]}", flush=True)
+        seconds = time.monotonic() - started
+        target = path if args.in_place and path.name not in failed else executed_dir / path.name
+        jupytext.write(nb, target)
+        if target == path:
+            jupytext_cli(["--sync", "--quiet", str(path)])
+        timings.append((path.name, seconds, target))
+        print(f"{chr(10) if interactive else ''}  done in {seconds:.1f} s -> {shown(target)}", flush=True)
+
+    print("\nnotebook                              seconds  written to")
+    for name, seconds, target in timings:
+        print(f"{name:36s} {seconds:8.1f}  {shown(target)}")
+    print(f"Artifacts (checkpoints, figures): {shown(output_root())}/<notebook>/")
+    if failed:
+        print(f"Failed: {', '.join(failed)} (their partial runs are in {shown(executed_dir)}/)")
+    return 1 if failed else 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{series,test}")
+
+    run_series = commands.add_parser("series", help="run every notebook headless, in order")
+    run_series.add_argument("--profile", default=os.environ.get("DDPM_PROFILE") or "full", help="quick or full (default: DDPM_PROFILE, else full)")
+    run_series.add_argument("--only", nargs="+", default=[], metavar="NN", help="notebook numbers, e.g. --only 01 03")
+    run_series.add_argument("--in-place", action="store_true", help="update the committed notebooks and their .py twins (maintainers)")
+    run_series.add_argument("--pinned", action="store_true", help="install the exact versions of constraints/ci.txt")
+    run_series.add_argument("--no-venv", action="store_true", help="use this Python as it is, install nothing")
+    run_series.set_defaults(run=series)
+
+    run_test = commands.add_parser("test", help="unit tests + notebooks under nbval, quick profile (what CI runs)")
+    run_test.add_argument("--no-venv", action="store_true", help="use this Python as it is, install nothing")
+    run_test.add_argument("pytest_args", nargs="*", help="passed to pytest (after --)")
+    run_test.set_defaults(run=test)
+
+    execute = commands.add_parser("_execute")  # internal: runs inside the environment
+    execute.add_argument("--in-place", action="store_true")
+    execute.add_argument("notebooks", nargs="+")
+    execute.set_defaults(run=_execute)
+
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
