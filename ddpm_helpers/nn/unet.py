@@ -1,0 +1,237 @@
+"""A configurable U-Net denoiser ε_θ(x_t, t) for images (Ho et al. 2020, Appendix B).
+
+The layout follows the DDPM network (itself PixelCNN++'s backbone), trimmed to what pays
+on a small budget:
+
+- a stem convolution, then ``len(channel_mults)`` resolution levels on the way down, each
+  with ``num_res_blocks`` residual blocks and a stride-2 convolution to the next level;
+- a middle of two residual blocks at the lowest resolution;
+- the mirror image on the way up, where every block first concatenates the activation the
+  down path saved at the same resolution (the skip connection), then nearest-neighbour
+  upsampling followed by a convolution;
+- residual blocks of GroupNorm → SiLU → 3×3 conv, with the timestep embedding projected to
+  the block's width and *added* to the feature maps in every block;
+- optional single-head self-attention at the resolutions listed in ``attention_resolutions``
+  (the DDPM paper uses 16×16); the middle gets attention when the lowest resolution is listed.
+
+Configured, not copied: notebook 04 uses it for 28×28 MNIST, notebook 05 for 32/64 px RGB
+butterflies with attention and dropout.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .embeddings import sinusoidal_embedding
+
+
+def _check_groups(channels: int, num_groups: int) -> None:
+    if channels % num_groups != 0:
+        raise ValueError(
+            f"num_groups={num_groups} must divide every channel count, but {channels} channels do not split"
+        )
+
+
+class ResBlock(nn.Module):
+    """h = conv(SiLU(GN(x))) + W·emb(t);  out = skip(x) + conv(dropout(SiLU(GN(h)))).
+
+    The second convolution starts at zero, so a fresh block is the identity on its skip path
+    (as in Ho et al.'s reference code and Nichol & Dhariwal 2021).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, time_dim: int, dropout: float, num_groups: int):
+        super().__init__()
+        _check_groups(in_channels, num_groups)
+        _check_groups(out_channels, num_groups)
+        self.norm1 = nn.GroupNorm(num_groups, in_channels)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.time_proj = nn.Linear(time_dim, out_channels)
+        self.norm2 = nn.GroupNorm(num_groups, out_channels)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+        self.skip = nn.Identity() if in_channels == out_channels else nn.Conv2d(in_channels, out_channels, 1)
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.time_proj(emb)[:, :, None, None]  # the timestep, added to every channel map
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        return self.skip(x) + h
+
+
+class SelfAttention(nn.Module):
+    """Single-head self-attention over the H·W positions: out = x + W_o · softmax(QKᵀ/√C) V."""
+
+    def __init__(self, channels: int, num_groups: int):
+        super().__init__()
+        _check_groups(channels, num_groups)
+        self.norm = nn.GroupNorm(num_groups, channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.out = nn.Conv2d(channels, channels, 1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
+        batch, channels, height, width = x.shape
+        q, k, v = self.qkv(self.norm(x)).reshape(batch, 3, channels, height * width).transpose(-1, -2).unbind(1)
+        h = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]  # (B, HW, C)
+        return x + self.out(h.transpose(-1, -2).reshape(batch, channels, height, width))
+
+
+class Downsample(nn.Module):
+    """Halve the resolution with a stride-2 3×3 convolution."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+
+    def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
+        return self.conv(x)
+
+
+class Upsample(nn.Module):
+    """Double the resolution: nearest-neighbour upsampling, then a 3×3 convolution."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class UNet(nn.Module):
+    """U-Net ``model(x_t, t)`` → a tensor shaped like ``x_t`` (ε, x̂_0 or v, as trained).
+
+    Arguments:
+        in_channels: image channels (1 for MNIST, 3 for RGB); the output has as many.
+        base_channels: width of the first level; level ``i`` has ``base_channels * channel_mults[i]``.
+        channel_mults: one entry per resolution level; the image is halved between levels, so
+            ``image_size`` must be divisible by ``2 ** (len(channel_mults) - 1)``.
+        num_res_blocks: residual blocks per level on the way down (the way up has one more,
+            taking the extra skip saved by each downsampling).
+        attention_resolutions: spatial sizes (e.g. ``(7,)`` or ``(16, 8)``) that get self-attention.
+        dropout: dropout inside every residual block (Ho et al. use 0.1 on CIFAR-10).
+        image_size: height = width of the inputs, checked in ``forward``.
+        time_dim: width of the timestep embedding MLP (default ``4 * base_channels``).
+        num_groups: GroupNorm groups; must divide every channel count.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        base_channels: int = 32,
+        channel_mults: tuple[int, ...] = (1, 2, 2),
+        num_res_blocks: int = 1,
+        attention_resolutions: tuple[int, ...] = (),
+        dropout: float = 0.0,
+        image_size: int = 28,
+        time_dim: int | None = None,
+        num_groups: int = 8,
+    ):
+        super().__init__()
+        self._check_config(in_channels, base_channels, channel_mults, num_res_blocks, attention_resolutions, dropout, image_size, time_dim, num_groups)
+        channel_mults = tuple(channel_mults)
+        self.in_channels, self.image_size = in_channels, image_size
+        self.base_channels = base_channels
+        time_dim = time_dim or 4 * base_channels
+        resolutions = [image_size // 2**level for level in range(len(channel_mults))]
+        self.resolutions = tuple(resolutions)
+        self.attention_resolutions = tuple(attention_resolutions)
+
+        # t ↦ sinusoidal features ↦ MLP: a learned embedding of the noise level.
+        self.time_mlp = nn.Sequential(nn.Linear(base_channels, time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim))
+        self.stem = nn.Conv2d(in_channels, base_channels, 3, padding=1)
+
+        # Down path: remember the width of every activation saved for a skip connection.
+        self.down = nn.ModuleList()
+        skip_channels = [base_channels]
+        channels = base_channels
+        for level, mult in enumerate(channel_mults):
+            for _ in range(num_res_blocks):
+                block = [ResBlock(channels, base_channels * mult, time_dim, dropout, num_groups)]
+                channels = base_channels * mult
+                if resolutions[level] in attention_resolutions:
+                    block.append(SelfAttention(channels, num_groups))
+                self.down.append(nn.ModuleList(block))
+                skip_channels.append(channels)
+            if level < len(channel_mults) - 1:
+                self.down.append(nn.ModuleList([Downsample(channels)]))
+                skip_channels.append(channels)
+
+        mid_attention = resolutions[-1] in attention_resolutions
+        self.middle = nn.ModuleList(
+            [ResBlock(channels, channels, time_dim, dropout, num_groups)]
+            + ([SelfAttention(channels, num_groups)] if mid_attention else [])
+            + [ResBlock(channels, channels, time_dim, dropout, num_groups)]
+        )
+
+        # Up path: each block consumes one saved activation (concatenated on channels).
+        self.up = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(channel_mults))):
+            for index in range(num_res_blocks + 1):
+                block = [ResBlock(channels + skip_channels.pop(), base_channels * mult, time_dim, dropout, num_groups)]
+                channels = base_channels * mult
+                if resolutions[level] in attention_resolutions:
+                    block.append(SelfAttention(channels, num_groups))
+                if level > 0 and index == num_res_blocks:
+                    block.append(Upsample(channels))
+                self.up.append(nn.ModuleList(block))
+
+        self.head = nn.Sequential(nn.GroupNorm(num_groups, channels), nn.SiLU(), nn.Conv2d(channels, in_channels, 3, padding=1))
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
+
+    @staticmethod
+    def _check_config(in_channels, base_channels, channel_mults, num_res_blocks, attention_resolutions, dropout, image_size, time_dim, num_groups):
+        for name, value in (("in_channels", in_channels), ("base_channels", base_channels), ("num_res_blocks", num_res_blocks), ("image_size", image_size), ("num_groups", num_groups)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if time_dim is not None and (not isinstance(time_dim, int) or time_dim < 1):
+            raise ValueError(f"time_dim must be a positive int or None, got {time_dim!r}")
+        if len(channel_mults) == 0 or any(not isinstance(m, int) or m < 1 for m in channel_mults):
+            raise ValueError(f"channel_mults must be a non-empty sequence of positive ints, got {channel_mults!r}")
+        factor = 2 ** (len(channel_mults) - 1)
+        if image_size % factor != 0:
+            raise ValueError(
+                f"image_size={image_size} cannot be halved {len(channel_mults) - 1} times "
+                f"(channel_mults={tuple(channel_mults)}): it must be divisible by {factor}"
+            )
+        resolutions = {image_size // 2**level for level in range(len(channel_mults))}
+        unknown = sorted(set(attention_resolutions) - resolutions)
+        if unknown:
+            raise ValueError(f"attention_resolutions {unknown} are not among the U-Net's resolutions {sorted(resolutions, reverse=True)}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        for mult in channel_mults:
+            _check_groups(base_channels * mult, num_groups)
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        if x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[-2:] != (self.image_size, self.image_size):
+            raise ValueError(
+                f"expected input of shape (B, {self.in_channels}, {self.image_size}, {self.image_size}), got {tuple(x.shape)}"
+            )
+        if t.shape != (x.shape[0],):
+            raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")
+        emb = self.time_mlp(sinusoidal_embedding(t, self.base_channels).to(x.dtype))
+        h = self.stem(x)
+        skips = [h]
+        for block in self.down:
+            for layer in block:
+                h = layer(h, emb)
+            skips.append(h)
+        for layer in self.middle:
+            h = layer(h, emb)
+        for block in self.up:
+            h = torch.cat([h, skips.pop()], dim=1)
+            for layer in block:
+                h = layer(h, emb)
+        return self.head(h)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

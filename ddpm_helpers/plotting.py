@@ -1,0 +1,272 @@
+"""Shared matplotlib helpers: image grids, 2-D scatter plots, vector fields, loss curves, animations.
+
+Images are tensors in [−1, 1] (the data range of the notebooks), shaped ``(B, C, H, W)``.
+Functions that draw return the matplotlib Figure (or Axes when given one), so a notebook can
+save or tweak it; the notebook's inline backend shows it.
+"""
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib import animation
+from torch import Tensor
+
+
+def make_grid(x: Tensor, nrow: int = 8, padding: int = 2, pad_value: float = 1.0) -> Tensor:
+    """Tile images ``(B, C, H, W)`` in [−1, 1] into one image ``(C, H', W')`` in [0, 1], ``nrow`` per row."""
+    if not isinstance(x, Tensor) or x.ndim != 4 or len(x) == 0:
+        raise ValueError(f"x must be a non-empty Tensor (B, C, H, W), got {tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+    if isinstance(nrow, bool) or not isinstance(nrow, int) or nrow < 1:
+        raise ValueError(f"nrow must be a positive int, got {nrow!r}")
+    b, c, h, w = x.shape
+    cols = min(nrow, b)
+    rows = -(-b // cols)  # ceil(b / cols)
+    images = ((x.detach().float().cpu() + 1) / 2).clamp(0, 1)  # [−1, 1] → [0, 1]
+    grid = torch.full((c, rows * (h + padding) + padding, cols * (w + padding) + padding), float(pad_value))
+    for i in range(b):
+        top, left = padding + (i // cols) * (h + padding), padding + (i % cols) * (w + padding)
+        grid[:, top:top + h, left:left + w] = images[i]
+    return grid
+
+
+def _imshow_grid(ax, grid: Tensor):
+    if grid.shape[0] == 1:
+        artist = ax.imshow(grid[0].numpy(), cmap="gray", vmin=0, vmax=1)
+    else:
+        artist = ax.imshow(grid.permute(1, 2, 0).numpy())
+    ax.set_axis_off()
+    return artist
+
+
+def show_images(x: Tensor, nrow: int = 8, title: str | None = None, ax=None, scale: float = 0.9):
+    """Show images ``(B, C, H, W)`` in [−1, 1] as one grid; ``scale`` inches per image when creating the figure."""
+    grid = make_grid(x, nrow=nrow)
+    if ax is None:
+        cols = min(nrow, len(x))
+        rows = -(-len(x) // cols)
+        fig, ax = plt.subplots(figsize=(scale * cols, scale * rows + (0.4 if title else 0)))
+    _imshow_grid(ax, grid)
+    if title:
+        ax.set_title(title)
+    return ax.figure
+
+
+def scatter_2d(x: Tensor, ax=None, title: str | None = None, lim: float = 3.0, s: float = 2.0,
+               alpha: float = 0.5, color: str = "C0", **kwargs):
+    """Scatter plot of points ``(N, 2)`` on a square ``[−lim, lim]²`` window; returns the Axes."""
+    if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[1] != 2:
+        raise ValueError(f"x must be a Tensor of shape (N, 2), got {tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 4))
+    points = x.detach().float().cpu().numpy()
+    ax.scatter(points[:, 0], points[:, 1], s=s, alpha=alpha, color=color, linewidths=0, **kwargs)
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def scatter_grid(panels: dict[str, Tensor], ncols: int = 4, lim: float = 3.0, size: float = 2.6, **kwargs):
+    """One :func:`scatter_2d` panel per ``{title: points}`` entry, ``ncols`` per row; returns the Figure."""
+    if not panels:
+        raise ValueError("panels must hold at least one {title: points} entry")
+    ncols = min(ncols, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
+    for ax, (title, points) in zip(axes.flat, panels.items()):
+        scatter_2d(points, ax=ax, title=title, lim=lim, **kwargs)
+    for ax in axes.flat[len(panels):]:
+        ax.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
+def quiver_2d(xy: Tensor, uv: Tensor, ax=None, title: str | None = None, lim: float = 3.0, color=None, **kwargs):
+    """Arrows ``uv`` (N, 2) drawn at points ``xy`` (N, 2), e.g. a learned ε or score field; returns the Axes.
+
+    Arrow length is in data units (``scale=1``) unless ``scale`` is passed.
+    """
+    if xy.shape != uv.shape or xy.ndim != 2 or xy.shape[1] != 2:
+        raise ValueError(f"xy and uv must both have shape (N, 2), got {tuple(xy.shape)} and {tuple(uv.shape)}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 4))
+    p, v = xy.detach().float().cpu().numpy(), uv.detach().float().cpu().numpy()
+    kwargs.setdefault("scale", 1.0)
+    kwargs.setdefault("scale_units", "xy")
+    kwargs.setdefault("angles", "xy")
+    kwargs.setdefault("width", 0.004)
+    ax.quiver(p[:, 0], p[:, 1], v[:, 0], v[:, 1], color=color, **kwargs)
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_loss_curve(losses: Sequence[float], ax=None, window: int = 100, title: str = "training loss", log: bool = True):
+    """Per-step losses (light) and their running mean over ``window`` steps (dark); returns the Axes."""
+    if len(losses) == 0:
+        raise ValueError("losses is empty: nothing to plot")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3))
+    values = torch.as_tensor(list(losses), dtype=torch.float64)
+    window = max(1, min(window, len(values)))
+    smooth = values.cumsum(0)
+    smooth[window:] = smooth[window:] - smooth[:-window].clone()
+    smooth = smooth / torch.arange(1, len(values) + 1).clamp(max=window)  # mean of the last ≤ window losses
+    steps = range(len(values))
+    ax.plot(steps, values.numpy(), color="C0", alpha=0.25, linewidth=0.8, label="per step")
+    ax.plot(steps, smooth.numpy(), color="C0", linewidth=1.8, label=f"mean of last {window}")
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.legend(loc="upper right")
+    return ax
+
+
+def save_animation(frames: Sequence[Tensor] | Tensor, path: str | Path, titles: Sequence[str] | None = None,
+                   fps: int = 10, lim: float = 3.0, size: float = 3.5, dpi: int = 72, nrow: int = 8, s: float = 2.0):
+    """Animate ``frames`` (each ``(N, 2)`` points or ``(B, C, H, W)`` images in [−1, 1]), save a GIF at ``path``
+    and return an ``IPython.display.HTML`` player (matplotlib ``to_jshtml``) that a notebook shows inline."""
+    from IPython.display import HTML
+
+    frames = list(frames)
+    if not frames:
+        raise ValueError("frames is empty: nothing to animate")
+    path = Path(path)
+    if path.suffix.lower() != ".gif":
+        raise ValueError(f"path must end in .gif, got {path}")
+    if titles is not None and len(titles) != len(frames):
+        raise ValueError(f"got {len(titles)} titles for {len(frames)} frames")
+    points = frames[0].ndim == 2
+    fig, ax = plt.subplots(figsize=(size, size), dpi=dpi)
+    if points:
+        scatter_2d(frames[0], ax=ax, lim=lim, s=s)
+        artist = ax.collections[0]
+    else:
+        artist = _imshow_grid(ax, make_grid(frames[0], nrow=nrow))
+    fig.tight_layout()
+
+    def draw(i):
+        if points:
+            artist.set_offsets(frames[i].detach().float().cpu().numpy())
+        else:
+            grid = make_grid(frames[i], nrow=nrow)
+            artist.set_data(grid[0].numpy() if grid.shape[0] == 1 else grid.permute(1, 2, 0).numpy())
+        if titles is not None:
+            ax.set_title(titles[i])
+        return (artist,)
+
+    anim = animation.FuncAnimation(fig, draw, frames=len(frames), interval=1000 / fps, blit=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    anim.save(path, writer=animation.PillowWriter(fps=fps))
+    html = HTML(anim.to_jshtml(fps=fps, default_mode="loop"))
+    plt.close(fig)
+    return html
+
+
+# ---------------------------------------------------------------- U-Net layout and nearest neighbours (notebook 05)
+
+_UNET_COLOURS = {"conv": "#8fbf8f", "ResBlock": "#7aa6d6", "SelfAttention": "#f0a04b", "Downsample": "#bbbbbb",
+                 "Upsample": "#bbbbbb"}
+
+
+def _unet_layers(model):
+    """Layers of a ``ddpm_helpers.nn.unet.UNet`` in forward order as (kind, channels, resolution), and
+    the skip connections as (source layer, consuming layer) index pairs."""
+    res, layers, saved, skips = model.image_size, [], [], []
+
+    def add(kind, channels):
+        layers.append((kind, channels, res))
+
+    add("conv", model.stem.out_channels)  # stem
+    saved.append(0)
+    for block in model.down:
+        for layer in block:
+            kind = type(layer).__name__
+            res = res // 2 if kind == "Downsample" else res
+            add(kind, layer.conv.out_channels if kind == "Downsample" else
+                layer.conv1.out_channels if kind == "ResBlock" else layer.out.out_channels)
+        saved.append(len(layers) - 1)
+    for layer in model.middle:
+        add(type(layer).__name__, layer.conv1.out_channels if hasattr(layer, "conv1") else layer.out.out_channels)
+    for block in model.up:
+        skips.append((saved.pop(), len(layers)))
+        for layer in block:
+            kind = type(layer).__name__
+            res = res * 2 if kind == "Upsample" else res
+            add(kind, layer.conv.out_channels if kind == "Upsample" else
+                layer.conv1.out_channels if kind == "ResBlock" else layer.out.out_channels)
+    add("conv", model.head[-1].out_channels)  # head
+    return layers, skips
+
+
+def plot_unet(model, ax=None, title: str | None = None):
+    """Draw a ``ddpm_helpers`` U-Net as a U: one box per layer at the height of its output resolution,
+    box height ∝ channels (the number inside), dashed arcs for the skip connections; returns the Figure."""
+    from matplotlib.patches import Patch, Rectangle
+
+    layers, skips = _unet_layers(model)
+    levels = sorted({res for _, _, res in layers}, reverse=True)
+    widest = max(channels for _, channels, _ in layers)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(8.0, 0.42 * len(layers)), 1.5 + 1.3 * len(levels)))
+    tops = []
+    for x, (kind, channels, res) in enumerate(layers):
+        y = -levels.index(res)
+        height = 0.2 + 0.5 * channels / widest
+        ax.add_patch(Rectangle((x - 0.4, y - height / 2), 0.8, height, facecolor=_UNET_COLOURS[kind], edgecolor="k", lw=0.6))
+        ax.text(x, y, str(channels), ha="center", va="center", fontsize=7, rotation=90)
+        tops.append(y + height / 2)
+        if x:
+            ax.plot([x - 0.6, x - 0.4], [-levels.index(layers[x - 1][2]), y], color="k", lw=0.8)
+    for source, target in skips:
+        y = tops[source]
+        ax.annotate("", xy=(target, tops[target]), xytext=(source, y),
+                    arrowprops=dict(arrowstyle="->", ls="--", color="0.4", lw=0.8,
+                                    connectionstyle=f"arc3,rad={-0.4 * min(1.0, 8 / (target - source)):.3f}"))
+    ax.set_yticks([-i for i in range(len(levels))], [f"{res}×{res}" for res in levels])
+    ax.set_xticks([])
+    ax.set_xlim(-1, len(layers))
+    ax.set_ylim(-len(levels) + 0.4, 1.4)
+    for side in ("top", "right", "bottom"):
+        ax.spines[side].set_visible(False)
+    names = {"conv": "3×3 conv (stem, head)", "ResBlock": "residual block", "SelfAttention": "self-attention",
+             "Downsample": "down/up-sample"}
+    ax.legend(handles=[Patch(facecolor=_UNET_COLOURS[k], edgecolor="k", label=v) for k, v in names.items()],
+              loc="upper center", ncol=4, fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0.0))
+    if title:
+        ax.set_title(title)
+    return ax.figure
+
+
+def show_neighbours(queries: Tensor, references: Tensor, neighbours, names: Sequence[str] | None = None,
+                    size: float = 1.25):
+    """One row per query: the query, then its nearest references (mirrored when the mirror image was the
+    match), titled with their distance; ``neighbours`` is a ``ddpm_helpers.neighbours.Neighbours``."""
+    count, k = neighbours.indices.shape
+    if len(queries) != count:
+        raise ValueError(f"got {len(queries)} queries but neighbours for {count}")
+    fig, axes = plt.subplots(count, k + 1, figsize=(size * (k + 1), size * count + 0.3), squeeze=False)
+    for row in range(count):
+        _imshow_grid(axes[row, 0], make_grid(queries[row:row + 1], padding=0))
+        axes[row, 0].set_title(names[row] if names else "sample", fontsize=8)
+        for j in range(k):
+            image = references[neighbours.indices[row, j]].unsqueeze(0)
+            flipped = bool(neighbours.flipped[row, j])
+            _imshow_grid(axes[row, j + 1], make_grid(image.flip(-1) if flipped else image, padding=0))
+            label = f"#{int(neighbours.indices[row, j])}{' ⇋' if flipped else ''}"
+            axes[row, j + 1].set_title(f"{label}  d={float(neighbours.distances[row, j]):.3f}", fontsize=8)
+    fig.tight_layout()
+    return fig

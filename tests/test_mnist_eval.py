@@ -1,0 +1,102 @@
+"""MNIST evaluation helpers: Fréchet distance against a NumPy/SciPy oracle, confidence and coverage."""
+
+import numpy as np
+import pytest
+import torch
+from scipy import linalg
+
+from ddpm_helpers import mnist_eval
+from ddpm_helpers.mnist_eval import (
+    CONFIDENCE_THRESHOLD,
+    MNISTClassifier,
+    class_coverage,
+    class_histogram,
+    confident_share,
+    extract_features,
+    feature_statistics,
+    frechet_distance,
+    load_classifier,
+    predict_logits,
+)
+
+
+def _random_gaussian(rng, dim):
+    a = rng.normal(size=(dim, dim))
+    return rng.normal(size=dim), a @ a.T / dim + 0.1 * np.eye(dim)
+
+
+def test_frechet_distance_of_identical_gaussians_is_zero():
+    mu, sigma = _random_gaussian(np.random.default_rng(0), 16)
+    assert abs(frechet_distance(mu, sigma, mu, sigma)) < 1e-6
+
+
+def test_frechet_distance_matches_oracle():
+    rng = np.random.default_rng(1)
+    (mu1, s1), (mu2, s2) = _random_gaussian(rng, 8), _random_gaussian(rng, 8)
+    # Oracle: symmetric form ‖μ₁−μ₂‖² + Tr Σ₁ + Tr Σ₂ − 2 Tr (Σ₁^½ Σ₂ Σ₁^½)^½ (Dowson & Landau 1982)
+    root1 = linalg.sqrtm(s1).real
+    oracle = ((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(linalg.sqrtm(root1 @ s2 @ root1).real)
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(oracle, rel=1e-6)
+
+
+def test_frechet_distance_one_dimensional_closed_form():
+    # 1-D: (μ₁−μ₂)² + (σ₁−σ₂)²
+    assert frechet_distance(np.array([1.0]), np.array([[4.0]]), np.array([-2.0]), np.array([[9.0]])) == pytest.approx(9 + 1)
+
+
+def test_frechet_distance_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="mismatched"):
+        frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
+
+
+def test_feature_statistics_match_numpy():
+    features = torch.randn(50, 4, generator=torch.Generator().manual_seed(0))
+    mu, sigma = feature_statistics(features)
+    np.testing.assert_allclose(mu, features.double().numpy().mean(0))
+    np.testing.assert_allclose(sigma, np.cov(features.double().numpy(), rowvar=False))
+    with pytest.raises(ValueError, match=r"\(1, 4\)"):
+        feature_statistics(features[:1])
+
+
+def _logits_from_probs(probs):
+    return torch.log(torch.tensor(probs, dtype=torch.float32))
+
+
+def test_confident_share_and_coverage_on_constructed_logits():
+    eye = np.eye(10) * 0.95 + 0.005  # rows: confident (p = 0.955) for classes 0..9
+    flat = np.full((1, 10), 0.1)  # unsure
+    split = np.array([[0.5, 0.5] + [0.0] * 8]) + 1e-9  # unsure between 0 and 1
+    logits = _logits_from_probs(np.concatenate([eye[:3], eye[:3], flat, split]))
+    assert confident_share(logits) == pytest.approx(6 / 8)
+    assert class_histogram(logits) == [2, 2, 2] + [0] * 7
+    assert class_coverage(logits) == 3
+    assert class_coverage(_logits_from_probs(eye)) == 10
+    assert confident_share(logits, threshold=0.99) == 0.0
+    with pytest.raises(ValueError, match="1.5"):
+        confident_share(logits, threshold=1.5)
+
+
+def test_threshold_is_inclusive():
+    probs = np.array([[CONFIDENCE_THRESHOLD, 1 - CONFIDENCE_THRESHOLD] + [0.0] * 8]) + 1e-12
+    assert confident_share(_logits_from_probs(probs / probs.sum())) == pytest.approx(1.0)
+
+
+def test_classifier_accepts_uint8_and_float_images_alike():
+    torch.manual_seed(0)
+    model = MNISTClassifier().eval()
+    pixels = torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8)
+    floats = pixels.float() / 127.5 - 1
+    torch.testing.assert_close(predict_logits(model, pixels), predict_logits(model, floats))
+    assert extract_features(model, floats).shape == (5, mnist_eval.FEATURE_DIM)
+    with pytest.raises(ValueError, match=r"\(5, 28, 28\)"):
+        predict_logits(model, floats[:, 0])
+
+
+def test_load_classifier_reads_cached_weights_only(tmp_path):
+    torch.manual_seed(0)
+    model = MNISTClassifier()
+    torch.save(model.state_dict(), mnist_eval.classifier_path(7, tmp_path))
+    loaded = load_classifier(7, tmp_path)  # cached: loaded, not trained
+    x = torch.rand(3, 1, 28, 28) * 2 - 1
+    torch.testing.assert_close(loaded(x), model.eval()(x))
+    assert not loaded.training
