@@ -193,6 +193,7 @@ def _rng_states(data_gen: torch.Generator, noise_gen: torch.Generator, device: t
 
 
 def _set_rng_states(states: dict[str, Tensor], data_gen, noise_gen, device: torch.device) -> None:
+    states = {name: state.cpu() for name, state in states.items()}  # generator states are CPU byte tensors
     data_gen.set_state(states["data"])
     noise_gen.set_state(states["noise"])
     torch.set_rng_state(states["torch"])
