@@ -208,10 +208,12 @@ def random_batches(
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if data.ndim < 1 or len(data) == 0:
+        raise ValueError(f"data must be a non-empty tensor, got shape {tuple(data.shape)}")
 
     def batches(step: int, generator: torch.Generator) -> torch.Tensor:
-        index = torch.randint(len(data), (batch_size,), generator=generator)
-        batch = data[index]
+        index = torch.randint(len(data), (batch_size,), generator=generator)  # uniform, with replacement
+        batch = data[index.to(data.device)]
         return transform(batch, generator) if transform is not None else batch
 
     return batches

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .datasets import random_batches
 from .diffusion import Diffusion
 from .ema import EMA
 from .losses import diffusion_loss
@@ -111,22 +112,10 @@ def lr_at_step(step: int, config: TrainConfig) -> float:
     return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))  # cosine decay
 
 
-def tensor_batches(data: Tensor, batch_size: int) -> Callable[[int, torch.Generator], Tensor]:
-    """``batches`` callable for an in-memory dataset: ``batch_size`` rows drawn uniformly with replacement."""
-    if data.ndim < 1 or len(data) == 0:
-        raise ValueError(f"data must be a non-empty Tensor, got shape {tuple(data.shape)}")
-
-    def draw(step: int, generator: torch.Generator) -> Tensor:
-        idx = torch.randint(len(data), (batch_size,), generator=generator)
-        return data[idx.to(data.device)]
-
-    return draw
-
-
 def _batch_source(batches, batch_size: int) -> Callable[[int, torch.Generator], Any]:
     """Turn a Tensor, a callable (step, generator) -> batch, or an iterable (cycled) into one callable."""
     if isinstance(batches, Tensor):
-        return tensor_batches(batches, batch_size)
+        return random_batches(batches, batch_size)
     if callable(batches):
         return batches
     if isinstance(batches, Iterable):

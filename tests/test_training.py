@@ -11,7 +11,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from ddpm_helpers.checkpoint import load_checkpoint
 from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.nn.mlp import MLP
-from ddpm_helpers.training import TrainConfig, lr_at_step, tensor_batches, train
+from ddpm_helpers.datasets import random_batches
+from ddpm_helpers.training import TrainConfig, lr_at_step, train
 
 DIFFUSION = Diffusion.from_schedule("linear", 100)
 DATA = torch.cat([torch.randn(256, 2, generator=torch.Generator().manual_seed(0)) * 0.1 + 1.0,
@@ -68,7 +69,7 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path):
 def test_interrupt_writes_a_checkpoint_and_resume_matches(tmp_path):
     config = _config(steps=16, lr_schedule="cosine", warmup_steps=3, checkpoint_every=100)
     full = _run(config)
-    draw = tensor_batches(DATA, config.batch_size)
+    draw = random_batches(DATA, config.batch_size)
 
     def interrupted_at_step_6(step, generator):
         if step == 6:
@@ -85,7 +86,7 @@ def test_interrupt_writes_a_checkpoint_and_resume_matches(tmp_path):
 
 def test_time_limit_stops_early_and_resume_finishes(tmp_path):
     config = _config(steps=40, time_limit_s=0.2)
-    draw = tensor_batches(DATA, config.batch_size)
+    draw = random_batches(DATA, config.batch_size)
 
     def slow(step, generator):
         time.sleep(0.02)
@@ -100,7 +101,7 @@ def test_time_limit_stops_early_and_resume_finishes(tmp_path):
 
 
 def test_nan_loss_names_the_step_and_is_never_checkpointed(tmp_path):
-    draw = tensor_batches(DATA, 32)
+    draw = random_batches(DATA, 32)
 
     def poisoned(step, generator):
         x = draw(step, generator)
