@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--base-channels", type=int, default=16)
     parser.add_argument("--channel-mults", type=ints, default=(1, 2, 2))
     parser.add_argument("--num-res-blocks", type=int, default=1)
+    parser.add_argument("--patch-size", type=int, default=1, help="fold p×p pixels into channels (2: levels at 14, 7)")
     parser.add_argument("--attention", type=ints, default=(), help="e.g. 7 for attention at 7x7")
     parser.add_argument("--steps", type=int, default=1100)
     parser.add_argument("--batch-size", type=int, default=64)
@@ -54,7 +55,8 @@ def main() -> None:
     device = config.get_device()
     images, _ = mnist_images(train=True)
     model = UNet(1, base_channels=args.base_channels, channel_mults=args.channel_mults,
-                 num_res_blocks=args.num_res_blocks, attention_resolutions=args.attention)
+                 num_res_blocks=args.num_res_blocks, attention_resolutions=args.attention,
+                 patch_size=args.patch_size)
     diffusion = Diffusion.from_schedule(args.schedule, T=1000)
     train_config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=args.warmup,
                                lr_schedule="cosine", ema_decay=args.ema_decay, prediction=args.prediction,

@@ -22,6 +22,8 @@ def _randomize_zero_inits(model: torch.nn.Module, seed: int = 0) -> None:
         (3, 32, dict(base_channels=16, channel_mults=(1, 2, 2, 2), attention_resolutions=(8,), dropout=0.1)),
         (3, 64, dict(base_channels=8, channel_mults=(1, 1, 2, 2), num_res_blocks=2, attention_resolutions=(16, 8))),
         (1, 28, dict(base_channels=8, channel_mults=(1,), time_dim=20, num_groups=4)),
+        (1, 28, dict(base_channels=8, channel_mults=(1, 2), attention_resolutions=(7,), patch_size=2)),
+        (3, 32, dict(base_channels=8, channel_mults=(1, 2), patch_size=4)),
     ],
 )
 def test_output_has_input_shape(in_channels, image_size, kwargs):
@@ -41,6 +43,33 @@ def test_attention_blocks_sit_at_requested_resolutions():
     middle = UNet(3, base_channels=8, channel_mults=(1, 2, 2), image_size=32, attention_resolutions=(8,))
     assert any(isinstance(m, SelfAttention) for m in middle.middle)
     assert count_parameters(attn) > count_parameters(plain)
+
+
+def test_patch_stem_runs_the_levels_at_a_fraction_of_the_resolution():
+    """patch_size=2 folds 2×2 pixel blocks into channels: 28×28×1 enters the stem as 14×14×4."""
+    torch.manual_seed(0)
+    model = UNet(1, base_channels=8, channel_mults=(1, 2), image_size=28, patch_size=2, attention_resolutions=(7,))
+    assert model.resolutions == (14, 7)
+    seen = []
+    model.stem.register_forward_hook(lambda module, args, out: seen.append((tuple(args[0].shape), tuple(out.shape))))
+    _randomize_zero_inits(model)
+    x = torch.randn(2, 1, 28, 28)
+    out = model(x, torch.tensor([3, 700]))
+    assert seen == [((2, 4, 14, 14), (2, 8, 14, 14))]
+    assert out.shape == x.shape
+    out.pow(2).mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_patch_unfolding_puts_each_output_pixel_back_in_place():
+    """With the head predicting its input patch channels, the output is the input: no pixel moves."""
+    model = UNet(3, base_channels=8, channel_mults=(1,), image_size=8, patch_size=2)
+    x = torch.randn(1, 3, 8, 8)
+    folded = torch.nn.functional.pixel_unshuffle(x, 2)  # what the stem receives
+    unfolded = torch.nn.functional.pixel_shuffle(folded, 2)  # what the head's output goes through
+    assert torch.equal(unfolded, x)
+    assert folded.shape == (1, 12, 4, 4) and torch.equal(folded[0, :4, 0, 0], x[0, 0, :2, :2].flatten())
+    assert model.stem.in_channels == 12 and model.head[-1].out_channels == 12
 
 
 def test_attention_is_used_in_the_forward_pass():
@@ -92,6 +121,9 @@ def test_gradients_reach_every_parameter():
         (dict(base_channels=0), "base_channels"),
         (dict(num_res_blocks=0), "num_res_blocks"),
         (dict(time_dim=-3), "-3"),
+        (dict(patch_size=3), "patch_size=3"),
+        (dict(patch_size=2, channel_mults=(1, 2, 2)), "= 14 cannot be halved 2 times"),
+        (dict(patch_size=2, channel_mults=(1, 2), attention_resolutions=(28,)), "[28]"),
     ],
 )
 def test_bad_config_raises_value_error_naming_it(kwargs, fragment):

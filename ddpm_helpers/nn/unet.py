@@ -3,6 +3,10 @@
 The layout follows the DDPM network (itself PixelCNN++'s backbone), trimmed to what pays
 on a small budget:
 
+- optionally a patch stem (Hoogeboom et al. 2023, "simple diffusion", §3.1; the patches of
+  ViT and DiT): ``patch_size = p`` folds each p×p block of pixels into channels
+  (pixel-unshuffle) before the stem and unfolds the output again (pixel-shuffle), so every
+  layer runs at 1/p of the resolution and costs about 1/p² as much;
 - a stem convolution, then ``len(channel_mults)`` resolution levels on the way down, each
   with ``num_res_blocks`` residual blocks and a stride-2 convolution to the next level;
 - a middle of two residual blocks at the lowest resolution;
@@ -116,6 +120,8 @@ class UNet(nn.Module):
         attention_resolutions: spatial sizes (e.g. ``(7,)`` or ``(16, 8)``) that get self-attention.
         dropout: dropout inside every residual block (Ho et al. use 0.1 on CIFAR-10).
         image_size: height = width of the inputs, checked in ``forward``.
+        patch_size: fold p×p pixel blocks into channels first (1: no folding); the levels then
+            run at ``image_size // patch_size`` and below.
         time_dim: width of the timestep embedding MLP (default ``4 * base_channels``).
         num_groups: GroupNorm groups; must divide every channel count.
     """
@@ -131,20 +137,21 @@ class UNet(nn.Module):
         image_size: int = 28,
         time_dim: int | None = None,
         num_groups: int = 8,
+        patch_size: int = 1,
     ):
         super().__init__()
-        self._check_config(in_channels, base_channels, channel_mults, num_res_blocks, attention_resolutions, dropout, image_size, time_dim, num_groups)
+        self._check_config(in_channels, base_channels, channel_mults, num_res_blocks, attention_resolutions, dropout, image_size, time_dim, num_groups, patch_size)
         channel_mults = tuple(channel_mults)
-        self.in_channels, self.image_size = in_channels, image_size
+        self.in_channels, self.image_size, self.patch_size = in_channels, image_size, patch_size
         self.base_channels = base_channels
         time_dim = time_dim or 4 * base_channels
-        resolutions = [image_size // 2**level for level in range(len(channel_mults))]
+        resolutions = [image_size // patch_size // 2**level for level in range(len(channel_mults))]
         self.resolutions = tuple(resolutions)
         self.attention_resolutions = tuple(attention_resolutions)
 
         # t ↦ sinusoidal features ↦ MLP: a learned embedding of the noise level.
         self.time_mlp = nn.Sequential(nn.Linear(base_channels, time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim))
-        self.stem = nn.Conv2d(in_channels, base_channels, 3, padding=1)
+        self.stem = nn.Conv2d(in_channels * patch_size**2, base_channels, 3, padding=1)
 
         # Down path: remember the width of every activation saved for a skip connection.
         self.down = nn.ModuleList()
@@ -181,26 +188,29 @@ class UNet(nn.Module):
                     block.append(Upsample(channels))
                 self.up.append(nn.ModuleList(block))
 
-        self.head = nn.Sequential(nn.GroupNorm(num_groups, channels), nn.SiLU(), nn.Conv2d(channels, in_channels, 3, padding=1))
+        self.head = nn.Sequential(nn.GroupNorm(num_groups, channels), nn.SiLU(), nn.Conv2d(channels, in_channels * patch_size**2, 3, padding=1))
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 
     @staticmethod
-    def _check_config(in_channels, base_channels, channel_mults, num_res_blocks, attention_resolutions, dropout, image_size, time_dim, num_groups):
-        for name, value in (("in_channels", in_channels), ("base_channels", base_channels), ("num_res_blocks", num_res_blocks), ("image_size", image_size), ("num_groups", num_groups)):
+    def _check_config(in_channels, base_channels, channel_mults, num_res_blocks, attention_resolutions, dropout, image_size, time_dim, num_groups, patch_size):
+        for name, value in (("in_channels", in_channels), ("base_channels", base_channels), ("num_res_blocks", num_res_blocks), ("image_size", image_size), ("num_groups", num_groups), ("patch_size", patch_size)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if image_size % patch_size != 0:
+            raise ValueError(f"image_size={image_size} must be divisible by patch_size={patch_size}")
         if time_dim is not None and (not isinstance(time_dim, int) or time_dim < 1):
             raise ValueError(f"time_dim must be a positive int or None, got {time_dim!r}")
         if len(channel_mults) == 0 or any(not isinstance(m, int) or m < 1 for m in channel_mults):
             raise ValueError(f"channel_mults must be a non-empty sequence of positive ints, got {channel_mults!r}")
+        top = image_size // patch_size  # the resolution the first level works at
         factor = 2 ** (len(channel_mults) - 1)
-        if image_size % factor != 0:
+        if top % factor != 0:
             raise ValueError(
-                f"image_size={image_size} cannot be halved {len(channel_mults) - 1} times "
+                f"image_size={image_size} / patch_size={patch_size} = {top} cannot be halved {len(channel_mults) - 1} times "
                 f"(channel_mults={tuple(channel_mults)}): it must be divisible by {factor}"
             )
-        resolutions = {image_size // 2**level for level in range(len(channel_mults))}
+        resolutions = {top // 2**level for level in range(len(channel_mults))}
         unknown = sorted(set(attention_resolutions) - resolutions)
         if unknown:
             raise ValueError(f"attention_resolutions {unknown} are not among the U-Net's resolutions {sorted(resolutions, reverse=True)}")
@@ -217,7 +227,7 @@ class UNet(nn.Module):
         if t.shape != (x.shape[0],):
             raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")
         emb = self.time_mlp(sinusoidal_embedding(t, self.base_channels).to(x.dtype))
-        h = self.stem(x)
+        h = self.stem(F.pixel_unshuffle(x, self.patch_size))  # (B, C, H, W) → (B, C·p², H/p, W/p)
         skips = [h]
         for block in self.down:
             for layer in block:
@@ -229,7 +239,7 @@ class UNet(nn.Module):
             h = torch.cat([h, skips.pop()], dim=1)
             for layer in block:
                 h = layer(h, emb)
-        return self.head(h)
+        return F.pixel_shuffle(self.head(h), self.patch_size)  # back to (B, C, H, W)
 
 
 def count_parameters(model: nn.Module) -> int:
