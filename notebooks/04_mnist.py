@@ -224,14 +224,14 @@ for name, kwargs in candidates.items():
 # Cost grows with the square of the width (93 → 209 → 371 MFLOP), and on a CPU the time per
 # step follows the FLOPs almost exactly. Within minutes the narrow network wins by a wide
 # margin: three times as many updates beat three times the capacity. Two more measurements:
-# **attention** at $7	imes7$ adds only 2 % of the FLOPs but 3–10 % of the time (softmax and
-# reshapes are slow relative to their FLOPs), and at $7	imes7$ a $3	imes3$ convolution in the
+# **attention** at $7\times7$ adds only 2 % of the FLOPs but 3–10 % of the time (softmax and
+# reshapes are slow relative to their FLOPs), and at $7\times7$ a $3\times3$ convolution in the
 # middle already sees most of the digit — left out on the CPU. The **`channels_last`** memory
 # format made a step about 5× *slower* on this CPU (1.4 s → 7.1 s at batch 128): GroupNorm has
 # no fast channels-last kernel here, so the default layout stays.
 #
-# The choice for a CPU is therefore the narrowest network: 16 channels at $28	imes28$, 32 at
-# $14	imes14$ and $7	imes7$, one residual block per level, no attention. On a GPU the arithmetic changes: a step of
+# The choice for a CPU is therefore the narrowest network: 16 channels at $28\times28$, 32 at
+# $14\times14$ and $7\times7$, one residual block per level, no attention. On a GPU the arithmetic changes: a step of
 # a small network is dominated by kernel-launch overhead, so a wider, deeper network with
 # attention at $7\times7$ costs almost nothing extra per step, and the notebook picks it
 # automatically when `config.get_device().type == "cuda"`.

@@ -25,6 +25,8 @@ NAME = re.compile(r"\d\d_[a-z0-9]+(?:_[a-z0-9]+)*")
 # /work/…, /root/…, /home/…, /Users/…, /tmp/… (not inside URLs) and Windows drives (C:\…)
 LOCAL_PATH = re.compile(r"(?<![\w.:/])/(?:work|root|home|Users|tmp)/|(?<![A-Za-z])[A-Z]:\\\w")
 
+CONTROL_CHARACTER = re.compile(r"[\x00-\x09\x0b-\x1f]")  # tab, backspace, form feed…: \times typed as "\t" + "imes"
+
 
 def cells_of(path: Path) -> list[tuple[str, str]]:
     """(cell type, source) of every cell, read with jupytext whatever the format."""
@@ -64,6 +66,8 @@ def hygiene_problems(nb) -> list[str]:
         shown = f"{counts[:10]}"[:-1] + (", …]" if len(counts) > 10 else "]")
         problems.append(f"execution counts are {shown}, expected 1..{len(counts)}: run top to bottom in a fresh kernel")
     for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "markdown" and CONTROL_CHARACTER.search(cell.source):
+            problems.append(f"markdown cell {index} holds a control character (a LaTeX \\t or \\b typed into a Python string?)")
         texts = [cell.source]
         for output in cell.get("outputs", []):
             if output.output_type == "error":
@@ -151,6 +155,7 @@ def test_hygiene_accepts_a_clean_run():
         (lambda nb: setattr(nb.cells[1], "source", 'root = "/home/me/data"'), "cell 1 holds"),
         (lambda nb: setattr(nb.cells[0], "source", "Put it in C:\\Users\\me"), "cell 0 holds"),
         (lambda nb: nb.cells[1].outputs.append(new_output("stream", name="stderr", text="/tmp/ipykernel_1/2.py:3: Warn\n")), "cell 1 holds"),
+        (lambda nb: setattr(nb.cells[0], "source", "a $7\times7$ grid"), "markdown cell 0 holds a control character"),
     ],
 )
 def test_hygiene_names_each_problem(spoil, problem):
