@@ -189,7 +189,7 @@ def ddim_sample(model, diffusion, shape, *, num_steps=50, timesteps=None, eta=0.
                 recorded.append((t, x.cpu(), x0_hat.cpu()))
             if i + 1 == len(steps):
                 x = x0_hat  # last step: ᾱ_s = 1, σ = 0, so x_0 = x̂0
-                break
+                continue  # (not break: the progress bar counts this step too)
             ss = torch.full_like(tt, steps[i + 1])
             ab_t = extract(diffusion.alpha_bar, tt, x)  # ᾱ_t
             ab_s = extract(diffusion.alpha_bar, ss, x)  # ᾱ_s
