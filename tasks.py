@@ -33,6 +33,7 @@ VENV = ROOT / ".venv"
 NOTEBOOKS = ROOT / "notebooks"
 CONSTRAINTS = ROOT / "constraints" / "ci.txt"
 SHARED_DATA = ROOT.parent / "shared" / "data"
+TEST_OUTPUTS = ROOT / "outputs" / "tests"  # what the notebooks write while `test` runs them
 INSTALL_STAMP = VENV / "ddpm-installed.txt"
 KERNEL_BACKEND = "module://matplotlib_inline.backend_inline"
 
@@ -82,7 +83,10 @@ def test(args) -> int:
     targets = ["tests"] + (["notebooks"] if NOTEBOOKS.is_dir() else [])
     command = [python, "-m", "pytest", "--nbval", *targets, *args.pytest_args]
     env = run_environment("quick")
-    print(f"$ DDPM_PROFILE=quick DDPM_DATA_DIR={env.get('DDPM_DATA_DIR', '(default)')}", " ".join(command[1:]), flush=True)
+    if not env.get("DDPM_OUTPUT_DIR", "").strip():  # quick-profile artifacts never overwrite a full run's
+        env["DDPM_OUTPUT_DIR"] = str(TEST_OUTPUTS)
+    print(f"$ DDPM_PROFILE=quick DDPM_DATA_DIR={env.get('DDPM_DATA_DIR', '(default)')} "
+          f"DDPM_OUTPUT_DIR={shown(Path(env['DDPM_OUTPUT_DIR']))}", " ".join(command[1:]), flush=True)
     return subprocess.run(command, cwd=ROOT, env=env).returncode
 
 
