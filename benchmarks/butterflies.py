@@ -10,7 +10,6 @@ Usage:  DDPM_DATA_DIR=/path/to/data python benchmarks/butterflies.py [--threads 
 """
 
 import argparse
-import time
 from pathlib import Path
 
 import torch
@@ -19,9 +18,9 @@ from ddpm_helpers import config
 from ddpm_helpers.checkpoint import load_checkpoint
 from ddpm_helpers.datasets import butterfly_images, flip_and_crop
 from ddpm_helpers.diffusion import Diffusion
-from ddpm_helpers.losses import diffusion_loss
 from ddpm_helpers.neighbours import distance_statistics, leave_one_out_distances, nearest_neighbours, rms_distance
 from ddpm_helpers.nn.unet import UNet, count_parameters
+from ddpm_helpers.timing import fastest_training_steps
 
 OURS = dict(in_channels=3, base_channels=24, channel_mults=(1, 2, 2), num_res_blocks=1,
             attention_resolutions=(8,), dropout=0.1, image_size=32)  # notebook 05's CPU model
@@ -36,30 +35,12 @@ VARIANTS = {
 }
 
 
-def fastest_training_steps(models: list[UNet], diffusion: Diffusion, batch_size: int, repeats: int) -> list[float]:
-    """For each model, the fastest of ``repeats`` CPU training steps (loss, backward, Adam) after a warm-up
-    step; the models take turns, so load from other processes hits all of them alike."""
-    size = models[0].image_size
-    x0 = torch.rand(batch_size, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    optimizers = [torch.optim.Adam(model.parameters(), lr=1e-4) for model in models]
-    fastest = [float("inf")] * len(models)
-    for repeat in range(repeats + 1):
-        for index, (model, optimizer) in enumerate(zip(models, optimizers)):
-            start = time.perf_counter()
-            loss = diffusion_loss(model, diffusion, x0, generator=torch.Generator().manual_seed(1))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            if repeat > 0:
-                fastest[index] = min(fastest[index], time.perf_counter() - start)
-    return fastest
-
-
 def print_step_times(batch_size: int, repeats: int) -> None:
     diffusion = Diffusion.from_schedule("linear", T=1000)
     torch.manual_seed(0)
     models = [UNet(**{**OURS, **change}) for change in VARIANTS.values()]
-    seconds = fastest_training_steps(models, diffusion, batch_size, repeats)
+    x0 = torch.rand(batch_size, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    seconds = fastest_training_steps(models, diffusion, x0, repeats)
     print(f"## CPU training step, batch {batch_size} of 32x32 RGB, {torch.get_num_threads()} threads, fastest of {repeats}\n")
     print("| variant | parameters | s / step | x baseline |\n| --- | ---: | ---: | ---: |")
     for label, model, value in zip(VARIANTS, models, seconds):
