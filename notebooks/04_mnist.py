@@ -511,11 +511,13 @@ show_images(final[:100], nrow=10, title=f"{n_final} samples, DDIM 100 steps, η 
 # (46.5 % with ours), and the Fréchet distance stays about 14× the real-data floor under both
 # judges. The gap is in the samples, not in the instrument.
 #
-# **Open questions** (not measured for lack of time): `torch.compile` on the CPU (it fuses
-# GroupNorm + SiLU, but compiling costs CPU time too, and needs a C++ compiler on the
-# reader's laptop); a cheaper full-resolution level (e.g. 8 channels at $28\times28$: our
-# timing showed only ≈ 20 % less time per step, because on a CPU small layers cost more than
-# their FLOPs); longer training — the honest conclusion is that the target of ≥ 90 %
+# **`torch.compile`** does not pay on this CPU: compiling the training step took 151 s of one
+# thread, a quarter of the budget, and the compiled step was no faster (454 vs 444 ms for a
+# batch of 32; it also needs a C++ compiler on the reader's laptop).
+#
+# **Open questions** (not fully measured): a cheaper full-resolution level (e.g. 8 channels
+# at $28\times28$: a first timing showed only ≈ 20 % less time per step, because on a CPU
+# small layers cost more than their FLOPs). The honest conclusion: the target of ≥ 90 %
 # confident samples needs several times the compute of ten CPU minutes with this recipe.
 
 # %% [markdown]
