@@ -45,7 +45,7 @@
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU (measured: one thread of a shared 2-core machine) | ≈ 30 s | ≈ 32 min (30 min of it training, a hard cap) |
+# | CPU (measured: one thread of a shared 2-core machine) | ≈ 30 s | ≈ 31 min (30 min of it training, a hard cap) |
 # | Colab with a GPU (64×64, larger model; estimated) | ≈ 1 min | ≈ 45 min (at most 40 min training) |
 #
 # **Papers.** Equation numbers refer to Ho, Jain & Abbeel (2020), *Denoising Diffusion
@@ -84,7 +84,6 @@ from ddpm_helpers import config
 from ddpm_helpers.checkpoint import load_checkpoint, save_checkpoint
 from ddpm_helpers.datasets import butterfly_images, flip_and_crop, random_batches, to_uint8
 from ddpm_helpers.diffusion import Diffusion
-from ddpm_helpers.losses import diffusion_loss
 from ddpm_helpers.neighbours import (
     distance_statistics,
     leave_one_out_distances,
@@ -94,6 +93,7 @@ from ddpm_helpers.neighbours import (
 from ddpm_helpers.nn.unet import Downsample, ResBlock, SelfAttention, UNet, Upsample, count_parameters
 from ddpm_helpers.plotting import make_grid, plot_loss_curve, plot_unet, save_animation, show_images, show_neighbours
 from ddpm_helpers.samplers import ddim_sample, ddim_timesteps
+from ddpm_helpers.timing import fastest_training_steps
 from ddpm_helpers.training import TrainConfig, train
 
 notebook_start = time.perf_counter()
@@ -143,7 +143,7 @@ show_images(data.images[:32], nrow=16, title=f"training images at {image_size}×
 plt.show()
 
 # %% [markdown]
-# **Why augment, and how much.** With 128 images a network with half a million parameters can
+# **Why augment, and how much.** With 128 images a network with 0.6 million parameters can
 # learn every image by heart. Two augmentations make the training set look larger without
 # changing what a butterfly is:
 #
@@ -168,8 +168,9 @@ plt.show()
 # %% [markdown]
 # ## 2. The full U-Net, block by block
 #
-# The denoiser $\epsilon_\theta(x_t, t)$ maps a noisy image and its timestep to a prediction
-# of the noise in it, an image of the same shape. Ho et al. (Appendix B) use a U-Net
+# The denoiser maps a noisy image and its timestep to an image of the same shape: in Ho et
+# al. the noise $\hat\epsilon = \epsilon_\theta(x_t, t)$; here, trained on the $v$ target of
+# section 3, $\hat v$ — the same network, only the target differs. Ho et al. (Appendix B) use a U-Net
 # (Ronneberger et al. 2015) in the style of PixelCNN++: a path **down** to coarse
 # resolutions, a **middle**, and a path **up** that mirrors it, with **skip connections**
 # handing the fine detail of each down level straight to the up level of the same resolution.
@@ -196,8 +197,9 @@ plt.show()
 #    $\text{out} = \operatorname{skip}(x) + \mathrm{conv}(\mathrm{dropout}(\mathrm{SiLU}(\mathrm{GN}(h))))$.
 #    GroupNorm (Wu & He 2018) normalizes groups of channels per image, so it works with any
 #    batch size. The time embedding is **added** to every feature map, so every block knows
-#    the noise level. The last convolution starts at zero: a fresh block is the identity,
-#    which keeps a deep stack trainable from the first step.
+#    the noise level. The last convolution starts at zero: a fresh block returns just its
+#    skip path (the identity where the width does not change), which keeps a deep stack
+#    trainable from the first step.
 # 4. **Down-sampling**, a stride-2 3×3 convolution, halves the resolution: 32 → 16 → 8.
 #    Each halving lets a 3×3 convolution see twice as far. Where the width grows (24 → 48
 #    channels) the network can store more kinds of features per position.
@@ -212,8 +214,9 @@ plt.show()
 # 7. **Up path.** Every block first **concatenates** the activation saved at the same
 #    resolution on the way down (the skip connection), then mixes it with a residual block.
 #    Up-sampling is nearest-neighbour ×2 followed by a 3×3 convolution.
-# 8. **Head.** GroupNorm, SiLU and a 3×3 convolution back to 3 channels — the predicted
-#    noise $\hat\epsilon$ — starting at zero, so the untrained network predicts $\hat\epsilon = 0$.
+# 8. **Head.** GroupNorm, SiLU and a 3×3 convolution back to 3 channels — the prediction
+#    ($\hat v$ here, $\hat\epsilon$ in Ho et al.) — starting at zero, so the untrained network
+#    predicts 0.
 # 9. **Dropout** (probability 0.1, inside every residual block) randomly zeroes features while
 #    training. Ho et al. found that without it their CIFAR-10 model gave poorer samples with
 #    overfitting artifacts. With 128 images, overfitting is *the* risk of this notebook.
@@ -227,8 +230,9 @@ print(inspect.getsource(SelfAttention.forward))
 
 # %% [markdown]
 # **Tracing the shapes.** Forward hooks record, for every layer, the shape it receives and
-# the shape it returns. Watch the channels double when the skip connection is concatenated
-# on the way up, and the resolution halve and double:
+# the shape it returns. Watch the channels grow when the skip connection is concatenated
+# on the way up (48 → 96, or 48 → 72 where a 24-channel skip joins), and the resolution
+# halve and double:
 
 # %%
 def trace_layers(model, x, t):
@@ -256,33 +260,12 @@ print(f"total parameters: {count_parameters(explained):,}")
 # **What each choice costs.** Attention, dropout, width and depth each add something. The
 # table prices them: parameters, and the time of one training step (forward, backward, Adam)
 # on the CPU for a batch of 16 images of 32×32, the fastest of three steps (in the quick
-# profile: a batch of 2, one step). On a busy machine the times are noisy; the ratios are
-# what to read. All variants have three resolutions (32, 16, 8) and widths 24/48/48 unless
+# profile: a batch of 2, one step), measured by `timing.fastest_training_steps`, which lets
+# the models take turns so that a burst of load hits all of them alike. On a busy machine the
+# times are still noisy; the ratios are what to read. All variants have three resolutions (32, 16, 8) and widths 24/48/48 unless
 # the row says otherwise.
 
 # %%
-def fastest_training_steps(models, batch_size, repeats, diffusion):
-    """For each model, the fastest of ``repeats`` timed CPU training steps (loss, backward, Adam).
-
-    After one warm-up step each, the models take turns, so a burst of load on a shared machine
-    hits all of them alike; the fastest step is the least disturbed measurement.
-    """
-    size = models[0].image_size
-    x0 = torch.rand(batch_size, 3, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    optimizers = [torch.optim.Adam(model.parameters(), lr=1e-4) for model in models]
-    fastest = [float("inf")] * len(models)
-    for repeat in range(repeats + 1):
-        for index, (model, optimizer) in enumerate(zip(models, optimizers)):
-            start = time.perf_counter()
-            loss = diffusion_loss(model, diffusion, x0, generator=torch.Generator().manual_seed(1))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            if repeat > 0:  # the first round is the warm-up
-                fastest[index] = min(fastest[index], time.perf_counter() - start)
-    return fastest
-
-
 diffusion = Diffusion.from_schedule("linear", T=1000)  # Ho et al. §4: T = 1000, β from 1e-4 to 0.02
 variants = {
     "baseline: no attention, no dropout": dict(attention_resolutions=(), dropout=0.0),
@@ -296,7 +279,8 @@ variants = {
 torch.manual_seed(0)
 variant_models = [UNet(**{**UNET_32, **change}) for change in variants.values()]
 timing_batch, timing_repeats = config.pick(quick=2, full=16), config.pick(quick=1, full=3)
-step_seconds = fastest_training_steps(variant_models, timing_batch, timing_repeats, diffusion)
+timing_x0 = torch.rand(timing_batch, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1  # any images will do
+step_seconds = fastest_training_steps(variant_models, diffusion, timing_x0, timing_repeats)  # ddpm_helpers.timing
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -317,7 +301,7 @@ for label, variant, seconds in zip(variants, variant_models, step_seconds):
 #   (and their cost) by about four.
 # - **Depth** (a second residual block per level) adds about half again.
 #
-# On 2 CPU cores with a 30-minute budget, every second per step is steps we do not take. Our
+# On one CPU thread with a 30-minute budget, every second per step is steps we do not take. Our
 # choice, the row marked "ours", adds the cheap attention and the free dropout to the
 # baseline and stays at widths 24/48/48: wider than notebook 04's 16/32/32 (three colour
 # channels, more detail per image), narrower than we would like. While writing this notebook
@@ -348,9 +332,10 @@ for label, variant, seconds in zip(variants, variant_models, step_seconds):
 #
 # - an **EMA** of the weights, $\theta_\text{EMA} \leftarrow d\,\theta_\text{EMA} + (1 - d)\,\theta$,
 #   which averages away the noise of the last few hundred steps; we sample with it
-#   (Ho et al. use $d = 0.9999$ over 800 000 steps; our runs are a few thousand steps long,
-#   so we use $d = 0.999$, and the EMA's warm-up $d_n = \min\big(d, \tfrac{1+n}{10+n}\big)$ at
-#   update $n$ keeps the average short early in the run);
+#   (Ho et al. use $d = 0.9999$ over 800 000 steps; we use $d = 0.999$, which the EMA's
+#   warm-up $d_n = \min\big(d, \tfrac{1+n}{10+n}\big)$ at update $n$ reaches only after about
+#   9 000 updates — on the GPU run. In the 1 500-step CPU run the warm-up sets the decay
+#   throughout, ending near 0.994: an average over the last ≈ 160 steps);
 # - **checkpoints** in `outputs/05_butterflies/<run>/checkpoint.pt`, written atomically every
 #   few hundred steps and at the end: interrupt the cell (or lose the Colab session) and run
 #   it again, and training continues where it stopped;
@@ -358,8 +343,8 @@ for label, variant, seconds in zip(variants, variant_models, step_seconds):
 #   whatever the number of steps reached, so the notebook's run time holds on slower laptops
 #   (which then train fewer steps, before the learning rate has decayed). The 1 500 planned
 #   steps about fit into the 30 minutes on one core of the machine this notebook was run on
-#   (the run below reached 1 450 at 1.24 s per step); running the cell again trains on
-#   towards `steps`.
+#   (the run below finished all 1 500 in 29.7 minutes, 1.19 s per step); after an early stop,
+#   running the cell again trains on towards `steps`.
 
 # %%
 train_config = TrainConfig(
@@ -391,10 +376,12 @@ plot_loss_curve(result.losses, window=100, title="training loss (min-SNR-weighte
 plt.show()
 
 # %% [markdown]
-# The loss falls fast and then flattens while the samples keep improving: most of the loss
-# comes from the small-$t$ steps, where the noise is hard to tell from the fine texture of the
-# image, whatever the model. It is a poor progress bar for sample quality — the samples
-# below are the real test.
+# The loss falls fast and then flattens while the samples keep improving. With min-SNR
+# weights the loss is $\min(1, 5/\mathrm{SNR}_t)\,\lVert\hat\epsilon - \epsilon\rVert^2$ in terms of the
+# noise, so the nearly clean steps hardly count and most of it comes from moderate noise
+# levels, where even a perfect model cannot tell exactly which image lies under the noise:
+# that part of the loss never goes away. It is a poor progress bar for sample quality — the
+# samples below are the real test.
 #
 # **Resuming.** Run the training call again with a *fresh, untrained* model and the same
 # `out_dir`: `train` finds the checkpoint, loads the weights, the EMA, the optimizer state,
@@ -438,8 +425,10 @@ print(f"{ema_path.name}: EMA weights after {saved['steps']} steps, {count_parame
 # ## 4. Samples
 #
 # We sample with **DDIM** (Song, Meng & Ermon 2021, Eq. 12) with $\eta = 0$: 50 of the 1000
-# timesteps, evenly spaced, each step predicting $\hat x_0$ from $\hat\epsilon$ and jumping
-# to the next visited timestep. It is twenty times faster than the 1000 ancestral steps of
+# timesteps, evenly spaced. Each step turns the network's $\hat v$ into
+# $\hat x_0 = \sqrt{\bar\alpha_t}\,x_t - \sqrt{1-\bar\alpha_t}\,\hat v$ (clipped, see below) and
+# $\hat\epsilon = (x_t - \sqrt{\bar\alpha_t}\,\hat x_0)/\sqrt{1-\bar\alpha_t}$, then jumps to the next
+# visited timestep $s$: $x_s = \sqrt{\bar\alpha_s}\,\hat x_0 + \sqrt{1-\bar\alpha_s}\,\hat\epsilon$. It is twenty times faster than the 1000 ancestral steps of
 # Algorithm 2; Song et al. (Table 1) show that DDIM loses little sample quality at 50 steps,
 # where ancestral sampling with as few steps falls apart. $\hat x_0$ is clipped to
 # $[-1, 1]$, the range of the data. The noise comes from a CPU generator, so the same seed
@@ -709,7 +698,8 @@ check_exercise_1(my_flip_distance_solution)
 # (9·c_in·c_out + c_out), the time projection (time_dim·c_out + c_out), GroupNorm over `c_out`
 # (2·c_out), the second 3×3 convolution (9·c_out·c_out + c_out), and the 1×1 skip convolution
 # (c_in·c_out + c_out) when the widths differ. The convolutions dominate: a block's cost grows
-# with the square of its width, which is the "× 4" of the wide row in the table of section 2.
+# with the square of its width, which is the ≈ 4× parameter count of the "twice as wide"
+# row in the table of section 2.
 
 # %%
 def my_resblock_parameters_solution(c_in, c_out, time_dim):
