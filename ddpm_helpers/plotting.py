@@ -53,6 +53,18 @@ def show_images(x: Tensor, nrow: int = 8, title: str | None = None, ax=None, sca
     return ax.figure
 
 
+def _square_window(ax, lim: float, title: str | None):
+    """Show ``[−lim, lim]²`` at equal scale without ticks, with an optional title; returns the Axes."""
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title)
+    return ax
+
+
 def scatter_2d(x: Tensor, ax=None, title: str | None = None, lim: float = 3.0, s: float = 2.0,
                alpha: float = 0.5, color: str = "C0", **kwargs):
     """Scatter plot of points ``(N, 2)`` on a square ``[−lim, lim]²`` window; returns the Axes."""
@@ -62,14 +74,7 @@ def scatter_2d(x: Tensor, ax=None, title: str | None = None, lim: float = 3.0, s
         _, ax = plt.subplots(figsize=(4, 4))
     points = x.detach().float().cpu().numpy()
     ax.scatter(points[:, 0], points[:, 1], s=s, alpha=alpha, color=color, linewidths=0, **kwargs)
-    ax.set_xlim(-lim, lim)
-    ax.set_ylim(-lim, lim)
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if title:
-        ax.set_title(title)
-    return ax
+    return _square_window(ax, lim, title)
 
 
 def scatter_grid(panels: dict[str, Tensor], ncols: int = 4, lim: float = 3.0, size: float = 2.6, **kwargs):
@@ -102,14 +107,7 @@ def quiver_2d(xy: Tensor, uv: Tensor, ax=None, title: str | None = None, lim: fl
     kwargs.setdefault("angles", "xy")
     kwargs.setdefault("width", 0.004)
     ax.quiver(p[:, 0], p[:, 1], v[:, 0], v[:, 1], color=color, **kwargs)
-    ax.set_xlim(-lim, lim)
-    ax.set_ylim(-lim, lim)
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    if title:
-        ax.set_title(title)
-    return ax
+    return _square_window(ax, lim, title)
 
 
 def plot_loss_curve(losses: Sequence[float], ax=None, window: int = 100, title: str = "training loss", log: bool = True):
