@@ -200,20 +200,25 @@ def random_batches(
     data: torch.Tensor,
     batch_size: int,
     transform: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
-) -> Callable[[int, torch.Generator], torch.Tensor]:
+    labels: torch.Tensor | None = None,
+) -> Callable[[int, torch.Generator], torch.Tensor | tuple[torch.Tensor, torch.Tensor]]:
     """A ``batches(step, generator)`` callable drawing random rows of an in-memory tensor.
 
     Faster than a DataLoader for small datasets held in memory; the generator makes the
-    draws reproducible (and resumable) for a seed.
+    draws reproducible (and resumable) for a seed. With ``labels`` (one per row) each batch is
+    an ``(x, y)`` pair drawn with the same rows.
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     if data.ndim < 1 or len(data) == 0:
         raise ValueError(f"data must be a non-empty tensor, got shape {tuple(data.shape)}")
+    if labels is not None and labels.shape != data.shape[:1]:
+        raise ValueError(f"labels must have shape ({len(data)},) to match data, got {tuple(labels.shape)}")
 
-    def batches(step: int, generator: torch.Generator) -> torch.Tensor:
+    def batches(step: int, generator: torch.Generator):
         index = torch.randint(len(data), (batch_size,), generator=generator)  # uniform, with replacement
         batch = data[index.to(data.device)]
-        return transform(batch, generator) if transform is not None else batch
+        batch = transform(batch, generator) if transform is not None else batch
+        return batch if labels is None else (batch, labels[index.to(labels.device)])
 
     return batches

@@ -8,11 +8,15 @@ timestep so that the implied x0-loss weight is min(SNR(t), γ). Written for the 
 * v-prediction: w(t) = min(SNR, γ) / (SNR + 1)
 
 With ``weighting="none"`` every target is trained with a plain MSE (w = 1).
+
+A class-conditional network is trained on (x0, y) with the label dropped to "no label" with
+probability ``p_uncond`` (classifier-free guidance, Ho & Salimans 2022, Algorithm 1).
 """
 
 import torch
 
 from ddpm_helpers.diffusion import PREDICTIONS, check_name, extract, noise_like
+from ddpm_helpers.guidance import drop_labels
 
 WEIGHTINGS = ("none", "min_snr")
 
@@ -54,12 +58,15 @@ def snr_loss_weight(diffusion, t, prediction, weighting="none", gamma=5.0):
     return extract(table, t, torch.empty(t.shape, device=t.device))
 
 
-def diffusion_loss(model, diffusion, x0, *, prediction="eps", weighting="none", min_snr_gamma=5.0, generator=None):
+def diffusion_loss(model, diffusion, x0, *, prediction="eps", weighting="none", min_snr_gamma=5.0, generator=None,
+                   labels=None, p_uncond=0.0):
     """One Monte-Carlo estimate of the training loss (Ho et al. 2020, Algorithm 1; L_simple, Eq. 14).
 
     t ~ U{0, …, T−1}, ε ~ N(0, I), x_t = √ᾱ_t x0 + √(1 − ᾱ_t) ε, and the loss is
     mean_b w(t_b) · mean_dims ‖model(x_t, t) − target‖² with the target of
-    :func:`training_target` and the weight of :func:`snr_loss_weight`.
+    :func:`training_target` and the weight of :func:`snr_loss_weight`. With ``labels`` (B,) the
+    network is called as ``model(x_t, t, y)``, each label replaced by NULL_LABEL with probability
+    ``p_uncond`` (:func:`ddpm_helpers.guidance.drop_labels`).
     """
     table = _weight_table(diffusion, prediction, weighting, min_snr_gamma)  # validates the names first
     if x0.ndim < 2:
@@ -67,7 +74,12 @@ def diffusion_loss(model, diffusion, x0, *, prediction="eps", weighting="none", 
     t = diffusion.sample_timesteps(x0.shape[0], device=x0.device, generator=generator)  # t ~ U{0, …, T−1}
     eps = noise_like(x0, generator)  # ε ~ N(0, I)
     xt = diffusion.q_sample(x0, t, eps)  # x_t = √ᾱ x0 + √(1−ᾱ) ε
-    output = model(xt, t)
+    if labels is None:
+        output = model(xt, t)
+    else:
+        if labels.shape != x0.shape[:1]:
+            raise ValueError(f"labels must have shape ({x0.shape[0]},), got {tuple(labels.shape)}")
+        output = model(xt, t, drop_labels(labels, p_uncond, generator))  # y, or ∅ with probability p_uncond
     if output.shape != x0.shape:
         raise ValueError(f"model output shape {tuple(output.shape)} does not match x0 shape {tuple(x0.shape)}")
     target = training_target(diffusion, x0, t, eps, prediction)

@@ -2,7 +2,8 @@
 
 One step: draw a batch x₀, draw t ~ U{0,…,T−1} and ε ~ N(0, I), minimise the simple loss
 ‖target − model(x_t, t)‖² (Ho et al. 2020, Algorithm 1 / Eq. 14, see ``losses.diffusion_loss``)
-with Adam. Around that step: linear LR warmup then a constant or cosine LR, gradient-norm
+with Adam (for a class-conditional network, ``model(x_t, t, y)`` with the label dropped at rate
+``p_uncond``: classifier-free guidance training, Ho & Salimans 2022, Algorithm 1). Around that step: linear LR warmup then a constant or cosine LR, gradient-norm
 clipping, an EMA of the weights, a tqdm bar, a per-step loss history, a FloatingPointError
 naming the step where the loss stops being finite, an optional wall-clock budget, and atomic
 checkpoints in ``out_dir`` from which an interrupted run resumes bit-for-bit (model, EMA,
@@ -35,7 +36,7 @@ CHECKPOINT_NAME = "checkpoint.pt"
 LR_SCHEDULES = ("constant", "cosine")
 # Fields that must agree between a checkpoint and the config that resumes from it.
 _RESUME_FIELDS = ("batch_size", "lr", "warmup_steps", "lr_schedule", "grad_clip", "ema_decay",
-                  "prediction", "weighting", "min_snr_gamma", "seed")
+                  "prediction", "weighting", "min_snr_gamma", "seed", "p_uncond")
 
 
 @dataclass
@@ -45,7 +46,10 @@ class TrainConfig:
     ``batch_size`` sizes the random minibatches drawn when ``batches`` is a Tensor (a callable
     or DataLoader sets its own). ``grad_clip=None`` disables clipping; ``checkpoint_every=0``
     writes a checkpoint only at the end (when ``out_dir`` is given); ``time_limit_s`` stops this
-    call after that many wall-clock seconds (``TrainResult.stopped_early``).
+    call after that many wall-clock seconds (``TrainResult.stopped_early``). ``p_uncond=None``
+    trains an unconditional ``model(x_t, t)`` (labels in the batches are ignored); a value in
+    [0, 1) trains ``model(x_t, t, y)`` on ``(x, y)`` batches, each label replaced by "no label"
+    with that probability.
     """
 
     steps: int
@@ -62,6 +66,7 @@ class TrainConfig:
     log_every: int = 50
     seed: int = 0
     time_limit_s: float | None = None
+    p_uncond: float | None = None
 
     def __post_init__(self):
         positive = {"steps": self.steps, "batch_size": self.batch_size, "log_every": self.log_every}
@@ -82,6 +87,8 @@ class TrainConfig:
             raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if self.time_limit_s is not None and not self.time_limit_s > 0:
             raise ValueError(f"time_limit_s must be > 0 or None, got {self.time_limit_s!r}")
+        if self.p_uncond is not None and not 0.0 <= self.p_uncond < 1.0:
+            raise ValueError(f"p_uncond must be in [0, 1) or None, got {self.p_uncond!r}")
 
 
 @dataclass
@@ -113,9 +120,12 @@ def lr_at_step(step: int, config: TrainConfig) -> float:
 
 
 def _batch_source(batches, batch_size: int) -> Callable[[int, torch.Generator], Any]:
-    """Turn a Tensor, a callable (step, generator) -> batch, or an iterable (cycled) into one callable."""
+    """Turn a Tensor, an (images, labels) pair of Tensors, a callable (step, generator) -> batch,
+    or an iterable (cycled) into one callable."""
     if isinstance(batches, Tensor):
         return random_batches(batches, batch_size)
+    if isinstance(batches, tuple) and len(batches) == 2 and all(isinstance(b, Tensor) for b in batches):
+        return random_batches(batches[0], batch_size, labels=batches[1])
     if callable(batches):
         return batches
     if isinstance(batches, Iterable):
@@ -136,14 +146,20 @@ def _batch_source(batches, batch_size: int) -> Callable[[int, torch.Generator], 
                      f"got {type(batches).__name__}")
 
 
-def _as_x0(batch, step: int, device: torch.device) -> Tensor:
-    """The x₀ tensor of a batch (the first item of an (x, label) pair), on ``device``."""
+def _as_x0_and_labels(batch, step: int, device: torch.device, conditional: bool) -> tuple[Tensor, Tensor | None]:
+    """x₀ of a batch (the first item of an (x, label) pair) and, for conditional training, the labels; on ``device``."""
+    labels = None
     if isinstance(batch, (tuple, list)):
-        batch = batch[0]
+        batch, labels = batch[0], (batch[1] if len(batch) > 1 else None)
     if not isinstance(batch, Tensor) or not batch.is_floating_point() or batch.ndim < 2 or len(batch) == 0:
         raise ValueError(f"step {step}: a batch must be a non-empty floating-point Tensor (B, ...), "
                          f"got {type(batch).__name__} {tuple(getattr(batch, 'shape', ()))}")
-    return batch.to(device, non_blocking=True)
+    if not conditional:
+        return batch.to(device, non_blocking=True), None
+    if not isinstance(labels, Tensor):
+        raise ValueError(f"step {step}: p_uncond is set (conditional training), so a batch must be an (x, labels) pair "
+                         "of Tensors; pass (images, labels) or a DataLoader of pairs")
+    return batch.to(device, non_blocking=True), labels.to(device, non_blocking=True)
 
 
 class _DeferredInterrupt:
@@ -195,7 +211,8 @@ def train(model: nn.Module, diffusion: Diffusion, batches, config: TrainConfig, 
           progress: bool = True) -> TrainResult:
     """Train ``model`` to predict ``config.prediction`` from x_t (Ho et al. 2020, Algorithm 1).
 
-    ``batches``: a Tensor of training examples (random minibatches of ``config.batch_size``),
+    ``batches``: a Tensor of training examples (random minibatches of ``config.batch_size``), a pair
+    ``(images, labels)`` of Tensors (random minibatches of both, for ``config.p_uncond``),
     a callable ``(step, generator) -> x0`` (use ``generator`` for any randomness), or an iterable
     such as a DataLoader (cycled; ``(x, label)`` pairs use ``x``). Batches are moved to ``device``.
     ``out_dir``: where ``checkpoint.pt`` is written every ``checkpoint_every`` steps, at the end,
@@ -256,12 +273,13 @@ def train(model: nn.Module, diffusion: Diffusion, batches, config: TrainConfig, 
     with tqdm(total=config.steps, initial=step, disable=not progress, desc="training") as bar, \
             _DeferredInterrupt(enabled=ckpt_path is not None) as interrupt:
         while step < config.steps:
-            x0 = _as_x0(next_batch(step, data_gen), step, device)
+            x0, labels = _as_x0_and_labels(next_batch(step, data_gen), step, device, config.p_uncond is not None)
             lr = lr_at_step(step, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             loss = diffusion_loss(model, diffusion, x0, prediction=config.prediction, weighting=config.weighting,
-                                  min_snr_gamma=config.min_snr_gamma, generator=noise_gen)
+                                  min_snr_gamma=config.min_snr_gamma, generator=noise_gen,
+                                  labels=labels, p_uncond=config.p_uncond or 0.0)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip is not None:

@@ -16,7 +16,10 @@ on a small budget:
 - residual blocks of GroupNorm → SiLU → 3×3 conv, with the timestep embedding projected to
   the block's width and *added* to the feature maps in every block;
 - optional single-head self-attention at the resolutions listed in ``attention_resolutions``
-  (the DDPM paper uses 16×16); the middle gets attention when the lowest resolution is listed.
+  (the DDPM paper uses 16×16); the middle gets attention when the lowest resolution is listed;
+- optionally a class label (``num_classes``): a learned embedding of the label is added to the
+  timestep embedding, so every block sees both; the label ``NULL_LABEL`` (−1) means "no label",
+  which is what classifier-free guidance needs (Ho & Salimans 2022, §3.2; see ``guidance``).
 
 Configured, not copied: notebook 04 uses it for 28×28 MNIST, notebook 05 for 32/64 px RGB
 butterflies with attention and dropout.
@@ -29,6 +32,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .embeddings import sinusoidal_embedding
+
+NULL_LABEL = -1  # "no class label": the unconditional model inside a conditional one
 
 
 def _check_groups(channels: int, num_groups: int) -> None:
@@ -108,7 +113,7 @@ class Upsample(nn.Module):
 
 
 class UNet(nn.Module):
-    """U-Net ``model(x_t, t)`` → a tensor shaped like ``x_t`` (ε, x̂_0 or v, as trained).
+    """U-Net ``model(x_t, t)`` (or ``model(x_t, t, y)``) → a tensor shaped like ``x_t`` (ε, x̂_0 or v, as trained).
 
     Arguments:
         in_channels: image channels (1 for MNIST, 3 for RGB); the output has as many.
@@ -124,6 +129,9 @@ class UNet(nn.Module):
             run at ``image_size // patch_size`` and below.
         time_dim: width of the timestep embedding MLP (default ``4 * base_channels``).
         num_groups: GroupNorm groups; must divide every channel count.
+        num_classes: ``None`` for an unconditional model; else the number of class labels
+            ``y ∈ {0, …, num_classes − 1}`` passed as ``model(x_t, t, y)``, where ``y = NULL_LABEL``
+            (or ``y=None`` for the whole batch) asks for the unconditional prediction.
     """
 
     def __init__(
@@ -138,9 +146,13 @@ class UNet(nn.Module):
         time_dim: int | None = None,
         num_groups: int = 8,
         patch_size: int = 1,
+        num_classes: int | None = None,
     ):
         super().__init__()
         self._check_config(in_channels, base_channels, channel_mults, num_res_blocks, attention_resolutions, dropout, image_size, time_dim, num_groups, patch_size)
+        if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
+            raise ValueError(f"num_classes must be a positive int or None, got {num_classes!r}")
+        self.num_classes = num_classes
         channel_mults = tuple(channel_mults)
         self.in_channels, self.image_size, self.patch_size = in_channels, image_size, patch_size
         self.base_channels = base_channels
@@ -151,6 +163,8 @@ class UNet(nn.Module):
 
         # t ↦ sinusoidal features ↦ MLP: a learned embedding of the noise level.
         self.time_mlp = nn.Sequential(nn.Linear(base_channels, time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim))
+        # y ↦ a learned vector added to the time embedding; row num_classes stands for NULL_LABEL.
+        self.label_embedding = nn.Embedding(num_classes + 1, time_dim) if num_classes is not None else None
         self.stem = nn.Conv2d(in_channels * patch_size**2, base_channels, 3, padding=1)
 
         # Down path: remember the width of every activation saved for a skip connection.
@@ -219,7 +233,7 @@ class UNet(nn.Module):
         for mult in channel_mults:
             _check_groups(base_channels * mult, num_groups)
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[-2:] != (self.image_size, self.image_size):
             raise ValueError(
                 f"expected input of shape (B, {self.in_channels}, {self.image_size}, {self.image_size}), got {tuple(x.shape)}"
@@ -227,6 +241,10 @@ class UNet(nn.Module):
         if t.shape != (x.shape[0],):
             raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")
         emb = self.time_mlp(sinusoidal_embedding(t, self.base_channels).to(x.dtype))
+        if self.label_embedding is not None:
+            emb = emb + self.label_embedding(self._label_index(y, x.shape[0], x.device))
+        elif y is not None:
+            raise ValueError("this U-Net is unconditional (num_classes=None) but was given class labels y")
         h = self.stem(F.pixel_unshuffle(x, self.patch_size))  # (B, C, H, W) → (B, C·p², H/p, W/p)
         skips = [h]
         for block in self.down:
@@ -240,6 +258,19 @@ class UNet(nn.Module):
             for layer in block:
                 h = layer(h, emb)
         return F.pixel_shuffle(self.head(h), self.patch_size)  # back to (B, C, H, W)
+
+
+    def _label_index(self, y: Tensor | None, batch: int, device: torch.device) -> Tensor:
+        """Row of the label embedding for each example: y itself, or num_classes for NULL_LABEL / y=None."""
+        if y is None:
+            return torch.full((batch,), self.num_classes, dtype=torch.long, device=device)
+        if y.shape != (batch,) or y.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"y must be an integer tensor of shape ({batch},), got {y.dtype} {tuple(y.shape)}")
+        invalid = (y < NULL_LABEL) | (y >= self.num_classes)
+        if invalid.any():
+            raise ValueError(f"class labels must be in [0, {self.num_classes}) or NULL_LABEL={NULL_LABEL}, "
+                             f"got {y[invalid][0].item()}")
+        return torch.where(y == NULL_LABEL, self.num_classes, y).long()
 
 
 def count_parameters(model: nn.Module) -> int:
