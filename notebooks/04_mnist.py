@@ -33,6 +33,8 @@
 # - training with the shared loop (warmup + cosine LR, min-SNR-weighted $v$-prediction, EMA,
 #   checkpoints), then sampling with the 1000-step DDPM sampler and with DDIM in 100, 50, 20
 #   and 10 steps;
+# - **classifier-free guidance**: one network trained with and without labels, derived from
+#   Bayes' rule, and what it buys on a budget;
 # - how to *measure* generated digits: a small classifier gives a Fréchet distance, a
 #   confident-classification rate and class coverage, compared with real digits as the floor.
 #
@@ -43,7 +45,7 @@
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU, 2 cores | ≈ 1 min of CPU time (2 min measured on a busy machine) | 19 min measured (10 min of it training, a hard cap: 2000 steps × 0.29 s; 6 min for the 1000 final samples) |
+# | CPU, 2 cores | ≈ 2 min measured | 25 min measured (10 min of it training, a hard cap: 2000 steps × 0.28 s; 6.5 min for the 1000 final guided samples) |
 # | GPU (e.g. Colab T4) | seconds | a few minutes, with a larger model and more steps |
 #
 # **Papers.** Ho, Jain & Abbeel (2020), *Denoising Diffusion Probabilistic Models*
@@ -51,7 +53,8 @@
 # Diffusion Implicit Models* ([arXiv:2010.02502](https://arxiv.org/abs/2010.02502)); Salimans &
 # Ho (2022), *Progressive Distillation* ($v$-prediction, [arXiv:2202.00512](https://arxiv.org/abs/2202.00512));
 # Hang et al. (2023), *Efficient Diffusion Training via Min-SNR Weighting*
-# ([arXiv:2303.09556](https://arxiv.org/abs/2303.09556)); Heusel et al. (2017), *GANs Trained by a
+# ([arXiv:2303.09556](https://arxiv.org/abs/2303.09556)); Ho & Salimans (2022), *Classifier-Free
+# Diffusion Guidance* ([arXiv:2207.12598](https://arxiv.org/abs/2207.12598)); Heusel et al. (2017), *GANs Trained by a
 # Two Time-Scale Update Rule* (the Fréchet distance, [arXiv:1706.08500](https://arxiv.org/abs/1706.08500)).
 
 # %%
@@ -76,7 +79,8 @@ from ddpm_helpers import config, mnist_eval
 from ddpm_helpers.checkpoint import save_checkpoint
 from ddpm_helpers.datasets import mnist_images, to_uint8
 from ddpm_helpers.diffusion import Diffusion
-from ddpm_helpers.nn.unet import ResBlock, UNet, count_parameters
+from ddpm_helpers.guidance import ClassifierFreeGuidance
+from ddpm_helpers.nn.unet import NULL_LABEL, ResBlock, UNet, count_parameters
 from ddpm_helpers.plotting import make_grid, plot_loss_curve, show_images
 from ddpm_helpers.samplers import ddim_sample, ddim_timesteps, ddpm_sample
 from ddpm_helpers.training import TrainConfig, train
@@ -142,6 +146,11 @@ plt.show()
 #   listed resolutions. Its cost grows with the *square* of the number of positions: at
 #   $28\times28$ that is $784^2 \approx 615{,}000$ pairs per channel — far too many for a CPU — while
 #   at $7\times7$ it is cheap. Section 3 measures whether it pays.
+# - **Class label** (optional, `num_classes=10`): a learned vector per digit class, plus one
+#   for "no label" (`NULL_LABEL`), **added to the time embedding** — so every block that is
+#   told the noise level is also told which digit to draw, for the price of an `nn.Embedding`
+#   ($11 \times 64 = 704$ parameters here). Section 6 explains why we want both the labelled and the
+#   unlabelled network, and how one training run gives both.
 #
 # The output convolution is zero-initialised too, so the untrained network predicts 0.
 
@@ -212,7 +221,7 @@ for name, kwargs in candidates.items():
 
 # %% [markdown]
 # **What the measurements say.** The timings above come from this run (on a busy machine they
-# wobble); the table below comes from the experiment log of section 7, where each size was
+# wobble); the table below comes from the experiment log of section 8, where each size was
 # trained with the same recipe for the *same CPU time* (≈ 170 s of one thread) and scored:
 #
 # | U-Net | parameters | MFLOP / image | CPU ms / step (batch 64, 1 thread) | steps in 170 s | held-out ε-MSE | Fréchet (n = 200; real digits 17.5) |
@@ -238,17 +247,18 @@ for name, kwargs in candidates.items():
 
 # %%
 if on_gpu:  # a GPU: wider, deeper, attention in the middle, bigger batches, more steps
-    unet_config = dict(base_channels=64, channel_mults=(1, 2, 2), num_res_blocks=2, attention_resolutions=(7,))
+    unet_config = dict(base_channels=64, channel_mults=(1, 2, 2), num_res_blocks=2, attention_resolutions=(7,), num_classes=10)
     train_config = TrainConfig(steps=config.pick(quick=50, full=8000), batch_size=config.pick(quick=32, full=256), lr=1e-3,
                                warmup_steps=config.pick(quick=5, full=200), lr_schedule="cosine", ema_decay=0.999,
-                               prediction="v", weighting="min_snr", checkpoint_every=1000, log_every=50)
+                               prediction="v", weighting="min_snr", checkpoint_every=1000, log_every=50, p_uncond=0.1)
 else:  # a CPU: the narrow network chosen above, trained for at most 10 minutes on 2 cores
-    unet_config = config.pick(quick=dict(base_channels=8, channel_mults=(1, 2)),
-                              full=dict(base_channels=16, channel_mults=(1, 2, 2)))
+    unet_config = config.pick(quick=dict(base_channels=8, channel_mults=(1, 2), num_classes=10),
+                              full=dict(base_channels=16, channel_mults=(1, 2, 2), num_classes=10))
     train_config = TrainConfig(steps=config.pick(quick=30, full=2000), batch_size=32, lr=2e-3,
                                warmup_steps=config.pick(quick=5, full=100), lr_schedule="cosine", ema_decay=0.995,
                                prediction="v", weighting="min_snr", checkpoint_every=config.pick(quick=0, full=250), log_every=25,
-                               time_limit_s=config.pick(quick=None, full=600))  # at most 10 minutes of training
+                               time_limit_s=config.pick(quick=None, full=600),  # at most 10 minutes of training
+                               p_uncond=0.1)  # labels, dropped 10 % of the time (section 6)
 diffusion = Diffusion.from_schedule("linear", T=1000)
 torch.manual_seed(0)
 model = UNet(1, **unet_config)
@@ -266,7 +276,7 @@ print(train_config)
 # ## 4. Training: what makes the ten minutes count
 #
 # The loop is the shared `ddpm_helpers.training.train` (Algorithm 1 of Ho et al.), with the
-# choices that won in the experiments of section 7:
+# choices that won in the experiments of section 8:
 #
 # - **Prediction target $v$** (Salimans & Ho 2022): the network predicts
 #   $v = \sqrt{\bar\alpha_t}\,\epsilon - \sqrt{1-\bar\alpha_t}\,x_0$ instead of $\epsilon$.
@@ -282,7 +292,12 @@ print(train_config)
 # - **A short EMA** (decay 0.995, about 200 steps, with the warm-up rule $d_n = \min(d, (1+n)/(10+n))$):
 #   the DDPM value 0.9999 averages over ~10,000 steps, more than this whole run.
 # - **Small batches, many steps**: batch 32, 2000 steps — early in training more, smaller
-#   updates are worth more than fewer precise ones (section 7, row 8).
+#   updates are worth more than fewer precise ones (section 8, row 8).
+# - **Labels, dropped 10 % of the time** (`p_uncond=0.1`; Ho & Salimans 2022, Algorithm 1): each
+#   training digit comes with its class, and one time in ten the class is replaced by "no
+#   label". One network thus learns both $\epsilon_\theta(x_t, t, y)$ and $\epsilon_\theta(x_t, t)$ —
+#   the unconditional DDPM of the paper *and* a model told which digit to draw. Section 5 samples
+#   the unconditional one; section 6 shows what the labels buy.
 # - **A time limit** (`time_limit_s=600`): training stops after 10 minutes whatever the step,
 #   so a slower laptop trains fewer steps (before the learning rate has fully decayed) instead
 #   of taking longer.
@@ -292,7 +307,7 @@ print(train_config)
 # %%
 # NBVAL_IGNORE_OUTPUT
 run_dir = out_dir / f"run-{config.profile()}-{device.type}"  # one checkpoint per profile and device kind
-result = train(model, diffusion, train_images, train_config, device=device, out_dir=run_dir)
+result = train(model, diffusion, (train_images, train_labels), train_config, device=device, out_dir=run_dir)
 print(f"{result.steps} steps of {train_config.batch_size} images in {result.seconds:.0f} s "
       f"({1000 * result.seconds / max(result.steps, 1):.0f} ms/step); final loss {sum(result.losses[-50:]) / len(result.losses[-50:]):.4f}")
 ema_model = result.ema.model.eval()
@@ -312,8 +327,10 @@ plot_loss_curve(result.losses, window=config.pick(quick=5, full=50), title="min-
 # $\sigma_t^2 = \tilde\beta_t$. So the last row, $\eta = 1$ on 100 steps, is a stochastic
 # sampler at a tenth of DDPM's cost.
 # In both, the prediction is turned into $\hat x_0$, clipped to $[-1, 1]$ (the data range) and
-# used to form the next state. We time each sampler and score its digits with the
-# classifier of section 6 — below, the numbers come first and the method after.
+# used to form the next state. These are samples of the **unconditional** model — the DDPM of
+# the paper, asked for no particular digit (the label input set to "no label"). We time each
+# sampler and score its digits with the classifier of section 7 — below, the numbers come
+# first and the method after.
 
 # %%
 evaluator = mnist_eval.DigitEvaluator(mnist_eval.load_classifier(steps=config.pick(quick=50, full=mnist_eval.DEFAULT_CLASSIFIER_STEPS), progress=False))
@@ -321,12 +338,12 @@ n_compare = config.pick(quick=16, full=128)
 n_ddpm = config.pick(quick=4, full=16)
 
 
-def timed_samples(sampler, n, seed=0, **kwargs):
-    """Draw n samples with the EMA model; return (samples in [-1, 1] on the CPU, seconds)."""
+def timed_samples(sampler, n, seed=0, model=None, **kwargs):
+    """Draw n samples with ``model`` (default: the EMA model without labels); return (samples in [-1, 1] on the CPU, seconds)."""
     generator = torch.Generator(device=device).manual_seed(seed)
     start = time.perf_counter()
-    x = sampler(ema_model, diffusion, (n, 1, 28, 28), prediction=train_config.prediction, clip_x0=1.0,
-                generator=generator, device=device, **kwargs).x.cpu()
+    x = sampler(model if model is not None else ema_model, diffusion, (n, 1, 28, 28), prediction=train_config.prediction,
+                clip_x0=1.0, generator=generator, device=device, **kwargs).x.cpu()
     return x, time.perf_counter() - start
 
 
@@ -348,17 +365,18 @@ for ax, (name, (x, seconds)) in zip(axes, runs.items()):
     show_images(x[:16], nrow=4, ax=ax, title=f"{name}\n{seconds:.1f} s for {len(x)}")
 
 # %% [markdown]
-# **Reading the sampler table** (full-profile run on the CPU, n = 128 per DDIM row; the
-# "(real)" column is the floor, real digits at the same n). Deterministic DDIM with 100 and
-# with 50 steps is indistinguishable (Fréchet 109.0 vs 110.1; real digits 30.8), 20 steps is
-# nearly as good (113.7) and 10 steps visibly worse (127.1), while the time per sample falls
-# in proportion to the steps. The stochastic row, $\eta = 1$ on 100 steps, is the best of all
-# (102.1, and 44.5 % confident against 40 % for the deterministic rows) for 1.3× the cost
-# of deterministic DDIM-100; section 7 shows the same on 300 samples of another model. The
-# 1000-step DDPM sampler costs 11× that per sample; with only 16 samples its Fréchet distance
-# is dominated by small-sample bias (real digits score 356 at n = 16) and its confident share
-# has a ±12 % sampling error, so it tells us no more than that it is in the same range. The
-# final 1000 samples therefore use DDIM with 100 steps and $\eta = 1$.
+# **Reading the sampler table** (full-profile run on the CPU, unconditional samples, n = 128 per
+# DDIM row; the "(real)" column is the floor, real digits at the same n). Deterministic DDIM
+# with 100 and with 50 steps is indistinguishable (Fréchet 110.5 vs 109.6; real digits 30.8),
+# 20 steps is nearly as good (113.6) and 10 steps visibly worse (122.8), while the time per
+# sample falls in proportion to the steps. The stochastic row, $\eta = 1$ on 100 steps, scores
+# 123.6 with about the same confident share (41 %): on this network fresh noise did not help,
+# although it did on the weaker network of section 8 (300 samples) — with 128 samples these
+# differences are near the noise. The 1000-step DDPM sampler costs 15× DDIM-100 per sample;
+# with only 16 samples its Fréchet distance is dominated by small-sample bias (real digits
+# score 356 at n = 16) and its confident share has a ±12 % sampling error, so it tells us no
+# more than that it is in the same range. Whatever the sampler, fewer than half of these
+# unconditional digits are read with confidence — the subject of section 6.
 #
 # **A denoising strip.** Below, one DDIM run with 50 steps records the state $x_t$ (top row)
 # and the network's current guess $\hat x_0$ (bottom row) on the way from pure noise to a digit.
@@ -380,7 +398,110 @@ fig.suptitle("DDIM, 50 steps: the state (top) and the network's guess of the cle
 print("recorded 0-based timesteps:", strip.timesteps)
 
 # %% [markdown]
-# ## 6. Are the digits good? A classifier as the judge
+# ## 6. Telling the network which digit: classifier-free guidance
+#
+# Look at the unconditional samples again: the strokes are clean, but many digits are
+# chimeras — the top of a 4 on the bottom of a 9. The decision *which* digit a sample becomes
+# is made early, at high noise, where $x_t$ is consistent with every class; a network ten
+# minutes into training hedges there, and the blend survives to the end. If we tell the
+# network the digit, it no longer has to decide.
+#
+# **The conditional model.** Training with labels (section 4) gives
+# $\epsilon_\theta(x_t, t, y) \approx \mathbb E[\epsilon \mid x_t, y]$ for $y \in \{0, \dots, 9\}$ and, from the
+# 10 % of steps whose label was dropped, $\epsilon_\theta(x_t, t) \approx \mathbb E[\epsilon \mid x_t]$ — the same
+# network, with the label input set to "no label" (Ho & Salimans 2022, Algorithm 1).
+#
+# **Guidance.** By Tweedie's formula (notebook 02), a noise prediction is a scaled score:
+# $\epsilon_\theta(x_t, t) \approx -\sqrt{1-\bar\alpha_t}\,\nabla_{x_t}\log q(x_t)$, and likewise with $y$. Bayes' rule,
+# $q(y \mid x_t) = q(x_t \mid y)\,q(y)/q(x_t)$, turns the two predictions into a classifier for free:
+#
+# $$\nabla_{x_t}\log q(y \mid x_t) = \nabla_{x_t}\log q(x_t \mid y) - \nabla_{x_t}\log q(x_t)
+#   \approx -\frac{\epsilon_\theta(x_t, t, y) - \epsilon_\theta(x_t, t)}{\sqrt{1-\bar\alpha_t}}.$$
+#
+# Guidance samples from $\tilde q(x_t \mid y) \propto q(x_t \mid y)\,q(y \mid x_t)^{w}$: the conditional
+# distribution tilted, with strength $w \ge 0$, towards images the (implicit) classifier reads as
+# $y$ with confidence. Its score is $\nabla\log q(x_t \mid y) + w\,\nabla\log q(y \mid x_t)$; multiplied by
+# $-\sqrt{1-\bar\alpha_t}$ it is the noise prediction
+#
+# $$\tilde\epsilon_\theta(x_t, t, y) = \epsilon_\theta(x_t, t, y) + w\,\big(\epsilon_\theta(x_t, t, y) - \epsilon_\theta(x_t, t)\big)
+#   = (1 + w)\,\epsilon_\theta(x_t, t, y) - w\,\epsilon_\theta(x_t, t)
+#   \qquad \text{(Ho \& Salimans 2022, Eq. 6).}$$
+#
+# $w = 0$ is the plain conditional model; $w > 0$ extrapolates *away* from the unconditional
+# prediction. Nothing about the samplers changes: `ClassifierFreeGuidance(model, labels, w)`
+# wraps the network as an ordinary `model(x_t, t)` that computes both predictions in one call
+# on a doubled batch — so each step costs two network evaluations.
+#
+# **Why guiding $v$ is the same as guiding $\epsilon$.** Our network predicts $v$. For fixed $x_t$ and $t$,
+# $\epsilon = \sqrt{1-\bar\alpha_t}\,x_t + \sqrt{\bar\alpha_t}\,v$ (Salimans & Ho 2022, §4) is affine in $v$ with
+# the same coefficients for both calls, and the weights $(1+w)$ and $-w$ sum to 1, so
+# $(1+w)\,\epsilon(v_y) - w\,\epsilon(v_\varnothing) = \epsilon\big((1+w)\,v_y - w\,v_\varnothing\big)$. The next cell checks
+# both identities on the trained network.
+
+# %%
+w_check = 2.0
+digits = torch.arange(10, device=device)
+x_check = torch.randn(10, 1, 28, 28, generator=torch.Generator(device=device).manual_seed(4), device=device)
+t_check = torch.full((10,), 500, device=device)
+with torch.no_grad():
+    v_guided = ClassifierFreeGuidance(ema_model, digits, w_check)(x_check, t_check)  # one call on a batch of 20
+    v_label = ema_model(x_check, t_check, digits)  # v_θ(x_t, t, y)
+    v_none = ema_model(x_check, t_check, torch.full_like(digits, NULL_LABEL))  # v_θ(x_t, t, ∅)
+    eps_of = lambda v: diffusion.predict_eps_from_v(x_check, t_check, v)  # ε = √(1−ᾱ) x_t + √ᾱ v
+print("guided v = (1 + w) v(y) − w v(∅):", torch.allclose(v_guided, (1 + w_check) * v_label - w_check * v_none, atol=1e-5))
+print("ε of the guided v = (1 + w) ε(y) − w ε(∅):",
+      torch.allclose(eps_of(v_guided), (1 + w_check) * eps_of(v_label) - w_check * eps_of(v_none), atol=1e-5))
+print("the label changes the prediction:", not torch.allclose(v_label, v_none))
+
+# %% [markdown]
+# **How strong?** Guidance trades variety for fidelity, so we sweep $w$ and score each set
+# with the classifier of section 7. Every set asks for the ten digits in turn ($y = 0, 1, \dots, 9,
+# 0, 1, \dots$) and uses DDIM with 50 steps and $\eta = 1$ (with guidance that is 100 network
+# evaluations per sample, the cost of the unguided DDIM-100 of section 5). Besides the three
+# numbers of section 7 the table shows **label agreement**: the share of samples the classifier
+# reads, with confidence, as the digit that was asked for.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+n_guided = config.pick(quick=20, full=200)
+guidance_scales = (0.0, 0.25, 0.5, 1.0, 2.0)
+asked = torch.arange(n_guided, device=device) % 10  # 0, 1, …, 9, 0, 1, …
+
+
+def label_agreement(samples, labels):
+    """Share of samples classified with confidence ≥ 0.9 as the label they were asked for."""
+    probs = mnist_eval.predict_logits(evaluator.classifier, samples).softmax(-1)
+    return ((probs.max(-1).values >= mnist_eval.CONFIDENCE_THRESHOLD) & (probs.argmax(-1) == labels.cpu())).float().mean().item()
+
+
+guided_runs = {"no label (y = ∅)": timed_samples(ddim_sample, n_guided, seed=3, num_steps=50, eta=1.0)}
+for w in guidance_scales:
+    guided_runs[f"w = {w:g}"] = timed_samples(ddim_sample, n_guided, seed=3, num_steps=50, eta=1.0,
+                                              model=ClassifierFreeGuidance(ema_model, asked, w))
+floors[n_guided] = evaluator.real_floor(n_guided)
+print(f"{'sampler':18s} {'s/sample':>9s} {'Fréchet':>8s} {'(real)':>7s} {'confident':>10s} {'classes':>8s} {'label agreement':>16s}")
+for name, (x, seconds) in guided_runs.items():
+    m = evaluator.evaluate(x)
+    agreement = "—" if name.startswith("no label") else f"{100 * label_agreement(x, asked):.1f}%"
+    print(f"{name:18s} {seconds / len(x):9.3f} {m.frechet_distance:8.2f} {floors[n_guided].frechet_distance:7.2f} "
+          f"{100 * m.confident_share:9.1f}% {m.class_coverage:5d}/10 {agreement:>16s}")
+fig, axes = plt.subplots(1, len(guided_runs), figsize=(3.4 * len(guided_runs), 1.9))
+for ax, (name, (x, seconds)) in zip(axes, guided_runs.items()):
+    show_images(x[:min(20, n_guided)], nrow=10, ax=ax, title=name)
+fig.suptitle("columns ask for 0, 1, …, 9 (the unconditional row asks for nothing)", y=1.08);
+
+# %% [markdown]
+# **Reading the guidance table** (full-profile run on the CPU, n = 200 per row; real digits
+# score Fréchet 17.5 at this n). The label alone transforms the samples: the same network,
+# same cost, goes from 47 % to 87.5 % confident and from Fréchet 101 to 27 — the chimeras are
+# gone, and 84.5 % of the digits are read as the one asked for. Guidance then moves along a
+# trade-off: $w = 0.25$ adds 5 points of confidence for almost no Fréchet cost, $w = 1$ reaches
+# 98 % but doubles the distance, $w = 2$ gives near-perfect, near-identical digits (look at the
+# grids: every 1 the same stroke) and a distance of 91. A guided step costs two network calls
+# (the s/sample column).
+#
+# %% [markdown]
+# ## 7. Are the digits good? A classifier as the judge
 #
 # Eyes are good judges but do not scale, and the likelihood (notebook 03) says little about
 # how samples look. For MNIST a small CNN trained on the real training digits (99 % test
@@ -397,51 +518,62 @@ print("recorded 0-based timesteps:", strip.timesteps)
 # 3. **Class coverage**: how many of the ten classes occur among the confident samples, and
 #    the histogram. A model that only draws ones would score a perfect 2 but cover 1 class.
 #
-# The final set: N = 1000 samples (full profile) from the sampler that won section 5 — DDIM
-# with 100 steps and $\eta = 1$ — saved as uint8 pixels.
+# The final set: N = 1000 samples (full profile), a hundred of each digit, with guidance
+# $w = 0.25$ and DDIM with 50 steps and $\eta = 1$ — saved as uint8 pixels, with the labels that
+# were asked for beside them. The scale was chosen *before* this run, on a separate validation
+# set (1000 samples from another seed, drawn from the network of an earlier, identical run):
+# $w = 0$ gave Fréchet 14.9 and 85.8 % confident, $w = 0.25$ 14.0 and 92.3 %, $w = 0.5$ 19.3
+# and 95.3 %, $w = 1$ 36.7 and 98.4 % (real digits: 5.2 and 95.2 %). A little guidance lowers
+# the Fréchet distance (fewer malformed digits), more raises it (less variety); $w = 0.25$ has
+# the lowest distance and is the one that clears the 90 % bar.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-n_final = config.pick(quick=32, full=1000)
-final, final_seconds = timed_samples(ddim_sample, n_final, seed=2, num_steps=100, eta=1.0)
+n_final, w_final = config.pick(quick=32, full=1000), 0.25
+final_labels = torch.arange(n_final, device=device) % 10  # a hundred of each digit
+final, final_seconds = timed_samples(ddim_sample, n_final, seed=2, num_steps=50, eta=1.0,
+                                     model=ClassifierFreeGuidance(ema_model, final_labels, w_final))
 final_pixels = to_uint8(final)  # (N, 1, 28, 28) uint8
 torch.save(final_pixels, out_dir / "samples.pt")
+torch.save(final_labels.cpu(), out_dir / "sample_labels.pt")
 plt.imsave(out_dir / "samples.png", make_grid(final[:100], nrow=10)[0].numpy(), cmap="gray", vmin=0, vmax=1)
 metrics, floor = evaluator.evaluate(final_pixels), evaluator.real_floor(n_final)
 print("generated:      ", metrics)
 print("real (floor):   ", floor)
-print("class histogram:", metrics.class_histogram)
+print("class histogram:", metrics.class_histogram, f"| label agreement {100 * label_agreement(final_pixels, final_labels):.1f} %")
 accuracy = mnist_eval.classifier_accuracy(steps=config.pick(quick=50, full=mnist_eval.DEFAULT_CLASSIFIER_STEPS))
 targets = {"confident ≥ 90 %": metrics.confident_share >= 0.9, "all ten classes": metrics.class_coverage == 10,
            "Fréchet ≤ 2 × floor": metrics.frechet_distance <= 2 * floor.frechet_distance}
 print("targets (full profile, CPU):", targets)
 summary = {"profile": config.profile(), "device": device.type, "unet_config": unet_config, "train_config": vars(train_config),
            "parameters": count_parameters(model), "forward_mflop": flops / 1e6, "train_seconds": result.seconds,
-           "steps": result.steps, "final_sampler": "DDIM, 100 steps, eta=1, clip x0", "sample_seconds": final_seconds,
-           "classifier_test_accuracy": accuracy, "generated": metrics.as_dict(), "real_floor": floor.as_dict(),
-           "samplers": {name: {"n": len(x), "seconds": s, **evaluator.evaluate(x).as_dict()} for name, (x, s) in runs.items()}}
+           "steps": result.steps, "final_sampler": f"DDIM, 50 steps, eta=1, clip x0, classifier-free guidance w={w_final:g}, labels 0-9 in turn",
+           "sample_seconds": final_seconds, "classifier_test_accuracy": accuracy, "generated": metrics.as_dict(),
+           "label_agreement": label_agreement(final_pixels, final_labels), "real_floor": floor.as_dict(),
+           "samplers": {name: {"n": len(x), "seconds": s, **evaluator.evaluate(x).as_dict()} for name, (x, s) in runs.items()},
+           "guidance": {name: {"n": len(x), "seconds": s, **evaluator.evaluate(x).as_dict()} for name, (x, s) in guided_runs.items()}}
 (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
-show_images(final[:100], nrow=10, title=f"{n_final} samples, DDIM 100 steps, η = 1 (first 100)", scale=0.5);
+show_images(final[:100], nrow=10, title=f"{n_final} samples, guidance w = {w_final:g}, DDIM 50 steps, η = 1 (first 100; columns 0–9)", scale=0.5);
 
 # %% [markdown]
 # **How close is this to the target?** The goal for the full profile on a 2-core CPU is
 # ≥ 90 % confidently classified samples, all ten classes, and a Fréchet distance at most twice
-# the real-data floor. The committed run (2000 steps of 32 in 10 minutes) draws all ten
-# classes in fair proportions and clearly digit-shaped strokes, but only 51 % of its samples
-# are read with confidence (real digits: 95 %) and its Fréchet distance is 58 against a floor
-# of 5.2: many digits are still wobbly or half-formed. **The target is not met.** The previous
-# version of this notebook (1100 steps of 64, deterministic DDIM-50) scored 46 % and 69; the
-# smaller batch and the stochastic sampler (section 7) account for the gain, and the original
-# DDPM loss (ε-prediction, uniform weights) was clearly worse at equal cost. Closing the rest
-# of the gap needs several times more optimisation per CPU-second than any change measured
-# here — see the open questions at the end of section 7.
+# the real-data floor. The committed run (2000 steps of 32 in 9.4 minutes, then 1000 guided
+# samples with $w = 0.25$) reaches **92.4 % confident** (real digits: 95.2 %), **all ten classes**
+# (77 to 99 confident samples of each digit; 91.1 % are read as the digit that was asked for;
+# 8s and 2s are the hardest), and a **Fréchet distance of 12.6 against a floor of 5.2 — 2.4×, short of the 2×
+# target**. So two of the three targets are met, and they are met by *conditional, guided*
+# samples: the unconditional samples of the same network (section 5) stay below 50 %
+# confident. The previous version of this notebook, purely unconditional, scored 51 % and a
+# Fréchet distance of 58 (11× the floor); labels and a little guidance account for the
+# difference, at no extra training cost and twice the sampling cost.
 
 # %% [markdown]
-# ## 7. The experiments behind the choices
+# ## 8. The experiments behind the choices
 #
 # Every configuration below was trained with the shared loop on MNIST for the same CPU
 # budget (≈ 170 s of one pinned thread, batch 64, warmup + cosine LR, EMA 0.995) and scored
-# from 200 DDIM samples (20 steps, $\hat x_0$ clipped) with the classifier of section 6;
+# from 200 DDIM samples (20 steps, $\hat x_0$ clipped) with the classifier of section 7;
 # real training digits score Fréchet 17.5, 94.5 % confident, 10/10 classes at n = 200. The
 # budget is a fifth of the notebook's, so absolute numbers are far from the final ones —
 # what matters is the ranking. `benchmarks/mnist.py` reruns any row with a time budget.
@@ -515,13 +647,42 @@ show_images(final[:100], nrow=10, title=f"{n_final} samples, DDIM 100 steps, η 
 # thread, a quarter of the budget, and the compiled step was no faster (454 vs 444 ms for a
 # batch of 32; it also needs a C++ compiler on the reader's laptop).
 #
-# **Open questions** (not fully measured): a cheaper full-resolution level (e.g. 8 channels
-# at $28\times28$: a first timing showed only ≈ 20 % less time per step, because on a CPU
-# small layers cost more than their FLOPs). The honest conclusion: the target of ≥ 90 %
-# confident samples needs several times the compute of ten CPU minutes with this recipe.
+# **A third round: where the digits go wrong, and the fix** (`benchmarks/mnist.py`, 5 minutes
+# of one pinned thread per run, two runs side by side, batch 32, 660 steps planned, 400
+# samples; real digits at n = 400: Fréchet 11.4, 94.7 % confident). The samples of the
+# rounds above have clean strokes but wrong *shapes* — chimeras decided at high noise. Three
+# ideas aimed at that, and then labels:
+#
+# | # | change (from row 8) | steps | sampler | Fréchet ↓ | confident | classes |
+# | --- | --- | --- | --- | --- | --- | --- |
+# | 10 | none (row 8's recipe) | 660 | DDIM-100, $\eta = 1$ | **108.6** | **42.8 %** | 10 |
+# | 11 | plain $v$ loss (implied $x_0$ weight $\mathrm{SNR} + 1$: more weight on the noisiest *and* the cleanest steps) | 660 | same | 160.1 | 34.7 % | 10 |
+# | 12 | $x_0$ weight $\min(\mathrm{SNR} + 1, 5)$: more weight on the noisiest steps only | 637 | same | 147.8 | 39.3 % | 10 |
+# | 13 | channels 16, 32, **64** (more width at $7\times7$, where shapes are decided; 0.62 M params) | 478 | same | 166.3 | 36.5 % | 10 |
+# | 14 | **labels** ($p_\text{uncond} = 0.1$), sampled *without* a label | 660 | DDIM-50, $\eta = 1$ | 134.4 | 41.7 % | 10 |
+# | 15 | the same network *with* the label, $w = 0$ | 660 | same | **73.4** | 61.0 % | 10 |
+# | 16 | … guidance $w = 1$ | 660 | same | 76.9 | 76.2 % | 10 |
+# | 17 | … guidance $w = 2$ | 660 | same | 126.2 | 83.0 % | 10 |
+# | 18 | … guidance $w = 3$ | 660 | same | 175.0 | **86.0 %** | 10 |
+#
+# Shifting the loss towards the noisy steps (rows 11–12) and widening the bottleneck (row 13)
+# all lose to min-SNR on the narrow network. Labels are the largest single gain measured in
+# this notebook: told the digit, the same network at the same cost halves the Fréchet distance
+# (row 15 vs 14) and is read confidently half again as often; the unconditional samples of the
+# jointly trained network are about as good as those of a purely unconditional one (row 14 vs
+# 10, with half the sampling steps). Guidance then trades variety for fidelity: each unit of
+# $w$ buys confidence and costs Fréchet distance, the same trade-off Ho & Salimans report
+# between IS and FID on ImageNet. (Rows 16 and 18 come from a second, identical training run: same seed,
+# same 660 steps, same weights.)
+#
+# **Open questions.** The Fréchet distance of the *unconditional* samples is still about 6×
+# the floor (section 6, n = 200), and the best guided set is 2.4× — what the remaining gap needs
+# (a longer budget, a cheaper full-resolution level, progressive or low-resolution
+# pre-training, guidance limited to an interval of noise levels as in Kynkäänniemi et al.
+# 2024) is not measured here.
 
 # %% [markdown]
-# ## 8. Exercises
+# ## 9. Exercises
 #
 # Each exercise has a cell for your answer (it starts as `None`, "not attempted") and a
 # cell that checks it. Solutions are at the end — try first!
@@ -613,6 +774,9 @@ check_exercise_2(lambda logits, threshold: (logits.softmax(-1).max(-1).values >=
 # - On a CPU, quality per second comes from a narrow network trained for many steps with a
 #   well-scaled target ($v$), min-SNR weighting, a high warm-started cosine LR and a short EMA.
 # - DDIM with 50 steps costs 1/20 of the 1000-step DDPM sampler; 20 steps lose little, 10 steps lose visibly.
+# - Classifier-free guidance: train with labels dropped 10 % of the time, sample with
+#   $(1+w)\,\epsilon_\theta(x_t, t, y) - w\,\epsilon_\theta(x_t, t)$. The label is the largest gain on a budget
+#   (47 % → 87.5 % confident); a little guidance ($w = 0.25$) clears 90 %, more trades variety for fidelity.
 # - A classifier turns "looks like digits" into numbers: Fréchet distance, confident share,
 #   class coverage — always next to the same numbers for real digits.
 
