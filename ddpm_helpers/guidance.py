@@ -5,9 +5,9 @@ network learns ε_θ(x_t, t, y) and, with y = NULL_LABEL, ε_θ(x_t, t). Samplin
 
     ε̃ = (1 + w) ε_θ(x_t, t, y) − w ε_θ(x_t, t)        (Ho & Salimans 2022, Eq. 6)
 
-with guidance scale w ≥ 0 (w = 0: the plain conditional model). The combination is linear, and
-x̂0 and v are linear in ε for fixed x_t and t, so the same formula guides an x0- or v-predicting
-network. :class:`ClassifierFreeGuidance` wraps a conditional network as an ordinary
+with guidance scale w ≥ 0 (w = 0: the plain conditional model). x̂0 and v are affine in ε for
+fixed x_t and t, and the weights (1 + w) and −w sum to 1, so the same formula guides an x0- or
+v-predicting network. :class:`ClassifierFreeGuidance` wraps a conditional network as an ordinary
 ``model(x_t, t)`` that every sampler in :mod:`ddpm_helpers.samplers` accepts.
 """
 

@@ -408,7 +408,7 @@ print("recorded 0-based timesteps:", strip.timesteps)
 #
 # **The conditional model.** Training with labels (section 4) gives
 # $\epsilon_\theta(x_t, t, y) \approx \mathbb E[\epsilon \mid x_t, y]$ for $y \in \{0, \dots, 9\}$ and, from the
-# 10 % of steps whose label was dropped, $\epsilon_\theta(x_t, t) \approx \mathbb E[\epsilon \mid x_t]$ — the same
+# ≈ 10 % of training examples whose label was dropped, $\epsilon_\theta(x_t, t) \approx \mathbb E[\epsilon \mid x_t]$ — the same
 # network, with the label input set to "no label" (Ho & Salimans 2022, Algorithm 1).
 #
 # **Guidance.** By Tweedie's formula (notebook 02), a noise prediction is a scaled score:
@@ -418,9 +418,12 @@ print("recorded 0-based timesteps:", strip.timesteps)
 # $$\nabla_{x_t}\log q(y \mid x_t) = \nabla_{x_t}\log q(x_t \mid y) - \nabla_{x_t}\log q(x_t)
 #   \approx -\frac{\epsilon_\theta(x_t, t, y) - \epsilon_\theta(x_t, t)}{\sqrt{1-\bar\alpha_t}}.$$
 #
-# Guidance samples from $\tilde q(x_t \mid y) \propto q(x_t \mid y)\,q(y \mid x_t)^{w}$: the conditional
-# distribution tilted, with strength $w \ge 0$, towards images the (implicit) classifier reads as
-# $y$ with confidence. Its score is $\nabla\log q(x_t \mid y) + w\,\nabla\log q(y \mid x_t)$; multiplied by
+# Guidance replaces the score at each noise level by that of
+# $\tilde q(x_t \mid y) \propto q(x_t \mid y)\,q(y \mid x_t)^{w}$: the conditional distribution tilted, with
+# strength $w \ge 0$, towards images the (implicit) classifier reads as $y$ with confidence. (The
+# tilted densities at different noise levels are not the noised versions of one tilted data
+# distribution, so the samples follow $\tilde q$ only approximately — Ho & Salimans make the same
+# caveat.) Its score is $\nabla\log q(x_t \mid y) + w\,\nabla\log q(y \mid x_t)$; multiplied by
 # $-\sqrt{1-\bar\alpha_t}$ it is the noise prediction
 #
 # $$\tilde\epsilon_\theta(x_t, t, y) = \epsilon_\theta(x_t, t, y) + w\,\big(\epsilon_\theta(x_t, t, y) - \epsilon_\theta(x_t, t)\big)
@@ -456,7 +459,7 @@ print("the label changes the prediction:", not torch.allclose(v_label, v_none))
 # %% [markdown]
 # **How strong?** Guidance trades variety for fidelity, so we sweep $w$ and score each set
 # with the classifier of section 7. Every set asks for the ten digits in turn ($y = 0, 1, \dots, 9,
-# 0, 1, \dots$) and uses DDIM with 50 steps and $\eta = 1$ (with guidance that is 100 network
+# 0, 1, \dots$) and uses DDIM with 50 steps and $\eta = 1$ (for $w > 0$ that is 100 network
 # evaluations per sample, the cost of the unguided DDIM-100 of section 5). Besides the three
 # numbers of section 7 the table shows **label agreement**: the share of samples the classifier
 # reads, with confidence, as the digit that was asked for.
