@@ -3,9 +3,10 @@
 One step: draw a batch x₀, draw t ~ U{0,…,T−1} and ε ~ N(0, I), minimise the simple loss
 ‖target − model(x_t, t)‖² (Ho et al. 2020, Algorithm 1 / Eq. 14, see ``losses.diffusion_loss``)
 with Adam (for a class-conditional network, ``model(x_t, t, y)`` with the label dropped at rate
-``p_uncond``: classifier-free guidance training, Ho & Salimans 2022, Algorithm 1). Around that step: linear LR warmup then a constant or cosine LR, gradient-norm
-clipping, an EMA of the weights, a tqdm bar, a per-step loss history, a FloatingPointError
-naming the step where the loss stops being finite, an optional wall-clock budget, and atomic
+``p_uncond``: classifier-free guidance training, Ho & Salimans 2022, Algorithm 1). Around that
+step: linear LR warmup then a constant or cosine LR, gradient-norm clipping, an EMA of the
+weights, a tqdm bar, a per-step loss history, a FloatingPointError naming the step where the
+loss stops being finite, an optional wall-clock budget, and atomic
 checkpoints in ``out_dir`` from which an interrupted run resumes bit-for-bit (model, EMA,
 optimizer, step, random generator states, loss history). The LR is a pure function of the
 step (:func:`lr_at_step`), so the step *is* the scheduler state.
@@ -43,8 +44,8 @@ _RESUME_FIELDS = ("batch_size", "lr", "warmup_steps", "lr_schedule", "grad_clip"
 class TrainConfig:
     """Hyper-parameters of :func:`train`.
 
-    ``batch_size`` sizes the random minibatches drawn when ``batches`` is a Tensor (a callable
-    or DataLoader sets its own). ``grad_clip=None`` disables clipping; ``checkpoint_every=0``
+    ``batch_size`` sizes the random minibatches drawn when ``batches`` is a Tensor or an
+    ``(images, labels)`` pair of Tensors (a callable or DataLoader sets its own). ``grad_clip=None`` disables clipping; ``checkpoint_every=0``
     writes a checkpoint only at the end (when ``out_dir`` is given); ``time_limit_s`` stops this
     call after that many wall-clock seconds (``TrainResult.stopped_early``). ``p_uncond=None``
     trains an unconditional ``model(x_t, t)`` (labels in the batches are ignored); a value in
@@ -214,7 +215,8 @@ def train(model: nn.Module, diffusion: Diffusion, batches, config: TrainConfig, 
     ``batches``: a Tensor of training examples (random minibatches of ``config.batch_size``), a pair
     ``(images, labels)`` of Tensors (random minibatches of both, for ``config.p_uncond``),
     a callable ``(step, generator) -> x0`` (use ``generator`` for any randomness), or an iterable
-    such as a DataLoader (cycled; ``(x, label)`` pairs use ``x``). Batches are moved to ``device``.
+    such as a DataLoader (cycled; of an ``(x, label)`` pair only ``x`` is used unless ``config.p_uncond``
+    is set). Batches are moved to ``device``.
     ``out_dir``: where ``checkpoint.pt`` is written every ``checkpoint_every`` steps, at the end,
     and when the run is interrupted (Ctrl-C finishes the current step first). With ``resume=True``
     an existing checkpoint there is loaded and training continues from its step; a callable or
