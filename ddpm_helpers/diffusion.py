@@ -143,7 +143,7 @@ class Diffusion:
         return extract(self.table(name, x), t, x)
 
     def _check(self, t, **tensors):
-        """Validate the public methods' inputs: floating-point tensors of one shape (B, …), timesteps t of shape (B,)."""
+        """Validate a public method's inputs: floating-point tensors of one shape (B, …), timesteps ``t`` (B,)."""
         for name, x in tensors.items():
             check_floating(x, name)
             if x.ndim == 0:

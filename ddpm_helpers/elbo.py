@@ -109,7 +109,8 @@ def elbo_terms(model, diffusion, x0, *, prediction="eps", variance="beta_tilde",
             p = diffusion.p_mean_variance(out, xt, tt, prediction, variance)  # μ_θ, log σ_t²
             if t > 0:
                 q_mean, _, q_log_var = diffusion.q_posterior(x0, xt, tt)  # μ̃_t, log β̃_t
-                kls.append(_sum_dims(normal_kl(q_mean, q_log_var, p.mean, p.log_variance)))  # L_t of the paper at code step `t`
+                # the paper's L_t at code step `t`: KL(q(x_t | x_{t+1}, x_0) ‖ p_θ(x_t | x_{t+1})) in paper indices
+                kls.append(_sum_dims(normal_kl(q_mean, q_log_var, p.mean, p.log_variance)))
             elif decoder == "discretized":
                 log_scale = 0.5 * p.log_variance.expand_as(x0)  # log σ = ½ log σ²
                 decoder_nll = -_sum_dims(discretized_gaussian_log_likelihood(x0, p.mean, log_scale))  # L_0, Eq. 13

@@ -29,7 +29,7 @@ def drop_labels(labels: Tensor, p_uncond: float, generator: torch.Generator | No
 
 
 def _label_tensor(labels) -> Tensor:
-    """Class labels as a LongTensor of shape (B,): an integer tensor or a sequence of ints (floats and bools refused)."""
+    """Class labels as a LongTensor (B,) from an integer tensor or a sequence of ints (floats and bools refused)."""
     if not torch.is_tensor(labels):
         if isinstance(labels, (str, bytes)) or not all(
                 isinstance(y, numbers.Integral) and not isinstance(y, bool) for y in labels):
@@ -69,5 +69,6 @@ class ClassifierFreeGuidance(nn.Module):
         if self.scale == 0:
             return self.model(x, t, labels)
         null = torch.full_like(labels, NULL_LABEL)
-        conditional, unconditional = self.model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null])).chunk(2)
+        both = self.model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null]))  # f(y) and f(∅), one call
+        conditional, unconditional = both.chunk(2)
         return conditional + self.scale * (conditional - unconditional)  # = (1 + w) f(y) − w f(∅)

@@ -21,8 +21,14 @@ import torch
 from tqdm import tqdm
 
 from ddpm_helpers import utils
-from ddpm_helpers.checks import check_floating, check_int, check_model_output, check_name, check_number
-from ddpm_helpers.checks import check_positive_int
+from ddpm_helpers.checks import (
+    check_floating,
+    check_int,
+    check_model_output,
+    check_name,
+    check_number,
+    check_positive_int,
+)
 from ddpm_helpers.diffusion import PREDICTIONS, VARIANCES, extract
 from ddpm_helpers.utils import moved_names
 

@@ -161,7 +161,8 @@ def test_q_sample_uses_given_noise_and_generator(diffusion):
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     torch.testing.assert_close(diffusion.q_sample(x0, t, generator=g1), diffusion.q_sample(x0, t, generator=g2))
     eps = noise_like(x0, torch.Generator().manual_seed(3))
-    torch.testing.assert_close(diffusion.q_sample(x0, t, eps), diffusion.q_sample(x0, t, generator=torch.Generator().manual_seed(3)))
+    torch.testing.assert_close(diffusion.q_sample(x0, t, eps),
+                               diffusion.q_sample(x0, t, generator=torch.Generator().manual_seed(3)))
     with pytest.raises(ValueError, match=r"\(8, 3\)"):
         diffusion.q_sample(x0, t, torch.zeros(8, 3))
 

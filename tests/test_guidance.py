@@ -4,9 +4,9 @@ the conditional U-Net, and conditional training through the shared loop."""
 import pytest
 import torch
 
+from ddpm_helpers import guidance
 from ddpm_helpers.datasets import random_batches
 from ddpm_helpers.diffusion import Diffusion
-from ddpm_helpers import guidance
 from ddpm_helpers.guidance import ClassifierFreeGuidance, drop_labels
 from ddpm_helpers.losses import diffusion_loss
 from ddpm_helpers.nn.unet import NULL_LABEL, UNet
@@ -66,7 +66,8 @@ def test_guidance_rejects_bad_input():
     with pytest.raises(ValueError, match="labels must have shape"):
         ClassifierFreeGuidance(toy, torch.tensor([[1]]), 1.0)
     with pytest.raises(ValueError, match="batch of 2 samples but 3 labels"):
-        ClassifierFreeGuidance(toy, torch.tensor([1, 2, 3]), 1.0)(torch.zeros(2, 1, 2, 2), torch.zeros(2, dtype=torch.long))
+        guided = ClassifierFreeGuidance(toy, torch.tensor([1, 2, 3]), 1.0)
+        guided(torch.zeros(2, 1, 2, 2), torch.zeros(2, dtype=torch.long))
 
 
 def test_conditional_unet_uses_the_label():
@@ -154,7 +155,8 @@ def test_null_label_lives_in_guidance_and_losses_do_not_import_the_unet():
     import sys
 
     code = "import sys, ddpm_helpers.losses, ddpm_helpers.guidance; print('ddpm_helpers.nn.unet' in sys.modules)"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
 
 
 def test_guidance_rejects_float_labels_and_non_finite_scales():

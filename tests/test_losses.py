@@ -1,4 +1,4 @@
-"""Training loss: zero for a perfect model, min-SNR weights by definition, and the weights' equivalence across targets."""
+"""Training loss: zero for a perfect model, min-SNR weights by definition, the weights' equivalence across targets."""
 
 import math
 

@@ -7,7 +7,15 @@ import torch
 
 from ddpm_helpers.analytic import GaussianMixture, optimal_eps
 from ddpm_helpers.diffusion import Diffusion
-from ddpm_helpers.samplers import SampleResult, StepResult, ddim_sample, ddim_step, ddim_timesteps, ddpm_sample, ddpm_step
+from ddpm_helpers.samplers import (
+    SampleResult,
+    StepResult,
+    ddim_sample,
+    ddim_step,
+    ddim_timesteps,
+    ddpm_sample,
+    ddpm_step,
+)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +106,8 @@ def test_model_called_in_eval_mode_without_grad_and_restored(diffusion):
 def test_ddpm_record_semantics(diffusion):
     net = TanhNet()
     x_T = torch.randn(6, 3, dtype=torch.float64)
-    result = ddpm_sample(net, diffusion, (6, 3), x_T=x_T, record=[0, 49, 10], generator=torch.Generator().manual_seed(0))
+    result = ddpm_sample(net, diffusion, (6, 3), x_T=x_T, record=[0, 49, 10],
+                         generator=torch.Generator().manual_seed(0))
     assert isinstance(result, SampleResult)
     assert result.timesteps == [49, 10, 0]  # sampling order
     assert result.xs.shape == result.x0_preds.shape == (3, 6, 3)

@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ddpm_helpers import utils
 from ddpm_helpers.checks import check_positive_int
 from ddpm_helpers.guidance import NULL_LABEL
-from ddpm_helpers import utils
 
 from .embeddings import sinusoidal_embedding
 
@@ -151,7 +151,8 @@ class UNet(nn.Module):
         num_classes: int | None = None,
     ):
         super().__init__()
-        self._check_config(in_channels, base_channels, channel_mults, num_res_blocks, attention_resolutions, dropout, image_size, time_dim, num_groups, patch_size)
+        self._check_config(in_channels, base_channels, channel_mults, num_res_blocks, attention_resolutions, dropout,
+                           image_size, time_dim, num_groups, patch_size)
         if num_classes is not None:
             check_positive_int(num_classes, "num_classes (or None)")
         self.num_classes = num_classes
@@ -204,13 +205,17 @@ class UNet(nn.Module):
                     block.append(Upsample(channels))
                 self.up.append(nn.ModuleList(block))
 
-        self.head = nn.Sequential(nn.GroupNorm(num_groups, channels), nn.SiLU(), nn.Conv2d(channels, in_channels * patch_size**2, 3, padding=1))
+        self.head = nn.Sequential(nn.GroupNorm(num_groups, channels), nn.SiLU(),
+                                  nn.Conv2d(channels, in_channels * patch_size**2, 3, padding=1))
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 
     @staticmethod
-    def _check_config(in_channels, base_channels, channel_mults, num_res_blocks, attention_resolutions, dropout, image_size, time_dim, num_groups, patch_size):
-        for name, value in (("in_channels", in_channels), ("base_channels", base_channels), ("num_res_blocks", num_res_blocks), ("image_size", image_size), ("num_groups", num_groups), ("patch_size", patch_size)):
+    def _check_config(in_channels, base_channels, channel_mults, num_res_blocks, attention_resolutions, dropout,
+                      image_size, time_dim, num_groups, patch_size):
+        for name, value in (("in_channels", in_channels), ("base_channels", base_channels),
+                            ("num_res_blocks", num_res_blocks), ("image_size", image_size),
+                            ("num_groups", num_groups), ("patch_size", patch_size)):
             check_positive_int(value, name)
         if image_size % patch_size != 0:
             raise ValueError(f"image_size={image_size} must be divisible by patch_size={patch_size}")
@@ -224,13 +229,15 @@ class UNet(nn.Module):
         factor = 2 ** (len(channel_mults) - 1)
         if top % factor != 0:
             raise ValueError(
-                f"image_size={image_size} / patch_size={patch_size} = {top} cannot be halved {len(channel_mults) - 1} times "
+                f"image_size={image_size} / patch_size={patch_size} = {top} cannot be halved "
+                f"{len(channel_mults) - 1} times "
                 f"(channel_mults={tuple(channel_mults)}): it must be divisible by {factor}"
             )
         resolutions = {top // 2**level for level in range(len(channel_mults))}
         unknown = sorted(set(attention_resolutions) - resolutions)
         if unknown:
-            raise ValueError(f"attention_resolutions {unknown} are not among the U-Net's resolutions {sorted(resolutions, reverse=True)}")
+            raise ValueError(f"attention_resolutions {unknown} are not among the U-Net's resolutions "
+                             f"{sorted(resolutions, reverse=True)}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         for mult in channel_mults:
@@ -239,7 +246,8 @@ class UNet(nn.Module):
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[-2:] != (self.image_size, self.image_size):
             raise ValueError(
-                f"expected input of shape (B, {self.in_channels}, {self.image_size}, {self.image_size}), got {tuple(x.shape)}"
+                f"expected input of shape (B, {self.in_channels}, {self.image_size}, {self.image_size}), "
+                f"got {tuple(x.shape)}"
             )
         if t.shape != (x.shape[0],):
             raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")
