@@ -71,7 +71,10 @@ class Diffusion:
     """
 
     def __init__(self, betas):
-        betas = torch.as_tensor(betas, dtype=torch.float64).detach().cpu()
+        try:
+            betas = torch.as_tensor(betas, dtype=torch.float64).detach().cpu()
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise ValueError(f"betas must be a 1-D table of numbers, got {betas!r}") from error
         if betas.ndim != 1 or betas.shape[0] < 2:
             raise ValueError(f"betas must be a 1-D table with T >= 2 entries, got shape {tuple(betas.shape)}")
         bad = ~((betas > 0) & (betas < 1))
