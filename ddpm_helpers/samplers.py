@@ -64,10 +64,11 @@ def ddpm_step(diffusion, model_output, xt, t, *, prediction="eps", variance="bet
               generator=None):
     """One ancestral step x_t → x_{t−1} = μ_θ(x_t, t) + σ_t z (Ho et al. 2020, Algorithm 2, line 4).
 
-    ``t``: the 0-based step (an int) shared by the batch ``xt``; ``model_output``: the network's
-    output at ``(xt, t)``. μ_θ from Eq. 11 (through x̂0, optionally clipped to [−clip_x0, clip_x0]),
-    σ_t² = β̃_t ("beta_tilde") or β_t ("beta"), z ~ N(0, I) for ``t > 0``; at ``t = 0`` (paper's
-    step 1) the mean is returned without noise.
+    The formula is in paper steps; the code step ``t`` (an int shared by the batch ``xt``) is the
+    paper's t + 1. ``model_output``: the network's output at ``(xt, t)``. μ_θ from Eq. 11 (through
+    x̂0, optionally clipped to [−clip_x0, clip_x0]), σ_t² = β̃_t ("beta_tilde") or β_t ("beta"),
+    z ~ N(0, I) for ``t > 0``; at ``t = 0`` (paper's step 1) the mean is returned without noise.
+    Returns :class:`StepResult` ``(x_prev, x0_hat)``.
     """
     t = check_int(t, "t", low=0, high=diffusion.T - 1)
     out = diffusion.p_mean_variance(model_output, xt, _timestep_tensor(t, xt), prediction, variance, clip_x0)
@@ -80,8 +81,9 @@ def ddim_step(diffusion, model_output, xt, t, t_prev, *, eta=0.0, prediction="ep
     """One DDIM step x_t → x_s from the 0-based step ``t`` to ``t_prev = s < t`` (Song, Meng & Ermon 2021, Eq. 12).
 
     x_s = √ᾱ_s x̂0 + √(1 − ᾱ_s − σ_t²) ε̂ + σ_t z,  σ_t = η √((1 − ᾱ_s)/(1 − ᾱ_t)) √(1 − ᾱ_t/ᾱ_s)  (Eq. 16).
-    ``t_prev=None`` is the end of the chain (ᾱ_s = 1, σ = 0): the step returns x̂0. η = 0 is
-    deterministic; η = 1 with ``t_prev = t − 1`` is the DDPM step with σ_t² = β̃_t.
+    Here ᾱ_t and ᾱ_s are ``alpha_bar[t]`` and ``alpha_bar[t_prev]`` (0-based code steps). ``t_prev=None``
+    is the end of the chain (ᾱ_s = 1, σ = 0): the step returns x̂0. η = 0 is deterministic; η = 1
+    with ``t_prev = t − 1`` is the DDPM step with σ² = β̃. Returns :class:`StepResult` ``(x_prev, x0_hat)``.
     """
     t = check_int(t, "t", low=0, high=diffusion.T - 1)
     if t_prev is not None and (isinstance(t_prev, bool) or not isinstance(t_prev, numbers.Integral)
@@ -155,8 +157,11 @@ def _result(x, recorded):
     return SampleResult(x=x, timesteps=timesteps, xs=xs, x0_preds=x0_preds)
 
 
-def _sample(model, x, steps, step, record, desc, progress):
-    """The loop shared by the samplers: x ← step(model(x, t), x, i) for t = steps[i], recording as asked."""
+def _sample(model, diffusion, shape, x_T, generator, device, record, steps, step, desc, progress):
+    """The loop shared by the samplers: x ← ``step(model(x, t), x, i)`` for ``t = steps[i]``, recording as asked."""
+    device = _resolve_device(model, x_T, device)
+    record = _record_set(record, diffusion.T)
+    x = _initial_state(shape, x_T, generator, device)
     recorded = []
     with utils.eval_no_grad(model):
         for i in tqdm(range(len(steps)), desc=desc, disable=not progress):
@@ -169,26 +174,27 @@ def _sample(model, x, steps, step, record, desc, progress):
     return _result(x, recorded)
 
 
+def _check_prediction(prediction, clip_x0):
+    check_name(prediction, PREDICTIONS, "prediction")
+    if clip_x0 is not None:
+        check_number(clip_x0, "clip_x0", low=0, low_open=True)
+
+
 def ddpm_sample(model, diffusion, shape, *, prediction="eps", variance="beta_tilde", clip_x0=None, generator=None,
                 device=None, x_T=None, record=(), progress=False):
     """Ancestral sampling (Ho et al. 2020, Algorithm 2): :func:`ddpm_step` for ``t = T−1, …, 0``.
 
     ``shape`` may be None when ``x_T`` is given.
     """
-    check_name(prediction, PREDICTIONS, "prediction")
+    _check_prediction(prediction, clip_x0)
     check_name(variance, VARIANCES, "variance")
-    if clip_x0 is not None:
-        check_number(clip_x0, "clip_x0", low=0, low_open=True)
-    device = _resolve_device(model, x_T, device)
-    record = _record_set(record, diffusion.T)
-    x = _initial_state(shape, x_T, generator, device)
     steps = list(range(diffusion.T - 1, -1, -1))
 
     def step(output, x, i):
         return ddpm_step(diffusion, output, x, steps[i], prediction=prediction, variance=variance, clip_x0=clip_x0,
                          generator=generator)
 
-    return _sample(model, x, steps, step, record, "DDPM sampling", progress)
+    return _sample(model, diffusion, shape, x_T, generator, device, record, steps, step, "DDPM sampling", progress)
 
 
 def ddim_timesteps(T, num_steps):
@@ -227,21 +233,16 @@ def ddim_sample(model, diffusion, shape, *, num_steps=50, timesteps=None, eta=0.
     :func:`ddim_timesteps`). η = 0 is deterministic; η = 1 over all T steps is DDPM with
     σ_t² = β̃_t. Only recorded timesteps that the sequence visits appear in the result.
     """
-    check_name(prediction, PREDICTIONS, "prediction")
+    _check_prediction(prediction, clip_x0)
     eta = check_number(eta, "eta", low=0.0, high=1.0)
-    if clip_x0 is not None:
-        check_number(clip_x0, "clip_x0", low=0, low_open=True)
     steps = ddim_timesteps(diffusion.T, num_steps) if timesteps is None else _check_timesteps(timesteps, diffusion.T)
-    device = _resolve_device(model, x_T, device)
-    record = _record_set(record, diffusion.T)
-    x = _initial_state(shape, x_T, generator, device)
     next_steps = steps[1:] + [None]  # the step each one goes to; None: the end of the chain (ᾱ = 1)
 
     def step(output, x, i):
         return ddim_step(diffusion, output, x, steps[i], next_steps[i], eta=eta, prediction=prediction,
                          clip_x0=clip_x0, generator=generator)
 
-    return _sample(model, x, steps, step, record, "DDIM sampling", progress)
+    return _sample(model, diffusion, shape, x_T, generator, device, record, steps, step, "DDIM sampling", progress)
 
 
 __getattr__ = moved_names(__name__, {"eval_no_grad": (utils.eval_no_grad, "ddpm_helpers.utils.eval_no_grad")})
