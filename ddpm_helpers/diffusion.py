@@ -37,9 +37,12 @@ def extract(table, t, x):
     """``table[t]`` shaped ``(B, 1, …, 1)`` to broadcast against ``x`` (``t``: 0-based timesteps, shape ``(B,)``).
 
     The one place where tables are indexed by ``t``. A table not yet in ``x``'s dtype and on its device is
-    converted first (a copy); :meth:`Diffusion.table` gives tables that already are. No checks: the public
-    entry points validate ``t``.
+    converted first (a copy); :meth:`Diffusion.table` gives tables that already are. The public entry points
+    validate ``t``; here only its dtype is checked (no values read, no device sync), since a bool or uint8 ``t``
+    would silently index as a mask.
     """
+    if t.dtype not in checks.INDEX_DTYPES:
+        raise ValueError(f"t must be an int64 (or int32) tensor of timesteps, got dtype {t.dtype}")
     values = table.to(device=x.device, dtype=x.dtype)[t]  # table[t]
     return values.reshape(t.shape[0], *([1] * (x.ndim - 1)))
 

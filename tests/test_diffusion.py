@@ -68,6 +68,13 @@ def test_extract_shape_dtype_and_values():
     assert out.flatten().tolist() == pytest.approx([0.0, 3.0, 1.0, 1.0])
 
 
+def test_extract_refuses_mask_like_t():
+    """A bool or uint8 t would index as a mask; extract checks the dtype (metadata only, no sync)."""
+    for dtype in (torch.bool, torch.uint8, torch.float32):
+        with pytest.raises(ValueError, match=str(dtype)):
+            extract(torch.ones(10), torch.ones(2, dtype=dtype), torch.zeros(2, 3))
+
+
 @pytest.mark.parametrize("bad_t", [-1, 10, 123])
 def test_out_of_range_t_raises_at_the_entry_points(bad_t):
     d = Diffusion(torch.full((10,), 0.1))
