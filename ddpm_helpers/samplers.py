@@ -86,9 +86,8 @@ def ddim_step(diffusion, model_output, xt, t, t_prev, *, eta=0.0, prediction="ep
     with ``t_prev = t − 1`` is the DDPM step with σ² = β̃. Returns :class:`StepResult` ``(x_prev, x0_hat)``.
     """
     t = check_int(t, "t", low=0, high=diffusion.T - 1)
-    if t_prev is not None and (isinstance(t_prev, bool) or not isinstance(t_prev, numbers.Integral)
-                               or not 0 <= t_prev < t):
-        raise ValueError(f"t_prev must be None (the end) or an int in [0, t={t}), got t_prev={t_prev!r}")
+    if t_prev is not None:
+        t_prev = check_int(t_prev, "t_prev", low=0, high=t - 1)  # None: the end of the chain
     eta = check_number(eta, "eta", low=0.0, high=1.0)
     tt = _timestep_tensor(t, xt)
     eps, x0_hat = diffusion.model_predictions(model_output, xt, tt, prediction, clip_x0)
@@ -140,9 +139,10 @@ def _record_set(record, T):
     """The set of 0-based timesteps to record; ValueError naming any outside [0, T)."""
     steps = set()
     for t in record:
-        if isinstance(t, bool) or not isinstance(t, numbers.Integral) or not 0 <= t < T:
-            raise ValueError(f"record timestep {t!r} out of range [0, {T}) (record takes ints)")
-        steps.add(int(t))
+        try:
+            steps.add(check_int(t, "t", low=0, high=T - 1))
+        except ValueError:
+            raise ValueError(f"record timestep {t!r} out of range [0, {T}) (record takes ints)") from None
     return steps
 
 
