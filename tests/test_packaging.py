@@ -239,3 +239,46 @@ def test_pytest_nbval_with_a_notebook_collects_just_that_notebook():
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert {line.split("::")[0] for line in result.stdout.splitlines() if "::" in line} == {notebook}
+
+
+# --- Binder ------------------------------------------------------------------------------------
+
+
+def binder_requirements() -> tuple[list[str], dict[str, str]]:
+    """(option and editable lines, name -> exact version) of .binder/requirements.txt."""
+    lines = [line.strip() for line in (ROOT / ".binder" / "requirements.txt").read_text(encoding="utf-8").splitlines()]
+    options = [line for line in lines if line.startswith("-")]
+    pins = {}
+    for line in lines:
+        if line and not line.startswith(("#", "-")):
+            requirement = Requirement(line)
+            (specifier,) = requirement.specifier
+            assert specifier.operator == "==", f".binder/requirements.txt: {line!r} is not an exact pin"
+            pins[canonicalize_name(requirement.name)] = specifier.version
+    return options, pins
+
+
+def test_binder_uses_the_python_of_ci():
+    runtime = (ROOT / ".binder" / "runtime.txt").read_text(encoding="utf-8").strip()
+    ci_python = re.search(r"^# Python (3\.\d+)", (ROOT / "constraints" / "ci.txt").read_text(encoding="utf-8"), re.M)[1]
+    assert runtime == f"python-{ci_python}"
+    assert Requirement(f"python{PROJECT['requires-python']}").specifier.contains(ci_python)
+
+
+def test_binder_installs_cpu_only_torch_at_the_ci_versions_and_the_package_without_test_tools():
+    options, pins = binder_requirements()
+    assert options == ["--extra-index-url https://download.pytorch.org/whl/cpu", "-c ../constraints/ci.txt", "-e ."]
+    ci = constraint_pins()
+    assert pins == {name: f"{ci[name]}+cpu" for name in ("torch", "torchvision")}
+
+
+def profile_under_binder_start(**variables: str) -> str:
+    command = ["bash", str(ROOT / ".binder" / "start"), sys.executable, "-c", "import os; print(os.environ['DDPM_PROFILE'])"]
+    env = {key: value for key, value in os.environ.items() if key != "DDPM_PROFILE"} | variables
+    return subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_binder_starts_in_the_quick_profile_unless_told_otherwise():
+    assert os.access(ROOT / ".binder" / "start", os.X_OK), "chmod +x .binder/start (git keeps the mode)"
+    assert profile_under_binder_start() == "quick"
+    assert profile_under_binder_start(DDPM_PROFILE="full") == "full"
