@@ -170,7 +170,8 @@ def test_every_dependency_is_imported_by_the_package():
 
 
 def test_every_import_of_the_tests_and_tools_is_in_what_ci_installs():
-    undeclared = {name: files for name, files in imported_distributions(TOOL_FILES).items() if name not in direct_requirements()}
+    imported = imported_distributions(TOOL_FILES)
+    undeclared = {name: files for name, files in imported.items() if name not in direct_requirements()}
     assert undeclared == {}, f"add these to the {CI_EXTRA} extra (or the notebooks extra it includes)"
 
 
@@ -273,7 +274,8 @@ def test_binder_installs_cpu_only_torch_at_the_ci_versions_and_the_package_witho
 
 
 def profile_under_binder_start(**variables: str) -> str:
-    command = ["bash", str(ROOT / ".binder" / "start"), sys.executable, "-c", "import os; print(os.environ['DDPM_PROFILE'])"]
+    show_profile = "import os; print(os.environ['DDPM_PROFILE'])"
+    command = ["bash", str(ROOT / ".binder" / "start"), sys.executable, "-c", show_profile]
     env = {key: value for key, value in os.environ.items() if key != "DDPM_PROFILE"} | variables
     return subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout.strip()
 
