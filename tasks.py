@@ -15,6 +15,8 @@ conda environment of environment.yml).
 
 Data: DDPM_DATA_DIR if you set it, else ../shared/data when that folder exists beside the
 checkout (the offline copies used in development and CI), else the helpers' default.
+A bare ``pytest --nbval`` from the repository root runs the same checks as ``test``: conftest.py
+applies ``check_environment`` below before any kernel starts and adds notebooks/ to the paths.
 """
 
 from __future__ import annotations
@@ -65,12 +67,20 @@ def ensure_env(extra: str, pinned: bool, use_current: bool) -> str:
     return str(python)
 
 
-def run_environment(profile: str) -> dict[str, str]:
-    """Environment for pytest and notebook kernels (they inherit it)."""
-    env = dict(os.environ, DDPM_PROFILE=profile, MPLBACKEND=KERNEL_BACKEND, PYTHONHASHSEED="0")
-    if not env.get("DDPM_DATA_DIR") and SHARED_DATA.is_dir():
-        env["DDPM_DATA_DIR"] = str(SHARED_DATA)
-    return env
+def kernel_environment(environ: dict[str, str], **defaults: str) -> dict[str, str]:
+    """``environ`` for notebook kernels (they inherit it): ``defaults`` for the variables it leaves unset or empty,
+    ../shared/data as ``DDPM_DATA_DIR`` when that folder exists, a fixed hash seed and the inline plot backend."""
+    if SHARED_DATA.is_dir():
+        defaults.setdefault("DDPM_DATA_DIR", str(SHARED_DATA))
+    unset = {name: value for name, value in defaults.items() if not environ.get(name, "").strip()}
+    return dict(environ, **unset, MPLBACKEND=KERNEL_BACKEND, PYTHONHASHSEED="0")
+
+
+def check_environment(environ: dict[str, str]) -> dict[str, str]:
+    """The settings of the notebook checks, for `test` and for a bare `pytest --nbval` (conftest.py): the quick
+    profile, outputs/tests/ (so a test run never overwrites a full run's artifacts), the offline data; an
+    explicit DDPM_PROFILE, DDPM_OUTPUT_DIR or DDPM_DATA_DIR wins."""
+    return kernel_environment(environ, DDPM_PROFILE="quick", DDPM_OUTPUT_DIR=str(TEST_OUTPUTS))
 
 
 def output_root() -> Path:
@@ -80,12 +90,9 @@ def output_root() -> Path:
 
 def test(args) -> int:
     python = ensure_env("test", pinned=True, use_current=args.no_venv)
-    targets = ["tests"] + (["notebooks"] if NOTEBOOKS.is_dir() else [])
-    command = [python, "-m", "pytest", "--nbval", *targets, *args.pytest_args]
-    env = run_environment("quick")
-    if not env.get("DDPM_OUTPUT_DIR", "").strip():  # quick-profile artifacts never overwrite a full run's
-        env["DDPM_OUTPUT_DIR"] = str(TEST_OUTPUTS)
-    print(f"$ DDPM_PROFILE=quick DDPM_DATA_DIR={env.get('DDPM_DATA_DIR', '(default)')} "
+    command = [python, "-m", "pytest", "--nbval", *args.pytest_args]  # conftest.py adds notebooks/ to tests/
+    env = check_environment(dict(os.environ))
+    print(f"$ DDPM_PROFILE={env['DDPM_PROFILE']} DDPM_DATA_DIR={env.get('DDPM_DATA_DIR', '(default)')} "
           f"DDPM_OUTPUT_DIR={shown(Path(env['DDPM_OUTPUT_DIR']))}", " ".join(command[1:]), flush=True)
     return subprocess.run(command, cwd=ROOT, env=env).returncode
 
@@ -118,7 +125,18 @@ def series(args) -> int:
         raise SystemExit(f"No notebooks in {NOTEBOOKS}")
     python = ensure_env("notebooks", pinned=args.pinned, use_current=args.no_venv)
     command = [python, __file__, "_execute", *(["--in-place"] if args.in_place else []), *map(str, notebooks)]
-    return subprocess.run(command, cwd=ROOT, env=run_environment(args.profile)).returncode
+    env = kernel_environment(dict(os.environ, DDPM_PROFILE=args.profile))
+    return subprocess.run(command, cwd=ROOT, env=env).returncode
+
+
+def quiet_kernel_manager(manager):
+    """``manager`` with CurveZMQ-encrypted kernel channels where jupyter_client and pyzmq support them: ipykernel
+    warns "Kernel is running over TCP without encryption" at every start of an unencrypted TCP kernel."""
+    import zmq
+
+    if manager.has_trait("transport_encryption") and zmq.has("curve"):
+        manager.transport_encryption = "auto"  # keys for kernels whose spec declares curve support (ipykernel does)
+    return manager
 
 
 def _execute(args) -> int:
@@ -159,7 +177,7 @@ def _execute(args) -> int:
 
         client = NotebookClient(
             nb,
-            km=KernelManager(kernel_name="python3", kernel_spec_manager=ThisPython()),
+            km=quiet_kernel_manager(KernelManager(kernel_name="python3", kernel_spec_manager=ThisPython())),
             timeout=None,
             record_timing=False,
             coalesce_streams=True,  # keep only the final state of progress bars

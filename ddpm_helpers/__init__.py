@@ -4,4 +4,4 @@ Each module holds the reusable version of something a notebook derives; import t
 submodules directly, e.g. ``from ddpm_helpers.diffusion import Diffusion``.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # notebooks check it (their first cell); bump it with CHANGELOG.md

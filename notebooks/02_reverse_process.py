@@ -2,7 +2,7 @@
 # jupyter:
 #   jupytext:
 #     formats: ipynb,py:percent
-#     notebook_metadata_filter: -jupytext.text_representation.jupytext_version
+#     notebook_metadata_filter: accelerator,colab,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
 #       format_name: percent
@@ -48,8 +48,9 @@
 # ([arXiv:2006.11239](https://arxiv.org/abs/2006.11239)) unless another paper is named: Sohl-Dickstein et al. (2015),
 # *Deep Unsupervised Learning using Nonequilibrium Thermodynamics* ([arXiv:1503.03585](https://arxiv.org/abs/1503.03585)),
 # and Salimans & Ho (2022), *Progressive Distillation for Fast Sampling of Diffusion Models*
-# ([arXiv:2202.00512](https://arxiv.org/abs/2202.00512)). The full list is in [`papers/README.md`](../papers/README.md);
-# every symbol is in [`papers/notation.md`](../papers/notation.md).
+# ([arXiv:2202.00512](https://arxiv.org/abs/2202.00512)). The full list is in
+# [`papers/README.md`](https://github.com/ddpm-from-scratch/ddpm-from-scratch/blob/main/papers/README.md);
+# every symbol is in [`papers/notation.md`](https://github.com/ddpm-from-scratch/ddpm-from-scratch/blob/main/papers/notation.md).
 #
 # **Timestep convention.** The paper counts $t = 1,\dots,T$; code counts from 0. Code index `t` is the paper's step
 # $t+1$: `diffusion.betas[t]` is $\beta_{t+1}$, `diffusion.alpha_bar[t]` is $\bar\alpha_{t+1}$ and
@@ -57,15 +58,47 @@
 # prose we use the paper's numbering; every code comment that names a step says which one it means.
 
 # %%
-try:
-    import ddpm_helpers  # noqa: F401
-except ImportError:  # e.g. on Colab: install the helper package from GitHub
-    import subprocess
-    import sys
+# The helper package: inside a clone of the repository, the clone's own ddpm_helpers (no network needed); elsewhere
+# (e.g. Colab) installed from the repository. Address and version as in pyproject.toml (tests/test_links.py checks).
+import os
+import subprocess
+import sys
+from pathlib import Path
 
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "--quiet",
-                           "git+https://github.com/ddpm-from-scratch/ddpm-from-scratch"])
+HELPERS_SOURCE = "git+https://github.com/ddpm-from-scratch/ddpm-from-scratch"  # [project.urls] Source
+HELPERS_VERSION = "0.2.0"  # the ddpm_helpers.__version__ this notebook was written for
 
+clone = Path.cwd().parent  # a notebook opened from a clone runs in the clone's notebooks/ folder
+pyproject = clone / "pyproject.toml"
+if (clone / "ddpm_helpers").is_dir() and pyproject.is_file() and 'name = "ddpm-from-scratch"' in pyproject.read_text():
+    sys.path.insert(0, str(clone))
+else:
+    try:
+        import ddpm_helpers
+    except ImportError:
+        pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", HELPERS_SOURCE], capture_output=True,
+                             text=True, env=dict(os.environ, GIT_TERMINAL_PROMPT="0"))  # never ask for a password
+        if pip.returncode:
+            private = "prompts disabled" in pip.stderr or "Repository not found" in pip.stderr
+            cause = ("the repository is private or has moved" if private else "there is no network connection"
+                     if "unable to access" in pip.stderr else (pip.stderr.strip().splitlines() or ["pip failed"])[-1])
+
+            class HelpersUnavailable(Exception):
+                def _render_traceback_(self):  # Jupyter shows the message alone, without a traceback
+                    return [str(self)]
+
+            raise HelpersUnavailable(
+                f"Could not install ddpm_helpers from {HELPERS_SOURCE}: {cause}. Connect to the internet and rerun "
+                "this cell, or clone the repository and open this notebook from the clone's notebooks/ folder (its own "
+                "helpers need no network). If the repository has moved, pip install the helpers from its new address."
+            ) from None
+import ddpm_helpers
+
+if ddpm_helpers.__version__ != HELPERS_VERSION:
+    print(f"This notebook was written for ddpm_helpers {HELPERS_VERSION}, but {ddpm_helpers.__version__} is imported: "
+          f"pip install --force-reinstall {HELPERS_SOURCE} (in a clone: pip install -e .), then restart the kernel.")
+
+# %%
 import math
 import time
 

@@ -1,9 +1,14 @@
-"""pyproject.toml, environment.yml, constraints/ci.txt, tasks.py and .ci/run agree."""
+"""pyproject.toml, environment.yml, constraints/ci.txt, tasks.py, conftest.py and .ci/run agree, and the declared
+dependencies match the imports of the code."""
 
 import ast
+import importlib.util
+import os
 import re
+import subprocess
 import sys
 import tomllib
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
@@ -11,19 +16,33 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+import tasks
+
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 PROJECT = PYPROJECT["project"]
 ENVIRONMENT = yaml.safe_load((ROOT / "environment.yml").read_text(encoding="utf-8"))
 # conda-forge package name -> PyPI distribution name, where they differ
 CONDA_TO_PYPI = {"pytorch": "torch"}
+SELF = canonicalize_name(PROJECT["name"])
+CI_EXTRA = "test"  # what `python tasks.py test`, CI and environment.yml install: .[test]
+
+
+def requirements(*extras: str) -> dict[str, Requirement]:
+    """The dependencies plus the given extras of pyproject.toml, following the project's own extras."""
+    lines = PROJECT["dependencies"] + [line for extra in extras for line in PROJECT["optional-dependencies"][extra]]
+    found = {}
+    for requirement in map(Requirement, lines):
+        if canonicalize_name(requirement.name) == SELF:
+            found.update(requirements(*requirement.extras))
+        else:
+            found[canonicalize_name(requirement.name)] = requirement
+    return found
 
 
 def direct_requirements() -> dict[str, Requirement]:
-    """Dependencies and every extra of pyproject.toml, without the project's own extras."""
-    lines = PROJECT["dependencies"] + [line for extra in PROJECT["optional-dependencies"].values() for line in extra]
-    requirements = [Requirement(line) for line in lines]
-    return {canonicalize_name(r.name): r for r in requirements if canonicalize_name(r.name) != canonicalize_name(PROJECT["name"])}
+    """What .[test] installs: the dependencies, the test extra and the notebooks extra it includes."""
+    return requirements(CI_EXTRA)
 
 
 def environment_requirements() -> tuple[dict[str, str], list[str]]:
@@ -76,7 +95,8 @@ def test_test_extra_includes_the_notebooks_extra():
 
 
 def test_pyproject_keeps_ranges_not_pins():
-    pinned = [str(r) for r in direct_requirements().values() if any(s.operator in ("==", "===") for s in r.specifier)]
+    every_extra = requirements(*PROJECT["optional-dependencies"]).values()
+    pinned = [str(r) for r in every_extra if any(s.operator in ("==", "===") for s in r.specifier)]
     assert pinned == [], "exact versions belong in constraints/ci.txt"
 
 
@@ -110,3 +130,157 @@ def test_ci_runs_the_readme_test_command():
     assert "set -euo pipefail" in commands
     assert commands[-1] == "python3 tasks.py test"
     assert "python tasks.py test" in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+# --- declared dependencies match the imports ---------------------------------------------
+
+
+def imported_distributions(paths) -> dict[str, set[str]]:
+    """Distribution (canonical name) -> files importing it, for every third-party import in ``paths``, lazy ones too."""
+    local = {"ddpm_helpers", "tasks", "conftest"} | {path.stem for path in (ROOT / "tests").glob("*.py")}
+    by_module = packages_distributions()
+    found = {}
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                modules = [node.module]
+            else:
+                continue
+            for top in {module.split(".")[0] for module in modules} - set(sys.stdlib_module_names) - local:
+                for distribution in by_module.get(top, [top]):  # a module not installed here: its own name
+                    found.setdefault(canonicalize_name(distribution), set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+PACKAGE_FILES = sorted((ROOT / "ddpm_helpers").rglob("*.py"))
+TOOL_FILES = sorted((ROOT / "tests").glob("*.py")) + [ROOT / "conftest.py", ROOT / "tasks.py"]
+
+
+def test_every_import_of_the_package_is_declared():
+    declared = requirements(*PROJECT["optional-dependencies"])
+    undeclared = {name: files for name, files in imported_distributions(PACKAGE_FILES).items() if name not in declared}
+    assert undeclared == {}, "add these to the dependencies or an extra of pyproject.toml"
+
+
+def test_every_dependency_is_imported_by_the_package():
+    unused = sorted(set(requirements()) - set(imported_distributions(PACKAGE_FILES)))
+    assert unused == [], "declared in [project] dependencies but imported nowhere in ddpm_helpers/"
+
+
+def test_every_import_of_the_tests_and_tools_is_in_what_ci_installs():
+    imported = imported_distributions(TOOL_FILES)
+    undeclared = {name: files for name, files in imported.items() if name not in direct_requirements()}
+    assert undeclared == {}, f"add these to the {CI_EXTRA} extra (or the notebooks extra it includes)"
+
+
+def test_every_extra_dependency_is_imported_or_run():
+    plugins = {"nbval"}  # pytest --nbval: also imported by tests/test_notebooks.py
+    used = set(imported_distributions(PACKAGE_FILES + TOOL_FILES)) | plugins
+    extras = set(requirements(*PROJECT["optional-dependencies"])) - set(requirements())
+    assert sorted(extras - used) == []
+
+
+def test_the_hub_extra_is_optional_and_not_installed_by_ci():
+    assert "datasets" in requirements("hub") and "datasets" not in direct_requirements()
+
+
+# --- a bare `pytest --nbval` runs what `python tasks.py test` runs -----------------------
+
+
+def test_check_environment_defaults_and_explicit_values_win(tmp_path):
+    env = tasks.check_environment({"PATH": "/bin"})
+    assert env["DDPM_PROFILE"] == "quick" and env["DDPM_OUTPUT_DIR"] == str(ROOT / "outputs" / "tests")
+    assert env["PYTHONHASHSEED"] == "0" and env["MPLBACKEND"] == tasks.KERNEL_BACKEND and env["PATH"] == "/bin"
+    shared = ROOT.parent / "shared" / "data"
+    assert env.get("DDPM_DATA_DIR") == (str(shared) if shared.is_dir() else None)
+    mine = {"DDPM_PROFILE": "full", "DDPM_OUTPUT_DIR": str(tmp_path), "DDPM_DATA_DIR": "~/datasets"}
+    assert tasks.check_environment(mine).items() >= mine.items()
+    assert tasks.check_environment({"DDPM_PROFILE": " "})["DDPM_PROFILE"] == "quick"  # empty means unset
+
+
+class PytestConfig:
+    """What conftest.pytest_configure reads of pytest's Config."""
+
+    ArgsSource = pytest.Config.ArgsSource
+
+    def __init__(self, options: dict, args: list[str], args_source):
+        self.options, self.args, self.args_source = options, args, args_source
+
+    def getoption(self, name, default=None):
+        return self.options.get(name, default)
+
+
+@pytest.mark.parametrize(
+    "options, args, source, collected",
+    [
+        ({"nbval": True}, ["tests"], "TESTPATHS", ["tests", str(tasks.NOTEBOOKS)]),  # bare `pytest --nbval`
+        ({"nbval_lax": True}, ["tests"], "TESTPATHS", ["tests", str(tasks.NOTEBOOKS)]),
+        ({}, ["tests"], "TESTPATHS", ["tests"]),  # plain `pytest`: the unit tests only
+        ({"nbval": True}, ["notebooks/04_mnist.ipynb"], "ARGS", ["notebooks/04_mnist.ipynb"]),
+    ],
+)
+def test_root_conftest_adds_the_notebooks_only_to_a_bare_nbval_run(monkeypatch, options, args, source, collected):
+    spec = importlib.util.spec_from_file_location("root_conftest", ROOT / "conftest.py")  # not tests/conftest.py
+    conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)
+    for name in ("DDPM_PROFILE", "DDPM_OUTPUT_DIR", "DDPM_DATA_DIR", "PYTHONHASHSEED"):
+        monkeypatch.delenv(name, raising=False)
+    config = PytestConfig(options, list(args), pytest.Config.ArgsSource[source])
+    conftest.pytest_configure(config)
+    assert config.args == collected
+    assert os.environ["DDPM_PROFILE"] == "quick" and os.environ["PYTHONHASHSEED"] == "0"  # set before kernels start
+
+
+def test_pytest_nbval_with_a_notebook_collects_just_that_notebook():
+    notebook = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))[0].relative_to(ROOT).as_posix()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DDPM_")}
+    command = [sys.executable, "-m", "pytest", "--nbval", "--collect-only", "-q", "-p", "no:cacheprovider", notebook]
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {line.split("::")[0] for line in result.stdout.splitlines() if "::" in line} == {notebook}
+
+
+# --- Binder ------------------------------------------------------------------------------------
+
+
+def binder_requirements() -> tuple[list[str], dict[str, str]]:
+    """(option and editable lines, name -> exact version) of .binder/requirements.txt."""
+    lines = [line.strip() for line in (ROOT / ".binder" / "requirements.txt").read_text(encoding="utf-8").splitlines()]
+    options = [line for line in lines if line.startswith("-")]
+    pins = {}
+    for line in lines:
+        if line and not line.startswith(("#", "-")):
+            requirement = Requirement(line)
+            (specifier,) = requirement.specifier
+            assert specifier.operator == "==", f".binder/requirements.txt: {line!r} is not an exact pin"
+            pins[canonicalize_name(requirement.name)] = specifier.version
+    return options, pins
+
+
+def test_binder_uses_the_python_of_ci():
+    runtime = (ROOT / ".binder" / "runtime.txt").read_text(encoding="utf-8").strip()
+    ci_python = re.search(r"^# Python (3\.\d+)", (ROOT / "constraints" / "ci.txt").read_text(encoding="utf-8"), re.M)[1]
+    assert runtime == f"python-{ci_python}"
+    assert Requirement(f"python{PROJECT['requires-python']}").specifier.contains(ci_python)
+
+
+def test_binder_installs_cpu_only_torch_at_the_ci_versions_and_the_package_without_test_tools():
+    options, pins = binder_requirements()
+    assert options == ["--extra-index-url https://download.pytorch.org/whl/cpu", "-c ../constraints/ci.txt", "-e ."]
+    ci = constraint_pins()
+    assert pins == {name: f"{ci[name]}+cpu" for name in ("torch", "torchvision")}
+
+
+def profile_under_binder_start(**variables: str) -> str:
+    show_profile = "import os; print(os.environ['DDPM_PROFILE'])"
+    command = ["bash", str(ROOT / ".binder" / "start"), sys.executable, "-c", show_profile]
+    env = {key: value for key, value in os.environ.items() if key != "DDPM_PROFILE"} | variables
+    return subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_binder_starts_in_the_quick_profile_unless_told_otherwise():
+    assert os.access(ROOT / ".binder" / "start", os.X_OK), "chmod +x .binder/start (git keeps the mode)"
+    assert profile_under_binder_start() == "quick"
+    assert profile_under_binder_start(DDPM_PROFILE="full") == "full"
