@@ -57,9 +57,8 @@
 # Source: "Representative images of Lepidoptera from the Natural History Museum", Zenodo,
 # https://zenodo.org/record/4307612. Modified: background removed (by the authors of
 # github.com/JVP15/butterfly-gan), padded to a square, resized to 128x128 px and converted
-# to PNG. (The NHM does not endorse this project. Without that folder, the loader downloads
-# the CC0 Smithsonian butterflies, `huggan/smithsonian_butterflies_subset`, from the Hugging
-# Face hub instead.)
+# to PNG. (The NHM does not endorse this project. Online, the loader downloads these same 128
+# photos and checks every file; see section 1.)
 
 # %%
 try:
@@ -126,18 +125,32 @@ print(f"profile {config.profile()}, device {device.type}: training a {image_size
 # %% [markdown]
 # ## 1. The data: 128 butterflies
 #
-# `datasets.butterfly_images` is the one loader for this data set in the series. It reads
-# the image folder `<DDPM_DATA_DIR>/butterflies` when it holds images, or else downloads (once)
-# the Smithsonian butterflies from the Hugging Face hub. With neither it stops with an error
-# that says how to get them — nothing is ever faked. Each photo is padded to a white square,
-# resized with a Lanczos filter and scaled from $\{0, \dots, 255\}$ to $[-1, 1]$ by
-# $x = p / 127.5 - 1$ (Ho et al. §3.3), the scale of the $\mathcal N(0, I)$ prior.
+# Every reader trains on the same **128 photos of pinned specimens from the Natural History
+# Museum, London** (© The Trustees of the NHM, CC BY 4.0, credited above), whichever machine
+# runs this notebook. `datasets.butterfly_images` is the one loader for them in the series:
+#
+# - **offline**, it reads the image folder `<DDPM_DATA_DIR>/butterflies` (a clone's `data/`,
+#   or `../shared/data/` in the project's CI) when it holds images;
+# - **online** (Colab, Binder, a fresh laptop), with no such folder, `ddpm_helpers.butterfly_source`
+#   downloads the 128 source JPEGs once (≈ 18 MiB) from the pinned commit of the public repository
+#   they were taken from (JVP15/butterfly-gan), checks each file's size and SHA-256 against the
+#   manifest shipped with the package (a truncated or altered file is fetched again, or named in the
+#   error, never used), applies the exact steps that made the offline copy, and caches the 128 PNGs
+#   in that folder: the same pixels, bit for bit, as the offline images.
+#
+# Each photo is padded to a white square (so no wing tip is cut), resized with a Lanczos filter
+# (first to 128×128, then to the model's size) and scaled from $\{0, \dots, 255\}$ to $[-1, 1]$ by
+# $x = p / 127.5 - 1$ (Ho et al. §3.3), the scale of the $\mathcal N(0, I)$ prior. With neither
+# folder nor network it stops with an error that says how to get them — nothing is ever faked.
+# A different, larger data set is an explicit choice only: `butterfly_images(image_size,
+# source="smithsonian")` loads the 1 000 CC0 Smithsonian butterflies of the Hugging Face hub
+# (`huggan/smithsonian_butterflies_subset` at a pinned revision; needs `pip install datasets`),
+# but the numbers and the memorization yardsticks of this notebook describe the 128 NHM photos.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-data = butterfly_images(image_size)
-source = "the image folder <DDPM_DATA_DIR>/butterflies" if data.source.startswith("image folder") else "the Hugging Face hub"
-print(f"{len(data)} butterflies from {source}, as a tensor {tuple(data.images.shape)} "
+data = butterfly_images(image_size)  # prints the NHM credit line when it loads their photos
+print(f"{len(data)} butterflies from the {data.source}, as a tensor {tuple(data.images.shape)} "
       f"with values in [{data.images.min():.0f}, {data.images.max():.0f}]")
 show_images(data.images[:32], nrow=16, title=f"training images at {image_size}×{image_size}")
 plt.show()
