@@ -123,6 +123,45 @@ image_size = unet_config["image_size"]
 print(f"profile {config.profile()}, device {device.type}: training a {image_size}×{image_size} U-Net")
 
 # %% [markdown]
+# ### ▶ Skip training? (optional)
+#
+# Section 3 trains for about half an hour on a CPU. To see results at once (in Colab or Binder,
+# say), set `USE_PRETRAINED = True` in the cell below and run the notebook from the top: it loads the
+# EMA weights of the full-profile run this notebook was committed with,
+# `weights/05_butterflies_ema.safetensors` — from your clone when you have one, else downloaded from
+# the repository on GitHub — after checking the file's SHA-256 against `weights/SHA256SUMS`. The
+# network and image size become that run's (whatever this machine would train), section 3 shows
+# its loss curve instead of training, and everything after it samples from its weights.
+#
+# **Keep a long run across disconnects.** Training writes a checkpoint to `DDPM_OUTPUT_DIR`
+# (default `outputs/`) every few hundred steps, and running the training cell again resumes from
+# it. A Colab runtime loses its disk when it disconnects, so put the outputs on Google Drive: add
+# a cell at the very top, run it before everything else, then run the notebook as usual.
+#
+# ```python
+# from google.colab import drive
+# drive.mount("/content/drive")
+# import os
+# os.environ["DDPM_OUTPUT_DIR"] = "/content/drive/MyDrive/ddpm-from-scratch/outputs"
+# ```
+
+# %%
+USE_PRETRAINED = False  # ← True: load the committed full-profile weights instead of training
+
+from ddpm_helpers.pretrained import export_weights, load_pretrained
+
+pretrained = None
+if USE_PRETRAINED:
+    try:
+        pretrained = load_pretrained("05_butterflies_ema")  # SHA-256 checked before use
+    except FileNotFoundError as error:
+        raise SystemExit(f"USE_PRETRAINED = True, but {error}") from None  # one message, no traceback
+    unet_config = pretrained.metadata["unet_config"]  # the committed run's network and image size
+    image_size = unet_config["image_size"]
+    print(f"loaded {pretrained.source}: a {image_size}×{image_size} U-Net after {pretrained.metadata['steps']} "
+          "training steps; section 3 will not train")
+
+# %% [markdown]
 # ## 1. The data: 128 butterflies
 #
 # Every reader trains on the same **128 photos of pinned specimens from the Natural History
@@ -381,7 +420,10 @@ batches = random_batches(data.images, train_config.batch_size, transform=flip_an
 # NBVAL_IGNORE_OUTPUT
 torch.manual_seed(0)
 model = UNet(**unet_config)
-result = train(model, diffusion, batches, train_config, device=device, out_dir=run_dir)
+if pretrained is None:
+    result = train(model, diffusion, batches, train_config, device=device, out_dir=run_dir)
+else:  # USE_PRETRAINED: the committed run's weights, steps, time and losses
+    result = pretrained.train_result(model.to(device))
 print(f"{result.steps} steps of batch {train_config.batch_size} in {result.seconds / 60:.1f} min "
       f"({result.seconds / max(result.steps, 1):.2f} s/step){' — stopped by the time limit' if result.stopped_early else ''}; "
       f"mean loss of the last 100 steps {sum(result.losses[-100:]) / len(result.losses[-100:]):.4f}")
@@ -407,14 +449,16 @@ plt.show()
 start = time.perf_counter()
 torch.manual_seed(123)  # a different initialization: only the checkpoint can make it equal
 fresh = UNet(**unet_config)
-resumed = train(fresh, diffusion, batches, replace(train_config, steps=result.steps), device=device, out_dir=run_dir)
-print(f"resumed at step {resumed.steps} in {time.perf_counter() - start:.2f} s instead of {result.seconds / 60:.1f} min")
+if pretrained is None:  # with USE_PRETRAINED nothing was trained here, so there is nothing to resume
+    resumed = train(fresh, diffusion, batches, replace(train_config, steps=result.steps), device=device, out_dir=run_dir)
+    print(f"resumed at step {resumed.steps} in {time.perf_counter() - start:.2f} s instead of {result.seconds / 60:.1f} min")
 
 # %%
-same_weights = all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values()))
-same_ema = all(torch.equal(a, b) for a, b in zip(resumed.ema.model.state_dict().values(), result.ema.model.state_dict().values()))
-print(f"steps trained by the second call: {resumed.steps - result.steps}")
-print(f"same weights as the trained model: {same_weights}; same EMA weights: {same_ema}")
+if pretrained is None:
+    same_weights = all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values()))
+    same_ema = all(torch.equal(a, b) for a, b in zip(resumed.ema.model.state_dict().values(), result.ema.model.state_dict().values()))
+    print(f"steps trained by the second call: {resumed.steps - result.steps}")
+    print(f"same weights as the trained model: {same_weights}; same EMA weights: {same_ema}")
 
 # %% [markdown]
 # We keep the EMA weights on their own, with the settings needed to rebuild the network, in
@@ -433,6 +477,10 @@ sampler = UNet(**saved["unet_config"]).to(device).eval()
 sampler.load_state_dict(saved["model"])
 print(f"{ema_path.name}: EMA weights after {saved['steps']} steps, {count_parameters(sampler):,} parameters, "
       f"{ema_path.stat().st_size / 2**20:.1f} MiB")
+# The same EMA weights as safetensors with their SHA-256, the form `weights/` of the repository keeps
+# for USE_PRETRAINED (copy this file and the SHA256SUMS beside it there after a full-profile run):
+export_weights(result.ema.model, outputs / "05_butterflies_ema.safetensors", result=result, unet_config=unet_config,
+               prediction=train_config.prediction, schedule="linear", T=diffusion.T)
 
 # %% [markdown]
 # ## 4. Samples
