@@ -77,7 +77,6 @@ from dataclasses import replace
 
 import matplotlib.pyplot as plt
 import torch
-from IPython.display import Image
 
 from ddpm_helpers import config
 from ddpm_helpers.checkpoint import load_checkpoint, save_checkpoint
@@ -472,15 +471,15 @@ ema_path = save_checkpoint(outputs / f"ema_unet{image_size}.pt", {
     "model": result.ema.model.state_dict(), "unet_config": unet_config, "steps": result.steps,
     "prediction": train_config.prediction, "schedule": "linear", "T": diffusion.T,
 })
+# The same EMA weights as safetensors with their SHA-256, the form `weights/` of the repository keeps
+# for USE_PRETRAINED (copy this file and the SHA256SUMS beside it there after a full-profile run):
+export_weights(result.ema.model, outputs / "05_butterflies_ema.safetensors", result=result, unet_config=unet_config,
+               prediction=train_config.prediction, schedule="linear", T=diffusion.T)
 saved = load_checkpoint(ema_path)
 sampler = UNet(**saved["unet_config"]).to(device).eval()
 sampler.load_state_dict(saved["model"])
 print(f"{ema_path.name}: EMA weights after {saved['steps']} steps, {count_parameters(sampler):,} parameters, "
       f"{ema_path.stat().st_size / 2**20:.1f} MiB")
-# The same EMA weights as safetensors with their SHA-256, the form `weights/` of the repository keeps
-# for USE_PRETRAINED (copy this file and the SHA256SUMS beside it there after a full-profile run):
-export_weights(result.ema.model, outputs / "05_butterflies_ema.safetensors", result=result, unet_config=unet_config,
-               prediction=train_config.prediction, schedule="linear", T=diffusion.T)
 
 # %% [markdown]
 # ## 4. Samples
@@ -524,8 +523,7 @@ plt.show()
 # NBVAL_IGNORE_OUTPUT
 frames = [x[:16] for x in run.xs] + [samples[:16]] * 4  # hold the last frame for a moment
 titles = [f"x_t, t = {t}" for t in run.timesteps] + ["x_0"] * 4
-save_animation(frames, outputs / "denoising.gif", titles=titles, fps=4, size=3.0, nrow=4)
-Image(filename=str(outputs / "denoising.gif"))  # the GIF is smaller than the returned HTML player
+save_animation(frames, outputs / "denoising.gif", titles=titles, fps=4, size=3.0, nrow=4)  # shown as an <img>: renders on GitHub too
 
 # %% [markdown]
 # What the network believes at each step: its prediction $\hat x_0$ from $x_t$ (bottom row of
