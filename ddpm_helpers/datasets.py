@@ -172,7 +172,7 @@ def butterfly_images(image_size: int = 32, root: str | Path | None = None, sourc
         raise FileNotFoundError(f"no butterfly images in {folder}: put .png/.jpg files there")
     try:
         butterfly_source.download_nhm_butterflies(folder)
-    except OSError as error:
+    except butterfly_source.DownloadError as error:
         raise FileNotFoundError(
             f"no butterfly images: {folder} is empty or missing and the 128 NHM butterflies could not be "
             f"downloaded ({error}). Either go online and rerun (set DDPM_BUTTERFLY_URL to use a mirror), "

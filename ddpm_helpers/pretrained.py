@@ -153,7 +153,7 @@ def _download(url: str, target: Path, timeout: float) -> None:
 
 def _verified(path: Path, sums_path: Path, origin: str) -> Path:
     """``path`` if its SHA-256 is the one ``sums_path`` lists for it; otherwise a ValueError."""
-    expected = _read_sums(sums_path).get(path.name)
+    expected = _read_sums(sums_path).get(path.name) if sums_path.is_file() else None
     if expected is None:
         raise ValueError(f"{sums_path} ({origin}) lists no SHA-256 for {path.name}: not loading it")
     actual = sha256_of(path)

@@ -63,7 +63,7 @@ def test_missing_butterflies_explain_the_options(tmp_path, monkeypatch):
     from ddpm_helpers import butterfly_source
 
     def offline(target):
-        raise ConnectionError("offline")
+        raise butterfly_source.DownloadError("butterfly0.jpg from https://…: URLError: offline")
 
     monkeypatch.setattr(butterfly_source, "download_nhm_butterflies", offline)  # never the network in tests
     with pytest.raises(FileNotFoundError, match="butterflies") as error:
