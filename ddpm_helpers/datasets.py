@@ -180,7 +180,7 @@ def butterfly_images(image_size: int = 32, root: str | Path | None = None, sourc
             "butterflies/ subfolder, or pass source='smithsonian' for the Hugging Face set."
         ) from error
     print(butterfly_source.ATTRIBUTION)
-    return ImageSet(load_image_folder(folder, image_size), "NHM butterflies, downloaded into <data dir>/butterflies")
+    return ImageSet(load_image_folder(folder, image_size), "NHM butterflies (checked download) in <data dir>/butterflies")
 
 
 # ---------------------------------------------------------------- batches and augmentation

@@ -725,9 +725,10 @@ check_exercise_2(my_resblock_parameters)
 #   copies. With 128 images, this check belongs next to every sample grid.
 #
 # **Artifacts** in `outputs/05_butterflies/`: `ema_unet<size>.pt` (EMA weights and the
-# settings to rebuild the U-Net), `samples.pt` (the samples as uint8 pixels), `samples.png`
-# (the grid), `denoising.gif` (the animation), and `unet<size>_<profile>/checkpoint.pt` (the
-# full training state, for resuming).
+# settings to rebuild the U-Net), `05_butterflies_ema.safetensors` and `SHA256SUMS` (the same
+# weights in the form `weights/` keeps for `USE_PRETRAINED`), `samples.pt` (the samples as uint8
+# pixels), `samples.png` (the grid), `denoising.gif` (the animation), and
+# `unet<size>_<profile>/checkpoint.pt` (the full training state, for resuming).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
