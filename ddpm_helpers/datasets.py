@@ -162,8 +162,8 @@ def butterfly_images(image_size: int = 32, root: str | Path | None = None, sourc
     if source == "smithsonian":
         if not _image_files(hub_cache):
             download_hub_butterflies(hub_cache)
-        return ImageSet(load_image_folder(hub_cache, image_size),
-                        f"Hugging Face hub {HUB_BUTTERFLIES}@{HUB_REVISION[:7]}, cached in <data dir>/smithsonian_butterflies")
+        source_text = f"Hugging Face hub {HUB_BUTTERFLIES}@{HUB_REVISION[:7]}, cached in <data dir>/smithsonian_butterflies"
+        return ImageSet(load_image_folder(hub_cache, image_size), source_text)
     if source in ("auto", "folder") and _image_files(folder):
         if (folder / "SOURCE.md").is_file():  # the NHM set (offline copy or download) carries its SOURCE.md
             print(butterfly_source.ATTRIBUTION)
@@ -180,7 +180,7 @@ def butterfly_images(image_size: int = 32, root: str | Path | None = None, sourc
             "butterflies/ subfolder, or pass source='smithsonian' for the Hugging Face set."
         ) from error
     print(butterfly_source.ATTRIBUTION)
-    return ImageSet(load_image_folder(folder, image_size), "NHM butterflies (checked download) in <data dir>/butterflies")
+    return ImageSet(load_image_folder(folder, image_size), "NHM butterflies (checked) in <data dir>/butterflies")
 
 
 # ---------------------------------------------------------------- batches and augmentation

@@ -105,7 +105,8 @@ def export_weights(model: nn.Module, path: str | Path, result=None, **metadata) 
     sums_path = path.parent / SUMS_FILE
     sums = _read_sums(sums_path) if sums_path.is_file() else {}
     sums[path.name] = sha256_of(path)
-    _write_atomic(sums_path, lambda tmp: tmp.write_text("".join(f"{sums[n]}  {n}\n" for n in sorted(sums)), encoding="utf-8"))
+    lines = "".join(f"{sums[n]}  {n}\n" for n in sorted(sums))  # sha256sum format: `sha256sum -c` checks it
+    _write_atomic(sums_path, lambda tmp: tmp.write_text(lines, encoding="utf-8"))
     return path
 
 
@@ -168,7 +169,8 @@ def _fetch(name: str, timeout: float) -> tuple[Path, str]:
     file_name = name + SUFFIX
     local = _CHECKOUT / "weights"
     if config.weights_url() is None and (local / file_name).is_file():  # inside a clone: no network
-        return _verified(local / file_name, local / SUMS_FILE, "this clone's weights/"), f"weights/{file_name} in this clone"
+        path = _verified(local / file_name, local / SUMS_FILE, "this clone's weights/")
+        return path, f"weights/{file_name} in this clone"
     base = weights_base_url()
     cache = config.outputs_dir("pretrained")
     if (cache / file_name).is_file() and (cache / SUMS_FILE).is_file():
@@ -181,7 +183,7 @@ def _fetch(name: str, timeout: float) -> tuple[Path, str]:
         _download(f"{base}/{file_name}", cache / file_name, timeout)
     except OSError as error:  # URLError, HTTPError, timeouts: all OSErrors
         raise FileNotFoundError(
-            f"the pretrained weights {file_name} are not in this folder's weights/ and could not be downloaded "
+            f"the pretrained weights {file_name} are not in a local weights/ folder and could not be downloaded "
             f"from {base} ({type(error).__name__}: {error}). Go online and rerun, or clone the repository "
             "(its weights/ folder has them), or set USE_PRETRAINED = False to train instead."
         ) from error

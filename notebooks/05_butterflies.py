@@ -523,7 +523,7 @@ plt.show()
 # NBVAL_IGNORE_OUTPUT
 frames = [x[:16] for x in run.xs] + [samples[:16]] * 4  # hold the last frame for a moment
 titles = [f"x_t, t = {t}" for t in run.timesteps] + ["x_0"] * 4
-save_animation(frames, outputs / "denoising.gif", titles=titles, fps=4, size=3.0, nrow=4)  # shown as an <img>: renders on GitHub too
+save_animation(frames, outputs / "denoising.gif", titles=titles, fps=4, size=3.0, nrow=4)  # an <img>: shows on GitHub too
 
 # %% [markdown]
 # What the network believes at each step: its prediction $\hat x_0$ from $x_t$ (bottom row of

@@ -8,16 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import matplotlib
+import nbformat
+import pytest
+import torch
+from PIL import Image
 
-matplotlib.use("Agg")
-
-import nbformat  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from ddpm_helpers.plotting import gif_html, save_animation  # noqa: E402
+from ddpm_helpers.plotting import gif_html, save_animation
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 IMG = re.compile(r'<img\b[^>]*\bsrc="data:image/gif;base64,([A-Za-z0-9+/=]+)"')  # any attribute order

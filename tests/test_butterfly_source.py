@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from local_server import serve
 from PIL import Image
 
 from ddpm_helpers import butterfly_source, config, datasets
-from local_server import serve
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SOURCES, PNGS = SHARED_DATA / "butterflies-source", SHARED_DATA / "butterflies"
@@ -57,7 +57,7 @@ def test_a_truncated_download_is_fetched_again(tmp_path):
     whole = (SOURCES / entries[1].source_file).read_bytes()
     tampered = {entries[1].source_file: [whole[: len(whole) // 2]]}  # first answer cut off, second whole
     with serve(SOURCES, tampered) as url:
-        folder = butterfly_source.download_nhm_butterflies(tmp_path / "b", base_url=url, entries=entries, progress=False)
+        folder = butterfly_source.download_nhm_butterflies(tmp_path / "b", url, entries, progress=False)
     assert tampered[entries[1].source_file] == []  # the bad body was served, then the file again
     assert np.array_equal(pixels(folder / entries[1].png), pixels(PNGS / entries[1].png))
 
@@ -74,9 +74,9 @@ def test_a_download_that_stays_bad_is_reported_by_name_and_not_used(tmp_path, da
         whole[len(whole) // 2] ^= 0xFF  # one flipped byte: same size, different SHA-256
         body = bytes(whole)
     assert hashlib.sha256(body).hexdigest() != bad.sha256
-    with serve(SOURCES, {bad.source_file: [body, body]}) as url:
-        with pytest.raises(butterfly_source.DownloadError, match=bad.source_file) as error:
-            butterfly_source.download_nhm_butterflies(tmp_path / "b", base_url=url, entries=entries, progress=False)
+    with serve(SOURCES, {bad.source_file: [body, body]}) as url, \
+            pytest.raises(butterfly_source.DownloadError, match=bad.source_file) as error:
+        butterfly_source.download_nhm_butterflies(tmp_path / "b", url, entries, progress=False)
     assert ("bytes instead of" if damage == "truncated" else "SHA-256") in str(error.value)
     assert not (tmp_path / "b").exists()  # nothing takes the final name
     assert sorted(p.name for p in (tmp_path / "b.partial").glob("*.png")) == [e.png for e in entries[:2]]

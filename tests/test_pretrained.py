@@ -1,17 +1,17 @@
 """Pretrained weights: export with a SHA-256, load through a local HTTP server or a clone, refuse a changed file."""
 
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import torch
+from local_server import serve
 
 from ddpm_helpers import pretrained
 from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.nn.unet import UNet
 from ddpm_helpers.samplers import ddim_sample
 from ddpm_helpers.training import TrainConfig, train
-from local_server import serve
 
 TINY = dict(in_channels=3, base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
             image_size=8)
@@ -40,7 +40,8 @@ def sample(model):
 def test_export_writes_safetensors_and_its_sha256(weights_folder):
     folder, result = weights_folder
     line = (folder / "SHA256SUMS").read_text()
-    assert line == f"{pretrained.sha256_of(folder / f'{NAME}.safetensors')}  {NAME}.safetensors\n"  # sha256sum -c format
+    digest = pretrained.sha256_of(folder / f"{NAME}.safetensors")
+    assert line == f"{digest}  {NAME}.safetensors\n"  # the format `sha256sum -c` reads
     from safetensors.torch import load_file
 
     tensors = load_file(folder / f"{NAME}.safetensors")  # plain tensors, no pickle
