@@ -15,6 +15,13 @@ Environment variables (all optional):
 ``DDPM_DEVICE``
     Force a device: ``cpu``, ``cuda``, ``cuda:N`` or ``mps``. Default: the first of
     cuda, mps, cpu that is available.
+``DDPM_BUTTERFLY_URL``
+    Base URL of the 128 NHM source JPEGs (``<url>/butterfly0.jpg`` …), e.g. a mirror or a
+    local test server. Default: the pinned commit of JVP15/butterfly-gan in
+    ``ddpm_helpers.butterfly_source``. Every file is checked against its SHA-256 whatever the URL.
+``DDPM_WEIGHTS_URL``
+    Base URL of the pretrained weights folder (``<url>/SHA256SUMS``, ``<url>/<name>.safetensors``).
+    Default: the repository's ``weights/`` folder on GitHub (``ddpm_helpers.pretrained``).
 
 ``<repo>`` is the checkout that holds this package when it has a ``notebooks/`` folder
 (an editable install or a clone); otherwise (e.g. installed from GitHub in Colab) it is
@@ -74,6 +81,16 @@ def outputs_dir(name: str) -> Path:
     path = _dir_from_env("DDPM_OUTPUT_DIR", "outputs") / name
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def butterfly_url() -> str | None:
+    """``DDPM_BUTTERFLY_URL`` if set, else ``None`` (the caller's pinned default)."""
+    return os.environ.get("DDPM_BUTTERFLY_URL", "").strip() or None
+
+
+def weights_url() -> str | None:
+    """``DDPM_WEIGHTS_URL`` if set, else ``None`` (the caller's default: the repository on GitHub)."""
+    return os.environ.get("DDPM_WEIGHTS_URL", "").strip() or None
 
 
 def _requested_device(value: str) -> torch.device:

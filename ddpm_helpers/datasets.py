@@ -1,9 +1,11 @@
 """Real image datasets for the notebooks, as tensors scaled to [-1, 1].
 
 - MNIST through ``torchvision.datasets.MNIST`` under ``config.data_dir()``.
-- Butterflies from an image folder ``config.data_dir() / "butterflies"`` or, online, the
-  CC0 Smithsonian subset on the Hugging Face hub (``huggan/smithsonian_butterflies_subset``),
-  downloaded once into ``config.data_dir() / "smithsonian_butterflies"``.
+- Butterflies from the image folder ``config.data_dir() / "butterflies"``; without it, the
+  lesson's 128 NHM photos (CC BY 4.0), downloaded, checked and processed once into that folder
+  by ``ddpm_helpers.butterfly_source``. On request only, the CC0 Smithsonian subset on the
+  Hugging Face hub (``huggan/smithsonian_butterflies_subset`` at a pinned revision, needs the
+  ``datasets`` package), cached in ``config.data_dir() / "smithsonian_butterflies"``.
 
 Nothing is ever faked: a missing dataset raises ``FileNotFoundError`` saying how to get it.
 Pixels are mapped from {0, …, 255} to [-1, 1] by x ↦ x / 127.5 − 1 (Ho et al. 2020, §3.3),
@@ -23,6 +25,8 @@ import torch.nn.functional as F
 from . import config
 
 HUB_BUTTERFLIES = "huggan/smithsonian_butterflies_subset"
+HUB_REVISION = "3cdedf844922ab40393d46d4c7f81c596e1c6d45"  # the hub dataset's commit "Create README.md", Apr 2022
+BUTTERFLY_SOURCES = ("auto", "folder", "nhm", "smithsonian")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
@@ -123,16 +127,16 @@ def load_image_folder(folder: str | Path, image_size: int) -> torch.Tensor:
     return to_unit_range(pixels)
 
 
-def download_hub_butterflies(target: Path, image_size: int = 128) -> Path:
-    """Download the CC0 Smithsonian butterflies from the Hugging Face hub once, as PNG files."""
+def download_hub_butterflies(target: Path, image_size: int = 128, revision: str = HUB_REVISION) -> Path:
+    """Download the CC0 Smithsonian butterflies (hub dataset at ``revision``) once, as PNG files."""
     try:
         from datasets import load_dataset
     except ImportError as error:
-        raise FileNotFoundError(
-            "the Hugging Face `datasets` package is needed to download the butterflies: "
-            "pip install datasets"
+        raise ImportError(
+            "source='smithsonian' needs the Hugging Face `datasets` package: pip install datasets "
+            "(or use the default source, the 128 NHM butterflies, which needs nothing extra)"
         ) from error
-    dataset = load_dataset(HUB_BUTTERFLIES, split="train")
+    dataset = load_dataset(HUB_BUTTERFLIES, split="train", revision=revision)
     partial = target.with_name(target.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)
     for index, row in enumerate(dataset):
@@ -144,30 +148,39 @@ def download_hub_butterflies(target: Path, image_size: int = 128) -> Path:
 def butterfly_images(image_size: int = 32, root: str | Path | None = None, source: str = "auto") -> ImageSet:
     """Butterfly photos as an ``ImageSet`` of ``(N, 3, image_size, image_size)`` in [-1, 1].
 
-    ``source`` is ``"folder"`` (``<root>/butterflies``), ``"hub"`` (the Smithsonian subset,
-    cached in ``<root>/smithsonian_butterflies``) or ``"auto"`` (the folder when it holds
-    images, else the cached or downloaded hub copy).
+    ``source``: ``"auto"`` (default: the folder ``<root>/butterflies`` when it holds images, else the
+    128 NHM photos downloaded into it), ``"folder"`` (that folder only), ``"nhm"`` (the NHM photos,
+    downloaded when the folder lacks them) or ``"smithsonian"`` (the hub set, needs ``datasets``).
+    Prints the credit line of the NHM photos (CC BY 4.0) when it loads them.
     """
-    if source not in ("auto", "folder", "hub"):
-        raise ValueError(f"unknown butterfly source {source!r}; use 'auto', 'folder' or 'hub'")
+    from . import butterfly_source
+
+    if source not in BUTTERFLY_SOURCES:
+        raise ValueError(f"unknown butterfly source {source!r}; use one of {BUTTERFLY_SOURCES}")
     root = Path(root) if root is not None else config.data_dir()
     folder, hub_cache = root / "butterflies", root / "smithsonian_butterflies"
+    if source == "smithsonian":
+        if not _image_files(hub_cache):
+            download_hub_butterflies(hub_cache)
+        source_text = f"Hugging Face hub {HUB_BUTTERFLIES}@{HUB_REVISION[:7]}, cached in <data dir>/smithsonian_butterflies"
+        return ImageSet(load_image_folder(hub_cache, image_size), source_text)
     if source in ("auto", "folder") and _image_files(folder):
+        if (folder / "SOURCE.md").is_file():  # the NHM set (offline copy or download) carries its SOURCE.md
+            print(butterfly_source.ATTRIBUTION)
         return ImageSet(load_image_folder(folder, image_size), "image folder <data dir>/butterflies")
     if source == "folder":
         raise FileNotFoundError(f"no butterfly images in {folder}: put .png/.jpg files there")
-    if not _image_files(hub_cache):
-        try:
-            download_hub_butterflies(hub_cache)
-        except Exception as error:
-            raise FileNotFoundError(
-                f"no butterfly images: {folder} is empty or missing and the Hugging Face dataset "
-                f"{HUB_BUTTERFLIES} could not be downloaded ({type(error).__name__}: {error}). "
-                "Either go online (and `pip install datasets`), or put your own butterfly photos "
-                f"(.png/.jpg) into {folder}, or point DDPM_DATA_DIR at a folder that has a "
-                "butterflies/ subfolder."
-            ) from error
-    return ImageSet(load_image_folder(hub_cache, image_size), f"Hugging Face hub {HUB_BUTTERFLIES}, cached in <data dir>/smithsonian_butterflies")
+    try:
+        butterfly_source.download_nhm_butterflies(folder)
+    except butterfly_source.DownloadError as error:
+        raise FileNotFoundError(
+            f"no butterfly images: {folder} is empty or missing and the 128 NHM butterflies could not be "
+            f"downloaded ({error}). Either go online and rerun (set DDPM_BUTTERFLY_URL to use a mirror), "
+            f"or copy the 128 PNGs into {folder}, or point DDPM_DATA_DIR at a folder that has a "
+            "butterflies/ subfolder, or pass source='smithsonian' for the Hugging Face set."
+        ) from error
+    print(butterfly_source.ATTRIBUTION)
+    return ImageSet(load_image_folder(folder, image_size), "NHM butterflies (checked) in <data dir>/butterflies")
 
 
 # ---------------------------------------------------------------- batches and augmentation

@@ -5,6 +5,8 @@ Functions that draw return the matplotlib Figure (or Axes when given one), so a 
 save or tweak it; the notebook's inline backend shows it.
 """
 
+import base64
+import html
 from pathlib import Path
 from typing import Sequence
 
@@ -133,12 +135,25 @@ def plot_loss_curve(losses: Sequence[float], ax=None, window: int = 100, title: 
     return ax
 
 
+def gif_html(path: str | Path, alt: str = "animation"):
+    """``IPython.display.HTML`` showing the GIF at ``path`` as ``<img src="data:image/gif;base64,…">``.
+
+    An ``<img>`` renders everywhere a notebook is shown: Jupyter, Colab, GitHub (which strips scripts)
+    and nbconvert/nbviewer (which have no ``image/gif`` output type).
+    """
+    from IPython.display import HTML
+
+    path = Path(path)
+    if path.suffix.lower() != ".gif":
+        raise ValueError(f"path must end in .gif, got {path}")
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return HTML(f'<img src="data:image/gif;base64,{data}" alt="{html.escape(alt)}">')
+
+
 def save_animation(frames: Sequence[Tensor] | Tensor, path: str | Path, titles: Sequence[str] | None = None,
                    fps: int = 10, lim: float = 3.0, size: float = 3.5, dpi: int = 72, nrow: int = 8, s: float = 2.0):
     """Animate ``frames`` (each ``(N, 2)`` points or ``(B, C, H, W)`` images in [−1, 1]), save a GIF at ``path``
-    and return an ``IPython.display.HTML`` player (matplotlib ``to_jshtml``) that a notebook shows inline."""
-    from IPython.display import HTML
-
+    and return it as :func:`gif_html`, an ``<img>`` that a notebook shows inline."""
     frames = list(frames)
     if not frames:
         raise ValueError("frames is empty: nothing to animate")
@@ -169,9 +184,8 @@ def save_animation(frames: Sequence[Tensor] | Tensor, path: str | Path, titles: 
     anim = animation.FuncAnimation(fig, draw, frames=len(frames), interval=1000 / fps, blit=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     anim.save(path, writer=animation.PillowWriter(fps=fps))
-    html = HTML(anim.to_jshtml(fps=fps, default_mode="loop"))
     plt.close(fig)
-    return html
+    return gif_html(path, alt=path.stem.replace("_", " "))
 
 
 # ---------------------------------------------------------------- U-Net layout and nearest neighbours (notebook 05)

@@ -298,6 +298,47 @@ torch.manual_seed(0)
 model = UNet(1, **unet_config)
 flops = forward_flops(model)
 
+# %% [markdown]
+# ### ▶ Skip training? (optional)
+#
+# Section 4 trains for about ten minutes on a CPU. To see results at once (in Colab or Binder, say),
+# set `USE_PRETRAINED = True` in the cell below and run the notebook from the top: it loads the
+# EMA weights of the full-profile run this notebook was committed with,
+# `weights/04_mnist_ema.safetensors` — from your clone when you have one, else downloaded from the
+# repository on GitHub — after checking the file's SHA-256 against `weights/SHA256SUMS`. The
+# network and training settings become that run's (whatever this machine would train), section 4
+# shows its loss curve instead of training, and everything after it samples from its weights.
+#
+# **Keep a long run across disconnects.** Training writes a checkpoint to `DDPM_OUTPUT_DIR`
+# (default `outputs/`), and running the training cell again resumes from it. A Colab runtime loses
+# its disk when it disconnects, so put the outputs on Google Drive: add a cell at the very top, run
+# it before everything else, then run the notebook as usual.
+#
+# ```python
+# from google.colab import drive
+# drive.mount("/content/drive")
+# import os
+# os.environ["DDPM_OUTPUT_DIR"] = "/content/drive/MyDrive/ddpm-from-scratch/outputs"
+# ```
+
+# %%
+USE_PRETRAINED = False  # ← True: load the committed full-profile weights instead of training
+
+from ddpm_helpers.pretrained import export_weights, load_pretrained
+
+pretrained = None
+if USE_PRETRAINED:
+    try:
+        pretrained = load_pretrained("04_mnist_ema")  # SHA-256 checked before use
+    except FileNotFoundError as error:
+        raise SystemExit(f"USE_PRETRAINED = True, but {error}") from None  # one message, no traceback
+    unet_config = pretrained.metadata["unet_config"]  # the committed run's network and settings
+    train_config = TrainConfig(**pretrained.metadata["train_config"])
+    model = UNet(1, **unet_config)
+    flops = forward_flops(model)
+    print(f"loaded {pretrained.source}: a U-Net after {pretrained.metadata['steps']} training steps; "
+          "section 4 will not train")
+
 # %%
 # NBVAL_IGNORE_OUTPUT
 print("profile:", config.profile(), "| device:", device.type, "| CPU threads:", torch.get_num_threads())
@@ -341,12 +382,17 @@ print(train_config)
 # %%
 # NBVAL_IGNORE_OUTPUT
 run_dir = out_dir / f"run-{config.profile()}-{device.type}"  # one checkpoint per profile and device kind
-result = train(model, diffusion, (train_images, train_labels), train_config, device=device, out_dir=run_dir)
+if pretrained is None:
+    result = train(model, diffusion, (train_images, train_labels), train_config, device=device, out_dir=run_dir)
+else:  # USE_PRETRAINED: the committed run's weights, steps, time and losses
+    result = pretrained.train_result(model.to(device))
 print(f"{result.steps} steps of {train_config.batch_size} images in {result.seconds:.0f} s "
       f"({1000 * result.seconds / max(result.steps, 1):.0f} ms/step); final loss {sum(result.losses[-50:]) / len(result.losses[-50:]):.4f}")
 ema_model = result.ema.model.eval()
 save_checkpoint(out_dir / "ema_checkpoint.pt", {"model": ema_model.state_dict(), "unet_config": unet_config,
                                                  "prediction": train_config.prediction, "schedule": "linear", "T": diffusion.T})
+export_weights(ema_model, out_dir / "04_mnist_ema.safetensors", result=result, unet_config=unet_config,  # for weights/
+               train_config=vars(train_config), schedule="linear", T=diffusion.T)
 plot_loss_curve(result.losses, window=config.pick(quick=5, full=50), title="min-SNR-weighted v loss");
 
 # %% [markdown]

@@ -61,9 +61,8 @@
 # Source: "Representative images of Lepidoptera from the Natural History Museum", Zenodo,
 # https://zenodo.org/record/4307612. Modified: background removed (by the authors of
 # github.com/JVP15/butterfly-gan), padded to a square, resized to 128x128 px and converted
-# to PNG. (The NHM does not endorse this project. Without that folder, the loader downloads
-# the CC0 Smithsonian butterflies, `huggan/smithsonian_butterflies_subset`, from the Hugging
-# Face hub instead.)
+# to PNG. (The NHM does not endorse this project. Online, the loader downloads these same 128
+# photos and checks every file; see section 1.)
 
 # %%
 # The helper package: inside a clone of the repository, the clone's own ddpm_helpers (no network needed); elsewhere
@@ -113,7 +112,6 @@ from dataclasses import replace
 
 import matplotlib.pyplot as plt
 import torch
-from IPython.display import Image
 
 from ddpm_helpers import config
 from ddpm_helpers.checkpoint import load_checkpoint, save_checkpoint
@@ -159,20 +157,73 @@ image_size = unet_config["image_size"]
 print(f"profile {config.profile()}, device {device.type}: training a {image_size}×{image_size} U-Net")
 
 # %% [markdown]
+# ### ▶ Skip training? (optional)
+#
+# Section 3 trains for about half an hour on a CPU. To see results at once (in Colab or Binder,
+# say), set `USE_PRETRAINED = True` in the cell below and run the notebook from the top: it loads the
+# EMA weights of the full-profile run this notebook was committed with,
+# `weights/05_butterflies_ema.safetensors` — from your clone when you have one, else downloaded from
+# the repository on GitHub — after checking the file's SHA-256 against `weights/SHA256SUMS`. The
+# network and image size become that run's (whatever this machine would train), section 3 shows
+# its loss curve instead of training, and everything after it samples from its weights.
+#
+# **Keep a long run across disconnects.** Training writes a checkpoint to `DDPM_OUTPUT_DIR`
+# (default `outputs/`) every few hundred steps, and running the training cell again resumes from
+# it. A Colab runtime loses its disk when it disconnects, so put the outputs on Google Drive: add
+# a cell at the very top, run it before everything else, then run the notebook as usual.
+#
+# ```python
+# from google.colab import drive
+# drive.mount("/content/drive")
+# import os
+# os.environ["DDPM_OUTPUT_DIR"] = "/content/drive/MyDrive/ddpm-from-scratch/outputs"
+# ```
+
+# %%
+USE_PRETRAINED = False  # ← True: load the committed full-profile weights instead of training
+
+from ddpm_helpers.pretrained import export_weights, load_pretrained
+
+pretrained = None
+if USE_PRETRAINED:
+    try:
+        pretrained = load_pretrained("05_butterflies_ema")  # SHA-256 checked before use
+    except FileNotFoundError as error:
+        raise SystemExit(f"USE_PRETRAINED = True, but {error}") from None  # one message, no traceback
+    unet_config = pretrained.metadata["unet_config"]  # the committed run's network and image size
+    image_size = unet_config["image_size"]
+    print(f"loaded {pretrained.source}: a {image_size}×{image_size} U-Net after {pretrained.metadata['steps']} "
+          "training steps; section 3 will not train")
+
+# %% [markdown]
 # ## 1. The data: 128 butterflies
 #
-# `datasets.butterfly_images` is the one loader for this data set in the series. It reads
-# the image folder `<DDPM_DATA_DIR>/butterflies` when it holds images, or else downloads (once)
-# the Smithsonian butterflies from the Hugging Face hub. With neither it stops with an error
-# that says how to get them — nothing is ever faked. Each photo is padded to a white square,
-# resized with a Lanczos filter and scaled from $\{0, \dots, 255\}$ to $[-1, 1]$ by
-# $x = p / 127.5 - 1$ (Ho et al. §3.3), the scale of the $\mathcal N(0, I)$ prior.
+# Every reader trains on the same **128 photos of pinned specimens from the Natural History
+# Museum, London** (© The Trustees of the NHM, CC BY 4.0, credited above), whichever machine
+# runs this notebook. `datasets.butterfly_images` is the one loader for them in the series:
+#
+# - **offline**, it reads the image folder `<DDPM_DATA_DIR>/butterflies` (a clone's `data/`,
+#   or `../shared/data/` in the project's CI) when it holds images;
+# - **online** (Colab, Binder, a fresh laptop), with no such folder, `ddpm_helpers.butterfly_source`
+#   downloads the 128 source JPEGs once (≈ 18 MiB) from the pinned commit of the public repository
+#   they were taken from (JVP15/butterfly-gan), checks each file's size and SHA-256 against the
+#   manifest shipped with the package (a truncated or altered file is fetched again, or named in the
+#   error, never used), applies the exact steps that made the offline copy, and caches the 128 PNGs
+#   in that folder: the same pixels, bit for bit, as the offline images.
+#
+# Each photo is padded to a white square (so no wing tip is cut), resized with a Lanczos filter
+# (first to 128×128, then to the model's size) and scaled from $\{0, \dots, 255\}$ to $[-1, 1]$ by
+# $x = p / 127.5 - 1$ (Ho et al. §3.3), the scale of the $\mathcal N(0, I)$ prior. With neither
+# folder nor network it stops with an error that says how to get them — nothing is ever faked.
+# A different, larger data set is an explicit choice only: `butterfly_images(image_size,
+# source="smithsonian")` loads the 1 000 CC0 Smithsonian butterflies of the Hugging Face hub
+# (`huggan/smithsonian_butterflies_subset` at a pinned revision; needs `pip install datasets`),
+# but the numbers and the memorization yardsticks of this notebook describe the 128 NHM photos.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-data = butterfly_images(image_size)
-source = "the image folder <DDPM_DATA_DIR>/butterflies" if data.source.startswith("image folder") else "the Hugging Face hub"
-print(f"{len(data)} butterflies from {source}, as a tensor {tuple(data.images.shape)} "
+data = butterfly_images(image_size)  # prints the NHM credit line when it loads their photos
+print(f"{len(data)} butterflies from the {data.source}, as a tensor {tuple(data.images.shape)} "
       f"with values in [{data.images.min():.0f}, {data.images.max():.0f}]")
 show_images(data.images[:32], nrow=16, title=f"training images at {image_size}×{image_size}")
 plt.show()
@@ -403,7 +454,10 @@ batches = random_batches(data.images, train_config.batch_size, transform=flip_an
 # NBVAL_IGNORE_OUTPUT
 torch.manual_seed(0)
 model = UNet(**unet_config)
-result = train(model, diffusion, batches, train_config, device=device, out_dir=run_dir)
+if pretrained is None:
+    result = train(model, diffusion, batches, train_config, device=device, out_dir=run_dir)
+else:  # USE_PRETRAINED: the committed run's weights, steps, time and losses
+    result = pretrained.train_result(model.to(device))
 print(f"{result.steps} steps of batch {train_config.batch_size} in {result.seconds / 60:.1f} min "
       f"({result.seconds / max(result.steps, 1):.2f} s/step){' — stopped by the time limit' if result.stopped_early else ''}; "
       f"mean loss of the last 100 steps {sum(result.losses[-100:]) / len(result.losses[-100:]):.4f}")
@@ -429,14 +483,16 @@ plt.show()
 start = time.perf_counter()
 torch.manual_seed(123)  # a different initialization: only the checkpoint can make it equal
 fresh = UNet(**unet_config)
-resumed = train(fresh, diffusion, batches, replace(train_config, steps=result.steps), device=device, out_dir=run_dir)
-print(f"resumed at step {resumed.steps} in {time.perf_counter() - start:.2f} s instead of {result.seconds / 60:.1f} min")
+if pretrained is None:  # with USE_PRETRAINED nothing was trained here, so there is nothing to resume
+    resumed = train(fresh, diffusion, batches, replace(train_config, steps=result.steps), device=device, out_dir=run_dir)
+    print(f"resumed at step {resumed.steps} in {time.perf_counter() - start:.2f} s instead of {result.seconds / 60:.1f} min")
 
 # %%
-same_weights = all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values()))
-same_ema = all(torch.equal(a, b) for a, b in zip(resumed.ema.model.state_dict().values(), result.ema.model.state_dict().values()))
-print(f"steps trained by the second call: {resumed.steps - result.steps}")
-print(f"same weights as the trained model: {same_weights}; same EMA weights: {same_ema}")
+if pretrained is None:
+    same_weights = all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values()))
+    same_ema = all(torch.equal(a, b) for a, b in zip(resumed.ema.model.state_dict().values(), result.ema.model.state_dict().values()))
+    print(f"steps trained by the second call: {resumed.steps - result.steps}")
+    print(f"same weights as the trained model: {same_weights}; same EMA weights: {same_ema}")
 
 # %% [markdown]
 # We keep the EMA weights on their own, with the settings needed to rebuild the network, in
@@ -450,6 +506,10 @@ ema_path = save_checkpoint(outputs / f"ema_unet{image_size}.pt", {
     "model": result.ema.model.state_dict(), "unet_config": unet_config, "steps": result.steps,
     "prediction": train_config.prediction, "schedule": "linear", "T": diffusion.T,
 })
+# The same EMA weights as safetensors with their SHA-256, the form `weights/` of the repository keeps
+# for USE_PRETRAINED (copy this file and the SHA256SUMS beside it there after a full-profile run):
+export_weights(result.ema.model, outputs / "05_butterflies_ema.safetensors", result=result, unet_config=unet_config,
+               prediction=train_config.prediction, schedule="linear", T=diffusion.T)
 saved = load_checkpoint(ema_path)
 sampler = UNet(**saved["unet_config"]).to(device).eval()
 sampler.load_state_dict(saved["model"])
@@ -498,8 +558,7 @@ plt.show()
 # NBVAL_IGNORE_OUTPUT
 frames = [x[:16] for x in run.xs] + [samples[:16]] * 4  # hold the last frame for a moment
 titles = [f"x_t, t = {t}" for t in run.timesteps] + ["x_0"] * 4
-save_animation(frames, outputs / "denoising.gif", titles=titles, fps=4, size=3.0, nrow=4)
-Image(filename=str(outputs / "denoising.gif"))  # the GIF is smaller than the returned HTML player
+save_animation(frames, outputs / "denoising.gif", titles=titles, fps=4, size=3.0, nrow=4)  # an <img>: shows on GitHub too
 
 # %% [markdown]
 # What the network believes at each step: its prediction $\hat x_0$ from $x_t$ (bottom row of
@@ -701,9 +760,10 @@ check_exercise_2(my_resblock_parameters)
 #   copies. With 128 images, this check belongs next to every sample grid.
 #
 # **Artifacts** in `outputs/05_butterflies/`: `ema_unet<size>.pt` (EMA weights and the
-# settings to rebuild the U-Net), `samples.pt` (the samples as uint8 pixels), `samples.png`
-# (the grid), `denoising.gif` (the animation), and `unet<size>_<profile>/checkpoint.pt` (the
-# full training state, for resuming).
+# settings to rebuild the U-Net), `05_butterflies_ema.safetensors` and `SHA256SUMS` (the same
+# weights in the form `weights/` keeps for `USE_PRETRAINED`), `samples.pt` (the samples as uint8
+# pixels), `samples.png` (the grid), `denoising.gif` (the animation), and
+# `unet<size>_<profile>/checkpoint.pt` (the full training state, for resuming).
 
 # %%
 # NBVAL_IGNORE_OUTPUT

@@ -60,13 +60,15 @@ def test_non_square_images_are_padded_with_white(tmp_path):
 
 
 def test_missing_butterflies_explain_the_options(tmp_path, monkeypatch):
-    def no_hub(target, image_size=128):
-        raise ConnectionError("offline")
+    from ddpm_helpers import butterfly_source
 
-    monkeypatch.setattr(datasets, "download_hub_butterflies", no_hub)
+    def offline(target):
+        raise butterfly_source.DownloadError("butterfly0.jpg from https://…: URLError: offline")
+
+    monkeypatch.setattr(butterfly_source, "download_nhm_butterflies", offline)  # never the network in tests
     with pytest.raises(FileNotFoundError, match="butterflies") as error:
         datasets.butterfly_images(root=tmp_path)
-    assert "huggan/smithsonian_butterflies_subset" in str(error.value)
+    assert "DDPM_BUTTERFLY_URL" in str(error.value) and "source='smithsonian'" in str(error.value)
     with pytest.raises(FileNotFoundError, match="no butterfly images in"):
         datasets.butterfly_images(root=tmp_path, source="folder")
 

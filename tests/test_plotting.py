@@ -51,10 +51,10 @@ def test_loss_curve_running_mean():
     plt.close("all")
 
 
-def test_save_animation_writes_gif_and_returns_inline_player(tmp_path):
+def test_save_animation_writes_gif_and_returns_it_as_an_img(tmp_path):
     frames = [torch.randn(30, 2) * (1 + i) for i in range(4)]
     html = save_animation(frames, tmp_path / "points.gif", titles=[f"t={i}" for i in range(4)])
-    assert "<script" in html.data
+    assert html.data.startswith('<img src="data:image/gif;base64,') and "<script" not in html.data
     with Image.open(tmp_path / "points.gif") as gif:
         assert gif.n_frames == 4
     images = torch.rand(3, 5, 1, 8, 8) * 2 - 1

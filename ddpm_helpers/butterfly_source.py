@@ -1,0 +1,157 @@
+"""The lesson's 128 NHM butterflies, downloaded and checked: the butterfly loader's source online.
+
+The 128 source JPEGs are files of the public GitHub repository JVP15/butterfly-gan at a pinned
+commit. The package data ``data/nhm_butterflies.csv`` lists, for each, the PNG it becomes, its
+URL, size, MD5 and SHA-256. :func:`download_nhm_butterflies` fetches each file (no credentials,
+a timeout per request), checks its size and SHA-256 (a truncated or corrupted download is fetched
+once more, then reported with the file named, never used), processes it exactly as the offline
+copy was made (RGB, centred on a white square of side max(w, h), Lanczos to 128×128, PNG) and
+caches the PNGs with a ``SOURCE.md`` that carries the attribution.
+
+Images © The Trustees of the Natural History Museum, London, CC BY 4.0: keep :data:`ATTRIBUTION`
+wherever they are shown.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from urllib.request import urlopen
+
+from . import config
+
+PINNED_REPOSITORY = "JVP15/butterfly-gan"
+PINNED_COMMIT = "afd437b6b7b878ffbfce8b0cb16837e548747ea7"
+DEFAULT_BASE_URL = f"https://raw.githubusercontent.com/{PINNED_REPOSITORY}/{PINNED_COMMIT}/butterflies"
+IMAGE_SIZE = 128
+TIMEOUT_S = 60.0
+ATTRIBUTION = (
+    "Butterfly specimen images © The Trustees of the Natural History Museum, London, licensed under "
+    "CC BY 4.0 (https://creativecommons.org/licenses/by/4.0/). Source: \"Representative images of "
+    "Lepidoptera from the Natural History Museum\", Zenodo, https://zenodo.org/record/4307612. "
+    "Modified: background removed (by the authors of github.com/JVP15/butterfly-gan), padded to a "
+    "square, resized to 128x128 px and converted to PNG. The NHM does not endorse this project."
+)
+
+
+class DownloadError(OSError):
+    """A source file could not be fetched whole and unchanged; the message names the file."""
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One row of the manifest: the source JPEG, where it is published, its size and checksums."""
+
+    png: str
+    source_file: str
+    url: str
+    bytes: int
+    md5: str
+    sha256: str
+
+
+def manifest() -> list[SourceFile]:
+    """The 128 rows of the packaged manifest, in PNG order (``0000.png`` … ``0127.png``)."""
+    text = resources.files("ddpm_helpers").joinpath("data/nhm_butterflies.csv").read_text(encoding="utf-8")
+    rows = csv.DictReader(io.StringIO(text))
+    return [SourceFile(**{**row, "bytes": int(row["bytes"])}) for row in rows]
+
+
+def _problem(data: bytes, entry: SourceFile) -> str | None:
+    """Why ``data`` is not ``entry``'s file, or ``None`` when its size and SHA-256 match."""
+    if len(data) != entry.bytes:
+        return f"got {len(data):,} bytes instead of {entry.bytes:,} (truncated or incomplete download)"
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != entry.sha256:
+        return f"SHA-256 {digest} is not the manifest's {entry.sha256} (corrupted or changed file)"
+    return None
+
+
+def fetch_verified(entry: SourceFile, base_url: str, timeout: float = TIMEOUT_S, attempts: int = 2) -> bytes:
+    """The bytes of ``entry`` from ``<base_url>/<source_file>``, checked; a bad download is retried.
+
+    Raises :class:`DownloadError` naming the file when every attempt failed or mismatched.
+    """
+    url = f"{base_url.rstrip('/')}/{entry.source_file}"
+    problem = "not tried"
+    for _ in range(attempts):
+        try:
+            with urlopen(url, timeout=timeout) as response:  # a plain GET: no credentials, no prompt
+                data = response.read()
+        except OSError as error:  # URLError, HTTPError, timeouts and resets are all OSErrors
+            problem = f"{type(error).__name__}: {error}"
+            continue
+        problem = _problem(data, entry)
+        if problem is None:
+            return data
+    raise DownloadError(f"{entry.source_file} from {url}: {problem}; tried {attempts} times, file not used")
+
+
+def process(data: bytes):
+    """A source JPEG's bytes → the 128×128 RGB PIL image of the offline copy.
+
+    RGB, centred on a white square of side max(w, h) at offset ((side − w) // 2, (side − h) // 2),
+    resized with Lanczos — the loader's own padding (``datasets._square_on_white``).
+    """
+    from PIL import Image
+
+    from .datasets import _square_on_white
+
+    with Image.open(io.BytesIO(data)) as image:
+        return _square_on_white(image, IMAGE_SIZE)
+
+
+def _source_note(base_url: str) -> str:
+    return (
+        "# Butterfly images: where they come from\n\n"
+        f"Downloaded by `ddpm_helpers.butterfly_source` from {base_url}\n"
+        f"(published in github.com/{PINNED_REPOSITORY} at commit {PINNED_COMMIT}); every file's size and\n"
+        "SHA-256 matched the packaged manifest `ddpm_helpers/data/nhm_butterflies.csv`. Each JPEG was\n"
+        "converted to RGB, centred on a white square, resized to 128x128 with Lanczos and saved as PNG.\n\n"
+        f"{ATTRIBUTION}\n"
+    )
+
+
+def _has_all(folder: Path, entries: list[SourceFile]) -> bool:
+    return all((folder / entry.png).is_file() for entry in entries)
+
+
+def download_nhm_butterflies(target: str | Path | None = None, base_url: str | None = None,
+                             entries: list[SourceFile] | None = None, timeout: float = TIMEOUT_S,
+                             progress: bool = True) -> Path:
+    """Download, verify and process the NHM butterflies into ``target`` (default ``<data dir>/butterflies``).
+
+    ``base_url`` defaults to ``DDPM_BUTTERFLY_URL`` (``config.butterfly_url``), else the pinned commit;
+    ``entries`` defaults to all 128 rows of :func:`manifest`. A folder that already holds every PNG is
+    returned as it is. Work goes into ``<target>.partial`` (each PNG written whole, so an interrupted
+    download resumes) and takes the final name only when complete.
+    """
+    from tqdm import tqdm
+
+    target = Path(target) if target is not None else config.data_dir() / "butterflies"
+    base_url = base_url or config.butterfly_url() or DEFAULT_BASE_URL
+    entries = manifest() if entries is None else entries
+    if _has_all(target, entries):
+        return target
+    if target.exists() and any(target.iterdir()):
+        raise FileExistsError(f"{target} holds other files than the NHM butterflies; move them or pick another folder")
+    partial = target.with_name(target.name + ".partial")
+    partial.mkdir(parents=True, exist_ok=True)
+    for entry in tqdm(entries, desc="NHM butterflies", unit="image", disable=not progress):
+        png = partial / entry.png
+        if png.is_file():
+            continue  # written whole by an earlier, interrupted call
+        image = process(fetch_verified(entry, base_url, timeout))
+        scratch = png.with_name(png.name + ".tmp")
+        image.save(scratch, format="PNG", optimize=True)
+        os.replace(scratch, png)
+    (partial / "SOURCE.md").write_text(_source_note(base_url), encoding="utf-8")
+    if target.exists():
+        target.rmdir()  # empty (checked above)
+    partial.rename(target)  # only a complete download takes the final name
+    return target

@@ -1,0 +1,212 @@
+"""Weights of the committed full-profile runs, so a reader can skip training.
+
+The repository keeps, in ``weights/``, one safetensors file per image notebook (the EMA weights,
+e.g. ``04_mnist_ema.safetensors``) and ``SHA256SUMS`` (``sha256sum`` format) beside them.
+:func:`export_weights` writes such a file and records its SHA-256; :func:`load_pretrained` reads
+it from the clone's ``weights/`` folder, or downloads it (and ``SHA256SUMS``) from the repository
+on GitHub — or from ``DDPM_WEIGHTS_URL`` when set — and checks the SHA-256 before use. Safetensors
+holds tensors and a string header only, so loading a file never runs code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.request import urlopen
+
+import torch
+from torch import nn
+
+from . import config
+
+SUMS_FILE = "SHA256SUMS"
+SUFFIX = ".safetensors"
+TIMEOUT_S = 60.0
+_METADATA_KEY = "ddpm_helpers"  # safetensors metadata is str → str: ours is one JSON document
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class PretrainedWeights:
+    """A verified weights file: its tensors, its metadata (JSON values) and where it came from."""
+
+    state_dict: dict[str, torch.Tensor]
+    metadata: dict[str, Any]
+    source: str
+
+    def train_result(self, model: nn.Module):
+        """Load the weights into ``model`` and return a ``training.TrainResult`` of the recorded run
+        (its steps, seconds and losses), whose ``.model`` and ``.ema.model`` both hold these weights."""
+        from .ema import EMA
+        from .training import TrainResult
+
+        model.load_state_dict(self.state_dict)
+        return TrainResult(model=model, ema=EMA(model), losses=list(self.metadata.get("losses", [])),
+                           steps=int(self.metadata.get("steps", 0)), seconds=float(self.metadata.get("seconds", 0.0)),
+                           stopped_early=bool(self.metadata.get("stopped_early", False)))
+
+
+def sha256_of(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_atomic(path: Path, write) -> None:
+    """Call ``write(tmp_path)``, then rename the temporary file over ``path`` (never a half-written file)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _read_sums(path: Path) -> dict[str, str]:
+    """``{file name: sha256}`` from a ``sha256sum``-format file (``<hex>  <name>`` per line)."""
+    sums = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            digest, name = line.split(maxsplit=1)
+            sums[name.lstrip("*")] = digest.lower()
+    return sums
+
+
+def export_weights(model: nn.Module, path: str | Path, result=None, **metadata) -> Path:
+    """Write ``model``'s weights to the safetensors file ``path`` and its SHA-256 into ``SHA256SUMS`` beside it.
+
+    ``metadata`` (JSON-serializable: e.g. ``unet_config``, ``prediction``) is stored in the file's
+    header; with a ``training.TrainResult`` as ``result``, its steps, seconds and per-step losses too.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != SUFFIX or not _NAME.fullmatch(path.name):
+        raise ValueError(f"path must name a file like 05_butterflies_ema{SUFFIX}, got {path}")
+    if result is not None:
+        metadata.update(steps=result.steps, seconds=round(result.seconds, 1), stopped_early=result.stopped_early,
+                        losses=[float(f"{loss:.5g}") for loss in result.losses])
+    header = {_METADATA_KEY: json.dumps(metadata)}  # raises TypeError for values JSON cannot hold
+    tensors = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
+    sums_path = path.parent / SUMS_FILE
+    sums = _read_sums(sums_path) if sums_path.is_file() else {}
+    sums[path.name] = sha256_of(path)
+    lines = "".join(f"{sums[n]}  {n}\n" for n in sorted(sums))  # sha256sum format: `sha256sum -c` checks it
+    _write_atomic(sums_path, lambda tmp: tmp.write_text(lines, encoding="utf-8"))
+    return path
+
+
+def repository_url() -> str:
+    """The project's address, ``[project.urls] Source``: from ``pyproject.toml`` in a clone, else the
+    installed package's metadata."""
+    pyproject = _CHECKOUT / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            import tomllib  # Python ≥ 3.11
+        except ImportError:
+            tomllib = None
+        if tomllib is not None:
+            return tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["urls"]["Source"]
+    from importlib.metadata import PackageNotFoundError, metadata
+
+    try:
+        entries = metadata("ddpm-from-scratch").get_all("Project-URL") or []
+    except PackageNotFoundError:
+        entries = []
+    for entry in entries:
+        label, _, url = entry.partition(",")
+        if label.strip() == "Source":
+            return url.strip()
+    raise LookupError("the project's Source address is not known: install the package (pip install -e .)")
+
+
+def weights_base_url() -> str:
+    """``DDPM_WEIGHTS_URL`` if set, else the raw-file address of ``weights/`` on the repository's default branch."""
+    override = config.weights_url()
+    if override:
+        return override.rstrip("/")
+    url = repository_url().rstrip("/").removesuffix(".git")
+    prefix = "https://github.com/"
+    if not url.startswith(prefix):
+        raise ValueError(f"the Source address {url!r} is not a github.com repository; set DDPM_WEIGHTS_URL")
+    return f"https://raw.githubusercontent.com/{url[len(prefix):]}/HEAD/weights"
+
+
+def _download(url: str, target: Path, timeout: float) -> None:
+    with urlopen(url, timeout=timeout) as response:  # a plain GET: no credentials, no prompt
+        data = response.read()
+    _write_atomic(target, lambda tmp: tmp.write_bytes(data))
+
+
+def _verified(path: Path, sums_path: Path, origin: str) -> Path:
+    """``path`` if its SHA-256 is the one ``sums_path`` lists for it; otherwise a ValueError."""
+    expected = _read_sums(sums_path).get(path.name) if sums_path.is_file() else None
+    if expected is None:
+        raise ValueError(f"{sums_path} ({origin}) lists no SHA-256 for {path.name}: not loading it")
+    actual = sha256_of(path)
+    if actual != expected:
+        raise ValueError(f"{path.name} ({origin}) has SHA-256 {actual}, not the listed {expected}: "
+                         "the file is damaged or was changed, so it is not loaded")
+    return path
+
+
+def _fetch(name: str, timeout: float) -> tuple[Path, str]:
+    """The verified local path of ``<name>.safetensors`` and a description of where it came from."""
+    file_name = name + SUFFIX
+    local = _CHECKOUT / "weights"
+    if config.weights_url() is None and (local / file_name).is_file():  # inside a clone: no network
+        path = _verified(local / file_name, local / SUMS_FILE, "this clone's weights/")
+        return path, f"weights/{file_name} in this clone"
+    base = weights_base_url()
+    cache = config.outputs_dir("pretrained")
+    if (cache / file_name).is_file() and (cache / SUMS_FILE).is_file():
+        try:
+            return _verified(cache / file_name, cache / SUMS_FILE, "cached download"), f"{base}/{file_name} (cached)"
+        except ValueError:
+            (cache / file_name).unlink()  # a damaged cached copy is fetched again
+    try:
+        _download(f"{base}/{SUMS_FILE}", cache / SUMS_FILE, timeout)
+        _download(f"{base}/{file_name}", cache / file_name, timeout)
+    except OSError as error:  # URLError, HTTPError, timeouts: all OSErrors
+        raise FileNotFoundError(
+            f"the pretrained weights {file_name} are not in a local weights/ folder and could not be downloaded "
+            f"from {base} ({type(error).__name__}: {error}). Go online and rerun, or clone the repository "
+            "(its weights/ folder has them), or set USE_PRETRAINED = False to train instead."
+        ) from error
+    try:
+        return _verified(cache / file_name, cache / SUMS_FILE, f"downloaded from {base}"), f"{base}/{file_name}"
+    except ValueError:
+        (cache / file_name).unlink()  # never keep, never use, a file that failed its check
+        raise
+
+
+def load_pretrained(name: str, device: str | torch.device = "cpu", timeout: float = TIMEOUT_S) -> PretrainedWeights:
+    """The verified weights ``<name>.safetensors`` (e.g. ``"05_butterflies_ema"``), with their metadata.
+
+    Taken from the clone's ``weights/`` when there (and ``DDPM_WEIGHTS_URL`` is unset), else downloaded
+    once into ``<outputs>/pretrained/``; the SHA-256 is checked against ``SHA256SUMS`` before loading.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name.endswith(SUFFIX):
+        raise ValueError(f"name must be a file name without {SUFFIX}, e.g. '04_mnist_ema', got {name!r}")
+    path, source = _fetch(name, timeout)
+    with safe_open(str(path), framework="pt") as f:
+        header = f.metadata() or {}
+    metadata = json.loads(header.get(_METADATA_KEY, "{}"))
+    return PretrainedWeights(load_file(str(path), device=str(device)), metadata, source)

@@ -1,0 +1,113 @@
+"""Pretrained weights: export with a SHA-256, load through a local HTTP server or a clone, refuse a changed file."""
+
+from pathlib import Path
+
+import pytest
+import tomllib
+import torch
+from local_server import serve
+
+from ddpm_helpers import pretrained
+from ddpm_helpers.diffusion import Diffusion
+from ddpm_helpers.nn.unet import UNet
+from ddpm_helpers.samplers import ddim_sample
+from ddpm_helpers.training import TrainConfig, train
+
+TINY = dict(in_channels=3, base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
+            image_size=8)
+NAME = "test_tiny_ema"  # never the name of a committed file
+
+
+@pytest.fixture
+def weights_folder(tmp_path):
+    """A weights folder like the repository's: a tiny U-Net trained 3 steps (placeholder, in tmp only)."""
+    torch.manual_seed(0)
+    model = UNet(**TINY)
+    result = train(model, Diffusion.from_schedule("linear", T=50), lambda step, g: torch.randn(4, 3, 8, 8, generator=g),
+                   TrainConfig(steps=3, batch_size=4, prediction="v", seed=0, log_every=10, checkpoint_every=0),
+                   device="cpu", progress=False)
+    folder = tmp_path / "weights"
+    pretrained.export_weights(result.ema.model, folder / f"{NAME}.safetensors", result=result, unet_config=TINY,
+                              prediction="v", T=50)
+    return folder, result
+
+
+def sample(model):
+    return ddim_sample(model, Diffusion.from_schedule("linear", T=50), (2, 3, 8, 8), num_steps=3, prediction="v",
+                       clip_x0=1.0, generator=torch.Generator().manual_seed(1)).x
+
+
+def test_export_writes_safetensors_and_its_sha256(weights_folder):
+    folder, result = weights_folder
+    line = (folder / "SHA256SUMS").read_text()
+    digest = pretrained.sha256_of(folder / f"{NAME}.safetensors")
+    assert line == f"{digest}  {NAME}.safetensors\n"  # the format `sha256sum -c` reads
+    from safetensors.torch import load_file
+
+    tensors = load_file(folder / f"{NAME}.safetensors")  # plain tensors, no pickle
+    reference = result.ema.model.state_dict()
+    assert tensors.keys() == reference.keys() and all(torch.equal(tensors[k], reference[k]) for k in reference)
+
+
+def test_download_verifies_and_sampling_from_the_weights_runs(weights_folder, monkeypatch):
+    folder, result = weights_folder
+    with serve(folder) as url:
+        monkeypatch.setenv("DDPM_WEIGHTS_URL", url)
+        weights = pretrained.load_pretrained(NAME)
+    assert weights.source == f"{url}/{NAME}.safetensors"
+    assert weights.metadata["unet_config"]["channel_mults"] == [1, 2] and weights.metadata["steps"] == 3
+    assert len(weights.metadata["losses"]) == 3
+    model = UNet(**weights.metadata["unet_config"])
+    loaded = weights.train_result(model)
+    assert loaded.steps == 3 and loaded.losses == pytest.approx(result.losses, rel=1e-4)
+    x = sample(loaded.ema.model)
+    assert x.shape == (2, 3, 8, 8) and torch.isfinite(x).all()
+    assert torch.equal(x, sample(result.ema.model))  # the same weights give the same samples
+    again = pretrained.load_pretrained(NAME)  # the server is gone: the verified cached copy is used
+    assert again.source.endswith("(cached)")
+
+
+def test_a_changed_file_is_refused_and_not_kept(weights_folder, monkeypatch):
+    folder, _ = weights_folder
+    data = bytearray((folder / f"{NAME}.safetensors").read_bytes())
+    data[-1] ^= 0x01  # one bit of one weight
+    (folder / f"{NAME}.safetensors").write_bytes(bytes(data))
+    with serve(folder) as url:
+        monkeypatch.setenv("DDPM_WEIGHTS_URL", url)
+        with pytest.raises(ValueError, match="SHA-256"):
+            pretrained.load_pretrained(NAME)
+    assert not list(Path(pretrained.config.outputs_dir("pretrained")).glob("*.safetensors"))
+
+
+def test_inside_a_clone_the_local_file_is_used_and_checked(weights_folder, monkeypatch):
+    folder, _ = weights_folder
+    monkeypatch.setattr(pretrained, "_CHECKOUT", folder.parent)
+    monkeypatch.delenv("DDPM_WEIGHTS_URL", raising=False)
+    assert pretrained.load_pretrained(NAME).source == f"weights/{NAME}.safetensors in this clone"
+    (folder / "SHA256SUMS").write_text("0" * 64 + f"  {NAME}.safetensors\n")
+    with pytest.raises(ValueError, match="not loaded"):
+        pretrained.load_pretrained(NAME)
+
+
+def test_absent_weights_without_network_say_what_to_do(tmp_path, monkeypatch):
+    with serve(tmp_path / "nothing-here") as url:  # every file: 404
+        monkeypatch.setenv("DDPM_WEIGHTS_URL", url)
+        with pytest.raises(FileNotFoundError, match="USE_PRETRAINED = False"):
+            pretrained.load_pretrained("05_butterflies_ema_absent")
+
+
+def test_default_address_comes_from_the_project_urls(monkeypatch):
+    monkeypatch.delenv("DDPM_WEIGHTS_URL", raising=False)
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    source = tomllib.loads(pyproject.read_text())["project"]["urls"]["Source"]
+    assert pretrained.repository_url() == source
+    owner_repo = source.removeprefix("https://github.com/")
+    assert pretrained.weights_base_url() == f"https://raw.githubusercontent.com/{owner_repo}/HEAD/weights"
+
+
+def test_bad_names_are_refused(tmp_path):
+    for name in ("../secrets", "a/b", "x.safetensors", ""):
+        with pytest.raises(ValueError, match="name must be"):
+            pretrained.load_pretrained(name)
+    with pytest.raises(ValueError, match="must name a file"):
+        pretrained.export_weights(UNet(**TINY), tmp_path / "model.pt")
