@@ -411,11 +411,13 @@ print("KL = mean matching + C:", torch.allclose(kl, mean_matching + C, rtol=1e-1
 # \begin{aligned}
 # \tilde\mu_t &= \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1-\bar\alpha_t}\cdot\frac{x_t-\sqrt{1-\bar\alpha_t}\,\varepsilon}{\sqrt{\bar\alpha_t}}+\frac{\sqrt{\alpha_t}(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}\,x_t\\
 # &= \frac{\beta_t+\alpha_t(1-\bar\alpha_{t-1})}{\sqrt{\alpha_t}\,(1-\bar\alpha_t)}\,x_t-\frac{\beta_t}{\sqrt{\alpha_t}\sqrt{1-\bar\alpha_t}}\,\varepsilon
-# = \frac{1}{\sqrt{\alpha_t}}\Big(x_t-\frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\,\varepsilon\Big)\qquad\text{(Eq. 10)}
+# = \frac{1}{\sqrt{\alpha_t}}\Big(x_t-\frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\,\varepsilon\Big)
 # \end{aligned}
 # $$
-# (the numerator $\beta_t+\alpha_t-\bar\alpha_t = 1-\bar\alpha_t$ once more). Given $x_t$, the only unknown in the
-# target mean is the noise $\varepsilon$. So let the network predict the noise, $\varepsilon_\theta(x_t,t)$, and
+# (the numerator $\beta_t+\alpha_t-\bar\alpha_t = 1-\bar\alpha_t$ once more). Put into Eq. 8, this identity gives
+# the loss of Ho et al.'s Eq. 10,
+# $L_{t-1}-C = \mathbb E_{x_0,\varepsilon}\Big[\frac{1}{2\sigma_t^2}\Big\|\frac{1}{\sqrt{\alpha_t}}\Big(x_t-\frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\,\varepsilon\Big)-\mu_\theta(x_t,t)\Big\|^2\Big]$
+# with $x_t = x_t(x_0,\varepsilon)$. Given $x_t$, the only unknown in the target mean is the noise $\varepsilon$. So let the network predict the noise, $\varepsilon_\theta(x_t,t)$, and
 # build the mean from it in the same form (Eq. 11):
 # $$\mu_\theta(x_t,t) = \frac{1}{\sqrt{\alpha_t}}\Big(x_t-\frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\,\varepsilon_\theta(x_t,t)\Big).$$
 # Then the means differ only through the noises, and Eq. 8 becomes (Eq. 12)
@@ -427,7 +429,7 @@ print("KL = mean matching + C:", torch.allclose(kl, mean_matching + C, rtol=1e-1
 # Ho et al. then **drop the weight** $\lambda_t$ and sample $t$ uniformly (Eq. 14):
 # $$L_\text{simple}(\theta) = \mathbb E_{t,x_0,\varepsilon}\Big[\big\|\varepsilon-\varepsilon_\theta\big(\sqrt{\bar\alpha_t}x_0+\sqrt{1-\bar\alpha_t}\,\varepsilon,\ t\big)\big\|^2\Big],\qquad t\sim\mathcal U\{1,\dots,T\}.$$
 # Its $t=1$ term stands in for $L_0$ (the decoder's bin probability approximated by density × bin width), its $t>1$
-# terms are Eq. 12 without $\lambda_t$. Checks: Eq. 10 against `q_posterior`, Eq. 11 against `p_mean_variance`, and
+# terms are Eq. 12 without $\lambda_t$. Checks: the $\tilde\mu_t$ identity inside Eq. 10 against `q_posterior`, Eq. 11 against `p_mean_variance`, and
 # Eq. 12 against `normal_kl`.
 
 # %%
