@@ -469,7 +469,7 @@ print("q_sample matches Eq. 4 by hand: ", torch.allclose(from_helper, by_hand, r
 #   with $\beta_t = 1 - \bar\alpha_t / \bar\alpha_{t-1}$ clipped to at most $0.999$ (their §3.2).
 #   Nichol & Dhariwal found that the linear schedule destroys small images too early: its
 #   last few hundred steps are almost pure noise and teach the model little.
-# - **sigmoid** (Jabri et al. 2022; Chen 2023, Algorithm 1): also defined through
+# - **sigmoid** (Jabri et al. 2023; Chen 2023, Algorithm 1): also defined through
 #   $\bar\alpha$, with the logistic function $\sigma$ and $u = t/T$:
 #   $$\bar\alpha(u) = \frac{\sigma(3) - \sigma(6u - 3)}{\sigma(3) - \sigma(-3)}$$
 #   (start $=-3$, end $=3$, temperature $\tau = 1$), again turned into $\beta_t$ by ratios.

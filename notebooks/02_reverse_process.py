@@ -210,14 +210,16 @@ plt.show()
 
 # %%
 def posterior_mean_variance(diffusion, x0, xt, t):
-    """Mean and variance of q(x_{t-1} | x_t, x0) for the 0-based t (paper step t+1); Ho et al. 2020, Eqs. 6-7."""
-    beta = extract(diffusion.betas, t, xt)  # β_t
-    alpha = extract(diffusion.alphas, t, xt)  # α_t = 1 − β_t
-    alpha_bar = extract(diffusion.alpha_bar, t, xt)  # ᾱ_t
-    alpha_bar_prev = extract(diffusion.alpha_bar_prev, t, xt)  # ᾱ_{t−1} (= 1 at the first step)
-    beta_tilde = (1 - alpha_bar_prev) / (1 - alpha_bar) * beta  # β̃_t = (1 − ᾱ_{t−1})/(1 − ᾱ_t) β_t
-    mean = (alpha_bar_prev.sqrt() * beta / (1 - alpha_bar) * x0  # √ᾱ_{t−1} β_t/(1 − ᾱ_t) x0
-            + alpha.sqrt() * (1 - alpha_bar_prev) / (1 - alpha_bar) * xt)  # + √α_t (1 − ᾱ_{t−1})/(1 − ᾱ_t) x_t
+    """Mean and variance of the posterior of paper step t+1, q(x_t | x_{t+1}, x0), for the 0-based t (Eqs. 6-7).
+
+    ``xt`` is the paper's x_{t+1}; the comments use the paper's indices."""
+    beta = extract(diffusion.betas, t, xt)  # β_{t+1}
+    alpha = extract(diffusion.alphas, t, xt)  # α_{t+1} = 1 − β_{t+1}
+    alpha_bar = extract(diffusion.alpha_bar, t, xt)  # ᾱ_{t+1}
+    alpha_bar_prev = extract(diffusion.alpha_bar_prev, t, xt)  # ᾱ_t (ᾱ_0 = 1 at the first step)
+    beta_tilde = (1 - alpha_bar_prev) / (1 - alpha_bar) * beta  # β̃_{t+1} = (1 − ᾱ_t)/(1 − ᾱ_{t+1}) β_{t+1}
+    mean = (alpha_bar_prev.sqrt() * beta / (1 - alpha_bar) * x0  # √ᾱ_t β_{t+1}/(1 − ᾱ_{t+1}) x0
+            + alpha.sqrt() * (1 - alpha_bar_prev) / (1 - alpha_bar) * xt)  # + √α_{t+1} (1 − ᾱ_t)/(1 − ᾱ_{t+1}) x_{t+1}
     return mean, beta_tilde
 
 
@@ -394,8 +396,8 @@ B, D = 256, 2
 t = torch.randint(1, T, (B,), generator=gen)  # 0-based t ≥ 1: paper t ≥ 2, where β̃_t > 0
 mu_tilde = torch.randn(B, D, generator=gen)
 mu_theta = mu_tilde + 0.1 * torch.randn(B, D, generator=gen)  # some imperfect model mean
-beta_tilde = extract(diffusion.posterior_variance, t, mu_tilde)  # β̃_t, shape (B, 1)
-sigma2 = extract(diffusion.betas, t, mu_tilde)  # σ_t² = β_t
+beta_tilde = extract(diffusion.posterior_variance, t, mu_tilde)  # β̃_{t+1} (paper index of the 0-based t), (B, 1)
+sigma2 = extract(diffusion.betas, t, mu_tilde)  # σ_{t+1}² = β_{t+1}
 kl = normal_kl(mu_tilde, beta_tilde.log(), mu_theta, sigma2.log()).sum(dim=1)  # KL per example, summed over dims
 C = D / 2 * (beta_tilde / sigma2 - 1 - torch.log(beta_tilde / sigma2)).squeeze(1)  # constant of Eq. 8
 mean_matching = ((mu_tilde - mu_theta) ** 2).sum(dim=1) / (2 * sigma2.squeeze(1))  # ‖μ̃ − μ_θ‖² / (2σ_t²)
@@ -434,11 +436,12 @@ print("KL = mean matching + C:", torch.allclose(kl, mean_matching + C, rtol=1e-1
 
 # %%
 def mean_from_eps(diffusion, xt, t, eps):
-    """μ_θ(x_t, t) = (x_t − β_t/√(1 − ᾱ_t) · ε) / √α_t for the 0-based t; Ho et al. 2020, Eq. 11."""
-    beta = extract(diffusion.betas, t, xt)  # β_t
-    alpha = extract(diffusion.alphas, t, xt)  # α_t
-    alpha_bar = extract(diffusion.alpha_bar, t, xt)  # ᾱ_t
-    return (xt - beta / (1 - alpha_bar).sqrt() * eps) / alpha.sqrt()  # (x_t − β_t/√(1−ᾱ_t) ε)/√α_t
+    """Eq. 11 of Ho et al. 2020 for the 0-based t, i.e. paper step t+1 (``xt`` is the paper's x_{t+1}):
+    μ_θ = (x_{t+1} − β_{t+1}/√(1 − ᾱ_{t+1}) · ε) / √α_{t+1}."""
+    beta = extract(diffusion.betas, t, xt)  # β_{t+1}
+    alpha = extract(diffusion.alphas, t, xt)  # α_{t+1}
+    alpha_bar = extract(diffusion.alpha_bar, t, xt)  # ᾱ_{t+1}
+    return (xt - beta / (1 - alpha_bar).sqrt() * eps) / alpha.sqrt()  # (x_{t+1} − β_{t+1}/√(1−ᾱ_{t+1}) ε)/√α_{t+1}
 
 
 gen = torch.Generator().manual_seed(4)
@@ -455,11 +458,11 @@ helper = diffusion.p_mean_variance(eps_theta, xt, t, prediction="eps", variance=
 print("Eq. 11: mean_from_eps = p_mean_variance(...)['mean']:      ",
       torch.allclose(mean_from_eps(diffusion, xt, t, eps_theta), helper["mean"], rtol=0, atol=1e-10))
 
-sigma2 = extract(diffusion.betas, t, xt)  # σ_t² = β_t
+sigma2 = extract(diffusion.betas, t, xt)  # σ_{t+1}² = β_{t+1} (paper index of the 0-based t)
 kl = normal_kl(mu_tilde, log_beta_tilde, helper["mean"], sigma2.log()).sum(dim=1)
 C = D / 2 * (beta_tilde / sigma2 - 1 - torch.log(beta_tilde / sigma2)).squeeze(1)
 lam = (extract(diffusion.betas, t, xt) ** 2
-       / (2 * sigma2 * extract(diffusion.alphas, t, xt) * (1 - extract(diffusion.alpha_bar, t, xt)))).squeeze(1)  # λ_t
+       / (2 * sigma2 * extract(diffusion.alphas, t, xt) * (1 - extract(diffusion.alpha_bar, t, xt)))).squeeze(1)  # λ_{t+1}
 print("Eq. 12: KL - C = lambda_t * |eps - eps_theta|^2:            ",
       torch.allclose(kl - C, lam * ((eps - eps_theta) ** 2).sum(dim=1), rtol=1e-8, atol=1e-12))
 
@@ -706,8 +709,8 @@ for variance in ["beta", "beta_tilde"]:
 def gaussian_eps(diffusion, mu, s2):
     """E[ε | x_t] for data x0 ~ N(mu, s2 I): √(1 − ᾱ_t)(x_t − √ᾱ_t mu) / (ᾱ_t s2 + 1 − ᾱ_t)."""
     def model(xt, t):
-        ab = extract(diffusion.alpha_bar, t, xt)  # ᾱ_t
-        return (1 - ab).sqrt() * (xt - ab.sqrt() * mu) / (ab * s2 + 1 - ab)
+        ab = extract(diffusion.alpha_bar, t, xt)  # ᾱ_{t+1} for the 0-based t
+        return (1 - ab).sqrt() * (xt - ab.sqrt() * mu) / (ab * s2 + 1 - ab)  # √(1 − ᾱ)(x − √ᾱ mu)/(ᾱ s2 + 1 − ᾱ)
     return model
 
 
@@ -717,13 +720,13 @@ def sampler_moments(diffusion, mu, s2, scale=1.0, bias=0.0, variance="beta"):
     ``s2`` may be a tensor of data variances (one result per entry)."""
     s2 = torch.as_tensor(s2)
     m, V = torch.zeros_like(s2), torch.ones_like(s2)  # x_T ~ N(0, 1)
-    for t in range(diffusion.T - 1, -1, -1):
-        ab, alpha, beta = diffusion.alpha_bar[t], diffusion.alphas[t], diffusion.betas[t]
+    for t_code in range(diffusion.T - 1, -1, -1):  # paper t = t_code + 1 = T, …, 1; comments use the paper's t
+        ab, alpha, beta = diffusion.alpha_bar[t_code], diffusion.alphas[t_code], diffusion.betas[t_code]
         k = scale * (1 - ab).sqrt() / (ab * s2 + 1 - ab)  # ε_θ = k (x_t − √ᾱ_t mu) + bias
         c = beta / (1 - ab).sqrt()  # μ_θ = (x_t − c ε_θ)/√α_t  (Eq. 11)
         a = (1 - c * k) / alpha.sqrt()  # x_{t−1} = a x_t + b + σ_t z
         b = (c * k * ab.sqrt() * mu - c * bias) / alpha.sqrt()
-        sigma2 = 0.0 if t == 0 else (beta if variance == "beta" else diffusion.posterior_variance[t])
+        sigma2 = 0.0 if t_code == 0 else (beta if variance == "beta" else diffusion.posterior_variance[t_code])
         m, V = a * m + b, a**2 * V + sigma2
     return m, V.sqrt()
 
