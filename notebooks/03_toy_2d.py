@@ -38,11 +38,11 @@
 # network in PyTorch.
 #
 # **Run time.** Every training run is short: a few hundred to a thousand Adam steps of an MLP with ≤ 175 k
-# parameters. Sizes come from `config.pick`, so the `quick` profile (what CI runs) only trains less and draws fewer points.
+# parameters; the ablation of Section 6 trains 22 of them (7 variants and the baseline, 3 seeds each). Sizes come from `config.pick`, so the `quick` profile (what CI runs) only trains less and draws fewer points.
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU, 2 cores shared with other jobs (measured, one thread; see the last cell) | ≈ 40 s | ≈ 110 s (≈ 3 min when the load was ≈ 5) |
+# | CPU, 2 cores (measured, one thread, see the last cell: 16 s and 88–100 s on a lightly loaded machine; expect up to twice that when other jobs share the cores) | ≈ 20 s | ≈ 100 s |
 # | Colab with a GPU runtime (estimate, not measured) | ≈ 30 s | ≈ 1 min: these small MLPs barely use a GPU |
 #
 # **Papers.** Equation and algorithm numbers refer to Ho, Jain & Abbeel (2020), *Denoising Diffusion Probabilistic
