@@ -38,7 +38,7 @@
 # network in PyTorch.
 #
 # **Run time.** Every training run is short: a few hundred to a thousand Adam steps of an MLP with ≤ 175 k
-# parameters; the ablation of Section 6 trains 22 of them (7 variants and the baseline, 3 seeds each). Sizes come from `config.pick`, so the `quick` profile (what CI runs) only trains less and draws fewer points.
+# parameters; the ablation of Section 6 trains 24 of them (the baseline and 7 variants, 3 seeds each). Sizes come from `config.pick`, so the `quick` profile (what CI runs) only trains less and draws fewer points.
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
