@@ -317,9 +317,11 @@ plt.show()
 #   $\operatorname{Var}(x_{t-1}\mid x_t) = \mathbb E[\operatorname{Var}(x_{t-1}\mid x_t,x_0)\mid x_t]
 #   + \operatorname{Var}(\mathbb E[x_{t-1}\mid x_t,x_0]\mid x_t) \ge \tilde\beta_t$: knowing $x_0$ as well can only
 #   reduce the uncertainty about $x_{t-1}$.
-# - $\beta_t$ is an **upper bound only for data of variance at most 1** per coordinate. For Gaussian data of variance
-#   $s^2$ the true reverse variance is $\beta_t v_{t-1}/v_t$ with $v_t = \bar\alpha_t s^2 + 1-\bar\alpha_t$
-#   (Section 11), which is below $\beta_t$ for $s \le 1$ and above it for $s > 1$.
+# - $\beta_t$ is an **upper bound only for data of variance at most 1** per coordinate, and even then not at every
+#   point. For Gaussian data of variance $s^2$ the true reverse variance is $\beta_t v_{t-1}/v_t$ with
+#   $v_t = \bar\alpha_t s^2 + 1-\bar\alpha_t$ (Section 11): below $\beta_t$ for $s \le 1$, above it for $s > 1$,
+#   since $v_t - v_{t-1} = \bar\alpha_{t-1}\beta_t(1-s^2)$. For multimodal data the reverse step can exceed $\beta_t$
+#   between the modes, where it may jump to either side (Section 1's $\beta = 0.5$ panel).
 #
 # Both will reappear as the two natural choices of the reverse-process variance.
 
