@@ -30,7 +30,8 @@
 # - the $x_0$- and $v$-parameterizations (Salimans & Ho 2022) and how to convert between all three;
 # - Algorithms 1 and 2 of Ho et al. written from the derivation and compared with `ddpm_helpers`;
 # - what the reverse process does with a **perfect** noise predictor, and with a slightly wrong one, on data whose
-#   optimal denoiser is known in closed form: all of it before any neural network is trained.
+#   optimal denoiser is known in closed form (Tweedie's formula, derived and checked by Monte Carlo): all of it before
+#   any neural network is trained. Sections 10–12 are an optional lab that goes deeper.
 #
 # **You should know** notebook 01 (noise schedules, the closed form $q(x_t\mid x_0)$, the prior term $L_T$), and
 # basic probability: Gaussians, Bayes' rule, the KL divergence. No neural network appears in this notebook.
@@ -650,9 +651,10 @@ print(f"exact minimum of L_simple for N(0, I) data: mean over t of alpha_bar_t =
 # similar sample quality. The first is the *exact* reverse variance when $x_0\sim\mathcal N(0,I)$ (then every
 # $x_t\sim\mathcal N(0, I)$, and conditioning the pair $(x_{t-1}, x_t)$ with $\operatorname{Cov} = \sqrt{\alpha_t}\,I$ gives
 # $q(x_{t-1}\mid x_t) = \mathcal N(\sqrt{\alpha_t}x_t, \beta_t I)$), the second when the data is a single point
-# $x_0$ (then $q(x_{t-1}\mid x_t) = q(x_{t-1}\mid x_t,x_0)$, variance $\tilde\beta_t$). For data with unit variance per
-# coordinate these are the two extremes, upper and lower bounds on the entropy of the true reverse step;
-# Section 11 makes this precise.
+# $x_0$ (then $q(x_{t-1}\mid x_t) = q(x_{t-1}\mid x_t,x_0)$, variance $\tilde\beta_t$). Ho et al. call them the two
+# extremes, corresponding to upper and lower bounds on the reverse-process entropy for data with unit variance per
+# coordinate (following Sohl-Dickstein et al. 2015); Section 2.3 said what each bounds, Section 11 works it out for
+# Gaussian data.
 #
 # **No noise at the last step.** The step from $t = 1$ produces the sample itself. In the bound, that step is the
 # decoder $L_0 = -\log p_\theta(x_0\mid x_1)$, and Ho et al. display its mean $\mu_\theta(x_1,1)$ noiselessly
