@@ -42,7 +42,7 @@
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU, 2 cores (measured: 56 s wall-clock while the cores were shared with other jobs) | ≈ 45 s | ≈ 45 s |
+# | CPU, 2 cores (measured: 18 s on a quiet machine, 56 s wall-clock while the cores were shared with other jobs) | ≈ 20–60 s | ≈ 20–60 s |
 # | Colab with a GPU runtime | the same: the GPU is not used | the same |
 #
 # **Papers.** Equation numbers refer to Ho, Jain & Abbeel (2020), *Denoising Diffusion Probabilistic Models*
@@ -464,8 +464,8 @@ print("Eq. 11: mean_from_eps = p_mean_variance(...)['mean']:      ",
 sigma2 = extract(diffusion.betas, t, xt)  # σ_{t+1}² = β_{t+1} (paper index of the 0-based t)
 kl = normal_kl(mu_tilde, log_beta_tilde, helper["mean"], sigma2.log()).sum(dim=1)
 C = D / 2 * (beta_tilde / sigma2 - 1 - torch.log(beta_tilde / sigma2)).squeeze(1)
-lam = (extract(diffusion.betas, t, xt) ** 2
-       / (2 * sigma2 * extract(diffusion.alphas, t, xt) * (1 - extract(diffusion.alpha_bar, t, xt)))).squeeze(1)  # λ_{t+1}
+lam = (extract(diffusion.betas, t, xt) ** 2  # λ_{t+1} = β_{t+1}² / (2σ² α_{t+1} (1 − ᾱ_{t+1}))
+       / (2 * sigma2 * extract(diffusion.alphas, t, xt) * (1 - extract(diffusion.alpha_bar, t, xt)))).squeeze(1)
 print("Eq. 12: KL - C = lambda_t * |eps - eps_theta|^2:            ",
       torch.allclose(kl - C, lam * ((eps - eps_theta) ** 2).sum(dim=1), rtol=1e-8, atol=1e-12))
 
@@ -815,10 +815,12 @@ x = x_t_points.clone().requires_grad_(True)
 tweedie = -(1 - ab).sqrt() * score  # −√(1 − ᾱ_t) ∇ log q(x_t)
 print("x_t                 E[eps | x_t] by Monte Carlo        -sqrt(1 - ab) grad log q(x_t)")
 for point, mc, se, tw in zip(x_t_points, posterior_mean, standard_error, tweedie):
-    print(f"({point[0]:+.3f}, {point[1]:+.3f})   ({mc[0]:+.4f}, {mc[1]:+.4f}) ± {se.max():.4f}        ({tw[0]:+.4f}, {tw[1]:+.4f})")
+    print(f"({point[0]:+.3f}, {point[1]:+.3f})   ({mc[0]:+.4f}, {mc[1]:+.4f}) ± {se.max():.4f}"
+          f"        ({tw[0]:+.4f}, {tw[1]:+.4f})")
 z = ((posterior_mean - tweedie).abs() / standard_error).max()
 print(f"largest difference: {z:.1f} standard errors")
-print("optimal_eps = -sqrt(1 - ab) grad log q:", close(optimal_eps(mixture, diffusion)(x_t_points, timesteps(t_code, 4)), tweedie))
+helper_eps = optimal_eps(mixture, diffusion)(x_t_points, timesteps(t_code, 4))
+print("optimal_eps = -sqrt(1 - ab) grad log q:", close(helper_eps, tweedie))
 assert z < 4, "Monte Carlo and Tweedie's formula disagree"
 
 # %% [markdown]
@@ -874,8 +876,9 @@ print_mode_table({f"fresh data, N={N2}": mixture.sample(N2, generator=torch.Gene
 
 # %%
 N_shares = 20_000
-many_samples = ddpm_sample(eps_mixture, diffusion, None, x_T=torch.randn(N_shares, 2, generator=torch.Generator().manual_seed(22)),
-                           variance="beta", generator=torch.Generator().manual_seed(23)).x
+many_x_T = torch.randn(N_shares, 2, generator=torch.Generator().manual_seed(22))
+many_samples = ddpm_sample(eps_mixture, diffusion, None, x_T=many_x_T, variance="beta",
+                           generator=torch.Generator().manual_seed(23)).x
 many_fresh = mixture.sample(N_shares, generator=torch.Generator().manual_seed(24))
 print(f"{'':26}" + "".join(f"{f'mode {j}':>18}" for j in range(3)))
 print(f"{'data (exact)':26}" + "".join(f"{w:9.4f}{'':9}" for w in mixture.weights))
@@ -1157,7 +1160,7 @@ def exact_bound_terms(diffusion, s2, variance, x0_squared=None):
     c1, c2 = diffusion.posterior_mean_coef1, diffusion.posterior_mean_coef2  # μ̃_t = c1 x0 + c2 x_t  (Eq. 7)
     u = c1 + (c2 - a) * ab.sqrt()  # μ̃_t − μ_θ = u_t x0 + w_t ε
     w = (c2 - a) * (1 - ab).sqrt()
-    sigma2 = betas_ if variance == "beta" else diffusion.posterior_log_variance_clipped.exp()  # σ_t² (β̃ clipped at t=1)
+    sigma2 = betas_ if variance == "beta" else diffusion.posterior_log_variance_clipped.exp()  # σ_t², β̃ clipped
     ratio = diffusion.posterior_variance[1:] / sigma2[1:]  # β̃_t/σ_t², paper t ≥ 2
     kl = 0.5 * (ratio - 1 - ratio.log()) + (u[1:] ** 2 * m2 + w[1:] ** 2) / (2 * sigma2[1:])  # L_{t−1}, Eq. 8
     decoder = (0.5 * torch.log(2 * math.pi * sigma2[0])
@@ -1180,7 +1183,8 @@ for variance, terms in elbo_by_variance.items():
     assert abs(residual.mean()) < 4 * residual_se, f"elbo_terms disagrees with the closed form ({variance})"
 exact_beta, exact_tilde = exact_by_variance["beta"], exact_by_variance["beta_tilde"]
 tight = float(exact_beta["prior"] + exact_beta["kl"].sum() + exact_beta["decoder_nll"])
-print(f"closed form with sigma^2 = beta equals the entropy to 1e-10 (the bound is tight): {abs(tight - entropy) < 1e-10}")
+print(f"closed form with sigma^2 = beta equals the entropy to 1e-10 (the bound is tight): "
+      f"{abs(tight - entropy) < 1e-10}")
 assert abs(tight - entropy) < 1e-3
 
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
@@ -1207,13 +1211,14 @@ def kl_between(kl, first, last):
     return float(kl[first - 2:last - 1].sum())
 
 
-print("closed form, sigma^2 = beta: sum of L_(t-1) over paper t = 2-9: "
-      f"{kl_between(exact_beta['kl'], 2, 9):.2f}, 10-99: {kl_between(exact_beta['kl'], 10, 99):.2f}, "
-      f"100-999: {kl_between(exact_beta['kl'], 100, 999):.2f}, 300-1000: {kl_between(exact_beta['kl'], 300, 1000):.2f} nats"
-      f"   (alpha_bar_300 = {diffusion.alpha_bar[299]:.2f})")
+kl_beta = exact_beta["kl"]
+print(f"closed form, sigma^2 = beta: sum of L_(t-1) over paper t = 2-9: {kl_between(kl_beta, 2, 9):.2f}, "
+      f"10-99: {kl_between(kl_beta, 10, 99):.2f}, 100-999: {kl_between(kl_beta, 100, 999):.2f}, "
+      f"300-1000: {kl_between(kl_beta, 300, 1000):.2f} nats   (alpha_bar_300 = {diffusion.alpha_bar[299]:.2f})")
 gap_kl = exact_tilde["kl"] - exact_beta["kl"]
-gap_total = float(exact_tilde["kl"].sum() + exact_tilde["decoder_nll"] - exact_beta["kl"].sum() - exact_beta["decoder_nll"])
-print(f"gap between beta_tilde and beta: {gap_total:.3f} nats = L_0 {float(exact_tilde['decoder_nll'] - exact_beta['decoder_nll']):.3f}"
+gap_decoder = float(exact_tilde["decoder_nll"] - exact_beta["decoder_nll"])
+gap_total = float(gap_kl.sum()) + gap_decoder
+print(f"gap between beta_tilde and beta: {gap_total:.3f} nats = L_0 {gap_decoder:.3f}"
       f" + t = 2-10 {kl_between(gap_kl, 2, 10):.3f} + t = 11-100 {kl_between(gap_kl, 11, 100):.3f}"
       f" + t = 101-1000 {kl_between(gap_kl, 101, 1000):.3f}")
 
