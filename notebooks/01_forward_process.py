@@ -387,16 +387,16 @@ plt.show()
 
 # %%
 def q_mean_variance_inline(x0, t):
-    """Mean and variance of q(x_t | x0) at the 0-based index t (an int): Ho et al. 2020, Eq. 4."""
-    mean = alpha_bar[t].sqrt() * x0  # √ᾱ_t x0
-    variance = 1 - alpha_bar[t]  # 1 − ᾱ_t
+    """Mean and variance of q(x_{t+1} | x0) at the 0-based index t (an int), i.e. paper step t + 1: Eq. 4."""
+    mean = alpha_bar[t].sqrt() * x0  # √ᾱ x0, where alpha_bar[t] is the paper's ᾱ_{t+1}
+    variance = 1 - alpha_bar[t]  # 1 − ᾱ
     return mean, variance
 
 
 def q_sample_inline(x0, t, eps):
-    """x_t = √ᾱ_t x0 + √(1 − ᾱ_t) ε at the 0-based index t (an int): Eq. 4 reparameterized."""
+    """The paper's x_{t+1} = √ᾱ_{t+1} x0 + √(1 − ᾱ_{t+1}) ε at the 0-based index t (an int): Eq. 4 reparameterized."""
     mean, variance = q_mean_variance_inline(x0, t)
-    return mean + variance.sqrt() * eps  # √ᾱ_t x0 + √(1 − ᾱ_t) ε
+    return mean + variance.sqrt() * eps  # √ᾱ x0 + √(1 − ᾱ) ε
 
 
 # %% [markdown]
@@ -501,7 +501,7 @@ print("q_sample matches Eq. 4 by hand: ", torch.allclose(from_helper, by_hand, r
 #   with $\beta_t = 1 - \bar\alpha_t / \bar\alpha_{t-1}$ clipped to at most $0.999$ (their §3.2).
 #   Nichol & Dhariwal found that the linear schedule destroys small images too early: its
 #   last few hundred steps are almost pure noise and teach the model little.
-# - **sigmoid** (Jabri et al. 2022; Chen 2023, Algorithm 1): also defined through
+# - **sigmoid** (Jabri et al. 2023; Chen 2023, Algorithm 1): also defined through
 #   $\bar\alpha$, with the logistic function $\sigma$ and $u = t/T$:
 #   $$\bar\alpha(u) = \frac{\sigma(3) - \sigma(6u - 3)}{\sigma(3) - \sigma(-3)}$$
 #   (start $=-3$, end $=3$, temperature $\tau = 1$), again turned into $\beta_t$ by ratios.
@@ -550,22 +550,32 @@ for name, d in diffusions.items():
         f"{d.alpha_bar[749]:7.4f} {d.alpha_bar[-1]:9.2e} {d.log_snr[0]:9.2f} {d.log_snr[-1]:9.2f}"
     )
 
+# The numbers quoted below the table:
+linear_log_snr = diffusions["linear"].log_snr
+below = int((linear_log_snr < -2.5).nonzero()[0]) + 1  # first paper t with log SNR < −2.5
+gap = (diffusions["cosine"].alpha_bar - diffusions["sigmoid"].alpha_bar).abs().max()
+print(f"linear: ᾱ_600 = {diffusions['linear'].alpha_bar[599]:.4f}; log SNR < −2.5 from paper t = {below} on: "
+      f"{bool((linear_log_snr[below - 1:] < -2.5).all())}")
+print(f"cosine vs sigmoid: max_t |ᾱ_t(cosine) − ᾱ_t(sigmoid)| = {gap:.4f}")
+
 # %% [markdown]
 # How to read these curves:
 #
 # - The **linear** schedule drives $\bar\alpha_t$ to almost 0 by $t \approx 600$
-#   ($\bar\alpha_{600} \approx 0.03$); from there on $x_t$ is nearly pure noise. The
+#   ($\bar\alpha_{600} \approx 0.026$); from there on $x_t$ is nearly pure noise. The
 #   **cosine** schedule lowers $\bar\alpha_t$ almost linearly in the middle and spends
 #   many more steps at moderate noise levels.
 # - The **sigmoid** schedule with start $-3$, end $3$, $\tau = 1$ is almost the same curve
-#   as the cosine one: $\bar\alpha_t$ differs by less than 0.02. It departs from it only at
-#   the two ends (a larger $\beta_1$, a steeper drop of log-SNR at the very end). Its
+#   as the cosine one: $\bar\alpha_t$ differs by at most 0.016. It departs from it only at
+#   the two ends: a larger $\beta_1$ ($3\cdot10^{-4}$ against $4\cdot10^{-5}$, so its log-SNR starts lower,
+#   8.1 against 10.1) and a *smaller* fall of log-SNR at the very end (it stops at $-15$, the cosine
+#   schedule at $-20$: the sigmoid's $\bar\alpha_T$ is about 120 times larger, though still negligible). Its
 #   parameters are what make it useful: Chen (2023) moves start, end and $\tau$ to put
 #   more or fewer steps at high noise, which matters most for large images.
 # - In log-SNR the differences are clearest. The cosine schedule's log-SNR is close to a
 #   straight line in the middle ($\log\mathrm{SNR} \approx -2\log\tan(\frac{\pi}{2}\cdot\frac{t/T+s}{1+s})$,
 #   since $f(0) \approx 1$); the linear one crosses 0 — equal signal and noise — much
-#   earlier and stays below $-2.5$ for the whole second half.
+#   earlier and stays below $-2.5$ from $t = 504$ on, almost the whole second half.
 # - All three start with a small $\beta_1$ (high SNR: $x_1$ is almost $x_0$) and end at
 #   $\bar\alpha_T \approx 0$. The cosine and sigmoid schedules hit $\beta_T = 0.999$, the
 #   clipping value, so their $\bar\alpha_T$ is essentially zero.
@@ -708,6 +718,12 @@ for label, T_choice, beta_max, d in choices:
         f"{unit_nats / math.log(2):13.2e} {mnist_bits:15.2e}"
     )
 print("\n".join(rows))
+print(f"MNIST: E[x0²] = {(mnist_x0**2).mean():.3f}")
+L_T_bits = {(label, T_choice, beta_max): bits_per_dim(prior_kl(d, mnist_x0).mean(), num_dims)
+            for label, T_choice, beta_max, d in choices}
+ho_bits = L_T_bits[("linear (Ho et al.)", 1000, "0.02")]
+for key in [("linear", 1000, "0.01"), ("linear", 1000, "0.005"), ("linear, unrescaled", 100, "0.02")]:
+    print(f"MNIST L_T of {key[0]}, T = {key[1]}, β_max = {key[2]}: {L_T_bits[key] / ho_bits:,.0f} × Ho et al.'s")
 
 # %% [markdown]
 # The KL formula above and the helper agree term by term; a quick check on the bad choice
@@ -722,9 +738,9 @@ print(f"L_T by prior_kl: {prior_kl(bad, mnist_x0).mean():.4f} nats per image")
 
 # %% [markdown]
 # Ho et al.'s choice leaves $L_T \approx 3 \cdot 10^{-5}$ bits/dim — negligible (their §4
-# quotes $L_T \approx 10^{-5}$ bits/dim). Halving $\beta_{\max}$ raises it about 150-fold,
+# quotes $L_T \approx 10^{-5}$ bits/dim). On MNIST, halving $\beta_{\max}$ raises it about 160-fold,
 # halving it twice about 2000-fold; shortening the chain to $T = 100$ without rescaling
-# raises it 10 000-fold, to a third of a bit per dimension. There $\bar\alpha_T \approx 0.36$,
+# raises it 11 000-fold, to a third of a bit per dimension. There $\bar\alpha_T \approx 0.36$,
 # and **the digit is still there at $t = T$**.
 # A model trained on that chain never sees pure noise during training, but sampling hands
 # it pure noise at its first step — the train/test mismatch Lin et al. (2024) found in
@@ -771,13 +787,34 @@ for name, x in x_T.items():
 # digits are still visible at $t = T$, while sampling would start from the structureless
 # noise of the bottom row.
 #
-# **Rules of thumb:** check $\bar\alpha_T$ (or $L_T$) whenever you change $T$ or the
-# schedule; when you shorten the chain, rescale $\beta$ by $1000/T$ as
-# `linear_beta_schedule` does; and keep each $\beta_t$ small (Ho et al. use at most
-# $0.02$ for $T = 1000$), since the reverse steps are only close to Gaussian when the
-# forward steps are small (Sohl-Dickstein et al. 2015). The cosine and sigmoid schedules
-# raise $\beta_t$ above 0.1 only in their last 10–20 steps, where $x_t$ is already essentially
-# pure noise ($\bar\alpha_t < 0.003$).
+# **Rules of thumb, and the trade-off between them.** Check $\bar\alpha_T$ (or $L_T$) whenever
+# you change $T$ or the schedule. Keep each $\beta_t$ small (Ho et al. use at most $0.02$ for
+# $T = 1000$), since the reverse steps are only close to Gaussian when the forward steps are
+# small (Sohl-Dickstein et al. 2015; notebook 02 §1 measures it). For a *short* chain these two
+# rules pull against each other: $\bar\alpha_T \approx e^{-\sum_t\beta_t}$ needs a total
+# $\sum_t\beta_t$ of about 10 whatever $T$ is, so fewer steps must be larger steps. Rescaling by
+# $1000/T$, as `linear_beta_schedule` does, keeps $\bar\alpha_T \approx 0$ and makes the steps
+# larger in proportion:
+
+# %%
+for T_short in [1000, 200, 100, 50]:
+    d = Diffusion.from_schedule("linear", T=T_short)
+    print(f"rescaled linear, T = {T_short:4d}: β_T = {d.betas[-1]:.3f}, mean β = {d.betas.mean():.4f}, "
+          f"Σβ = {d.betas.sum():.2f}, ᾱ_T = {d.alpha_bar[-1]:.1e}")
+for name in ["cosine", "sigmoid"]:
+    d = diffusions[name]
+    large = d.betas > 0.1
+    print(f"{name}: β_t > 0.1 in the last {int(large.sum())} steps, where ᾱ_t ≤ {d.alpha_bar[large].max():.4f}")
+
+# %% [markdown]
+# At $T = 50$ the last step has $\beta_T = 0.4$, twenty times Ho et al.'s largest step: the
+# prior term is fine, but the last reverse steps are far from Gaussian, and a model with
+# Gaussian reverse steps pays for it (notebook 02 §11 shows the error with a perfect noise
+# predictor; notebook 03 §6 trains with $T = 50$). Short chains are a compromise, not a
+# free speed-up; samplers that skip steps of a long chain (DDIM, notebook 04) are the usual way
+# out. The cosine and sigmoid schedules raise $\beta_t$ above 0.1 only in their last 10–20
+# steps, where $x_t$ is already essentially pure noise ($\bar\alpha_t < 0.003$), so their
+# large final steps cost nothing.
 
 # %% [markdown]
 # ## 8. Exercises
@@ -923,9 +960,9 @@ print(f"profile {config.profile()}: notebook ran in {time.perf_counter() - noteb
 
 # %%
 def my_q_sample_solution(x0, t, eps):
-    """x_t = √ᾱ_t x0 + √(1 − ᾱ_t) ε with per-example 0-based t (Ho et al. 2020, Eq. 4)."""
-    a = alpha_bar[t].to(x0.dtype).reshape(-1, *([1] * (x0.ndim - 1)))  # ᾱ_t as (B, 1, 1, 1)
-    return a.sqrt() * x0 + (1 - a).sqrt() * eps  # √ᾱ_t x0 + √(1 − ᾱ_t) ε
+    """Eq. 4 with a per-example 0-based t: the paper's x_{t+1} = √ᾱ_{t+1} x0 + √(1 − ᾱ_{t+1}) ε (Ho et al. 2020)."""
+    a = alpha_bar[t].to(x0.dtype).reshape(-1, *([1] * (x0.ndim - 1)))  # ᾱ_{t+1} (paper index) as (B, 1, 1, 1)
+    return a.sqrt() * x0 + (1 - a).sqrt() * eps  # √ᾱ x0 + √(1 − ᾱ) ε
 
 
 check_exercise_1(my_q_sample_solution)
@@ -945,7 +982,8 @@ check_exercise_2(equal_snr_step_solution)
 # **Exercise 3.** $\bar\alpha_T$ decreases as $\beta_{\max}$ grows, so scan $\beta_{\max}$
 # upwards in steps of 0.01 and stop at the first value that passes. Since
 # $\log\bar\alpha_T = \sum_t\log(1-\beta_t) \approx -\sum_t\beta_t \approx -T\,\frac{\beta_1+\beta_{\max}}{2}$,
-# we need $50\,\beta_{\max} \gtrsim \log(1/2\cdot 10^{4}) \approx 8.5$, i.e. $\beta_{\max} \approx 0.17$
+# and $L_T \le 10^{-4}$ needs $\bar\alpha_T \lesssim 2\cdot10^{-4}$, we need
+# $50\,\beta_{\max} \gtrsim \log\big(1/(2\cdot 10^{-4})\big) = \log 5000 \approx 8.5$, i.e. $\beta_{\max} \approx 0.17$
 # — the exact scan (which accounts for $\log(1-\beta) < -\beta$) lands close to that.
 
 # %%

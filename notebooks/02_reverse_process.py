@@ -30,7 +30,8 @@
 # - the $x_0$- and $v$-parameterizations (Salimans & Ho 2022) and how to convert between all three;
 # - Algorithms 1 and 2 of Ho et al. written from the derivation and compared with `ddpm_helpers`;
 # - what the reverse process does with a **perfect** noise predictor, and with a slightly wrong one, on data whose
-#   optimal denoiser is known in closed form: all of it before any neural network is trained.
+#   optimal denoiser is known in closed form (Tweedie's formula, derived and checked by Monte Carlo): all of it before
+#   any neural network is trained. Sections 10–12 are an optional lab that goes deeper.
 #
 # **You should know** notebook 01 (noise schedules, the closed form $q(x_t\mid x_0)$, the prior term $L_T$), and
 # basic probability: Gaussians, Bayes' rule, the KL divergence. No neural network appears in this notebook.
@@ -41,7 +42,7 @@
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU, 2 cores (measured: about 30 s of CPU time; up to 100 s wall-clock when the cores were shared with other jobs) | ≈ 30 s | ≈ 30 s |
+# | CPU, 2 cores (measured: 18 s on a quiet machine, 56 s wall-clock while the cores were shared with other jobs) | ≈ 20–60 s | ≈ 20–60 s |
 # | Colab with a GPU runtime | the same: the GPU is not used | the same |
 #
 # **Papers.** Equation numbers refer to Ho, Jain & Abbeel (2020), *Denoising Diffusion Probabilistic Models*
@@ -142,12 +143,21 @@ def timesteps(t, batch_size):
 #
 # 1. **It is intractable.** $q(x_{t-1})$ is the data distribution blurred with noise; evaluating it means averaging
 #    over the whole data distribution. That is what a neural network will have to learn.
-# 2. **For a small step it is almost Gaussian.** As a function of $x_{t-1}$, the likelihood $q(x_t\mid x_{t-1})$ is a
-#    narrow bump of width $\sqrt{\beta_t}$ around $x_t/\sqrt{\alpha_t}$. Over such a narrow window a smooth
-#    $\log q(x_{t-1})$ is close to its tangent line, $\log q(x_{t-1}) \approx \text{const} + \nabla\log q(x_t)^\top x_{t-1}$,
-#    and a Gaussian times the exponential of a linear function is again a Gaussian, only shifted. Completing the
-#    square gives, to first order in $\beta_t$,
-#    $$q(x_{t-1}\mid x_t)\approx\mathcal N\Big(x_{t-1};\ \tfrac{1}{\sqrt{\alpha_t}}\big(x_t+\beta_t\nabla\log q(x_t)\big),\ \beta_t I\Big).$$
+# 2. **For a small step it is almost Gaussian.** As a function of $x_{t-1}$, the likelihood is
+#    $q(x_t\mid x_{t-1}) \propto \exp\big(-\|x_t-\sqrt{\alpha_t}x_{t-1}\|^2/2\beta_t\big)
+#    = \exp\big(-\|x_{t-1}-c\|^2/(2\beta_t/\alpha_t)\big)$ with $c := x_t/\sqrt{\alpha_t}$: a narrow Gaussian bump
+#    of width $\sqrt{\beta_t/\alpha_t}$ around $c$. Over such a narrow window the smooth log-density of the
+#    **previous step's marginal**, $\log q(x_{t-1})$, is close to its tangent line at $c$,
+#    $\log q(x_{t-1}) \approx \text{const} + g^\top (x_{t-1}-c)$ with $g := \nabla\log q_{t-1}(c)$ (the curvature
+#    term we drop is $O(\|x_{t-1}-c\|^2) = O(\beta_t)$ across the window). A Gaussian times the exponential of a
+#    linear function is again a Gaussian, only shifted: completing the square gives mean $c + (\beta_t/\alpha_t)\,g$ and
+#    variance $\beta_t/\alpha_t$. Three replacements, each changing the result only at $O(\beta_t^2)$, make this
+#    formula readable: $\beta_t/\alpha_t = \beta_t + O(\beta_t^2)$; $(\beta_t/\sqrt{\alpha_t})\,g = \beta_t\,g + O(\beta_t^2)$; and
+#    $g = \nabla\log q_t(x_t) + O(\beta_t)$, since $c$ differs from $x_t$ by $O(\beta_t)$ and one step changes the
+#    marginal only by $O(\beta_t)$. Dropping the $O(\beta_t^2)$ terms (and the curvature's relative $O(\beta_t)$ change
+#    of the variance),
+#    $$q(x_{t-1}\mid x_t)\approx\mathcal N\Big(x_{t-1};\ \tfrac{1}{\sqrt{\alpha_t}}\big(x_t+\beta_t\nabla\log q_t(x_t)\big),\ \beta_t I\Big),$$
+#    where $\nabla\log q_t(x_t)$ is the score of the marginal of $x_t$, the noised data distribution at step $t$.
 #    The reverse of a small Gaussian step has the same functional form as the forward step (Feller 1949;
 #    Sohl-Dickstein et al. 2015, §2.2). This is why the model below can use Gaussian reverse steps, and why $T$ must
 #    be large: only *small* steps have Gaussian reverses.
@@ -168,7 +178,8 @@ x_t = 0.4
 log_prior = bimodal.log_prob(grid[:, None])  # log q(x_{t-1})
 
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
-for ax, beta in zip(axes, [0.002, 0.05, 0.5]):
+print(f"linear schedule, T = 1000: mean step β = {diffusion.betas.mean():.4f}, largest β_T = {diffusion.betas[-1]:.2f}")
+for ax, beta in zip(axes, [0.01, 0.05, 0.5]):
     log_lik = -0.5 * (x_t - math.sqrt(1 - beta) * grid) ** 2 / beta  # log q(x_t | x_{t-1}) + const (Eq. 2)
     reverse = torch.softmax(log_lik + log_prior, dim=0) / dx  # q(x_{t-1} | x_t) ∝ likelihood × prior, as a density
     mean = (grid * reverse).sum() * dx  # E[x_{t-1} | x_t]
@@ -189,8 +200,8 @@ fig.suptitle(rf"The reverse of one noising step, for $x_t = {x_t}$: Gaussian whe
 plt.show()
 
 # %% [markdown]
-# With $\beta = 0.002$ (the size of a typical step of the linear schedule) the exact reverse step and its Gaussian
-# approximation are indistinguishable. With $\beta = 0.5$ one step can jump to either mode, and no Gaussian can
+# With $\beta = 0.01$ (the mean step of the linear schedule) and even with $\beta = 0.05$ the exact reverse step and
+# its Gaussian approximation are indistinguishable. With $\beta = 0.5$ one step can jump to either mode, and no Gaussian can
 # describe it. A diffusion model with Gaussian reverse steps therefore needs many small steps.
 
 # %% [markdown]
@@ -233,14 +244,16 @@ plt.show()
 
 # %%
 def posterior_mean_variance(diffusion, x0, xt, t):
-    """Mean and variance of q(x_{t-1} | x_t, x0) for the 0-based t (paper step t+1); Ho et al. 2020, Eqs. 6-7."""
-    beta = extract(diffusion.betas, t, xt)  # β_t
-    alpha = extract(diffusion.alphas, t, xt)  # α_t = 1 − β_t
-    alpha_bar = extract(diffusion.alpha_bar, t, xt)  # ᾱ_t
-    alpha_bar_prev = extract(diffusion.alpha_bar_prev, t, xt)  # ᾱ_{t−1} (= 1 at the first step)
-    beta_tilde = (1 - alpha_bar_prev) / (1 - alpha_bar) * beta  # β̃_t = (1 − ᾱ_{t−1})/(1 − ᾱ_t) β_t
-    mean = (alpha_bar_prev.sqrt() * beta / (1 - alpha_bar) * x0  # √ᾱ_{t−1} β_t/(1 − ᾱ_t) x0
-            + alpha.sqrt() * (1 - alpha_bar_prev) / (1 - alpha_bar) * xt)  # + √α_t (1 − ᾱ_{t−1})/(1 − ᾱ_t) x_t
+    """Mean and variance of the posterior of paper step t+1, q(x_t | x_{t+1}, x0), for the 0-based t (Eqs. 6-7).
+
+    ``xt`` is the paper's x_{t+1}; the comments use the paper's indices."""
+    beta = extract(diffusion.betas, t, xt)  # β_{t+1}
+    alpha = extract(diffusion.alphas, t, xt)  # α_{t+1} = 1 − β_{t+1}
+    alpha_bar = extract(diffusion.alpha_bar, t, xt)  # ᾱ_{t+1}
+    alpha_bar_prev = extract(diffusion.alpha_bar_prev, t, xt)  # ᾱ_t (ᾱ_0 = 1 at the first step)
+    beta_tilde = (1 - alpha_bar_prev) / (1 - alpha_bar) * beta  # β̃_{t+1} = (1 − ᾱ_t)/(1 − ᾱ_{t+1}) β_{t+1}
+    mean = (alpha_bar_prev.sqrt() * beta / (1 - alpha_bar) * x0  # √ᾱ_t β_{t+1}/(1 − ᾱ_{t+1}) x0
+            + alpha.sqrt() * (1 - alpha_bar_prev) / (1 - alpha_bar) * xt)  # + √α_{t+1} (1 − ᾱ_t)/(1 − ᾱ_{t+1}) x_{t+1}
     return mean, beta_tilde
 
 
@@ -327,8 +340,23 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# $\tilde\beta_t < \beta_t$ always: knowing $x_0$ can only reduce the uncertainty about $x_{t-1}$. The two are close
-# except for the first few dozen steps, where $x_0$ is still informative about $x_{t-1}$ beyond what $x_t$ says.
+# $\tilde\beta_t < \beta_t$ at every step $t$, simply because the factor between them is below one:
+# $\tilde\beta_t/\beta_t = (1-\bar\alpha_{t-1})/(1-\bar\alpha_t) < 1$, as $\bar\alpha_{t-1} > \bar\alpha_t$. The two are
+# close except for the first few dozen steps, where $\bar\alpha_{t-1}$ and $\bar\alpha_t$ are both near 1 and their
+# distances from 1 differ by a large factor.
+#
+# How do they compare with the *true* reverse variance $\operatorname{Var}(x_{t-1}\mid x_t)$ of some data set? Two
+# separate statements, not to be confused:
+# - $\tilde\beta_t$ is a **lower bound for any data**. By the law of total variance,
+#   $\operatorname{Var}(x_{t-1}\mid x_t) = \mathbb E[\operatorname{Var}(x_{t-1}\mid x_t,x_0)\mid x_t]
+#   + \operatorname{Var}(\mathbb E[x_{t-1}\mid x_t,x_0]\mid x_t) \ge \tilde\beta_t$: knowing $x_0$ as well can only
+#   reduce the uncertainty about $x_{t-1}$.
+# - $\beta_t$ is an **upper bound only for data of variance at most 1** per coordinate, and even then not at every
+#   point. For Gaussian data of variance $s^2$ the true reverse variance is $\beta_t v_{t-1}/v_t$ with
+#   $v_t = \bar\alpha_t s^2 + 1-\bar\alpha_t$ (Section 11): below $\beta_t$ for $s \le 1$, above it for $s > 1$,
+#   since $v_t - v_{t-1} = \bar\alpha_{t-1}\beta_t(1-s^2)$. For multimodal data the reverse step can exceed $\beta_t$
+#   between the modes, where it may jump to either side (Section 1's $\beta = 0.5$ panel).
+#
 # Both will reappear as the two natural choices of the reverse-process variance.
 
 # %% [markdown]
@@ -354,7 +382,10 @@ plt.show()
 # (Appendix A, Eqs. 17–22, following Sohl-Dickstein et al. 2015) rewrite it so that every term compares two
 # Gaussians in closed form and needs no trajectory:
 #
-# *Step 1, split off $t=1$:*
+# *Step 1, split off $t=1$.* Step 2 will rewrite each forward factor $q(x_t\mid x_{t-1})$ with Bayes' rule as a
+# posterior $q(x_{t-1}\mid x_t,x_0)$. For $t = 1$ that posterior would be $q(x_0\mid x_1, x_0)$, a point mass at $x_0$
+# ($\tilde\beta_1 = 0$, Section 2.1), and its KL with the Gaussian $p_\theta(x_0\mid x_1)$ is infinite. So the
+# $t = 1$ factor is kept aside; it becomes the decoder term $L_0$:
 # $$L = \mathbb E_q\Big[-\log p(x_T) - \sum_{t>1}\log\frac{p_\theta(x_{t-1}\mid x_t)}{q(x_t\mid x_{t-1})} - \log\frac{p_\theta(x_0\mid x_1)}{q(x_1\mid x_0)}\Big]$$
 # *Step 2, turn each forward step around with Bayes' rule* (Section 2): for $t > 1$,
 # $q(x_t\mid x_{t-1}) = q(x_t\mid x_{t-1},x_0) = \dfrac{q(x_{t-1}\mid x_t,x_0)\,q(x_t\mid x_0)}{q(x_{t-1}\mid x_0)}$, so
@@ -362,7 +393,13 @@ plt.show()
 # *Step 3, the middle sum telescopes:* $\sum_{t=2}^{T}\log\frac{q(x_{t-1}\mid x_0)}{q(x_t\mid x_0)} = \log q(x_1\mid x_0) - \log q(x_T\mid x_0)$,
 # and its $\log q(x_1\mid x_0)$ cancels the denominator of the last term:
 # $$L = \mathbb E_q\Big[-\log\frac{p(x_T)}{q(x_T\mid x_0)} - \sum_{t>1}\log\frac{p_\theta(x_{t-1}\mid x_t)}{q(x_{t-1}\mid x_t,x_0)} - \log p_\theta(x_0\mid x_1)\Big]$$
-# *Step 4, recognize KL divergences:* the expectation of $\log\frac{q}{p}$ under $q$ is $D_\mathrm{KL}(q\,\|\,p)$, so
+# *Step 4, recognize KL divergences.* The expectation is over the whole forward trajectory $x_{1:T}\sim q(x_{1:T}\mid x_0)$.
+# The $t$-th term depends only on $(x_{t-1}, x_t)$, so the other variables integrate out, and we may split the
+# joint law of the pair as $q(x_t\mid x_0)\,q(x_{t-1}\mid x_t, x_0)$:
+# $$\mathbb E_{q(x_{1:T}\mid x_0)}\Big[\log\frac{q(x_{t-1}\mid x_t,x_0)}{p_\theta(x_{t-1}\mid x_t)}\Big]
+# = \mathbb E_{q(x_t\mid x_0)}\Big[\int q(x_{t-1}\mid x_t,x_0)\log\frac{q(x_{t-1}\mid x_t,x_0)}{p_\theta(x_{t-1}\mid x_t)}\,dx_{t-1}\Big]
+# = \mathbb E_{q(x_t\mid x_0)}\Big[D_\mathrm{KL}\big(q(x_{t-1}\mid x_t,x_0)\,\|\,p_\theta(x_{t-1}\mid x_t)\big)\Big],$$
+# and likewise the first term, which depends on $x_T$ only, is $D_\mathrm{KL}(q(x_T\mid x_0)\,\|\,p(x_T))$. So
 # $$L = \mathbb E_q\Big[\underbrace{D_\mathrm{KL}\big(q(x_T\mid x_0)\,\|\,p(x_T)\big)}_{L_T}
 # + \sum_{t>1}\underbrace{D_\mathrm{KL}\big(q(x_{t-1}\mid x_t,x_0)\,\|\,p_\theta(x_{t-1}\mid x_t)\big)}_{L_{t-1}}
 # \ \underbrace{-\log p_\theta(x_0\mid x_1)}_{L_0}\Big] \qquad\text{(Eq. 5)}$$
@@ -395,8 +432,8 @@ B, D = 256, 2
 t = torch.randint(1, T, (B,), generator=gen)  # 0-based t ≥ 1: paper t ≥ 2, where β̃_t > 0
 mu_tilde = torch.randn(B, D, generator=gen)
 mu_theta = mu_tilde + 0.1 * torch.randn(B, D, generator=gen)  # some imperfect model mean
-beta_tilde = extract(diffusion.posterior_variance, t, mu_tilde)  # β̃_t, shape (B, 1)
-sigma2 = extract(diffusion.betas, t, mu_tilde)  # σ_t² = β_t
+beta_tilde = extract(diffusion.posterior_variance, t, mu_tilde)  # β̃_{t+1} (paper index of the 0-based t), (B, 1)
+sigma2 = extract(diffusion.betas, t, mu_tilde)  # σ_{t+1}² = β_{t+1}
 kl = normal_kl(mu_tilde, beta_tilde.log(), mu_theta, sigma2.log()).sum(dim=1)  # KL per example, summed over dims
 C = D / 2 * (beta_tilde / sigma2 - 1 - torch.log(beta_tilde / sigma2)).squeeze(1)  # constant of Eq. 8
 mean_matching = ((mu_tilde - mu_theta) ** 2).sum(dim=1) / (2 * sigma2.squeeze(1))  # ‖μ̃ − μ_θ‖² / (2σ_t²)
@@ -412,32 +449,35 @@ print("KL = mean matching + C:", torch.allclose(kl, mean_matching + C, rtol=1e-1
 # \begin{aligned}
 # \tilde\mu_t &= \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1-\bar\alpha_t}\cdot\frac{x_t-\sqrt{1-\bar\alpha_t}\,\varepsilon}{\sqrt{\bar\alpha_t}}+\frac{\sqrt{\alpha_t}(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}\,x_t\\
 # &= \frac{\beta_t+\alpha_t(1-\bar\alpha_{t-1})}{\sqrt{\alpha_t}\,(1-\bar\alpha_t)}\,x_t-\frac{\beta_t}{\sqrt{\alpha_t}\sqrt{1-\bar\alpha_t}}\,\varepsilon
-# = \frac{1}{\sqrt{\alpha_t}}\Big(x_t-\frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\,\varepsilon\Big)\qquad\text{(Eq. 10)}
+# = \frac{1}{\sqrt{\alpha_t}}\Big(x_t-\frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\,\varepsilon\Big)
 # \end{aligned}
 # $$
-# (the numerator $\beta_t+\alpha_t-\bar\alpha_t = 1-\bar\alpha_t$ once more). Given $x_t$, the only unknown in the
-# target mean is the noise $\varepsilon$. So let the network predict the noise, $\varepsilon_\theta(x_t,t)$, and
+# (the numerator $\beta_t+\alpha_t-\bar\alpha_t = 1-\bar\alpha_t$ once more). Put into Eq. 8, this identity gives
+# the loss of Ho et al.'s Eq. 10,
+# $L_{t-1}-C = \mathbb E_{x_0,\varepsilon}\Big[\frac{1}{2\sigma_t^2}\Big\|\frac{1}{\sqrt{\alpha_t}}\Big(x_t-\frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\,\varepsilon\Big)-\mu_\theta(x_t,t)\Big\|^2\Big]$
+# with $x_t = x_t(x_0,\varepsilon)$. Given $x_t$, the only unknown in the target mean is the noise $\varepsilon$. So let the network predict the noise, $\varepsilon_\theta(x_t,t)$, and
 # build the mean from it in the same form (Eq. 11):
 # $$\mu_\theta(x_t,t) = \frac{1}{\sqrt{\alpha_t}}\Big(x_t-\frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\,\varepsilon_\theta(x_t,t)\Big).$$
 # Then the means differ only through the noises, and Eq. 8 becomes (Eq. 12)
 # $$L_{t-1}-C = \mathbb E_{x_0,\varepsilon}\Big[\underbrace{\frac{\beta_t^2}{2\sigma_t^2\,\alpha_t\,(1-\bar\alpha_t)}}_{=:\,\lambda_t}\big\|\varepsilon-\varepsilon_\theta\big(\sqrt{\bar\alpha_t}x_0+\sqrt{1-\bar\alpha_t}\,\varepsilon,\ t\big)\big\|^2\Big].$$
 # Link with Section 1: the best possible noise prediction is $\mathbb E[\varepsilon\mid x_t] = -\sqrt{1-\bar\alpha_t}\,\nabla\log q(x_t)$
-# (Tweedie's formula, Section 8), and with it Eq. 11 is exactly the approximate reverse mean
+# (Tweedie's formula, derived in Section 8.1), and with it Eq. 11 is exactly the approximate reverse mean
 # $\frac{1}{\sqrt{\alpha_t}}(x_t+\beta_t\nabla\log q(x_t))$ we found there: predicting noise is estimating the score.
 #
 # Ho et al. then **drop the weight** $\lambda_t$ and sample $t$ uniformly (Eq. 14):
 # $$L_\text{simple}(\theta) = \mathbb E_{t,x_0,\varepsilon}\Big[\big\|\varepsilon-\varepsilon_\theta\big(\sqrt{\bar\alpha_t}x_0+\sqrt{1-\bar\alpha_t}\,\varepsilon,\ t\big)\big\|^2\Big],\qquad t\sim\mathcal U\{1,\dots,T\}.$$
 # Its $t=1$ term stands in for $L_0$ (the decoder's bin probability approximated by density × bin width), its $t>1$
-# terms are Eq. 12 without $\lambda_t$. Checks: Eq. 10 against `q_posterior`, Eq. 11 against `p_mean_variance`, and
+# terms are Eq. 12 without $\lambda_t$. Checks: the $\tilde\mu_t$ identity inside Eq. 10 against `q_posterior`, Eq. 11 against `p_mean_variance`, and
 # Eq. 12 against `normal_kl`.
 
 # %%
 def mean_from_eps(diffusion, xt, t, eps):
-    """μ_θ(x_t, t) = (x_t − β_t/√(1 − ᾱ_t) · ε) / √α_t for the 0-based t; Ho et al. 2020, Eq. 11."""
-    beta = extract(diffusion.betas, t, xt)  # β_t
-    alpha = extract(diffusion.alphas, t, xt)  # α_t
-    alpha_bar = extract(diffusion.alpha_bar, t, xt)  # ᾱ_t
-    return (xt - beta / (1 - alpha_bar).sqrt() * eps) / alpha.sqrt()  # (x_t − β_t/√(1−ᾱ_t) ε)/√α_t
+    """Eq. 11 of Ho et al. 2020 for the 0-based t, i.e. paper step t+1 (``xt`` is the paper's x_{t+1}):
+    μ_θ = (x_{t+1} − β_{t+1}/√(1 − ᾱ_{t+1}) · ε) / √α_{t+1}."""
+    beta = extract(diffusion.betas, t, xt)  # β_{t+1}
+    alpha = extract(diffusion.alphas, t, xt)  # α_{t+1}
+    alpha_bar = extract(diffusion.alpha_bar, t, xt)  # ᾱ_{t+1}
+    return (xt - beta / (1 - alpha_bar).sqrt() * eps) / alpha.sqrt()  # (x_{t+1} − β_{t+1}/√(1−ᾱ_{t+1}) ε)/√α_{t+1}
 
 
 gen = torch.Generator().manual_seed(4)
@@ -454,11 +494,11 @@ helper = diffusion.p_mean_variance(eps_theta, xt, t, prediction="eps", variance=
 print("Eq. 11: mean_from_eps = p_mean_variance(...)['mean']:      ",
       torch.allclose(mean_from_eps(diffusion, xt, t, eps_theta), helper["mean"], rtol=0, atol=1e-10))
 
-sigma2 = extract(diffusion.betas, t, xt)  # σ_t² = β_t
+sigma2 = extract(diffusion.betas, t, xt)  # σ_{t+1}² = β_{t+1} (paper index of the 0-based t)
 kl = normal_kl(mu_tilde, log_beta_tilde, helper["mean"], sigma2.log()).sum(dim=1)
 C = D / 2 * (beta_tilde / sigma2 - 1 - torch.log(beta_tilde / sigma2)).squeeze(1)
-lam = (extract(diffusion.betas, t, xt) ** 2
-       / (2 * sigma2 * extract(diffusion.alphas, t, xt) * (1 - extract(diffusion.alpha_bar, t, xt)))).squeeze(1)  # λ_t
+lam = (extract(diffusion.betas, t, xt) ** 2  # λ_{t+1} = β_{t+1}² / (2σ² α_{t+1} (1 − ᾱ_{t+1}))
+       / (2 * sigma2 * extract(diffusion.alphas, t, xt) * (1 - extract(diffusion.alpha_bar, t, xt)))).squeeze(1)
 print("Eq. 12: KL - C = lambda_t * |eps - eps_theta|^2:            ",
       torch.allclose(kl - C, lam * ((eps - eps_theta) ** 2).sum(dim=1), rtol=1e-8, atol=1e-12))
 
@@ -505,9 +545,11 @@ plt.show()
 # interchangeable: $(x_t, v)$ is the pair $(x_0,\varepsilon)$ rotated by the angle $\phi_t$,
 # $$\begin{pmatrix}x_t\\ v\end{pmatrix}=\begin{pmatrix}\cos\phi_t&\sin\phi_t\\-\sin\phi_t&\cos\phi_t\end{pmatrix}\begin{pmatrix}x_0\\ \varepsilon\end{pmatrix},
 # \qquad\text{so}\qquad x_0 = \sqrt{\bar\alpha_t}\,x_t-\sqrt{1-\bar\alpha_t}\,v,\quad \varepsilon = \sqrt{1-\bar\alpha_t}\,x_t+\sqrt{\bar\alpha_t}\,v,$$
-# and $v = \frac{d x_t}{d\phi_t}$. From $\varepsilon$ alone, $\hat x_0 = \frac{1}{\sqrt{\bar\alpha_t}}(x_t-\sqrt{1-\bar\alpha_t}\,\hat\varepsilon)$
+# and $v = \frac{d x_t}{d\phi_t}$ (differentiate $x_t = \cos\phi_t\,x_0 + \sin\phi_t\,\varepsilon$). A rotation keeps
+# lengths, so $\|x_t\|^2+\|v\|^2 = \|x_0\|^2+\|\varepsilon\|^2$ for every example. From $\varepsilon$ alone, $\hat x_0 = \frac{1}{\sqrt{\bar\alpha_t}}(x_t-\sqrt{1-\bar\alpha_t}\,\hat\varepsilon)$
 # (Ho et al. 2020, Eq. 15). Given $x_t$, any one of $\hat\varepsilon$, $\hat x_0$, $\hat v$ determines the other two,
-# and the reverse mean is always $\mu_\theta = \tilde\mu_t(x_t, \hat x_0)$. Round trips with the helpers:
+# and the reverse mean is always $\mu_\theta = \tilde\mu_t(x_t, \hat x_0)$. First the helper's $v$ against its
+# definition, the rotation identity and $v = dx_t/d\phi_t$ by central finite differences; then round trips:
 
 # %%
 gen = torch.Generator().manual_seed(5)
@@ -515,19 +557,37 @@ x0 = torch.randn(B, D, generator=gen)
 eps = torch.randn(B, D, generator=gen)
 t = diffusion.sample_timesteps(B, generator=gen)
 xt = diffusion.q_sample(x0, t, eps)
-v = diffusion.v_from_x0_eps(x0, t, eps)  # v = √ᾱ ε − √(1−ᾱ) x0
+v = diffusion.v_from_x0_eps(x0, t, eps)  # the helper's v
 
 
 def close(a, b):
     return torch.allclose(a, b, rtol=0, atol=1e-9)
 
 
+cos_phi = extract(diffusion.sqrt_alpha_bar, t, x0)  # cos φ = √ᾱ (ᾱ of paper step t+1 for the 0-based t)
+sin_phi = extract(diffusion.sqrt_one_minus_alpha_bar, t, x0)  # sin φ = √(1 − ᾱ)
+v_by_definition = cos_phi * eps - sin_phi * x0  # v := √ᾱ ε − √(1 − ᾱ) x0
+phi = torch.atan2(sin_phi, cos_phi)  # φ_t
+h = 1e-5
+dxt_dphi = ((phi + h).cos() * x0 + (phi + h).sin() * eps
+            - (phi - h).cos() * x0 - (phi - h).sin() * eps) / (2 * h)  # (x_t(φ + h) − x_t(φ − h)) / 2h
+checks = {
+    "v = sqrt(ab) eps - sqrt(1 - ab) x0 (definition)": close(v, v_by_definition),
+    "training_target(..., 'v') is that v              ": close(training_target(diffusion, x0, t, eps, "v"),
+                                                              v_by_definition),
+    "x_t = cos(phi) x0 + sin(phi) eps                 ": close(xt, phi.cos() * x0 + phi.sin() * eps),
+    "|x_t|^2 + |v|^2 = |x0|^2 + |eps|^2 (rotation)    ": close((xt**2 + v**2).sum(1), (x0**2 + eps**2).sum(1)),
+    "dx_t/dphi = v (central differences, h = 1e-5)    ": torch.allclose(dxt_dphi, v, rtol=0, atol=1e-8),
+}
+for name, ok in checks.items():
+    print(f"{name}: {ok}")
+assert all(checks.values()), "a v identity failed"
 print("eps -> x0 -> eps :", close(diffusion.predict_eps_from_x0(xt, t, diffusion.predict_x0_from_eps(xt, t, eps)), eps))
 print("x0 from eps      :", close(diffusion.predict_x0_from_eps(xt, t, eps), x0))
 print("x0 from v        :", close(diffusion.predict_x0_from_v(xt, t, v), x0))
 print("eps from v       :", close(diffusion.predict_eps_from_v(xt, t, v), eps))
-print("targets          :", all(close(training_target(diffusion, x0, t, eps, p), target)
-                                for p, target in [("eps", eps), ("x0", x0), ("v", v)]))
+print("targets eps, x0  :", all(close(training_target(diffusion, x0, t, eps, p), target)
+                                for p, target in [("eps", eps), ("x0", x0)]))
 for prediction, output in [("eps", eps), ("x0", x0), ("v", v)]:
     eps_hat, x0_hat = diffusion.model_predictions(output, xt, t, prediction=prediction)
     mean = diffusion.p_mean_variance(output, xt, t, prediction=prediction)["mean"]
@@ -624,9 +684,10 @@ print(f"exact minimum of L_simple for N(0, I) data: mean over t of alpha_bar_t =
 # similar sample quality. The first is the *exact* reverse variance when $x_0\sim\mathcal N(0,I)$ (then every
 # $x_t\sim\mathcal N(0, I)$, and conditioning the pair $(x_{t-1}, x_t)$ with $\operatorname{Cov} = \sqrt{\alpha_t}\,I$ gives
 # $q(x_{t-1}\mid x_t) = \mathcal N(\sqrt{\alpha_t}x_t, \beta_t I)$), the second when the data is a single point
-# $x_0$ (then $q(x_{t-1}\mid x_t) = q(x_{t-1}\mid x_t,x_0)$, variance $\tilde\beta_t$). For data with unit variance per
-# coordinate these are the two extremes, upper and lower bounds on the entropy of the true reverse step;
-# Section 11 makes this precise.
+# $x_0$ (then $q(x_{t-1}\mid x_t) = q(x_{t-1}\mid x_t,x_0)$, variance $\tilde\beta_t$). Ho et al. call them the two
+# extremes, corresponding to upper and lower bounds on the reverse-process entropy for data with unit variance per
+# coordinate (following Sohl-Dickstein et al. 2015); Section 2.3 said what each bounds, Section 11 works it out for
+# Gaussian data.
 #
 # **No noise at the last step.** The step from $t = 1$ produces the sample itself. In the bound, that step is the
 # decoder $L_0 = -\log p_\theta(x_0\mid x_1)$, and Ho et al. display its mean $\mu_\theta(x_1,1)$ noiselessly
@@ -674,8 +735,8 @@ for variance in ["beta", "beta_tilde"]:
 # $x_t\sim\mathcal N\big(\sqrt{\bar\alpha_t}\mu,\ v_t I\big)$ with $v_t := \bar\alpha_t s^2+1-\bar\alpha_t$, and
 # $\operatorname{Cov}(\varepsilon, x_t) = \sqrt{1-\bar\alpha_t}\,I$, so
 # $$\varepsilon^*(x_t,t) = \frac{\sqrt{1-\bar\alpha_t}}{\bar\alpha_t s^2+1-\bar\alpha_t}\big(x_t-\sqrt{\bar\alpha_t}\,\mu\big) = -\sqrt{1-\bar\alpha_t}\,\nabla\log q(x_t).$$
-# The second form (Tweedie's formula) holds for any data distribution; `ddpm_helpers.analytic.optimal_eps` evaluates
-# it for Gaussian mixtures, whose noised score is known in closed form. With this $\varepsilon^*$ every step of the
+# The second form (Tweedie's formula) holds for any data distribution, as Section 8.1 derives;
+# `ddpm_helpers.analytic.optimal_eps` evaluates it for Gaussian mixtures, whose noised score is known in closed form. With this $\varepsilon^*$ every step of the
 # sampler is affine in $x_t$ plus Gaussian noise, so its output is Gaussian too, and its exact mean and variance
 # follow from two recursions: $x_{t-1} = a_t x_t + b_t + \sigma_t z$ gives $m_{t-1} = a_t m_t + b_t$ and
 # $V_{t-1} = a_t^2 V_t+\sigma_t^2$, started from $m_T = 0$, $V_T = 1$. We will compare samples with these exact
@@ -685,8 +746,8 @@ for variance in ["beta", "beta_tilde"]:
 def gaussian_eps(diffusion, mu, s2):
     """E[ε | x_t] for data x0 ~ N(mu, s2 I): √(1 − ᾱ_t)(x_t − √ᾱ_t mu) / (ᾱ_t s2 + 1 − ᾱ_t)."""
     def model(xt, t):
-        ab = extract(diffusion.alpha_bar, t, xt)  # ᾱ_t
-        return (1 - ab).sqrt() * (xt - ab.sqrt() * mu) / (ab * s2 + 1 - ab)
+        ab = extract(diffusion.alpha_bar, t, xt)  # ᾱ_{t+1} for the 0-based t
+        return (1 - ab).sqrt() * (xt - ab.sqrt() * mu) / (ab * s2 + 1 - ab)  # √(1 − ᾱ)(x − √ᾱ mu)/(ᾱ s2 + 1 − ᾱ)
     return model
 
 
@@ -696,13 +757,13 @@ def sampler_moments(diffusion, mu, s2, scale=1.0, bias=0.0, variance="beta"):
     ``s2`` may be a tensor of data variances (one result per entry)."""
     s2 = torch.as_tensor(s2)
     m, V = torch.zeros_like(s2), torch.ones_like(s2)  # x_T ~ N(0, 1)
-    for t in range(diffusion.T - 1, -1, -1):
-        ab, alpha, beta = diffusion.alpha_bar[t], diffusion.alphas[t], diffusion.betas[t]
+    for t_code in range(diffusion.T - 1, -1, -1):  # paper t = t_code + 1 = T, …, 1; comments use the paper's t
+        ab, alpha, beta = diffusion.alpha_bar[t_code], diffusion.alphas[t_code], diffusion.betas[t_code]
         k = scale * (1 - ab).sqrt() / (ab * s2 + 1 - ab)  # ε_θ = k (x_t − √ᾱ_t mu) + bias
         c = beta / (1 - ab).sqrt()  # μ_θ = (x_t − c ε_θ)/√α_t  (Eq. 11)
         a = (1 - c * k) / alpha.sqrt()  # x_{t−1} = a x_t + b + σ_t z
         b = (c * k * ab.sqrt() * mu - c * bias) / alpha.sqrt()
-        sigma2 = 0.0 if t == 0 else (beta if variance == "beta" else diffusion.posterior_variance[t])
+        sigma2 = 0.0 if t_code == 0 else (beta if variance == "beta" else diffusion.posterior_variance[t_code])
         m, V = a * m + b, a**2 * V + sigma2
     return m, V.sqrt()
 
@@ -742,17 +803,69 @@ plt.show()
 # 0.2 %, below the Monte-Carlo noise of 10 000 samples.
 
 # %% [markdown]
-# ## 9. A perfect denoiser for a 2-D Gaussian mixture
+# ### 8.1 Tweedie's formula: $\mathbb E[\varepsilon\mid x_t] = -\sqrt{1-\bar\alpha_t}\,\nabla\log q(x_t)$ for any data
 #
-# A single Gaussian is too easy: its reverse steps are exactly linear. A mixture has several modes of different
-# sizes, and the sampler must put the right share of samples into each. `GaussianMixture` holds the data
-# distribution; `optimal_eps` turns it into the exact noise predictor, which we plug into `ddpm_sample` (our
-# Algorithm 2, shown identical above). We record the state at a few steps to watch the reverse chain.
+# Everything from here on uses the exact noise predictor of data we know, so here is the formula that gives it. The
+# marginal of $x_t$ is $q(x_t) = \int q(x_t\mid x_0)\,q(x_0)\,dx_0$ with $q(x_t\mid x_0) = \mathcal N(\sqrt{\bar\alpha_t}x_0,
+# (1-\bar\alpha_t)I)$ (Eq. 4). Write $\varepsilon(x_0, x_t) := (x_t-\sqrt{\bar\alpha_t}x_0)/\sqrt{1-\bar\alpha_t}$ for the noise
+# that turns $x_0$ into $x_t$. Then, in three lines:
+# $$
+# \begin{aligned}
+# \nabla_{x_t} q(x_t\mid x_0) &= -\frac{x_t-\sqrt{\bar\alpha_t}x_0}{1-\bar\alpha_t}\,q(x_t\mid x_0) = -\frac{\varepsilon(x_0,x_t)}{\sqrt{1-\bar\alpha_t}}\,q(x_t\mid x_0)
+# && \text{(gradient of a Gaussian)}\\
+# \nabla q(x_t) &= -\frac{1}{\sqrt{1-\bar\alpha_t}}\int \varepsilon(x_0,x_t)\,q(x_t\mid x_0)\,q(x_0)\,dx_0
+# && \text{(differentiate under the integral)}\\
+# \nabla\log q(x_t) = \frac{\nabla q(x_t)}{q(x_t)} &= -\frac{1}{\sqrt{1-\bar\alpha_t}}\int \varepsilon(x_0,x_t)\,q(x_0\mid x_t)\,dx_0
+# = -\frac{\mathbb E[\varepsilon\mid x_t]}{\sqrt{1-\bar\alpha_t}}
+# && \text{(Bayes: } q(x_t\mid x_0)q(x_0)/q(x_t) = q(x_0\mid x_t)\text{)}
+# \end{aligned}
+# $$
+# So $\mathbb E[\varepsilon\mid x_t] = -\sqrt{1-\bar\alpha_t}\,\nabla\log q(x_t)$, or, solving Eq. 4 for $x_0$,
+# $\mathbb E[x_0\mid x_t] = \big(x_t + (1-\bar\alpha_t)\nabla\log q(x_t)\big)/\sqrt{\bar\alpha_t}$: Tweedie's formula
+# (Efron 2011). Nothing about the data was assumed.
+#
+# **Check by Monte Carlo** on the 2-D Gaussian mixture of Section 9, at paper step $t = 100$. The left side is a
+# posterior mean, which we estimate without any formula: draw 400 000 points $x_0^{(i)}$ from the data, weight each by
+# its likelihood $q(x_t\mid x_0^{(i)})$ and average the noises $\varepsilon(x_0^{(i)}, x_t)$ (self-normalized importance
+# sampling, with its standard error). The right side is the gradient of the noised density
+# `mixture.noised(ᾱ_t).log_prob`, taken by autograd; `optimal_eps` must agree with it.
 
 # %%
 mixture = GaussianMixture(weights=[0.5, 0.3, 0.2],
                           means=[[-1.0, -0.5], [1.0, -0.5], [0.0, 1.0]],
-                          variances=[0.15**2, 0.10**2, 0.25**2])  # stds 0.15, 0.10, 0.25
+                          variances=[0.15**2, 0.10**2, 0.25**2])  # stds 0.15, 0.10, 0.25 (Section 9)
+t_code = 99  # paper step t = 100
+ab = diffusion.alpha_bar[t_code]  # ᾱ_100
+gen = torch.Generator().manual_seed(21)
+x_t_points = diffusion.q_sample(mixture.sample(4, generator=gen), timesteps(t_code, 4), generator=gen)  # 4 x_t ~ q(x_t)
+x0_draws = mixture.sample(400_000, generator=gen)  # x0^(i) ~ q(x0)
+eps_i = (x_t_points[:, None, :] - ab.sqrt() * x0_draws[None]) / (1 - ab).sqrt()  # ε(x0^(i), x_t), (4, M, 2)
+weights = torch.softmax(-0.5 * (eps_i**2).sum(dim=-1), dim=1)  # ∝ q(x_t | x0^(i)) = N(x_t; √ᾱ x0^(i), (1−ᾱ) I)
+posterior_mean = (weights[..., None] * eps_i).sum(dim=1)  # E[ε | x_t] ≈ Σ_i w_i ε_i
+standard_error = (weights[..., None] ** 2 * (eps_i - posterior_mean[:, None]) ** 2).sum(dim=1).sqrt()
+x = x_t_points.clone().requires_grad_(True)
+(score,) = torch.autograd.grad(mixture.noised(ab).log_prob(x).sum(), x)  # ∇ log q(x_t), by autograd
+tweedie = -(1 - ab).sqrt() * score  # −√(1 − ᾱ_t) ∇ log q(x_t)
+print("x_t                 E[eps | x_t] by Monte Carlo        -sqrt(1 - ab) grad log q(x_t)")
+for point, mc, se, tw in zip(x_t_points, posterior_mean, standard_error, tweedie):
+    print(f"({point[0]:+.3f}, {point[1]:+.3f})   ({mc[0]:+.4f}, {mc[1]:+.4f}) ± {se.max():.4f}"
+          f"        ({tw[0]:+.4f}, {tw[1]:+.4f})")
+z = ((posterior_mean - tweedie).abs() / standard_error).max()
+print(f"largest difference: {z:.1f} standard errors")
+helper_eps = optimal_eps(mixture, diffusion)(x_t_points, timesteps(t_code, 4))
+print("optimal_eps = -sqrt(1 - ab) grad log q:", close(helper_eps, tweedie))
+assert z < 4, "Monte Carlo and Tweedie's formula disagree"
+
+# %% [markdown]
+# ## 9. A perfect denoiser for a 2-D Gaussian mixture
+#
+# A single Gaussian is too easy: its reverse steps are exactly linear. A mixture has several modes of different
+# sizes, and the sampler must put the right share of samples into each. `GaussianMixture` holds the data
+# distribution (defined in Section 8.1); `optimal_eps` turns it into the exact noise predictor (Tweedie's formula), which
+# we plug into `ddpm_sample` (our Algorithm 2, shown identical above). We record the state at a few steps to watch the
+# reverse chain.
+
+# %%
 eps_mixture = optimal_eps(mixture, diffusion)
 N2 = 2000  # fixed sample size for every 2-D experiment
 x_T_2d = torch.randn(N2, 2, generator=torch.Generator().manual_seed(12))
@@ -778,6 +891,8 @@ def print_mode_table(rows, mixture):
     print(f"{'':22}" + "".join(f"{f'mode {j}: share':>15}{'std':>7}" for j in range(K)) + f"{'energy dist.':>14}")
     print(f"{'data (exact)':22}" + "".join(f"{mixture.weights[j]:15.3f}{mixture.variances[j].sqrt():7.3f}"
                                             for j in range(K)))
+    share_se = (mixture.weights * (1 - mixture.weights) / N2).sqrt()  # standard error of a share of N2 samples
+    print(f"{f'± 1 SE at N={N2}':22}" + "".join(f"{share_se[j]:15.3f}{'':7}" for j in range(K)))
     for name, x in rows.items():
         shares, stds = mode_stats(x, mixture)
         print(f"{name:22}" + "".join(f"{shares[j]:15.3f}{stds[j]:7.3f}" for j in range(K))
@@ -788,10 +903,32 @@ print_mode_table({f"fresh data, N={N2}": mixture.sample(N2, generator=torch.Gene
                   "sampler, exact eps": result.x}, mixture)
 
 # %% [markdown]
-# The shares, the mode widths and the energy distance to a second fresh data sample (Székely & Rizzo 2013; zero in
-# expectation for identical distributions, and slightly negative values are just noise) are as close to the truth
-# for the sampler as for a fresh sample of real data: both differ from the exact values only by the Monte-Carlo
-# noise of 2000 points (about ±0.01 for a share). The snapshots show how the chain gets there:
+# At $N = 2000$ a share has a standard error of about 0.01; the sampler's shares sit up to 2.6 SE from the truth
+# (mode 1), the fresh sample's up to 1.9 SE: too noisy to tell a small bias of the sampler from chance. Ten times more samples
+# settle it (about 10 s): shares of 20 000 samples, with their standard errors $\sqrt{w(1-w)/N}$.
+
+# %%
+N_shares = 20_000
+many_x_T = torch.randn(N_shares, 2, generator=torch.Generator().manual_seed(22))
+many_samples = ddpm_sample(eps_mixture, diffusion, None, x_T=many_x_T, variance="beta",
+                           generator=torch.Generator().manual_seed(23)).x
+many_fresh = mixture.sample(N_shares, generator=torch.Generator().manual_seed(24))
+print(f"{'':26}" + "".join(f"{f'mode {j}':>18}" for j in range(3)))
+print(f"{'data (exact)':26}" + "".join(f"{w:9.4f}{'':9}" for w in mixture.weights))
+for name, x in [(f"fresh data, N={N_shares}", many_fresh), (f"sampler, N={N_shares}", many_samples)]:
+    shares, _ = mode_stats(x, mixture)
+    se = (shares * (1 - shares) / N_shares).sqrt()  # √(w(1 − w)/N)
+    z = (shares - mixture.weights) / se
+    print(f"{name:26}" + "".join(f"{w:9.4f} ± {e:.4f}" for w, e in zip(shares, se))
+          + f"   largest |share − w| = {z.abs().max():.1f} SE")
+    assert z.abs().max() < 4, f"{name}: a share is more than 4 standard errors from the truth"
+
+# %% [markdown]
+# With 20 000 samples both the sampler's shares and those of fresh data lie within 1.3 standard errors of the
+# truth: the exact-$\varepsilon$ sampler puts the right mass into each mode, and the 2.6 SE deviation at $N = 2000$ was
+# chance. The mode widths and the energy distance to a second fresh data sample (Székely & Rizzo 2013; zero in
+# expectation for identical distributions, and slightly negative values are just noise) tell the same story. The
+# snapshots show how the chain gets there:
 # at every step the cloud of $x_t$ follows the noised data distribution $q(x_t)$ (contours, from
 # `mixture.noised(ᾱ_t)`), which is exactly what a correct reverse process must do.
 
@@ -827,6 +964,12 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
+# ## Optional lab: Sections 10–12
+#
+# Sections 10–12 go deeper into what the exact-$\varepsilon$ sampler and the bound do: errors in $\varepsilon$, the
+# two variance choices, and the bound term by term. Notebook 03 uses only their conclusions (which the summary
+# lists), so a first reading can skip to the exercises (Section 13) and come back later.
+#
 # ## 10. What a slightly wrong $\varepsilon$ does
 #
 # A trained network is never exact. What do small systematic errors do to the samples? We perturb $\varepsilon^*$ in
@@ -906,7 +1049,7 @@ print_mode_table(timing_samples, mixture)
 
 # %% [markdown]
 # The division of labour is clear. Errors at **small $t$** (little noise) change the *shape within each mode* and
-# leave the shares exactly as in the exact run. Errors at **large $t$** (much noise) decide *which mode* a sample goes
+# leave the shares as in the exact run (to within 0.001 here). Errors at **large $t$** (much noise) decide *which mode* a sample goes
 # to: they change the shares and leave the two narrow modes' widths alone (the widest mode, std 0.25, is comparable
 # to the noise level $\sqrt{1-\bar\alpha_t}\approx 0.3$ at $t = 100$ and is affected by both). A network that is good
 # at small $t$ but poor at large $t$ produces crisp samples in the wrong proportions, and vice versa. Keep this in
@@ -939,10 +1082,16 @@ axes[0].set_title(r"True reverse variance: 0 = $\tilde\beta_t$, 1 = $\beta_t$")
 axes[0].legend(fontsize=8)
 
 data_stds = torch.logspace(-2, 0.3, 60)
+wide_enough = data_stds >= 0.05
+std_ratio_summary = []
 for T_steps, style in [(1000, "-"), (50, "--")]:
     d = Diffusion.from_schedule("linear", T=T_steps)
     for variance, color in [("beta", "C0"), ("beta_tilde", "C1")]:
         _, out_std = sampler_moments(d, 0.0, data_stds**2, variance=variance)
+        ratio = out_std / data_stds  # sample std / data std, exact
+        std_ratio_summary.append(f"T = {T_steps:4d}, sigma^2 = {variance:10}: sample std / data std in "
+                                 f"[{ratio[wide_enough].min():.3f}, {ratio[wide_enough].max():.3f}] for s >= 0.05, "
+                                 f"{ratio[0]:.3f} at s = {data_stds[0]:.2f}")
         label = (r"$\sigma_t^2=\beta_t$" if variance == "beta" else r"$\sigma_t^2=\tilde\beta_t$") + f", T = {T_steps}"
         axes[1].plot(data_stds, out_std / data_stds, style, color=color, label=label)
 axes[1].axhline(1.0, color="k", lw=0.8, ls=":")
@@ -953,6 +1102,7 @@ axes[1].set_title(r"Algorithm 2 with the exact $\varepsilon^*$ on $\mathcal{N}(0
 axes[1].legend(fontsize=8)
 fig.tight_layout()
 plt.show()
+print("\n".join(std_ratio_summary))
 
 # %% [markdown]
 # Left: at small $t$, while the accumulated noise $\sqrt{1-\bar\alpha_t}$ is much smaller than the data's spread
@@ -961,11 +1111,12 @@ plt.show()
 # the sooner the narrower the data; but there $\tilde\beta_t\approx\beta_t$ anyway (Section 2.3). Only data narrower
 # than the first steps' noise ($s\lesssim\sqrt{\beta_1} = 0.01$) needs $\tilde\beta_t$ where the two differ.
 #
-# Right: the exact spread of the samples. With $T = 1000$, $\sigma_t^2=\beta_t$ is within 1 % for $s\ge 0.05$ and
-# $\tilde\beta_t$ is up to 7 % too narrow for narrow data. Both shrink data narrower than $\sqrt{\beta_1}$: the last
-# step returns the mean of $p_\theta(x_0\mid x_1)$, not a sample, which removes the spread the last step should
-# have added. With only $T = 50$ (larger steps) the choice matters: $\beta_t$ over-disperses narrow data by up to
-# 25 % and $\tilde\beta_t$ under-disperses everything. The same on the mixture, whose modes are narrow
+# Right, and the printed ranges: the exact spread of the samples. With $T = 1000$ and $s\ge 0.05$,
+# $\sigma_t^2=\beta_t$ is within 1 % and $\tilde\beta_t$ up to 7 % too narrow. Narrower data is shrunk by both (at
+# $s = 0.01$ to 0.84 and 0.66 of its width): the last step returns the mean of $p_\theta(x_0\mid x_1)$, not a
+# sample, which removes the spread of order $\sqrt{\beta_1} = 0.01$ that the last step should have added. With only
+# $T = 50$ (larger steps) the choice matters: $\beta_t$ over-disperses narrow data by up to 26 % and $\tilde\beta_t$
+# under-disperses everything. The same on the mixture, whose modes are narrow
 # ($s$ = 0.10 – 0.25; contours hold 50/90/99 % of the data):
 
 # %%
@@ -1001,6 +1152,20 @@ plt.show()
 # differential entropy, $H = \frac12\log(2\pi e s^2)$ per dimension. We evaluate it for the exact-$\varepsilon$ model
 # on standard normal data, for which $\sigma_t^2 = \beta_t$ makes every reverse step exact (Section 7.2). The
 # "±" is the Monte-Carlo standard error over the 2000 examples.
+#
+# For Gaussian data the whole bound is also available **in closed form**, which checks `elbo_terms` and gives the
+# numbers without Monte-Carlo noise. Take 1-D data $\mathcal N(0, s^2)$ and the exact $\varepsilon^*(x_t) = k_t x_t$,
+# $k_t = \sqrt{1-\bar\alpha_t}/v_t$ (Section 8). Then $\mu_\theta(x_t) = a_t x_t$ with
+# $a_t = (1-\beta_t k_t/\sqrt{1-\bar\alpha_t})/\sqrt{\alpha_t}$ (Eq. 11), and with $x_t = \sqrt{\bar\alpha_t}x_0 +
+# \sqrt{1-\bar\alpha_t}\varepsilon$ the mean error of Eq. 8 is $\tilde\mu_t - \mu_\theta = u_t x_0 + w_t\varepsilon$ with
+# $u_t = c_{1,t} + (c_{2,t}-a_t)\sqrt{\bar\alpha_t}$, $w_t = (c_{2,t}-a_t)\sqrt{1-\bar\alpha_t}$ ($c_1, c_2$ the
+# coefficients of $x_0$ and $x_t$ in $\tilde\mu_t$, Eq. 7). Averaging over $x_0$ and $\varepsilon$:
+# $$L_{t-1} = \tfrac12\Big(\frac{\tilde\beta_t}{\sigma_t^2}-1-\log\frac{\tilde\beta_t}{\sigma_t^2}\Big) + \frac{u_t^2 s^2 + w_t^2}{2\sigma_t^2},\qquad
+# L_0 = \tfrac12\log(2\pi\sigma_1^2) + \frac{(1-a_1\sqrt{\bar\alpha_1})^2 s^2 + a_1^2(1-\bar\alpha_1)}{2\sigma_1^2},$$
+# $L_T = \tfrac12\big(\bar\alpha_T s^2 - \bar\alpha_T - \log(1-\bar\alpha_T)\big)$, where $\sigma_1^2$ is the decoder's
+# variance ($\beta_1$, or $\tilde\beta_2$ for the clipped $\tilde\beta$ choice, as in `elbo_terms`). Replacing $s^2$ by
+# $x_0^2$ gives the exact bound *given* each example's $x_0$; subtracting it from `elbo_terms` leaves only the noise of
+# its random $x_t$ draws, so the comparison is sharper than against the overall mean.
 
 # %%
 unit_gaussian = GaussianMixture(weights=[1.0], means=[[0.0]], variances=[1.0])
@@ -1015,6 +1180,45 @@ for variance in ["beta", "beta_tilde"]:
     print(f"sigma^2 = {variance:10}: L_T = {terms['prior'].mean():.4f}, sum L_(t-1) = {terms['kl'].sum(dim=1).mean():.3f}, "
           f"L_0 = {terms['decoder_nll'].mean():.3f}, L = {total.mean():.3f} ± {total.std() / math.sqrt(len(total)):.3f} nats")
 print(f"entropy of the data: H = {entropy:.3f} nats")
+
+
+def exact_bound_terms(diffusion, s2, variance, x0_squared=None):
+    """Closed-form L_T, the L_{t-1} for paper t = 2..T, and L_0 of the exact-ε model on 1-D data N(0, s2).
+
+    With ``x0_squared`` (a tensor (B,)) each term is the expectation given that example's x0 instead."""
+    ab, alphas_, betas_ = diffusion.alpha_bar, diffusion.alphas, diffusion.betas  # whole tables, paper t = 1..T
+    m2 = torch.tensor(s2) if x0_squared is None else x0_squared[:, None]  # E[x0²], or x0² per example
+    k = (1 - ab).sqrt() / (ab * s2 + 1 - ab)  # ε* = k_t x_t, k_t = √(1 − ᾱ_t)/v_t
+    a = (1 - betas_ / (1 - ab).sqrt() * k) / alphas_.sqrt()  # μ_θ = a_t x_t  (Eq. 11)
+    c1, c2 = diffusion.posterior_mean_coef1, diffusion.posterior_mean_coef2  # μ̃_t = c1 x0 + c2 x_t  (Eq. 7)
+    u = c1 + (c2 - a) * ab.sqrt()  # μ̃_t − μ_θ = u_t x0 + w_t ε
+    w = (c2 - a) * (1 - ab).sqrt()
+    sigma2 = betas_ if variance == "beta" else diffusion.posterior_log_variance_clipped.exp()  # σ_t², β̃ clipped
+    ratio = diffusion.posterior_variance[1:] / sigma2[1:]  # β̃_t/σ_t², paper t ≥ 2
+    kl = 0.5 * (ratio - 1 - ratio.log()) + (u[1:] ** 2 * m2 + w[1:] ** 2) / (2 * sigma2[1:])  # L_{t−1}, Eq. 8
+    decoder = (0.5 * torch.log(2 * math.pi * sigma2[0])
+               + ((1 - a[0] * ab[0].sqrt()) ** 2 * m2 + a[0] ** 2 * (1 - ab[0])) / (2 * sigma2[0]))  # L_0
+    prior = 0.5 * (ab[-1] * m2 - ab[-1] - torch.log1p(-ab[-1]))  # L_T = ½(ᾱ_T x0² − ᾱ_T − log(1 − ᾱ_T))
+    return {"prior": prior.squeeze(-1), "kl": kl, "decoder_nll": decoder.squeeze(-1)}
+
+
+print(f"{'':20}{'closed form':>12}{'elbo_terms':>12}{'elbo_terms - exact given x0':>30}")
+exact_by_variance = {}
+for variance, terms in elbo_by_variance.items():
+    exact = exact_bound_terms(diffusion, 1.0, variance)
+    exact_by_variance[variance] = exact
+    exact_total = exact["prior"] + exact["kl"].sum() + exact["decoder_nll"]
+    given_x0 = exact_bound_terms(diffusion, 1.0, variance, x0_squared=x0[:, 0] ** 2)
+    residual = terms["total"] - (given_x0["prior"] + given_x0["kl"].sum(dim=1) + given_x0["decoder_nll"])
+    residual_se = residual.std() / math.sqrt(len(residual))
+    print(f"L, sigma^2 = {variance:8}{exact_total:12.4f}{terms['total'].mean():12.4f}"
+          f"{residual.mean():+20.4f} ± {residual_se:.4f}")
+    assert abs(residual.mean()) < 4 * residual_se, f"elbo_terms disagrees with the closed form ({variance})"
+exact_beta, exact_tilde = exact_by_variance["beta"], exact_by_variance["beta_tilde"]
+tight = float(exact_beta["prior"] + exact_beta["kl"].sum() + exact_beta["decoder_nll"])
+print(f"closed form with sigma^2 = beta equals the entropy to 1e-10 (the bound is tight): "
+      f"{abs(tight - entropy) < 1e-10}")
+assert abs(tight - entropy) < 1e-3
 
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
 for variance, style in [("beta", "-"), ("beta_tilde", "--")]:
@@ -1034,15 +1238,35 @@ for ax in axes:
 fig.tight_layout()
 plt.show()
 
+
+def kl_between(kl, first, last):
+    """Sum of the closed-form L_{t−1} over paper steps first ≤ t ≤ last (column j holds paper t = j + 2)."""
+    return float(kl[first - 2:last - 1].sum())
+
+
+kl_beta = exact_beta["kl"]
+print(f"closed form, sigma^2 = beta: sum of L_(t-1) over paper t = 2-9: {kl_between(kl_beta, 2, 9):.2f}, "
+      f"10-99: {kl_between(kl_beta, 10, 99):.2f}, 100-999: {kl_between(kl_beta, 100, 999):.2f}, "
+      f"300-1000: {kl_between(kl_beta, 300, 1000):.2f} nats   (alpha_bar_300 = {diffusion.alpha_bar[299]:.2f})")
+gap_kl = exact_tilde["kl"] - exact_beta["kl"]
+gap_decoder = float(exact_tilde["decoder_nll"] - exact_beta["decoder_nll"])
+gap_total = float(gap_kl.sum()) + gap_decoder
+print(f"gap between beta_tilde and beta: {gap_total:.3f} nats = L_0 {gap_decoder:.3f}"
+      f" + t = 2-10 {kl_between(gap_kl, 2, 10):.3f} + t = 11-100 {kl_between(gap_kl, 11, 100):.3f}"
+      f" + t = 101-1000 {kl_between(gap_kl, 101, 1000):.3f}")
+
 # %% [markdown]
-# With $\sigma_t^2=\beta_t$ the bound equals the entropy (within the Monte-Carlo error): the model's reverse chain
-# *is* the true reverse chain, so nothing is lost. The individual $L_{t-1}$ are not zero, though. They compare the
-# model with $q(x_{t-1}\mid x_t, x_0)$, which knows $x_0$, and the large negative $L_0$ (a very sharp decoder, since
-# $x_1$ is barely noisier than $x_0$) balances them. Each KL term is largest at small $t$, yet the running sum
-# grows by about the same amount per decade of $t$ until $t\approx 300$, when the data is fully noised: every noise
-# level contributes. With $\tilde\beta_t$ the reverse steps are too narrow at small $t$ (the data looks wide there,
-# Section 11) and the bound is about 0.6 nats worse; the running sums show that this gap is made entirely in the
-# first few dozen steps, where $\tilde\beta_t$ and $\beta_t$ differ.
+# With $\sigma_t^2=\beta_t$ the bound equals the entropy: exactly in closed form, and within the Monte-Carlo error for
+# `elbo_terms`, which agrees with the closed form for both variances. The model's reverse chain *is* the true reverse
+# chain, so nothing is lost. The individual $L_{t-1}$ are not zero, though. They compare the model with
+# $q(x_{t-1}\mid x_t, x_0)$, which knows $x_0$, and the large negative $L_0$ (a very sharp decoder, since $x_1$ is
+# barely noisier than $x_0$) balances them. Each KL term is largest at small $t$, yet the running sum grows by a
+# similar amount in each decade of $t$ (1.4, 2.1 and 1.1 nats for $t$ = 2–9, 10–99, 100–999): every noise level
+# contributes. Only 0.25 nats come after $t = 300$, where the data is mostly but not fully noised
+# ($\bar\alpha_{300} = 0.40$). With $\tilde\beta_t$ the reverse steps are too narrow at small $t$ (the data looks wide
+# there, Section 11) and the bound is 0.579 nats worse. The gap is made at the start of the chain, where $\tilde\beta_t$
+# and $\beta_t$ differ: 0.114 nats in the decoder $L_0$, 0.395 in the KL terms of $t$ = 2–10 and 0.065 in those of
+# $t$ = 11–100; the remaining 900 steps add 0.005.
 #
 # **Eq. 3 equals Eq. 5.** The four steps of Section 3.1 changed the *estimator*, not the value. To see it, estimate
 # Eq. 3 directly: simulate whole forward trajectories $x_0\to x_1\to\dots\to x_T$ and add up the log-ratios. Compare
@@ -1080,7 +1304,7 @@ print(f"data entropy:               H = {0.5 * math.log(2 * math.pi * math.e * s
 # %% [markdown]
 # The two agree within their Monte-Carlo errors, and both lie above the entropy: with only 50 steps the Gaussian
 # reverse steps are a little off (Section 11). Each KL term of Eq. 5 integrates over $x_{t-1}$ in closed form
-# instead of sampling it ("Rao-Blackwellized", Ho et al. §3). For the whole sum that does not guarantee a smaller
+# instead of sampling it ("Rao-Blackwellized", Ho et al. §2). For the whole sum that does not guarantee a smaller
 # error: here Eq. 5 is the noisier of the two, because its terms use independent draws of $x_t$, while along one
 # trajectory the terms of Eq. 3 partly cancel. The decisive gain is that Eq. 5 splits the bound into separate terms,
 # each needing a single draw $x_t\sim q(x_t\mid x_0)$ from the closed form of Eq. 4 instead of a simulated
