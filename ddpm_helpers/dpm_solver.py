@@ -86,10 +86,13 @@ def dpm_solver_sample(model, diffusion, shape, *, num_steps=20, prediction="eps"
     """DPM-Solver++(2M) sampling (Lu et al. 2022, Algorithm 2) with ``num_steps`` network calls.
 
     The network is called at DDIM's timesteps t_0 = T−1 > … > t_{N−1} = 0 (see
-    :func:`ddpm_helpers.samplers.ddim_timesteps`); the step t_0 → t_1 is first order (no previous
-    x̂0 yet), every later step t_{i−1} → t_i is second order, and the last jump from t_{N−1} = 0 to
-    clean data is x_0 = x̂0 (first order, as in DDIM). With 1 or 2 steps this is DDIM (η = 0). x̂0 is
-    clipped to [−clip_x0, clip_x0] before it enters the update. ``record`` as in ``ddim_sample``.
+    :func:`ddpm_helpers.samplers.ddim_timesteps`), and the last jump from t_{N−1} = 0 to clean data
+    is x_0 = x̂0, as in DDIM. The step t_0 → t_1 is first order (no previous x̂0 yet), and so is the
+    step into t_{N−1} = 0 ("lower order final", as in Lu et al.'s code): on time-uniform steps it
+    spans a long stretch of λ (λ_0 − λ_{t_{N−2}} ≈ 2.9 against h_prev ≈ 0.7 at N = 20 on the linear
+    schedule), where extrapolating x̂0 overshoots. Every other step is second order; with N ≤ 3
+    steps this is DDIM (η = 0). x̂0 is clipped to [−clip_x0, clip_x0] before it enters the update.
+    ``record`` as in ``ddim_sample``.
     """
     check_name(prediction, PREDICTIONS, "prediction")
     steps = ddim_timesteps(diffusion.T, num_steps)
