@@ -1,8 +1,8 @@
 """DPM-Solver++(2M): a second-order multistep solver of the probability-flow ODE (Lu et al. 2022, Algorithm 2).
 
-Notation of Lu et al.: α_t = √ᾱ_t, σ_t = √(1 − ᾱ_t), λ_t = log(α_t/σ_t) (half the log-SNR) and
-x̂0 = x_θ(x_t, t), the network's data prediction. In λ the probability-flow ODE is semi-linear and,
-from t to a less noisy s (λ_s > λ_t), has the exact solution (Lu et al. 2022, §4.1)
+Notation of Lu et al.: α_t = √ᾱ_t (not DDPM's α_t = 1 − β_t), σ_t = √(1 − ᾱ_t), λ_t = log(α_t/σ_t)
+(half the log-SNR) and x̂0 = x_θ(x_t, t), the network's data prediction. In λ the probability-flow
+ODE is semi-linear and, from t to a less noisy s (λ_s > λ_t), has the exact solution (Lu et al. 2022, §4.1)
 
     x_s = (σ_s/σ_t) x_t + σ_s ∫_{λ_t}^{λ_s} e^λ x̂0(x_λ, λ) dλ.
 
