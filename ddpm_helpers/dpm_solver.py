@@ -21,26 +21,8 @@ jump to the clean end is always first order.
 
 import math
 
-import torch
-from tqdm import tqdm
-
-from ddpm_helpers.diffusion import PREDICTIONS, check_name
-from ddpm_helpers.samplers import (
-    _call_model,
-    _initial_state,
-    _record_set,
-    _resolve_device,
-    _result,
-    ddim_timesteps,
-    eval_no_grad,
-)
-
-
-def _check_timestep(diffusion, t, what):
-    """``t`` as an int in [0, T); ValueError naming it otherwise."""
-    if isinstance(t, bool) or int(t) != t or not 0 <= int(t) < diffusion.T:
-        raise ValueError(f"{what}={t!r} must be an integer timestep in [0, {diffusion.T})")
-    return int(t)
+from ddpm_helpers.checks import check_int
+from ddpm_helpers.samplers import StepResult, _check_prediction, _sample, _timestep_tensor, ddim_timesteps
 
 
 def _lambda(diffusion, t):
@@ -57,25 +39,21 @@ def dpm_solver_step(diffusion, x, x0_hat, t, s, x0_hat_prev=None, t_prev=None):
     r = h_prev/h, D = (1 + 1/(2r)) x̂0_t − 1/(2r) x̂0_prev, x_s = (σ_s/σ_t) x_t − α_s (e^{−h} − 1) D.
     ``s=None`` is the clean end point (σ_s = 0), reached by the first-order step only: x_0 = x̂0_t.
     """
-    t = _check_timestep(diffusion, t, "t")
+    t = check_int(t, "t", low=0, high=diffusion.T - 1)
     if (x0_hat_prev is None) != (t_prev is None):
         raise ValueError(f"give both x0_hat_prev and t_prev or neither, got t_prev={t_prev!r}")
     if s is None:
         if x0_hat_prev is not None:
             raise ValueError("the step to the clean end point (s=None) is first order: do not pass x0_hat_prev")
         return x0_hat  # σ_s = 0, α_s = 1, e^{−h} = 0: x_0 = x̂0_t
-    s = _check_timestep(diffusion, s, "s")
-    if not s < t:
-        raise ValueError(f"s={s} must be below t={t}")
+    s = check_int(s, "s", low=0, high=t - 1)  # s < t
     lam_t, lam_s = _lambda(diffusion, t), _lambda(diffusion, s)  # λ_t, λ_s
     h = lam_s - lam_t  # h = λ_s − λ_t > 0
     sigma_ratio = float(diffusion.sqrt_one_minus_alpha_bar[s] / diffusion.sqrt_one_minus_alpha_bar[t])  # σ_s/σ_t
     coef = -float(diffusion.sqrt_alpha_bar[s]) * math.expm1(-h)  # −α_s (e^{−h} − 1)
     if x0_hat_prev is None:
         return sigma_ratio * x + coef * x0_hat  # x_s = (σ_s/σ_t) x_t − α_s (e^{−h} − 1) x̂0_t
-    t_prev = _check_timestep(diffusion, t_prev, "t_prev")
-    if not t_prev > t:
-        raise ValueError(f"t_prev={t_prev} must be above t={t}")
+    t_prev = check_int(t_prev, "t_prev", low=t + 1, high=diffusion.T - 1)  # t_prev > t
     r = (lam_t - _lambda(diffusion, t_prev)) / h  # r = h_prev/h, h_prev = λ_t − λ_prev
     D = (1 + 1 / (2 * r)) * x0_hat - (1 / (2 * r)) * x0_hat_prev  # D = (1 + 1/(2r)) x̂0_t − 1/(2r) x̂0_prev
     return sigma_ratio * x + coef * D  # x_s = (σ_s/σ_t) x_t − α_s (e^{−h} − 1) D
@@ -94,24 +72,21 @@ def dpm_solver_sample(model, diffusion, shape, *, num_steps=20, prediction="eps"
     steps this is DDIM (η = 0). x̂0 is clipped to [−clip_x0, clip_x0] before it enters the update.
     ``record`` as in ``ddim_sample``.
     """
-    check_name(prediction, PREDICTIONS, "prediction")
+    _check_prediction(prediction, clip_x0)
     steps = ddim_timesteps(diffusion.T, num_steps)
-    device = _resolve_device(model, x_T, device)
-    record = _record_set(record, diffusion.T)
-    x = _initial_state(shape, x_T, generator, device)
-    recorded, previous = [], {}  # previous: {"x0_hat_prev": x̂0, "t_prev": t} of the step before
-    with eval_no_grad(model):
-        for i in tqdm(range(len(steps)), desc="DPM-Solver++(2M) sampling", disable=not progress):
-            t = steps[i]
-            tt = torch.full((x.shape[0],), t, dtype=torch.long, device=device)
-            _, x0_hat = diffusion.model_predictions(_call_model(model, x, tt), x, tt, prediction, clip_x0)
-            if t in record:
-                recorded.append((t, x.cpu(), x0_hat.cpu()))
-            if i + 1 == len(steps):
-                x = dpm_solver_step(diffusion, x, x0_hat, t, None)  # last jump: x_0 = x̂0
-            elif i + 2 == len(steps):
-                x = dpm_solver_step(diffusion, x, x0_hat, t, steps[i + 1])  # lower order final: into t = 0
-            else:
-                x = dpm_solver_step(diffusion, x, x0_hat, t, steps[i + 1], **previous)
-            previous = {"x0_hat_prev": x0_hat, "t_prev": t}
-    return _result(x, recorded)
+    previous = {}  # {"x0_hat_prev": x̂0, "t_prev": t} of the step before
+
+    def step(output, x, i):
+        t = steps[i]
+        _, x0_hat = diffusion.model_predictions(output, x, _timestep_tensor(t, x), prediction, clip_x0)
+        if i + 1 == len(steps):
+            x_prev = dpm_solver_step(diffusion, x, x0_hat, t, None)  # last jump: x_0 = x̂0
+        elif i + 2 == len(steps):
+            x_prev = dpm_solver_step(diffusion, x, x0_hat, t, steps[i + 1])  # lower order final: into t = 0
+        else:
+            x_prev = dpm_solver_step(diffusion, x, x0_hat, t, steps[i + 1], **previous)
+        previous.update(x0_hat_prev=x0_hat, t_prev=t)
+        return StepResult(x_prev, x0_hat)
+
+    return _sample(model, diffusion, shape, x_T, generator, device, record, steps, step,
+                   "DPM-Solver++(2M) sampling", progress)

@@ -137,13 +137,13 @@ def test_bad_inputs_raise(diffusion):
         dpm_solver_sample(net, diffusion, (2, 4), x_T=torch.zeros(2, 3))
     with pytest.raises(ValueError, match="clip_x0=0"):
         dpm_solver_sample(net, diffusion, (2, 3), clip_x0=0)
-    with pytest.raises(ValueError, match="s=20 must be below t=10"):
+    with pytest.raises(ValueError, match="s=20"):
         dpm_solver_step(diffusion, x, x0, 10, 20)
     with pytest.raises(ValueError, match="t=50"):
         dpm_solver_step(diffusion, x, x0, 50, 10)
     with pytest.raises(ValueError, match="s=-1"):
         dpm_solver_step(diffusion, x, x0, 10, -1)
-    with pytest.raises(ValueError, match="t_prev=5 must be above t=10"):
+    with pytest.raises(ValueError, match="t_prev=5"):
         dpm_solver_step(diffusion, x, x0, 10, 0, x0_hat_prev=x0, t_prev=5)
     with pytest.raises(ValueError, match="t_prev=None"):
         dpm_solver_step(diffusion, x, x0, 10, 0, x0_hat_prev=x0)
