@@ -1,9 +1,9 @@
 """Pretrained weights: export with a SHA-256, load through a local HTTP server or a clone, refuse a changed file."""
 
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 import torch
 from local_server import serve
 
