@@ -19,8 +19,9 @@ from ddpm_helpers.checkpoint import load_checkpoint
 from ddpm_helpers.datasets import butterfly_images, flip_and_crop
 from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.neighbours import distance_statistics, leave_one_out_distances, nearest_neighbours, rms_distance
-from ddpm_helpers.nn.unet import UNet, count_parameters
+from ddpm_helpers.nn.unet import UNet
 from ddpm_helpers.timing import fastest_training_steps
+from ddpm_helpers.utils import count_parameters
 
 OURS = dict(in_channels=3, base_channels=24, channel_mults=(1, 2, 2), num_res_blocks=1,
             attention_resolutions=(8,), dropout=0.1, image_size=32)  # notebook 05's CPU model

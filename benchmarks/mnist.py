@@ -26,9 +26,10 @@ from ddpm_helpers.datasets import mnist_images
 from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.dpm_solver import dpm_solver_sample
 from ddpm_helpers.guidance import ClassifierFreeGuidance
-from ddpm_helpers.nn.unet import UNet, count_parameters
+from ddpm_helpers.nn.unet import UNet
 from ddpm_helpers.samplers import ddim_sample
 from ddpm_helpers.training import TrainConfig, train
+from ddpm_helpers.utils import count_parameters
 
 
 def ints(text: str) -> tuple[int, ...]:

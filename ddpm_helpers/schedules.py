@@ -5,7 +5,7 @@ Every schedule is computed in float64 and returned as a 1-D float64 tensor of le
 
 * linear  — Ho et al. 2020, §4 (β from 1e-4 to 0.02 at T = 1000);
 * cosine  — Nichol & Dhariwal 2021, Eq. 17;
-* sigmoid — Jabri et al. 2022; Chen 2023, "On the importance of noise scheduling", Algorithm 1.
+* sigmoid — Jabri et al. 2023; Chen 2023, "On the importance of noise scheduling", Algorithm 1.
 """
 
 import math
@@ -63,7 +63,7 @@ def cosine_beta_schedule(T, s=0.008, max_beta=0.999):
 
 
 def sigmoid_beta_schedule(T, start=-3, end=3, tau=1.0, clamp_min=1e-9, max_beta=0.999):
-    """Sigmoid schedule (Jabri et al. 2022; Chen 2023, Algorithm 1).
+    """Sigmoid schedule (Jabri et al. 2023; Chen 2023, Algorithm 1).
 
     ᾱ(t) = clip((σ(end/τ) − σ((t/T·(end − start) + start)/τ)) / (σ(end/τ) − σ(start/τ)),
     clamp_min, 1), with σ the logistic function, and β_t = min(1 − ᾱ(t)/ᾱ(t−1), max_beta).

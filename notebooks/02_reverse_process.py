@@ -302,8 +302,8 @@ print("agree to 1e-9:", bool(abs(grid_mean - eq7_mean) < 1e-9 and abs(grid_var -
 # The textbook conditioning formula for a bivariate Gaussian gives
 # $\mathbb E[x_{t-1}\mid x_t] = \mathbb E[x_{t-1}] + \frac{\operatorname{Cov}}{\operatorname{Var}(x_t)}(x_t-\mathbb E[x_t])$
 # and $\operatorname{Var}(x_{t-1}\mid x_t) = \operatorname{Var}(x_{t-1}) - \frac{\operatorname{Cov}^2}{\operatorname{Var}(x_t)}$.
-# We evaluate it for all $T$ steps at once and compare with the helper's tables. `posterior_mean_coef1` multiplies
-# $x_0$ and `posterior_mean_coef2` multiplies $x_t$ (the names of Ho et al.'s code).
+# We evaluate it for all $T$ steps at once and compare with the helper's tables. `posterior_mean_coef_x0` multiplies
+# $x_0$ and `posterior_mean_coef_xt` multiplies $x_t$ (Ho et al.'s code calls them `posterior_mean_coef1/2`).
 
 # %%
 ab, ab_prev, alphas = diffusion.alpha_bar, diffusion.alpha_bar_prev, diffusion.alphas
@@ -314,8 +314,8 @@ cond_var = var_prev - cov**2 / var_t  # Var(x_{t−1} | x_t, x0)
 coef_xt = cov / var_t  # E[x_{t−1} | x_t, x0] = √ᾱ_{t−1} x0 + coef_xt (x_t − √ᾱ_t x0)
 coef_x0 = ab_prev.sqrt() - coef_xt * ab.sqrt()
 print("beta_tilde   :", torch.allclose(cond_var, diffusion.posterior_variance, rtol=1e-9, atol=1e-15))
-print("coef of x0   :", torch.allclose(coef_x0, diffusion.posterior_mean_coef1, rtol=1e-9, atol=1e-15))
-print("coef of x_t  :", torch.allclose(coef_xt, diffusion.posterior_mean_coef2, rtol=1e-9, atol=1e-15))
+print("coef of x0   :", torch.allclose(coef_x0, diffusion.posterior_mean_coef_x0, rtol=1e-9, atol=1e-15))
+print("coef of x_t  :", torch.allclose(coef_xt, diffusion.posterior_mean_coef_xt, rtol=1e-9, atol=1e-15))
 
 ratio = diffusion.posterior_variance / diffusion.betas  # β̃_t / β_t = (1 − ᾱ_{t−1})/(1 − ᾱ_t)
 for paper_t in [1, 2, 10, 100, 1000]:
@@ -492,10 +492,10 @@ print("Eq. 10: mu_tilde(x_t, x0) = mean_from_eps(x_t, true eps):",
       torch.allclose(mu_tilde, mean_from_eps(diffusion, xt, t, eps), rtol=0, atol=1e-10))
 helper = diffusion.p_mean_variance(eps_theta, xt, t, prediction="eps", variance="beta")
 print("Eq. 11: mean_from_eps = p_mean_variance(...)['mean']:      ",
-      torch.allclose(mean_from_eps(diffusion, xt, t, eps_theta), helper["mean"], rtol=0, atol=1e-10))
+      torch.allclose(mean_from_eps(diffusion, xt, t, eps_theta), helper.mean, rtol=0, atol=1e-10))
 
 sigma2 = extract(diffusion.betas, t, xt)  # σ_{t+1}² = β_{t+1} (paper index of the 0-based t)
-kl = normal_kl(mu_tilde, log_beta_tilde, helper["mean"], sigma2.log()).sum(dim=1)
+kl = normal_kl(mu_tilde, log_beta_tilde, helper.mean, sigma2.log()).sum(dim=1)
 C = D / 2 * (beta_tilde / sigma2 - 1 - torch.log(beta_tilde / sigma2)).squeeze(1)
 lam = (extract(diffusion.betas, t, xt) ** 2  # λ_{t+1} = β_{t+1}² / (2σ² α_{t+1} (1 − ᾱ_{t+1}))
        / (2 * sigma2 * extract(diffusion.alphas, t, xt) * (1 - extract(diffusion.alpha_bar, t, xt)))).squeeze(1)
@@ -590,7 +590,7 @@ print("targets eps, x0  :", all(close(training_target(diffusion, x0, t, eps, p),
                                 for p, target in [("eps", eps), ("x0", x0)]))
 for prediction, output in [("eps", eps), ("x0", x0), ("v", v)]:
     eps_hat, x0_hat = diffusion.model_predictions(output, xt, t, prediction=prediction)
-    mean = diffusion.p_mean_variance(output, xt, t, prediction=prediction)["mean"]
+    mean = diffusion.p_mean_variance(output, xt, t, prediction=prediction).mean
     print(f"model_predictions(prediction={prediction!r:5}) recovers (eps, x0) and the same mean:",
           close(eps_hat, eps) and close(x0_hat, x0) and close(mean, diffusion.q_posterior(x0, xt, t)[0]))
 
@@ -1190,7 +1190,7 @@ def exact_bound_terms(diffusion, s2, variance, x0_squared=None):
     m2 = torch.tensor(s2) if x0_squared is None else x0_squared[:, None]  # E[x0²], or x0² per example
     k = (1 - ab).sqrt() / (ab * s2 + 1 - ab)  # ε* = k_t x_t, k_t = √(1 − ᾱ_t)/v_t
     a = (1 - betas_ / (1 - ab).sqrt() * k) / alphas_.sqrt()  # μ_θ = a_t x_t  (Eq. 11)
-    c1, c2 = diffusion.posterior_mean_coef1, diffusion.posterior_mean_coef2  # μ̃_t = c1 x0 + c2 x_t  (Eq. 7)
+    c1, c2 = diffusion.posterior_mean_coef_x0, diffusion.posterior_mean_coef_xt  # μ̃_t = c1 x0 + c2 x_t  (Eq. 7)
     u = c1 + (c2 - a) * ab.sqrt()  # μ̃_t − μ_θ = u_t x0 + w_t ε
     w = (c2 - a) * (1 - ab).sqrt()
     sigma2 = betas_ if variance == "beta" else diffusion.posterior_log_variance_clipped.exp()  # σ_t², β̃ clipped
@@ -1285,7 +1285,7 @@ def bound_eq3(eps_model, diffusion, x0, variance, generator):
         x = (1 - beta).sqrt() * x_prev + beta.sqrt() * torch.randn(x0.shape, generator=generator)  # Eq. 2
         p = diffusion.p_mean_variance(eps_model(x, t), x, t, variance=variance)  # p_θ(x_{t−1} | x_t)
         log_q = gaussian_log_likelihood(x, (1 - beta).sqrt() * x_prev, beta.log())  # log q(x_t | x_{t−1})
-        log_p = gaussian_log_likelihood(x_prev, p["mean"], p["log_variance"])  # log p_θ(x_{t−1} | x_t)
+        log_p = gaussian_log_likelihood(x_prev, p.mean, p.log_variance)  # log p_θ(x_{t−1} | x_t)
         log_ratio += (log_q - log_p).sum(dim=1)
         x_prev = x
     log_ratio -= gaussian_log_likelihood(x_prev, torch.zeros(()), torch.zeros(())).sum(dim=1)  # − log p(x_T)
