@@ -121,6 +121,7 @@ from ddpm_helpers.plotting import plot_loss_curve, quiver_2d, save_animation, sc
 from ddpm_helpers.samplers import ddpm_sample
 from ddpm_helpers.toy_data import DATASETS, ring_mixture, sample_toy
 from ddpm_helpers.training import TrainConfig, lr_at_step, train
+from ddpm_helpers.utils import count_parameters
 
 notebook_start = time.perf_counter()
 config.seed_everything(0)
@@ -259,7 +260,7 @@ plt.show()
 torch.manual_seed(0)
 hero_model = MLP(data_dim=2, hidden=128, num_blocks=3, time_dim=32, fourier_octaves=6)
 print(hero_model)
-print(f"{sum(p.numel() for p in hero_model.parameters()):,} parameters; "
+print(f"{count_parameters(hero_model):,} parameters; "
       f"input features per point: {fourier_features(hero_train[:1], 6).shape[1]}")
 
 # %% [markdown]
@@ -306,8 +307,9 @@ check_exercise_1(my_time_embedding)
 # | `grad_clip` | gradients rescaled to norm ≤ 1, which tames the rare huge step |
 # | `ema_decay` | an exponential moving average of the weights, $\theta_\text{ema}\leftarrow d\,\theta_\text{ema} + (1-d)\,\theta$, used for sampling (Ho et al. use $d = 0.9999$) |
 # | `prediction` | what the network outputs: `"eps"`, `"x0"` or `"v"` (Section 6) |
-# | `checkpoint_every` | atomic checkpoints in `out_dir`; an interrupted run resumes exactly where it stopped |
-# | `seed`, `time_limit_s` | the same seed gives the same weights; an optional wall-clock budget |
+# | `checkpoint_every` | atomic, checksummed checkpoints in `out_dir` (by default every 2 minutes of training, or every N steps); an interrupted run resumes exactly where it stopped |
+# | `time_budget_s` | a training budget in seconds: the first steps are timed, the number of steps is fixed once from that, and the learning-rate schedule ends inside the budget (notebooks 04, 05) |
+# | `seed`, `time_limit_s` | the same seed gives the same weights; a hard wall-clock stop for one call |
 #
 # A loss that becomes NaN or infinite stops the run with a `FloatingPointError` that names the step. With only a
 # thousand steps we ask for a short EMA, $d = 0.995$, and a large learning rate that the cosine schedule brings down
@@ -351,11 +353,13 @@ plot_loss_curve(hero.losses, window=50, title="L_simple on the swiss roll");
 # exact $\varepsilon^*$. The per-step loss is noisy because each step sees different $t$'s. The loss curve says little
 # about sample quality: the pictures of Section 4 do.
 #
-# **Checkpoints and resume.** Give `train` an `out_dir` and it writes `checkpoint.pt` there, every `checkpoint_every`
-# steps, at the end, and when you interrupt the kernel (the current step is finished first). The file is written to a
+# **Checkpoints and resume.** Give `train` an `out_dir` and it writes `checkpoint.pt` there every two minutes of
+# training (or every `checkpoint_every` steps), at the end, and when you interrupt the kernel or the process is sent
+# SIGTERM (the current step is finished first). The file is written to a
 # temporary name and renamed over the old one (`os.replace`), so a crash mid-save never leaves half a checkpoint; it
 # holds only tensors and numbers and is read back with `torch.load(weights_only=True)`, which refuses to run code from
-# a file. It stores the model, the EMA, Adam's moments, the step, the loss history and the random-generator states,
+# a file; a SHA-256 of its contents, stored with it, is checked on loading, so a damaged file is reported by name
+# instead of resuming into garbage. It stores the model, the EMA, Adam's moments, the step, the loss history and the random-generator states,
 # so training for 50 steps, stopping, and continuing to 100 gives *bit-for-bit* the weights of one 100-step run:
 
 # %%
