@@ -142,9 +142,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | 
             f"{path} holds an object of type {unsupported.group(1)}, which load_checkpoint refuses to "
             f"unpickle (it could run code): it was not written by save_checkpoint; {advice}") from None
     except Exception as error:  # EOFError, RuntimeError (zip), KeyError, OSError, …: all mean a damaged file
-        reason = str(error).split(".")[0] or "empty or truncated"
-        raise CheckpointError(f"{path} is not a readable checkpoint ({type(error).__name__}: {reason}): it is "
-                              f"empty, truncated or not a torch checkpoint; {advice}") from None
+        raise CheckpointError(f"{path} is not a readable checkpoint (torch.load failed with {type(error).__name__}): "
+                              f"it is empty, truncated or not a torch checkpoint; {advice}") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} holds a {type(state).__name__}, not a checkpoint dict; {advice}")
     stored = state.pop(CHECKSUM_KEY, None)
