@@ -358,10 +358,10 @@ def _budget(**kwargs):
 
 
 def test_a_budget_fixes_the_steps_once_stores_them_and_anneals_the_lr(tmp_path):
-    config = _budget()
+    config = _budget(time_budget_s=0.8)
     result = _run(config, out_dir=tmp_path, batches=_slow(0.01))
     plan = result.planned_steps
-    assert plan is not None and config.calibration_steps < plan < 0.5 / 0.01  # each step sleeps 10 ms
+    assert plan is not None and config.calibration_steps < plan <= 0.8 / 0.01  # each step sleeps 10 ms
     assert result.steps == plan == len(result.losses) and not result.stopped_early
     state = load_checkpoint(tmp_path / "checkpoint.pt")
     assert state["planned_steps"] == plan and state["step"] == plan
@@ -371,8 +371,8 @@ def test_a_budget_fixes_the_steps_once_stores_them_and_anneals_the_lr(tmp_path):
 
 
 def test_a_resumed_budget_run_keeps_its_plan_and_equals_a_fixed_run(tmp_path):
-    config = _budget(time_budget_s=1.0)
-    stopped = _run(replace(config, time_limit_s=0.3), out_dir=tmp_path, batches=_slow(0.01))
+    config = _budget(time_budget_s=2.0)
+    stopped = _run(replace(config, time_limit_s=0.4), out_dir=tmp_path, batches=_slow(0.01))
     plan = stopped.planned_steps
     assert stopped.stopped_early and plan is not None and config.calibration_steps <= stopped.steps < plan
     assert load_checkpoint(tmp_path / "checkpoint.pt")["planned_steps"] == plan
