@@ -68,7 +68,8 @@ def _as_unit_range(images: Tensor) -> Tensor:
     return images.float().clamp(-1, 1)
 
 
-def train_classifier(steps: int = DEFAULT_CLASSIFIER_STEPS, batch_size: int = 128, seed: int = 0, progress: bool = True) -> tuple[MNISTClassifier, float]:
+def train_classifier(steps: int = DEFAULT_CLASSIFIER_STEPS, batch_size: int = 128, seed: int = 0,
+                     progress: bool = True) -> tuple[MNISTClassifier, float]:
     """Train the CNN on the MNIST training set for ``steps`` Adam steps; return it and its test accuracy."""
     from tqdm import tqdm
 
@@ -103,8 +104,9 @@ def classifier_path(steps: int = DEFAULT_CLASSIFIER_STEPS, cache_dir: str | Path
     return cache_dir / f"classifier_{steps}steps.pt"
 
 
-def load_classifier(steps: int = DEFAULT_CLASSIFIER_STEPS, cache_dir: str | Path | None = None, progress: bool = True) -> MNISTClassifier:
-    """The classifier trained for ``steps`` steps, cached in ``cache_dir`` (default ``outputs_dir("mnist_classifier")``).
+def load_classifier(steps: int = DEFAULT_CLASSIFIER_STEPS, cache_dir: str | Path | None = None,
+                    progress: bool = True) -> MNISTClassifier:
+    """The classifier trained for ``steps`` steps, cached in ``cache_dir`` (default: the mnist_classifier outputs).
 
     Trains and saves it the first time (``checkpoint.save_checkpoint``: atomic, with a checksum), with its
     test accuracy beside it in a JSON file; afterwards loads the weights only (``checkpoint.load_checkpoint``:
@@ -176,7 +178,8 @@ def label_agreement(logits: Tensor, labels: Tensor, threshold: float = CONFIDENC
     threshold = check_number(threshold, "threshold", 0.0, 1.0, low_open=True, high_open=True)
     if not torch.is_tensor(labels) or labels.dtype.is_floating_point or labels.shape != logits.shape[:1]:
         got = f"{labels.dtype} {tuple(labels.shape)}" if torch.is_tensor(labels) else type(labels).__name__
-        raise ValueError(f"labels must be an integer tensor of shape ({len(logits)},), one per row of logits; got {got}")
+        raise ValueError(f"labels must be an integer tensor of shape ({len(logits)},), one per row of logits; "
+                         f"got {got}")
     probs = logits.softmax(-1)
     confident_and_right = (probs.max(-1).values >= threshold) & (probs.argmax(-1) == labels.to(logits.device))
     return confident_and_right.float().mean().item()

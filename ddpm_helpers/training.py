@@ -188,6 +188,11 @@ class _StepPlan:
         return True
 
 
+def _planned_steps(plan: _StepPlan, config: TrainConfig) -> int | None:
+    """The step count a calibrated budget fixed (stored in checkpoints); None without a budget."""
+    return plan.total if config.time_budget_s is not None else None
+
+
 def _synchronize(device: torch.device) -> None:
     """Wait for the device's queued work (so that the host clock measures it)."""
     if device.type == "cuda":
@@ -465,7 +470,7 @@ def train(model: nn.Module, diffusion: Diffusion, batches, config: TrainConfig, 
             "step": step, "losses": losses, "seconds": seconds_before + time.perf_counter() - start,
             "rng": _rng_states(data_gen, noise_gen, device), "config": asdict(config),
             "betas": diffusion.betas.detach().cpu(),
-            "planned_steps": plan.total if config.time_budget_s is not None else None,
+            "planned_steps": _planned_steps(plan, config),
         })
         saved.update(step=step, time=time.perf_counter())
 
@@ -517,4 +522,4 @@ def train(model: nn.Module, diffusion: Diffusion, batches, config: TrainConfig, 
     model.eval()
     return TrainResult(model=model, ema=ema, losses=losses, steps=step,
                        seconds=seconds_before + time.perf_counter() - start, stopped_early=stopped_early,
-                       checkpoint_path=ckpt_path, planned_steps=plan.total if config.time_budget_s is not None else None)
+                       checkpoint_path=ckpt_path, planned_steps=_planned_steps(plan, config))

@@ -8,13 +8,20 @@ import numpy as np
 import pytest
 import torch
 
-from ddpm_helpers.checkpoint import (CHECKSUM_KEY, CheckpointError, checksum, load_checkpoint,
-                                     remove_stale_temporaries, save_checkpoint)
+from ddpm_helpers.checkpoint import (
+    CHECKSUM_KEY,
+    CheckpointError,
+    checksum,
+    load_checkpoint,
+    remove_stale_temporaries,
+    save_checkpoint,
+)
 from ddpm_helpers.training import TrainConfig
 
 
 def test_round_trip(tmp_path):
-    state = {"w": torch.arange(6.0).reshape(2, 3), "step": 7, "losses": [0.5, 0.25], "nested": {"name": "x", "t": (1, 2)}}
+    state = {"w": torch.arange(6.0).reshape(2, 3), "step": 7, "losses": [0.5, 0.25],
+             "nested": {"name": "x", "t": (1, 2)}}
     path = save_checkpoint(tmp_path / "sub" / "ckpt.pt", state)
     loaded = load_checkpoint(path)
     torch.testing.assert_close(loaded["w"], state["w"])

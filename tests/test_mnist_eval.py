@@ -6,6 +6,7 @@ import torch
 from scipy import linalg
 
 from ddpm_helpers import mnist_eval
+from ddpm_helpers.checkpoint import load_checkpoint
 from ddpm_helpers.mnist_eval import (
     CONFIDENCE_THRESHOLD,
     MNISTClassifier,
@@ -19,7 +20,6 @@ from ddpm_helpers.mnist_eval import (
     load_classifier,
     predict_logits,
 )
-from ddpm_helpers.checkpoint import load_checkpoint
 
 
 def _random_gaussian(rng, dim):

@@ -13,10 +13,10 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ddpm_helpers import training
 from ddpm_helpers.checkpoint import load_checkpoint, save_checkpoint
+from ddpm_helpers.datasets import random_batches
 from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.nn.mlp import MLP
 from ddpm_helpers.nn.unet import UNet
-from ddpm_helpers.datasets import random_batches
 from ddpm_helpers.training import TrainConfig, lr_at_step, train
 
 DIFFUSION = Diffusion.from_schedule("linear", 100)
