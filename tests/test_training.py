@@ -225,6 +225,8 @@ def test_bad_train_arguments_are_refused_before_the_first_step(tmp_path):
         _run(_config(), out_dir=3, batches=_never_called)
     with pytest.raises(ValueError, match="'gpu0'"):
         train(_model(), DIFFUSION, _never_called, _config(), device="gpu0")
+    with pytest.raises(ValueError, match="'cuda:99'.*CUDA device"):
+        train(_model(), DIFFUSION, _never_called, _config(), device="cuda:99")
     with pytest.raises(ValueError, match="resume"):
         _run(_config(), out_dir=tmp_path, batches=_never_called, resume="yes")
     with pytest.raises(ValueError, match="TrainConfig"):
