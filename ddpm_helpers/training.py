@@ -14,6 +14,11 @@ step (:func:`lr_at_step`), so the step *is* the scheduler state.
 Randomness comes from two generators seeded by ``TrainConfig.seed``: ``data`` (CPU, handed to
 a ``batches`` callable and used for random minibatch indices) and ``noise`` (on the training
 device, for t and ε). The same seed on the same device gives the same weights.
+
+Under ``torchrun`` (see ``ddpm_helpers.distributed``) every rank trains a
+``DistributedDataParallel`` replica on its own minibatch of ``batch_size`` with generators
+seeded for its rank; rank 0 decides when to stop and alone writes the checkpoint. With
+``mixed_precision`` (see ``ddpm_helpers.precision``) the forward pass runs under autocast.
 """
 
 import math
@@ -27,11 +32,13 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from . import distributed
 from .checkpoint import load_checkpoint, save_checkpoint
 from .datasets import random_batches
 from .diffusion import Diffusion
 from .ema import EMA
 from .losses import diffusion_loss
+from .precision import MIXED_PRECISIONS, MixedPrecision, deliberate_sync
 
 CHECKPOINT_NAME = "checkpoint.pt"
 LR_SCHEDULES = ("constant", "cosine")
@@ -50,7 +57,9 @@ class TrainConfig:
     call after that many wall-clock seconds (``TrainResult.stopped_early``). ``p_uncond=None``
     trains an unconditional ``model(x_t, t)`` (labels in the batches are ignored); a value in
     [0, 1) trains ``model(x_t, t, y)`` on ``(x, y)`` batches, each label replaced by "no label"
-    with that probability.
+    with that probability. ``mixed_precision``: one of ``MIXED_PRECISIONS`` ("auto": bf16 or fp16 on
+    CUDA, off on a CPU). Under torchrun ``batch_size`` is per rank: the effective batch is
+    world size × ``batch_size``.
     """
 
     steps: int
@@ -68,6 +77,7 @@ class TrainConfig:
     seed: int = 0
     time_limit_s: float | None = None
     p_uncond: float | None = None
+    mixed_precision: str = "off"
 
     def __post_init__(self):
         positive = {"steps": self.steps, "batch_size": self.batch_size, "log_every": self.log_every}
@@ -90,6 +100,8 @@ class TrainConfig:
             raise ValueError(f"time_limit_s must be > 0 or None, got {self.time_limit_s!r}")
         if self.p_uncond is not None and not 0.0 <= self.p_uncond < 1.0:
             raise ValueError(f"p_uncond must be in [0, 1) or None, got {self.p_uncond!r}")
+        if self.mixed_precision not in MIXED_PRECISIONS:
+            raise ValueError(f"mixed_precision must be one of {MIXED_PRECISIONS}, got {self.mixed_precision!r}")
 
 
 @dataclass
@@ -227,36 +239,51 @@ def train(model: nn.Module, diffusion: Diffusion, batches, config: TrainConfig, 
     model.to(device)
     ckpt_path = Path(out_dir) / CHECKPOINT_NAME if out_dir is not None else None
     ema = EMA(model, decay=config.ema_decay)
-    # foreach: one batched update of all tensors (PyTorch's default on GPUs; also faster on CPUs)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, foreach=device.type in ("cpu", "cuda") or None)
-    data_gen = torch.Generator().manual_seed(config.seed)  # minibatches (CPU)
-    noise_gen = torch.Generator(device=device).manual_seed(config.seed + 1)  # t and ε (training device)
+    precision = MixedPrecision(config.mixed_precision, device)
+    optimizer = precision.optimizer(model.parameters(), lr=config.lr)
+    ranks = distributed.current()  # one rank without torchrun (ddpm_helpers.distributed)
+    seed = distributed.rank_seed(config.seed, ranks.rank)  # = config.seed on rank 0
+    data_gen = torch.Generator().manual_seed(seed)  # minibatches (CPU)
+    noise_gen = torch.Generator(device=device).manual_seed(seed + 1)  # t and ε (training device)
     next_batch = _batch_source(batches, config.batch_size)
     step, losses, seconds_before = 0, [], 0.0
 
-    if ckpt_path is not None and resume and ckpt_path.is_file():
-        state = load_checkpoint(ckpt_path, map_location=device)
-        _check_resumable(state, config, diffusion, ckpt_path)
+    found = distributed.broadcast_from_main([ckpt_path is not None and resume and ckpt_path.is_file()], ranks)[0]
+    if found:
+        state = load_checkpoint(ckpt_path, map_location=device) if ranks.is_main else None
+        state = distributed.broadcast_object(state, ranks)  # rank 0 reads the file, every rank resumes from it
+        _check_resumable(state, config, diffusion, ckpt_path, ranks.world_size)
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
-        _set_rng_states(state["rng"], data_gen, noise_gen, device)
+        precision.load_state_dict(state.get("grad_scaler", {}))
+        _set_rng_states(state["rng_ranks"][ranks.rank] if ranks.enabled else state["rng"], data_gen, noise_gen, device)
         step, losses, seconds_before = state["step"], list(state["losses"]), state["seconds"]
+    net = distributed.wrap(model, device, ranks)  # DistributedDataParallel under torchrun, else model
 
     def checkpoint() -> None:
-        save_checkpoint(ckpt_path, {
-            "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-            "step": step, "losses": losses, "seconds": seconds_before + time.perf_counter() - start,
-            "rng": _rng_states(data_gen, noise_gen, device), "config": asdict(config),
-            "betas": diffusion.betas.detach().cpu(),
-        })
+        rng_ranks = distributed.gather_to_main(_rng_states(data_gen, noise_gen, device), ranks)  # all ranks call this
+        if not ranks.is_main:
+            return  # only rank 0 writes
+        with deliberate_sync():
+            state = {
+                "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
+                "step": step, "losses": losses, "seconds": seconds_before + time.perf_counter() - start,
+                "rng": rng_ranks[0], "config": asdict(config), "betas": diffusion.betas.detach().cpu(),
+            }
+            if ranks.enabled:
+                state.update(world_size=ranks.world_size, rng_ranks=rng_ranks)
+            if precision.scaler is not None:
+                state["grad_scaler"] = precision.state_dict()
+            save_checkpoint(ckpt_path, state)
 
     pending: list[Tensor] = []  # losses still on the device (fetched every log_every steps: fewer syncs)
 
     def flush() -> None:
         if not pending:
             return
-        values = torch.stack(pending).float().cpu().tolist()
+        with deliberate_sync():  # the one intended sync, every log_every steps
+            values = distributed.mean_over_ranks(torch.stack(pending).float(), ranks).cpu().tolist()
         first = len(losses)
         pending.clear()
         for i, value in enumerate(values):
@@ -272,27 +299,32 @@ def train(model: nn.Module, diffusion: Diffusion, batches, config: TrainConfig, 
     first_step, stopped_early = step, False
     lr = lr_at_step(step, config)
     model.train()
-    with tqdm(total=config.steps, initial=step, disable=not progress, desc="training") as bar, \
+    with tqdm(total=config.steps, initial=step, disable=not progress or not ranks.is_main, desc="training") as bar, \
             _DeferredInterrupt(enabled=ckpt_path is not None) as interrupt:
         while step < config.steps:
             x0, labels = _as_x0_and_labels(next_batch(step, data_gen), step, device, config.p_uncond is not None)
             lr = lr_at_step(step, config)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss = diffusion_loss(model, diffusion, x0, prediction=config.prediction, weighting=config.weighting,
-                                  min_snr_gamma=config.min_snr_gamma, generator=noise_gen,
-                                  labels=labels, p_uncond=config.p_uncond or 0.0)
+            with precision.autocast():
+                loss = diffusion_loss(net, diffusion, x0, prediction=config.prediction, weighting=config.weighting,
+                                      min_snr_gamma=config.min_snr_gamma, generator=noise_gen,
+                                      labels=labels, p_uncond=config.p_uncond or 0.0)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            precision.backward(loss)  # under DDP the gradients are averaged over the ranks here
             if config.grad_clip is not None:
+                precision.unscale_(optimizer)
                 nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)  # rescale g if ‖g‖ > grad_clip
-            optimizer.step()
+            precision.step(optimizer)
             ema.update(model)  # θ_ema ← d·θ_ema + (1 − d)·θ
             pending.append(loss.detach())
             step += 1
 
             due = config.checkpoint_every and step % config.checkpoint_every == 0
             out_of_time = config.time_limit_s is not None and time.perf_counter() - start >= config.time_limit_s
+            if ranks.enabled:  # rank 0's clock and signals decide for every rank
+                out_of_time, interrupt.requested = map(bool, distributed.broadcast_from_main(
+                    [out_of_time, interrupt.requested], ranks))
             if step % config.log_every == 0 or due or out_of_time or interrupt.requested or step == config.steps:
                 flush()
             if ckpt_path is not None and (due or interrupt.requested or (out_of_time and step < config.steps)):
@@ -311,11 +343,13 @@ def train(model: nn.Module, diffusion: Diffusion, batches, config: TrainConfig, 
                        stopped_early=stopped_early, checkpoint_path=ckpt_path)
 
 
-def _check_resumable(state: dict, config: TrainConfig, diffusion: Diffusion, path: Path) -> None:
+def _check_resumable(state: dict, config: TrainConfig, diffusion: Diffusion, path: Path, world_size: int) -> None:
     """ValueError naming what differs when a checkpoint was written by another run."""
     saved = state["config"]
     differ = [f"{k}: checkpoint {saved.get(k)!r} vs now {getattr(config, k)!r}"
               for k in _RESUME_FIELDS if saved.get(k) != getattr(config, k)]
+    if state.get("world_size", 1) != world_size:  # the effective batch is world size × batch_size
+        differ.append(f"processes: checkpoint {state.get('world_size', 1)} vs now {world_size}")
     betas = state["betas"].to(diffusion.betas.device, diffusion.betas.dtype)
     if betas.shape != diffusion.betas.shape or not torch.allclose(betas, diffusion.betas):
         differ.append(f"noise schedule: checkpoint T={len(betas)} vs now T={diffusion.T} (or different betas)")
