@@ -98,6 +98,7 @@ def current() -> Context:
 def shutdown() -> None:
     """Leave the process group (at the end of a torchrun script)."""
     if dist.is_available() and dist.is_initialized():
+        dist.barrier(group=control_group())  # no rank leaves while another still talks to it
         dist.destroy_process_group()
         _control["group"] = None
 
