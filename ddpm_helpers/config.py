@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checks import check_int
+
 PROFILES = ("quick", "full")
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 
@@ -108,8 +110,7 @@ def get_device() -> torch.device:
 
 def seed_everything(seed: int) -> int:
     """Seed ``random``, NumPy and torch (CPU and every GPU) with ``seed``; return it."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise ValueError(f"seed must be an int in [0, 2**32), got {seed!r}")
+    seed = check_int(seed, "seed", low=0, high=2**32 - 1)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA/MPS device

@@ -12,6 +12,8 @@ so that the data has the same scale as the N(0, I) prior.
 
 from __future__ import annotations
 
+import math
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -24,6 +26,11 @@ from . import config
 
 HUB_BUTTERFLIES = "huggan/smithsonian_butterflies_subset"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+MAX_IMAGE_PIXELS = 50_000_000  # larger images are refused: a decompression bomb, or far more than a training image
+_SIXTEEN_BIT_GREY = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # PIL modes of 16-bit greyscale PNGs
+# MNIST's four IDX files and their array shapes (LeCun et al. 1998).
+MNIST_FILES = {"train-images-idx3-ubyte": (60_000, 28, 28), "train-labels-idx1-ubyte": (60_000,),
+               "t10k-images-idx3-ubyte": (10_000, 28, 28), "t10k-labels-idx1-ubyte": (10_000,)}
 
 
 def to_unit_range(pixels: torch.Tensor) -> torch.Tensor:
@@ -42,26 +49,71 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 def mnist_dataset(train: bool = True, root: str | Path | None = None):
     """The torchvision MNIST dataset under ``root`` (default ``config.data_dir()``).
 
-    Uses the files when present, otherwise tries to download them; offline and missing,
-    raises ``FileNotFoundError`` explaining where to put them.
+    Uses the files in ``<root>/MNIST/raw`` when present (checked first: a damaged file raises a
+    ValueError saying it is corrupt and how to fetch it again), otherwise tries to download them;
+    offline and missing, raises ``FileNotFoundError`` explaining where to put them.
     """
     import torchvision
 
     root = Path(root) if root is not None else config.data_dir()
-    try:
-        return torchvision.datasets.MNIST(root=str(root), train=train, download=False)
-    except RuntimeError:
-        pass
+    raw = root / "MNIST" / "raw"
+    if all((raw / name).is_file() for name in MNIST_FILES):
+        for name in _mnist_split_files(train):
+            _check_mnist_file(raw / name)
+        try:
+            return torchvision.datasets.MNIST(root=str(root), train=train, download=False)
+        except (AssertionError, RuntimeError, ValueError, OSError) as error:
+            raise ValueError(f"the MNIST files in {raw} are corrupt ({type(error).__name__}: {error}); "
+                             f"{_mnist_refetch(raw)}") from None
     try:
         return torchvision.datasets.MNIST(root=str(root), train=train, download=True)
     except Exception as error:  # network errors come in many types
+        archives = sorted(p.name for p in raw.glob("*.gz")) if raw.is_dir() else []
+        if archives:  # the archives are there, so they failed their checksum or could not be extracted
+            raise ValueError(f"the MNIST archives in {raw} ({', '.join(archives)}) are corrupt or incomplete and a "
+                             f"fresh copy could not be downloaded ({type(error).__name__}: {error}); "
+                             f"{_mnist_refetch(raw)}") from error
         raise FileNotFoundError(
-            f"MNIST was not found under {root / 'MNIST' / 'raw'} and could not be downloaded "
+            f"MNIST was not found under {raw} and could not be downloaded "
             f"({type(error).__name__}: {error}). Either connect to the internet and rerun, or copy "
             "the four files train-images-idx3-ubyte, train-labels-idx1-ubyte, "
             "t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte into that folder, or point the "
             "DDPM_DATA_DIR environment variable at a folder that contains MNIST/raw/."
         ) from error
+
+
+def _mnist_split_files(train: bool) -> tuple[str, str]:
+    prefix = "train" if train else "t10k"
+    return f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
+
+
+def _mnist_refetch(raw: Path) -> str:
+    return (f"delete the damaged files in {raw} (with their .gz archives) and rerun with internet access to "
+            "download them again, or copy intact train-/t10k-images-idx3-ubyte and train-/t10k-labels-idx1-ubyte "
+            "files there")
+
+
+def _check_mnist_file(path: Path) -> None:
+    """ValueError saying ``path`` is corrupt unless it is an IDX file of unsigned bytes of MNIST's shape.
+
+    IDX: two zero bytes, type 0x08 (unsigned byte), the number of dimensions, each dimension as a
+    big-endian uint32, then the bytes; the labels must lie in 0…9.
+    """
+    shape = MNIST_FILES[path.name]
+    header_size = 4 + 4 * len(shape)
+    with open(path, "rb") as handle:
+        header = handle.read(header_size)
+    problem = None
+    if len(header) < header_size or header[:4] != bytes([0, 0, 0x08, len(shape)]):
+        problem = f"its header is not that of an IDX file of {len(shape)}-d unsigned bytes"
+    elif (found := struct.unpack(f">{len(shape)}I", header[4:])) != shape:
+        problem = f"its header announces shape {found}, expected {shape}"
+    elif (size := path.stat().st_size) != header_size + math.prod(shape):
+        problem = f"it has {size:,} bytes, expected {header_size + math.prod(shape):,} (a truncated copy?)"
+    elif len(shape) == 1 and (top := int(np.fromfile(path, np.uint8, offset=header_size).max())) > 9:
+        problem = f"it holds the label {top}, not a digit 0-9"
+    if problem is not None:
+        raise ValueError(f"the MNIST file {path} is corrupt: {problem}; {_mnist_refetch(path.parent)}")
 
 
 def mnist_images(train: bool = True, root: str | Path | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,32 +147,59 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def _rgb_on_white(image):
+    """An 8-bit RGB copy of a PIL image: 16-bit grey scaled to 8 bits, transparent pixels composited on white."""
+    from PIL import Image
+
+    if image.mode in _SIXTEEN_BIT_GREY:
+        grey = np.asarray(image, dtype=np.float64) / 257.0  # p ↦ p · 255/65535
+        image = Image.fromarray(np.clip(np.round(grey), 0, 255).astype(np.uint8), "L")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
+        white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, image.convert("RGBA")).convert("RGB")  # α·colour + (1 − α)·white
+    return image.convert("RGB")
+
+
 def _square_on_white(image, image_size: int):
     """Pad a PIL image to a white square (keeping wing tips), then resize with Lanczos."""
     from PIL import Image
 
-    image = image.convert("RGB")
+    image = _rgb_on_white(image)
     side = max(image.size)
     canvas = Image.new("RGB", (side, side), (255, 255, 255))
     canvas.paste(image, ((side - image.width) // 2, (side - image.height) // 2))
     return canvas.resize((image_size, image_size), Image.LANCZOS)
 
 
-def load_image_folder(folder: str | Path, image_size: int) -> torch.Tensor:
-    """Every image in ``folder`` as float32 ``(N, 3, image_size, image_size)`` in [-1, 1]."""
+def _read_image(path: Path, image_size: int) -> np.ndarray:
+    """One image file as a (image_size, image_size, 3) uint8 array; ValueError naming the file when unreadable."""
     from PIL import Image
 
-    if image_size < 8:
-        raise ValueError(f"image_size must be at least 8 pixels, got {image_size}")
+    try:
+        with Image.open(path) as image:
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise ValueError(f"image {path} is {image.width}×{image.height} pixels, more than the "
+                                 f"{MAX_IMAGE_PIXELS:,} this loader reads: shrink it or remove it from the folder")
+            return np.asarray(_square_on_white(image, image_size))
+    except Image.DecompressionBombError as error:
+        raise ValueError(f"image {path} is oversized ({error}): shrink it or remove it from the folder") from None
+    except (OSError, SyntaxError, EOFError) as error:  # PIL's errors for truncated, damaged or non-image files
+        raise ValueError(f"cannot read image {path} ({type(error).__name__}: {error}): the file is truncated, "
+                         "damaged or not an image; replace it or remove it from the folder") from None
+
+
+def load_image_folder(folder: str | Path, image_size: int) -> torch.Tensor:
+    """Every image in ``folder`` as float32 ``(N, 3, image_size, image_size)`` in [-1, 1].
+
+    Transparent pixels are composited on white; 16-bit images are scaled to 8 bits.
+    """
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
+        raise ValueError(f"image_size must be an int of at least 8 pixels, got {image_size!r}")
     files = _image_files(Path(folder))
     if not files:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
-    arrays = []
-    for path in files:
-        with Image.open(path) as image:
-            arrays.append(np.asarray(_square_on_white(image, image_size)))
-    pixels = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)  # (N, H, W, 3) → (N, 3, H, W)
-    return to_unit_range(pixels)
+    pixels = torch.from_numpy(np.stack([_read_image(path, image_size) for path in files]))
+    return to_unit_range(pixels.permute(0, 3, 1, 2))  # (N, H, W, 3) → (N, 3, H, W)
 
 
 def download_hub_butterflies(target: Path, image_size: int = 128) -> Path:

@@ -4,6 +4,8 @@ import copy
 
 import torch
 
+from .checks import check_number
+
 
 class EMA:
     """Keeps ``.model``, a copy of ``model`` whose weights are θ_ema ← d θ_ema + (1 − d) θ.
@@ -15,9 +17,7 @@ class EMA:
     """
 
     def __init__(self, model, decay=0.999, warmup=True):
-        if not 0.0 <= decay < 1.0:
-            raise ValueError(f"EMA decay must lie in [0, 1), got decay={decay!r}")
-        self.decay = float(decay)
+        self.decay = check_number(decay, "decay", 0.0, 1.0, high_open=True)
         self.warmup = bool(warmup)
         self.num_updates = 0
         self.model = copy.deepcopy(model).eval().requires_grad_(False)

@@ -1,6 +1,6 @@
 """Judging generated MNIST digits with a small classifier trained on the real ones.
 
-Three numbers, all computed with one fixed CNN trained on the MNIST training set:
+Three numbers (four for class-conditional samples), all computed with one fixed CNN trained on the MNIST training set:
 
 - **Fréchet distance** (Heusel et al. 2017, Eq. 6, the "FID" recipe with this classifier
   in place of Inception): fit a Gaussian N(μ, Σ) to the classifier's penultimate features
@@ -8,6 +8,8 @@ Three numbers, all computed with one fixed CNN trained on the MNIST training set
   both quality and variety.
 - **Confident share**: the fraction of samples whose largest softmax probability is at
   least ``CONFIDENCE_THRESHOLD`` (0.9): a digit a classifier reads without hesitation.
+- **Label agreement** (for samples asked to show a given digit): the fraction classified with
+  that confidence *and* as the digit asked for.
 - **Class coverage**: how many of the ten classes occur among the confident samples, with
   the class histogram; a generator that draws only ones covers one class.
 
@@ -18,8 +20,6 @@ The classifier is trained once (about a minute on a CPU) and cached under
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,6 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import config
+from .checkpoint import load_checkpoint, save_checkpoint
+from .checks import check_number
 from .datasets import mnist_images
 
 CONFIDENCE_THRESHOLD = 0.9
@@ -66,7 +68,8 @@ def _as_unit_range(images: Tensor) -> Tensor:
     return images.float().clamp(-1, 1)
 
 
-def train_classifier(steps: int = DEFAULT_CLASSIFIER_STEPS, batch_size: int = 128, seed: int = 0, progress: bool = True) -> tuple[MNISTClassifier, float]:
+def train_classifier(steps: int = DEFAULT_CLASSIFIER_STEPS, batch_size: int = 128, seed: int = 0,
+                     progress: bool = True) -> tuple[MNISTClassifier, float]:
     """Train the CNN on the MNIST training set for ``steps`` Adam steps; return it and its test accuracy."""
     from tqdm import tqdm
 
@@ -101,22 +104,21 @@ def classifier_path(steps: int = DEFAULT_CLASSIFIER_STEPS, cache_dir: str | Path
     return cache_dir / f"classifier_{steps}steps.pt"
 
 
-def load_classifier(steps: int = DEFAULT_CLASSIFIER_STEPS, cache_dir: str | Path | None = None, progress: bool = True) -> MNISTClassifier:
-    """The classifier trained for ``steps`` steps, cached in ``cache_dir`` (default ``outputs_dir("mnist_classifier")``).
+def load_classifier(steps: int = DEFAULT_CLASSIFIER_STEPS, cache_dir: str | Path | None = None,
+                    progress: bool = True) -> MNISTClassifier:
+    """The classifier trained for ``steps`` steps, cached in ``cache_dir`` (default: the mnist_classifier outputs).
 
-    Trains and saves it (atomically) the first time, with its test accuracy beside it in a JSON
-    file; afterwards loads the weights only (``torch.load(weights_only=True)``).
+    Trains and saves it the first time (``checkpoint.save_checkpoint``: atomic, with a checksum), with its
+    test accuracy beside it in a JSON file; afterwards loads the weights only (``checkpoint.load_checkpoint``:
+    ``torch.load(weights_only=True)``, checksum verified; a damaged file raises a ValueError naming it).
     """
     path = classifier_path(steps, cache_dir)
     model = MNISTClassifier()
     if path.exists():
-        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        model.load_state_dict(load_checkpoint(path))
     else:
         model, accuracy = train_classifier(steps=steps, progress=progress)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as handle:
-            torch.save(model.state_dict(), handle)
-        os.replace(handle.name, path)
+        save_checkpoint(path, model.state_dict())
         path.with_suffix(".json").write_text(json.dumps({"steps": steps, "test_accuracy": accuracy}, indent=2))
     return model.eval()
 
@@ -166,9 +168,21 @@ def feature_statistics(features: Tensor) -> tuple[np.ndarray, np.ndarray]:
 
 def confident_share(logits: Tensor, threshold: float = CONFIDENCE_THRESHOLD) -> float:
     """Fraction of rows whose largest softmax probability is ≥ ``threshold``."""
-    if not 0 < threshold < 1:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    threshold = check_number(threshold, "threshold", 0.0, 1.0, low_open=True, high_open=True)
     return (logits.softmax(-1).max(-1).values >= threshold).float().mean().item()
+
+
+def label_agreement(logits: Tensor, labels: Tensor, threshold: float = CONFIDENCE_THRESHOLD) -> float:
+    """Fraction of rows classified with confidence ≥ ``threshold`` *as* their ``labels`` (the digits asked for):
+    mean over rows of [max softmax ≥ threshold and argmax = label]."""
+    threshold = check_number(threshold, "threshold", 0.0, 1.0, low_open=True, high_open=True)
+    if not torch.is_tensor(labels) or labels.dtype.is_floating_point or labels.shape != logits.shape[:1]:
+        got = f"{labels.dtype} {tuple(labels.shape)}" if torch.is_tensor(labels) else type(labels).__name__
+        raise ValueError(f"labels must be an integer tensor of shape ({len(logits)},), one per row of logits; "
+                         f"got {got}")
+    probs = logits.softmax(-1)
+    confident_and_right = (probs.max(-1).values >= threshold) & (probs.argmax(-1) == labels.to(logits.device))
+    return confident_and_right.float().mean().item()
 
 
 def class_histogram(logits: Tensor, threshold: float = CONFIDENCE_THRESHOLD) -> list[int]:

@@ -7,6 +7,7 @@ import time
 import torch
 from torch import Tensor, nn
 
+from .checks import check_positive_int
 from .losses import diffusion_loss
 
 
@@ -20,8 +21,7 @@ def fastest_training_steps(models: list[nn.Module], diffusion, x0: Tensor, repea
     """
     if len(models) == 0:
         raise ValueError("models must hold at least one model to time")
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise ValueError(f"repeats must be a positive int, got repeats={repeats!r}")
+    check_positive_int(repeats, "repeats")
     optimizers = [torch.optim.Adam(model.parameters(), lr=1e-4) for model in models]
     fastest = [float("inf")] * len(models)
     for repeat in range(repeats + 1):

@@ -80,7 +80,7 @@ def test_state_dict_round_trip_with_weights_only_load():
     assert restored.current_decay() == ema.current_decay()
 
 
-@pytest.mark.parametrize("decay", [1.0, -0.1, 1.5])
+@pytest.mark.parametrize("decay", [1.0, -0.1, 1.5, float("nan"), True, "0.9", None])
 def test_bad_decay_raises(decay):
     with pytest.raises(ValueError, match=f"decay={decay!r}"):
         EMA(_net(), decay=decay)

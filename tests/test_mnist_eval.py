@@ -6,6 +6,7 @@ import torch
 from scipy import linalg
 
 from ddpm_helpers import mnist_eval
+from ddpm_helpers.checkpoint import load_checkpoint
 from ddpm_helpers.mnist_eval import (
     CONFIDENCE_THRESHOLD,
     MNISTClassifier,
@@ -15,6 +16,7 @@ from ddpm_helpers.mnist_eval import (
     extract_features,
     feature_statistics,
     frechet_distance,
+    label_agreement,
     load_classifier,
     predict_logits,
 )
@@ -95,8 +97,57 @@ def test_classifier_accepts_uint8_and_float_images_alike():
 def test_load_classifier_reads_cached_weights_only(tmp_path):
     torch.manual_seed(0)
     model = MNISTClassifier()
-    torch.save(model.state_dict(), mnist_eval.classifier_path(7, tmp_path))
-    loaded = load_classifier(7, tmp_path)  # cached: loaded, not trained
+    torch.save(model.state_dict(), mnist_eval.classifier_path(7, tmp_path))  # a cache of an older version
+    with pytest.warns(UserWarning, match="no checksum"):
+        loaded = load_classifier(7, tmp_path)  # cached: loaded, not trained
     x = torch.rand(3, 1, 28, 28) * 2 - 1
     torch.testing.assert_close(loaded(x), model.eval()(x))
     assert not loaded.training
+
+
+def test_label_agreement_counts_confident_and_correct_rows():
+    eye = np.eye(10) * 0.95 + 0.005  # confident (p = 0.955) for classes 0..9
+    flat = np.full((1, 10), 0.1)
+    logits = _logits_from_probs(np.concatenate([eye[:4], flat]))  # reads 0, 1, 2, 3, then unsure
+    labels = torch.tensor([0, 1, 5, 3, 4])  # row 2 asked for 5 but shows a 2; row 4 is unsure
+    assert label_agreement(logits, labels) == pytest.approx(3 / 5)  # rows 0, 1 and 3
+    assert label_agreement(logits, torch.tensor([0, 1, 2, 3, 0])) == pytest.approx(4 / 5)
+    assert label_agreement(logits, labels, threshold=0.99) == 0.0
+    assert label_agreement(logits, labels) <= confident_share(logits)
+
+
+def test_label_agreement_matches_the_definition_of_notebook_04():
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(500, 10, generator=generator) * 4
+    labels = torch.randint(0, 10, (500,), generator=generator)
+    probs = logits.softmax(-1)  # notebook 04, section 6, written inline there:
+    inline = ((probs.max(-1).values >= CONFIDENCE_THRESHOLD) & (probs.argmax(-1) == labels)).float().mean().item()
+    assert 0.02 < inline < 0.2 and label_agreement(logits, labels) == inline
+
+
+@pytest.mark.parametrize("labels, pattern", [
+    (torch.zeros(3, dtype=torch.long), r"\(5,\)"), (torch.zeros(5), "float32"), ([0, 1, 2, 3, 4], "list"),
+])
+def test_label_agreement_refuses_bad_labels(labels, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        label_agreement(torch.zeros(5, 10), labels)
+    with pytest.raises(ValueError, match="threshold=0"):
+        label_agreement(torch.zeros(5, 10), torch.zeros(5, dtype=torch.long), threshold=0)
+
+
+def test_cached_classifier_is_a_verified_checkpoint(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    trained = MNISTClassifier()
+    monkeypatch.setattr(mnist_eval, "train_classifier", lambda steps, progress: (trained, 0.5))
+    path = mnist_eval.classifier_path(3, tmp_path)
+    first = load_classifier(3, tmp_path)  # "trains" and caches
+    assert first is trained and path.is_file() and mnist_eval.classifier_accuracy(3, tmp_path) == 0.5
+    assert load_checkpoint(path).keys() == trained.state_dict().keys()
+    x = torch.rand(2, 1, 28, 28) * 2 - 1
+    torch.testing.assert_close(load_classifier(3, tmp_path)(x), trained(x))
+    data = bytearray(path.read_bytes())
+    weight = trained.state_dict()["classify.weight"].numpy().tobytes()
+    data[data.find(weight) + 5] ^= 0x10
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="classifier_3steps.pt is corrupt"):
+        load_classifier(3, tmp_path)

@@ -1,17 +1,22 @@
 """Tests of the shared training loop: learning, determinism, resume, NaN detection, budgets."""
 
 import os
+import re
 import signal
 import time
+from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from ddpm_helpers.checkpoint import load_checkpoint
+from ddpm_helpers import training
+from ddpm_helpers.checkpoint import load_checkpoint, save_checkpoint
+from ddpm_helpers.datasets import random_batches
 from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.nn.mlp import MLP
-from ddpm_helpers.datasets import random_batches
+from ddpm_helpers.nn.unet import UNet
 from ddpm_helpers.training import TrainConfig, lr_at_step, train
 
 DIFFUSION = Diffusion.from_schedule("linear", 100)
@@ -152,3 +157,244 @@ def test_lr_warmup_then_cosine():
     assert lr_at_step(60, config) == pytest.approx(0.5)
     assert lr_at_step(109, config) < 0.01
     assert lr_at_step(50, TrainConfig(steps=110, batch_size=1, lr=2.0)) == 2.0
+
+
+# ---------------------------------------------------------------- bad configs and inputs, refused up front
+
+
+@pytest.mark.parametrize("fields, pattern", [
+    (dict(steps=True), "steps"), (dict(batch_size=True), "batch_size"), (dict(warmup_steps=False), "warmup_steps"),
+    (dict(checkpoint_every=True), "checkpoint_every"), (dict(log_every=True), "log_every"), (dict(seed=True), "seed"),
+    (dict(steps=2.0), "steps"), (dict(steps="10"), "steps"), (dict(steps=None), "time_budget_s"),
+    (dict(lr=float("inf")), "lr=inf"), (dict(lr=float("nan")), "lr=nan"), (dict(lr="1e-3"), "lr='1e-3'"),
+    (dict(lr=0.0), "lr=0.0"), (dict(lr=-1e-3), "lr"), (dict(lr=None), "lr=None"), (dict(lr=True), "lr=True"),
+    (dict(prediction="epsilon"), "'epsilon'"), (dict(weighting="snr"), "'snr'"), (dict(prediction=None), "None"),
+    (dict(seed=-1), "seed=-1"), (dict(seed=1.5), "seed=1.5"), (dict(seed=2**40), "seed"),
+    (dict(grad_clip=float("inf")), "grad_clip"), (dict(grad_clip=0), "grad_clip"), (dict(ema_decay=-0.1), "ema_decay"),
+    (dict(min_snr_gamma=0), "min_snr_gamma"), (dict(p_uncond=1.0), "p_uncond"), (dict(p_uncond="0.1"), "p_uncond"),
+    (dict(time_limit_s=0), "time_limit_s"), (dict(time_budget_s=float("inf")), "time_budget_s"),
+    (dict(time_budget_s=-5), "time_budget_s"), (dict(calibration_steps=1), "calibration_steps"),
+    (dict(checkpoint_every=-1), "checkpoint_every"), (dict(checkpoint_interval_s=0), "checkpoint_interval_s"),
+])
+def test_bad_config_fields_are_refused_in_the_constructor(fields, pattern):
+    with pytest.raises(ValueError, match=re.escape(pattern)):
+        _config(**fields)
+
+
+def test_numpy_numbers_are_accepted_and_stored_as_python_numbers(tmp_path):
+    config = _config(steps=np.int64(3), lr=np.float64(1e-2), seed=np.int32(0))
+    assert type(config.steps) is int and type(config.lr) is float and type(config.seed) is int
+    _run(config, out_dir=tmp_path)  # the config goes into the checkpoint: it must be savable
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["config"]["lr"] == 1e-2
+
+
+def _unet(num_classes):
+    torch.manual_seed(0)
+    return UNet(1, base_channels=8, channel_mults=(1,), image_size=8, num_classes=num_classes)
+
+
+def test_a_class_conditional_model_needs_p_uncond():
+    images, labels = torch.zeros(4, 1, 8, 8), torch.zeros(4, dtype=torch.long)
+    with pytest.raises(ValueError, match=r"class-conditional \(num_classes=10\).*p_uncond"):
+        train(_unet(10), DIFFUSION, (images, labels), _config(steps=1, batch_size=2), device="cpu", progress=False)
+    with pytest.raises(ValueError, match="unconditional"):
+        train(_unet(None), DIFFUSION, (images, labels), _config(steps=1, batch_size=2, p_uncond=0.1), device="cpu",
+              progress=False)
+    result = train(_unet(10), DIFFUSION, (images, labels), _config(steps=2, batch_size=2, p_uncond=0.1),
+                   device="cpu", progress=False)
+    assert result.steps == 2
+
+
+def _never_called(step, generator):
+    raise AssertionError("training started although the input was bad")
+
+
+def test_bad_train_arguments_are_refused_before_the_first_step(tmp_path):
+    (tmp_path / "a_file").write_text("not a folder")
+    with pytest.raises(ValueError, match="a_file.*is a file"):
+        _run(_config(), out_dir=tmp_path / "a_file", batches=_never_called)
+    with pytest.raises(ValueError, match="cannot create"):
+        _run(_config(), out_dir=tmp_path / "a_file" / "sub", batches=_never_called)
+    (tmp_path / "run" / "checkpoint.pt").mkdir(parents=True)
+    with pytest.raises(ValueError, match="is a folder"):
+        _run(_config(), out_dir=tmp_path / "run", batches=_never_called)
+    with pytest.raises(ValueError, match="out_dir"):
+        _run(_config(), out_dir=3, batches=_never_called)
+    with pytest.raises(ValueError, match="'gpu0'"):
+        train(_model(), DIFFUSION, _never_called, _config(), device="gpu0")
+    with pytest.raises(ValueError, match="resume"):
+        _run(_config(), out_dir=tmp_path, batches=_never_called, resume="yes")
+    with pytest.raises(ValueError, match="TrainConfig"):
+        train(_model(), DIFFUSION, _never_called, {"steps": 3}, device="cpu")
+    with pytest.raises(ValueError, match="Diffusion"):
+        train(_model(), "linear", _never_called, _config(), device="cpu")
+
+
+# ---------------------------------------------------------------- damaged or foreign checkpoints
+
+
+def test_resuming_with_fewer_steps_than_the_checkpoint_holds_is_refused(tmp_path):
+    _run(_config(steps=10), out_dir=tmp_path)
+    with pytest.raises(ValueError, match=r"holds 10 trained steps.*steps=6.*steps >= 10.*resume=False"):
+        _run(_config(steps=6), out_dir=tmp_path)
+    assert _run(_config(steps=10), out_dir=tmp_path).steps == 10  # as many: returned as it is
+    assert _run(_config(steps=6), out_dir=tmp_path, resume=False).steps == 6
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated", "text", "flipped", "list", "no config", "other model"])
+def test_a_damaged_checkpoint_names_the_file_and_offers_resume_false(tmp_path, damage):
+    _run(_config(steps=4), out_dir=tmp_path)
+    path = tmp_path / "checkpoint.pt"
+    data = path.read_bytes()
+    if damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "truncated":
+        path.write_bytes(data[: len(data) // 3])
+    elif damage == "text":
+        path.write_text("this is not a checkpoint\n")
+    elif damage == "flipped":
+        weight = max(load_checkpoint(path)["model"].values(), key=torch.numel).numpy().tobytes()
+        offset = data.find(weight)
+        assert offset > 0
+        path.write_bytes(data[:offset] + bytes([data[offset] ^ 0x40]) + data[offset + 1:])
+    elif damage == "list":
+        torch.save([1, 2], path)
+    elif damage == "no config":
+        save_checkpoint(path, {"model": {}, "step": 4})
+    else:  # a checkpoint of a network of another size
+        train(MLP(hidden=8, num_blocks=1, time_dim=8), DIFFUSION, DATA, _config(steps=4), device="cpu",
+              out_dir=tmp_path, progress=False, resume=False)
+    with pytest.raises(ValueError, match="checkpoint.pt") as error:
+        _run(_config(steps=8), out_dir=tmp_path, batches=_never_called)
+    assert "resume=False" in str(error.value) and "weights_only" not in str(error.value)
+    assert _run(_config(steps=8), out_dir=tmp_path, resume=False).steps == 8
+
+
+# ---------------------------------------------------------------- no lost work
+
+
+def _slow(seconds):
+    draw = random_batches(DATA, 32)
+
+    def batches(step, generator):
+        time.sleep(seconds)
+        return draw(step, generator)
+
+    return batches
+
+
+def test_checkpoints_are_written_by_wall_clock_time_by_default(tmp_path):
+    assert TrainConfig(steps=1, batch_size=1).checkpoint_every is None  # the default: by time
+    seen = []
+    slow = _slow(0.01)
+
+    def watching(step, generator):
+        if step == 20:
+            seen.append(load_checkpoint(tmp_path / "checkpoint.pt")["step"])  # as a SIGKILL now would leave it
+        return slow(step, generator)
+
+    _run(_config(steps=24, checkpoint_interval_s=0.03), out_dir=tmp_path, batches=watching)
+    assert len(seen) == 1 and 1 <= seen[0] <= 20
+
+
+def test_the_final_checkpoint_is_written_once(tmp_path, monkeypatch):
+    writes = []
+    monkeypatch.setattr(training, "save_checkpoint", lambda path, state: writes.append(state["step"]))
+    _run(_config(steps=10, checkpoint_every=5), out_dir=tmp_path / "a")
+    assert writes == [5, 10]
+    writes.clear()
+    _run(_config(steps=10, checkpoint_every=0), out_dir=tmp_path / "b")
+    assert writes == [10]
+
+
+def test_stale_temporary_files_are_removed_when_a_run_starts(tmp_path):
+    (tmp_path / ".checkpoint.pt.k3j2.tmp").write_bytes(b"half a checkpoint")
+    (tmp_path / "notes.txt").write_text("keep me")
+    _run(_config(steps=2), out_dir=tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "notes.txt"]
+
+
+def test_sigterm_writes_a_checkpoint_stops_and_passes_the_signal_on(tmp_path):
+    config = _config(steps=16, lr_schedule="cosine", warmup_steps=3, checkpoint_every=0)
+    full = _run(config)
+    draw = random_batches(DATA, config.batch_size)
+    received = []
+
+    def terminated_at_step_6(step, generator):
+        if step == 6:
+            os.kill(os.getpid(), signal.SIGTERM)  # as `kill` or a job scheduler would
+        return draw(step, generator)
+
+    def previous_handler(signum, frame):
+        received.append(signum)
+
+    old = signal.signal(signal.SIGTERM, previous_handler)
+    try:
+        stopped = _run(config, out_dir=tmp_path, batches=terminated_at_step_6)
+        assert signal.getsignal(signal.SIGTERM) is previous_handler  # restored
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert received == [signal.SIGTERM]  # passed on once, after the checkpoint
+    assert stopped.stopped_early and stopped.steps == 7
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 7
+    resumed = _run(config, out_dir=tmp_path)
+    _assert_same_weights(full.model, resumed.model)
+    assert resumed.losses == full.losses
+
+
+def test_sigint_handler_is_restored_after_training(tmp_path):
+    before = signal.getsignal(signal.SIGINT)
+    _run(_config(steps=2), out_dir=tmp_path)
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+# ---------------------------------------------------------------- calibrated step budget
+
+
+def _budget(**kwargs):
+    defaults = dict(steps=None, time_budget_s=0.5, calibration_steps=8, warmup_steps=8, lr_schedule="cosine")
+    defaults.update(kwargs)
+    return _config(**defaults)
+
+
+def test_a_budget_fixes_the_steps_once_stores_them_and_anneals_the_lr(tmp_path):
+    config = _budget(time_budget_s=0.8)
+    result = _run(config, out_dir=tmp_path, batches=_slow(0.01))
+    plan = result.planned_steps
+    assert plan is not None and config.calibration_steps < plan <= 0.8 / 0.01  # each step sleeps 10 ms
+    assert result.steps == plan == len(result.losses) and not result.stopped_early
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["planned_steps"] == plan and state["step"] == plan
+    last_lr = state["optimizer"]["param_groups"][0]["lr"]
+    assert last_lr == pytest.approx(lr_at_step(plan - 1, config, plan))  # the cosine ran to its end
+    assert last_lr < 0.02 * config.lr and lr_at_step(plan, config, plan) == 0.0
+
+
+def test_a_resumed_budget_run_keeps_its_plan_and_equals_a_fixed_run(tmp_path):
+    config = _budget(time_budget_s=2.0)
+    stopped = _run(replace(config, time_limit_s=0.4), out_dir=tmp_path, batches=_slow(0.01))
+    plan = stopped.planned_steps
+    assert stopped.stopped_early and plan is not None and config.calibration_steps <= stopped.steps < plan
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["planned_steps"] == plan
+    resumed = _run(config, out_dir=tmp_path)  # fast batches now: a new calibration would plan far more steps
+    assert resumed.steps == plan and resumed.planned_steps == plan
+    fixed = _run(_config(steps=plan, warmup_steps=8, lr_schedule="cosine"))
+    _assert_same_weights(fixed.model, resumed.model)
+    assert fixed.losses == resumed.losses
+
+
+def test_budget_edge_cases():
+    spent = _run(_budget(time_budget_s=0.05), batches=_slow(0.01))  # the calibration alone takes 80 ms
+    assert spent.planned_steps == spent.steps == 8
+    capped = _run(_budget(steps=12, time_budget_s=100.0))
+    assert capped.planned_steps == capped.steps == 12
+    short = _run(_budget(steps=5, time_budget_s=100.0))  # shorter than the calibration: nothing to measure
+    assert short.planned_steps == short.steps == 5
+    assert _run(_config(steps=3)).planned_steps is None
+
+
+def test_lr_before_the_plan_is_fixed_is_held_after_warmup():
+    config = _budget(warmup_steps=2)
+    assert lr_at_step(0, config) == pytest.approx(config.lr / 2)
+    assert lr_at_step(5, config) == config.lr
+    assert lr_at_step(5, config, 10) < config.lr
