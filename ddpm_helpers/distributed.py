@@ -167,3 +167,9 @@ def wrap(model: torch.nn.Module, device: torch.device, context: Context) -> torc
         return model
     device_ids = [device.index] if device.type == "cuda" else None
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+
+def barrier(context: Context) -> None:
+    """Wait until every rank gets here (e.g. while rank 0 downloads a data set); nothing for one process."""
+    if context.enabled:
+        dist.barrier(group=control_group())
