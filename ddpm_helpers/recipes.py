@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import torch
+
 from .training import TrainConfig
 
 
@@ -103,3 +105,37 @@ def get(name: str) -> Recipe:
     if name not in RECIPES:
         raise ValueError(f"unknown recipe {name!r}; choose one of {sorted(RECIPES)}")
     return RECIPES[name]
+
+
+# ---------------------------------------------------------------- what a GPU recipe costs (estimates)
+
+# A T4 (Colab's free GPU) peaks at 65 TFLOP/s in float16 on its tensor cores and 8.1 in float32. A small U-Net
+# step reaches a fraction of the peak (GroupNorm, SiLU, adds and the optimizer are memory-bound); we *assume*
+# 16 TFLOP/s under autocast (a quarter of the peak) and at least 20 ms per step (kernel launches of ~1000 small
+# kernels). Neither is measured: they only predict how many steps a calibrated budget will buy.
+T4_ASSUMED_FLOPS = 16e12
+T4_ASSUMED_MIN_STEP_S = 0.020
+
+
+def training_step_flops(recipe: Recipe) -> float:
+    """FLOPs of one training step of ``recipe`` (forward and backward of its U-Net at its batch size), counted
+    by ``torch.utils.flop_counter.FlopCounterMode`` on one image on the CPU (a multiply-add counts 2)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from .nn.unet import UNet
+
+    model = UNet(**recipe.unet)
+    x = torch.zeros(1, recipe.unet["in_channels"], recipe.image_size, recipe.image_size)
+    labels = torch.zeros(1, dtype=torch.long) if recipe.unet.get("num_classes") else None
+    with FlopCounterMode(display=False) as counter:
+        model(x, torch.zeros(1, dtype=torch.long), labels).square().mean().backward()
+    return counter.get_total_flops() * recipe.train_config().batch_size  # FLOPs grow linearly with the batch
+
+
+def t4_estimate(recipe: Recipe) -> dict:
+    """Estimated seconds per step and steps in the budget on a T4 (from FLOPs and the assumptions above)."""
+    flops = training_step_flops(recipe)
+    seconds = max(flops / T4_ASSUMED_FLOPS, T4_ASSUMED_MIN_STEP_S)
+    budget = recipe.train.get("time_budget_s")
+    return {"flops_per_step": flops, "seconds_per_step": seconds,
+            "steps_in_budget": int(budget / seconds) if budget else None}
