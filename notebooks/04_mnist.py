@@ -46,7 +46,7 @@
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
 # | CPU, 2 cores | ≈ 2 min measured | 25 min measured (10 min of it training, a hard cap: 2000 steps × 0.28 s; 6.5 min for the 1000 final guided samples) |
-# | GPU (e.g. Colab T4) | seconds | ≈ 6 min *estimated* (a 4-minute calibrated training budget, ≈ 8,500 steps × 128 on a T4, an estimate from FLOPs and an assumed throughput, section 3; no GPU run yet) + sampling |
+# | GPU (e.g. Colab T4) | seconds | ≈ 6 min, an *estimate* (no GPU run yet): a 4-minute calibrated training budget, ≈ 12,000 steps × 128 on a T4 estimated from the FLOPs of a step and an assumed 16 TFLOP/s (section 3), then sampling |
 #
 # **Papers.** Ho, Jain & Abbeel (2020), *Denoising Diffusion Probabilistic Models*
 # ([arXiv:2006.11239](https://arxiv.org/abs/2006.11239)); Song, Meng & Ermon (2021), *Denoising
@@ -266,6 +266,28 @@ print("U-Net:", unet_config)
 print(f"{count_parameters(model):,} parameters, {flops / 1e6:.1f} MFLOP per forward pass on one 28×28 image "
       f"(≈ {3 * flops * train_config.batch_size / 1e9:.1f} GFLOP per training step: forward + twice as much backward)")
 print(train_config)
+
+# %% [markdown]
+# **The GPU profile, priced (estimates: no GPU run of this notebook yet).** A training step is a
+# forward and a backward pass; `FlopCounterMode` counts both on the CPU for one image, and the
+# cost grows linearly with the batch. The earlier GPU branch (base 64, two blocks per level,
+# batch 256, 8000 steps) cost 6.6 GFLOP per image, 1.7 TFLOP per step: at a T4's float32 peak of
+# 8 TFLOP/s that is at least 0.21 s a step and half an hour for 8000 steps, not "a few minutes".
+# The recipe now halves the width (a quarter of the FLOPs), halves the batch, computes under
+# autocast in float16 (a T4 has no fast bfloat16; 65 TFLOP/s peak on its tensor cores) and trains
+# for a **calibrated budget** of 4 minutes: the loop times its first steps, then fixes once how
+# many fit (stored in the checkpoint), so the cosine schedule ends inside the budget on any GPU.
+# How many that is on a T4 we can only estimate, assuming 16 TFLOP/s sustained (a quarter of the
+# peak) and at least 20 ms a step for launching the kernels of a U-Net this deep:
+
+# %%
+gpu_recipe = recipes.MNIST["gpu"]
+estimate = recipes.t4_estimate(gpu_recipe)
+print(f"{gpu_recipe.name}: {estimate['flops_per_step'] / 1e9:.0f} GFLOP per training step "
+      f"(batch {gpu_recipe.train_config().batch_size}; FlopCounterMode, forward + backward)")
+print(f"T4 estimate (assumed {recipes.T4_ASSUMED_FLOPS / 1e12:.0f} TFLOP/s, ≥ {1e3 * recipes.T4_ASSUMED_MIN_STEP_S:.0f} ms "
+      f"a step): {1e3 * estimate['seconds_per_step']:.0f} ms per step, ≈ {estimate['steps_in_budget']:,} steps "
+      f"in the {gpu_recipe.train['time_budget_s'] / 60:.0f}-minute budget")
 
 # %% [markdown]
 # ## 4. Training: what makes the ten minutes count
