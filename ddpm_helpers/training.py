@@ -414,7 +414,8 @@ def _main_reads_state(path: Path, config: TrainConfig, diffusion: Diffusion, dev
     state = None
     if ranks.is_main:
         try:
-            state = _load_training_state(path, config, diffusion, device, ranks.world_size)
+            where = "cpu" if ranks.enabled else device  # sent through the CPU group, then restored onto each device
+            state = _load_training_state(path, config, diffusion, where, ranks.world_size)
         except ValueError as error:  # CheckpointError included
             if not ranks.enabled:
                 raise
