@@ -71,8 +71,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--train-steps", type=int, default=10)
-    parser.add_argument("--ddim-steps", type=int, default=10)
+    parser.add_argument("--train-steps", type=int, default=5)
+    parser.add_argument("--ddim-steps", type=int, default=5)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:

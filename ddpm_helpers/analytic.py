@@ -11,6 +11,7 @@ import math
 
 import torch
 
+from ddpm_helpers.checks import check_positive_int
 from ddpm_helpers.diffusion import extract
 
 
@@ -49,8 +50,7 @@ class GaussianMixture:
 
     def sample(self, n, generator=None):
         """n exact samples, shape (n, D): k ~ Categorical(w), x = μ_k + s_k z with z ~ N(0, I)."""
-        if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-            raise ValueError(f"number of samples must be a positive integer, got n={n!r}")
+        n = check_positive_int(n, "n")
         k = torch.multinomial(self.weights, n, replacement=True, generator=generator)  # k ~ Categorical(w)
         z = torch.randn(n, self.dim, dtype=torch.float64, generator=generator)  # z ~ N(0, I)
         x = self.means[k] + self.variances[k].sqrt()[:, None] * z  # x = μ_k + s_k z
@@ -129,7 +129,7 @@ def optimal_eps(mixture, diffusion):
 
     def model(xt, t):
         x = mixture._flat(xt)  # (B, D), float64
-        ab = extract(diffusion.alpha_bar, t, x)  # ᾱ_t, (B, 1)
+        ab = extract(diffusion.table("alpha_bar", x), t, x)  # ᾱ_t, (B, 1)
         variances = ab * mixture.variances.to(x.device)[None] + (1.0 - ab)  # ᾱ_t s_k² + 1 − ᾱ_t, (B, K)
         # ∇ log p_t(x_t), component means √ᾱ_t μ_k
         score = _score(x, mixture.weights, mixture.means, ab.sqrt(), variances)

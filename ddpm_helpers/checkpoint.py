@@ -93,7 +93,12 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     if CHECKSUM_KEY in state:
         raise CheckpointError(f"state must not use the reserved key {CHECKSUM_KEY!r}")
     _check_savable(state, "state")
+    if not isinstance(path, (str, os.PathLike)):
+        raise CheckpointError(f"path must be a file path (str or Path), got {type(path).__name__}")
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"cannot save a checkpoint to {path}: it is a folder; pass a file path such as "
+                              f"{path / 'checkpoint.pt'}")
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {**state, CHECKSUM_KEY: checksum(state)}
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

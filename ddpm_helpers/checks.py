@@ -75,8 +75,9 @@ def check_timesteps(t, T, batch=None):
         want = "(B,)" if batch is None else f"({batch},)"
         raise ValueError(f"t must have shape {want}, got shape {tuple(t.shape)}")
     if t.device.type == "cpu" and t.numel() > 0:
-        bad = (t < 0) | (t >= T)
-        if bool(bad.any()):
+        low, high = torch.aminmax(t)
+        if int(low) < 0 or int(high) >= T:
+            bad = (t < 0) | (t >= T)
             raise ValueError(f"timestep t={t[bad].tolist()[:10]} out of range [0, {T})")
     return t
 

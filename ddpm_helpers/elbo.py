@@ -2,16 +2,18 @@
 
 −log p_θ(x0) ≤ L = L_T + Σ_{t=2}^{T} L_{t−1} + L_0 with
 L_T = KL(q(x_T | x0) ‖ N(0, I)), L_{t−1} = KL(q(x_{t−1} | x_t, x0) ‖ p_θ(x_{t−1} | x_t)),
-L_0 = −log p_θ(x0 | x1). In 0-based code the KL terms belong to t = 1, …, T−1 and the
-decoder to t = 0.
+L_0 = −log p_θ(x_0 | x_1). In 0-based code the step ``t`` is the paper's step t + 1: the KL term
+L_{t−1} of paper step t (t = 2, …, T) is computed at code ``t − 1`` (``1, …, T−1``), the
+decoder L_0 at code ``t = 0`` and L_T from ``alpha_bar[T−1]``.
 """
 
 import math
 
 import torch
 
-from ddpm_helpers.diffusion import PREDICTIONS, VARIANCES, check_name, noise_like
-from ddpm_helpers.samplers import eval_no_grad
+from ddpm_helpers.checks import check_floating, check_model_output, check_name, check_positive_int
+from ddpm_helpers.diffusion import PREDICTIONS, VARIANCES
+from ddpm_helpers.utils import eval_no_grad, noise_like
 
 DECODERS = ("discretized", "gaussian")
 
@@ -78,18 +80,21 @@ def elbo_terms(model, diffusion, x0, *, prediction="eps", variance="beta_tilde",
                generator=None):
     """All terms of the variational bound L (Ho et al. 2020, Eq. 5) per example, in nats.
 
-    Loops over all T steps; each step draws x_t ~ q(x_t | x0) with fresh noise.
-    ``kl[:, t−1]`` is L_{t−1} for the 0-based t = 1, …, T−1. The decoder L_0 = −log p_θ(x0 | x1)
-    uses the model mean at t = 0 and the log-variance of the chosen reverse process:
-    ``variance="beta_tilde"`` uses log β̃ clipped at t = 0 (β̃ there is 0), as Ho et al.'s code
-    does; ``variance="beta"`` uses β at t = 0 (paper's β_1). ``decoder`` is "discretized"
-    (Eq. 13, data in [−1, 1]) or "gaussian" (continuous density, e.g. 2-D toy data).
+    Loops over all T steps; each step draws x_t ~ q(x_t | x0) with fresh noise. Column ``j``
+    of ``kl`` (``j = 0, …, T−2``) is the KL term computed at code step ``t = j + 1``, i.e. the
+    paper's L_{j+1} = KL(q(x_{j+1} | x_{j+2}, x_0) ‖ p_θ(x_{j+1} | x_{j+2})); column 0 is L_1, the
+    first KL term after the decoder. The decoder L_0 = −log p_θ(x_0 | x_1) uses the model mean at
+    code ``t = 0`` and the log-variance of the chosen reverse process: ``variance="beta_tilde"``
+    uses log β̃ clipped at ``t = 0`` (β̃ there is 0), as Ho et al.'s code does; ``variance="beta"``
+    uses β_1 (``betas[0]``). ``decoder`` is "discretized" (Eq. 13, data in [−1, 1]) or "gaussian"
+    (continuous density, e.g. 2-D toy data).
 
     Returns ``dict(prior=(B,), kl=(B, T−1), decoder_nll=(B,), total=(B,))``.
     """
     check_name(prediction, PREDICTIONS, "prediction")
     check_name(variance, VARIANCES, "variance")
     check_name(decoder, DECODERS, "decoder")
+    check_floating(x0, "x0")
     if x0.ndim < 2:
         raise ValueError(f"x0 must have shape (B, ...) with at least 2 dims, got shape {tuple(x0.shape)}")
     if decoder == "discretized":
@@ -100,26 +105,24 @@ def elbo_terms(model, diffusion, x0, *, prediction="eps", variance="beta_tilde",
         for t in range(diffusion.T - 1, -1, -1):
             tt = torch.full((B,), t, dtype=torch.long, device=x0.device)
             xt = diffusion.q_sample(x0, tt, noise_like(x0, generator))  # x_t ~ q(x_t | x0)
-            out = model(xt, tt)
-            if out.shape != x0.shape:
-                raise ValueError(f"model output shape {tuple(out.shape)} does not match x0 shape {tuple(x0.shape)}")
+            out = check_model_output(model(xt, tt), x0, "x0")
             p = diffusion.p_mean_variance(out, xt, tt, prediction, variance)  # μ_θ, log σ_t²
             if t > 0:
                 q_mean, _, q_log_var = diffusion.q_posterior(x0, xt, tt)  # μ̃_t, log β̃_t
-                kls.append(_sum_dims(normal_kl(q_mean, q_log_var, p["mean"], p["log_variance"])))  # L_{t−1}
+                # the paper's L_t at code step `t`: KL(q(x_t | x_{t+1}, x_0) ‖ p_θ(x_t | x_{t+1})) in paper indices
+                kls.append(_sum_dims(normal_kl(q_mean, q_log_var, p.mean, p.log_variance)))
             elif decoder == "discretized":
-                log_scale = 0.5 * p["log_variance"].expand_as(x0)  # log σ = ½ log σ²
-                decoder_nll = -_sum_dims(discretized_gaussian_log_likelihood(x0, p["mean"], log_scale))  # L_0, Eq. 13
+                log_scale = 0.5 * p.log_variance.expand_as(x0)  # log σ = ½ log σ²
+                decoder_nll = -_sum_dims(discretized_gaussian_log_likelihood(x0, p.mean, log_scale))  # L_0, Eq. 13
             else:
                 # L_0 = −log N(x0; μ_θ, σ²)
-                decoder_nll = -_sum_dims(gaussian_log_likelihood(x0, p["mean"], p["log_variance"]))
-    kl = torch.stack(kls[::-1], dim=1)  # column t−1 holds L_{t−1}, t = 1, …, T−1
+                decoder_nll = -_sum_dims(gaussian_log_likelihood(x0, p.mean, p.log_variance))
+    kl = torch.stack(kls[::-1], dim=1)  # column `t − 1`: code step `t` (paper's L_t), `t = 1, …, T−1`
     prior = prior_kl(diffusion, x0)  # L_T
     return {"prior": prior, "kl": kl, "decoder_nll": decoder_nll, "total": prior + kl.sum(dim=1) + decoder_nll}
 
 
 def bits_per_dim(nats, num_dims):
     """Convert a negative log-likelihood in nats to bits per dimension: nats / (num_dims · ln 2)."""
-    if isinstance(num_dims, bool) or not isinstance(num_dims, int) or num_dims <= 0:
-        raise ValueError(f"num_dims must be a positive integer, got num_dims={num_dims!r}")
+    check_positive_int(num_dims, "num_dims")
     return nats / (num_dims * math.log(2))  # bits/dim = nats / (D ln 2)

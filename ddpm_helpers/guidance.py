@@ -11,42 +11,64 @@ v-predicting network. :class:`ClassifierFreeGuidance` wraps a conditional networ
 ``model(x_t, t)`` that every sampler in :mod:`ddpm_helpers.samplers` accepts.
 """
 
+import numbers
+
 import torch
 from torch import Tensor, nn
 
-from ddpm_helpers.nn.unet import NULL_LABEL
+from ddpm_helpers.checks import check_number
+
+NULL_LABEL = -1  # "no class label": the unconditional model inside a conditional one (Ho & Salimans 2022, §3.2)
 
 
 def drop_labels(labels: Tensor, p_uncond: float, generator: torch.Generator | None = None) -> Tensor:
     """Replace each label by NULL_LABEL with probability ``p_uncond`` (Ho & Salimans 2022, Algorithm 1)."""
-    if not 0.0 <= p_uncond < 1.0:
-        raise ValueError(f"p_uncond must be in [0, 1), got {p_uncond!r}")
+    p_uncond = check_number(p_uncond, "p_uncond", low=0.0, high=1.0, high_open=True)
     drop = torch.rand(labels.shape, device=labels.device, generator=generator) < p_uncond
     return torch.where(drop, torch.full_like(labels, NULL_LABEL), labels)
+
+
+def _label_tensor(labels) -> Tensor:
+    """Class labels as a LongTensor (B,) from an integer tensor or a sequence of ints (floats and bools refused)."""
+    if not torch.is_tensor(labels):
+        if isinstance(labels, (str, bytes)) or not all(
+                isinstance(y, numbers.Integral) and not isinstance(y, bool) for y in labels):
+            raise ValueError(f"labels must be integers (a LongTensor or a list of ints), got {labels!r}")
+        labels = torch.tensor(list(labels), dtype=torch.long)
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise ValueError(f"labels must be an integer tensor, got dtype {labels.dtype} (float labels are not truncated)")
+    if labels.ndim != 1:
+        raise ValueError(f"labels must have shape (B,), got {tuple(labels.shape)}")
+    return labels.long()
 
 
 class ClassifierFreeGuidance(nn.Module):
     """``model(x_t, t)`` → (1 + w)·f(x_t, t, y) − w·f(x_t, t, ∅) for fixed labels ``y`` (Eq. 6).
 
-    ``labels``: one class per sample, shape (B,); ``scale``: w ≥ 0. Both predictions come from
-    one call on a batch of 2B (w = 0 needs only the conditional half, so it makes one call of B).
+    ``labels``: one class per sample, a LongTensor of shape (B,) or a list of ints; ``scale``: a
+    finite w ≥ 0. Both predictions come from one call on a batch of 2B (w = 0 needs only the
+    conditional half, so it makes one call of B). The labels are a buffer, placed on the wrapped
+    model's device and moved with the wrapper (``.to(device)``), never per call.
     """
 
     def __init__(self, model: nn.Module, labels: Tensor, scale: float):
         super().__init__()
-        if not scale >= 0:
-            raise ValueError(f"guidance scale must be >= 0, got {scale!r}")
-        if labels.ndim != 1:
-            raise ValueError(f"labels must have shape (B,), got {tuple(labels.shape)}")
-        self.model, self.scale = model, float(scale)
-        self.register_buffer("labels", labels.long(), persistent=False)
+        self.scale = check_number(scale, "guidance scale", low=0.0)
+        labels = _label_tensor(labels)
+        device = next((p.device for p in model.parameters()), None) if isinstance(model, nn.Module) else None
+        self.model = model
+        self.register_buffer("labels", labels if device is None else labels.to(device), persistent=False)
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         if x.shape[0] != len(self.labels):
             raise ValueError(f"batch of {x.shape[0]} samples but {len(self.labels)} labels")
-        labels = self.labels.to(x.device)
+        if x.device != self.labels.device:
+            raise ValueError(f"x_t is on {x.device} but the labels are on {self.labels.device}: "
+                             f"move the guidance wrapper with .to({str(x.device)!r})")
+        labels = self.labels
         if self.scale == 0:
             return self.model(x, t, labels)
         null = torch.full_like(labels, NULL_LABEL)
-        conditional, unconditional = self.model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null])).chunk(2)
+        both = self.model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null]))  # f(y) and f(∅), one call
+        conditional, unconditional = both.chunk(2)
         return conditional + self.scale * (conditional - unconditional)  # = (1 + w) f(y) − w f(∅)

@@ -13,12 +13,18 @@ A class-conditional network is trained on (x0, y) with the label dropped to "no 
 probability ``p_uncond`` (classifier-free guidance, Ho & Salimans 2022, Algorithm 1).
 """
 
+import weakref
+
 import torch
 
-from ddpm_helpers.diffusion import PREDICTIONS, check_name, extract, noise_like
+from ddpm_helpers import utils
+from ddpm_helpers.checks import check_floating, check_model_output, check_name, check_number, check_timesteps
+from ddpm_helpers.diffusion import PREDICTIONS, extract
 from ddpm_helpers.guidance import drop_labels
+from ddpm_helpers.utils import warn_deprecated
 
 WEIGHTINGS = ("none", "min_snr")
+_WEIGHT_TABLES = weakref.WeakKeyDictionary()  # Diffusion -> {(prediction, weighting, γ, device, dtype): w(t)}
 
 
 def training_target(diffusion, x0, t, eps, prediction):
@@ -31,14 +37,16 @@ def training_target(diffusion, x0, t, eps, prediction):
     return diffusion.v_from_x0_eps(x0, t, eps)  # target v = √ᾱ ε − √(1−ᾱ) x0
 
 
-def _weight_table(diffusion, prediction, weighting, gamma):
-    """Float64 table of w(t) over all T steps (see :func:`snr_loss_weight`)."""
+def _check_weighting(prediction, weighting, min_snr_gamma):
     check_name(prediction, PREDICTIONS, "prediction")
     check_name(weighting, WEIGHTINGS, "weighting")
-    if not gamma > 0:
-        raise ValueError(f"min-SNR gamma must be > 0, got gamma={gamma!r}")
+    return check_number(min_snr_gamma, "min_snr_gamma", low=0, low_open=True)
+
+
+def _weights(diffusion, prediction, weighting, min_snr_gamma):
+    """Float64 table of w(t) over all T steps (see :func:`snr_loss_weight`)."""
     snr = diffusion.snr  # SNR(t) = ᾱ_t / (1 − ᾱ_t)
-    clipped = snr.clamp(max=gamma)  # min(SNR, γ)
+    clipped = snr.clamp(max=min_snr_gamma)  # min(SNR, γ)
     if weighting == "none":
         return torch.ones_like(snr)  # w = 1
     if prediction == "eps":
@@ -48,14 +56,30 @@ def _weight_table(diffusion, prediction, weighting, gamma):
     return clipped / (snr + 1.0)  # w = min(SNR, γ) / (SNR + 1)
 
 
-def snr_loss_weight(diffusion, t, prediction, weighting="none", gamma=5.0):
+def _weight_table(diffusion, prediction, weighting, min_snr_gamma, like):
+    """The w(t) table in ``like``'s dtype and on its device, built once per diffusion, setting, device and dtype."""
+    tables = _WEIGHT_TABLES.setdefault(diffusion, {})
+    key = (prediction, weighting, min_snr_gamma, like.device, like.dtype)
+    if key not in tables:
+        weights = _weights(diffusion, prediction, weighting, min_snr_gamma)
+        tables[key] = weights.to(device=like.device, dtype=like.dtype)
+    return tables[key]
+
+
+def snr_loss_weight(diffusion, t, prediction, weighting="none", min_snr_gamma=5.0, *, gamma=None):
     """Per-example loss weight w(t), shape ``(B,)``, in the default dtype on ``t``'s device.
 
     "none": w = 1. "min_snr" (Hang et al. 2023, min-SNR-γ): min(SNR, γ)/SNR for ε,
     min(SNR, γ) for x0, min(SNR, γ)/(SNR + 1) for v, with SNR(t) = ᾱ_t / (1 − ᾱ_t).
+    ``gamma`` is the deprecated name of ``min_snr_gamma``.
     """
-    table = _weight_table(diffusion, prediction, weighting, gamma)
-    return extract(table, t, torch.empty(t.shape, device=t.device))
+    if gamma is not None:
+        warn_deprecated("snr_loss_weight(gamma=...)", "snr_loss_weight(min_snr_gamma=...)")
+        min_snr_gamma = gamma
+    min_snr_gamma = _check_weighting(prediction, weighting, min_snr_gamma)
+    check_timesteps(t, diffusion.T)
+    like = torch.empty(t.shape, device=t.device)
+    return extract(_weight_table(diffusion, prediction, weighting, min_snr_gamma, like), t, like)
 
 
 def diffusion_loss(model, diffusion, x0, *, prediction="eps", weighting="none", min_snr_gamma=5.0, generator=None,
@@ -68,21 +92,22 @@ def diffusion_loss(model, diffusion, x0, *, prediction="eps", weighting="none", 
     network is called as ``model(x_t, t, y)``, each label replaced by NULL_LABEL with probability
     ``p_uncond`` (:func:`ddpm_helpers.guidance.drop_labels`).
     """
-    table = _weight_table(diffusion, prediction, weighting, min_snr_gamma)  # validates the names first
+    min_snr_gamma = _check_weighting(prediction, weighting, min_snr_gamma)
+    check_floating(x0, "x0")
     if x0.ndim < 2:
         raise ValueError(f"x0 must have shape (B, ...) with at least 2 dims, got shape {tuple(x0.shape)}")
+    if labels is not None and (not torch.is_tensor(labels) or labels.shape != x0.shape[:1]):
+        got = tuple(labels.shape) if torch.is_tensor(labels) else type(labels).__name__
+        raise ValueError(f"labels must have shape ({x0.shape[0]},) (a tensor of class indices), got {got}")
     t = diffusion.sample_timesteps(x0.shape[0], device=x0.device, generator=generator)  # t ~ U{0, …, T−1}
-    eps = noise_like(x0, generator)  # ε ~ N(0, I)
+    eps = utils.noise_like(x0, generator)  # ε ~ N(0, I)
     xt = diffusion.q_sample(x0, t, eps)  # x_t = √ᾱ x0 + √(1−ᾱ) ε
     if labels is None:
         output = model(xt, t)
     else:
-        if labels.shape != x0.shape[:1]:
-            raise ValueError(f"labels must have shape ({x0.shape[0]},), got {tuple(labels.shape)}")
         output = model(xt, t, drop_labels(labels, p_uncond, generator))  # y, or ∅ with probability p_uncond
-    if output.shape != x0.shape:
-        raise ValueError(f"model output shape {tuple(output.shape)} does not match x0 shape {tuple(x0.shape)}")
+    check_model_output(output, x0, "x0")
     target = training_target(diffusion, x0, t, eps, prediction)
     mse = (output - target).pow(2).flatten(1).mean(dim=1)  # ‖f_θ(x_t, t) − target‖² / dims, per example
-    weight = extract(table, t, mse)  # w(t)
+    weight = extract(_weight_table(diffusion, prediction, weighting, min_snr_gamma, mse), t, mse)  # w(t)
     return (weight * mse).mean()  # E_{t, x0, ε}[w(t) · MSE]

@@ -166,16 +166,24 @@ def feature_statistics(features: Tensor) -> tuple[np.ndarray, np.ndarray]:
     return array.mean(0), np.cov(array, rowvar=False)
 
 
+def _check_logits(logits: Tensor, threshold: float) -> float:
+    """The threshold as a float in (0, 1); ValueError unless ``logits`` is a (N, classes) tensor."""
+    if not torch.is_tensor(logits) or logits.ndim != 2:
+        got = f"shape {tuple(logits.shape)}" if torch.is_tensor(logits) else type(logits).__name__
+        raise ValueError(f"logits must be a tensor of shape (N, classes), got {got}")
+    return check_number(threshold, "threshold", 0.0, 1.0, low_open=True, high_open=True)
+
+
 def confident_share(logits: Tensor, threshold: float = CONFIDENCE_THRESHOLD) -> float:
     """Fraction of rows whose largest softmax probability is ≥ ``threshold``."""
-    threshold = check_number(threshold, "threshold", 0.0, 1.0, low_open=True, high_open=True)
+    threshold = _check_logits(logits, threshold)
     return (logits.softmax(-1).max(-1).values >= threshold).float().mean().item()
 
 
 def label_agreement(logits: Tensor, labels: Tensor, threshold: float = CONFIDENCE_THRESHOLD) -> float:
     """Fraction of rows classified with confidence ≥ ``threshold`` *as* their ``labels`` (the digits asked for):
     mean over rows of [max softmax ≥ threshold and argmax = label]."""
-    threshold = check_number(threshold, "threshold", 0.0, 1.0, low_open=True, high_open=True)
+    threshold = _check_logits(logits, threshold)
     if not torch.is_tensor(labels) or labels.dtype.is_floating_point or labels.shape != logits.shape[:1]:
         got = f"{labels.dtype} {tuple(labels.shape)}" if torch.is_tensor(labels) else type(labels).__name__
         raise ValueError(f"labels must be an integer tensor of shape ({len(logits)},), one per row of logits; "

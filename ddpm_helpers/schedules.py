@@ -12,13 +12,9 @@ import math
 
 import torch
 
+from ddpm_helpers.checks import check_name, check_number, check_positive_int
+
 SCHEDULES = ("linear", "cosine", "sigmoid")
-
-
-def _check_T(T):
-    """Raise ValueError unless ``T`` is a positive integer number of diffusion steps."""
-    if isinstance(T, bool) or not isinstance(T, int) or T <= 0:
-        raise ValueError(f"T must be a positive integer, got T={T!r}")
 
 
 def _betas_from_alpha_bar(alpha_bar, max_beta):
@@ -37,7 +33,9 @@ def linear_beta_schedule(T, beta_start=1e-4, beta_end=0.02):
     other T, so that Σβ_t (and hence ᾱ_T) stays about the same (Nichol & Dhariwal 2021,
     improved-diffusion ``get_named_beta_schedule``).
     """
-    _check_T(T)
+    T = check_positive_int(T, "T")
+    beta_start = check_number(beta_start, "beta_start", low=0, low_open=True)
+    beta_end = check_number(beta_end, "beta_end", low=0, low_open=True)
     scale = 1000.0 / T  # keeps Σ_t β_t ≈ const when T changes
     start, end = beta_start * scale, beta_end * scale  # β_1, β_T
     if not 0.0 < start <= end < 1.0:
@@ -55,11 +53,9 @@ def cosine_beta_schedule(T, s=0.008, max_beta=0.999):
     ᾱ(t) = f(t) / f(0) with f(t) = cos²(π/2 · (t/T + s) / (1 + s)), and
     β_t = min(1 − ᾱ(t) / ᾱ(t−1), max_beta).
     """
-    _check_T(T)
-    if not s >= 0.0:
-        raise ValueError(f"cosine schedule offset s must be >= 0, got s={s!r}")
-    if not 0.0 < max_beta < 1.0:
-        raise ValueError(f"max_beta must lie in (0, 1), got max_beta={max_beta!r}")
+    T = check_positive_int(T, "T")
+    s = check_number(s, "s", low=0.0)  # the offset s ≥ 0
+    max_beta = check_number(max_beta, "max_beta", low=0.0, high=1.0, low_open=True, high_open=True)
     u = torch.arange(T + 1, dtype=torch.float64) / T  # u = t / T on the grid 0, 1/T, …, 1
     f = torch.cos((u + s) / (1 + s) * math.pi / 2) ** 2  # f(t) = cos²(π/2 · (t/T + s)/(1 + s))
     alpha_bar = f / f[0]  # ᾱ(t) = f(t) / f(0)
@@ -72,15 +68,13 @@ def sigmoid_beta_schedule(T, start=-3, end=3, tau=1.0, clamp_min=1e-9, max_beta=
     ᾱ(t) = clip((σ(end/τ) − σ((t/T·(end − start) + start)/τ)) / (σ(end/τ) − σ(start/τ)),
     clamp_min, 1), with σ the logistic function, and β_t = min(1 − ᾱ(t)/ᾱ(t−1), max_beta).
     """
-    _check_T(T)
+    T = check_positive_int(T, "T")
+    start, end = check_number(start, "start"), check_number(end, "end")
     if not end > start:
         raise ValueError(f"sigmoid schedule needs end > start, got start={start!r}, end={end!r}")
-    if not tau > 0:
-        raise ValueError(f"sigmoid schedule needs tau > 0, got tau={tau!r}")
-    if not 0.0 < clamp_min < 1.0:
-        raise ValueError(f"clamp_min must lie in (0, 1), got clamp_min={clamp_min!r}")
-    if not 0.0 < max_beta < 1.0:
-        raise ValueError(f"max_beta must lie in (0, 1), got max_beta={max_beta!r}")
+    tau = check_number(tau, "tau", low=0.0, low_open=True)
+    clamp_min = check_number(clamp_min, "clamp_min", low=0.0, high=1.0, low_open=True, high_open=True)
+    max_beta = check_number(max_beta, "max_beta", low=0.0, high=1.0, low_open=True, high_open=True)
     u = torch.arange(T + 1, dtype=torch.float64) / T  # u = t / T on the grid 0, 1/T, …, 1
     v_start = torch.sigmoid(torch.tensor(start / tau, dtype=torch.float64))  # σ(start/τ)
     v_end = torch.sigmoid(torch.tensor(end / tau, dtype=torch.float64))  # σ(end/τ)
@@ -96,6 +90,4 @@ def make_beta_schedule(name, T):
         "cosine": cosine_beta_schedule,
         "sigmoid": sigmoid_beta_schedule,
     }
-    if name not in makers:
-        raise ValueError(f"unknown schedule {name!r}; expected one of {SCHEDULES}")
-    return makers[name](T)
+    return makers[check_name(name, SCHEDULES, "schedule")](T)

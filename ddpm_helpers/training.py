@@ -347,10 +347,17 @@ def _check_inputs(model, diffusion, config: TrainConfig, resume) -> None:
 
 
 def _as_device(device) -> torch.device:
+    """``device`` as a torch.device that exists here; ValueError naming it otherwise."""
     try:
-        return torch.device(device)
+        device = torch.device(device)
     except (RuntimeError, TypeError):
         raise ValueError(f"device must be a torch.device or a string such as 'cpu' or 'cuda', got {device!r}") from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise ValueError(f"device={str(device)!r} but {torch.cuda.device_count()} CUDA device(s) are available; "
+                         "use config.get_device() to pick one that exists")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device='mps' but MPS is not available; use config.get_device() to pick one that exists")
+    return device
 
 
 def _checkpoint_path(out_dir) -> Path | None:

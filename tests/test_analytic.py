@@ -32,7 +32,8 @@ def test_sample_moments(mixture):
     n = 40000
     x = mixture.sample(n, torch.Generator().manual_seed(1)).double()
     assert x.shape == (n, 2)
-    mean = sum(w * m for w, m in zip([0.2, 0.5, 0.3], torch.tensor([[-2.0, 1.0], [1.0, 0.0], [0.5, 2.5]], dtype=torch.float64)))
+    means = torch.tensor([[-2.0, 1.0], [1.0, 0.0], [0.5, 2.5]], dtype=torch.float64)
+    mean = sum(w * m for w, m in zip([0.2, 0.5, 0.3], means))
     torch.testing.assert_close(mixture.mean(), mean)
     cov = mixture.covariance()
     assert ((x.mean(0) - mean).abs() < 5 * (cov.diagonal() / n).sqrt()).all()
@@ -50,7 +51,8 @@ def test_noised_mixture_is_the_law_of_x_t():
     base = GaussianMixture([0.4, 0.6], [[-1.5], [2.0]], [0.2, 0.05])
     abar = 0.6
     g = torch.Generator().manual_seed(3)
-    xt = math.sqrt(abar) * base.sample(20000, g).double() + math.sqrt(1 - abar) * torch.randn(20000, 1, generator=g, dtype=torch.float64)
+    noise = torch.randn(20000, 1, generator=g, dtype=torch.float64)
+    xt = math.sqrt(abar) * base.sample(20000, g).double() + math.sqrt(1 - abar) * noise
     noised = base.noised(abar)
 
     def cdf(v):

@@ -166,3 +166,10 @@ def test_stale_temporaries_are_removed(tmp_path):
     removed = remove_stale_temporaries(path)
     assert sorted(p.name for p in removed) == [".ckpt.pt.abc123.tmp", ".ckpt.pt.x.tmp"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.pt.y.tmp", "ckpt.pt"]
+
+
+def test_save_refuses_a_folder_or_a_non_path(tmp_path):
+    with pytest.raises(ValueError, match="it is a folder"):
+        save_checkpoint(tmp_path, {"step": 1})
+    with pytest.raises(ValueError, match="NoneType"):
+        save_checkpoint(None, {"step": 1})

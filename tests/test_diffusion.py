@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from ddpm_helpers.diffusion import Diffusion, extract, noise_like
+import ddpm_helpers.diffusion
+from ddpm_helpers.diffusion import Diffusion, PMeanVariance, extract
+from ddpm_helpers.utils import noise_like
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,7 @@ def test_timestep_convention_zero_based():
 def test_tables_are_float64_length_T(diffusion):
     names = ["betas", "alphas", "alpha_bar", "alpha_bar_prev", "sqrt_alpha_bar", "sqrt_one_minus_alpha_bar",
              "sqrt_recip_alpha_bar", "sqrt_recipm1_alpha_bar", "snr", "log_snr", "posterior_variance",
-             "posterior_log_variance_clipped", "posterior_mean_coef1", "posterior_mean_coef2"]
+             "posterior_log_variance_clipped", "posterior_mean_coef_x0", "posterior_mean_coef_xt"]
     for name in names:
         table = getattr(diffusion, name)
         assert table.dtype == torch.float64 and table.shape == (diffusion.T,), name
@@ -67,18 +69,69 @@ def test_extract_shape_dtype_and_values():
 
 
 @pytest.mark.parametrize("bad_t", [-1, 10, 123])
-def test_extract_out_of_range_raises(bad_t):
-    with pytest.raises(ValueError, match=rf"t=\[{bad_t}\]"):
-        extract(torch.ones(10), torch.tensor([0, bad_t]), torch.zeros(2, 3))
+def test_out_of_range_t_raises_at_the_entry_points(bad_t):
+    d = Diffusion(torch.full((10,), 0.1))
+    x = torch.zeros(2, 3)
+    for call in (lambda t: d.q_sample(x, t), lambda t: d.q_mean_variance(x, t), lambda t: d.q_posterior(x, x, t),
+                 lambda t: d.predict_x0_from_eps(x, t, x), lambda t: d.p_mean_variance(x, x, t)):
+        with pytest.raises(ValueError, match=rf"t=\[{bad_t}\]"):
+            call(torch.tensor([0, bad_t]))
 
 
-def test_extract_bad_t_raises():
+def test_bad_t_raises_at_the_entry_points():
+    d = Diffusion(torch.full((10,), 0.1))
+    x = torch.zeros(2, 3)
     with pytest.raises(ValueError, match=r"\(2, 1\)"):
-        extract(torch.ones(10), torch.zeros(2, 1, dtype=torch.long), torch.zeros(2, 3))
-    with pytest.raises(ValueError, match="batch mismatch"):
-        extract(torch.ones(10), torch.zeros(3, dtype=torch.long), torch.zeros(2, 3))
-    with pytest.raises(ValueError, match="integer tensor"):
-        extract(torch.ones(10), torch.zeros(2), torch.zeros(2, 3))
+        d.q_sample(x, torch.zeros(2, 1, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"shape \(2,\), got shape \(3,\)"):
+        d.q_sample(x, torch.zeros(3, dtype=torch.long))
+    for dtype in (torch.float32, torch.uint8, torch.bool, torch.int16):
+        with pytest.raises(ValueError, match=f"int64.*{dtype}"):
+            d.q_sample(x, torch.zeros(2, dtype=dtype))
+    torch.testing.assert_close(d.q_sample(x, torch.zeros(2, dtype=torch.int32), x),
+                               d.q_sample(x, torch.zeros(2, dtype=torch.long), x))
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int64, torch.int32, torch.bool])
+def test_integer_data_raises_naming_the_dtype(diffusion, dtype):
+    """Integer x0/x_t used to be multiplied by tables cast to their integer dtype: silent zeros."""
+    bad, good, t = torch.ones(4, 3, dtype=dtype), torch.ones(4, 3), torch.full((4,), 10)
+    calls = {"x0": lambda: diffusion.q_sample(bad, t), "eps": lambda: diffusion.q_sample(good, t, bad),
+             "xt": lambda: diffusion.q_posterior(good, bad, t),
+             "model_output": lambda: diffusion.p_mean_variance(bad, good, t)}
+    for name, call in calls.items():
+        with pytest.raises(ValueError, match=rf"{name} must be a floating-point tensor, got dtype {dtype}"):
+            call()
+
+
+def test_tables_are_cached_per_device_and_dtype(diffusion):
+    x32, x64 = torch.zeros(2), torch.zeros(2, dtype=torch.float64)
+    a = diffusion.table("alpha_bar", x32)
+    assert a.dtype == torch.float32 and diffusion.table("alpha_bar", torch.ones(5, 1)) is a  # converted once
+    assert diffusion.table("alpha_bar", x64) is diffusion.alpha_bar  # already float64 on the CPU: no copy
+    torch.testing.assert_close(a, diffusion.alpha_bar.float())
+
+
+def test_betas_so_small_that_alpha_bar_rounds_to_one_raise():
+    with pytest.raises(ValueError, match=r"betas too small.*t=\[0, 1\]"):
+        Diffusion(torch.tensor([1e-17, 1e-17, 0.1]))
+
+
+def test_deprecated_names_still_work_with_a_warning(diffusion):
+    with pytest.warns(DeprecationWarning, match="posterior_mean_coef_x0"):
+        assert diffusion.posterior_mean_coef1 is diffusion.posterior_mean_coef_x0
+    with pytest.warns(DeprecationWarning, match="posterior_mean_coef_xt"):
+        assert diffusion.posterior_mean_coef2 is diffusion.posterior_mean_coef_xt
+    x0, eps, t, xt = _sample_triplet(diffusion)
+    out = diffusion.p_mean_variance(eps, xt, t)
+    assert isinstance(out, PMeanVariance) and out[0] is out.mean and out._fields[-2:] == ("x0_hat", "eps")
+    with pytest.warns(DeprecationWarning, match=r"\.log_variance"):
+        assert out["log_variance"] is out.log_variance
+    with pytest.warns(DeprecationWarning, match="ddpm_helpers.utils.noise_like"):
+        from ddpm_helpers.diffusion import noise_like as old_noise_like
+    assert old_noise_like is noise_like
+    with pytest.raises(AttributeError, match="no_such_name"):
+        ddpm_helpers.diffusion.no_such_name
 
 
 # ------------------------------------------------------------------ forward process
@@ -108,7 +161,8 @@ def test_q_sample_uses_given_noise_and_generator(diffusion):
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     torch.testing.assert_close(diffusion.q_sample(x0, t, generator=g1), diffusion.q_sample(x0, t, generator=g2))
     eps = noise_like(x0, torch.Generator().manual_seed(3))
-    torch.testing.assert_close(diffusion.q_sample(x0, t, eps), diffusion.q_sample(x0, t, generator=torch.Generator().manual_seed(3)))
+    torch.testing.assert_close(diffusion.q_sample(x0, t, eps),
+                               diffusion.q_sample(x0, t, generator=torch.Generator().manual_seed(3)))
     with pytest.raises(ValueError, match=r"\(8, 3\)"):
         diffusion.q_sample(x0, t, torch.zeros(8, 3))
 
@@ -204,24 +258,24 @@ def test_model_mean_eq_11_equals_posterior_mean_of_x0_hat(diffusion):
     """μ_θ = (x_t − β_t/√(1 − ᾱ_t) ε)/√α_t (Eq. 11) is μ̃_t(x_t, x̂0(ε)) (Eq. 7)."""
     _, eps, t, xt = _sample_triplet(diffusion)
     out = diffusion.p_mean_variance(eps, xt, t, "eps", "beta_tilde")
-    torch.testing.assert_close(out["mean"], diffusion.predict_mean_from_eps(xt, t, eps))
+    torch.testing.assert_close(out.mean, diffusion.predict_mean_from_eps(xt, t, eps))
     abar = _alpha_bar_list(diffusion.betas)
     for i, ti in enumerate(t.tolist()):
         beta = diffusion.betas[ti].item()
         hand = (xt[i] - beta / math.sqrt(1 - abar[ti]) * eps[i]) / math.sqrt(1 - beta)
-        torch.testing.assert_close(out["mean"][i], hand)
+        torch.testing.assert_close(out.mean[i], hand)
 
 
 def test_p_mean_variance_variances(diffusion):
     _, eps, t, xt = _sample_triplet(diffusion, dtype=torch.float32)
     small = diffusion.p_mean_variance(eps, xt, t, variance="beta_tilde")
     large = diffusion.p_mean_variance(eps, xt, t, variance="beta")
-    assert small["mean"].dtype == torch.float32 and small["variance"].shape == (6, 1, 1)
-    assert small["variance"][0].item() == 0.0  # t = 0: no noise at the last step
-    assert small["log_variance"][0].item() == pytest.approx(math.log(diffusion.posterior_variance[1].item()), rel=1e-6)
-    torch.testing.assert_close(large["variance"].flatten(), diffusion.betas[t].float())
-    torch.testing.assert_close(large["log_variance"].exp(), large["variance"])
-    assert (small["variance"][1:] < large["variance"][1:]).all()  # β̃_t < β_t
+    assert small.mean.dtype == torch.float32 and small.variance.shape == (6, 1, 1)
+    assert small.variance[0].item() == 0.0  # t = 0: no noise at the last step
+    assert small.log_variance[0].item() == pytest.approx(math.log(diffusion.posterior_variance[1].item()), rel=1e-6)
+    torch.testing.assert_close(large.variance.flatten(), diffusion.betas[t].float())
+    torch.testing.assert_close(large.log_variance.exp(), large.variance)
+    assert (small.variance[1:] < large.variance[1:]).all()  # β̃_t < β_t
 
 
 # ------------------------------------------------------------------ validation

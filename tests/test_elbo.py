@@ -144,3 +144,35 @@ def test_elbo_bad_inputs_raise():
         elbo_terms(identity, d, torch.full((2, 2), 3.0), decoder="discretized")
     with pytest.raises(ValueError, match=r"\(2, 1\)"):
         elbo_terms(lambda xt, t: xt[:, :1], d, torch.zeros(2, 2))
+
+
+def test_kl_column_0_is_the_hand_computed_kl_at_code_t_1():
+    """Column 0 of ``kl`` is L_1 = KL(q(x_1 | x_2, x_0) ‖ p_θ(x_1 | x_2)), computed at code ``t = 1`` (paper step 2)."""
+    T = 5
+    betas = [0.1, 0.2, 0.3, 0.4, 0.5]
+    d = Diffusion(torch.tensor(betas, dtype=torch.float64))
+    x0 = torch.tensor([[0.3, -0.7]], dtype=torch.float64)
+    terms = elbo_terms(lambda xt, t: 0.5 * xt, d, x0, variance="beta", decoder="gaussian",
+                       generator=torch.Generator().manual_seed(7))
+    # elbo_terms draws one noise per step for t = T−1, …, 0: code t = 1 uses the (T−1)-th draw
+    g = torch.Generator().manual_seed(7)
+    eps = [torch.randn(1, 2, generator=g, dtype=torch.float64) for _ in range(T)][T - 2][0].tolist()
+    a1, a2 = 1 - betas[0], (1 - betas[0]) * (1 - betas[1])  # paper's ᾱ_1, ᾱ_2
+    b2 = betas[1]  # paper's β_2
+    kl = 0.0
+    for x0_i, eps_i in zip(x0[0].tolist(), eps):
+        x2 = math.sqrt(a2) * x0_i + math.sqrt(1 - a2) * eps_i  # x_2 ~ q(x_2 | x_0), Eq. 4
+        mu_q = math.sqrt(a1) * b2 / (1 - a2) * x0_i + math.sqrt(1 - b2) * (1 - a1) / (1 - a2) * x2  # Eq. 7
+        var_q = (1 - a1) / (1 - a2) * b2  # β̃_2
+        mu_p = (x2 - b2 / math.sqrt(1 - a2) * 0.5 * x2) / math.sqrt(1 - b2)  # Eq. 11 with ε_θ = x_2 / 2
+        var_p = b2  # σ_2² = β_2
+        kl += 0.5 * (-1 + math.log(var_p / var_q) + var_q / var_p + (mu_q - mu_p) ** 2 / var_p)
+    assert terms["kl"].shape == (1, T - 1)
+    assert terms["kl"][0, 0].item() == pytest.approx(kl, rel=1e-12)
+    assert terms["kl"][0, 1].item() != pytest.approx(kl, rel=1e-3)  # and not the next step's term
+
+
+def test_elbo_refuses_integer_images():
+    d = Diffusion.from_schedule("linear", T=30)
+    with pytest.raises(ValueError, match="x0 must be a floating-point tensor, got dtype torch.uint8"):
+        elbo_terms(lambda xt, t: xt, d, torch.zeros(2, 1, 2, 2, dtype=torch.uint8))

@@ -4,6 +4,7 @@ the conditional U-Net, and conditional training through the shared loop."""
 import pytest
 import torch
 
+from ddpm_helpers import guidance
 from ddpm_helpers.datasets import random_batches
 from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.guidance import ClassifierFreeGuidance, drop_labels
@@ -65,7 +66,8 @@ def test_guidance_rejects_bad_input():
     with pytest.raises(ValueError, match="labels must have shape"):
         ClassifierFreeGuidance(toy, torch.tensor([[1]]), 1.0)
     with pytest.raises(ValueError, match="batch of 2 samples but 3 labels"):
-        ClassifierFreeGuidance(toy, torch.tensor([1, 2, 3]), 1.0)(torch.zeros(2, 1, 2, 2), torch.zeros(2, dtype=torch.long))
+        guided = ClassifierFreeGuidance(toy, torch.tensor([1, 2, 3]), 1.0)
+        guided(torch.zeros(2, 1, 2, 2), torch.zeros(2, dtype=torch.long))
 
 
 def test_conditional_unet_uses_the_label():
@@ -143,3 +145,40 @@ def test_conditional_training_runs_resumes_and_needs_labels(tmp_path):
         run(2, data=images)
     with pytest.raises(ValueError, match="p_uncond"):
         TrainConfig(steps=1, batch_size=1, p_uncond=1.0)
+
+
+def test_null_label_lives_in_guidance_and_losses_do_not_import_the_unet():
+    import ddpm_helpers.nn.unet as unet
+
+    assert guidance.NULL_LABEL == unet.NULL_LABEL == -1
+    import subprocess
+    import sys
+
+    code = "import sys, ddpm_helpers.losses, ddpm_helpers.guidance; print('ddpm_helpers.nn.unet' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_guidance_rejects_float_labels_and_non_finite_scales():
+    toy = LabelToyModel()
+    for labels in (torch.tensor([0.7, 2.9]), [0.7, 2.9], [True, False], torch.tensor([True]), "01"):
+        with pytest.raises(ValueError, match="labels must be"):
+            ClassifierFreeGuidance(toy, labels, 1.0)
+    for scale in (float("inf"), float("nan"), "2", None):
+        with pytest.raises(ValueError, match="guidance scale"):
+            ClassifierFreeGuidance(toy, torch.tensor([1]), scale)
+
+
+def test_guidance_accepts_a_list_of_ints():
+    toy, x, t = LabelToyModel(), torch.randn(3, 1, 2, 2), torch.tensor([5, 5, 5])
+    from_list = ClassifierFreeGuidance(toy, [0, 3, 7], 2.0)
+    assert from_list.labels.dtype == torch.long
+    torch.testing.assert_close(from_list(x, t), ClassifierFreeGuidance(toy, torch.tensor([0, 3, 7]), 2.0)(x, t))
+
+
+def test_guidance_labels_are_a_buffer_on_the_model_device():
+    model = UNet(1, base_channels=8, channel_mults=(1,), image_size=4, num_groups=4, num_classes=10).to("meta")
+    wrapped = ClassifierFreeGuidance(model, [1, 2], 1.0)
+    assert wrapped.labels.device.type == "meta"  # placed on the model's device once, not moved per call
+    with pytest.raises(ValueError, match=r"move the guidance wrapper with \.to\('cpu'\)"):
+        wrapped(torch.zeros(2, 1, 4, 4), torch.zeros(2, dtype=torch.long))

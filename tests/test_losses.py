@@ -1,4 +1,4 @@
-"""Training loss: zero for a perfect model, min-SNR weights by definition, and the weights' equivalence across targets."""
+"""Training loss: zero for a perfect model, min-SNR weights by definition, the weights' equivalence across targets."""
 
 import math
 
@@ -62,7 +62,7 @@ def _min_snr_definition(abar, prediction, gamma):
 @pytest.mark.parametrize("prediction", ["eps", "x0", "v"])
 def test_min_snr_weights_match_definition(diffusion, prediction):
     t = torch.tensor([0, 10, 50, 90, 99])
-    w = snr_loss_weight(diffusion, t, prediction, "min_snr", gamma=5.0)
+    w = snr_loss_weight(diffusion, t, prediction, "min_snr", min_snr_gamma=5.0)
     assert w.shape == (5,) and w.dtype == torch.get_default_dtype()
     expected = [_min_snr_definition(_alpha_bar(diffusion, ti), prediction, 5.0) for ti in t.tolist()]
     assert w.tolist() == pytest.approx(expected, rel=1e-6)
@@ -123,9 +123,47 @@ def test_bad_inputs_raise(diffusion):
         diffusion_loss(identity, diffusion, x0, prediction="score")
     with pytest.raises(ValueError, match="'p2'"):
         diffusion_loss(identity, diffusion, x0, weighting="p2")
-    with pytest.raises(ValueError, match="gamma=0"):
-        snr_loss_weight(diffusion, t, "eps", "min_snr", gamma=0)
+    with pytest.raises(ValueError, match="min_snr_gamma=0"):
+        snr_loss_weight(diffusion, t, "eps", "min_snr", min_snr_gamma=0)
     with pytest.raises(ValueError, match=r"\(4, 1\)"):
         diffusion_loss(lambda xt, t: xt[:, :1], diffusion, x0)
     with pytest.raises(ValueError, match=r"\(4,\)"):
         diffusion_loss(identity, diffusion, torch.randn(4))
+
+
+def test_old_gamma_keyword_still_works_with_a_warning(diffusion):
+    t = torch.tensor([0, 10, 99])
+    with pytest.warns(DeprecationWarning, match="min_snr_gamma"):
+        old = snr_loss_weight(diffusion, t, "v", "min_snr", gamma=2.0)
+    assert torch.equal(old, snr_loss_weight(diffusion, t, "v", "min_snr", min_snr_gamma=2.0))
+
+
+def test_weight_table_is_built_once(diffusion):
+    from ddpm_helpers.losses import _weight_table
+
+    like = torch.zeros(3)
+    first = _weight_table(diffusion, "eps", "min_snr", 5.0, like)
+    assert _weight_table(diffusion, "eps", "min_snr", 5.0, torch.ones(7)) is first
+    assert _weight_table(diffusion, "eps", "min_snr", 2.0, like) is not first
+
+
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int64])
+def test_integer_data_raises_naming_the_dtype(diffusion, dtype):
+    """Integer images used to give a loss against zeros (tables cast to the integer dtype)."""
+    identity = lambda xt, t: xt  # noqa: E731
+    with pytest.raises(ValueError, match=rf"x0 must be a floating-point tensor, got dtype {dtype}"):
+        diffusion_loss(identity, diffusion, torch.ones(4, 2, dtype=dtype))
+
+
+def test_bad_gamma_and_labels_raise(diffusion):
+    x0 = torch.randn(4, 2)
+    identity = lambda xt, t, y=None: xt  # noqa: E731
+    for gamma in (float("inf"), float("nan"), "5", True, -1.0):
+        with pytest.raises(ValueError, match="min_snr_gamma"):
+            diffusion_loss(identity, diffusion, x0, weighting="min_snr", min_snr_gamma=gamma)
+    with pytest.raises(ValueError, match=r"labels must have shape \(4,\) \(a tensor of class indices\), got list"):
+        diffusion_loss(identity, diffusion, x0, labels=[0, 1, 2, 3], p_uncond=0.1)
+    with pytest.raises(ValueError, match="x0 must be a floating-point torch.Tensor, got list"):
+        diffusion_loss(identity, diffusion, [[0.0, 1.0]])
+    with pytest.raises(ValueError, match="int64"):
+        snr_loss_weight(diffusion, torch.tensor([1.0, 2.0]), "eps")

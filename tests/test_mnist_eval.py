@@ -37,13 +37,15 @@ def test_frechet_distance_matches_oracle():
     (mu1, s1), (mu2, s2) = _random_gaussian(rng, 8), _random_gaussian(rng, 8)
     # Oracle: symmetric form ‖μ₁−μ₂‖² + Tr Σ₁ + Tr Σ₂ − 2 Tr (Σ₁^½ Σ₂ Σ₁^½)^½ (Dowson & Landau 1982)
     root1 = linalg.sqrtm(s1).real
-    oracle = ((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(linalg.sqrtm(root1 @ s2 @ root1).real)
+    oracle = (((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2)
+              - 2 * np.trace(linalg.sqrtm(root1 @ s2 @ root1).real))
     assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(oracle, rel=1e-6)
 
 
 def test_frechet_distance_one_dimensional_closed_form():
     # 1-D: (μ₁−μ₂)² + (σ₁−σ₂)²
-    assert frechet_distance(np.array([1.0]), np.array([[4.0]]), np.array([-2.0]), np.array([[9.0]])) == pytest.approx(9 + 1)
+    distance = frechet_distance(np.array([1.0]), np.array([[4.0]]), np.array([-2.0]), np.array([[9.0]]))
+    assert distance == pytest.approx(9 + 1)
 
 
 def test_frechet_distance_rejects_mismatched_shapes():
@@ -133,6 +135,10 @@ def test_label_agreement_refuses_bad_labels(labels, pattern):
         label_agreement(torch.zeros(5, 10), labels)
     with pytest.raises(ValueError, match="threshold=0"):
         label_agreement(torch.zeros(5, 10), torch.zeros(5, dtype=torch.long), threshold=0)
+    with pytest.raises(ValueError, match=r"shape \(10,\)"):
+        label_agreement(torch.zeros(10), torch.zeros(10, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"shape \(10,\)"):
+        confident_share(torch.zeros(10))
 
 
 def test_cached_classifier_is_a_verified_checkpoint(tmp_path, monkeypatch):

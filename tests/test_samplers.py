@@ -7,7 +7,15 @@ import torch
 
 from ddpm_helpers.analytic import GaussianMixture, optimal_eps
 from ddpm_helpers.diffusion import Diffusion
-from ddpm_helpers.samplers import SampleResult, ddim_sample, ddim_timesteps, ddpm_sample
+from ddpm_helpers.samplers import (
+    SampleResult,
+    StepResult,
+    ddim_sample,
+    ddim_step,
+    ddim_timesteps,
+    ddpm_sample,
+    ddpm_step,
+)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +106,8 @@ def test_model_called_in_eval_mode_without_grad_and_restored(diffusion):
 def test_ddpm_record_semantics(diffusion):
     net = TanhNet()
     x_T = torch.randn(6, 3, dtype=torch.float64)
-    result = ddpm_sample(net, diffusion, (6, 3), x_T=x_T, record=[0, 49, 10], generator=torch.Generator().manual_seed(0))
+    result = ddpm_sample(net, diffusion, (6, 3), x_T=x_T, record=[0, 49, 10],
+                         generator=torch.Generator().manual_seed(0))
     assert isinstance(result, SampleResult)
     assert result.timesteps == [49, 10, 0]  # sampling order
     assert result.xs.shape == result.x0_preds.shape == (3, 6, 3)
@@ -182,3 +191,85 @@ def test_samplers_with_exact_eps_reproduce_a_two_component_mixture():
         left_x = x[x < 0]
         assert abs(left_x.mean().item() + 3.0) < 5 * math.sqrt(0.1 / len(left_x))
         assert abs(left_x.var().item() - 0.1) < 5 * 0.1 * math.sqrt(2 / len(left_x))
+
+
+# ------------------------------------------------------------------ one reverse step
+
+
+def test_ddpm_step_is_one_iteration_of_ddpm_sample(diffusion):
+    """Sampling by hand with ddpm_step gives the sampler's chain bit for bit (same noise draws)."""
+    net = TanhNet()
+    x_T = torch.randn(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    expected = ddpm_sample(net, diffusion, None, x_T=x_T, clip_x0=1.0, generator=torch.Generator().manual_seed(1)).x
+    g, x = torch.Generator().manual_seed(1), x_T
+    with torch.no_grad():
+        for t in range(diffusion.T - 1, -1, -1):
+            out = ddpm_step(diffusion, net(x, torch.full((5,), t)), x, t, clip_x0=1.0, generator=g)
+            assert isinstance(out, StepResult)
+            x = out.x_prev
+    assert torch.equal(x, expected)
+
+
+def test_ddpm_step_matches_algorithm_2(diffusion):
+    """x_{t−1} = (x_t − β_t/√(1−ᾱ_t) ε)/√α_t + σ_t z (Ho et al. 2020, Algorithm 2), σ_t² = β_t; no noise at t = 0."""
+    xt, eps = torch.randn(2, 4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    for t in (17, 0):
+        b, ab = diffusion.betas[t].item(), diffusion.alpha_bar[t].item()
+        z = torch.randn(4, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64) if t > 0 else 0.0
+        hand = (xt - b / math.sqrt(1 - ab) * eps) / math.sqrt(1 - b) + math.sqrt(b) * z
+        got = ddpm_step(diffusion, eps, xt, t, variance="beta", generator=torch.Generator().manual_seed(3))
+        torch.testing.assert_close(got.x_prev, hand)
+
+
+def test_ddim_step_deterministic_and_last_step(diffusion):
+    """η = 0: x_s = √ᾱ_s x̂0 + √(1 − ᾱ_s) ε̂ (Song et al. 2021, Eq. 12); t_prev=None returns x̂0."""
+    xt, eps = torch.randn(2, 4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    t, s = 40, 25
+    ab_t, ab_s = diffusion.alpha_bar[t].item(), diffusion.alpha_bar[s].item()
+    x0_hat = (xt - math.sqrt(1 - ab_t) * eps) / math.sqrt(ab_t)
+    out = ddim_step(diffusion, eps, xt, t, s)
+    torch.testing.assert_close(out.x0_hat, x0_hat)
+    torch.testing.assert_close(out.x_prev, math.sqrt(ab_s) * x0_hat + math.sqrt(1 - ab_s) * eps)
+    last = ddim_step(diffusion, eps, xt, t, None)
+    assert torch.equal(last.x_prev, last.x0_hat)
+
+
+def test_step_bad_inputs_raise(diffusion):
+    xt = torch.zeros(2, 3)
+    for bad, match in ((50, "t must be an integer in"), (-1, "t must be"), (3.0, "t must be an integer"),
+                       (True, "t must be an integer")):
+        with pytest.raises(ValueError, match=match):
+            ddpm_step(diffusion, xt, xt, bad)
+        with pytest.raises(ValueError, match=match):
+            ddim_step(diffusion, xt, xt, bad, None)
+    for t_prev in (10, 11, -1, 2.5):
+        with pytest.raises(ValueError, match=f"t_prev={t_prev!r}"):
+            ddim_step(diffusion, xt, xt, 10, t_prev)
+    with pytest.raises(ValueError, match="model_output must be a floating-point tensor"):
+        ddpm_step(diffusion, torch.zeros(2, 3, dtype=torch.long), xt, 5)
+    with pytest.raises(ValueError, match="eta=inf"):
+        ddim_step(diffusion, xt, xt, 10, 5, eta=float("inf"))
+
+
+def test_sampler_bad_inputs_with_clear_errors(diffusion):
+    net = TanhNet()
+    with pytest.raises(ValueError, match=r"every entry of shape=\(2, True\)"):
+        ddpm_sample(net, diffusion, (2, True))
+    with pytest.raises(ValueError, match="x_T must be a floating-point tensor, got dtype torch.int64"):
+        ddpm_sample(net, diffusion, None, x_T=torch.zeros(2, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="record timestep '5'"):
+        ddpm_sample(net, diffusion, (2, 3), record=["5"])
+    with pytest.raises(ValueError, match="timesteps must be a non-empty sequence of ints"):
+        ddim_sample(net, diffusion, (2, 3), timesteps=[40.5, 0])
+    with pytest.raises(ValueError, match="clip_x0"):
+        ddim_sample(net, diffusion, (2, 3), clip_x0=float("nan"))
+    with pytest.raises(ValueError, match="the model must return a tensor"):
+        ddim_sample(lambda x, t: x.numpy(), diffusion, (2, 3))
+
+
+def test_eval_no_grad_moved_to_utils():
+    import ddpm_helpers.samplers as samplers
+    from ddpm_helpers.utils import eval_no_grad
+
+    with pytest.warns(DeprecationWarning, match="ddpm_helpers.utils.eval_no_grad"):
+        assert samplers.eval_no_grad is eval_no_grad

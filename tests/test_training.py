@@ -3,8 +3,11 @@
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -222,6 +225,8 @@ def test_bad_train_arguments_are_refused_before_the_first_step(tmp_path):
         _run(_config(), out_dir=3, batches=_never_called)
     with pytest.raises(ValueError, match="'gpu0'"):
         train(_model(), DIFFUSION, _never_called, _config(), device="gpu0")
+    with pytest.raises(ValueError, match="'cuda:99'.*CUDA device"):
+        train(_model(), DIFFUSION, _never_called, _config(), device="cuda:99")
     with pytest.raises(ValueError, match="resume"):
         _run(_config(), out_dir=tmp_path, batches=_never_called, resume="yes")
     with pytest.raises(ValueError, match="TrainConfig"):
@@ -398,3 +403,29 @@ def test_lr_before_the_plan_is_fixed_is_held_after_warmup():
     assert lr_at_step(0, config) == pytest.approx(config.lr / 2)
     assert lr_at_step(5, config) == config.lr
     assert lr_at_step(5, config, 10) < config.lr
+
+
+_SIGTERM_SCRIPT = """
+import os, signal, sys, torch
+from ddpm_helpers.datasets import random_batches
+from ddpm_helpers.diffusion import Diffusion
+from ddpm_helpers.nn.mlp import MLP
+from ddpm_helpers.training import TrainConfig, train
+draw = random_batches(torch.randn(64, 2), 16)
+def batches(step, generator):
+    if step == 5:
+        os.kill(os.getpid(), signal.SIGTERM)
+    return draw(step, generator)
+train(MLP(hidden=8, num_blocks=1, time_dim=8), Diffusion.from_schedule("linear", 100), batches,
+      TrainConfig(steps=50, batch_size=16), device="cpu", out_dir=sys.argv[1], progress=False)
+print("not reached")
+"""
+
+
+def test_sigterm_with_the_default_handler_terminates_after_the_checkpoint(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", _SIGTERM_SCRIPT, str(tmp_path)], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == -signal.SIGTERM, done.stderr  # terminated by the signal, as without train()
+    assert "not reached" not in done.stdout
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 6

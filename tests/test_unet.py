@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from ddpm_helpers.nn.unet import SelfAttention, UNet, count_parameters
+from ddpm_helpers.nn.unet import SelfAttention, UNet
+from ddpm_helpers.utils import count_parameters
 
 
 def _randomize_zero_inits(model: torch.nn.Module, seed: int = 0) -> None:

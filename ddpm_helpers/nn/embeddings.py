@@ -11,6 +11,8 @@ import math
 import torch
 from torch import Tensor
 
+from ddpm_helpers.checks import check_int
+
 
 def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> Tensor:
     """Embed timesteps ``t`` of shape ``(B,)`` as ``(B, dim)`` sines and cosines.
@@ -21,8 +23,7 @@ def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> T
     Close timesteps get close vectors; far ones differ in the slow frequencies.
     ``t`` may be integer (0-based timesteps) or float; an odd ``dim`` gets a final zero column.
     """
-    if not isinstance(dim, int) or dim < 2:
-        raise ValueError(f"dim must be an int >= 2, got {dim!r}")
+    check_int(dim, "dim", low=2)
     if t.ndim != 1:
         raise ValueError(f"t must have shape (B,), got shape {tuple(t.shape)}")
     half = dim // 2

@@ -5,6 +5,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from ddpm_helpers.checks import check_int, check_positive_int
+
 from .embeddings import sinusoidal_embedding
 
 
@@ -55,13 +57,10 @@ class MLP(nn.Module):
     def __init__(self, data_dim: int = 2, hidden: int = 128, num_blocks: int = 3, time_dim: int = 32,
                  fourier_octaves: int = 6):
         super().__init__()
-        for name, value in [("data_dim", data_dim), ("hidden", hidden), ("num_blocks", num_blocks), ("time_dim", time_dim)]:
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if isinstance(fourier_octaves, bool) or not isinstance(fourier_octaves, int) or fourier_octaves < 0:
-            raise ValueError(f"fourier_octaves must be an int >= 0, got {fourier_octaves!r}")
-        if time_dim < 2:
-            raise ValueError(f"time_dim must be >= 2, got {time_dim!r}")
+        for name, value in [("data_dim", data_dim), ("hidden", hidden), ("num_blocks", num_blocks)]:
+            check_positive_int(value, name)
+        check_int(time_dim, "time_dim", low=2)
+        check_int(fourier_octaves, "fourier_octaves", low=0)
         self.data_dim = data_dim
         self.time_dim = time_dim
         self.fourier_octaves = fourier_octaves

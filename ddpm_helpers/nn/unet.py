@@ -31,9 +31,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .embeddings import sinusoidal_embedding
+from ddpm_helpers import utils
+from ddpm_helpers.checks import check_positive_int
+from ddpm_helpers.guidance import NULL_LABEL
 
-NULL_LABEL = -1  # "no class label": the unconditional model inside a conditional one
+from .embeddings import sinusoidal_embedding
 
 
 def _check_groups(channels: int, num_groups: int) -> None:
@@ -149,9 +151,10 @@ class UNet(nn.Module):
         num_classes: int | None = None,
     ):
         super().__init__()
-        self._check_config(in_channels, base_channels, channel_mults, num_res_blocks, attention_resolutions, dropout, image_size, time_dim, num_groups, patch_size)
-        if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 1):
-            raise ValueError(f"num_classes must be a positive int or None, got {num_classes!r}")
+        self._check_config(in_channels, base_channels, channel_mults, num_res_blocks, attention_resolutions, dropout,
+                           image_size, time_dim, num_groups, patch_size)
+        if num_classes is not None:
+            check_positive_int(num_classes, "num_classes (or None)")
         self.num_classes = num_classes
         channel_mults = tuple(channel_mults)
         self.in_channels, self.image_size, self.patch_size = in_channels, image_size, patch_size
@@ -202,32 +205,39 @@ class UNet(nn.Module):
                     block.append(Upsample(channels))
                 self.up.append(nn.ModuleList(block))
 
-        self.head = nn.Sequential(nn.GroupNorm(num_groups, channels), nn.SiLU(), nn.Conv2d(channels, in_channels * patch_size**2, 3, padding=1))
+        self.head = nn.Sequential(nn.GroupNorm(num_groups, channels), nn.SiLU(),
+                                  nn.Conv2d(channels, in_channels * patch_size**2, 3, padding=1))
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 
     @staticmethod
-    def _check_config(in_channels, base_channels, channel_mults, num_res_blocks, attention_resolutions, dropout, image_size, time_dim, num_groups, patch_size):
-        for name, value in (("in_channels", in_channels), ("base_channels", base_channels), ("num_res_blocks", num_res_blocks), ("image_size", image_size), ("num_groups", num_groups), ("patch_size", patch_size)):
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+    def _check_config(in_channels, base_channels, channel_mults, num_res_blocks, attention_resolutions, dropout,
+                      image_size, time_dim, num_groups, patch_size):
+        for name, value in (("in_channels", in_channels), ("base_channels", base_channels),
+                            ("num_res_blocks", num_res_blocks), ("image_size", image_size),
+                            ("num_groups", num_groups), ("patch_size", patch_size)):
+            check_positive_int(value, name)
         if image_size % patch_size != 0:
             raise ValueError(f"image_size={image_size} must be divisible by patch_size={patch_size}")
-        if time_dim is not None and (not isinstance(time_dim, int) or time_dim < 1):
-            raise ValueError(f"time_dim must be a positive int or None, got {time_dim!r}")
-        if len(channel_mults) == 0 or any(not isinstance(m, int) or m < 1 for m in channel_mults):
+        if time_dim is not None:
+            check_positive_int(time_dim, "time_dim (or None)")
+        if isinstance(channel_mults, (str, bytes)) or len(channel_mults) == 0:
             raise ValueError(f"channel_mults must be a non-empty sequence of positive ints, got {channel_mults!r}")
+        for mult in channel_mults:
+            check_positive_int(mult, f"every entry of channel_mults={tuple(channel_mults)!r}")
         top = image_size // patch_size  # the resolution the first level works at
         factor = 2 ** (len(channel_mults) - 1)
         if top % factor != 0:
             raise ValueError(
-                f"image_size={image_size} / patch_size={patch_size} = {top} cannot be halved {len(channel_mults) - 1} times "
+                f"image_size={image_size} / patch_size={patch_size} = {top} cannot be halved "
+                f"{len(channel_mults) - 1} times "
                 f"(channel_mults={tuple(channel_mults)}): it must be divisible by {factor}"
             )
         resolutions = {top // 2**level for level in range(len(channel_mults))}
         unknown = sorted(set(attention_resolutions) - resolutions)
         if unknown:
-            raise ValueError(f"attention_resolutions {unknown} are not among the U-Net's resolutions {sorted(resolutions, reverse=True)}")
+            raise ValueError(f"attention_resolutions {unknown} are not among the U-Net's resolutions "
+                             f"{sorted(resolutions, reverse=True)}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         for mult in channel_mults:
@@ -236,7 +246,8 @@ class UNet(nn.Module):
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels or x.shape[-2:] != (self.image_size, self.image_size):
             raise ValueError(
-                f"expected input of shape (B, {self.in_channels}, {self.image_size}, {self.image_size}), got {tuple(x.shape)}"
+                f"expected input of shape (B, {self.in_channels}, {self.image_size}, {self.image_size}), "
+                f"got {tuple(x.shape)}"
             )
         if t.shape != (x.shape[0],):
             raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")
@@ -273,6 +284,5 @@ class UNet(nn.Module):
         return torch.where(y == NULL_LABEL, self.num_classes, y).long()
 
 
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+__getattr__ = utils.moved_names(__name__, {"count_parameters": (utils.count_parameters,
+                                                                 "ddpm_helpers.utils.count_parameters")})

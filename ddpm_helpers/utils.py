@@ -1,0 +1,58 @@
+"""Small generic helpers shared by the modules: noise, evaluation mode, parameter counts, deprecations."""
+
+import warnings
+from contextlib import contextmanager
+
+import torch
+
+
+def noise_like(x, generator=None):
+    """Standard normal noise ε ~ N(0, I) with ``x``'s shape, dtype and device.
+
+    With a ``generator`` the noise is drawn on the generator's device and then moved, so
+    a CPU generator gives the same noise on every device.
+    """
+    if generator is None:
+        return torch.randn(x.shape, dtype=x.dtype, device=x.device)
+    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=generator.device).to(x.device)
+
+
+@contextmanager
+def eval_no_grad(model):
+    """Run ``model`` under ``torch.no_grad()`` in eval mode, restoring training mode afterwards."""
+    was_training = isinstance(model, torch.nn.Module) and model.training
+    if was_training:
+        model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        if was_training:
+            model.train()
+
+
+def count_parameters(model):
+    """Number of trainable parameters of ``model``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def warn_deprecated(old, new):
+    """Emit a DeprecationWarning saying that ``old`` is now ``new`` (the old name goes in the next version)."""
+    warnings.warn(f"{old} is deprecated and will be removed in the next version; use {new}",
+                  DeprecationWarning, stacklevel=3)
+
+
+def moved_names(module, names):
+    """A module ``__getattr__`` (PEP 562) serving names that moved elsewhere, with a DeprecationWarning.
+
+    ``names`` maps each old name to ``(object, "new.location")``.
+    """
+
+    def __getattr__(name):
+        if name in names:
+            value, location = names[name]
+            warn_deprecated(f"{module}.{name}", location)
+            return value
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+
+    return __getattr__
