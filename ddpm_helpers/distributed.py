@@ -63,7 +63,8 @@ def _env_int(name: str, default: int) -> int:
 
 def env_context() -> Context:
     """Rank, world size and local rank from torchrun's environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``)."""
-    context = Context(rank=_env_int("RANK", 0), world_size=_env_int("WORLD_SIZE", 1), local_rank=_env_int("LOCAL_RANK", 0))
+    context = Context(rank=_env_int("RANK", 0), world_size=_env_int("WORLD_SIZE", 1),
+                      local_rank=_env_int("LOCAL_RANK", 0))
     if context.world_size < 1 or not 0 <= context.rank < context.world_size:
         raise ValueError(f"RANK={context.rank} must lie in [0, WORLD_SIZE={context.world_size})")
     return context

@@ -22,8 +22,9 @@ import torch
 from . import config, datasets, distributed, recipes
 from .checkpoint import save_checkpoint
 from .diffusion import Diffusion
-from .nn.unet import UNet, count_parameters
+from .nn.unet import UNet
 from .training import train
+from .utils import count_parameters
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
