@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -38,12 +39,15 @@ def _setup():
 
 def _worker(out_dir: str, mode: str) -> None:
     """One rank. ``mode``: "run" (train to the end, or resume), "interrupt" (rank 0 gets SIGINT
-    while drawing the batch of step 2), "time_limit" (a time limit on rank 0 only)."""
+    while drawing the batch of step 2), "time_limit" (a time limit on rank 0 only), "budget" (a calibrated
+    budget that buys 12 steps on rank 0 and none on rank 1)."""
     torch.set_num_threads(1)
     context, device = distributed.init("cpu")
     data, diffusion, model, config = _setup()
     if mode == "time_limit" and context.is_main:
         config.time_limit_s = 1e-9  # rank 0 runs out of time after its next step; rank 1 has no limit
+    if mode == "budget":
+        config = replace(config, steps=12, calibration_steps=4, time_budget_s=60.0 if context.is_main else 1e-3)
 
     def batches(step, generator):
         if mode == "interrupt" and context.is_main and step == 2:
@@ -132,6 +136,12 @@ def test_distributed_matches_concatenated_single_process_and_resumes(tmp_path):
     for name, value in state["model"].items():
         assert torch.equal(resumed["model"][name], value), f"{name} differs after interrupt and resume"
     assert resumed["losses"] == state["losses"]
+
+
+def test_distributed_budget_is_planned_by_rank_0(tmp_path):
+    out = _torchrun(tmp_path, "budget")  # rank 1 alone would plan 4 steps and leave rank 0 waiting: a hang
+    assert "rank 1: stopped at step 12" in out and "rank 0: stopped at step 12" in out
+    assert _state(tmp_path)["planned_steps"] == 12
 
 
 def test_distributed_rank_seeds_keep_rank_0_and_differ():
