@@ -84,8 +84,7 @@ def init(device: torch.device | str | None = None, timeout_s: float = 600.0) -> 
         torch.cuda.set_device(device)
     if context.enabled and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s),
-                                device_id=device if device.type == "cuda" else None)
+        dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
     return current(), device
 
 

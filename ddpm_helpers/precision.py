@@ -52,7 +52,7 @@ class MixedPrecision:
     def __init__(self, mode: str, device: torch.device | str):
         self.device = torch.device(device)
         self.dtype = autocast_dtype(mode, self.device)
-        self.scaler = torch.amp.GradScaler(self.device.type) if self.dtype == torch.float16 else None
+        self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None  # (torch >= 2.3)
 
     def optimizer(self, parameters, lr: float) -> torch.optim.Adam:
         """Adam; fused on CUDA when gradients are scaled (no host sync per step), else foreach."""
