@@ -507,6 +507,8 @@ def train(model: nn.Module, diffusion: Diffusion, batches, config: TrainConfig, 
         step, losses, seconds_before = state["step"], list(state["losses"]), state["seconds"]
         planned = state.get("planned_steps")
     net = distributed.wrap(model, device, ranks)  # DistributedDataParallel under torchrun (from rank 0's weights)
+    if ranks.enabled and step == 0:
+        ema.model.load_state_dict(model.state_dict())  # the EMA starts from rank 0's weights on every rank, too
 
     start = time.perf_counter()
     plan = _StepPlan(config, planned, step, seconds_before, start)

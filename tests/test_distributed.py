@@ -44,6 +44,10 @@ def _worker(out_dir: str, mode: str) -> None:
     torch.set_num_threads(1)
     context, device = distributed.init("cpu")
     data, diffusion, model, config = _setup()
+    if not context.is_main:  # another initialization: training starts every rank from rank 0's weights
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.add_(1.0)
     if mode == "time_limit" and context.is_main:
         config.time_limit_s = 1e-9  # rank 0 runs out of time after its next step; rank 1 has no limit
     if mode == "budget":
