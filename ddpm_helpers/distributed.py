@@ -21,6 +21,7 @@ Without torchrun (no ``WORLD_SIZE`` in the environment) everything here is a no-
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -98,6 +99,7 @@ def current() -> Context:
 def shutdown() -> None:
     """Leave the process group (at the end of a torchrun script)."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()  # free DistributedDataParallel wrappers (reference cycles) while their group still exists
         dist.barrier(group=control_group())  # no rank leaves while another still talks to it
         dist.destroy_process_group()
         _control["group"] = None
