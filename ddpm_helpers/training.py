@@ -15,6 +15,12 @@ random generator states, loss history). The LR is a pure function of the step
 Randomness comes from two generators seeded by ``TrainConfig.seed``: ``data`` (CPU, handed to
 a ``batches`` callable and used for random minibatch indices) and ``noise`` (on the training
 device, for t and ε). The same seed on the same device gives the same weights.
+
+Under ``torchrun`` (see ``ddpm_helpers.distributed``) every rank trains a
+``DistributedDataParallel`` replica on its own minibatch of ``batch_size`` with generators
+seeded for its rank; rank 0 decides when to stop, checkpoint and how many steps a budget buys,
+and alone writes the checkpoint. With ``mixed_precision`` (see ``ddpm_helpers.precision``) the
+forward pass runs under autocast.
 """
 
 import math
@@ -29,12 +35,14 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from . import distributed
 from .checkpoint import CheckpointError, load_checkpoint, remove_stale_temporaries, save_checkpoint
 from .checks import check_int, check_name, check_number
 from .datasets import random_batches
 from .diffusion import PREDICTIONS, Diffusion
 from .ema import EMA
 from .losses import WEIGHTINGS, diffusion_loss
+from .precision import MIXED_PRECISIONS, MixedPrecision, deliberate_sync
 
 CHECKPOINT_NAME = "checkpoint.pt"
 LR_SCHEDULES = ("constant", "cosine")
@@ -69,7 +77,9 @@ class TrainConfig:
     ``(images, labels)`` pair of Tensors (a callable or DataLoader sets its own). ``grad_clip=None``
     disables clipping. ``p_uncond=None`` trains an unconditional ``model(x_t, t)`` (labels in the
     batches are ignored); a value in [0, 1) trains ``model(x_t, t, y)`` on ``(x, y)`` batches, each
-    label replaced by "no label" with that probability. Every field is checked here (ValueError naming it).
+    label replaced by "no label" with that probability. ``mixed_precision``: one of ``MIXED_PRECISIONS``
+    ("auto": bf16 or fp16 with loss scaling on CUDA, off on a CPU). Under torchrun ``batch_size`` is per
+    rank: the effective batch is world size × ``batch_size``. Every field is checked here (ValueError naming it).
     """
 
     steps: int | None
@@ -90,6 +100,7 @@ class TrainConfig:
     time_budget_s: float | None = None
     calibration_steps: int = 20
     checkpoint_interval_s: float = 120.0
+    mixed_precision: str = "off"
 
     def __post_init__(self):
         def positive(name):  # a finite number > 0, normalised to float
@@ -115,6 +126,7 @@ class TrainConfig:
         check_name(self.lr_schedule, LR_SCHEDULES, "lr_schedule")
         check_name(self.prediction, PREDICTIONS, "prediction")
         check_name(self.weighting, WEIGHTINGS, "weighting")
+        check_name(self.mixed_precision, MIXED_PRECISIONS, "mixed_precision")
 
 
 @dataclass
@@ -371,14 +383,15 @@ def _checkpoint_path(out_dir) -> Path | None:
     return path
 
 
-def _load_training_state(path: Path, config: TrainConfig, diffusion: Diffusion, device: torch.device) -> dict:
+def _load_training_state(path: Path, config: TrainConfig, diffusion: Diffusion, device: torch.device,
+                         world_size: int) -> dict:
     """The checkpoint at ``path``, checked to be a checkpoint of :func:`train` of this run and to fit ``config``."""
     state = load_checkpoint(path, map_location=device)
     missing = [key for key in _CHECKPOINT_KEYS if key not in state]
     if missing or not isinstance(state["config"], dict) or not isinstance(state["step"], int):
         raise CheckpointError(f"{path} is not a training checkpoint of train() (missing or malformed: "
                               f"{missing or ['config', 'step']}); pass resume=False to train afresh and overwrite it")
-    _check_resumable(state, config, diffusion, path)
+    _check_resumable(state, config, diffusion, path, world_size)
     if config.steps is not None and state["step"] > config.steps:
         raise ValueError(
             f"cannot resume from {path}: it holds {state['step']} trained steps, more than steps={config.steps}; "
@@ -387,17 +400,37 @@ def _load_training_state(path: Path, config: TrainConfig, diffusion: Diffusion, 
     return state
 
 
-def _check_resumable(state: dict, config: TrainConfig, diffusion: Diffusion, path: Path) -> None:
+def _check_resumable(state: dict, config: TrainConfig, diffusion: Diffusion, path: Path, world_size: int) -> None:
     """ValueError naming what differs when a checkpoint was written by another run."""
     saved = state["config"]
     differ = [f"{k}: checkpoint {saved.get(k)!r} vs now {getattr(config, k)!r}"
               for k in _RESUME_FIELDS if saved.get(k) != getattr(config, k)]
+    if state.get("world_size", 1) != world_size:  # the effective batch is world size × batch_size
+        differ.append(f"processes: checkpoint {state.get('world_size', 1)} vs now {world_size}")
     betas = state["betas"].to(diffusion.betas.device, diffusion.betas.dtype)
     if betas.shape != diffusion.betas.shape or not torch.allclose(betas, diffusion.betas):
         differ.append(f"noise schedule: checkpoint T={len(betas)} vs now T={diffusion.T} (or different betas)")
     if differ:
         raise ValueError(f"cannot resume from {path}, it was written by a different run ({'; '.join(differ)}); "
                          "pass resume=False or another out_dir")
+
+
+def _main_reads_state(path: Path, config: TrainConfig, diffusion: Diffusion, device: torch.device,
+                      ranks: distributed.Context) -> dict:
+    """The checkpoint, read and checked by rank 0 and sent to every rank (its error raised on every rank)."""
+    state = None
+    if ranks.is_main:
+        try:
+            where = "cpu" if ranks.enabled else device  # sent through the CPU group, then restored onto each device
+            state = _load_training_state(path, config, diffusion, where, ranks.world_size)
+        except ValueError as error:  # CheckpointError included
+            if not ranks.enabled:
+                raise
+            state = error
+    state = distributed.broadcast_object(state, ranks)
+    if isinstance(state, ValueError):
+        raise state
+    return state
 
 
 def _restore(state: dict, path: Path, model: nn.Module, ema: EMA, optimizer, generators, device) -> None:
@@ -413,19 +446,22 @@ def _restore(state: dict, path: Path, model: nn.Module, ema: EMA, optimizer, gen
                               "pass resume=False or another out_dir") from None
 
 
-def _train_step(model: nn.Module, ema: EMA, optimizer, diffusion: Diffusion, x0: Tensor, labels: Tensor | None,
-                lr: float, noise_gen: torch.Generator, config: TrainConfig) -> Tensor:
-    """One step of Algorithm 1 (loss, backward, clipping, Adam, EMA); the loss, detached, still on the device."""
+def _train_step(model: nn.Module, net: nn.Module, ema: EMA, optimizer, precision: MixedPrecision, diffusion: Diffusion,
+                x0: Tensor, labels: Tensor | None, lr: float, noise_gen: torch.Generator, config: TrainConfig) -> Tensor:
+    """One step of Algorithm 1 (loss, backward, clipping, Adam, EMA); the loss, detached, still on the device.
+    ``net`` is ``model`` or its DistributedDataParallel wrapper."""
     for group in optimizer.param_groups:
         group["lr"] = lr
-    loss = diffusion_loss(model, diffusion, x0, prediction=config.prediction, weighting=config.weighting,
-                          min_snr_gamma=config.min_snr_gamma, generator=noise_gen,
-                          labels=labels, p_uncond=config.p_uncond or 0.0)
+    with precision.autocast():
+        loss = diffusion_loss(net, diffusion, x0, prediction=config.prediction, weighting=config.weighting,
+                              min_snr_gamma=config.min_snr_gamma, generator=noise_gen,
+                              labels=labels, p_uncond=config.p_uncond or 0.0)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    precision.backward(loss)  # under DDP the gradients are averaged over the ranks here
     if config.grad_clip is not None:
+        precision.unscale_(optimizer)
         nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)  # rescale g if ‖g‖ > grad_clip
-    optimizer.step()
+    precision.step(optimizer)
     ema.update(model)  # θ_ema ← d·θ_ema + (1 − d)·θ
     return loss.detach()
 
@@ -455,30 +491,44 @@ def train(model: nn.Module, diffusion: Diffusion, batches, config: TrainConfig, 
     next_batch = _batch_source(batches, config.batch_size)
     model.to(device)
     ema = EMA(model, decay=config.ema_decay)
-    # foreach: one batched update of all tensors (PyTorch's default on GPUs; also faster on CPUs)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, foreach=device.type in ("cpu", "cuda") or None)
-    data_gen = torch.Generator().manual_seed(config.seed)  # minibatches (CPU)
-    noise_gen = torch.Generator(device=device).manual_seed(config.seed + 1)  # t and ε (training device)
+    precision = MixedPrecision(config.mixed_precision, device)
+    optimizer = precision.optimizer(model.parameters(), lr=config.lr)
+    ranks = distributed.current()  # a single rank without torchrun
+    seed = distributed.rank_seed(config.seed, ranks.rank)  # = config.seed on rank 0
+    data_gen = torch.Generator().manual_seed(seed)  # minibatches (CPU)
+    noise_gen = torch.Generator(device=device).manual_seed(seed + 1)  # t and ε (training device)
     step, losses, seconds_before, planned = 0, [], 0.0, None
 
-    if ckpt_path is not None and resume and ckpt_path.is_file():
-        state = _load_training_state(ckpt_path, config, diffusion, device)
-        _restore(state, ckpt_path, model, ema, optimizer, (data_gen, noise_gen), device)
+    if distributed.broadcast_from_main([ckpt_path is not None and resume and ckpt_path.is_file()], ranks)[0]:
+        state = _main_reads_state(ckpt_path, config, diffusion, device, ranks)
+        _restore({**state, "rng": state["rng_ranks"][ranks.rank]} if ranks.enabled else state,
+                 ckpt_path, model, ema, optimizer, (data_gen, noise_gen), device)
+        precision.load_state_dict(state.get("grad_scaler", {}))
         step, losses, seconds_before = state["step"], list(state["losses"]), state["seconds"]
         planned = state.get("planned_steps")
+    net = distributed.wrap(model, device, ranks)  # DistributedDataParallel under torchrun (from rank 0's weights)
+    if ranks.enabled and step == 0:
+        ema.model.load_state_dict(model.state_dict())  # the EMA starts from rank 0's weights on every rank, too
 
     start = time.perf_counter()
     plan = _StepPlan(config, planned, step, seconds_before, start)
     saved = {"step": step, "time": start}  # the last checkpoint written
 
     def checkpoint() -> None:
-        save_checkpoint(ckpt_path, {
-            "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-            "step": step, "losses": losses, "seconds": seconds_before + time.perf_counter() - start,
-            "rng": _rng_states(data_gen, noise_gen, device), "config": asdict(config),
-            "betas": diffusion.betas.detach().cpu(),
-            "planned_steps": _planned_steps(plan, config),
-        })
+        rng_ranks = distributed.gather_to_main(_rng_states(data_gen, noise_gen, device), ranks)  # every rank calls
+        if ranks.is_main:  # only rank 0 writes
+            with deliberate_sync():
+                state = {
+                    "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
+                    "step": step, "losses": losses, "seconds": seconds_before + time.perf_counter() - start,
+                    "rng": rng_ranks[0], "config": asdict(config), "betas": diffusion.betas.detach().cpu(),
+                    "planned_steps": _planned_steps(plan, config),
+                }
+                if ranks.enabled:
+                    state.update(world_size=ranks.world_size, rng_ranks=rng_ranks)
+                if precision.scaler is not None:
+                    state["grad_scaler"] = precision.state_dict()
+                save_checkpoint(ckpt_path, state)
         saved.update(step=step, time=time.perf_counter())
 
     pending: list[Tensor] = []  # losses still on the device (fetched every log_every steps: fewer syncs)
@@ -486,7 +536,8 @@ def train(model: nn.Module, diffusion: Diffusion, batches, config: TrainConfig, 
     def flush() -> None:
         if not pending:
             return
-        values = torch.stack(pending).float().cpu().tolist()
+        with deliberate_sync():  # the one intended sync, every log_every steps
+            values = distributed.mean_over_ranks(torch.stack(pending).float(), ranks).cpu().tolist()
         first = len(losses)
         pending.clear()
         for i, value in enumerate(values):
@@ -501,20 +552,26 @@ def train(model: nn.Module, diffusion: Diffusion, batches, config: TrainConfig, 
     stopped_early = False
     lr = lr_at_step(step, config, plan.total)
     model.train()
-    with tqdm(total=plan.end if plan.end < math.inf else None, initial=step, disable=not progress,
+    with tqdm(total=plan.end if plan.end < math.inf else None, initial=step, disable=not progress or not ranks.is_main,
               desc="training") as bar, _DeferredStop(enabled=ckpt_path is not None) as stop:
         while step < plan.end:
             x0, labels = _as_x0_and_labels(next_batch(step, data_gen), step, device, config.p_uncond is not None)
             lr = lr_at_step(step, config, plan.total)
-            pending.append(_train_step(model, ema, optimizer, diffusion, x0, labels, lr, noise_gen, config))
+            pending.append(_train_step(model, net, ema, optimizer, precision, diffusion, x0, labels, lr, noise_gen,
+                                       config))
             step += 1
 
             if plan.after_step(step, device):  # a calibrated budget has just fixed the step count
+                if ranks.enabled:  # the same step on every rank; rank 0's count holds
+                    plan.total = int(distributed.broadcast_from_main([plan.total], ranks)[0])
                 bar.total = plan.end
                 bar.refresh()
             now = time.perf_counter()  # host clock only: no device sync
             due = ckpt_path is not None and _checkpoint_due(config, step, now - saved["time"])
             out_of_time = config.time_limit_s is not None and now - start >= config.time_limit_s
+            if ranks.enabled:  # rank 0's clock and signals decide for every rank, so that none waits for the others
+                due, out_of_time, signum = distributed.broadcast_from_main([due, out_of_time, stop.signum or 0], ranks)
+                due, out_of_time, stop.signum = bool(due), bool(out_of_time), int(signum) or None
             stopped_early = step < plan.end and (stop.requested or out_of_time)
             if step % config.log_every == 0 or due or stopped_early or step >= plan.end:
                 flush()

@@ -49,7 +49,7 @@
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
 # | CPU, 2 cores | ≈ 2 min measured | 25 min measured (10 min of it training, a hard cap: 2000 steps × 0.28 s; 6.5 min for the 1000 final guided samples) |
-# | GPU (e.g. Colab T4) | seconds | a few minutes, with a larger model and more steps |
+# | GPU (e.g. Colab T4) | seconds | ≈ 6 min, an *estimate* (no GPU run yet): a 4-minute calibrated training budget, ≈ 12,000 steps × 128 on a T4 estimated from the FLOPs of a step and an assumed 16 TFLOP/s (section 3), then sampling |
 #
 # **Papers.** Ho, Jain & Abbeel (2020), *Denoising Diffusion Probabilistic Models*
 # ([arXiv:2006.11239](https://arxiv.org/abs/2006.11239)); Song, Meng & Ermon (2021), *Denoising
@@ -280,22 +280,17 @@ for name, kwargs in candidates.items():
 # automatically when `config.get_device().type == "cuda"`.
 
 # %%
-if on_gpu:  # a GPU: wider, deeper, attention in the middle, bigger batches, more steps
-    unet_config = dict(base_channels=64, channel_mults=(1, 2, 2), num_res_blocks=2, attention_resolutions=(7,), num_classes=10)
-    train_config = TrainConfig(steps=config.pick(quick=50, full=8000), batch_size=config.pick(quick=32, full=256), lr=1e-3,
-                               warmup_steps=config.pick(quick=5, full=200), lr_schedule="cosine", ema_decay=0.999,
-                               prediction="v", weighting="min_snr", checkpoint_every=1000, log_every=50, p_uncond=0.1)
-else:  # a CPU: the narrow network chosen above, trained for at most 10 minutes on 2 cores
-    unet_config = config.pick(quick=dict(base_channels=8, channel_mults=(1, 2), num_classes=10),
-                              full=dict(base_channels=16, channel_mults=(1, 2, 2), num_classes=10))
-    train_config = TrainConfig(steps=config.pick(quick=30, full=2000), batch_size=32, lr=2e-3,
-                               warmup_steps=config.pick(quick=5, full=100), lr_schedule="cosine", ema_decay=0.995,
-                               prediction="v", weighting="min_snr", checkpoint_every=config.pick(quick=0, full=250), log_every=25,
-                               time_limit_s=config.pick(quick=None, full=600),  # at most 10 minutes of training
-                               p_uncond=0.1)  # labels, dropped 10 % of the time (section 6)
+# The configurations live in ddpm_helpers.recipes, shared with `python -m ddpm_helpers.train_cli mnist-gpu` (and torchrun).
+# CPU: the narrow network chosen above, 2000 steps under a 10-minute cap; GPU: twice as wide, two blocks per level,
+# attention at 7×7, batch 128, mixed precision and a 4-minute calibrated budget (the steps are fixed from the measured
+# step time, so the cosine schedule ends inside the budget on any GPU).
+from ddpm_helpers import recipes
+
+recipe = recipes.mnist(config.profile(), gpu=on_gpu)
+unet_config, train_config = recipe.unet, recipe.train_config()
 diffusion = Diffusion.from_schedule("linear", T=1000)
 torch.manual_seed(0)
-model = UNet(1, **unet_config)
+model = UNet(**unet_config)
 flops = forward_flops(model)
 
 # %% [markdown]
@@ -346,6 +341,28 @@ print("U-Net:", unet_config)
 print(f"{count_parameters(model):,} parameters, {flops / 1e6:.1f} MFLOP per forward pass on one 28×28 image "
       f"(≈ {3 * flops * train_config.batch_size / 1e9:.1f} GFLOP per training step: forward + twice as much backward)")
 print(train_config)
+
+# %% [markdown]
+# **The GPU profile, priced (estimates: no GPU run of this notebook yet).** A training step is a
+# forward and a backward pass; `FlopCounterMode` counts both on the CPU for one image, and the
+# cost grows linearly with the batch. The earlier GPU branch (base 64, two blocks per level,
+# batch 256, 8000 steps) cost 6.6 GFLOP per image, 1.7 TFLOP per step: at a T4's float32 peak of
+# 8 TFLOP/s that is at least 0.21 s a step and half an hour for 8000 steps, not "a few minutes".
+# The recipe now halves the width (a quarter of the FLOPs), halves the batch, computes under
+# autocast in float16 (a T4 has no fast bfloat16; 65 TFLOP/s peak on its tensor cores) and trains
+# for a **calibrated budget** of 4 minutes: the loop times its first steps, then fixes once how
+# many fit (stored in the checkpoint), so the cosine schedule ends inside the budget on any GPU.
+# How many that is on a T4 we can only estimate, assuming 16 TFLOP/s sustained (a quarter of the
+# peak) and at least 20 ms a step for launching the kernels of a U-Net this deep:
+
+# %%
+gpu_recipe = recipes.MNIST["gpu"]
+estimate = recipes.t4_estimate(gpu_recipe)
+print(f"{gpu_recipe.name}: {estimate['flops_per_step'] / 1e9:.0f} GFLOP per training step "
+      f"(batch {gpu_recipe.train_config().batch_size}; FlopCounterMode, forward + backward)")
+print(f"T4 estimate (assumed {recipes.T4_ASSUMED_FLOPS / 1e12:.0f} TFLOP/s, ≥ {1e3 * recipes.T4_ASSUMED_MIN_STEP_S:.0f} ms "
+      f"a step): {1e3 * estimate['seconds_per_step']:.0f} ms per step, ≈ {estimate['steps_in_budget']:,} steps "
+      f"in the {gpu_recipe.train['time_budget_s'] / 60:.0f}-minute budget")
 
 # %% [markdown]
 # ## 4. Training: what makes the ten minutes count

@@ -49,7 +49,7 @@
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
 # | CPU (measured: one thread of a shared 2-core machine) | ≈ 30 s | ≈ 31 min (30 min of it training, a hard cap) |
-# | Colab with a GPU (64×64, larger model; estimated) | ≈ 1 min | ≈ 45 min (at most 40 min training) |
+# | Colab with a GPU (64×64, larger model; *estimated*, no GPU run yet) | ≈ 1 min | ≈ 45 min: a 40-minute calibrated training budget (≈ 17,000 steps × 64 on a T4, estimated from the FLOPs of a step and an assumed 16 TFLOP/s, section 3), then sampling |
 #
 # **Papers.** Equation numbers refer to Ho, Jain & Abbeel (2020), *Denoising Diffusion
 # Probabilistic Models* ([arXiv:2006.11239](https://arxiv.org/abs/2006.11239)) unless another
@@ -145,14 +145,15 @@ outputs = config.outputs_dir("05_butterflies")
 device = config.get_device()
 on_gpu = device.type == "cuda"
 
-UNET_32 = dict(in_channels=3, base_channels=24, channel_mults=(1, 2, 2), num_res_blocks=1,
-               attention_resolutions=(8,), dropout=0.1, image_size=32)  # the CPU model, explained in section 2
-UNET_64 = dict(in_channels=3, base_channels=64, channel_mults=(1, 2, 2, 2), num_res_blocks=2,
-               attention_resolutions=(16, 8), dropout=0.1, image_size=64)  # the GPU model
-UNET_TINY = dict(in_channels=3, base_channels=16, channel_mults=(1, 2), num_res_blocks=1,
-                 attention_resolutions=(8,), dropout=0.1, image_size=16)  # the quick profile: seconds
+from ddpm_helpers import recipes  # the configurations, shared with `python -m ddpm_helpers.train_cli butterflies-gpu`
 
-unet_config = config.pick(quick=UNET_TINY, full=UNET_64 if on_gpu else UNET_32)
+UNET_32 = recipes.BUTTERFLIES["cpu"].unet  # the CPU model, explained in section 2
+UNET_64 = recipes.BUTTERFLIES["gpu"].unet  # the GPU model
+UNET_TINY = recipes.BUTTERFLIES["quick"].unet  # the quick profile: seconds
+print("UNET_32 =", UNET_32, "\nUNET_64 =", UNET_64)
+
+recipe = recipes.butterflies(config.profile(), gpu=on_gpu)
+unet_config = recipe.unet
 image_size = unet_config["image_size"]
 print(f"profile {config.profile()}, device {device.type}: training a {image_size}×{image_size} U-Net")
 
@@ -433,22 +434,32 @@ for label, variant, seconds in zip(variants, variant_models, step_seconds):
 #   running the cell again trains on towards `steps`.
 
 # %%
-train_config = TrainConfig(
-    steps=config.pick(quick=30, full=20_000 if on_gpu else 1_500),
-    batch_size=config.pick(quick=8, full=64 if on_gpu else 32),
-    lr=config.pick(quick=1e-3, full=2e-4 if on_gpu else 1e-3),
-    warmup_steps=config.pick(quick=5, full=100),
-    lr_schedule="cosine",
-    prediction="v",
-    weighting="min_snr",
-    ema_decay=config.pick(quick=0.9, full=0.999),
-    checkpoint_every=config.pick(quick=0, full=250),
-    log_every=config.pick(quick=10, full=50),
-    time_limit_s=config.pick(quick=None, full=(40 if on_gpu else 30) * 60),
-    seed=0,
-)
+# recipes.BUTTERFLIES: quick 30 steps of 8; CPU 1500 steps of 32 (lr 1e-3) under a 30-minute cap; GPU batch 64,
+# lr 2e-4, mixed precision, steps fitted to a 40-minute calibrated budget. All: warmup, cosine, v, min-SNR.
+train_config = recipe.train_config()
 run_dir = outputs / f"unet{image_size}_{config.profile()}"  # one folder per model size: runs never resume each other
 batches = random_batches(data.images, train_config.batch_size, transform=flip_and_crop)
+
+# %% [markdown]
+# **The GPU profile, priced (estimates: no GPU run of this notebook yet).** The 64×64 network costs
+# about 12 GFLOP per image forward, three times that with the backward pass, and at batch 64 about
+# 2.3 TFLOP per step. The earlier profile asked for 20 000 such steps under a 40-minute cap: at a
+# T4's float32 peak of 8 TFLOP/s a step takes at least 0.28 s, so the cap would have stopped it
+# after at most ≈ 8 500 steps (≈ 4–5 k at a realistic half of the peak) with the learning rate still
+# near its peak. Now the step runs under autocast in float16 (the T4's tensor cores; bfloat16 on
+# Ampere and newer) and the run has a **calibrated budget** of 40 minutes: the loop times its first
+# steps, fixes once how many fit (stored in the checkpoint), and the cosine schedule ends inside the
+# budget whatever the GPU. The step count on a T4 below assumes 16 TFLOP/s sustained, a quarter of
+# the 65 TFLOP/s float16 peak:
+
+# %%
+for name in ("gpu", "gpu128"):
+    gpu_recipe = recipes.BUTTERFLIES[name]
+    estimate = recipes.t4_estimate(gpu_recipe)
+    print(f"{gpu_recipe.name}: {estimate['flops_per_step'] / 1e12:.2f} TFLOP per training step (batch "
+          f"{gpu_recipe.train_config().batch_size}; FlopCounterMode, forward + backward) | T4 estimate: "
+          f"{estimate['seconds_per_step']:.2f} s per step, ≈ {estimate['steps_in_budget']:,} steps in "
+          f"{gpu_recipe.train['time_budget_s'] / 60:.0f} min")
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -807,3 +818,39 @@ def my_resblock_parameters_solution(c_in, c_out, time_dim):
 
 
 check_exercise_2(my_resblock_parameters_solution)
+
+# %% [markdown]
+# ## Appendix: bigger butterflies on one or many GPUs
+#
+# The same network and loop train from a shell with `ddpm_helpers.train_cli`, which takes its
+# configurations from `ddpm_helpers.recipes` like this notebook. The data is the butterfly folder of
+# `DDPM_DATA_DIR` (else the 1000-image CC0 Smithsonian set, downloaded once), or your own folder:
+#
+# ```bash
+# python -m ddpm_helpers.train_cli butterflies-gpu --samples 64        # 64×64, one GPU, 40-minute budget
+# python -m ddpm_helpers.train_cli butterflies128-gpu --image-folder ~/my_butterflies --budget-min 120
+# torchrun --standalone --nproc_per_node=4 -m ddpm_helpers.train_cli butterflies-gpu   # 4 GPUs, one machine
+# ```
+#
+# Under `torchrun` every process drives one GPU and trains a `DistributedDataParallel` copy of the
+# U-Net on its own random minibatches (`--batch-size` per process, so 4 GPUs see 4 × 64 images a
+# step) with its own noise, seeded from the run's seed and its rank. Rank 0 decides when to stop
+# (budget, time limit, Ctrl-C, SIGTERM), tells the others, and alone writes
+# `outputs/train/<recipe>/checkpoint.pt`; running the same command again resumes. On several
+# machines, start the same command on each with a rendezvous point, e.g. with SLURM (2 machines × 4 GPUs;
+# `--signal` sends SIGTERM two minutes before the time limit, and the run checkpoints and stops):
+#
+# ```bash
+# #!/bin/bash
+# #SBATCH --nodes=2 --ntasks-per-node=1 --gpus-per-node=4 --cpus-per-task=16 --time=02:00:00 --signal=TERM@120
+# head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+# srun torchrun --nnodes="$SLURM_NNODES" --nproc_per_node=4 --rdzv-backend=c10d --rdzv-endpoint="$head:29500" \
+#      --rdzv-id="$SLURM_JOB_ID" -m ddpm_helpers.train_cli butterflies128-gpu --budget-min 110 \
+#      --out-dir "$PWD/outputs/train/butterflies128"   # a folder all machines share
+# ```
+#
+# **Time per step (estimates, not measured: this series has not yet run on a GPU).** A step of
+# `butterflies-gpu` (64×64) or `butterflies128-gpu` (128×128 through a 2×2 patch stem, so the same
+# levels) is about 2.3 TFLOP at batch 64 per GPU (counted above); at an assumed 16 TFLOP/s under
+# float16 autocast on a T4 that is ≈ 0.14 s, ≈ 17 000 steps in 40 minutes. Faster GPUs and more of
+# them change only how many steps the budget buys: the loop measures its own step time and prints it.

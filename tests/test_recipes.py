@@ -1,0 +1,87 @@
+"""Recipes (the notebooks' configurations), the command-line entry point and mixed precision."""
+
+import pytest
+import torch
+
+from ddpm_helpers import recipes, train_cli
+from ddpm_helpers.checkpoint import load_checkpoint
+from ddpm_helpers.diffusion import Diffusion
+from ddpm_helpers.nn.unet import UNet
+from ddpm_helpers.precision import MixedPrecision, autocast_dtype
+from ddpm_helpers.samplers import ddim_sample
+from ddpm_helpers.training import TrainConfig, train
+
+
+@pytest.mark.parametrize("name", sorted(recipes.RECIPES))
+def test_every_recipe_builds_its_unet_and_config(name):
+    recipe = recipes.get(name)
+    model = UNet(**recipe.unet)
+    x = torch.zeros(1, recipe.unet["in_channels"], recipe.image_size, recipe.image_size)
+    assert model.image_size == recipe.image_size and x.shape[-1] == recipe.image_size
+    config = recipe.train_config()
+    assert (config.time_budget_s is not None) == name.endswith("gpu")  # GPU runs fit a calibrated budget
+    assert config.mixed_precision == ("auto" if name.endswith("gpu") else "off")
+    assert recipe.train_config() is not config  # a fresh config each time
+
+
+def test_notebook_lookups_and_unknown_names():
+    assert recipes.butterflies("full", gpu=False).image_size == 32
+    assert recipes.butterflies("full", gpu=True).image_size == 64
+    assert recipes.mnist("quick", gpu=True).name == "mnist-quick"
+    with pytest.raises(ValueError, match="unknown recipe 'nope'"):
+        recipes.get("nope")
+
+
+def test_cli_trains_a_recipe_and_resumes(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("DDPM_DATA_DIR", "../shared/data")
+    monkeypatch.setenv("DDPM_DEVICE", "cpu")
+    args = ["butterflies-quick", "--steps", "4", "--batch-size", "2", "--out-dir", str(tmp_path), "--no-progress"]
+    train_cli.main(args)
+    first = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert first["step"] == 4 and load_checkpoint(tmp_path / "ema.pt")["recipe"] == "butterflies-quick"
+    train_cli.main(args[:2] + ["6"] + args[3:])  # the same command with more steps resumes
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["losses"][:4] == first["losses"]
+    assert "6 steps" in capsys.readouterr().out
+
+
+def test_cli_rejects_an_image_folder_for_mnist():
+    with pytest.raises(SystemExit):
+        train_cli.parse_args(["mnist-quick", "--image-folder", "somewhere"])
+
+
+def test_mixed_precision_off_on_a_cpu_and_bad_modes():
+    cpu = torch.device("cpu")
+    assert autocast_dtype("auto", cpu) is None and autocast_dtype("bf16", cpu) == torch.bfloat16
+    with pytest.raises(ValueError, match="'fp16' needs a CUDA device"):
+        autocast_dtype("fp16", cpu)
+    with pytest.raises(ValueError, match="mixed_precision"):
+        TrainConfig(steps=1, batch_size=1, mixed_precision="half")
+    assert MixedPrecision("auto", cpu).scaler is None
+
+
+def test_bf16_autocast_trains_on_a_cpu():
+    data = torch.randn(16, 1, 8, 8)
+    torch.manual_seed(0)
+    model = UNet(1, base_channels=8, channel_mults=(1, 2), image_size=8)
+    config = TrainConfig(steps=3, batch_size=4, mixed_precision="bf16", log_every=1)
+    result = train(model, Diffusion.from_schedule("linear", T=50), data, config, device="cpu", progress=False)
+    assert len(result.losses) == 3 and all(torch.isfinite(torch.tensor(result.losses)))
+    assert next(model.parameters()).dtype == torch.float32  # the weights stay float32
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("mode", ["off", "auto", "fp16"])
+def test_gpu_training_and_sampling_steps_never_sync_the_device(mode):
+    device = torch.device("cuda")
+    data = torch.randn(64, 3, 16, 16, device=device)
+    diffusion = Diffusion.from_schedule("linear", T=100)
+    model = UNet(3, base_channels=16, channel_mults=(1, 2), attention_resolutions=(8,), image_size=16)
+    config = TrainConfig(steps=6, batch_size=8, log_every=3, prediction="v", weighting="min_snr", mixed_precision=mode)
+    torch.cuda.set_sync_debug_mode("error")  # any implicit host-device sync raises
+    try:
+        result = train(model, diffusion, lambda step, generator: data[:8], config, device=device, progress=False)
+        samples = ddim_sample(result.ema.model, diffusion, (4, 3, 16, 16), num_steps=5, prediction="v",
+                              device=device, generator=torch.Generator(device=device).manual_seed(0)).x
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert len(result.losses) == 6 and samples.shape == (4, 3, 16, 16) and torch.isfinite(samples).all()
