@@ -12,25 +12,26 @@ from typing import Sequence
 
 import matplotlib.pyplot as plt
 import torch
+import torchvision
 from matplotlib import animation
 from torch import Tensor
 
+from .checks import check_positive_int
+
 
 def make_grid(x: Tensor, nrow: int = 8, padding: int = 2, pad_value: float = 1.0) -> Tensor:
-    """Tile images ``(B, C, H, W)`` in [−1, 1] into one image ``(C, H', W')`` in [0, 1], ``nrow`` per row."""
+    """Tile images ``(B, C, H, W)`` in [−1, 1] into one image ``(C, H', W')`` in [0, 1], ``nrow`` per row.
+
+    ``torchvision.utils.make_grid`` on the images mapped to [0, 1], keeping the input's channels
+    (torchvision repeats a single channel three times).
+    """
     if not isinstance(x, Tensor) or x.ndim != 4 or len(x) == 0:
-        raise ValueError(f"x must be a non-empty Tensor (B, C, H, W), got {tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
-    if isinstance(nrow, bool) or not isinstance(nrow, int) or nrow < 1:
-        raise ValueError(f"nrow must be a positive int, got {nrow!r}")
-    b, c, h, w = x.shape
-    cols = min(nrow, b)
-    rows = -(-b // cols)  # ceil(b / cols)
+        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"x must be a non-empty Tensor (B, C, H, W), got {got}")
+    check_positive_int(nrow, "nrow")
     images = ((x.detach().float().cpu() + 1) / 2).clamp(0, 1)  # [−1, 1] → [0, 1]
-    grid = torch.full((c, rows * (h + padding) + padding, cols * (w + padding) + padding), float(pad_value))
-    for i in range(b):
-        top, left = padding + (i // cols) * (h + padding), padding + (i % cols) * (w + padding)
-        grid[:, top:top + h, left:left + w] = images[i]
-    return grid
+    grid = torchvision.utils.make_grid(images, nrow=nrow, padding=padding, pad_value=pad_value)
+    return grid[: x.shape[1]]
 
 
 def _imshow_grid(ax, grid: Tensor):

@@ -123,11 +123,12 @@ from ddpm_helpers.neighbours import (
     nearest_neighbours,
     rms_distance,
 )
-from ddpm_helpers.nn.unet import Downsample, ResBlock, SelfAttention, UNet, Upsample, count_parameters
+from ddpm_helpers.nn.unet import Downsample, ResBlock, SelfAttention, UNet, Upsample
 from ddpm_helpers.plotting import make_grid, plot_loss_curve, plot_unet, save_animation, show_images, show_neighbours
 from ddpm_helpers.samplers import ddim_sample, ddim_timesteps
 from ddpm_helpers.timing import fastest_training_steps
-from ddpm_helpers.training import TrainConfig, train
+from ddpm_helpers.training import train
+from ddpm_helpers.utils import count_parameters
 
 notebook_start = time.perf_counter()
 config.seed_everything(0)
@@ -423,18 +424,18 @@ for label, variant, seconds in zip(variants, variant_models, step_seconds):
 #   warm-up $d_n = \min\big(d, \tfrac{1+n}{10+n}\big)$ at update $n$ reaches only after about
 #   9 000 updates — on the GPU run. In the 1 500-step CPU run the warm-up sets the decay
 #   throughout, ending near 0.994: an average over the last ≈ 160 steps);
-# - **checkpoints** in `outputs/05_butterflies/<run>/checkpoint.pt`, written atomically every
-#   few hundred steps and at the end: interrupt the cell (or lose the Colab session) and run
-#   it again, and training continues where it stopped;
-# - a **time limit**: `time_limit_s` stops the run after 30 minutes of training on a CPU,
-#   whatever the number of steps reached, so the notebook's run time holds on slower laptops
-#   (which then train fewer steps, before the learning rate has decayed). The 1 500 planned
-#   steps about fit into the 30 minutes on one core of the machine this notebook was run on
-#   (the run below finished all 1 500 in 29.7 minutes, 1.19 s per step); after an early stop,
-#   running the cell again trains on towards `steps`.
+# - **checkpoints** in `outputs/05_butterflies/<run>/checkpoint.pt`, written atomically (with a
+#   checksum) every two minutes of training, at the end, and when the kernel is interrupted:
+#   interrupt the cell (or lose the Colab session) and run it again, and training continues
+#   where it stopped;
+# - a **calibrated budget**: `time_budget_s` is 30 minutes of training on a CPU. The loop times
+#   its first 20 steps, then fixes once how many steps fit into the budget (at most the 1 500 of
+#   `steps`), stores that count in the checkpoint and makes it the length of the cosine
+#   schedule — so on a slower laptop the run takes the same time, trains fewer steps, and its
+#   learning rate still decays to zero. The printout below gives the planned count.
 
 # %%
-# recipes.BUTTERFLIES: quick 30 steps of 8; CPU 1500 steps of 32 (lr 1e-3) under a 30-minute cap; GPU batch 64,
+# recipes.BUTTERFLIES: quick 30 steps of 8; CPU at most 1500 steps of 32 (lr 1e-3) in a 30-minute calibrated budget; GPU batch 64,
 # lr 2e-4, mixed precision, steps fitted to a 40-minute calibrated budget. All: warmup, cosine, v, min-SNR.
 train_config = recipe.train_config()
 run_dir = outputs / f"unet{image_size}_{config.profile()}"  # one folder per model size: runs never resume each other
@@ -469,7 +470,7 @@ if pretrained is None:
     result = train(model, diffusion, batches, train_config, device=device, out_dir=run_dir)
 else:  # USE_PRETRAINED: the committed run's weights, steps, time and losses
     result = pretrained.train_result(model.to(device))
-print(f"{result.steps} steps of batch {train_config.batch_size} in {result.seconds / 60:.1f} min "
+print(f"{result.steps} steps (planned: {result.planned_steps}) of batch {train_config.batch_size} in {result.seconds / 60:.1f} min "
       f"({result.seconds / max(result.steps, 1):.2f} s/step){' — stopped by the time limit' if result.stopped_early else ''}; "
       f"mean loss of the last 100 steps {sum(result.losses[-100:]) / len(result.losses[-100:]):.4f}")
 plot_loss_curve(result.losses, window=100, title="training loss (min-SNR-weighted v)")
@@ -486,8 +487,8 @@ plt.show()
 # **Resuming.** Run the training call again with a *fresh, untrained* model and the same
 # `out_dir`: `train` finds the checkpoint, loads the weights, the EMA, the optimizer state,
 # the random generators and the loss history, and trains only the steps still missing. We ask
-# for exactly the steps the checkpoint holds (`steps=result.steps`, which is `train_config.steps`
-# unless the time limit stopped the run early), so nothing is left to train:
+# for exactly the steps the checkpoint holds (`steps=result.steps`, the planned count), so nothing
+# is left to train:
 
 # %%
 # NBVAL_IGNORE_OUTPUT

@@ -19,7 +19,8 @@ def test_every_recipe_builds_its_unet_and_config(name):
     x = torch.zeros(1, recipe.unet["in_channels"], recipe.image_size, recipe.image_size)
     assert model.image_size == recipe.image_size and x.shape[-1] == recipe.image_size
     config = recipe.train_config()
-    assert (config.time_budget_s is not None) == name.endswith("gpu")  # GPU runs fit a calibrated budget
+    # full-profile runs fit a calibrated budget; the quick ones keep fixed steps (deterministic tests)
+    assert (config.time_budget_s is not None) == (not name.endswith("quick"))
     assert config.mixed_precision == ("auto" if name.endswith("gpu") else "off")
     assert recipe.train_config() is not config  # a fresh config each time
 
