@@ -176,7 +176,7 @@ def test_every_import_of_the_tests_and_tools_is_in_what_ci_installs():
 
 
 def test_every_extra_dependency_is_imported_or_run():
-    plugins = {"nbval"}  # pytest --nbval: also imported by tests/test_notebooks.py
+    plugins = {"nbval", "nbconvert"}  # pytest --nbval; `python -m nbconvert` in tests/test_animation_html.py
     used = set(imported_distributions(PACKAGE_FILES + TOOL_FILES)) | plugins
     extras = set(requirements(*PROJECT["optional-dependencies"])) - set(requirements())
     assert sorted(extras - used) == []
