@@ -45,10 +45,10 @@ MNIST = {
     "quick": Recipe("mnist-quick", "mnist",
                     dict(in_channels=1, image_size=28, base_channels=8, channel_mults=(1, 2), num_classes=10),
                     dict(_MNIST_TRAIN, steps=30, batch_size=32, warmup_steps=5)),
-    # 2 CPU cores: the narrowest network of 04's measurements, at most 2000 steps in a 10-minute calibrated budget
+    # 2 CPU cores: the narrowest network of 04's measurements, as many steps as fit a 10-minute calibrated budget
     "cpu": Recipe("mnist-cpu", "mnist",
                   dict(in_channels=1, image_size=28, base_channels=16, channel_mults=(1, 2, 2), num_classes=10),
-                  dict(_MNIST_TRAIN, steps=2000, time_budget_s=10 * 60, batch_size=32, warmup_steps=100)),
+                  dict(_MNIST_TRAIN, steps=None, time_budget_s=10 * 60, batch_size=32, warmup_steps=100)),
     # a T4-class GPU: twice as wide, two blocks per level, attention at 7×7; a 4-minute calibrated budget
     "gpu": Recipe("mnist-gpu", "mnist",
                   dict(in_channels=1, image_size=28, base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=2,
@@ -69,11 +69,11 @@ BUTTERFLIES = {
                          attention_resolutions=(8,), dropout=0.1, image_size=16),
                     dict(_BUTTERFLY_TRAIN, steps=30, batch_size=8, lr=1e-3, warmup_steps=5, ema_decay=0.9,
                          log_every=10)),
-    # the CPU model explained in 05's section 2; at most 1500 steps in a 30-minute calibrated budget
+    # the CPU model explained in 05's section 2; as many steps as fit a 30-minute calibrated budget
     "cpu": Recipe("butterflies-cpu", "butterflies",
                   dict(in_channels=3, base_channels=24, channel_mults=(1, 2, 2), num_res_blocks=1,
                        attention_resolutions=(8,), dropout=0.1, image_size=32),
-                  dict(_BUTTERFLY_TRAIN, steps=1_500, time_budget_s=30 * 60, batch_size=32, lr=1e-3, warmup_steps=100,
+                  dict(_BUTTERFLY_TRAIN, steps=None, time_budget_s=30 * 60, batch_size=32, lr=1e-3, warmup_steps=100,
                        ema_decay=0.999, log_every=50)),
     # 64×64 on a T4-class GPU: a 40-minute calibrated budget
     "gpu": Recipe("butterflies-gpu", "butterflies", _UNET_64,

@@ -38,7 +38,7 @@
 # network in PyTorch.
 #
 # **Run time.** Every training run is short: a few hundred to a thousand Adam steps of an MLP with ≤ 175 k
-# parameters; the ablation of Section 6 trains 24 of them (the baseline and 7 variants, 3 seeds each). Sizes come from `config.pick`, so the `quick` profile (what CI runs) only trains less and draws fewer points.
+# parameters; the ablation of Section 6 compares 24 of them (the baseline and 7 variants, 3 seeds each; seed 0 of the baseline is Section 5's). Sizes come from `config.pick`, so the `quick` profile (what CI runs) only trains less and draws fewer points.
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
@@ -226,14 +226,14 @@ axes[0].set(xlabel="0-based timestep t", ylabel="embedding dimension", title="e(
 fig.colorbar(image, ax=axes[0])
 similarity = emb @ emb.T / 16  # cosine similarity: every e(t) has squared norm 16 = d/2
 similarity_image = axes[1].imshow(similarity, cmap="viridis", origin="lower")
-axes[1].set(xlabel="t", ylabel="t'", title="e(t)·e(t') / (d/2)")
+axes[1].set(xlabel="0-based t", ylabel="0-based t'", title="e(t)·e(t') / (d/2)")
 fig.colorbar(similarity_image, ax=axes[1])
 plt.tight_layout()
 plt.show()
 
 # %% [markdown]
 # The right panel shows what the network receives: the similarity of two embeddings decays with $|t-t'|$, the same
-# way at every $t$. With $T = 200$ the slowest frequencies (dimensions ≈ 8–15 and 24–31) barely move: they were
+# way at every $t$. With $T = 200$ the slowest frequencies (dimensions ≈ 11–15 and 27–31, less than 0.4 rad of phase over the 200 steps) barely move: they were
 # designed for positions up to 10 000. That is harmless, the fast ones carry the information; some implementations
 # rescale $t$ to $[0, 1000)$ to use more of them.
 #
@@ -243,7 +243,8 @@ plt.show()
 # Rahaman et al. 2019), and the swiss roll's thin arm or the tight modes of the ring need a sharp one near the data.
 # The cure (Tancik et al. 2020) is the same trick as for $t$: feed sines and cosines of the coordinates too,
 # $$\gamma(x) = \big(x,\ \sin(\omega_k x),\ \cos(\omega_k x)\big)_{k=0}^{K-1},\qquad \omega_k = 2^k\,\tfrac{\pi}{2},$$
-# applied to each coordinate — the positional encoding of NeRF (Mildenhall et al. 2020, Eq. 4). With $K=6$ octaves the
+# applied to each coordinate — a variant of NeRF's positional encoding (Mildenhall et al. 2020, Eq. 4, which uses $\omega_k = 2^k\pi$; here half
+# that, and $x$ itself kept). With $K=6$ octaves the
 # wavelengths run from 4 (the size of the data) down to 0.125. Section 6 trains the same model without them.
 #
 # ### 2.4 Residual blocks
@@ -607,7 +608,7 @@ for name, model in [("exact eps*", optimal_eps(ring, baseline["diffusion"])), ("
 # %% [markdown]
 # Every row is a valid bound, $-\text{ELBO}\ge-\log p(x_0)$. With $\sigma_t^2=\tilde\beta_t$ even the *exact*
 # $\varepsilon^*$ stays about a nat above the true NLL; with $\sigma_t^2=\beta_t$ it comes within about 0.1 nat. The
-# difference sits in the first few steps (last column). There the noise, $\sqrt{1-\bar\alpha_t}\approx 0.02$–$0.09$,
+# difference sits in the first few steps (last column). There the noise, $\sqrt{1-\bar\alpha_t}\approx 0.04$–$0.10$ (paper $t$ = 2–6, the last column),
 # is much smaller than the width $s = 0.1$ of the modes: seen at that resolution the data is a smooth, wide density,
 # and the true reverse step $q(x_{t-1}\mid x_t)$ has a variance close to $\beta_t$ (notebook 02: $\beta_t$ is exact for
 # data that is wide compared with the noise, $\tilde\beta_t$ for a single point), while $\tilde\beta_t$ is much
@@ -654,7 +655,7 @@ plt.show()
 # schedule, $\varepsilon$-prediction, Fourier features), each run with the same network and the same `SMALL_STEPS` Adam
 # steps of 512 points:
 #
-# - **$T$** (50, 200, 1000): more steps means smaller Gaussian reverse steps, which are closer to exact (Section 5),
+# - **$T$** (50, 200, 1000): more steps means smaller Gaussian reverse steps, which are closer to exact (notebook 02, Sections 1 and 11),
 #   but the same number of training steps is spread over more noise levels, and sampling costs $T$ network calls;
 # - **the schedule**: linear (Ho et al.), cosine (Nichol & Dhariwal 2021, Eq. 17) and sigmoid (Jabri et al. 2023),
 #   which place the noise levels differently along $t$ (notebook 01);
@@ -727,12 +728,12 @@ plt.show()
 # ring through all eight centres covers them all, so read it with the other columns):
 #
 # - **Fourier features** matter most at this budget: without them the small MLP draws a smooth, wide ring. Only
-#   55 % of its samples lie near a mode, so about half fall between the modes, and the log-likelihood drops by
+#   55 % of its samples lie near a mode, so nearly half (45 %) fall between the modes, and the log-likelihood drops by
 #   3.8 nats on every seed.
 # - **The schedule** is the next clearest effect: cosine and sigmoid raise the log-likelihood over the linear
 #   schedule by $0.28 \pm 0.01$ and $0.36 \pm 0.03$ nats, on every seed, and leave fewer samples between the modes
-#   (96.4 and 96.5 % near a mode against 93.4 %). The linear schedule spends its last steps on almost pure noise
-#   (notebook 01); cosine and sigmoid spend them at the intermediate and low noise levels where the modes take shape.
+#   (96.4 and 96.5 % near a mode against 93.4 %). A likely reason: the linear schedule spends many of its steps on almost
+#   pure noise (notebook 01), while cosine and sigmoid spend more at the intermediate and low noise levels where the modes take shape.
 #   The sigmoid's mean log-likelihood ($-0.34$) even lies within the spread of fresh true samples ($-0.31\pm0.04$),
 #   but that does not make its samples as good as the data: this number rewards samples that crowd into the mode
 #   centres, and a sampler that does so can score *above* the truth. The other columns show what is left: 96.5 %

@@ -266,7 +266,7 @@ for (name, model), step_seconds in zip(zip(candidates, models), seconds):
 
 # %%
 # The configurations live in ddpm_helpers.recipes, shared with `python -m ddpm_helpers.train_cli mnist-gpu` (and torchrun).
-# CPU: the narrow network chosen above, at most 2000 steps in a 10-minute calibrated budget; GPU: twice as wide, two blocks per level,
+# CPU: the narrow network chosen above, as many steps as fit a 10-minute calibrated budget; GPU: twice as wide, two blocks per level,
 # attention at 7×7, batch 128, mixed precision and a 4-minute calibrated budget (the steps are fixed from the measured
 # step time, so the cosine schedule ends inside the budget on any GPU).
 from ddpm_helpers import recipes
@@ -375,12 +375,12 @@ print(f"T4 estimate (assumed {recipes.T4_ASSUMED_FLOPS / 1e12:.0f} TFLOP/s, ≥ 
 #   label". One network thus learns both $\epsilon_\theta(x_t, t, y)$ and $\epsilon_\theta(x_t, t)$ —
 #   the unconditional DDPM of the paper *and* a model told which digit to draw. Section 5 samples
 #   the unconditional one; section 6 shows what the labels buy.
-# - **A calibrated budget** (`time_budget_s=600`, at most `steps=2000`): the loop times its
-#   first 20 steps, then fixes once how many steps fit into 10 minutes (stored in the
-#   checkpoint, so a resumed run trains exactly to it) and makes that the length of the cosine
-#   schedule. A slower laptop trains fewer steps, but its learning rate still decays to 0
-#   inside the budget; a machine as fast as this one trains all 2000 (the printout below says
-#   how many were planned).
+# - **A calibrated budget** (`time_budget_s=600`, `steps=None`): the loop times its first 20
+#   steps, then fixes once how many steps fit into 10 minutes (stored in the checkpoint, so a
+#   resumed run trains exactly to it) and makes that the length of the cosine schedule. A
+#   faster machine trains more steps and a slower laptop fewer, but on every machine the
+#   learning rate decays to 0 inside the budget (the printout below says how many steps were
+#   planned on the machine this notebook was run on).
 #
 # Checkpoints go to `outputs/04_mnist/`; re-running the cell resumes from the last one.
 

@@ -429,13 +429,12 @@ for label, variant, seconds in zip(variants, variant_models, step_seconds):
 #   interrupt the cell (or lose the Colab session) and run it again, and training continues
 #   where it stopped;
 # - a **calibrated budget**: `time_budget_s` is 30 minutes of training on a CPU. The loop times
-#   its first 20 steps, then fixes once how many steps fit into the budget (at most the 1 500 of
-#   `steps`), stores that count in the checkpoint and makes it the length of the cosine
+#   its first 20 steps, then fixes once how many steps fit into the budget, stores that count in the checkpoint and makes it the length of the cosine
 #   schedule — so on a slower laptop the run takes the same time, trains fewer steps, and its
 #   learning rate still decays to zero. The printout below gives the planned count.
 
 # %%
-# recipes.BUTTERFLIES: quick 30 steps of 8; CPU at most 1500 steps of 32 (lr 1e-3) in a 30-minute calibrated budget; GPU batch 64,
+# recipes.BUTTERFLIES: quick 30 steps of 8; CPU batch 32 (lr 1e-3), steps fitted to a 30-minute calibrated budget; GPU batch 64,
 # lr 2e-4, mixed precision, steps fitted to a 40-minute calibrated budget. All: warmup, cosine, v, min-SNR.
 train_config = recipe.train_config()
 run_dir = outputs / f"unet{image_size}_{config.profile()}"  # one folder per model size: runs never resume each other
