@@ -241,7 +241,8 @@ def butterfly_images(image_size: int = 32, root: str | Path | None = None, sourc
     if source == "smithsonian":
         if not _image_files(hub_cache):
             download_hub_butterflies(hub_cache)
-        source_text = f"Hugging Face hub {HUB_BUTTERFLIES}@{HUB_REVISION[:7]}, cached in <data dir>/smithsonian_butterflies"
+        source_text = (f"Hugging Face hub {HUB_BUTTERFLIES}@{HUB_REVISION[:7]}, "
+                       "cached in <data dir>/smithsonian_butterflies")
         return ImageSet(load_image_folder(hub_cache, image_size), source_text)
     if source in ("auto", "folder") and _image_files(folder):
         if (folder / "SOURCE.md").is_file():  # the NHM set (offline copy or download) carries its SOURCE.md

@@ -45,14 +45,16 @@ def _check_pair(a: Tensor, b: Tensor, a_name: str, b_name: str) -> None:
     _check_images(a_name, a)
     _check_images(b_name, b)
     if a.shape[1:] != b.shape[1:]:
-        raise ValueError(f"{a_name} images {tuple(a.shape[1:])} and {b_name} images {tuple(b.shape[1:])} differ in shape")
+        raise ValueError(f"{a_name} images {tuple(a.shape[1:])} and {b_name} images {tuple(b.shape[1:])} "
+                         "differ in shape")
 
 
 def rms_distance(a: Tensor, b: Tensor, flips: bool = False) -> Tensor:
     """Distance of each pair ``(a[i], b[i])``, shape ``(N,)``: ‖a − b‖₂/√D, or min over b and flip(b)."""
     _check_pair(a, b, "a", "b")
     if a.shape != b.shape:
-        raise ValueError(f"a and b must hold the same number of images, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(f"a and b must hold the same number of images, "
+                         f"got shapes {tuple(a.shape)} and {tuple(b.shape)}")
     a, b = a.double(), b.double()
     distance = (a - b).pow(2).flatten(1).mean(1).sqrt()  # ‖a − b‖₂ / √D
     if flips:
