@@ -42,7 +42,8 @@ def print_step_times(batch_size: int, repeats: int) -> None:
     models = [UNet(**{**OURS, **change}) for change in VARIANTS.values()]
     x0 = torch.rand(batch_size, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
     seconds = fastest_training_steps(models, diffusion, x0, repeats)
-    print(f"## CPU training step, batch {batch_size} of 32x32 RGB, {torch.get_num_threads()} threads, fastest of {repeats}\n")
+    print(f"## CPU training step, batch {batch_size} of 32x32 RGB, {torch.get_num_threads()} threads, "
+          f"fastest of {repeats}\n")
     print("| variant | parameters | s / step | x baseline |\n| --- | ---: | ---: | ---: |")
     for label, model, value in zip(VARIANTS, models, seconds):
         print(f"| {label} | {count_parameters(model):,} | {value:.3f} | {value / seconds[0]:.2f} |")
@@ -71,9 +72,11 @@ def print_neighbour_statistics(samples_path) -> None:
     print(f"median, sample -> nearest training image: {stats['sample_median']:.3f} "
           f"(min {sample_nn.min().item():.3f}, max {sample_nn.max().item():.3f}; {len(samples)} samples)")
     print(f"ratio sample / training median: {stats['ratio']:.2f}")
-    print(f"samples closer than the closest pair of training images ({copy_threshold:.3f}): {stats['copy_fraction']:.1%}")
+    print(f"samples closer than the closest pair of training images ({copy_threshold:.3f}): "
+          f"{stats['copy_fraction']:.1%}")
     print(f"nearest match mirrored: {neighbours.flipped[:, 0].float().mean().item():.1%}")
-    print(f"training images used as someone's nearest neighbour: {neighbours.indices[:, 0].unique().numel()} of {len(data)}")
+    print(f"training images used as someone's nearest neighbour: "
+          f"{neighbours.indices[:, 0].unique().numel()} of {len(data)}")
 
 
 def main() -> None:
@@ -81,7 +84,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--samples", default=None, help="uint8 samples saved by notebook 05 (default: its outputs folder)")
+    parser.add_argument("--samples", default=None,
+                        help="uint8 samples saved by notebook 05 (default: its outputs folder)")
     parser.add_argument("--skip-timing", action="store_true", help="only print the nearest-neighbour statistics")
     args = parser.parse_args()
     if args.threads:

@@ -63,7 +63,8 @@ def main() -> None:
     parser.add_argument("--ddim-steps", type=int, default=100)
     parser.add_argument("--eta", type=float, default=1.0, help="DDIM η (0: deterministic, 1: DDPM-like noise)")
     parser.add_argument("--p-uncond", type=float, default=None,
-                        help="train class-conditional, dropping the label with this probability (classifier-free guidance)")
+                        help="train class-conditional, dropping the label with this probability "
+                             "(classifier-free guidance)")
     parser.add_argument("--guidance", type=floats, default=(0.0, 1.0, 2.0), help="guidance scales w to sample with")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

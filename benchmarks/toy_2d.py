@@ -69,7 +69,8 @@ def main() -> None:
         fresh = sample_toy(name, n_samples, torch.Generator().manual_seed(4))
         print(f"{name}: MLP {hidden}x{args.blocks}, T={args.T} {args.schedule}, {args.prediction}-prediction, "
               f"{torch.get_num_threads()} thread(s)")
-        print(f"  train {steps} steps x {args.batch_size}: {result.seconds:.1f} s ({1000 * result.seconds / steps:.1f} ms/step)"
+        print(f"  train {steps} steps x {args.batch_size}: {result.seconds:.1f} s "
+              f"({1000 * result.seconds / steps:.1f} ms/step)"
               f"; sample {n_samples} points: {sample_seconds:.1f} s")
         print(f"  energy distance to fresh data: model {energy_distance(samples, reference):.5f}   "
               f"true samples {energy_distance(fresh, reference):.5f}")
@@ -78,7 +79,8 @@ def main() -> None:
             model_cov, true_cov = mode_coverage(samples, mixture), mode_coverage(fresh, mixture)
             print(f"  mean log p(x): model {mixture.log_prob(samples.double()).mean():.3f}   "
                   f"true samples {mixture.log_prob(fresh.double()).mean():.3f}")
-            print(f"  modes covered: model {model_cov['covered'] * 8:.0f}/8   true samples {true_cov['covered'] * 8:.0f}/8;"
+            print(f"  modes covered: model {model_cov['covered'] * 8:.0f}/8   "
+                  f"true samples {true_cov['covered'] * 8:.0f}/8;"
                   f"  near a mode: model {model_cov['near']:.1%}   true samples {true_cov['near']:.1%}")
             heldout = mixture.sample(1000, generator=torch.Generator().manual_seed(10))
             nll = -mixture.log_prob(heldout.double()).mean()

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from . import config
+from .checks import check_int, check_positive_int
 
 HUB_BUTTERFLIES = "huggan/smithsonian_butterflies_subset"
 HUB_REVISION = "3cdedf844922ab40393d46d4c7f81c596e1c6d45"  # the hub dataset's commit "Create README.md", Apr 2022
@@ -197,8 +198,7 @@ def load_image_folder(folder: str | Path, image_size: int) -> torch.Tensor:
 
     Transparent pixels are composited on white; 16-bit images are scaled to 8 bits.
     """
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 8:
-        raise ValueError(f"image_size must be an int of at least 8 pixels, got {image_size!r}")
+    image_size = check_int(image_size, "image_size", low=8)  # pixels
     files = _image_files(Path(folder))
     if not files:
         raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
@@ -241,7 +241,8 @@ def butterfly_images(image_size: int = 32, root: str | Path | None = None, sourc
     if source == "smithsonian":
         if not _image_files(hub_cache):
             download_hub_butterflies(hub_cache)
-        source_text = f"Hugging Face hub {HUB_BUTTERFLIES}@{HUB_REVISION[:7]}, cached in <data dir>/smithsonian_butterflies"
+        source_text = (f"Hugging Face hub {HUB_BUTTERFLIES}@{HUB_REVISION[:7]}, "
+                       "cached in <data dir>/smithsonian_butterflies")
         return ImageSet(load_image_folder(hub_cache, image_size), source_text)
     if source in ("auto", "folder") and _image_files(folder):
         if (folder / "SOURCE.md").is_file():  # the NHM set (offline copy or download) carries its SOURCE.md
@@ -300,8 +301,7 @@ def random_batches(
     draws reproducible (and resumable) for a seed. With ``labels`` (one per row) each batch is
     an ``(x, y)`` pair drawn with the same rows.
     """
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    batch_size = check_positive_int(batch_size, "batch_size")
     if data.ndim < 1 or len(data) == 0:
         raise ValueError(f"data must be a non-empty tensor, got shape {tuple(data.shape)}")
     if labels is not None and labels.shape != data.shape[:1]:

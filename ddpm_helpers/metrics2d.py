@@ -12,7 +12,8 @@ from .analytic import GaussianMixture
 
 def _check_points(name: str, x: Tensor) -> None:
     if not isinstance(x, Tensor) or x.ndim != 2 or len(x) < 2:
-        raise ValueError(f"{name} must be a Tensor of shape (N >= 2, D), got {tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"{name} must be a Tensor of shape (N >= 2, D), got {got}")
 
 
 def energy_distance(x: Tensor, y: Tensor) -> float:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from .checks import check_int, check_number
+
 
 @dataclass
 class Neighbours:
@@ -45,14 +47,16 @@ def _check_pair(a: Tensor, b: Tensor, a_name: str, b_name: str) -> None:
     _check_images(a_name, a)
     _check_images(b_name, b)
     if a.shape[1:] != b.shape[1:]:
-        raise ValueError(f"{a_name} images {tuple(a.shape[1:])} and {b_name} images {tuple(b.shape[1:])} differ in shape")
+        raise ValueError(f"{a_name} images {tuple(a.shape[1:])} and {b_name} images {tuple(b.shape[1:])} "
+                         "differ in shape")
 
 
 def rms_distance(a: Tensor, b: Tensor, flips: bool = False) -> Tensor:
     """Distance of each pair ``(a[i], b[i])``, shape ``(N,)``: ‖a − b‖₂/√D, or min over b and flip(b)."""
     _check_pair(a, b, "a", "b")
     if a.shape != b.shape:
-        raise ValueError(f"a and b must hold the same number of images, got shapes {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(f"a and b must hold the same number of images, "
+                         f"got shapes {tuple(a.shape)} and {tuple(b.shape)}")
     a, b = a.double(), b.double()
     distance = (a - b).pow(2).flatten(1).mean(1).sqrt()  # ‖a − b‖₂ / √D
     if flips:
@@ -83,8 +87,7 @@ def _flip_aware_distances(queries: Tensor, references: Tensor, flips: bool) -> t
 def nearest_neighbours(queries: Tensor, references: Tensor, k: int = 1, flips: bool = True) -> Neighbours:
     """The ``k`` references nearest to each query in pixel space (mirrored references count when ``flips``)."""
     _check_pair(queries, references, "queries", "references")
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= len(references):
-        raise ValueError(f"k must be an int in [1, {len(references)}] (the number of references), got k={k!r}")
+    k = check_int(k, "k", low=1, high=len(references))  # at most the number of references
     distances, flipped = _flip_aware_distances(queries, references, flips)
     nearest, indices = distances.topk(k, dim=1, largest=False)  # ascending: nearest first
     return Neighbours(distances=nearest, indices=indices, flipped=flipped.gather(1, indices))
@@ -116,8 +119,7 @@ def distance_statistics(sample_distances: Tensor, train_distances: Tensor, copy_
         if not isinstance(values, Tensor) or values.ndim != 1 or len(values) == 0:
             got = f"shape {tuple(values.shape)}" if isinstance(values, Tensor) else type(values).__name__
             raise ValueError(f"{name} must be a non-empty 1-D Tensor, got {got}")
-    if not copy_threshold >= 0:
-        raise ValueError(f"copy_threshold must be >= 0, got {copy_threshold!r}")
+    copy_threshold = check_number(copy_threshold, "copy_threshold", low=0)
     sample_median = sample_distances.double().quantile(0.5).item()
     train_median = train_distances.double().quantile(0.5).item()
     return {

@@ -72,7 +72,8 @@ def scatter_2d(x: Tensor, ax=None, title: str | None = None, lim: float = 3.0, s
                alpha: float = 0.5, color: str = "C0", **kwargs):
     """Scatter plot of points ``(N, 2)`` on a square ``[−lim, lim]²`` window; returns the Axes."""
     if not isinstance(x, Tensor) or x.ndim != 2 or x.shape[1] != 2:
-        raise ValueError(f"x must be a Tensor of shape (N, 2), got {tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+        got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"x must be a Tensor of shape (N, 2), got {got}")
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 4))
     points = x.detach().float().cpu().numpy()
@@ -113,7 +114,8 @@ def quiver_2d(xy: Tensor, uv: Tensor, ax=None, title: str | None = None, lim: fl
     return _square_window(ax, lim, title)
 
 
-def plot_loss_curve(losses: Sequence[float], ax=None, window: int = 100, title: str = "training loss", log: bool = True):
+def plot_loss_curve(losses: Sequence[float], ax=None, window: int = 100, title: str = "training loss",
+                    log: bool = True):
     """Per-step losses (light) and their running mean over ``window`` steps (dark); returns the Axes."""
     if len(losses) == 0:
         raise ValueError("losses is empty: nothing to plot")
@@ -239,7 +241,8 @@ def plot_unet(model, ax=None, title: str | None = None):
     for x, (kind, channels, res) in enumerate(layers):
         y = -levels.index(res)
         height = 0.2 + 0.5 * channels / widest
-        ax.add_patch(Rectangle((x - 0.4, y - height / 2), 0.8, height, facecolor=_UNET_COLOURS[kind], edgecolor="k", lw=0.6))
+        ax.add_patch(Rectangle((x - 0.4, y - height / 2), 0.8, height,
+                               facecolor=_UNET_COLOURS[kind], edgecolor="k", lw=0.6))
         ax.text(x, y, str(channels), ha="center", va="center", fontsize=7, rotation=90)
         tops.append(y + height / 2)
         if x:

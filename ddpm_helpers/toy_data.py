@@ -16,14 +16,10 @@ import torch
 from torch import Tensor
 
 from .analytic import GaussianMixture
+from .checks import check_int, check_number, check_positive_int
 
 _REFERENCE_SIZE = 200_000
 _REFERENCE_SEED = 12345
-
-
-def _check_n(n: int) -> None:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive int, got {n!r}")
 
 
 def _uniform(n: int, generator: torch.Generator | None) -> Tensor:
@@ -117,10 +113,8 @@ def ring_mixture(num_modes: int = 8, std: float = 0.1) -> GaussianMixture:
     Per axis the variance is r²/2 + std² (means at angles 2πk/K, K ≥ 3), so the radius
     r = √(2(1 − std²)) gives mean 0 and variance 1.
     """
-    if isinstance(num_modes, bool) or not isinstance(num_modes, int) or num_modes < 3:
-        raise ValueError(f"num_modes must be an int >= 3, got {num_modes!r}")
-    if not 0 < std < 1:
-        raise ValueError(f"std must be in (0, 1), got {std!r}")
+    num_modes = check_int(num_modes, "num_modes", low=3)
+    std = check_number(std, "std", 0, 1, low_open=True, high_open=True)
     radius = math.sqrt(2.0 * (1.0 - std**2))  # r²/2 + std² = 1
     angles = 2 * math.pi * torch.arange(num_modes, dtype=torch.float64) / num_modes
     means = radius * torch.stack([torch.cos(angles), torch.sin(angles)], dim=1)
@@ -140,7 +134,7 @@ def sample_toy(name: str, n: int, generator: torch.Generator | None = None) -> T
     """``n`` points of the named 2-D distribution (one of :data:`DATASETS`), float32 ``(n, 2)``, standardized."""
     if name not in DATASETS:
         raise ValueError(f"unknown toy dataset {name!r}; expected one of {DATASETS}")
-    _check_n(n)
+    n = check_positive_int(n, "n")
     if name == "ring_of_gaussians":
         return _ring_of_gaussians(n, generator).to(torch.float32)
     mean, scale = _standardization(name)

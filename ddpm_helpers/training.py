@@ -446,8 +446,9 @@ def _restore(state: dict, path: Path, model: nn.Module, ema: EMA, optimizer, gen
                               "pass resume=False or another out_dir") from None
 
 
-def _train_step(model: nn.Module, net: nn.Module, ema: EMA, optimizer, precision: MixedPrecision, diffusion: Diffusion,
-                x0: Tensor, labels: Tensor | None, lr: float, noise_gen: torch.Generator, config: TrainConfig) -> Tensor:
+def _train_step(model: nn.Module, net: nn.Module, ema: EMA, optimizer, precision: MixedPrecision,
+                diffusion: Diffusion, x0: Tensor, labels: Tensor | None, lr: float, noise_gen: torch.Generator,
+                config: TrainConfig) -> Tensor:
     """One step of Algorithm 1 (loss, backward, clipping, Adam, EMA); the loss, detached, still on the device.
     ``net`` is ``model`` or its DistributedDataParallel wrapper."""
     for group in optimizer.param_groups:

@@ -121,7 +121,9 @@ def test_device_prefers_cuda_then_mps(monkeypatch, no_accelerator):
     assert config.get_device() == torch.device("cuda")
 
 
-@pytest.mark.parametrize("value, expected", [("cpu", "cpu"), (" cpu ", "cpu"), ("cuda", "cuda"), ("cuda:1", "cuda:1"), ("mps", "mps")])
+@pytest.mark.parametrize(
+    "value, expected", [("cpu", "cpu"), (" cpu ", "cpu"), ("cuda", "cuda"), ("cuda:1", "cuda:1"), ("mps", "mps")]
+)
 def test_device_override(monkeypatch, value, expected):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)

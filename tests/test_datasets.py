@@ -78,9 +78,9 @@ def test_missing_butterflies_explain_the_options(tmp_path, monkeypatch):
 def test_bad_arguments_name_the_value(tmp_path):
     with pytest.raises(ValueError, match="'web'"):
         datasets.butterfly_images(root=tmp_path, source="web")
-    with pytest.raises(ValueError, match="got 4"):
+    with pytest.raises(ValueError, match="image_size=4"):
         datasets.load_image_folder(tmp_path, image_size=4)
-    with pytest.raises(ValueError, match="got 0"):
+    with pytest.raises(ValueError, match="batch_size=0"):
         datasets.random_batches(torch.zeros(3, 2), batch_size=0)
     with pytest.raises(ValueError, match=r"\(3, 2\)"):
         datasets.flip_and_crop(torch.zeros(3, 2))

@@ -20,7 +20,8 @@ def images(n, seed=0, size=6):
 
 def brute_force(a, b):
     """d(a, b) = ‖a − b‖₂/√D by an explicit loop."""
-    return torch.tensor([[math.sqrt(((x.double() - y.double()) ** 2).mean().item()) for y in b] for x in a], dtype=torch.float64)
+    rows = [[math.sqrt(((x.double() - y.double()) ** 2).mean().item()) for y in b] for x in a]
+    return torch.tensor(rows, dtype=torch.float64)
 
 
 def test_rms_distance_has_pixel_units():

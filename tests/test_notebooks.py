@@ -67,7 +67,8 @@ def hygiene_problems(nb) -> list[str]:
         problems.append(f"execution counts are {shown}, expected 1..{len(counts)}: run top to bottom in a fresh kernel")
     for index, cell in enumerate(nb.cells):
         if cell.cell_type == "markdown" and CONTROL_CHARACTER.search(cell.source):
-            problems.append(f"markdown cell {index} holds a control character (a LaTeX \\t or \\b typed into a Python string?)")
+            problems.append(f"markdown cell {index} holds a control character "
+                            "(a LaTeX \\t or \\b typed into a Python string?)")
         texts = [cell.source]
         for output in cell.get("outputs", []):
             if output.output_type == "error":
@@ -129,7 +130,9 @@ def executed_notebook():
         new_markdown_cell("# Title\n\nData live under `config.data_dir()`; see https://example.org/home/x."),
         new_code_cell("x = 1\nprint(x)", execution_count=1, outputs=[new_output("stream", name="stdout", text="1\n")]),
         new_code_cell("", execution_count=None),
-        new_code_cell("x", execution_count=2, outputs=[new_output("execute_result", {"text/plain": "1"}, execution_count=2)]),
+        new_code_cell(
+            "x", execution_count=2, outputs=[new_output("execute_result", {"text/plain": "1"}, execution_count=2)]
+        ),
     ]
     return nb
 
@@ -147,14 +150,24 @@ def test_hygiene_accepts_a_clean_run():
         (lambda nb: setattr(nb.cells[1], "execution_count", None), "execution counts are [None, 2]"),
         (lambda nb: nb.cells.reverse(), "execution counts are [2, 1]"),
         (
-            lambda nb: nb.cells[3].outputs.append(new_output("error", ename="ValueError", evalue="bad t", traceback=[])),
+            lambda nb: nb.cells[3].outputs.append(
+                new_output("error", ename="ValueError", evalue="bad t", traceback=[])
+            ),
             "cell 3 has an error output: ValueError: bad t",
         ),
-        (lambda nb: nb.cells[1].outputs[0].update(text="saved /work/main/outputs/a.png\n"), "cell 1 holds an absolute local path"),
+        (
+            lambda nb: nb.cells[1].outputs[0].update(text="saved /work/main/outputs/a.png\n"),
+            "cell 1 holds an absolute local path",
+        ),
         (lambda nb: nb.cells[3].outputs[0].data.update({"text/html": "<p>/Users/me/x</p>"}), "cell 3 holds"),
         (lambda nb: setattr(nb.cells[1], "source", 'root = "/home/me/data"'), "cell 1 holds"),
         (lambda nb: setattr(nb.cells[0], "source", "Put it in C:\\Users\\me"), "cell 0 holds"),
-        (lambda nb: nb.cells[1].outputs.append(new_output("stream", name="stderr", text="/tmp/ipykernel_1/2.py:3: Warn\n")), "cell 1 holds"),
+        (
+            lambda nb: nb.cells[1].outputs.append(
+                new_output("stream", name="stderr", text="/tmp/ipykernel_1/2.py:3: Warn\n")
+            ),
+            "cell 1 holds",
+        ),
         (lambda nb: setattr(nb.cells[0], "source", "a $7\times7$ grid"), "markdown cell 0 holds a control character"),
     ],
 )
@@ -167,7 +180,8 @@ def test_hygiene_names_each_problem(spoil, problem):
 
 def test_hygiene_ignores_image_payloads():
     nb = executed_notebook()
-    nb.cells[3].outputs.append(new_output("display_data", {"image/png": "AAAA/tmp/BBBB", "text/plain": "<Figure size 640x480 with 1 Axes>"}))
+    data = {"image/png": "AAAA/tmp/BBBB", "text/plain": "<Figure size 640x480 with 1 Axes>"}
+    nb.cells[3].outputs.append(new_output("display_data", data))
     assert hygiene_problems(nb) == []
 
 
@@ -216,11 +230,20 @@ def sanitize(text: str) -> str:
 @pytest.mark.parametrize(
     "quick, full",
     [
-        ("train: 100%|██████████| 200/200 [00:01<00:00, 150.31it/s]\n", "train: 100%|██████████| 5000/5000 [03:02<00:00, 27.40it/s]\n"),
-        ("sampling:  50%|█████     | 5/10 [00:05<00:05,  1.01s/it]", "sampling:  50%|█████     | 50/100 [01:00<01:00,  1.20s/it]"),
+        (
+            "train: 100%|██████████| 200/200 [00:01<00:00, 150.31it/s]\n",
+            "train: 100%|██████████| 5000/5000 [03:02<00:00, 27.40it/s]\n",
+        ),
+        (
+            "sampling:  50%|█████     | 5/10 [00:05<00:05,  1.01s/it]",
+            "sampling:  50%|█████     | 50/100 [01:00<01:00,  1.20s/it]",
+        ),
         ("[<matplotlib.lines.Line2D at 0x7f3a5c2d0e50>]", "[<matplotlib.lines.Line2D at 0x7fad6f1e2d90>]"),
         ("/tmp/ipykernel_3650/1197041947.py:3: UserWarning: hello", "/tmp/ipykernel_812/77.py:3: UserWarning: hello"),
-        ("trained in 1.2 s (12ms per step), wall time 3.5 seconds", "trained in 301.9 s (150ms per step), wall time 12 seconds"),
+        (
+            "trained in 1.2 s (12ms per step), wall time 3.5 seconds",
+            "trained in 301.9 s (150ms per step), wall time 12 seconds",
+        ),
     ],
 )
 def test_sanitizing_equates_volatile_text(quick, full):

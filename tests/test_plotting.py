@@ -9,8 +9,15 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from ddpm_helpers.plotting import (make_grid, plot_loss_curve, quiver_2d, save_animation, scatter_2d,  # noqa: E402
-                                   scatter_grid, show_images)
+from ddpm_helpers.plotting import (  # noqa: E402
+    make_grid,
+    plot_loss_curve,
+    quiver_2d,
+    save_animation,
+    scatter_2d,
+    scatter_grid,
+    show_images,
+)
 
 
 def test_make_grid_maps_range_and_tiles():
