@@ -38,7 +38,7 @@
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU, 2 cores (measured: about 20 s of CPU time; up to 70 s wall-clock when the cores were shared with other jobs) | ≈ 20 s | ≈ 20 s |
+# | CPU, 2 cores (measured: 6.4 s inside the kernel in the committed run, see the last cell, 13 s with the kernel's start; up to 70 s when the cores were shared with other jobs) | ≈ 15 s | ≈ 15 s |
 # | Colab with a GPU runtime | the same: the GPU is not used | the same |
 #
 # **Papers.** Equation numbers refer to Ho, Jain & Abbeel (2020), *Denoising Diffusion

@@ -42,7 +42,7 @@
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU, 2 cores (measured: 18 s on a quiet machine, 56 s wall-clock while the cores were shared with other jobs) | ≈ 20–60 s | ≈ 20–60 s |
+# | CPU, 2 cores (measured: 22 s in the committed run, see the last cell, 26 s with the kernel's start; 56 s wall-clock while the cores were shared with other jobs) | ≈ 20–60 s | ≈ 20–60 s |
 # | Colab with a GPU runtime | the same: the GPU is not used | the same |
 #
 # **Papers.** Equation numbers refer to Ho, Jain & Abbeel (2020), *Denoising Diffusion Probabilistic Models*

@@ -42,7 +42,7 @@
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU, 2 cores (measured, one thread, see the last cell: 16 s and 88–100 s on a lightly loaded machine; expect up to twice that when other jobs share the cores) | ≈ 20 s | ≈ 100 s |
+# | CPU, 2 cores (measured, one thread, see the last cell: 16 s and 91 s in the committed run; expect up to twice that when other jobs share the cores) | ≈ 20 s | ≈ 100 s |
 # | Colab with a GPU runtime (estimate, not measured) | ≈ 30 s | ≈ 1 min: these small MLPs barely use a GPU |
 #
 # **Papers.** Equation and algorithm numbers refer to Ho, Jain & Abbeel (2020), *Denoising Diffusion Probabilistic
