@@ -111,3 +111,27 @@ def test_bad_names_are_refused(tmp_path):
             pretrained.load_pretrained(name)
     with pytest.raises(ValueError, match="must name a file"):
         pretrained.export_weights(UNet(**TINY), tmp_path / "model.pt")
+
+
+COMMITTED = Path(__file__).resolve().parent.parent / "weights"
+
+
+@pytest.mark.parametrize("name, channels, size", [("04_mnist_ema", 1, 28), ("05_butterflies_ema", 3, 32)])
+def test_the_committed_weights_download_verify_and_sample(name, channels, size, monkeypatch):
+    """The repository's weights/ (the committed full-profile runs), served over HTTP like GitHub would serve them."""
+    sums = pretrained._read_sums(COMMITTED / "SHA256SUMS")
+    assert pretrained.sha256_of(COMMITTED / f"{name}.safetensors") == sums[f"{name}.safetensors"]
+    with serve(COMMITTED) as url:
+        monkeypatch.setenv("DDPM_WEIGHTS_URL", url)
+        weights = pretrained.load_pretrained(name)
+    assert weights.source == f"{url}/{name}.safetensors"
+    config = weights.metadata["unet_config"]
+    model = weights.train_result(UNet(**config)).ema.model.eval()
+    assert weights.metadata["steps"] == len(weights.metadata["losses"]) > 100  # a real run, not a placeholder
+    labels = {"y": torch.zeros(2, dtype=torch.long)} if config.get("num_classes") else {}
+    with torch.no_grad():
+        out = model(torch.randn(2, channels, size, size), torch.full((2,), 500), **labels)
+    assert out.shape == (2, channels, size, size) and torch.isfinite(out).all()
+    x = ddim_sample(model, Diffusion.from_schedule("linear", T=1000), (2, channels, size, size), num_steps=3,
+                    prediction="v", clip_x0=1.0, generator=torch.Generator().manual_seed(0)).x
+    assert torch.isfinite(x).all() and x.abs().max() <= 1.0 + 1e-6
