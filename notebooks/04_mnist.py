@@ -25,8 +25,8 @@
 # shapes every choice below is a practical one: *how good can the digits get from ten
 # minutes of training on a two-core CPU?* In the committed run the answer is: good enough
 # to meet all three targets of section 7 with label-guided samples, while the unlabelled
-# (unconditional) samples remain far from them. The design decisions — width, depth,
-# attention, prediction target, loss weighting, learning-rate schedule, sampler — were
+# (unconditional) samples remain far from them. The design decisions — width, attention,
+# prediction target, loss weighting, learning rate, batch size, sampler — were
 # measured while developing the notebook (section 8 links the log), and this run's own
 # measurements are printed below.
 #
@@ -53,8 +53,8 @@
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU, 2 cores | a few minutes (not timed in the committed run) | 1257 s (21 min) measured: 637 s of it training (a calibrated 10-minute budget: 8167 steps of 32 images, 78 ms each), most of the rest sampling (the 1000 unconditional samples alone take 52 s) |
-# | GPU (e.g. Colab T4) | not measured | an *estimate computed from FLOPs*, not a measurement (no GPU run yet): a 4-minute calibrated training budget, ≈ 12,000 steps of 128 images at 213 GFLOP a step, for an assumed 16 TFLOP/s sustained on a T4 (section 3), then sampling |
+# | CPU, 2 cores | a few minutes (not timed in the committed run) | 1257 s (21 min) measured: 637 s of it training (a calibrated 10-minute budget: 8167 steps of 32 images, 78 ms each), most of the rest sampling, above all the 1000 guided final samples (the 1000 unconditional samples take 52 s) |
+# | GPU (e.g. Colab T4) | not measured | an *estimate*, not a measurement (no GPU run yet): a 4-minute calibrated training budget; 213 GFLOP a step would take 13 ms at an assumed 16 TFLOP/s sustained on a T4, so an assumed 20 ms kernel-launch floor sets the count: ≈ 12,000 steps of 128 images (section 3), then sampling |
 #
 # **Papers.** Ho, Jain & Abbeel (2020), *Denoising Diffusion Probabilistic Models*
 # ([arXiv:2006.11239](https://arxiv.org/abs/2006.11239)); Song, Meng & Ermon (2021), *Denoising
@@ -256,13 +256,14 @@ for (name, model), step_seconds in zip(zip(candidates, models), seconds):
 # time it takes 2.6 times as many steps as base 32. Which wins was measured while developing
 # the notebook (the experiment log of section 8): trained for the same CPU time, the narrowest
 # network reached the lowest held-out error and Fréchet distance, and the widest the highest —
-# many more updates beat about four times the parameters (0.26 M against 1.05 M). Two more
+# many more updates beat about four times the parameters (0.26 M against 1.05 M; at a 170 s
+# budget, one seed each). Two more
 # measurements: **attention** at $7\times7$ adds 2.4 % of the FLOPs (371.2 → 380.1 MFLOP) but
 # 8.8 % of the time (371.6 → 404.2 ms) — softmax and reshapes are slow relative to their FLOPs —
 # and at $7\times7$ a $3\times3$ convolution in the middle already sees most of the digit: left out
-# on the CPU. The **`channels_last`** memory format made a step several times *slower* on this
-# CPU when we measured it during development (GroupNorm has no fast channels-last kernel here),
-# so the default layout stays.
+# on the CPU. The **`channels_last`** memory format was slower in a development measurement on
+# this CPU (not logged; GroupNorm has no fast channels-last kernel here), so the default layout
+# stays.
 #
 # The choice for a CPU is therefore the narrowest network: 16 channels at $28\times28$, 32 at
 # $14\times14$ and $7\times7$, one residual block per level, no attention. On a GPU the arithmetic changes: a step of
@@ -274,7 +275,7 @@ for (name, model), step_seconds in zip(zip(candidates, models), seconds):
 # The configurations live in ddpm_helpers.recipes, shared with `python -m ddpm_helpers.train_cli mnist-gpu` (and torchrun).
 # CPU: the narrow network chosen above, as many steps as fit a 10-minute calibrated budget; GPU: twice as wide, two blocks per level,
 # attention at 7×7, batch 128, mixed precision and a 4-minute calibrated budget (the steps are fixed from the measured
-# step time, so the cosine schedule ends inside the budget on any GPU).
+# step time, so the cosine schedule ends at the planned step, close to the budget, on any GPU).
 from ddpm_helpers import recipes
 
 recipe = recipes.mnist(config.profile(), gpu=on_gpu)
@@ -363,7 +364,7 @@ print(f"T4 estimate (assumed {recipes.T4_ASSUMED_FLOPS / 1e12:.0f} TFLOP/s, ≥ 
 #   $v = \sqrt{\bar\alpha_t}\,\epsilon - \sqrt{1-\bar\alpha_t}\,x_0$ instead of $\epsilon$.
 #   Near $t = T$ predicting $\epsilon$ is trivial ($x_t \approx \epsilon$) and
 #   $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\hat\epsilon)/\sqrt{\bar\alpha_t}$ amplifies every error by
-#   $1/\sqrt{\bar\alpha_t}$; $v$ interpolates between the two targets and stays well scaled.
+#   $\sqrt{1-\bar\alpha_t}/\sqrt{\bar\alpha_t}$ ($\approx 1/\sqrt{\bar\alpha_t}$ near $T$); $v$ interpolates between the two targets and stays well scaled.
 # - **Min-SNR weighting** (Hang et al. 2023): each timestep's loss is weighted so that its
 #   implied $x_0$-loss weight is $\min(\mathrm{SNR}(t), \gamma)$ with $\gamma = 5$; for $v$ that is
 #   $w(t) = \min(\mathrm{SNR}, 5)/(\mathrm{SNR} + 1)$. The nearly-clean timesteps, whose
@@ -390,8 +391,10 @@ print(f"T4 estimate (assumed {recipes.T4_ASSUMED_FLOPS / 1e12:.0f} TFLOP/s, ≥ 
 #   steps, then fixes once how many steps fit into 10 minutes (stored in the checkpoint, so a
 #   resumed run trains exactly to it) and makes that the length of the cosine schedule. A
 #   faster machine trains more steps and a slower laptop fewer, but on every machine the
-#   learning rate decays to 0 inside the budget (the printout below says how many steps were
-#   planned on the machine this notebook was run on: 8167, trained in 637 s).
+#   learning rate decays to 0 at the planned step, close to the budget (the printout below
+#   says how many steps were planned on the machine this notebook was run on: 8167, trained in
+#   637 s for the 600 s budget — the count is fixed from 20 early steps, and the later steps
+#   and the checkpoints ran about 6 % slower).
 #
 # Checkpoints go to `outputs/04_mnist/`; re-running the cell resumes from the last one.
 
@@ -453,18 +456,22 @@ plot_loss_curve(result.losses, window=config.pick(quick=5, full=50), title="min-
 #   Its error per step is $O(h^2)$, so $O(h)$ over the whole path.
 # - **Second order, multistep (2M).** Reuse the previous step's guess $\hat x_0^{(p)}$ at $\lambda_p$
 #   ($h_p = \lambda_t - \lambda_p$, $r = h_p/h$) to extrapolate $\hat x_0$ linearly in $\lambda$. Integrating
-#   the slope term gives $a_u (h - 1 + e^{-h})/h_p$; Lu et al. replace $h - 1 + e^{-h}$ by
-#   $\tfrac h2 (1 - e^{-h})$, equal up to $O(h^3)$, and get Algorithm 2:
+#   the slope term gives $a_u\,\frac{h - 1 + e^{-h}}{h_p}\,\big(\hat x_0^{(t)} - \hat x_0^{(p)}\big)$; Lu et al. replace
+#   $h - 1 + e^{-h}$ by $\tfrac h2 (1 - e^{-h})$, which agrees to second order (they differ by
+#   $h^3/12 + O(h^4)$), and get Algorithm 2:
 #   $$D = \Big(1 + \frac{1}{2r}\Big)\hat x_0^{(t)} - \frac{1}{2r}\,\hat x_0^{(p)}, \qquad
 #     x_u = \frac{s_u}{s_t}\,x_t + a_u\,(1 - e^{-h})\,D,$$
 #   with an error of $O(h^3)$ per step and $O(h^2)$ overall, still **one network call per step**.
 #
-# The first step has no previous guess and is a DDIM step. The last jump, from $t = 1$ to clean data
+# The first step has no previous guess and is a DDIM step. The last jump, from $t = 1$ (code `t = 0`) to clean data
 # ($s = 0$, $\lambda = \infty$), is $x_0 = \hat x_0$ as in DDIM — the extrapolation has no limit there.
-# We also take the step *into* $t = 1$ at first order ("lower order final", as in Lu et al.'s code):
+# We also take the step *into* $t = 1$ at first order (like the `lower_order_final` option of Lu et
+# al.'s code, which there applies only below 10 steps; here always):
 # on DDIM's evenly spaced timesteps it spans $h \approx 2.9$ after $h_p \approx 0.7$ (20 steps), and
-# extrapolating $\hat x_0$ that far overshoots. On the exact denoiser of a Gaussian the error then
-# falls 4× per halving of the step, against DDIM's 2× (`tests/test_dpm_solver.py`).
+# extrapolating $\hat x_0$ that far overshoots. On the exact denoiser of a Gaussian and steps uniform
+# in $\lambda$ the error then falls 4× per halving of the step, against DDIM's 2×; on the linear
+# schedule's time-uniform steps the tests measure 0.34× DDIM's error at 20 steps
+# (`tests/test_dpm_solver.py`).
 
 # %% [markdown]
 # **A sampler is a loop over one step.** `ddim_sample` is nothing but `ddim_step` (Eq. 12 with
@@ -546,17 +553,18 @@ for steps in (10, 20, 50):
 # to 100 steps for a fifth to a tenth of the calls. The ODE cell shows why: from the same noise,
 # DPM-Solver++(2M) ends 1.9× closer to the finely solved ODE than DDIM at 10 calls (RMS 0.0555 vs
 # 0.1064), 2.9× at 20 (0.0196 vs 0.0563) and 3.8× at 50 (0.0079 vs 0.0298). Doubling the calls from
-# 10 to 20 shrinks DDIM's distance 1.9× and DPM-Solver++'s 2.8× — not the 2× and 4× of the exact
-# Gaussian denoiser in the tests, but the second-order solver gains faster. The stochastic row,
+# 10 to 20 shrinks DDIM's distance 1.9× and DPM-Solver++'s 2.8× — not the 2× and 4× of the tests' λ-uniform
+# steps (on time-uniform steps the first-order step into paper $t = 1$ spans a long, slowly
+# shrinking stretch of λ), but the second-order solver gains faster. The stochastic row,
 # $\eta = 1$ on 100 steps, scores 90.87 with a confident share of 51.6 % (DDIM-100: 88.65 and 44.5 %):
 # on this network fresh noise did not lower the distance, although it did on a weaker network
 # of an earlier version (the experiment log, section 8) — with 128 samples these differences are
 # near the noise. The 1000-step DDPM sampler took 1.032 s per sample, 14× DDIM-100's 0.074 s and
 # 29× DDIM-50's 0.035 s, for 10× and 20× the network calls; but DDPM ran a batch of 16 and DDIM a
-# batch of 128, which uses the cores better, so these per-sample times are not a clean ratio of
+# batch of 128, a different batch size, so these per-sample times are not a clean ratio of
 # calls. With only 16 samples DDPM's Fréchet distance is dominated by small-sample bias (real
-# digits score 364.34 at n = 16) and its confident share (43.8 %) has a sampling error of about
-# ±12 points, so it tells us no more than that it is in the same range. Whatever the sampler,
+# digits score 364.34 at n = 16) and its confident share (43.8 %) has a standard error of about
+# 12 points (a 95 % interval of about ±24), so it tells us no more than that it is in the same range. Whatever the sampler,
 # only about half of these unconditional digits (43.8 % to 51.6 %) are read with confidence —
 # the subject of section 6.
 #
@@ -604,8 +612,9 @@ print("recorded 0-based timesteps:", strip.timesteps)
 # $\tilde q(x_t \mid y) \propto q(x_t \mid y)\,q(y \mid x_t)^{w}$: the conditional distribution tilted, with
 # strength $w \ge 0$, towards images the (implicit) classifier reads as $y$ with confidence. (The
 # tilted densities at different noise levels are not the noised versions of one tilted data
-# distribution, so the samples follow $\tilde q$ only approximately — Ho & Salimans make the same
-# caveat.) Its score is $\nabla\log q(x_t \mid y) + w\,\nabla\log q(y \mid x_t)$; multiplied by
+# distribution, so the samples follow $\tilde q$ only approximately. Ho & Salimans add a related
+# caveat: the guided prediction is built from unconstrained network outputs, so in general no
+# classifier has it as its guided score.) Its score is $\nabla\log q(x_t \mid y) + w\,\nabla\log q(y \mid x_t)$; multiplied by
 # $-\sqrt{1-\bar\alpha_t}$ it is the noise prediction
 #
 # $$\tilde\epsilon_\theta(x_t, t, y) = \epsilon_\theta(x_t, t, y) + w\,\big(\epsilon_\theta(x_t, t, y) - \epsilon_\theta(x_t, t)\big)
@@ -679,12 +688,13 @@ fig.suptitle("columns ask for 0, 1, …, 9 (the unconditional row asks for nothi
 # score Fréchet 17.95 at this n). Lead with label agreement: the label alone transforms the
 # samples. The same network, at the same cost (0.047 s against 0.048 s per sample), goes from
 # 49.5 % to 92.0 % confident and from Fréchet 80.32 to 19.88, and 90.5 % of the digits are read,
-# with confidence, as the one asked for — the chimeras are gone. Guidance then moves along a
+# with confidence, as the one asked for — most chimeras are gone (8 % are still not read
+# confidently). Guidance then moves along a
 # trade-off: label agreement rises to 98.0 % at $w = 0.25$ and $w = 0.5$, 99.5 % at $w = 1$ and
 # 100.0 % at $w = 2$, while the Fréchet distance rises with every step of $w$ (22.01, 29.53, 46.09,
 # 71.51): in this sweep the lowest distance is at $w = 0$, no guidance. At $w = 2$ the digits are
 # bold and uniform (compare the grids): fidelity bought with variety. Every row covers 10/10
-# classes, but with labels that is met by construction — the digits are asked for in turn —
+# classes, but with labels that is all but guaranteed — the digits are asked for in turn —
 # so coverage says little here; label agreement is the number to read. A guided step evaluates
 # the network on a doubled batch: 0.120 to 0.136 s per sample against 0.047 s for $w = 0$.
 
@@ -706,15 +716,15 @@ fig.suptitle("columns ask for 0, 1, …, 9 (the unconditional row asks for nothi
 #    0.9 — a digit the classifier reads without hesitation. Blobs and chimeras score low.
 # 3. **Class coverage**: how many of the ten classes occur among the confident samples, and
 #    the histogram. A model that only draws ones could have a perfect confident share but would
-#    cover 1 class. When the labels are asked for in turn, coverage is met by construction; the
+#    cover 1 class. When the labels are asked for in turn, coverage is all but guaranteed; the
 #    number to read then is **label agreement** (section 6).
 #
 # The final set: N = 1000 samples (full profile), a hundred of each digit, with guidance
 # $w = 0.25$ and DDIM with 50 steps and $\eta = 1$ — saved as uint8 pixels, with the labels that
 # were asked for beside them. The scale was chosen *before* this run, on a separate validation
-# set drawn from an earlier network trained for 2000 steps: there a little guidance lowered the
-# Fréchet distance, more raised it, and $w = 0.25$ had the lowest distance and was the scale that
-# cleared the 90 % bar. This run's network trained four times as many steps, and its own sweep
+# set drawn from an earlier network trained for 2000 steps (its numbers are in the experiment
+# log, section 8): there a little guidance lowered the Fréchet distance, more raised it, and
+# $w = 0.25$ had the lowest distance and was the scale that cleared the 90 % bar. This run's network trained four times as many steps, and its own sweep
 # (section 6, n = 200) puts the lowest distance at $w = 0$ (19.88 against 22.01 at $w = 0.25$), with
 # 92.0 % confident already. We keep the scale fixed in advance rather than pick it from the sweep
 # of the run we report on, so the final numbers below are not tuned on themselves; on this
@@ -785,14 +795,15 @@ show_images(unconditional[:100], nrow=10, title="unconditional samples (no label
 # with $w = 0.25$) reaches **97.0 % label agreement** — that share of the samples is read, with
 # confidence, as the digit that was asked for — **97.4 % confident** (real digits: 95.3 %), and a
 # **Fréchet distance of 9.04 against a floor of 4.91: 1.84×, inside the 2× target**. All ten
-# classes occur (94 to 100 confident samples of each digit; 9s and 2s have the fewest), but with
-# the labels asked for in turn that target is met by construction. So all three targets are
+# classes occur (94 to 100 confident samples of each digit), but with the labels asked for in
+# turn that target is all but guaranteed. So all three targets are
 # met, and they are met by *conditional, guided* samples. The 1000 unconditional samples of the
 # same network (DPM-Solver++(2M), 20 steps, 52 s) are far from them: 49.8 % confident and a
-# Fréchet distance of 58.98, 12× the floor. Without a label the network also gets the class
-# proportions somewhat wrong: it draws 9s too often (14.8 % of the samples against 9.9 % of the
-# training digits) and 6s too rarely (6.3 % against 9.9 %), a largest gap of 4.9 percentage
-# points. The labels cost nothing extra in training; on this budget they are what turns clean
+# Fréchet distance of 58.98, 12× the floor. Without a label the class proportions are off too:
+# the judge reads 9 in 14.8 % of the samples (9.9 % of the training digits) and 6 in 6.3 %, a
+# largest gap of 4.9 percentage points; half of these samples are not read confidently, so part
+# of the gap may be how the judge reads chimeras. The labels cost no extra compute (only the
+# ~10 % of unlabelled examples train the unconditional mode); on this budget they are what turns clean
 # strokes into the digits that were asked for.
 
 # %% [markdown]
@@ -899,7 +910,7 @@ check_exercise_2(lambda logits, threshold: (logits.softmax(-1).max(-1).values >=
 #   $28\to14\to7$ down path, skip connections into the up path, attention only where it is cheap.
 # - On a CPU, quality per second comes from a narrow network trained for many steps (here 8167
 #   in a calibrated 10-minute budget) with a well-scaled target ($v$), min-SNR weighting, a high
-#   warm-started cosine LR and a short EMA.
+#   LR with warmup and cosine decay, and a short EMA.
 # - DDIM with 50 steps makes 1/20 of the 1000-step DDPM sampler's network calls (0.035 s against
 #   1.032 s per sample here, at batch 128 against 16); 20 steps lose little, 10 steps lose visibly.
 #   DPM-Solver++(2M), a second-order solver of the same ODE at one call per step, matches DDIM-100
