@@ -133,7 +133,7 @@ def test_show_neighbours_draws_one_row_per_query():
 @pytest.mark.parametrize("image_size, mults, blocks", [(32, (1, 2, 2), 1), (16, (1, 2), 2)])
 def test_unet_diagram_matches_the_forward_pass(image_size, mults, blocks):
     from ddpm_helpers.nn.unet import UNet
-    from ddpm_helpers.plotting import _unet_layers
+    from ddpm_helpers.nn.unet_diagram import _unet_layers
 
     lowest = image_size // 2 ** (len(mults) - 1)
     model = UNet(3, base_channels=16, channel_mults=mults, num_res_blocks=blocks,
