@@ -841,7 +841,7 @@ check_exercise_2(my_resblock_parameters_solution)
 # `--signal` sends SIGTERM two minutes before the time limit, and the run checkpoints and stops):
 #
 # ```bash
-# #!/bin/bash
+# !/bin/bash
 # #SBATCH --nodes=2 --ntasks-per-node=1 --gpus-per-node=4 --cpus-per-task=16 --time=02:00:00 --signal=TERM@120
 # head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
 # srun torchrun --nnodes="$SLURM_NNODES" --nproc_per_node=4 --rdzv-backend=c10d --rdzv-endpoint="$head:29500" \
