@@ -43,13 +43,17 @@
 # through it, notebooks 01–03 (forward process, reverse process, the loss $L_\text{simple}$).
 #
 # **Run time.** The full profile trains at 32×32 pixels on a CPU and at 64×64 with a larger
-# model on a GPU; the training is capped by a wall-clock limit, so a slow laptop trains fewer
-# steps in the same time rather than taking longer.
+# model on a GPU. The training runs on a *calibrated time budget*: the loop times its first
+# steps and then fixes how many steps fit into the budget, so a slow laptop trains fewer steps
+# rather than taking longer. It is a plan, not a hard cap: the run saved here trained for less
+# than its budget, because its first, timed steps were slower than the rest (section 3).
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU (measured: one thread of a shared 2-core machine) | ≈ 30 s | ≈ 31 min (30 min of it training, a hard cap) |
-# | Colab with a GPU (64×64, larger model; *estimated*, no GPU run yet) | ≈ 1 min | ≈ 45 min: a 40-minute calibrated training budget (≈ 17,000 steps × 64 on a T4, estimated from the FLOPs of a step and an assumed 16 TFLOP/s, section 3), then sampling |
+# | CPU (measured: 2 threads of 2 cores of an AMD EPYC with AVX-512) | ≈ 30 s | 24.7 min, 24.3 of it training in a 30-minute calibrated budget (5761 steps × 32) |
+# | Colab with a GPU (64×64, larger model; *estimated*, no GPU run yet) | ≈ 1 min | ≈ 45 min: a 40-minute calibrated training budget (≈ 16,900 steps × 64 on a T4, estimated from the FLOPs of a step and an assumed 16 TFLOP/s, section 3), then sampling |
+#
+# The quick-profile column is a rough figure, not timed in the run saved here.
 #
 # **Papers.** Equation numbers refer to Ho, Jain & Abbeel (2020), *Denoising Diffusion
 # Probabilistic Models* ([arXiv:2006.11239](https://arxiv.org/abs/2006.11239)) unless another
@@ -161,7 +165,7 @@ print(f"profile {config.profile()}, device {device.type}: training a {image_size
 # %% [markdown]
 # ### ▶ Skip training? (optional)
 #
-# Section 3 trains for about half an hour on a CPU. To see results at once (in Colab or Binder,
+# Section 3 trains for up to half an hour on a CPU (24.3 min in the run saved here). To see results at once (in Colab or Binder,
 # say), set `USE_PRETRAINED = True` in the cell below and run the notebook from the top: it loads the
 # EMA weights of the full-profile run this notebook was committed with,
 # `weights/05_butterflies_ema.safetensors` — from your clone when you have one, else downloaded from
@@ -231,7 +235,7 @@ show_images(data.images[:32], nrow=16, title=f"training images at {image_size}×
 plt.show()
 
 # %% [markdown]
-# **Why augment, and how much.** With 128 images a network with 0.6 million parameters can
+# **Why augment, and how much.** With 128 images a network with 0.63 million parameters can
 # learn every image by heart. Two augmentations make the training set look larger without
 # changing what a butterfly is:
 #
@@ -378,25 +382,33 @@ for label, variant, seconds in zip(variants, variant_models, step_seconds):
     print(f"| {label} | {count_parameters(variant):,} | {seconds:.3f} | {seconds / step_seconds[0]:.2f} |")
 
 # %% [markdown]
-# How to read it (the timings above are from the run this notebook was saved with):
+# How to read it (the timings above are from the run this notebook was saved with, on 2 CPU
+# threads: PyTorch's default on this 2-core machine, which the notebook does not change):
 #
-# - **Attention at 8×8 is cheap** — a few per cent more parameters and time — because the
-#   8×8 maps have only 64 positions. At 16×16 it costs noticeably more, and at 32×32 the
-#   1024×1024 attention matrices dominate the step, although the parameter count hardly
-#   moves: the cost of attention is in the positions, not in the weights.
-# - **Dropout is free**: no parameters, almost no time. What it buys is regularization, not capacity.
+# - **Attention at 8×8 is cheap** — 628,299 parameters against 590,283, and 1.10 × the
+#   baseline's time — because the 8×8 maps have only 64 positions. At 16×16 and 8×8 it costs
+#   noticeably more (1.38 ×), and with 32×32 added the 1024×1024 attention matrices dominate
+#   the step (5.90 ×), although the parameter count hardly moves (664,155): the cost of
+#   attention is in the positions, not in the weights.
+# - **Dropout adds no parameters, but it is not free**: with it our model takes 1.27 × the
+#   baseline's time against 1.10 × without it (0.158 s against 0.137 s per step), the price of
+#   drawing and applying the random masks. What it buys is regularization, not capacity.
 # - **Width is the expensive knob**: doubling the channels multiplies the convolution weights
-#   (and their cost) by about four.
-# - **Depth** (a second residual block per level) adds about half again.
+#   by about four (2,499,603 parameters against 628,299); on this CPU the step time grew less,
+#   from 0.158 s to 0.359 s.
+# - **Depth** (a second residual block per level) adds about half again (0.239 s against 0.158 s).
 #
-# On one CPU thread with a 30-minute budget, every second per step is steps we do not take. Our
-# choice, the row marked "ours", adds the cheap attention and the free dropout to the
-# baseline and stays at widths 24/48/48: wider than notebook 04's 16/32/32 (three colour
-# channels, more detail per image), narrower than we would like. While writing this notebook
-# we trained widths 16, 24 and 32 for 4 minutes each on one busy CPU core and measured the
-# loss on a fixed set of noisy training images: 0.090, 0.100 and 0.144 — at equal time,
-# the narrow models win because they take more steps (193, 94 and 53). Width pays on a GPU,
-# where the full profile uses 64/128/128/128 at 64×64 pixels.
+# With a 30-minute budget on 2 CPU threads, every second per step is steps we do not take. Our
+# choice, the row marked "ours", adds the cheap attention and dropout to the baseline and stays
+# at widths 24/48/48: wider than notebook 04's 16/32/32 (three colour channels, more detail per
+# image). The table prices a step; it says nothing about which width gives the best samples in
+# the budget, and the baseline (or a narrower model) would take more steps. Width 24 is a
+# choice, not a measured optimum: a short equal-time comparison of widths while writing an
+# earlier version of this notebook (one busy CPU core, one run each, not recorded in the
+# repository) put width 16 slightly ahead of 24 in loss, because the narrower model takes more
+# steps, and width 32 clearly behind; we kept 24 for the extra capacity that colour detail
+# needs, accepting fewer steps. Width pays on a GPU, where the full profile uses 64/128/128/128
+# at 64×64 pixels.
 
 # %% [markdown]
 # ## 3. Training with the shared loop
@@ -405,7 +417,7 @@ for label, variant, seconds in zip(variants, variant_models, step_seconds):
 # sample $x_0$ from the (augmented) data, $t \sim \mathcal U\{0, \dots, T-1\}$ and
 # $\epsilon \sim \mathcal N(0, I)$, form $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon$
 # (Eq. 4) and take an Adam step on the network's error. We keep the three choices that won the
-# measurements of notebook 04 (section 7 there), because they matter even more when every CPU
+# measurements of notebook 04 (section 8 there), because they matter even more when every CPU
 # second counts:
 #
 # - the network predicts $v = \sqrt{\bar\alpha_t}\,\epsilon - \sqrt{1-\bar\alpha_t}\,x_0$
@@ -420,18 +432,21 @@ for label, variant, seconds in zip(variants, variant_models, step_seconds):
 #
 # - an **EMA** of the weights, $\theta_\text{EMA} \leftarrow d\,\theta_\text{EMA} + (1 - d)\,\theta$,
 #   which averages away the noise of the last few hundred steps; we sample with it
-#   (Ho et al. use $d = 0.9999$ over 800 000 steps; we use $d = 0.999$, which the EMA's
-#   warm-up $d_n = \min\big(d, \tfrac{1+n}{10+n}\big)$ at update $n$ reaches only after about
-#   9 000 updates — on the GPU run. In the 1 500-step CPU run the warm-up sets the decay
-#   throughout, ending near 0.994: an average over the last ≈ 160 steps);
+#   (Ho et al. use $d = 0.9999$ over 800 000 steps; we set $d = 0.999$, but the EMA's
+#   warm-up $d_n = \min\big(d, \tfrac{1+n}{10+n}\big)$ at update $n$ reaches that cap only after
+#   ≈ 8,990 updates. The CPU run saved here made 5761 updates, so the warm-up set the decay
+#   throughout: it ended at $\tfrac{1+5761}{10+5761} \approx 0.9984$, an average over roughly the
+#   last $1/(1-d) \approx 640$ steps. Only a longer run, such as the GPU profile's, reaches 0.999);
 # - **checkpoints** in `outputs/05_butterflies/<run>/checkpoint.pt`, written atomically (with a
 #   checksum) every two minutes of training, at the end, and when the kernel is interrupted:
 #   interrupt the cell (or lose the Colab session) and run it again, and training continues
 #   where it stopped;
 # - a **calibrated budget**: `time_budget_s` is 30 minutes of training on a CPU. The loop times
 #   its first 20 steps, then fixes once how many steps fit into the budget, stores that count in the checkpoint and makes it the length of the cosine
-#   schedule — so on a slower laptop the run takes the same time, trains fewer steps, and its
-#   learning rate still decays to zero. The printout below gives the planned count.
+#   schedule — so on a slower laptop the run takes about the same time, trains fewer steps, and its
+#   learning rate still decays to zero. The printout below gives the planned count. In the run
+#   saved here the first 20 steps were slower than the rest, so the plan of 5761 steps took
+#   24.3 min at 0.25 s per step, less than the budget.
 
 # %%
 # recipes.BUTTERFLIES: quick 30 steps of 8; CPU batch 32 (lr 1e-3), steps fitted to a 30-minute calibrated budget; GPU batch 64,
@@ -476,7 +491,8 @@ plot_loss_curve(result.losses, window=100, title="training loss (min-SNR-weighte
 plt.show()
 
 # %% [markdown]
-# The loss falls fast and then flattens while the samples keep improving. With min-SNR
+# The loss falls fast and then flattens (the mean of the last 100 steps is 0.0076 in the run
+# saved here) while the samples keep improving. With min-SNR
 # weights the loss is $\min(1, 5/\mathrm{SNR}_t)\,\lVert\hat\epsilon - \epsilon\rVert^2$ in terms of the
 # noise, so the nearly clean steps hardly count and most of it comes from moderate noise
 # levels, where even a perfect model cannot tell exactly which image lies under the noise:
@@ -506,6 +522,9 @@ if pretrained is None:
     print(f"same weights as the trained model: {same_weights}; same EMA weights: {same_ema}")
 
 # %% [markdown]
+# The second call trained 0 steps and returned in 0.11 s instead of 24.3 min, with the same
+# weights and the same EMA weights as the first.
+#
 # We keep the EMA weights on their own, with the settings needed to rebuild the network, in
 # a small checkpoint that anyone can load without the training state. `save_checkpoint`
 # writes atomically and `load_checkpoint` refuses to unpickle anything but tensors and plain
@@ -563,7 +582,9 @@ plt.show()
 # %% [markdown]
 # **Watching a batch denoise.** The recorded states $x_t$ of sixteen samples, from pure
 # noise at $t = 999$ to the image. Coarse shape and colour settle first, wing pattern last —
-# the forward process of notebook 01 run backwards. The animation is also saved as a GIF.
+# the forward process of notebook 01 run backwards. The animation is also saved as a GIF. Its
+# titles, like those of the next figure, show the code's 0-based $t$ (paper $t$ = code $t$ + 1,
+# so $t = 999$ is the paper's $t = T = 1000$).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -670,20 +691,37 @@ print(f"nearest match is a mirror image for {flipped_share:.0%} of the samples")
 # near 1 or above means the samples are as far from the training set as its images are from
 # each other: new butterflies, or at least new blends, as far as pixels can tell.
 #
-# Pixel distance is a blunt tool, and the grey histogram shows how blunt: a training image
-# shifted and rescaled by a few pixels (our light crop) is about as far from its original as
-# a *different* butterfly is. So a sample could be a slightly shifted copy without falling
-# below the copy line; and a sample can be a recombination — the wing shape of one specimen
-# with the colours of another — without being near any single image. The pictures of the
-# nearest neighbours are the honest complement to the numbers: look at them.
+# In the run saved here the median sample lies 0.294 from its nearest training image, against
+# 0.256 between a training image and its nearest other one: a ratio of 1.15, and no sample
+# (0 of 64) below the copy line of 0.178, the closest pair of training images; the closest
+# sample is 0.207 away. By pixels, no sample is a copy.
 #
-# A short run at 32×32 sits on the creative side of this line mostly because it has not yet
-# fitted its data: its samples are also blurrier than the training images, which by itself
-# increases the distances. The grid shows the other face of an undertrained model: the
-# samples favour the common browns and yellows, and the rarer pale and blue-grey specimens
-# come out less often than in the data. Train much longer (a GPU run, or re-running the training cell
-# with more `steps`) and watch the ratio: with so few images it is expected to fall. Dropout
-# and augmentation slow that down; more data is the real cure.
+# Pixel distance is a blunt tool, and the grey histogram shows how blunt: a training image
+# shifted and rescaled by a few pixels (our light crop) lies 0.285 from its original at the
+# median — farther than a *different* butterfly (0.256), and about as far as the samples
+# (0.294). So a sample could be a slightly shifted copy without falling below the copy line;
+# and a sample can be a recombination — the wing shape of one specimen with the colours of
+# another — without being near any single image. The pictures of the nearest neighbours are
+# the honest complement to the numbers: look at them.
+#
+# Two more counts say *where* the samples land. The nearest match is a mirror image for 52 %
+# of the samples — about half, as expected from a model that saw every image flipped with
+# probability ½: no orientation is preferred. And the 64 samples have only 38 distinct
+# nearest training images out of 128: the other 90 are nobody's nearest, and many samples
+# share a neighbour. 64 samples can reach at most 64 images, and 64 random picks from 128
+# would repeat some too, but they would typically reach more than 38: the samples crowd into
+# one part of the data rather than spreading over all of it.
+#
+# The grids show which part. The samples concentrate on the common brown, orange and yellow
+# specimens (with some pale ones), while colours that the training grid plainly has — the
+# vivid red, purple and pink wings — are missing from the samples, at most a faint tint here
+# and there. That is a visible collapse of the colour range, not just rarer specimens coming
+# out less often (it is read off the pictures; no colour statistic is computed here). A short
+# run at 32×32 sits on the creative side of the copy line mostly because it has not yet fitted
+# its data: its samples are also blurrier than the training images, which by itself increases
+# the distances. Train much longer (a GPU run, or re-running the training cell with more
+# `steps`) and watch the ratio: with so few images it is expected to fall. Dropout and
+# augmentation slow that down; more data is the real cure.
 
 # %% [markdown]
 # ## 6. Exercises
@@ -726,7 +764,9 @@ def check_exercise_1(distance_fn):
 check_exercise_1(my_flip_distance)
 
 # %% [markdown]
-# **Exercise 2 — count a residual block by hand.** Write `my_resblock_parameters(c_in, c_out, time_dim)`
+# **Exercise 2 — count a residual block by hand.** Notebook 04's exercise 1 counted one block;
+# here the count is a *formula* for any widths and time dimension. Write
+# `my_resblock_parameters(c_in, c_out, time_dim)`, for general `c_in`, `c_out` and `time_dim`,
 # returning the number of parameters of `ResBlock(c_in, c_out, time_dim, dropout, num_groups)`
 # from the code printed in section 2: two GroupNorms (a scale and a shift per channel), two
 # 3×3 convolutions (weights and biases), the linear map of the time embedding, and — only when
@@ -763,12 +803,17 @@ check_exercise_2(my_resblock_parameters)
 # - The DDPM U-Net is the MNIST U-Net with other settings: residual blocks that all receive
 #   the time embedding, skip connections across each resolution, self-attention where the
 #   maps are small enough to afford it, dropout against overfitting. Attention costs positions
-#   squared; width costs channels squared; dropout costs nothing.
-# - The shared training loop adds an EMA of the weights, atomic checkpoints that resume
-#   exactly, and a wall-clock limit that keeps the run time predictable.
+#   squared; width costs channels squared in weights; dropout costs no weights but some time
+#   (1.27 × the baseline's step against 1.10 × without it, on this CPU).
+# - The shared training loop adds an EMA of the weights (after 5761 steps its warm-up, not the
+#   0.999 cap, still set the decay), atomic checkpoints that resume exactly, and a calibrated
+#   time budget that plans the number of steps from the first ones: here 5761 steps in 24.3 of
+#   30 minutes.
 # - Nearest neighbours in pixel space (mirror images included), set against the distances
 #   between training images and against augmented copies, tell whether samples are new or
-#   copies. With 128 images, this check belongs next to every sample grid.
+#   copies. With 128 images, this check belongs next to every sample grid. Here no sample was a
+#   pixel copy (ratio 1.15, 0 of 64 below the copy line), but the samples drew near only 38 of
+#   the 128 training images and left out the red, purple and pink specimens.
 #
 # **Artifacts** in `outputs/05_butterflies/`: `ema_unet<size>.pt` (EMA weights and the
 # settings to rebuild the U-Net), `05_butterflies_ema.safetensors` and `SHA256SUMS` (the same
@@ -852,5 +897,5 @@ check_exercise_2(my_resblock_parameters_solution)
 # **Time per step (estimates, not measured: this series has not yet run on a GPU).** A step of
 # `butterflies-gpu` (64×64) or `butterflies128-gpu` (128×128 through a 2×2 patch stem, so the same
 # levels) is about 2.3 TFLOP at batch 64 per GPU (counted above); at an assumed 16 TFLOP/s under
-# float16 autocast on a T4 that is ≈ 0.14 s, ≈ 17 000 steps in 40 minutes. Faster GPUs and more of
+# float16 autocast on a T4 that is ≈ 0.14 s, ≈ 16 900 steps in 40 minutes. Faster GPUs and more of
 # them change only how many steps the budget buys: the loop measures its own step time and prints it.

@@ -262,3 +262,36 @@ def test_sanitizing_equates_volatile_text(quick, full):
 )
 def test_sanitizing_keeps_results(text):
     assert sanitize(text) == text
+
+
+# --- the header's run time is the one this run printed -----------------------------------
+
+RUN_TIME = re.compile(r"(?:ran in|run time:)\s*(\d+(?:\.\d+)?) (s|min)\b")
+
+
+def run_time_problems(nb) -> list[str]:
+    """The run time the last cells print must be quoted in the first markdown cell (the header's table)."""
+    printed = [m for cell in nb.cells if cell.cell_type == "code" for output in cell.get("outputs", [])
+               for m in RUN_TIME.finditer(output.get("text", "") if output.get("output_type") == "stream" else "")]
+    if not printed:
+        return ["no cell prints the notebook's run time ('ran in …' / 'run time: …')"]
+    value, unit = printed[-1].groups()
+    header = next(cell.source for cell in nb.cells if cell.cell_type == "markdown")
+    if f"{value} {unit}" not in header:
+        return [f"the run printed {value} {unit}, which the header's run-time table does not quote"]
+    return []
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_header_quotes_the_printed_run_time(notebook):
+    problems = run_time_problems(nbformat.read(notebook, as_version=4))
+    assert not problems, "\n".join(problems)
+
+
+def test_run_time_check_catches_a_stale_header():
+    nb = new_notebook(cells=[new_markdown_cell("| CPU | 20 s |"),
+                             new_code_cell("print(...)", outputs=[new_output("stream", name="stdout",
+                                                                             text="notebook ran in 6.4 s\n")])])
+    assert run_time_problems(nb) == ["the run printed 6.4 s, which the header's run-time table does not quote"]
+    nb.cells[0].source = "| CPU | 6.4 s (measured) |"
+    assert run_time_problems(nb) == []
