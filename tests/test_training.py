@@ -74,7 +74,16 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path):
     assert resumed.losses == full.losses
 
 
-def test_interrupt_writes_a_checkpoint_and_resume_matches(tmp_path):
+@pytest.fixture
+def sigint_raises():
+    """Ctrl-C's default handler for the test: a shell's background job (as CI may be) starts with SIGINT ignored,
+    and ``train`` rightly leaves an ignored signal ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_interrupt_writes_a_checkpoint_and_resume_matches(tmp_path, sigint_raises):
     config = _config(steps=16, lr_schedule="cosine", warmup_steps=3, checkpoint_every=100)
     full = _run(config)
     draw = random_batches(DATA, config.batch_size)
