@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from tanh_net import TanhNet
 
 from ddpm_helpers.analytic import GaussianMixture, optimal_eps
 from ddpm_helpers.diffusion import Diffusion
@@ -21,20 +22,6 @@ from ddpm_helpers.samplers import (
 @pytest.fixture(scope="module")
 def diffusion():
     return Diffusion.from_schedule("linear", T=50)
-
-
-class TanhNet(torch.nn.Module):
-    """A fixed, non-linear ε-predictor in training mode that logs how it was called."""
-
-    def __init__(self, dim=3):
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.weight = torch.nn.Parameter(torch.randn(dim, dim, generator=g, dtype=torch.float64) / dim)
-        self.calls = []
-
-    def forward(self, xt, t):
-        self.calls.append((int(t[0]), self.training, torch.is_grad_enabled()))
-        return torch.tanh(xt @ self.weight.to(xt.dtype) + t[:, None].to(xt.dtype) / 50)
 
 
 # ------------------------------------------------------------------ timestep sequences
