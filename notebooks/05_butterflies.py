@@ -174,7 +174,7 @@ print(f"profile {config.profile()}, device {device.type}: training a {image_size
 # its loss curve instead of training, and everything after it samples from its weights.
 #
 # **Keep a long run across disconnects.** Training writes a checkpoint to `DDPM_OUTPUT_DIR`
-# (default `outputs/`) every few hundred steps, and running the training cell again resumes from
+# (default `outputs/`) every two minutes of training, and running the training cell again resumes from
 # it. A Colab runtime loses its disk when it disconnects, so put the outputs on Google Drive: add
 # a cell at the very top, run it before everything else, then run the notebook as usual.
 #
