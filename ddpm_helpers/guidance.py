@@ -65,10 +65,9 @@ class ClassifierFreeGuidance(nn.Module):
         if x.device != self.labels.device:
             raise ValueError(f"x_t is on {x.device} but the labels are on {self.labels.device}: "
                              f"move the guidance wrapper with .to({str(x.device)!r})")
-        labels = self.labels
         if self.scale == 0:
-            return self.model(x, t, labels)
-        null = torch.full_like(labels, NULL_LABEL)
-        both = self.model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([labels, null]))  # f(y) and f(∅), one call
+            return self.model(x, t, self.labels)
+        null = torch.full_like(self.labels, NULL_LABEL)
+        both = self.model(torch.cat([x, x]), torch.cat([t, t]), torch.cat([self.labels, null]))  # f(y), f(∅): one call
         conditional, unconditional = both.chunk(2)
         return conditional + self.scale * (conditional - unconditional)  # = (1 + w) f(y) − w f(∅)

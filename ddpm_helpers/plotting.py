@@ -192,7 +192,7 @@ def save_animation(frames: Sequence[Tensor] | Tensor, path: str | Path, titles: 
     return gif_html(path, alt=path.stem.replace("_", " "))
 
 
-# ---------------------------------------------------------------- U-Net layout and nearest neighbours (notebook 05)
+# ---------------------------------------------------------------- nearest neighbours (notebook 05)
 
 
 def show_neighbours(queries: Tensor, references: Tensor, neighbours, names: Sequence[str] | None = None,

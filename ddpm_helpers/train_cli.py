@@ -23,6 +23,7 @@ from . import config, datasets, distributed, recipes
 from .checkpoint import save_checkpoint
 from .diffusion import Diffusion
 from .nn.unet import UNet
+from .precision import MIXED_PRECISIONS
 from .training import train
 from .utils import count_parameters
 
@@ -31,12 +32,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m ddpm_helpers.train_cli", description=__doc__.split("\n\n")[0])
     parser.add_argument("recipe", choices=sorted(recipes.RECIPES), help="the configuration (see ddpm_helpers.recipes)")
     parser.add_argument("--image-folder", type=Path, help="train on these images (.png/.jpg) instead of the "
-                        "butterflies of DDPM_DATA_DIR (or the Smithsonian set from the Hugging Face hub)")
+                        "butterflies of DDPM_DATA_DIR (or the 128 NHM butterflies, downloaded and checked)")
     parser.add_argument("--steps", type=int, help="number of steps (with a budget: the most it may plan)")
     parser.add_argument("--budget-min", type=float, help="calibrated training budget in minutes (steps fitted to it)")
     parser.add_argument("--time-limit-min", type=float, help="hard stop of this call after so many minutes")
     parser.add_argument("--batch-size", type=int, help="minibatch per process")
-    parser.add_argument("--mixed-precision", choices=("off", "auto", "bf16", "fp16"))
+    parser.add_argument("--mixed-precision", choices=MIXED_PRECISIONS)
     parser.add_argument("--out-dir", type=Path, help="default: <DDPM_OUTPUT_DIR>/train/<recipe>")
     parser.add_argument("--no-resume", action="store_true", help="train afresh even if out-dir holds a checkpoint")
     parser.add_argument("--samples", type=int, default=0, help="DDIM samples (50 steps) drawn with the EMA weights")
@@ -48,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _changes(args: argparse.Namespace, recipe: recipes.Recipe) -> dict:
+def _changes(args: argparse.Namespace) -> dict:
     """The TrainConfig fields the command line overrides."""
     changes = {"seed": args.seed}
     if args.budget_min is not None:
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     recipe = recipes.get(args.recipe)
     ranks, device = distributed.init(config.get_device().type)
-    train_config = recipe.train_config(**_changes(args, recipe))
+    train_config = recipe.train_config(**_changes(args))
     out_dir = args.out_dir or config.outputs_dir("train") / recipe.name
     batches, num_images = load_batches(recipe, train_config.batch_size, args.image_folder, ranks)
 

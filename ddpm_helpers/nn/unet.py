@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ddpm_helpers import utils
-from ddpm_helpers.checks import check_positive_int
+from ddpm_helpers.checks import check_number, check_positive_int
 from ddpm_helpers.guidance import NULL_LABEL
 
 from .embeddings import sinusoidal_embedding
@@ -238,8 +238,7 @@ class UNet(nn.Module):
         if unknown:
             raise ValueError(f"attention_resolutions {unknown} are not among the U-Net's resolutions "
                              f"{sorted(resolutions, reverse=True)}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        check_number(dropout, "dropout", 0.0, 1.0, high_open=True)
         for mult in channel_mults:
             _check_groups(base_channels * mult, num_groups)
 
