@@ -66,6 +66,13 @@ class PMeanVariance(NamedTuple):
         return tuple.__getitem__(self, key)
 
 
+def check_prediction(prediction, clip_x0):
+    """ValueError naming ``prediction`` unless it is one of :data:`PREDICTIONS`, or ``clip_x0`` unless None or > 0."""
+    checks.check_name(prediction, PREDICTIONS, "prediction")
+    if clip_x0 is not None:
+        check_number(clip_x0, "clip_x0", low=0, low_open=True)
+
+
 class Diffusion:
     """Precomputed tables of a DDPM noise schedule and the maps between x0, x_t, ε and v.
 
@@ -266,9 +273,7 @@ class Diffusion:
         return self._predictions(model_output, xt, t, prediction, clip_x0)
 
     def _check_predictions(self, model_output, xt, t, prediction, clip_x0):
-        checks.check_name(prediction, PREDICTIONS, "prediction")
-        if clip_x0 is not None:
-            check_number(clip_x0, "clip_x0", low=0, low_open=True)
+        check_prediction(prediction, clip_x0)
         self._check(t, xt=xt, model_output=model_output)
 
     def _predictions(self, model_output, xt, t, prediction, clip_x0):

@@ -22,7 +22,8 @@ jump to the clean end is always first order.
 import math
 
 from ddpm_helpers.checks import check_int
-from ddpm_helpers.samplers import StepResult, _check_prediction, _sample, _timestep_tensor, ddim_timesteps
+from ddpm_helpers.diffusion import check_prediction
+from ddpm_helpers.samplers import StepResult, _sample, _timestep_tensor, ddim_timesteps
 
 
 def _lambda(diffusion, t):
@@ -72,7 +73,7 @@ def dpm_solver_sample(model, diffusion, shape, *, num_steps=20, prediction="eps"
     steps this is DDIM (η = 0). x̂0 is clipped to [−clip_x0, clip_x0] before it enters the update.
     ``record`` as in ``ddim_sample``.
     """
-    _check_prediction(prediction, clip_x0)
+    check_prediction(prediction, clip_x0)
     steps = ddim_timesteps(diffusion.T, num_steps)
     previous = {}  # {"x0_hat_prev": x̂0, "t_prev": t} of the step before
 

@@ -29,7 +29,7 @@ from ddpm_helpers.checks import (
     check_number,
     check_positive_int,
 )
-from ddpm_helpers.diffusion import PREDICTIONS, VARIANCES, extract
+from ddpm_helpers.diffusion import VARIANCES, check_prediction, extract
 from ddpm_helpers.utils import moved_names
 
 
@@ -174,19 +174,13 @@ def _sample(model, diffusion, shape, x_T, generator, device, record, steps, step
     return _result(x, recorded)
 
 
-def _check_prediction(prediction, clip_x0):
-    check_name(prediction, PREDICTIONS, "prediction")
-    if clip_x0 is not None:
-        check_number(clip_x0, "clip_x0", low=0, low_open=True)
-
-
 def ddpm_sample(model, diffusion, shape, *, prediction="eps", variance="beta_tilde", clip_x0=None, generator=None,
                 device=None, x_T=None, record=(), progress=False):
     """Ancestral sampling (Ho et al. 2020, Algorithm 2): :func:`ddpm_step` for ``t = T−1, …, 0``.
 
     ``shape`` may be None when ``x_T`` is given.
     """
-    _check_prediction(prediction, clip_x0)
+    check_prediction(prediction, clip_x0)
     check_name(variance, VARIANCES, "variance")
     steps = list(range(diffusion.T - 1, -1, -1))
 
@@ -233,7 +227,7 @@ def ddim_sample(model, diffusion, shape, *, num_steps=50, timesteps=None, eta=0.
     :func:`ddim_timesteps`). η = 0 is deterministic; η = 1 over all T steps is DDPM with
     σ_t² = β̃_t. Only recorded timesteps that the sequence visits appear in the result.
     """
-    _check_prediction(prediction, clip_x0)
+    check_prediction(prediction, clip_x0)
     eta = check_number(eta, "eta", low=0.0, high=1.0)
     steps = ddim_timesteps(diffusion.T, num_steps) if timesteps is None else _check_timesteps(timesteps, diffusion.T)
     next_steps = steps[1:] + [None]  # the step each one goes to; None: the end of the chain (ᾱ = 1)
