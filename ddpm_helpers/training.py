@@ -180,6 +180,11 @@ class _StepPlan:
             self.total = config.steps  # the cap ends the run before the calibration would: nothing to measure
 
     @property
+    def planned(self) -> int | None:
+        """The step count a calibrated budget fixed (stored in checkpoints); None without a budget."""
+        return self.total if self.config.time_budget_s is not None else None
+
+    @property
     def end(self) -> float:
         cap = math.inf if self.config.steps is None else self.config.steps
         return cap if self.total is None else min(self.total, cap)
@@ -198,11 +203,6 @@ class _StepPlan:
         affordable = self._timed_to + max(0, math.floor(seconds_left / step_seconds))  # steps that fit the budget
         self.total = int(min(affordable, self.end))
         return True
-
-
-def _planned_steps(plan: _StepPlan, config: TrainConfig) -> int | None:
-    """The step count a calibrated budget fixed (stored in checkpoints); None without a budget."""
-    return plan.total if config.time_budget_s is not None else None
 
 
 def _synchronize(device: torch.device) -> None:
@@ -523,7 +523,7 @@ def train(model: nn.Module, diffusion: Diffusion, batches, config: TrainConfig, 
                     "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
                     "step": step, "losses": losses, "seconds": seconds_before + time.perf_counter() - start,
                     "rng": rng_ranks[0], "config": asdict(config), "betas": diffusion.betas.detach().cpu(),
-                    "planned_steps": _planned_steps(plan, config),
+                    "planned_steps": plan.planned,
                 }
                 if ranks.enabled:
                     state.update(world_size=ranks.world_size, rng_ranks=rng_ranks)
@@ -587,4 +587,4 @@ def train(model: nn.Module, diffusion: Diffusion, batches, config: TrainConfig, 
     model.eval()
     return TrainResult(model=model, ema=ema, losses=losses, steps=step,
                        seconds=seconds_before + time.perf_counter() - start, stopped_early=stopped_early,
-                       checkpoint_path=ckpt_path, planned_steps=_planned_steps(plan, config))
+                       checkpoint_path=ckpt_path, planned_steps=plan.planned)
