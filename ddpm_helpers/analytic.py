@@ -12,7 +12,6 @@ import math
 import torch
 
 from ddpm_helpers.checks import check_positive_int
-from ddpm_helpers.diffusion import extract
 
 
 class GaussianMixture:
@@ -129,7 +128,7 @@ def optimal_eps(mixture, diffusion):
 
     def model(xt, t):
         x = mixture._flat(xt)  # (B, D), float64
-        ab = extract(diffusion.table("alpha_bar", x), t, x)  # ᾱ_t, (B, 1)
+        ab = diffusion.at("alpha_bar", t, x)  # ᾱ_t, (B, 1)
         variances = ab * mixture.variances.to(x.device)[None] + (1.0 - ab)  # ᾱ_t s_k² + 1 − ᾱ_t, (B, K)
         # ∇ log p_t(x_t), component means √ᾱ_t μ_k
         score = _score(x, mixture.weights, mixture.means, ab.sqrt(), variances)

@@ -151,7 +151,7 @@ class Diffusion:
             self._tables[key] = getattr(self, name).to(device=like.device, dtype=like.dtype)
         return self._tables[key]
 
-    def _at(self, name, t, x):
+    def at(self, name, t, x):
         """Table ``name`` at the 0-based timesteps ``t``, shaped ``(B, 1, …, 1)`` against ``x``."""
         return extract(self.table(name, x), t, x)
 
@@ -179,8 +179,8 @@ class Diffusion:
         The variance is shaped ``(B, 1, …, 1)``.
         """
         self._check(t, x0=x0)
-        mean = self._at("sqrt_alpha_bar", t, x0) * x0  # √ᾱ_t x0
-        variance = self._at("one_minus_alpha_bar", t, x0)  # 1 − ᾱ_t
+        mean = self.at("sqrt_alpha_bar", t, x0) * x0  # √ᾱ_t x0
+        variance = self.at("one_minus_alpha_bar", t, x0)  # 1 − ᾱ_t
         return mean, variance
 
     def q_sample(self, x0, t, eps=None, generator=None):
@@ -191,7 +191,7 @@ class Diffusion:
         else:
             self._check(t, x0=x0, eps=eps)
         # √ᾱ x0 + √(1−ᾱ) ε
-        return self._at("sqrt_alpha_bar", t, x0) * x0 + self._at("sqrt_one_minus_alpha_bar", t, x0) * eps
+        return self.at("sqrt_alpha_bar", t, x0) * x0 + self.at("sqrt_one_minus_alpha_bar", t, x0) * eps
 
     def q_posterior(self, x0, xt, t):
         """Mean, variance and log-variance of q(x_{t−1} | x_t, x0) (Ho et al. 2020, Eqs. 6–7).
@@ -203,14 +203,14 @@ class Diffusion:
         """
         self._check(t, x0=x0, xt=xt)
         mean = self._posterior_mean(x0, xt, t)  # μ̃_t(x_t, x0)
-        variance = self._at("posterior_variance", t, xt)  # β̃_t
-        log_variance = self._at("posterior_log_variance_clipped", t, xt)  # log β̃_t, clipped at `t = 0`
+        variance = self.at("posterior_variance", t, xt)  # β̃_t
+        log_variance = self.at("posterior_log_variance_clipped", t, xt)  # log β̃_t, clipped at `t = 0`
         return mean, variance, log_variance
 
     def _posterior_mean(self, x0, xt, t):
         """μ̃_t(x_t, x0) = coef_x0 · x0 + coef_xt · x_t (Ho et al. 2020, Eq. 7)."""
         # coef_x0 x0 + coef_xt x_t
-        return self._at("posterior_mean_coef_x0", t, xt) * x0 + self._at("posterior_mean_coef_xt", t, xt) * xt
+        return self.at("posterior_mean_coef_x0", t, xt) * x0 + self.at("posterior_mean_coef_xt", t, xt) * xt
 
     # ---------------------------------------------------------------- parameterizations
 
@@ -221,7 +221,7 @@ class Diffusion:
 
     def _x0_from_eps(self, xt, t, eps):
         # x_t/√ᾱ − √(1/ᾱ − 1) ε
-        return self._at("sqrt_recip_alpha_bar", t, xt) * xt - self._at("sqrt_recipm1_alpha_bar", t, xt) * eps
+        return self.at("sqrt_recip_alpha_bar", t, xt) * xt - self.at("sqrt_recipm1_alpha_bar", t, xt) * eps
 
     def predict_eps_from_x0(self, xt, t, x0):
         """ε = (x_t − √ᾱ_t x0) / √(1 − ᾱ_t) (Ho et al. 2020, Eq. 4 solved for ε)."""
@@ -230,13 +230,13 @@ class Diffusion:
 
     def _eps_from_x0(self, xt, t, x0):
         # (x_t − √ᾱ x0)/√(1−ᾱ)
-        return (xt - self._at("sqrt_alpha_bar", t, xt) * x0) / self._at("sqrt_one_minus_alpha_bar", t, xt)
+        return (xt - self.at("sqrt_alpha_bar", t, xt) * x0) / self.at("sqrt_one_minus_alpha_bar", t, xt)
 
     def v_from_x0_eps(self, x0, t, eps):
         """v = √ᾱ_t ε − √(1 − ᾱ_t) x0 (Salimans & Ho 2022, §4)."""
         self._check(t, x0=x0, eps=eps)
         # √ᾱ ε − √(1−ᾱ) x0
-        return self._at("sqrt_alpha_bar", t, x0) * eps - self._at("sqrt_one_minus_alpha_bar", t, x0) * x0
+        return self.at("sqrt_alpha_bar", t, x0) * eps - self.at("sqrt_one_minus_alpha_bar", t, x0) * x0
 
     def predict_x0_from_v(self, xt, t, v):
         """x̂0 = √ᾱ_t x_t − √(1 − ᾱ_t) v (Salimans & Ho 2022, §4)."""
@@ -245,7 +245,7 @@ class Diffusion:
 
     def _x0_from_v(self, xt, t, v):
         # √ᾱ x_t − √(1−ᾱ) v
-        return self._at("sqrt_alpha_bar", t, xt) * xt - self._at("sqrt_one_minus_alpha_bar", t, xt) * v
+        return self.at("sqrt_alpha_bar", t, xt) * xt - self.at("sqrt_one_minus_alpha_bar", t, xt) * v
 
     def predict_eps_from_v(self, xt, t, v):
         """ε = √(1 − ᾱ_t) x_t + √ᾱ_t v (Salimans & Ho 2022, §4)."""
@@ -254,13 +254,13 @@ class Diffusion:
 
     def _eps_from_v(self, xt, t, v):
         # √(1−ᾱ) x_t + √ᾱ v
-        return self._at("sqrt_one_minus_alpha_bar", t, xt) * xt + self._at("sqrt_alpha_bar", t, xt) * v
+        return self.at("sqrt_one_minus_alpha_bar", t, xt) * xt + self.at("sqrt_alpha_bar", t, xt) * v
 
     def predict_mean_from_eps(self, xt, t, eps):
         """μ_θ(x_t, t) = (x_t − β_t / √(1 − ᾱ_t) · ε) / √α_t (Ho et al. 2020, Eq. 11)."""
         self._check(t, xt=xt, eps=eps)
         # (x_t − β/√(1−ᾱ) ε) / √α
-        return (xt - self._at("eps_coef", t, xt) * eps) / self._at("sqrt_alphas", t, xt)
+        return (xt - self.at("eps_coef", t, xt) * eps) / self.at("sqrt_alphas", t, xt)
 
     def model_predictions(self, model_output, xt, t, prediction="eps", clip_x0=None):
         """Turn a network output into ``(eps, x0_hat)`` for the chosen parameterization.
@@ -308,11 +308,11 @@ class Diffusion:
         eps, x0_hat = self._predictions(model_output, xt, t, prediction, clip_x0)
         mean = self._posterior_mean(x0_hat, xt, t)  # μ_θ(x_t, t) = μ̃_t(x_t, x̂0)
         if variance == "beta_tilde":
-            var = self._at("posterior_variance", t, xt)  # σ_t² = β̃_t
-            log_var = self._at("posterior_log_variance_clipped", t, xt)  # log β̃_t (clipped at `t = 0`)
+            var = self.at("posterior_variance", t, xt)  # σ_t² = β̃_t
+            log_var = self.at("posterior_log_variance_clipped", t, xt)  # log β̃_t (clipped at `t = 0`)
         else:
-            var = self._at("betas", t, xt)  # σ_t² = β_t
-            log_var = self._at("log_betas", t, xt)  # log β_t
+            var = self.at("betas", t, xt)  # σ_t² = β_t
+            log_var = self.at("log_betas", t, xt)  # log β_t
         return PMeanVariance(mean, var, log_var, x0_hat, eps)
 
 

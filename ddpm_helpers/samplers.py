@@ -29,7 +29,7 @@ from ddpm_helpers.checks import (
     check_number,
     check_positive_int,
 )
-from ddpm_helpers.diffusion import VARIANCES, check_prediction, extract
+from ddpm_helpers.diffusion import VARIANCES, check_prediction
 from ddpm_helpers.utils import moved_names
 
 
@@ -93,8 +93,8 @@ def ddim_step(diffusion, model_output, xt, t, t_prev, *, eta=0.0, prediction="ep
     eps, x0_hat = diffusion.model_predictions(model_output, xt, tt, prediction, clip_x0)
     if t_prev is None:
         return StepResult(x0_hat, x0_hat)  # last step: ᾱ_s = 1, σ = 0, so x_0 = x̂0
-    ab_t = extract(diffusion.table("alpha_bar", xt), tt, xt)  # ᾱ_t
-    ab_s = extract(diffusion.table("alpha_bar", xt), _timestep_tensor(t_prev, xt), xt)  # ᾱ_s
+    ab_t = diffusion.at("alpha_bar", tt, xt)  # ᾱ_t
+    ab_s = diffusion.at("alpha_bar", _timestep_tensor(t_prev, xt), xt)  # ᾱ_s
     # σ_t = η √((1−ᾱ_s)/(1−ᾱ_t)) √(1−ᾱ_t/ᾱ_s)
     sigma = eta * ((1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s)).sqrt()
     direction = (1 - ab_s - sigma**2).clamp(min=0).sqrt() * eps  # √(1 − ᾱ_s − σ²) ε̂
