@@ -17,13 +17,14 @@ import hashlib
 import os
 import pickle
 import re
-import tempfile
 import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from .utils import write_atomic
 
 CHECKSUM_KEY = "_sha256"  # reserved top-level key holding the checksum
 # Values torch.load(weights_only=True) accepts besides tensors and containers.
@@ -101,17 +102,12 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
                               f"{path / 'checkpoint.pt'}")
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {**state, CHECKSUM_KEY: checksum(state)}
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as f:
             torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)  # atomic: readers see the old file or the new one, never a partial one
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
+
+    return write_atomic(path, write)  # never a half-written checkpoint
 
 
 def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:

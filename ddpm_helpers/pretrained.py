@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +22,7 @@ import torch
 from torch import nn
 
 from . import config
+from .utils import write_atomic
 
 SUMS_FILE = "SHA256SUMS"
 SUFFIX = ".safetensors"
@@ -62,18 +61,6 @@ def sha256_of(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _write_atomic(path: Path, write) -> None:
-    """Call ``write(tmp_path)``, then rename the temporary file over ``path`` (never a half-written file)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _read_sums(path: Path) -> dict[str, str]:
     """``{file name: sha256}`` from a ``sha256sum``-format file (``<hex>  <name>`` per line)."""
     sums = {}
@@ -101,12 +88,12 @@ def export_weights(model: nn.Module, path: str | Path, result=None, **metadata) 
     header = {_METADATA_KEY: json.dumps(metadata)}  # raises TypeError for values JSON cannot hold
     tensors = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
+    write_atomic(path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
     sums_path = path.parent / SUMS_FILE
     sums = _read_sums(sums_path) if sums_path.is_file() else {}
     sums[path.name] = sha256_of(path)
     lines = "".join(f"{sums[n]}  {n}\n" for n in sorted(sums))  # sha256sum format: `sha256sum -c` checks it
-    _write_atomic(sums_path, lambda tmp: tmp.write_text(lines, encoding="utf-8"))
+    write_atomic(sums_path, lambda tmp: tmp.write_text(lines, encoding="utf-8"))
     return path
 
 
@@ -149,7 +136,7 @@ def weights_base_url() -> str:
 def _download(url: str, target: Path, timeout: float) -> None:
     with urlopen(url, timeout=timeout) as response:  # a plain GET: no credentials, no prompt
         data = response.read()
-    _write_atomic(target, lambda tmp: tmp.write_bytes(data))
+    write_atomic(target, lambda tmp: tmp.write_bytes(data))
 
 
 def _verified(path: Path, sums_path: Path, origin: str) -> Path:

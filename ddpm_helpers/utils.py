@@ -1,7 +1,10 @@
-"""Small generic helpers shared by the modules: noise, evaluation mode, parameter counts, deprecations."""
+"""Small generic helpers shared by the modules: noise, eval mode, parameter counts, deprecations, atomic writes."""
 
+import os
+import tempfile
 import warnings
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
@@ -56,3 +59,20 @@ def moved_names(module, names):
         raise AttributeError(f"module {module!r} has no attribute {name!r}")
 
     return __getattr__
+
+
+def write_atomic(path, write):
+    """Call ``write(tmp)`` on a temporary ``.<name>.*.tmp`` file beside ``path``, flush it to disk, then rename it
+    over ``path`` (``os.replace`` is atomic: readers see the old file or the new one, never a partial one)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
