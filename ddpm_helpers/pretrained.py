@@ -187,13 +187,21 @@ def load_pretrained(name: str, device: str | torch.device = "cpu", timeout: floa
     Taken from the clone's ``weights/`` when there (and ``DDPM_WEIGHTS_URL`` is unset), else downloaded
     once into ``<outputs>/pretrained/``; the SHA-256 is checked against ``SHA256SUMS`` before loading.
     """
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
     if not isinstance(name, str) or not _NAME.fullmatch(name) or name.endswith(SUFFIX):
         raise ValueError(f"name must be a file name without {SUFFIX}, e.g. '04_mnist_ema', got {name!r}")
     path, source = _fetch(name, timeout)
+    return read_weights(path, device, source)
+
+
+def read_weights(path: str | Path, device: str | torch.device = "cpu", source: str | None = None) -> PretrainedWeights:
+    """The weights and metadata of a local file written by :func:`export_weights` (no checksum: your own file)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no weights file at {path}")
     with safe_open(str(path), framework="pt") as f:
         header = f.metadata() or {}
     metadata = json.loads(header.get(_METADATA_KEY, "{}"))
-    return PretrainedWeights(load_file(str(path), device=str(device)), metadata, source)
+    return PretrainedWeights(load_file(str(path), device=str(device)), metadata, source or str(path))
