@@ -19,6 +19,9 @@ Environment variables (all optional):
     Base URL of the 128 NHM source JPEGs (``<url>/butterfly0.jpg`` …), e.g. a mirror or a
     local test server. Default: the pinned commit of JVP15/butterfly-gan in
     ``ddpm_helpers.butterfly_source``. Every file is checked against its SHA-256 whatever the URL.
+``DDPM_PRETRAINED``
+    ``1`` to make notebooks 04 and 05 load the committed weights (``weights/``) instead of training
+    (their ``USE_PRETRAINED`` switch); default ``0``.
 ``DDPM_WEIGHTS_URL``
     Base URL of the pretrained weights folder (``<url>/SHA256SUMS``, ``<url>/<name>.safetensors``).
     Default: the repository's ``weights/`` folder on GitHub (``ddpm_helpers.pretrained``).
@@ -58,6 +61,15 @@ def profile() -> str:
 def pick(*, quick, full):
     """Return ``quick`` in the quick profile and ``full`` in the full profile."""
     return quick if profile() == "quick" else full
+
+
+def use_pretrained() -> bool:
+    """Whether the notebooks load the committed weights instead of training: ``DDPM_PRETRAINED`` = 1 (or true,
+    yes), default 0."""
+    value = os.environ.get("DDPM_PRETRAINED", "").strip().lower() or "0"
+    if value not in ("0", "1", "false", "true", "no", "yes"):
+        raise ValueError(f"DDPM_PRETRAINED={value!r} is not a switch; use 1 (load the committed weights) or 0 (train)")
+    return value in ("1", "true", "yes")
 
 
 def _repo_dir() -> Path:

@@ -9,7 +9,7 @@ import torch
 
 from ddpm_helpers import config
 
-VARIABLES = ("DDPM_PROFILE", "DDPM_DATA_DIR", "DDPM_OUTPUT_DIR", "DDPM_DEVICE")
+VARIABLES = ("DDPM_PROFILE", "DDPM_DATA_DIR", "DDPM_OUTPUT_DIR", "DDPM_DEVICE", "DDPM_PRETRAINED")
 
 
 @pytest.fixture(autouse=True)
@@ -35,6 +35,19 @@ def test_profile_defaults_to_full():
 def test_profile_reads_environment(monkeypatch, value):
     monkeypatch.setenv("DDPM_PROFILE", value)
     assert config.profile() == value.strip()
+
+
+@pytest.mark.parametrize(("value", "expected"),
+                         [("", False), ("0", False), ("1", True), (" True ", True), ("no", False)])
+def test_use_pretrained_reads_environment(monkeypatch, value, expected):
+    monkeypatch.setenv("DDPM_PRETRAINED", value)
+    assert config.use_pretrained() is expected
+
+
+def test_unknown_pretrained_switch_is_rejected_by_name(monkeypatch):
+    monkeypatch.setenv("DDPM_PRETRAINED", "maybe")
+    with pytest.raises(ValueError, match="'maybe'"):
+        config.use_pretrained()
 
 
 @pytest.mark.parametrize("value", ["fast", "Quick", "FULL"])
