@@ -17,18 +17,18 @@
 # ---
 
 # %% [markdown]
-# # 04 — MNIST with a small U-Net: good digits from ten minutes of training on a laptop-class CPU
+# # 04 — MNIST with a small U-Net in ten CPU-minutes: digits on request, and the gap without labels
 #
 # The previous notebooks built the forward process, the reverse process and the training
 # loop on data whose answer we know. Now the same recipe meets real images: the 70,000
 # handwritten digits of MNIST. The denoiser becomes a **U-Net**, and the question that
 # shapes every choice below is a practical one: *how good can the digits get from ten
 # minutes of training on a two-core CPU?* In the committed run the answer is: good enough
-# to meet all three targets of section 7 with label-guided samples, while the unlabelled
-# (unconditional) samples remain far from them. The design decisions — width, attention,
-# prediction target, loss weighting, learning rate, batch size, sampler — were
-# measured while developing the notebook (section 8 links the log), and this run's own
-# measurements are printed below.
+# to meet the three targets of section 7 with label-guided samples, while the unlabelled
+# (unconditional) samples — the DDPM of the paper — remain far from theirs. Width, attention,
+# prediction target, loss weighting, learning rate, batch size and sampler were chosen from
+# experiments run while developing the notebook (section 8 links their log; depth and the shape
+# of the learning-rate schedule were not varied), and this run's own measurements are printed below.
 #
 # **You will learn**
 # - how MNIST pixels are scaled to $[-1, 1]$ and why that matches the $\mathcal N(0, I)$ prior;
@@ -289,8 +289,8 @@ flops = forward_flops(model)
 # ### ▶ Skip training? (optional)
 #
 # Section 4 trains for about ten minutes on a CPU. To see results at once (in Colab or Binder, say),
-# set `USE_PRETRAINED = True` in the cell below and run the notebook from the top: it loads the
-# EMA weights of the full-profile run this notebook was committed with,
+# set `USE_PRETRAINED = True` in the cell below (or the environment variable `DDPM_PRETRAINED=1`) and run
+# the notebook from the top: it loads the EMA weights of the committed full-profile training run,
 # `weights/04_mnist_ema.safetensors` — from your clone when you have one, else downloaded from the
 # repository on GitHub — after checking the file's SHA-256 against `weights/SHA256SUMS`. The
 # network and training settings become that run's (whatever this machine would train), section 4
@@ -309,7 +309,8 @@ flops = forward_flops(model)
 # ```
 
 # %%
-USE_PRETRAINED = False  # ← True: load the committed full-profile weights instead of training
+# NBVAL_IGNORE_OUTPUT
+USE_PRETRAINED = config.use_pretrained()  # ← write True here (or set DDPM_PRETRAINED=1) to load the weights
 
 from ddpm_helpers.pretrained import export_weights, load_pretrained
 
@@ -321,7 +322,7 @@ if USE_PRETRAINED:
         raise SystemExit(f"USE_PRETRAINED = True, but {error}") from None  # one message, no traceback
     unet_config = pretrained.metadata["unet_config"]  # the committed run's network and settings
     train_config = TrainConfig(**pretrained.metadata["train_config"])
-    model = UNet(1, **unet_config)
+    model = UNet(**unet_config)
     flops = forward_flops(model)
     print(f"loaded {pretrained.source}: a U-Net after {pretrained.metadata['steps']} training steps; "
           "section 4 will not train")
@@ -415,26 +416,41 @@ export_weights(ema_model, out_dir / "04_mnist_ema.safetensors", result=result, u
 plot_loss_curve(result.losses, window=config.pick(quick=5, full=50), title="min-SNR-weighted v loss");
 
 # %% [markdown]
-# ## 5. Sampling: 1000 DDPM steps against DDIM
+# ## 5. Sampling: 1000 DDPM steps, DDIM and a second-order solver
 #
 # Ancestral DDPM sampling (Algorithm 2) needs all 1000 network evaluations per sample —
-# expensive on a CPU, so we draw only a few. DDIM (Song et al. 2021, Eq. 12 with $\eta = 0$)
+# expensive on a CPU. DDIM (Song et al. 2021, Eq. 12 with $\eta = 0$)
 # reuses the same trained network on a sub-sequence of timesteps and is deterministic. DDIM's
 # $\eta$ moves between the two: each step adds fresh noise of standard deviation
 # $\sigma_t = \eta\,\sqrt{(1-\bar\alpha_s)/(1-\bar\alpha_t)}\,\sqrt{1-\bar\alpha_t/\bar\alpha_s}$ (Eq. 16, $s$ the next
 # visited step), and with $\eta = 1$ on all 1000 steps it *is* the DDPM sampler with
-# $\sigma_t^2 = \tilde\beta_t$. So the row "DDIM, 100 steps, η=1" is a stochastic sampler with a
-# tenth of DDPM's network calls.
+# $\sigma_t^2 = \tilde\beta_t$ (derived below).
 # In all of them, the prediction is turned into $\hat x_0$, clipped to $[-1, 1]$ (the data range) and
-# used to form the next state. These are samples of the **unconditional** model — the DDPM of
-# the paper, asked for no particular digit (the label input set to "no label"). We time each
-# sampler and score its digits with a small classifier trained on real MNIST — the judge,
-# explained in section 7; here the numbers come first and the method after. In brief: the
-# **Fréchet distance** compares the judge's features of the samples with those of real test
-# digits (lower is better; it is biased upwards for small $n$, so the "(real)" column gives
-# real digits at the same $n$, the floor); **confident** is the share of samples whose largest
-# class probability is at least 0.9; **classes** counts the digits 0–9 among the confident
-# samples.
+# used to form the next state. The samples of this section are those of the **unconditional** model —
+# the DDPM of the paper, asked for no particular digit (the label input set to "no label").
+#
+# **How we score samples: a classifier as the judge.** Eyes are good judges but do not scale, and the
+# likelihood (notebook 03) says little about how samples look. For MNIST a small CNN trained on the real
+# training digits (trained once and cached in `outputs/mnist_classifier/`; the next cell prints its test
+# accuracy) gives the numbers used from here on:
+#
+# 1. **Fréchet distance** (the recipe of FID, Heusel et al. 2017, with this CNN's 128
+#    penultimate features in place of Inception's): fit Gaussians $\mathcal N(\mu_g, \Sigma_g)$ to the
+#    generated digits' features and $\mathcal N(\mu_r, \Sigma_r)$ to the 10,000 test digits', then
+#    $$d^2 = \lVert \mu_g - \mu_r \rVert^2 + \operatorname{Tr}\big(\Sigma_g + \Sigma_r - 2(\Sigma_g \Sigma_r)^{1/2}\big).$$
+#    It falls when samples look right *and* vary like the data. It is biased upwards for
+#    small $n$ (a covariance estimated from few samples is noisy), so we always compare it with real
+#    training digits at the same $n$: the **floor**, the best a generator can hope for.
+# 2. **Kernel distance** (KID, Bińkowski et al. 2018): the squared maximum mean discrepancy between the
+#    same features under the kernel $k(a, b) = (a^\top b/d + 1)^3$, estimated without bias — its
+#    expectation is 0 for samples from the data distribution at any $n$, so at small $n$ it can be read
+#    without a floor (single estimates can be slightly negative).
+# 3. **Confident share**: the fraction of samples whose largest class probability is at least
+#    0.9 — a digit the classifier reads without hesitation. Blobs and chimeras score low.
+# 4. **Class coverage and class shares**: how many of the ten classes occur among the confident samples,
+#    and how far each class's share of the samples is from its share of the training digits (the
+#    largest gap, in percentage points). A model that only draws ones could have a perfect confident
+#    share but would cover 1 class.
 
 # %% [markdown]
 # **A second-order solver: DPM-Solver++(2M)** (Lu et al. 2022). Deterministic DDIM follows an
@@ -492,9 +508,12 @@ by_helper = ddim_sample(ema_model, diffusion, None, num_steps=10, prediction=tra
 print("hand-written loop of ddim_step == ddim_sample:", torch.equal(x, by_helper))
 
 # %%
-evaluator = mnist_eval.DigitEvaluator(mnist_eval.load_classifier(steps=config.pick(quick=50, full=mnist_eval.DEFAULT_CLASSIFIER_STEPS), progress=False))
-n_compare = config.pick(quick=16, full=128)
-n_ddpm = config.pick(quick=4, full=16)
+# NBVAL_IGNORE_OUTPUT
+judge_steps = config.pick(quick=50, full=mnist_eval.DEFAULT_CLASSIFIER_STEPS)
+judge_start = time.perf_counter()  # training it the first time takes a minute or two on a CPU; later it is loaded
+evaluator = mnist_eval.DigitEvaluator(mnist_eval.load_classifier(steps=judge_steps, progress=False))
+print(f"the judge: {judge_steps} training steps, test accuracy {100 * mnist_eval.classifier_accuracy(judge_steps):.2f} % "
+      f"(ready in {time.perf_counter() - judge_start:.0f} s)")
 
 
 def timed_samples(sampler, n, seed=0, model=None, **kwargs):
@@ -506,26 +525,42 @@ def timed_samples(sampler, n, seed=0, model=None, **kwargs):
     return x, time.perf_counter() - start
 
 
-runs = {"DDPM, 1000 steps": timed_samples(ddpm_sample, n_ddpm)}
-for steps in (100, 50, 20, 10):
-    runs[f"DDIM, {steps} steps"] = timed_samples(ddim_sample, n_compare, num_steps=steps)
-runs["DDIM, 100 steps, η=1"] = timed_samples(ddim_sample, n_compare, num_steps=100, eta=1.0)  # stochastic, like DDPM
-for steps in (20, 10):
-    runs[f"DPM++(2M), {steps} steps"] = timed_samples(dpm_solver_sample, n_compare, num_steps=steps)
+# %% [markdown]
+# **Seven samplers, the same noise.** Each sampler below starts from the same 16 noise images $x_T$
+# (DDPM's fresh noise at each step comes from its own seeded generator), so the grids differ only by the
+# sampler. The time above each grid is that of this batch of 16 on this machine.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-floors = {n: evaluator.real_floor(n) for n in {n_ddpm, n_compare}}
-print(f"{'sampler':18s} {'n':>4s} {'s/sample':>9s} {'Fréchet':>8s} {'(real)':>7s} {'confident':>10s} {'classes':>8s}")
-for name, (x, seconds) in runs.items():
-    m, floor = evaluator.evaluate(x), floors[len(x)]
-    print(f"{name:18s} {len(x):4d} {seconds / len(x):9.3f} {m.frechet_distance:8.2f} {floor.frechet_distance:7.2f} "
-          f"{100 * m.confident_share:9.1f}% {m.class_coverage:5d}/10")
-fig, axes = plt.subplots(2, 4, figsize=(12.8, 7.0))
-for ax, (name, (x, seconds)) in zip(axes.flat, runs.items()):
-    show_images(x[:16], nrow=4, ax=ax, title=f"{name}\n{seconds:.1f} s for {len(x)}")
+grid_samplers = {"DDPM, 1000 steps": (ddpm_sample, {}),
+                 **{f"DDIM, {k} steps": (ddim_sample, {"num_steps": k}) for k in (100, 50, 20, 10)},
+                 **{f"DPM++(2M), {k} steps": (dpm_solver_sample, {"num_steps": k}) for k in (20, 10)}}
+x_T_grid = torch.randn(16, 1, 28, 28, generator=torch.Generator().manual_seed(8)).to(device)
+grids = {}
+for name, (sampler, kwargs) in grid_samplers.items():
+    start = time.perf_counter()
+    x = sampler(ema_model, diffusion, None, x_T=x_T_grid, prediction=train_config.prediction, clip_x0=1.0,
+                generator=torch.Generator(device=device).manual_seed(0), **kwargs).x
+    grids[name] = (x.cpu(), time.perf_counter() - start)
+call_ms = 1000 * grids["DDIM, 100 steps"][1] / (len(x_T_grid) * 100)  # one image through the network, batch 16
+benchmark_calls = 2 * (500 * 1000 + 1000 * (100 + 50 + 20 + 10 + 20 + 10))  # benchmarks/mnist_samplers.py, 2 seeds
+print(f"{call_ms:.1f} ms per image and network call here: the benchmark's {benchmark_calls / 1e6:.2f} M calls "
+      f"would take ≈ {benchmark_calls * call_ms / 3.6e6:.1f} h on this machine")
+fig, axes = plt.subplots(1, len(grids), figsize=(2.1 * len(grids), 2.7))
+for ax, (name, (x, seconds)) in zip(axes, grids.items()):
+    show_images(x, nrow=4, ax=ax, title=f"{name}\n{seconds:.1f} s for 16")
+fig.suptitle("the same 16 starting noises $x_T$ for every sampler, no label (the unconditional model)", y=1.04);
 
 # %% [markdown]
+# **Ranking the samplers needs more samples than a grid.** Sixteen samples show what the digits look
+# like but cannot rank the samplers: a Fréchet distance at small $n$ is dominated by its bias, and a
+# confident share of 16 samples has a standard error of about 12 points. `benchmarks/mnist_samplers.py`
+# measures the full table — 1000 samples per few-step sampler and 500 for DDPM-1000, two seeds, equal
+# batches of 250, the same starting noise for every sampler — on the committed weights of this recipe.
+# That is 1.42 million passes of an image through the network; the cell above prints what they would
+# cost on the machine this copy ran on. Its results are not committed yet, so this notebook ranks the
+# samplers only by the grids and by the distance to the ODE's solution below.
+#
 # **How far from the ODE's solution?** Deterministic DDIM and DPM-Solver++(2M) both approximate
 # the same probability-flow ODE, so on the same starting noise they should land on the same
 # digit as the steps grow. The cell solves the ODE finely (DDIM with all 1000 steps) from eight
@@ -543,30 +578,7 @@ for steps in (10, 20, 50):
     print(f"{steps:3d} network calls:  DDIM {ddim_error:.4f}   DPM-Solver++(2M) {dpm_error:.4f}")
 
 # %% [markdown]
-# **Reading the sampler table** (full-profile run on the CPU, unconditional samples, n = 128 per
-# DDIM and DPM-Solver++ row, n = 16 for DDPM; the "(real)" column is the floor, real digits at
-# the same n). Deterministic DDIM with 100 and with 50 steps is indistinguishable (Fréchet 88.65
-# vs 89.27; real digits 30.34), 20 steps is nearly as good (91.41) and 10 steps visibly worse
-# (99.32), while the time per sample falls roughly in proportion to the steps (0.074 → 0.035 →
-# 0.015 → 0.008 s). **DPM-Solver++(2M)** costs the same per network call (0.015 s per sample at 20
-# steps, like DDIM-20) and scores 87.76 with 20 steps and 89.08 with 10 — as good as DDIM with 50
-# to 100 steps for a fifth to a tenth of the calls. The ODE cell shows why: from the same noise,
-# DPM-Solver++(2M) ends 1.9× closer to the finely solved ODE than DDIM at 10 calls (RMS 0.0555 vs
-# 0.1064), 2.9× at 20 (0.0196 vs 0.0563) and 3.8× at 50 (0.0079 vs 0.0298). Doubling the calls from
-# 10 to 20 shrinks DDIM's distance 1.9× and DPM-Solver++'s 2.8× — not the 2× and 4× of the tests' λ-uniform
-# steps (on time-uniform steps the first-order step into paper $t = 1$ spans a long, slowly
-# shrinking stretch of λ), but the second-order solver gains faster. The stochastic row,
-# $\eta = 1$ on 100 steps, scores 90.87 with a confident share of 51.6 % (DDIM-100: 88.65 and 44.5 %):
-# on this network fresh noise did not lower the distance, although it did on a weaker network
-# of an earlier version (the experiment log, section 8) — with 128 samples these differences are
-# near the noise. The 1000-step DDPM sampler took 1.032 s per sample, 14× DDIM-100's 0.074 s and
-# 29× DDIM-50's 0.035 s, for 10× and 20× the network calls; but DDPM ran a batch of 16 and DDIM a
-# batch of 128, a different batch size, so these per-sample times are not a clean ratio of
-# calls. With only 16 samples DDPM's Fréchet distance is dominated by small-sample bias (real
-# digits score 364.34 at n = 16) and its confident share (43.8 %) has a standard error of about
-# 12 points (a 95 % interval of about ±24), so it tells us no more than that it is in the same range. Whatever the sampler,
-# only about half of these unconditional digits (43.8 % to 51.6 %) are read with confidence —
-# the subject of section 6.
+# TODO-NUMBER(ODE prose from this run's cell)
 #
 # **A denoising strip.** Below, one DDIM run with 50 steps records the state $x_t$ (top row)
 # and the network's current guess $\hat x_0$ (bottom row) on the way from pure noise to a digit.
@@ -622,7 +634,12 @@ print("recorded 0-based timesteps:", strip.timesteps)
 #   \qquad \text{(Ho \& Salimans 2022, Eq. 6).}$$
 #
 # $w = 0$ is the plain conditional model; $w > 0$ extrapolates *away* from the unconditional
-# prediction. Nothing about the samplers changes: `ClassifierFreeGuidance(model, labels, w)`
+# prediction. (Diffusers writes the same combination as $\epsilon_\varnothing + g\,(\epsilon_y - \epsilon_\varnothing)$
+# with `guidance_scale` $g = 1 + w$: its common default 7.5 is $w = 6.5$, and our $w = 0.25$ is $g = 1.25$.)
+# **Why drop the label 10 % of the time?** The unconditional mode needs only a small share of the
+# training: Ho & Salimans (2022, §4.2) compared $p_\text{uncond} \in \{0.1, 0.2, 0.5\}$ and found 0.1 and
+# 0.2 better than 0.5 for guided samples. The price, on our budget, is that the unconditional mode sees
+# only a tenth of the examples — one reason the samples of section 5 lag behind the guided ones. Nothing about the samplers changes: `ClassifierFreeGuidance(model, labels, w)`
 # wraps the network as an ordinary `model(x_t, t)` that computes both predictions in one call
 # on a doubled batch — so each step costs two network evaluations.
 #
@@ -649,11 +666,13 @@ print("the label changes the prediction:", not torch.allclose(v_label, v_none))
 
 # %% [markdown]
 # **How strong?** Guidance trades variety for fidelity, so we sweep $w$ and score each set
-# with the classifier of section 7. Every set asks for the ten digits in turn ($y = 0, 1, \dots, 9,
+# with the judge of section 5. Every set asks for the ten digits in turn ($y = 0, 1, \dots, 9,
 # 0, 1, \dots$) and uses DDIM with 50 steps and $\eta = 1$ (for $w > 0$ that is 100 network
-# evaluations per sample, as many as the unguided DDIM-100 of section 5). Besides the three
-# numbers of section 5 (the judge of section 7) the table shows **label agreement**: the share of samples the classifier
-# reads, with confidence, as the digit that was asked for.
+# evaluations per sample, as many as the unguided DDIM-100 of section 5). With the labels asked for in
+# turn, every set covers the ten classes by construction, so the table leaves coverage out and shows
+# **label agreement** instead: the share of samples the judge reads, with confidence, as the digit that was
+# asked for. At $n = 200$ the Fréchet distance carries a large bias (compare its floor); the kernel
+# distance, unbiased, is printed beside it.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -671,13 +690,14 @@ guided_runs = {"no label (y = ∅)": timed_samples(ddim_sample, n_guided, seed=3
 for w in guidance_scales:
     guided_runs[f"w = {w:g}"] = timed_samples(ddim_sample, n_guided, seed=3, num_steps=50, eta=1.0,
                                               model=ClassifierFreeGuidance(ema_model, asked, w))
-floors[n_guided] = evaluator.real_floor(n_guided)
-print(f"{'sampler':18s} {'s/sample':>9s} {'Fréchet':>8s} {'(real)':>7s} {'confident':>10s} {'classes':>8s} {'label agreement':>16s}")
+guided_floor = evaluator.real_floor(n_guided)
+print(f"{'sampler':18s} {'s/sample':>9s} {'Fréchet':>8s} {'(real)':>7s} {'KID':>8s} {'(real)':>8s} {'confident':>10s} "
+      f"{'label agreement':>16s}")
 for name, (x, seconds) in guided_runs.items():
     m = evaluator.evaluate(x)
     agreement = "—" if name.startswith("no label") else f"{100 * label_agreement(x, asked):.1f}%"
-    print(f"{name:18s} {seconds / len(x):9.3f} {m.frechet_distance:8.2f} {floors[n_guided].frechet_distance:7.2f} "
-          f"{100 * m.confident_share:9.1f}% {m.class_coverage:5d}/10 {agreement:>16s}")
+    print(f"{name:18s} {seconds / len(x):9.3f} {m.frechet_distance:8.2f} {guided_floor.frechet_distance:7.2f} "
+          f"{m.kernel_distance:8.4f} {guided_floor.kernel_distance:8.4f} {100 * m.confident_share:9.1f}% {agreement:>16s}")
 fig, axes = plt.subplots(1, len(guided_runs), figsize=(3.4 * len(guided_runs), 1.9))
 for ax, (name, (x, seconds)) in zip(axes, guided_runs.items()):
     show_images(x[:min(20, n_guided)], nrow=10, ax=ax, title=name)
@@ -699,36 +719,21 @@ fig.suptitle("columns ask for 0, 1, …, 9 (the unconditional row asks for nothi
 # the network on a doubled batch: 0.120 to 0.136 s per sample against 0.047 s for $w = 0$.
 
 # %% [markdown]
-# ## 7. Are the digits good? A classifier as the judge
-#
-# Eyes are good judges but do not scale, and the likelihood (notebook 03) says little about
-# how samples look. For MNIST a small CNN trained on the real training digits (trained once
-# and cached in `outputs/mnist_classifier/`; its test accuracy is stored in `metrics.json`)
-# gives three numbers:
-#
-# 1. **Fréchet distance** (the recipe of FID, Heusel et al. 2017, with this CNN's 128
-#    penultimate features in place of Inception's): fit Gaussians $\mathcal N(\mu_g, \Sigma_g)$ to the
-#    generated digits' features and $\mathcal N(\mu_r, \Sigma_r)$ to the 10,000 test digits', then
-#    $$d^2 = \lVert \mu_g - \mu_r \rVert^2 + \operatorname{Tr}\big(\Sigma_g + \Sigma_r - 2(\Sigma_g \Sigma_r)^{1/2}\big).$$
-#    It falls when samples look right *and* vary like the data. It is biased upwards for
-#    small $n$, so we always print real digits at the same $n$ beside it: the **floor**.
-# 2. **Confident share**: the fraction of samples whose largest class probability is at least
-#    0.9 — a digit the classifier reads without hesitation. Blobs and chimeras score low.
-# 3. **Class coverage**: how many of the ten classes occur among the confident samples, and
-#    the histogram. A model that only draws ones could have a perfect confident share but would
-#    cover 1 class. When the labels are asked for in turn, coverage is all but guaranteed; the
-#    number to read then is **label agreement** (section 6).
+# ## 7. The final samples, judged
 #
 # The final set: N = 1000 samples (full profile), a hundred of each digit, with guidance
 # $w = 0.25$ and DDIM with 50 steps and $\eta = 1$ — saved as uint8 pixels, with the labels that
 # were asked for beside them. The scale was chosen *before* this run, on a separate validation
 # set drawn from an earlier network trained for 2000 steps (its numbers are in the experiment
 # log, section 8): there a little guidance lowered the Fréchet distance, more raised it, and
-# $w = 0.25$ had the lowest distance and was the scale that cleared the 90 % bar. This run's network trained four times as many steps, and its own sweep
-# (section 6, n = 200) puts the lowest distance at $w = 0$ (19.88 against 22.01 at $w = 0.25$), with
-# 92.0 % confident already. We keep the scale fixed in advance rather than pick it from the sweep
-# of the run we report on, so the final numbers below are not tuned on themselves; on this
-# network the sweep suggests that $w = 0$ would have served about as well.
+# $w = 0.25$ had the lowest distance and was the scale that cleared the 90 % bar. We keep the scale
+# fixed in advance rather than pick it from the sweep of the run we report on, so the final numbers
+# below are not tuned on themselves. TODO-NUMBER(what this run's sweep says about w = 0 vs 0.25)
+#
+# The targets, for the full profile on a 2-core CPU with at most ten minutes of training, at $n = 1000$:
+# guided samples at least 95 % confident, at least 95 % read as the digit asked for, and a Fréchet distance
+# at most 2× the floor; unconditional samples at least 85 % confident, every class's share within
+# 3 points of its share in the data, and a Fréchet distance at most 4× the floor.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -744,16 +749,16 @@ metrics, floor = evaluator.evaluate(final_pixels), evaluator.real_floor(n_final)
 print("generated:      ", metrics)
 print("real (floor):   ", floor)
 print("class histogram:", metrics.class_histogram, f"| label agreement {100 * label_agreement(final_pixels, final_labels):.1f} %")
-accuracy = mnist_eval.classifier_accuracy(steps=config.pick(quick=50, full=mnist_eval.DEFAULT_CLASSIFIER_STEPS))
-targets = {"confident ≥ 90 %": metrics.confident_share >= 0.9, "all ten classes": metrics.class_coverage == 10,
+final_agreement = label_agreement(final_pixels, final_labels)
+targets = {"confident ≥ 95 %": metrics.confident_share >= 0.95, "label agreement ≥ 95 %": final_agreement >= 0.95,
            "Fréchet ≤ 2 × floor": metrics.frechet_distance <= 2 * floor.frechet_distance}
-print("targets (full profile, CPU):", targets)
+print(f"Fréchet / floor {metrics.frechet_distance / floor.frechet_distance:.2f}; targets (full profile, CPU):", targets)
 summary = {"profile": config.profile(), "device": device.type, "unet_config": unet_config, "train_config": vars(train_config),
            "parameters": count_parameters(model), "forward_mflop": flops / 1e6, "train_seconds": result.seconds,
            "steps": result.steps, "final_sampler": f"DDIM, 50 steps, eta=1, clip x0, classifier-free guidance w={w_final:g}, labels 0-9 in turn",
-           "sample_seconds": final_seconds, "classifier_test_accuracy": accuracy, "generated": metrics.as_dict(),
-           "label_agreement": label_agreement(final_pixels, final_labels), "real_floor": floor.as_dict(),
-           "samplers": {name: {"n": len(x), "seconds": s, **evaluator.evaluate(x).as_dict()} for name, (x, s) in runs.items()},
+           "sample_seconds": final_seconds, "classifier_test_accuracy": mnist_eval.classifier_accuracy(judge_steps),
+           "generated": metrics.as_dict(), "label_agreement": final_agreement, "real_floor": floor.as_dict(),
+           "samplers": "ddpm_helpers/data/mnist_samplers.json (benchmarks/mnist_samplers.py)",
            "guidance": {name: {"n": len(x), "seconds": s, **evaluator.evaluate(x).as_dict()} for name, (x, s) in guided_runs.items()}}
 (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
 show_images(final[:100], nrow=10, title=f"{n_final} samples, guidance w = {w_final:g}, DDIM 50 steps, η = 1 (first 100; columns 0–9)", scale=0.5);
@@ -780,7 +785,12 @@ print("generated:      ", unconditional_metrics)
 print("real (floor):   ", floor)
 print("share read as 0–9, samples:", " ".join(f"{100 * p:4.1f}" for p in sample_share.tolist()))
 print("share of 0–9 in the data:  ", " ".join(f"{100 * p:4.1f}" for p in data_share.tolist()))
-print(f"largest gap: {100 * (sample_share - data_share).abs().max():.1f} percentage points")
+largest_gap = (sample_share - data_share).abs().max().item()
+print(f"largest gap: {100 * largest_gap:.1f} percentage points; "
+      f"Fréchet / floor {unconditional_metrics.frechet_distance / floor.frechet_distance:.2f}")
+print("targets (full profile, CPU):", {
+    "confident ≥ 85 %": unconditional_metrics.confident_share >= 0.85, "every class within ±3 points": largest_gap <= 0.03,
+    "Fréchet ≤ 4 × floor": unconditional_metrics.frechet_distance <= 4 * floor.frechet_distance})
 summary["unconditional"] = {"sampler": "DPM-Solver++(2M), 20 steps, clip x0, no label", "seconds": unconditional_seconds,
                             **unconditional_metrics.as_dict(), "class_share": sample_share.tolist(),
                             "data_class_share": data_share.tolist()}
