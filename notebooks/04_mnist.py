@@ -167,7 +167,8 @@ plt.show()
 # The denoiser must map a noisy image $x_t$ and its timestep $t$ to an image-shaped
 # prediction. Ho et al. (Appendix B) use a U-Net — the PixelCNN++ backbone — and
 # `ddpm_helpers.nn.unet.UNet` is that network, configurable so that notebook 05 reuses it
-# for RGB butterflies. Its parts, from the inside out:
+# for RGB butterflies. Below we build a small one ourselves, `TinyUNet`, from the helper's
+# blocks, and check that it computes exactly what `UNet` computes. The blocks:
 #
 # - **Residual block** (`ResBlock`): $h = \mathrm{conv}(\mathrm{SiLU}(\mathrm{GN}(x))) + W\,e(t)$,
 #   then $\mathrm{out} = \mathrm{skip}(x) + \mathrm{conv}(\mathrm{SiLU}(\mathrm{GN}(h)))$. GroupNorm
@@ -181,25 +182,18 @@ plt.show()
 # - **Time embedding**: $t$ → sinusoidal features (notebook 03) → a two-layer MLP → $e(t)$,
 #   **added** to the feature maps in *every* residual block through its own linear map $W$.
 #   One network serves all 1000 noise levels because every block is told which one it sees.
-# - **Down path**: a stem convolution, then one level per entry of `channel_mults`, each with
-#   `num_res_blocks` blocks; a stride-2 convolution halves the resolution between levels:
-#   $28 \to 14 \to 7$ for MNIST.
-# - **Middle**: two residual blocks at $7\times 7$, where each position sees most of the digit.
-# - **Up path**: the mirror image. Each block first **concatenates** the activation the down path
-#   saved at the same resolution (the skip connection, the horizontal lines of the "U"), so
-#   fine detail need not squeeze through the $7\times7$ bottleneck. Nearest-neighbour
-#   upsampling + a convolution doubles the resolution.
-# - **Attention** (`attention_resolutions`): single-head self-attention over positions at the
-#   listed resolutions. Its cost grows with the *square* of the number of positions: at
+# - **Down- and upsampling** (`Downsample`, `Upsample`): a stride-2 $3\times3$ convolution halves
+#   the resolution; nearest-neighbour upsampling followed by a $3\times3$ convolution doubles it.
+# - **Attention** (`SelfAttention`, at the resolutions listed in `attention_resolutions`):
+#   single-head self-attention over positions, added to its input through an output projection
+#   that starts at zero. Its cost grows with the *square* of the number of positions: at
 #   $28\times28$ that is $784^2 \approx 615{,}000$ pairs per channel — far too many for a CPU — while
 #   at $7\times7$ it is cheap. Section 3 measures whether it pays.
 # - **Class label** (optional, `num_classes=10`): a learned vector per digit class, plus one
 #   for "no label" (`NULL_LABEL`), **added to the time embedding** — so every block that is
 #   told the noise level is also told which digit to draw, for the price of an `nn.Embedding`
-#   ($11 \times 64 = 704$ parameters here). Section 6 explains why we want both the labelled and the
+#   (its size is printed below). Section 6 explains why we want both the labelled and the
 #   unlabelled network, and how one training run gives both.
-#
-# The output convolution is zero-initialised too, so the untrained network predicts 0.
 
 # %%
 # One residual block on its own: the timestep really enters (same x, two t, two outputs).
@@ -209,7 +203,120 @@ x_demo, emb = torch.randn(1, 16, 7, 7).repeat(2, 1, 1, 1), torch.randn(2, 64)
 with torch.no_grad():
     out = block(x_demo, emb)
 print("block output shape:", tuple(out.shape), "| differs between the two time embeddings:", not torch.allclose(out[0], out[1]))
-print(UNet(1, base_channels=16, channel_mults=(1, 2, 2)))
+
+# %% [markdown]
+# **The U, written out.** A stem convolution; a **down path** of `num_res_blocks` residual blocks
+# per entry of `channel_mults`, with a downsampling between levels ($28 \to 14 \to 7$ for MNIST); a
+# **middle** of two blocks at the lowest resolution, where each position sees most of the digit
+# (with attention between them when that resolution is listed); and an **up path** that mirrors
+# the down path. Every activation of the down path — the stem's, each block's, each downsampling's —
+# is **pushed** on a stack; each up block **pops** the latest, which has its own resolution, and
+# **concatenates** it to its input on the channels (the skip connections, the horizontal lines of the
+# "U"), so fine detail need not squeeze through the $7\times7$ bottleneck. Since the stem and the
+# downsamplings push too, each up level has one block more than its down level. The output
+# convolution is zero-initialised like the blocks' second convolutions, so the untrained network
+# predicts 0. `TinyUNet` below is that, with the helper's layer names (and without its patch
+# folding, `time_dim` option and input checks).
+
+# %%
+from torch import nn
+
+from ddpm_helpers import recipes
+from ddpm_helpers.nn.embeddings import sinusoidal_embedding
+from ddpm_helpers.nn.unet import Downsample, SelfAttention, Upsample
+from ddpm_helpers.nn.unet_diagram import plot_unet
+
+
+class TinyUNet(nn.Module):
+    """The U-Net model(x_t, t, y) of Ho et al. 2020 (Appendix B), with the layers and names of ``UNet``."""
+
+    def __init__(self, in_channels, image_size, base_channels, channel_mults, num_classes, num_res_blocks=1,
+                 attention_resolutions=(), dropout=0.0, num_groups=8):
+        super().__init__()
+        time_dim = 4 * base_channels  # width of e(t)
+        self.base_channels, self.num_classes, self.image_size = base_channels, num_classes, image_size
+        self.time_mlp = nn.Sequential(nn.Linear(base_channels, time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim))
+        self.label_embedding = nn.Embedding(num_classes + 1, time_dim)  # a row per digit; row num_classes: no label
+        self.stem = nn.Conv2d(in_channels, base_channels, 3, padding=1)  # pixels → base_channels feature maps
+
+        def res(c_in, c_out):  # a residual block from c_in to c_out channels
+            return ResBlock(c_in, c_out, time_dim, dropout, num_groups)
+
+        def attention(c, level):  # self-attention, only at the listed resolutions
+            return [SelfAttention(c, num_groups)] if image_size // 2**level in attention_resolutions else []
+
+        self.down, pushed, c = nn.ModuleList(), [base_channels], base_channels  # pushed: channels of each skip
+        for level, mult in enumerate(channel_mults):  # level ℓ runs at image_size / 2^ℓ
+            for _ in range(num_res_blocks):
+                self.down.append(nn.ModuleList([res(c, base_channels * mult), *attention(base_channels * mult, level)]))
+                c = base_channels * mult
+                pushed.append(c)  # this block's output will be pushed
+            if level < len(channel_mults) - 1:  # between levels: halve the resolution
+                self.down.append(nn.ModuleList([Downsample(c)]))
+                pushed.append(c)  # and so will the downsampled map
+        self.middle = nn.ModuleList([res(c, c), *attention(c, len(channel_mults) - 1), res(c, c)])
+        self.up = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(channel_mults))):  # the levels again, lowest resolution first
+            for index in range(num_res_blocks + 1):  # one block more than on the way down
+                skip_channels = pushed.pop()  # the input: the current map and the popped skip, concatenated
+                block = [res(c + skip_channels, base_channels * mult), *attention(base_channels * mult, level)]
+                c = base_channels * mult
+                if level > 0 and index == num_res_blocks:  # the level's last block doubles the resolution
+                    block.append(Upsample(c))
+                self.up.append(nn.ModuleList(block))
+        self.head = nn.Sequential(nn.GroupNorm(num_groups, c), nn.SiLU(), nn.Conv2d(c, in_channels, 3, padding=1))
+        nn.init.zeros_(self.head[-1].weight)  # the output convolution starts at zero:
+        nn.init.zeros_(self.head[-1].bias)  # a fresh network predicts 0
+
+    def forward(self, x, t, y):
+        emb = self.time_mlp(sinusoidal_embedding(t, self.base_channels))  # e(t): sines and cosines, then the MLP
+        emb = emb + self.label_embedding(torch.where(y == NULL_LABEL, self.num_classes, y))  # + e(y)
+        h = self.stem(x)
+        skips = [h]  # the skip stack, starting with the stem's output
+        for block in self.down:
+            for layer in block:
+                h = layer(h, emb)
+            skips.append(h)  # push on the way down
+        for layer in self.middle:
+            h = layer(h, emb)
+        for block in self.up:
+            h = torch.cat([h, skips.pop()], dim=1)  # pop on the way up: same resolution, joined on the channels
+            for layer in block:
+                h = layer(h, emb)
+        return self.head(h)
+
+# %% [markdown]
+# **Is it the helper's network?** For the CPU network of section 3 and for the GPU one (two blocks
+# per level, attention at $7\times7$), build `UNet`, shake its weights off their zero initialisation
+# (else both networks output 0 and agree trivially), load them into `TinyUNet` — `strict=True`
+# fails on any name or shape that does not line up — and compare the outputs on a random batch.
+
+# %%
+for kind in ("cpu", "gpu"):
+    kwargs = recipes.MNIST[kind].unet  # in_channels=1, image_size=28, base_channels, channel_mults, …, num_classes=10
+    torch.manual_seed(0)
+    helper_unet, tiny = UNet(**kwargs), TinyUNet(**kwargs)
+    with torch.no_grad():
+        for parameter in helper_unet.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))  # off the zero init
+    tiny.load_state_dict(helper_unet.state_dict(), strict=True)  # every name and shape lines up
+    x_in, t_in, y_in = torch.randn(4, 1, 28, 28), torch.tensor([0, 250, 500, 999]), torch.tensor([3, 7, NULL_LABEL, 0])
+    with torch.no_grad():
+        out_helper, out_tiny = helper_unet(x_in, t_in, y_in), tiny(x_in, t_in, y_in)
+    labels = tiny.label_embedding.weight  # (num_classes + 1, time_dim)
+    print(f"{kind}: {count_parameters(tiny):,} parameters (label embedding {labels.shape[0]} × {labels.shape[1]} = "
+          f"{labels.numel()}); TinyUNet == UNet: {torch.allclose(out_tiny, out_helper, atol=1e-5)} (largest difference "
+          f"{(out_tiny - out_helper).abs().max():.1e}, outputs of mean size {out_helper.abs().mean():.2f})")
+
+# %% [markdown]
+# The CPU network drawn by `plot_unet`: each box is one layer, at the height of the resolution it
+# outputs; its height and number give its channels; the dashed arcs are the skip connections,
+# from the layer whose output is pushed to the up block that pops it.
+
+# %%
+cpu_unet = UNet(**recipes.MNIST["cpu"].unet)
+plot_unet(cpu_unet, title=f"UNet(**recipes.MNIST['cpu'].unet): {count_parameters(cpu_unet):,} parameters")
+plt.show()
 
 # %% [markdown]
 # ## 3. Choosing width and depth for quality per CPU-second
