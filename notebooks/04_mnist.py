@@ -544,6 +544,146 @@ plot_loss_curve(result.losses, window=config.pick(quick=5, full=50), title="min-
 # samples.
 
 # %% [markdown]
+# **Where DDIM comes from** (Song, Meng & Ermon 2021). DDIM writes $\alpha_t$ for DDPM's $\bar\alpha_t$; here DDPM's
+# names are kept, indices in formulas are the paper's, and in code `alpha_bar[t]` is the paper's $\bar\alpha_{t+1}$.
+#
+# *The idea.* DDPM's loss (Ho et al., Eq. 14, or any per-$t$ weighting of it, like section 4's) sees the forward
+# process only through its marginals $q(x_t \mid x_0) = \mathcal N(\sqrt{\bar\alpha_t}\,x_0, (1-\bar\alpha_t) I)$, never
+# through how the $x_t$ are joined into a chain. Any other forward process with the same marginals has the same
+# training problem (their Theorem 1), so the network we trained serves it too. DDIM builds a family of such
+# processes, one for each choice of noise levels $\sigma_t \ge 0$, whose reverse steps may be long and may be
+# deterministic.
+#
+# *A non-Markovian forward process* (Eqs. 6–7). Start from
+# $q_\sigma(x_T \mid x_0) = \mathcal N(\sqrt{\bar\alpha_T}\,x_0, (1-\bar\alpha_T) I)$ and go *backwards*, every step
+# told $x_0$:
+# $$q_\sigma(x_{t-1} \mid x_t, x_0) = \mathcal N\Big(\sqrt{\bar\alpha_{t-1}}\,x_0
+#   + \sqrt{1-\bar\alpha_{t-1}-\sigma_t^2}\cdot\frac{x_t - \sqrt{\bar\alpha_t}\,x_0}{\sqrt{1-\bar\alpha_t}},\;
+#   \sigma_t^2 I\Big) \qquad \text{(Eq. 7)},$$
+# with $\sigma_t^2 \le 1 - \bar\alpha_{t-1}$. The mean puts back the signal at the new level,
+# $\sqrt{\bar\alpha_{t-1}}\,x_0$, and the noise that $x_t$ carries,
+# $\epsilon = (x_t - \sqrt{\bar\alpha_t}\,x_0)/\sqrt{1-\bar\alpha_t}$, scaled down to leave room for $\sigma_t^2$ of
+# fresh noise. By Bayes' rule the forward step $q_\sigma(x_t \mid x_{t-1}, x_0)$ is Gaussian too, but it depends on
+# $x_0$ (Eq. 8): the process is no longer a Markov chain.
+#
+# *Its marginals are DDPM's* (Lemma 1, proved in their Appendix B). Claim:
+# $q_\sigma(x_t \mid x_0) = \mathcal N(\sqrt{\bar\alpha_t}\,x_0, (1-\bar\alpha_t) I)$ for every $t$. By induction
+# downwards from $t = T$, where it holds by definition. Suppose it holds at $t$. The marginalisation rule for
+# Gaussians (Bishop 2006, Eq. 2.115): if $x \sim \mathcal N(\mu, \Sigma)$ and $y \mid x \sim \mathcal N(Ax + b, L)$,
+# then $y \sim \mathcal N(A\mu + b,\; L + A\Sigma A^\top)$ — $y$ is $Ax + b$ plus independent noise of covariance $L$.
+# Here $x = x_t$ with $\mu = \sqrt{\bar\alpha_t}\,x_0$ and $\Sigma = (1-\bar\alpha_t) I$, $y = x_{t-1}$, and Eq. 7 reads
+# $$A = k_t I,\quad k_t = \frac{\sqrt{1-\bar\alpha_{t-1}-\sigma_t^2}}{\sqrt{1-\bar\alpha_t}}, \qquad
+#   b = \big(\sqrt{\bar\alpha_{t-1}} - k_t\sqrt{\bar\alpha_t}\big)\,x_0, \qquad L = \sigma_t^2 I.$$
+# Mean: $A\mu + b = k_t\sqrt{\bar\alpha_t}\,x_0 + \sqrt{\bar\alpha_{t-1}}\,x_0 - k_t\sqrt{\bar\alpha_t}\,x_0
+# = \sqrt{\bar\alpha_{t-1}}\,x_0$. Variance: $\sigma_t^2 + k_t^2\,(1-\bar\alpha_t)
+# = \sigma_t^2 + (1-\bar\alpha_{t-1}-\sigma_t^2) = 1-\bar\alpha_{t-1}$. So the claim holds at $t-1$. Nothing here used
+# that the step ends at $t-1$: with any earlier $s$ in its place the algebra is the same, which is how DDIM skips
+# steps (§4.2: a sub-sequence of the timesteps, Eq. 7 between its neighbours).
+#
+# *Sampling* (Eqs. 9, 10, 12). The reverse process does not know $x_0$, so it uses the network's guess,
+# $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\hat\epsilon)/\sqrt{\bar\alpha_t}$ (Eq. 9; our network predicts $v$, and
+# $\hat x_0$ and $\hat\epsilon$ follow from $\hat v$ as in section 4):
+# $p_\theta(x_s \mid x_t) = q_\sigma(x_s \mid x_t, \hat x_0)$ (Eq. 10). With $\hat x_0$ in place of $x_0$, the noise
+# that $x_t$ carries is $(x_t - \sqrt{\bar\alpha_t}\,\hat x_0)/\sqrt{1-\bar\alpha_t} = \hat\epsilon$, and a draw from
+# Eq. 10 is
+# $$x_s = \sqrt{\bar\alpha_s}\,\hat x_0 + \sqrt{1-\bar\alpha_s-\sigma_t^2}\;\hat\epsilon + \sigma_t z,
+#   \qquad z \sim \mathcal N(0, I) \qquad \text{(Eq. 12)}.$$
+# This is, term by term, what `ddim_step(diffusion, model_output, x_t, t, t_prev, eta=η)` computes, with
+# $\bar\alpha_t$ = `alpha_bar[t]` and $\bar\alpha_s$ = `alpha_bar[t_prev]` for the 0-based `t` and `t_prev`. With
+# `clip_x0` the guess $\hat x_0$ is clamped first and $\hat\epsilon$ recomputed from it, so the pair stays consistent
+# with $x_t$. The last jump, `t_prev=None`, goes to the paper's $x_0$: $\bar\alpha_0 = 1$, so $\sigma = 0$ and
+# $x_0 = \hat x_0$.
+#
+# *Choosing $\sigma$* (Eq. 16):
+# $\sigma_t(\eta) = \eta\,\sqrt{(1-\bar\alpha_s)/(1-\bar\alpha_t)}\,\sqrt{1-\bar\alpha_t/\bar\alpha_s}$.
+#
+# - $\eta = 1$ and $s = t-1$ (all steps): $\bar\alpha_t/\bar\alpha_{t-1} = \alpha_t = 1 - \beta_t$, so
+#   $\sigma_t^2 = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\,\beta_t = \tilde\beta_t$, DDPM's posterior variance
+#   (Ho et al., Eq. 7). The mean of Eq. 7 then has DDPM's posterior coefficients too. First its square root: with
+#   $1-\bar\alpha_t-\beta_t = \alpha_t - \bar\alpha_t = \alpha_t(1-\bar\alpha_{t-1})$,
+#   $$1-\bar\alpha_{t-1}-\tilde\beta_t = (1-\bar\alpha_{t-1})\,\frac{1-\bar\alpha_t-\beta_t}{1-\bar\alpha_t}
+#     = \frac{\alpha_t(1-\bar\alpha_{t-1})^2}{1-\bar\alpha_t}, \qquad
+#     \sqrt{1-\bar\alpha_{t-1}-\tilde\beta_t} = \frac{\sqrt{\alpha_t}\,(1-\bar\alpha_{t-1})}{\sqrt{1-\bar\alpha_t}}.$$
+#   So the mean of Eq. 7 is $\sqrt{\bar\alpha_{t-1}}\,x_0
+#   + \frac{\sqrt{\alpha_t}(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}(x_t - \sqrt{\bar\alpha_t}\,x_0)$.
+#   Its coefficient of $x_t$ is $\frac{\sqrt{\alpha_t}(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}$, DDPM's; its coefficient of
+#   $x_0$, with $\sqrt{\alpha_t}\sqrt{\bar\alpha_t} = \alpha_t\sqrt{\bar\alpha_{t-1}}$, is
+#   $$\sqrt{\bar\alpha_{t-1}}\Big(1 - \frac{\alpha_t(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}\Big)
+#     = \sqrt{\bar\alpha_{t-1}}\,\frac{1-\bar\alpha_t-\alpha_t+\bar\alpha_t}{1-\bar\alpha_t}
+#     = \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1-\bar\alpha_t},$$
+#   DDPM's too. So $q_\sigma(x_{t-1} \mid x_t, x_0) = q(x_{t-1} \mid x_t, x_0)$, and the sampling step with $\hat x_0$
+#   plugged in is $\mu_\theta = \tilde\mu_t(x_t, \hat x_0)$ plus noise of variance $\tilde\beta_t$: DDPM's ancestral
+#   step (Algorithm 2).
+# - $\eta = 0$: $\sigma_t = 0$, no fresh noise;
+#   $x_s = \sqrt{\bar\alpha_s}\,\hat x_0 + \sqrt{1-\bar\alpha_s}\,\hat\epsilon$ is a function of $x_t$, and the sample a
+#   function of $x_T$ alone (an "implicit" model, §4.1). This is the step the DPM-Solver paragraph below starts from.
+#
+# The cell checks (a) Lemma 1 by Monte Carlo: it runs Eq. 7 backwards along the 10-step sub-sequence that DDIM-10
+# visits, for three fixed pixel values $x_0$ and 200,000 chains each, with $\eta = 0$, $0.5$ and $1$, and compares the
+# mean and variance at every visited step with $\mathcal N(\sqrt{\bar\alpha_s}\,x_0, 1-\bar\alpha_s)$. Each error comes
+# with its standard error; of the 54 errors per $\eta$ (3 pixels, 9 steps, mean and variance) the largest should be
+# within about 3 standard errors. For scale it also prints how far off the variance would be without the $-\sigma_t^2$
+# under the square root. (b) `ddim_step` with $\eta = 1$ on all steps, given a known $\hat x_0$, must be
+# $\tilde\mu_t(x_t, \hat x_0) + \sqrt{\tilde\beta_t}\,z$ built from the `Diffusion` tables, and `ddpm_step` for the same
+# noise $z$, up to rounding error (the cell works in float64).
+
+# %%
+from ddpm_helpers.samplers import ddpm_step
+
+# (a) Lemma 1: the marginals of Eq. 7, run backwards from x_T ~ q(x_T | x_0), are N(√ᾱ_s x_0, 1 − ᾱ_s).
+alpha_bar = diffusion.alpha_bar  # float64; alpha_bar[t] is the paper's ᾱ_{t+1}
+x0_mc, n_mc = torch.tensor([-1.0, 0.0, 0.7], dtype=torch.float64), 200_000  # three pixels x_0; chains per pixel
+generator_mc = torch.Generator().manual_seed(0)
+
+
+def noise():
+    """Fresh N(0, 1) noise, one number per chain and pixel."""
+    return torch.randn(n_mc, 3, generator=generator_mc, dtype=torch.float64)
+
+
+visited = ddim_timesteps(diffusion.T, 10)  # 0-based, descending: T−1, …, 0
+for eta in (0.0, 0.5, 1.0):
+    x = alpha_bar[visited[0]].sqrt() * x0_mc + (1 - alpha_bar[visited[0]]).sqrt() * noise()  # x_T ~ q(x_T | x_0)
+    mean_errors, var_errors, sigma2_in_se = [], [], []  # per step: (largest |error| over the pixels, standard error)
+    for t, s in zip(visited, visited[1:]):  # one step of Eq. 7, from code t to code s < t
+        ab_t, ab_s = alpha_bar[t], alpha_bar[s]
+        sigma = eta * ((1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s)).sqrt()  # σ_t(η), Eq. 16
+        eps = (x - ab_t.sqrt() * x0_mc) / (1 - ab_t).sqrt()  # the noise x_t carries
+        x = ab_s.sqrt() * x0_mc + (1 - ab_s - sigma**2).sqrt() * eps + sigma * noise()  # x_s ~ q_σ(x_s | x_t, x_0)
+        se_mean, se_var = ((1 - ab_s) / n_mc).sqrt().item(), (1 - ab_s).item() * (2 / (n_mc - 1)) ** 0.5
+        mean_errors.append(((x.mean(0) - ab_s.sqrt() * x0_mc).abs().max().item(), se_mean))  # vs √ᾱ_s x_0
+        var_errors.append(((x.var(0) - (1 - ab_s)).abs().max().item(), se_var))  # vs 1 − ᾱ_s
+        sigma2_in_se.append(sigma.item() ** 2 / se_var)  # the −σ_t² under the root, in standard errors
+    (m, m_se), (v, v_se) = max(mean_errors), max(var_errors)
+    worst = max(error / se for error, se in mean_errors + var_errors)
+    print(f"η = {eta}, {len(mean_errors)} steps × 3 pixels: largest |mean − √ᾱ_s x_0| = {m:.1e} (standard error "
+          f"{m_se:.1e}), largest |variance − (1 − ᾱ_s)| = {v:.1e} (standard error {v_se:.1e}); "
+          f"the worst of the {2 * 3 * len(mean_errors)} errors is {worst:.1f} standard errors")
+    if eta:  # what the check would see if the direction term were √(1 − ᾱ_s) ε̂ instead
+        print(f"           without the −σ_t² under the root the variance would be off by up to "
+              f"{max(sigma2_in_se):.0f} standard errors")
+
+# (b) η = 1 on all steps: ddim_step is DDPM's posterior step, mean μ̃_t(x_t, x̂_0) and variance β̃_t (Ho et al., Eq. 7).
+x0_known = 2 * torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(1), dtype=torch.float64) - 1  # x̂_0
+x_t_known = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(2), dtype=torch.float64)  # an x_t
+tables_gap, ddpm_gap = 0.0, 0.0
+for t in range(diffusion.T):  # code t = 0 … T−1 with t_prev = t − 1 (None at t = 0: the jump to x_0)
+    x_ddim, _ = ddim_step(diffusion, x0_known, x_t_known, t, t - 1 if t else None, eta=1.0, prediction="x0",
+                          generator=torch.Generator().manual_seed(t))
+    z = torch.randn(x_t_known.shape, generator=torch.Generator().manual_seed(t), dtype=torch.float64)  # the step's z
+    posterior_mean = diffusion.posterior_mean_coef_x0[t] * x0_known + diffusion.posterior_mean_coef_xt[t] * x_t_known
+    posterior_draw = posterior_mean + diffusion.posterior_variance[t].sqrt() * z  # μ̃_t + √β̃_t z (β̃ = 0 at t = 0)
+    x_ddpm, _ = ddpm_step(diffusion, x0_known, x_t_known, t, prediction="x0",
+                          generator=torch.Generator().manual_seed(t))
+    tables_gap = max(tables_gap, (x_ddim - posterior_draw).abs().max().item())
+    ddpm_gap = max(ddpm_gap, (x_ddim - x_ddpm).abs().max().item())
+sigma2 = (1 - alpha_bar[:-1]) / (1 - alpha_bar[1:]) * (1 - alpha_bar[1:] / alpha_bar[:-1])  # σ_t(1)², s = t − 1
+beta_tilde = diffusion.posterior_variance[1:]  # β̃_t at code t = 1 … T−1
+print(f"η = 1, s = t − 1, all {diffusion.T} steps: largest |σ_t² − β̃_t| / β̃_t = "
+      f"{((sigma2 - beta_tilde).abs() / beta_tilde).max():.1e}; largest |ddim_step − (μ̃_t + √β̃_t z)| = "
+      f"{tables_gap:.1e}; largest |ddim_step − ddpm_step| = {ddpm_gap:.1e}")
+
+# %% [markdown]
 # **A second-order solver: DPM-Solver++(2M)** (Lu et al. 2022). Deterministic DDIM follows an
 # ordinary differential equation, and writing it in a better variable lets us take larger steps. Let
 # $a_t = \sqrt{\bar\alpha_t}$, $s_t = \sqrt{1-\bar\alpha_t}$ (Lu et al. write $\alpha_t, \sigma_t$) and
