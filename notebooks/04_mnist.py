@@ -305,8 +305,8 @@ for kind in ("cpu", "gpu"):
         out_helper, out_tiny = helper_unet(x_in, t_in, y_in), tiny(x_in, t_in, y_in)
     labels = tiny.label_embedding.weight  # (num_classes + 1, time_dim)
     print(f"{kind}: {count_parameters(tiny):,} parameters (label embedding {labels.shape[0]} × {labels.shape[1]} = "
-          f"{labels.numel()}); TinyUNet == UNet: {torch.allclose(out_tiny, out_helper, atol=1e-5)} (largest difference "
-          f"{(out_tiny - out_helper).abs().max():.1e}, outputs of mean size {out_helper.abs().mean():.2f})")
+          f"{labels.numel()}); TinyUNet == UNet: {torch.allclose(out_tiny, out_helper, atol=1e-5)} "
+          f"(outputs of mean size {out_helper.abs().mean():.2f})")
 
 # %% [markdown]
 # The CPU network drawn by `plot_unet`: each box is one layer, at the height of the resolution it
@@ -695,9 +695,9 @@ for t in range(diffusion.T):  # code t = 0 … T−1 with t_prev = t − 1 (None
     ddpm_gap = max(ddpm_gap, (x_ddim - x_ddpm).abs().max().item())
 sigma2 = (1 - alpha_bar[:-1]) / (1 - alpha_bar[1:]) * (1 - alpha_bar[1:] / alpha_bar[:-1])  # σ_t(1)², s = t − 1
 beta_tilde = diffusion.posterior_variance[1:]  # β̃_t at code t = 1 … T−1
-print(f"η = 1, s = t − 1, all {diffusion.T} steps: largest |σ_t² − β̃_t| / β̃_t = "
-      f"{((sigma2 - beta_tilde).abs() / beta_tilde).max():.1e}; largest |ddim_step − (μ̃_t + √β̃_t z)| = "
-      f"{tables_gap:.1e}; largest |ddim_step − ddpm_step| = {ddpm_gap:.1e}")
+print(f"η = 1, s = t − 1, all {diffusion.T} steps (float64, round-off below 1e-10): "
+      f"σ_t² = β̃_t: {((sigma2 - beta_tilde).abs() / beta_tilde).max().item() < 1e-10}; "
+      f"ddim_step = μ̃_t + √β̃_t z: {tables_gap < 1e-10}; ddim_step = ddpm_step: {ddpm_gap < 1e-10}")
 
 # %% [markdown]
 # **A second-order solver: DPM-Solver++(2M)** (Lu et al. 2022). Deterministic DDIM follows an
@@ -882,7 +882,7 @@ print("recorded 0-based timesteps:", strip.timesteps)
 #
 # $w = 0$ is the plain conditional model; $w > 0$ extrapolates *away* from the unconditional
 # prediction. (Diffusers writes the same combination as $\epsilon_\varnothing + g\,(\epsilon_y - \epsilon_\varnothing)$
-# with `guidance_scale` $g = 1 + w$: its common default 7.5 is $w = 6.5$, and our $w = 0.25$ is $g = 1.25$.)
+# with `guidance_scale` $g = 1 + w$: its common default 7.5 is $w = 6.5$, and our final $w = 0.5$ is $g = 1.5$.)
 # **Why drop the label 10 % of the time?** The unconditional mode needs only a small share of the
 # training: Ho & Salimans (2022, §4.2) compared $p_\text{uncond} \in \{0.1, 0.2, 0.5\}$ and found 0.1 and
 # 0.2 better than 0.5 for guided samples. The price, on our budget, is that the unconditional mode sees
@@ -914,8 +914,8 @@ print("the label changes the prediction:", not torch.allclose(v_label, v_none))
 # %% [markdown]
 # **How strong?** Guidance trades variety for fidelity, so we sweep $w$ and score each set
 # with the judge of section 5. Every set asks for the ten digits in turn ($y = 0, 1, \dots, 9,
-# 0, 1, \dots$) and uses DDIM with 50 steps and $\eta = 1$ (for $w > 0$ that is 100 network
-# evaluations per sample, as many as the unguided DDIM-100 of section 5). With the labels asked for in
+# 0, 1, \dots$) and uses DPM-Solver++(2M) with 20 steps (for $w > 0$ that is 40 network evaluations
+# per sample, two per step). With the labels asked for in
 # turn, every set covers the ten classes by construction, so the table leaves coverage out and shows
 # **label agreement** instead: the share of samples the judge reads, with confidence, as the digit that was
 # asked for. At $n = 200$ the Fréchet distance carries a large bias (compare its floor); the kernel
@@ -924,7 +924,7 @@ print("the label changes the prediction:", not torch.allclose(v_label, v_none))
 # %%
 # NBVAL_IGNORE_OUTPUT
 n_guided = config.pick(quick=20, full=200)
-guidance_scales = (0.0, 0.25, 0.5, 1.0, 2.0)
+guidance_scales = (0.0, 0.25, 0.5, 1.0)
 asked = torch.arange(n_guided, device=device) % 10  # 0, 1, …, 9, 0, 1, …
 
 
@@ -933,9 +933,9 @@ def label_agreement(samples, labels):
     return mnist_eval.label_agreement(mnist_eval.predict_logits(evaluator.classifier, samples), labels.cpu())
 
 
-guided_runs = {"no label (y = ∅)": timed_samples(ddim_sample, n_guided, seed=3, num_steps=50, eta=1.0)}
+guided_runs = {"no label (y = ∅)": timed_samples(dpm_solver_sample, n_guided, seed=3, num_steps=20)}
 for w in guidance_scales:
-    guided_runs[f"w = {w:g}"] = timed_samples(ddim_sample, n_guided, seed=3, num_steps=50, eta=1.0,
+    guided_runs[f"w = {w:g}"] = timed_samples(dpm_solver_sample, n_guided, seed=3, num_steps=20,
                                               model=ClassifierFreeGuidance(ema_model, asked, w))
 guided_floor = evaluator.real_floor(n_guided)
 print(f"{'sampler':18s} {'s/sample':>9s} {'Fréchet':>8s} {'(real)':>7s} {'KID':>8s} {'(real)':>8s} {'confident':>10s} "
@@ -969,13 +969,12 @@ fig.suptitle("columns ask for 0, 1, …, 9 (the unconditional row asks for nothi
 # ## 7. The final samples, judged
 #
 # The final set: N = 1000 samples (full profile), a hundred of each digit, with guidance
-# $w = 0.25$ and DDIM with 50 steps and $\eta = 1$ — saved as uint8 pixels, with the labels that
-# were asked for beside them. The scale was chosen *before* this run, on a separate validation
-# set drawn from an earlier network trained for 2000 steps (its numbers are in the experiment
-# log, section 8): there a little guidance lowered the Fréchet distance, more raised it, and
-# $w = 0.25$ had the lowest distance and was the scale that cleared the 90 % bar. We keep the scale
-# fixed in advance rather than pick it from the sweep of the run we report on, so the final numbers
-# below are not tuned on themselves. TODO-NUMBER(what this run's sweep says about w = 0 vs 0.25)
+# $w = 0.5$ and DPM-Solver++(2M) in 20 steps (40 network evaluations per sample) — saved as uint8 pixels,
+# with the labels that were asked for beside them. Sampler and scale were chosen *before* this run, on a
+# separate validation draw (500 samples from other noise, the committed weights; the experiment log,
+# section 8): $w = 0.25$ stayed below 95 % label agreement, $w = 1$ more than doubled the Fréchet distance
+# of $w = 0.5$, and $w = 0.5$ met all three targets. We keep them fixed rather than pick them from the
+# sweep of section 6, so the final numbers below are not tuned on themselves.
 #
 # The targets, for the full profile on a 2-core CPU with at most ten minutes of training, at $n = 1000$:
 # guided samples at least 95 % confident, at least 95 % read as the digit asked for, and a Fréchet distance
@@ -984,9 +983,9 @@ fig.suptitle("columns ask for 0, 1, …, 9 (the unconditional row asks for nothi
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-n_final, w_final = config.pick(quick=32, full=1000), 0.25
+n_final, w_final = config.pick(quick=32, full=1000), 0.5
 final_labels = torch.arange(n_final, device=device) % 10  # a hundred of each digit
-final, final_seconds = timed_samples(ddim_sample, n_final, seed=2, num_steps=50, eta=1.0,
+final, final_seconds = timed_samples(dpm_solver_sample, n_final, seed=2, num_steps=20,
                                      model=ClassifierFreeGuidance(ema_model, final_labels, w_final))
 final_pixels = to_uint8(final)  # (N, 1, 28, 28) uint8
 torch.save(final_pixels, out_dir / "samples.pt")
@@ -1002,13 +1001,13 @@ targets = {"confident ≥ 95 %": metrics.confident_share >= 0.95, "label agreeme
 print(f"Fréchet / floor {metrics.frechet_distance / floor.frechet_distance:.2f}; targets (full profile, CPU):", targets)
 summary = {"profile": config.profile(), "device": device.type, "unet_config": unet_config, "train_config": vars(train_config),
            "parameters": count_parameters(model), "forward_mflop": flops / 1e6, "train_seconds": result.seconds,
-           "steps": result.steps, "final_sampler": f"DDIM, 50 steps, eta=1, clip x0, classifier-free guidance w={w_final:g}, labels 0-9 in turn",
+           "steps": result.steps, "final_sampler": f"DPM-Solver++(2M), 20 steps, clip x0, classifier-free guidance w={w_final:g}, labels 0-9 in turn",
            "sample_seconds": final_seconds, "classifier_test_accuracy": mnist_eval.classifier_accuracy(judge_steps),
            "generated": metrics.as_dict(), "label_agreement": final_agreement, "real_floor": floor.as_dict(),
            "samplers": "ddpm_helpers/data/mnist_samplers.json (benchmarks/mnist_samplers.py)",
            "guidance": {name: {"n": len(x), "seconds": s, **evaluator.evaluate(x).as_dict()} for name, (x, s) in guided_runs.items()}}
 (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
-show_images(final[:100], nrow=10, title=f"{n_final} samples, guidance w = {w_final:g}, DDIM 50 steps, η = 1 (first 100; columns 0–9)", scale=0.5);
+show_images(final[:100], nrow=10, title=f"{n_final} samples, guidance w = {w_final:g}, DPM-Solver++(2M), 20 steps (first 100; columns 0–9)", scale=0.5);
 
 # %% [markdown]
 # **The unconditional model at n = 1000.** The DDPM of the paper is the same network asked for no
@@ -1068,7 +1067,7 @@ show_images(unconditional[:100], nrow=10, title="unconditional samples (no label
 #
 # The choices of sections 3 to 7 — the narrow network without attention, $v$-prediction with min-SNR
 # weighting, the learning rate, batch 32, the short EMA, no `torch.compile`, labels for guidance and
-# DDIM with $\eta = 1$ for the final set — come from experiments run while developing earlier versions of
+# the sampler and scale of the final set — come from experiments run while developing earlier versions of
 # this notebook, at other budgets and sample sizes, mostly one run and one seed each. Their log is
 # [benchmarks/mnist_experiment_log.md](https://github.com/ddpm-from-scratch/ddpm-from-scratch/blob/main/benchmarks/mnist_experiment_log.md);
 # its numbers come from those runs, not from this one, and `benchmarks/mnist.py` reruns any row.
