@@ -1,4 +1,5 @@
-"""MNIST evaluation helpers: Fréchet distance against a NumPy/SciPy oracle, confidence and coverage."""
+"""MNIST evaluation helpers: Fréchet distance against a NumPy/SciPy oracle, the unbiased kernel distance, confidence
+and coverage."""
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from ddpm_helpers.mnist_eval import (
     extract_features,
     feature_statistics,
     frechet_distance,
+    kernel_distance,
     label_agreement,
     load_classifier,
     predict_logits,
@@ -60,6 +62,69 @@ def test_feature_statistics_match_numpy():
     np.testing.assert_allclose(sigma, np.cov(features.double().numpy(), rowvar=False))
     with pytest.raises(ValueError, match=r"\(1, 4\)"):
         feature_statistics(features[:1])
+
+
+def _cubic_kernel(x, y):
+    return (x @ y.T / x.shape[1] + 1) ** 3
+
+
+def test_kernel_distance_matches_a_loop_over_pairs():
+    generator = torch.Generator().manual_seed(0)
+    a, b = torch.randn(4, 3, generator=generator), torch.randn(5, 3, generator=generator) + 0.5
+    k = lambda x, y: (sum(float(xi) * float(yi) for xi, yi in zip(x, y)) / 3 + 1) ** 3  # noqa: E731
+    m, n = len(a), len(b)
+    within_a = sum(k(a[i], a[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    within_b = sum(k(b[i], b[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    between = sum(k(a[i], b[j]) for i in range(m) for j in range(n)) / (m * n)
+    assert kernel_distance(a, b) == pytest.approx(within_a + within_b - 2 * between, rel=1e-10)
+    assert kernel_distance(a, b) == pytest.approx(kernel_distance(b, a), rel=1e-12)
+
+
+def test_kernel_distance_is_unbiased_where_the_v_statistic_is_not():
+    generator = torch.Generator().manual_seed(1)
+    unbiased, biased = [], []
+    for _ in range(400):  # two samples of 20 from one distribution, many times
+        a, b = torch.randn(20, 8, generator=generator).double(), torch.randn(20, 8, generator=generator).double()
+        unbiased.append(kernel_distance(a, b))
+        biased.append((_cubic_kernel(a, a).mean() + _cubic_kernel(b, b).mean() - 2 * _cubic_kernel(a, b).mean()).item())
+    unbiased, biased = torch.tensor(unbiased), torch.tensor(biased)
+    standard_error = unbiased.std() / len(unbiased) ** 0.5
+    assert abs(unbiased.mean()) < 3 * standard_error  # expectation 0
+    assert (unbiased < 0).sum() > 50  # single estimates fall on both sides of 0
+    assert biased.min() > 0 and biased.mean() > 10 * standard_error  # the V-statistic's diagonal lifts it above 0
+
+
+def test_kernel_distance_grows_with_a_shift():
+    generator = torch.Generator().manual_seed(2)
+    a, b = torch.randn(200, 16, generator=generator), torch.randn(200, 16, generator=generator)
+    same, shifted, far = kernel_distance(a, b), kernel_distance(a, b + 0.5), kernel_distance(a, b + 1.0)
+    assert abs(same) < 0.05 < shifted < far
+
+
+@pytest.mark.parametrize("a, b, pattern", [
+    (torch.zeros(5), torch.zeros(5, 3), r"features_a must have shape.*\(5,\)"),
+    (torch.zeros(5, 3), torch.zeros(1, 3), r"features_b must have shape.*\(1, 3\)"),
+    (torch.zeros(5, 3), torch.zeros(4, 2), "same feature dimension d, got 3 and 2"),
+    (torch.zeros(5, 3, dtype=torch.long), torch.zeros(4, 3), "features_a must be a floating-point tensor, got dtype"),
+    (np.zeros((5, 3)), torch.zeros(4, 3), "features_a must be a floating-point torch.Tensor, got ndarray"),
+    (torch.zeros(5, 3), torch.full((4, 3), float("nan")), "features_b holds NaN"),
+])
+def test_kernel_distance_refuses_bad_features(a, b, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        kernel_distance(a, b)
+
+
+def test_evaluator_reports_the_kernel_distance(monkeypatch):
+    torch.manual_seed(0)
+    digits = torch.rand(300, 1, 28, 28, generator=torch.Generator().manual_seed(3)) * 2 - 1
+    monkeypatch.setattr(mnist_eval, "mnist_images", lambda train: (digits, torch.zeros(len(digits), dtype=torch.long)))
+    monkeypatch.setattr(mnist_eval, "KERNEL_REFERENCE_SIZE", 100)
+    evaluator = mnist_eval.DigitEvaluator(MNISTClassifier())
+    assert len(evaluator.kernel_reference) == 100
+    floor = evaluator.real_floor(50)
+    noise = evaluator.evaluate(torch.zeros(50, 1, 28, 28))
+    assert floor.as_dict()["kernel_distance"] == floor.kernel_distance and "kernel distance" in str(floor)
+    assert abs(floor.kernel_distance) < noise.kernel_distance  # blank images are far from the "digits"
 
 
 def _logits_from_probs(probs):
