@@ -29,15 +29,18 @@
 #
 # **You will learn**
 # - how to feed a diffusion model colour images: scaling to $[-1, 1]$, random flips and light crops;
-# - the full DDPM U-Net block by block (Ho et al. 2020, Appendix B): time embedding, residual
-#   blocks, down/up-sampling, skip connections, self-attention, dropout — drawn as a diagram,
-#   traced shape by shape, and priced in parameters and CPU time per training step;
+# - what the butterfly U-Net adds to notebook 04's (Ho et al. 2020, Appendix B): colour channels,
+#   self-attention, dropout and more width — drawn as a diagram, traced shape by shape, and priced
+#   in parameters and CPU time per training step;
 # - how to train within a fixed time budget with an exponential moving average (EMA) of the
 #   weights and checkpoints that resume;
 # - how to sample a grid with DDIM (Song et al. 2021) and watch a batch denoise;
 # - how to test for memorization: nearest training images in pixel space (mirror images
 #   included), and nearest-neighbour distances of samples compared with those between
-#   training images.
+#   training images;
+# - how to measure whether the samples keep the colours of the training set: hue histograms,
+#   their distance against the training set's own split-half floor, and the share of images
+#   that show a given hue.
 #
 # **You should know** notebook 04 (the U-Net on MNIST, the training loop, sampling) and,
 # through it, notebooks 01–03 (forward process, reverse process, the loss $L_\text{simple}$).
@@ -116,9 +119,11 @@ from dataclasses import replace
 
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.colors import hsv_to_rgb
 
 from ddpm_helpers import config
 from ddpm_helpers.checkpoint import load_checkpoint, save_checkpoint
+from ddpm_helpers.color_stats import BANDS, band_shares, hue_histogram, split_half_distances, total_variation
 from ddpm_helpers.datasets import butterfly_images, flip_and_crop, random_batches, to_uint8
 from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.neighbours import (
@@ -258,18 +263,16 @@ show_images(torch.cat([originals[:, None], versions], dim=1).flatten(0, 1), nrow
 plt.show()
 
 # %% [markdown]
-# ## 2. The full U-Net, block by block
+# ## 2. The U-Net of notebook 04, configured for butterflies
 #
 # The denoiser maps a noisy image and its timestep to an image of the same shape: in Ho et
 # al. the noise $\hat\epsilon = \epsilon_\theta(x_t, t)$; here, trained on the $v$ target of
-# section 3, $\hat v$ — the same network, only the target differs. Ho et al. (Appendix B) use a U-Net
-# (Ronneberger et al. 2015) in the style of PixelCNN++: a path **down** to coarse
-# resolutions, a **middle**, and a path **up** that mirrors it, with **skip connections**
-# handing the fine detail of each down level straight to the up level of the same resolution.
-# Notebook 04 met this shape on MNIST. Here is the same `UNet` class with the settings we use
-# on a CPU at 32×32 (`UNET_32` above). Each box is one layer, drawn at the height of the
-# resolution it outputs; its height and number give its channels; the dashed arcs are the
-# skip connections.
+# section 3, $\hat v$ — the same network, only the target differs. It is the `UNet` class of
+# notebook 04, whose section 2 builds it piece by piece: the time embedding, residual blocks
+# that all receive it, the down path, the middle, the up path with its skip connections, and
+# the zero-initialized head. Here is the same class with the settings we use on a CPU at 32×32
+# (`UNET_32` above). Each box is one layer, drawn at the height of the resolution it outputs;
+# its height and number give its channels; the dashed arcs are the skip connections.
 
 # %%
 explained = UNet(**UNET_32)
@@ -277,43 +280,32 @@ plot_unet(explained, title=f"UNet(**UNET_32): {count_parameters(explained):,} pa
 plt.show()
 
 # %% [markdown]
-# The blocks, in the order a tensor meets them:
+# What is new compared with notebook 04's CPU network (16/32/32 channels at 28×28, no
+# attention, no dropout, a class label):
 #
-# 1. **Time embedding.** The same network serves all $T = 1000$ noise levels, so it must be
-#    told which one it sees. The 0-based $t$ becomes a vector of sines and cosines at
-#    geometrically spaced frequencies (the Transformer position encoding, Vaswani et al. 2017
-#    §3.5), then a two-layer MLP: $e(t) = W_2\,\mathrm{SiLU}(W_1 \operatorname{sinusoidal}(t))$.
-# 2. **Stem.** A 3×3 convolution lifts the 3 colour channels to 24 feature channels.
-# 3. **Residual blocks** (He et al. 2016), the workhorse:
-#    $h = \mathrm{conv}(\mathrm{SiLU}(\mathrm{GN}(x))) + W e(t)$, then
-#    $\text{out} = \operatorname{skip}(x) + \mathrm{conv}(\mathrm{dropout}(\mathrm{SiLU}(\mathrm{GN}(h))))$.
-#    GroupNorm (Wu & He 2018) normalizes groups of channels per image, so it works with any
-#    batch size. The time embedding is **added** to every feature map, so every block knows
-#    the noise level. The last convolution starts at zero: a fresh block returns just its
-#    skip path (the identity where the width does not change), which keeps a deep stack
-#    trainable from the first step.
-# 4. **Down-sampling**, a stride-2 3×3 convolution, halves the resolution: 32 → 16 → 8.
-#    Each halving lets a 3×3 convolution see twice as far. Where the width grows (24 → 48
-#    channels) the network can store more kinds of features per position.
-# 5. **Self-attention** at 8×8 (and in the middle). Convolutions only mix neighbouring pixels;
-#    attention lets *every* position look at *every* other one:
+# 1. **Colour.** Three channels in (red, green, blue) and three out; only the stem, a 3×3
+#    convolution from 3 to 24 channels, and the head, a 3×3 convolution back to 3, see the
+#    difference. No class label: these samples are unconditional.
+# 2. **Image size and width.** At 32×32 the three resolutions are 32 → 16 → 8 (MNIST: 28 → 14
+#    → 7), with 24/48/48 channels instead of 16/32/32: the table below prices that choice.
+# 3. **Self-attention** at 8×8, after the residual blocks of the 8×8 level on the way down and
+#    up and in the middle. Convolutions only mix neighbouring pixels; attention lets *every*
+#    position look at *every* other one:
 #    $\text{out} = x + W_o\, \mathrm{softmax}\!\big(QK^\top/\sqrt{C}\big)\, V$ with
 #    $Q, K, V$ linear maps of the normalized features at the $HW$ positions. A butterfly needs
 #    exactly this: the left wing must match the right wing, 20 pixels away. The price is an
 #    $HW \times HW$ matrix per image: 64² = 4 096 entries at 8×8, but 1024² ≈ 10⁶ at 32×32 —
-#    which is why Ho et al. use attention only at 16×16 and why we use it at 8×8.
-# 6. **Middle**: residual block, attention, residual block at the coarsest resolution.
-# 7. **Up path.** Every block first **concatenates** the activation saved at the same
-#    resolution on the way down (the skip connection), then mixes it with a residual block.
-#    Up-sampling is nearest-neighbour ×2 followed by a 3×3 convolution.
-# 8. **Head.** GroupNorm, SiLU and a 3×3 convolution back to 3 channels — the prediction
-#    ($\hat v$ here, $\hat\epsilon$ in Ho et al.) — starting at zero, so the untrained network
-#    predicts 0.
-# 9. **Dropout** (probability 0.1, inside every residual block) randomly zeroes features while
-#    training. Ho et al. found that without it their CIFAR-10 model gave poorer samples with
-#    overfitting artifacts. With 128 images, overfitting is *the* risk of this notebook.
+#    which is why Ho et al. use attention only at 16×16 and why we use it at 8×8 (exercise 2
+#    counts its operations). Its output map $W_o$ starts at zero, so a fresh attention block is
+#    the identity, like a fresh residual block.
+# 4. **Dropout** (probability 0.1) inside every residual block, between its second
+#    normalization and its second convolution:
+#    $\text{out} = \operatorname{skip}(x) + \mathrm{conv}(\mathrm{dropout}(\mathrm{SiLU}(\mathrm{GN}(h))))$.
+#    It randomly zeroes features while training (and does nothing when sampling). Ho et al.
+#    found that without it their CIFAR-10 model gave poorer samples with overfitting artifacts.
+#    With 128 images, overfitting is *the* risk of this notebook.
 #
-# The code of the two blocks that are new compared with notebook 04's use of the class:
+# The code of the residual block, now with its dropout, and of the attention block:
 
 # %%
 # NBVAL_IGNORE_OUTPUT  (prints the helper's current source, which may be edited independently)
@@ -380,35 +372,50 @@ print(f"CPU, {torch.get_num_threads()} threads, batch {timing_batch}, 32×32 ima
 print("| variant | parameters | s / step | × baseline |\n| --- | ---: | ---: | ---: |")
 for label, variant, seconds in zip(variants, variant_models, step_seconds):
     print(f"| {label} | {count_parameters(variant):,} | {seconds:.3f} | {seconds / step_seconds[0]:.2f} |")
+baseline, attention_8, *_, ours, deeper, wider = step_seconds
+dearer = "more" if ours - attention_8 > attention_8 - baseline else "less"
+print(f"\nattention at 8×8 adds {attention_8 / baseline - 1:+.0%} to the baseline's step; dropout adds "
+      f"{ours / attention_8 - 1:+.0%} to that: dropout costs {dearer} time than the attention")
+print(f"twice as wide: {count_parameters(variant_models[-1]) / count_parameters(variant_models[4]):.1f} × the parameters, "
+      f"{wider / ours:.1f} × the time of ours; two blocks per level: {deeper / ours:.1f} × the time")
 
 # %% [markdown]
-# How to read it (the timings above are from the run this notebook was saved with, on 2 CPU
-# threads: PyTorch's default on this 2-core machine, which the notebook does not change):
+# How to read it (the timings are those of the run this notebook was saved with, on the CPU
+# threads the first line names: PyTorch's default, which this notebook does not change; on a
+# busy machine they wobble, so read the ratios):
 #
-# - **Attention at 8×8 is cheap** — 628,299 parameters against 590,283, and 1.10 × the
-#   baseline's time — because the 8×8 maps have only 64 positions. At 16×16 and 8×8 it costs
-#   noticeably more (1.38 ×), and with 32×32 added the 1024×1024 attention matrices dominate
-#   the step (5.90 ×), although the parameter count hardly moves (664,155): the cost of
-#   attention is in the positions, not in the weights.
-# - **Dropout adds no parameters, but it is not free**: with it our model takes 1.27 × the
-#   baseline's time against 1.10 × without it (0.158 s against 0.137 s per step), the price of
-#   drawing and applying the random masks. What it buys is regularization, not capacity.
+# - **Attention at 8×8 is cheap** — 628,299 parameters against 590,283, and
+#   TODO-NUMBER(× baseline of "+ attention at 8×8", table cell) × the baseline's time — because
+#   the 8×8 maps have only 64 positions. At 16×16 and 8×8 it costs noticeably more
+#   (TODO-NUMBER(× baseline of "+ attention at 16×16 and 8×8", table cell) ×), and with 32×32
+#   added the 1024×1024 attention matrices dominate the step
+#   (TODO-NUMBER(× baseline of "+ attention at 32×32, 16×16, 8×8", table cell) ×), although the
+#   parameter count hardly moves (664,155): the cost of attention is in the positions, not in
+#   the weights.
+# - **Dropout adds no parameters, but it is not free**: on top of the attention model it adds
+#   TODO-NUMBER(the "dropout adds" percentage, table cell) to the step, against
+#   TODO-NUMBER(the "attention at 8×8 adds" percentage, table cell) for the attention itself,
+#   so dropout costs more time than the attention (the printed verdict). Drawing and applying a
+#   random mask touches every feature map at every resolution, while attention at 8×8 touches
+#   only the smallest ones. What dropout buys is regularization, not capacity.
 # - **Width is the expensive knob**: doubling the channels multiplies the convolution weights
 #   by about four (2,499,603 parameters against 628,299); on this CPU the step time grew less,
-#   from 0.158 s to 0.359 s.
-# - **Depth** (a second residual block per level) adds about half again (0.239 s against 0.158 s).
+#   TODO-NUMBER(the "twice as wide … × the time of ours" ratio, table cell) ×.
+# - **Depth** (a second residual block per level) costs
+#   TODO-NUMBER(the "two blocks per level" ratio, table cell) × the time of ours.
 #
-# With a 30-minute budget on 2 CPU threads, every second per step is steps we do not take. Our
-# choice, the row marked "ours", adds the cheap attention and dropout to the baseline and stays
-# at widths 24/48/48: wider than notebook 04's 16/32/32 (three colour channels, more detail per
-# image). The table prices a step; it says nothing about which width gives the best samples in
-# the budget, and the baseline (or a narrower model) would take more steps. Width 24 is a
-# choice, not a measured optimum: a short equal-time comparison of widths while writing an
-# earlier version of this notebook (one busy CPU core, one run each, not recorded in the
-# repository) put width 16 slightly ahead of 24 in loss, because the narrower model takes more
-# steps, and width 32 clearly behind; we kept 24 for the extra capacity that colour detail
-# needs, accepting fewer steps. Width pays on a GPU, where the full profile uses 64/128/128/128
-# at 64×64 pixels.
+# With a 30-minute budget on a CPU, every second per step is steps we do not take. Our choice,
+# the row marked "ours", adds the cheap attention and the regularizing dropout to the baseline and
+# stays at widths 24/48/48: wider than notebook 04's 16/32/32. The table prices a step; it says
+# nothing about which width gives the best samples in the budget, and the evidence we have
+# points the other way: on MNIST, the equal-CPU-time comparison that notebook 04 reports in its
+# section 3 found the narrowest network best, because more updates beat more parameters; and a
+# similar comparison of widths made while writing an earlier version of this notebook (not kept
+# in the repository) put width 16 slightly ahead of 24 in loss. So width 24 is a choice, not a
+# measured optimum: we kept it on the guess that three colour channels carry more detail per
+# pixel than one grey one, although a narrower model (or the baseline) would take more steps in
+# the same 30 minutes. Trying width 16 here is a good experiment. Width pays on a GPU, where the
+# full profile uses 64/128/128/128 at 64×64 pixels.
 
 # %% [markdown]
 # ## 3. Training with the shared loop
@@ -423,7 +430,7 @@ for label, variant, seconds in zip(variants, variant_models, step_seconds):
 # - the network predicts $v = \sqrt{\bar\alpha_t}\,\epsilon - \sqrt{1-\bar\alpha_t}\,x_0$
 #   (Salimans & Ho 2022) instead of $\epsilon$ (Eq. 14), so its guess of the clean image
 #   $\hat x_0 = \sqrt{\bar\alpha_t}\,x_t - \sqrt{1-\bar\alpha_t}\,\hat v$ stays well scaled at high
-#   noise, where $\hat x_0$ from $\hat\epsilon$ divides every error by $\sqrt{\bar\alpha_t}$ (0.006 at $t = 999$);
+#   noise, where $\hat x_0$ from $\hat\epsilon$ divides every error by $\sqrt{\bar\alpha_t}$ (0.006 at $t = T$);
 # - each timestep's loss is weighted by min-SNR-5 (Hang et al. 2023), so the nearly clean
 #   timesteps do not dominate;
 # - the learning rate warms up, then decays to zero on a cosine over the planned steps.
@@ -565,7 +572,8 @@ num_samples = config.pick(quick=16, full=64)
 sampling_steps = config.pick(quick=10, full=50)
 visited = ddim_timesteps(diffusion.T, sampling_steps)
 recorded = visited[:: max(1, sampling_steps // 16)]  # about 16 frames for the animation
-print(f"DDIM visits {len(visited)} timesteps: {visited[:3]} … {visited[-2:]}")
+paper_t = [t + 1 for t in visited]  # the paper's t = the code's 0-based t + 1
+print(f"DDIM visits {len(visited)} timesteps, paper t = {paper_t[:3]} … {paper_t[-2:]}")
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -581,15 +589,15 @@ plt.show()
 
 # %% [markdown]
 # **Watching a batch denoise.** The recorded states $x_t$ of sixteen samples, from pure
-# noise at $t = 999$ to the image. Coarse shape and colour settle first, wing pattern last —
+# noise at $t = T = 1000$ to the image. Coarse shape and colour settle first, wing pattern last —
 # the forward process of notebook 01 run backwards. The animation is also saved as a GIF. Its
-# titles, like those of the next figure, show the code's 0-based $t$ (paper $t$ = code $t$ + 1,
-# so $t = 999$ is the paper's $t = T = 1000$).
+# frame titles, like those of the next figure and of notebooks 03 and 04, use the paper's $t$
+# (the code's 0-based $t$ + 1).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 frames = [x[:16] for x in run.xs] + [samples[:16]] * 4  # hold the last frame for a moment
-titles = [f"x_t, t = {t}" for t in run.timesteps] + ["x_0"] * 4
+titles = [f"x_t, t = {t + 1}" for t in run.timesteps] + ["x_0"] * 4  # the paper's t
 save_animation(frames, outputs / "denoising.gif", titles=titles, fps=4, size=3.0, nrow=4)  # an <img>: shows on GitHub too
 
 # %% [markdown]
@@ -610,7 +618,7 @@ for row, sample_index in enumerate([0, 1]):
             if col == 0:
                 ax.set_ylabel(label)
             if offset == 0 and row == 0:
-                ax.set_title(f"t = {run.timesteps[k]}", fontsize=9)
+                ax.set_title(f"t = {run.timesteps[k] + 1}", fontsize=9)  # the paper's t
 fig.suptitle("two samples: the state x_t and the model's prediction x̂_0")
 plt.tight_layout()
 plt.show()
@@ -681,7 +689,10 @@ print(f"median distance, training image → nearest other:   {stats['train_media
 print(f"median distance, sample → nearest training image:  {stats['sample_median']:.3f} (closest: {sample_nn.min().item():.3f})")
 print(f"ratio sample / training median: {stats['ratio']:.2f}; samples below the copy line: "
       f"{stats['copy_fraction']:.0%} ({round(stats['copy_fraction'] * num_samples)} of {num_samples})")
-print(f"training images that are some sample's nearest neighbour: {neighbours.indices[:, 0].unique().numel()} of {len(train_images)}")
+distinct = neighbours.indices[:, 0].unique().numel()
+uniform = len(train_images) * (1 - (1 - 1 / len(train_images)) ** num_samples)  # expected for uniform random picks
+print(f"training images that are some sample's nearest neighbour: {distinct} of {len(train_images)} "
+      f"({num_samples} picks at random, uniformly, would reach {uniform:.1f} on average)")
 flipped_share = neighbours.flipped[:, 0].float().mean().item()
 print(f"nearest match is a mirror image for {flipped_share:.0%} of the samples")
 
@@ -704,22 +715,115 @@ print(f"nearest match is a mirror image for {flipped_share:.0%} of the samples")
 # another — without being near any single image. The pictures of the nearest neighbours are
 # the honest complement to the numbers: look at them.
 #
-# Two more counts say *where* the samples land. The nearest match is a mirror image for 52 %
-# of the samples — about half, as expected from a model that saw every image flipped with
-# probability ½: no orientation is preferred. And the 64 samples have only 38 distinct
-# nearest training images out of 128: the other 90 are nobody's nearest, and many samples
-# share a neighbour. 64 samples can reach at most 64 images, and 64 random picks from 128
-# would repeat some too, but they would typically reach more than 38: the samples crowd into
-# one part of the data rather than spreading over all of it.
+# Two more counts say *where* the samples land. The nearest match is a mirror image for
+# TODO-NUMBER(the "mirror image" percentage, statistics cell) of the samples — about half is what a
+# model that saw every image flipped with probability ½ should give: no orientation preferred.
+# And the 64 samples have only TODO-NUMBER(distinct nearest training images, statistics cell)
+# distinct nearest training images out of 128, where 64 picks made uniformly at random would reach
+# $128\,\big(1 - (1 - 1/128)^{64}\big) \approx 50.6$ on average (printed beside the count). What
+# that means:
 #
-# The grids show which part. The samples concentrate on the common brown, orange and yellow
-# specimens (with some pale ones), while colours that the training grid plainly has — the
-# vivid red, purple and pink wings — are missing from the samples, at most a faint tint here
-# and there. That is a visible collapse of the colour range, not just rarer specimens coming
-# out less often (it is read off the pictures; no colour statistic is computed here). A short
-# run at 32×32 sits on the creative side of the copy line mostly because it has not yet fitted
-# its data: its samples are also blurrier than the training images, which by itself increases
-# the distances. Train much longer (a GPU run, or re-running the training cell with more
+# - **for memorization**, nothing by itself: a model that copied would also name its copies'
+#   originals. Together with no sample below the copy line it says that the samples are not copies,
+#   but that many of them resemble the *same* few training images;
+# - **for coverage**, it is a rough count of how much of the training set the samples visit: the
+#   TODO-NUMBER(128 minus the distinct count, statistics cell) training images that are nobody's
+#   nearest are under-represented, and whatever sets them apart — shape, pattern, colour — the
+#   samples show less of. The samples crowd into one part of the data rather than spreading over
+#   all of it.
+#
+# Which part? The grids suggest that the samples keep the common brown, orange and yellow
+# specimens and lose the rare colours — the blue, purple and pink wings of the training grid.
+# The next cells measure it.
+#
+# **Colour, measured** (`ddpm_helpers.color_stats`). Three numbers and a table:
+#
+# - the **hue histogram** of a set of images: each pixel's hue (its angle on the colour wheel
+#   of the HSV representation: 0° red, 60° yellow, 120° green, 240° blue, 300° magenta), counted
+#   only where the pixel has a hue worth the name — saturation ≥ 0.25 and value (brightness)
+#   ≥ 0.2, which drops the white background, greys and dark shadows — in twelve 30° bins centred
+#   on red, orange, yellow, …; each image's histogram sums to 1 and the set's is their mean, so
+#   every image counts once, whatever the size of its specimen;
+# - the **distance** between two hue histograms $p$ and $q$, their total variation
+#   $\tfrac12 \sum_k |p_k - q_k|$: the share of the colour that would have to move to other bins
+#   to turn one into the other, 0 for equal histograms and 1 for disjoint ones;
+# - its **floor**: the same distance between two random halves of the training images (64
+#   against 64, 20 splits; mean ± standard deviation). Two sets of the *same* butterflies differ
+#   this much by chance alone, so a distance of the samples from the training images says
+#   something only when it is clearly larger. (The samples are compared with all 128 training
+#   images, which is a little less noisy than 64 against 64: the floor is, if anything, generous.)
+#
+# A histogram is dominated by the colours that cover the most pixels — orange and brown — so a
+# hue that only a few specimens show moves it very little. The **band shares** look at the rare
+# hues directly: for each band of hues, the share of images in which it covers at least 3 % of
+# the pixels, for the training images and for the samples; beside them, the count that as many
+# images as there are samples, drawn like the training images, would show on average, and the
+# chance that such a set shows none at all, $(1 - \text{share})^{n}$ for $n$ images.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+sample_hues, train_hues = hue_histogram(samples), hue_histogram(train_images)
+hue_floor = split_half_distances(train_images, num_splits=20)
+half = len(train_images) // 2
+print(f"hue-histogram distance (total variation), {num_samples} samples vs {len(train_images)} training images: "
+      f"{total_variation(sample_hues, train_hues):.3f}")
+print(f"split-half floor, {half} vs {half} training images, {len(hue_floor)} splits: {hue_floor.mean():.3f} ± "
+      f"{hue_floor.std():.3f} (range {hue_floor.min():.3f}–{hue_floor.max():.3f})\n")
+sample_bands, train_bands = band_shares(samples, min_cover=0.03), band_shares(train_images, min_cover=0.03)
+print(f"images in which a hue band covers ≥ 3 % of the pixels ({num_samples} samples; expected and chance of none "
+      f"for {num_samples} images drawn like the training images)")
+print(f"{'band':14} {'training':>15} {'samples':>14} {'expected':>9} {'chance of none':>15}")
+for band in BANDS:
+    p, q = train_bands[band], sample_bands[band]
+    print(f"{band:14} {p:7.1%} ({p * len(train_images):3.0f}) {q:7.1%} ({q * num_samples:3.0f}) "
+          f"{p * num_samples:9.1f} {(1 - p) ** num_samples:15.2f}")
+
+# %%
+centres = (torch.arange(len(train_hues)) * 360 / len(train_hues)).tolist()
+fig, ax = plt.subplots(figsize=(7.5, 3.2))
+ax.bar(centres, train_hues.numpy(), width=24, color=[hsv_to_rgb((c / 360, 0.75, 0.9)) for c in centres],
+       label=f"{len(train_images)} training images")
+ax.bar(centres, sample_hues.numpy(), width=24, fill=False, edgecolor="k", linewidth=1.5,
+       label=f"{num_samples} samples")
+ax.set_yscale("log")
+ax.set_ylim(1e-4, 1.5)
+ax.set_xticks(centres, [f"{c:.0f}°" for c in centres])
+ax.set_xlabel("hue bin (centre)")
+ax.set_ylabel("share of coloured pixels (log)")
+ax.set_title("hue histograms: bars in each bin's colour for the training images, black outlines for the samples",
+             fontsize=9)
+ax.legend(fontsize=8)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# **Reading the colours.** In the run saved here the samples' hue histogram lies
+# TODO-NUMBER(hue-histogram distance, colour cell) from the training images', against a
+# split-half floor of TODO-NUMBER(floor mean, colour cell) ± TODO-NUMBER(floor standard
+# deviation, colour cell): within the floor's spread, so by the histogram as a whole the samples
+# have the colours of the training set — orange and brown dominate both, and the log scale of
+# the figure is needed to see the rest at all. The band shares show what the histogram averages
+# away. The hues that are rare in the training set but cover a few percent of some specimens —
+# cyan/blue in TODO-NUMBER(training count of cyan/blue, colour cell), purple in
+# TODO-NUMBER(training count of purple, colour cell) and pink/magenta in TODO-NUMBER(training
+# count of pink/magenta, colour cell) of the 128 training images — appear in
+# TODO-NUMBER(the samples' counts of cyan/blue, purple and pink/magenta, colour cell) of the 64
+# samples. One missing band alone is weak evidence (the "chance of none" column: a set drawn like
+# the training images misses a band of 4 images in 128 about one time in eight), but all the rare
+# hues missing or thinned out together is a pattern: the model draws the common colours and drops
+# the rare ones — a collapse of the colour range, not merely rare specimens coming out a little
+# less often.
+#
+# The red band is the exception that shows the limit of the measure: TODO-NUMBER(training and
+# sample shares of red, colour cell). Hue does not see how vivid a colour is, and the dark
+# red-brown of many brown specimens lies in the same band as the bright red of a red admiral or
+# a peacock; that the bright reds are gone is read off the grids, not off the hue.
+#
+# Why would a model drop rare colours? Its loss averages over the training images, so a colour
+# that a few of them show is a small part of it, and a short run learns the bulk first. A short
+# run at 32×32 also sits on the creative side of the copy line mostly because it has not yet
+# fitted its data: its samples are blurrier than the training images, which by itself increases
+# the pixel distances. Train much longer (a GPU run, or re-running the training cell with more
 # `steps`) and watch the ratio: with so few images it is expected to fall. Dropout and
 # augmentation slow that down; more data is the real cure.
 
@@ -764,35 +868,42 @@ def check_exercise_1(distance_fn):
 check_exercise_1(my_flip_distance)
 
 # %% [markdown]
-# **Exercise 2 — count a residual block by hand.** Notebook 04's exercise 1 counted one block;
-# here the count is a *formula* for any widths and time dimension. Write
-# `my_resblock_parameters(c_in, c_out, time_dim)`, for general `c_in`, `c_out` and `time_dim`,
-# returning the number of parameters of `ResBlock(c_in, c_out, time_dim, dropout, num_groups)`
-# from the code printed in section 2: two GroupNorms (a scale and a shift per channel), two
-# 3×3 convolutions (weights and biases), the linear map of the time embedding, and — only when
-# `c_in != c_out` — a 1×1 convolution on the skip path. Dropout and SiLU have no parameters.
+# **Exercise 2 — the price of attention.** Section 2 claimed that attention costs positions
+# squared. Count it. Write `my_attention_flops(resolution, channels)`: the floating-point
+# operations of one `SelfAttention(channels)` layer on one image of `resolution`×`resolution`
+# pixels, counting a multiply-add as 2 operations (as PyTorch's `FlopCounterMode` does) and
+# only the four matrix products: the 1×1 convolution that makes $Q, K, V$ from the $C$ channels
+# ($C \to 3C$ at each of the $HW$ positions), the product $QK^\top$ ($HW \times C$ by
+# $C \times HW$), the product of the attention weights with $V$ ($HW \times HW$ by $HW \times C$),
+# and the 1×1 output convolution ($C \to C$). Ignore the GroupNorm, the softmax and the biases.
+# Then compare: at which resolution does one attention layer with 48 channels cost more than a
+# `ResBlock(48, 48)`, whose two 3×3 convolutions cost $2 \cdot 2 \cdot 9\,C^2\,HW$?
 
 # %%
-my_resblock_parameters = None  # TODO: a function (c_in, c_out, time_dim) -> int
+my_attention_flops = None  # TODO: a function (resolution, channels) -> int
 
 
 # %%
-def check_exercise_2(count_fn):
-    """Compare count_fn with the parameters of real ResBlocks."""
-    if count_fn is None:
-        print("Exercise 2: not attempted yet — fill in my_resblock_parameters above and run this cell again.")
+def check_exercise_2(flops_fn):
+    """Compare flops_fn with torch.utils.flop_counter.FlopCounterMode on real SelfAttention layers."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    if flops_fn is None:
+        print("Exercise 2: not attempted yet — fill in my_attention_flops above and run this cell again.")
         return
-    for c_in, c_out, time_dim in [(32, 32, 128), (32, 64, 128), (128, 64, 256)]:
-        expected = count_parameters(ResBlock(c_in, c_out, time_dim, dropout=0.1, num_groups=8))
-        answer = count_fn(c_in, c_out, time_dim)
+    for resolution, channels in [(8, 48), (16, 48), (32, 24)]:
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            SelfAttention(channels, num_groups=8)(torch.zeros(1, channels, resolution, resolution))
+        expected, answer = counter.get_total_flops(), flops_fn(resolution, channels)
         assert answer == expected, (
-            f"ResBlock({c_in}, {c_out}, time_dim={time_dim}) has {expected:,} parameters, you counted {answer:,}. "
-            "A k×k convolution from a to b channels has k·k·a·b weights and b biases; a Linear from a to b has a·b + b; "
-            "a GroupNorm over c channels has 2c; the 1×1 skip convolution exists only when c_in != c_out.")
+            f"SelfAttention({channels}) at {resolution}×{resolution} does {expected:,} operations, you counted "
+            f"{answer:,}. A product of an (a × b) and a (b × c) matrix costs 2·a·b·c operations; here HW = "
+            f"{resolution ** 2} positions, C = {channels}: the 1×1 convolutions are (HW × C) by (C × 3C) and (C × C), "
+            "the attention products (HW × C) by (C × HW) and (HW × HW) by (HW × C).")
     print("Exercise 2: correct!")
 
 
-check_exercise_2(my_resblock_parameters)
+check_exercise_2(my_attention_flops)
 
 # %% [markdown]
 # ## Summary
@@ -800,11 +911,12 @@ check_exercise_2(my_resblock_parameters)
 # - Colour images enter a diffusion model like grey ones: scaled to $[-1, 1]$, one channel
 #   per colour. With little data, random horizontal flips and light crops enlarge the set
 #   without inventing impossible butterflies.
-# - The DDPM U-Net is the MNIST U-Net with other settings: residual blocks that all receive
-#   the time embedding, skip connections across each resolution, self-attention where the
-#   maps are small enough to afford it, dropout against overfitting. Attention costs positions
-#   squared; width costs channels squared in weights; dropout costs no weights but some time
-#   (1.27 × the baseline's step against 1.10 × without it, on this CPU).
+# - The butterfly U-Net is notebook 04's class with other settings: three colour channels,
+#   more width, self-attention where the maps are small enough to afford it, dropout against
+#   overfitting. Attention costs positions squared (exercise 2: it overtakes a residual block
+#   beyond $7C$ positions); width costs channels squared in weights; dropout costs no weights
+#   but some time, in this run more than the attention at 8×8 (TODO-NUMBER(the "dropout adds"
+#   and "attention at 8×8 adds" percentages, table cell of section 2)).
 # - The shared training loop adds an EMA of the weights (after 5761 steps its warm-up, not the
 #   0.999 cap, still set the decay), atomic checkpoints that resume exactly, and a calibrated
 #   time budget that plans the number of steps from the first ones: here 5761 steps in 24.3 of
@@ -812,8 +924,14 @@ check_exercise_2(my_resblock_parameters)
 # - Nearest neighbours in pixel space (mirror images included), set against the distances
 #   between training images and against augmented copies, tell whether samples are new or
 #   copies. With 128 images, this check belongs next to every sample grid. Here no sample was a
-#   pixel copy (ratio 1.15, 0 of 64 below the copy line), but the samples drew near only 38 of
-#   the 128 training images and left out the red, purple and pink specimens.
+#   pixel copy (ratio TODO-NUMBER(sample / training median ratio, statistics cell of section 5),
+#   TODO-NUMBER(samples below the copy line, same cell) of 64 below the copy line), but the
+#   samples drew near only TODO-NUMBER(distinct nearest training images, same cell) of the 128
+#   training images, where uniform picks would reach about 51.
+# - Colour statistics make the colour collapse a measurement: the samples' hue histogram is as
+#   close to the training images' as two halves of the training set are to each other, yet the
+#   rare hues — blue, purple, pink — that some training specimens show are missing or thinned out
+#   in the samples (the band shares of section 5). An average can hide what a model leaves out.
 #
 # **Artifacts** in `outputs/05_butterflies/`: `ema_unet<size>.pt` (EMA weights and the
 # settings to rebuild the U-Net), `05_butterflies_ema.safetensors` and `SHA256SUMS` (the same
@@ -845,24 +963,28 @@ def my_flip_distance_solution(a, b):
 check_exercise_1(my_flip_distance_solution)
 
 # %% [markdown]
-# **Exercise 2.** Add up the pieces: GroupNorm over `c_in` (2·c_in), the first 3×3 convolution
-# (9·c_in·c_out + c_out), the time projection (time_dim·c_out + c_out), GroupNorm over `c_out`
-# (2·c_out), the second 3×3 convolution (9·c_out·c_out + c_out), and the 1×1 skip convolution
-# (c_in·c_out + c_out) when the widths differ. The convolutions dominate: a block's cost grows
-# with the square of its width, which is the ≈ 4× parameter count of the "twice as wide"
-# row in the table of section 2.
+# **Exercise 2.** With $N = HW$ positions and $C$ channels: the $Q, K, V$ convolution costs
+# $2 \cdot N \cdot C \cdot 3C$, the output convolution $2NC^2$, and each of the two attention
+# products $2N^2C$, in all $8NC^2 + 4N^2C$. The first term grows like the convolutions of a
+# residual block, with the number of positions; the second with its *square*. Against the
+# residual block's $36\,NC^2$, attention costs more once $4N^2C > 28NC^2$, that is $N > 7C$: for
+# 48 channels beyond $336$ positions, between 16×16 (256) and 32×32 (1024). Our network has 24
+# channels at 32×32, where $N = 1024$ is six times $7C = 168$: that is why the
+# "+ attention at 32×32, 16×16, 8×8" row of the table in section 2 is so slow.
 
 # %%
-def my_resblock_parameters_solution(c_in, c_out, time_dim):
-    """Parameters of ResBlock(c_in, c_out, time_dim): norms, two 3×3 convs, time projection, optional 1×1 skip."""
-    norms = 2 * c_in + 2 * c_out  # GroupNorm scale and shift per channel
-    convs = (9 * c_in * c_out + c_out) + (9 * c_out * c_out + c_out)  # two 3×3 convolutions with biases
-    time_projection = time_dim * c_out + c_out  # Linear(time_dim, c_out)
-    skip = c_in * c_out + c_out if c_in != c_out else 0  # 1×1 convolution only when the widths differ
-    return norms + convs + time_projection + skip
+def my_attention_flops_solution(resolution, channels):
+    """Operations of one SelfAttention layer: 1×1 convolutions 8·N·C², attention products 4·N²·C (N = HW)."""
+    n = resolution * resolution
+    return 2 * n * channels * 3 * channels + 2 * n * channels * channels + 2 * (2 * n * n * channels)
 
 
-check_exercise_2(my_resblock_parameters_solution)
+check_exercise_2(my_attention_flops_solution)
+for resolution in (8, 16, 32):
+    attention = my_attention_flops_solution(resolution, 48)
+    resblock = 2 * 2 * 9 * 48 ** 2 * resolution ** 2
+    print(f"{resolution:2d}×{resolution:<2d}: attention {attention / 1e6:6.1f} MFLOP, ResBlock(48, 48) convolutions "
+          f"{resblock / 1e6:5.1f} MFLOP: attention/ResBlock = {attention / resblock:.2f}")
 
 # %% [markdown]
 # ## Appendix: bigger butterflies on one or many GPUs
