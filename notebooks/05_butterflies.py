@@ -29,8 +29,8 @@
 #
 # **You will learn**
 # - how to feed a diffusion model colour images: scaling to $[-1, 1]$, random flips and light crops;
-# - what the butterfly U-Net adds to notebook 04's (Ho et al. 2020, Appendix B): colour channels,
-#   self-attention, dropout and more width — drawn as a diagram, traced shape by shape, and priced
+# - what the butterfly U-Net adds to notebook 04's CPU network (built in 04 §2; Ho et al. 2020, Appendix B):
+#   colour channels, self-attention, dropout and more width — drawn as a diagram, traced shape by shape, and priced
 #   in parameters and CPU time per training step;
 # - how to train within a fixed time budget with an exponential moving average (EMA) of the
 #   weights and checkpoints that resume;
@@ -48,12 +48,14 @@
 # **Run time.** The full profile trains at 32×32 pixels on a CPU and at 64×64 with a larger
 # model on a GPU. The training runs on a *calibrated time budget*: the loop times its first
 # steps and then fixes how many steps fit into the budget, so a slow laptop trains fewer steps
-# rather than taking longer. It is a plan, not a hard cap: the run saved here trained for less
-# than its budget, because its first, timed steps were slower than the rest (section 3).
+# rather than taking longer. It is a plan, not a hard cap: the run of the committed weights trained for
+# less than its budget, because its first, timed steps were slower than the rest (section 3). The copy
+# you are reading ran with those weights (`DDPM_PRETRAINED=1`), on a slower CPU than the one that trained
+# them, so it shows their training run's figures but did not train.
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU (measured: 2 threads of 2 cores of an AMD EPYC with AVX-512) | ≈ 30 s | 24.7 min, 24.3 of it training in a 30-minute calibrated budget (5761 steps × 32) |
+# | CPU (measured: 2 threads of 2 cores of an AMD EPYC) | ≈ 30 s | 0.9 min measured with the committed weights (no training; AMD EPYC without AVX-512); training adds up to its 30-minute calibrated budget: the committed weights took 24.3 min (5761 steps × 32) on an AMD EPYC with AVX-512 |
 # | Colab with a GPU (64×64, larger model; *estimated*, no GPU run yet) | ≈ 1 min | ≈ 45 min: a 40-minute calibrated training budget (≈ 16,900 steps × 64 on a T4, estimated from the FLOPs of a step and an assumed 16 TFLOP/s, section 3), then sampling |
 #
 # The quick-profile column is a rough figure, not timed in the run saved here.
@@ -123,7 +125,8 @@ from matplotlib.colors import hsv_to_rgb
 
 from ddpm_helpers import config
 from ddpm_helpers.checkpoint import load_checkpoint, save_checkpoint
-from ddpm_helpers.color_stats import BANDS, band_shares, hue_histogram, split_half_distances, total_variation
+from ddpm_helpers.color_stats import (BANDS, band_shares, hue_histogram, pixel_hues, split_half_distances,
+                                      total_variation)
 from ddpm_helpers.datasets import butterfly_images, flip_and_crop, random_batches, to_uint8
 from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.neighbours import (
@@ -159,7 +162,6 @@ from ddpm_helpers import recipes  # the configurations, shared with `python -m d
 
 UNET_32 = recipes.BUTTERFLIES["cpu"].unet  # the CPU model, explained in section 2
 UNET_64 = recipes.BUTTERFLIES["gpu"].unet  # the GPU model
-UNET_TINY = recipes.BUTTERFLIES["quick"].unet  # the quick profile: seconds
 print("UNET_32 =", UNET_32, "\nUNET_64 =", UNET_64)
 
 recipe = recipes.butterflies(config.profile(), gpu=on_gpu)
@@ -170,9 +172,9 @@ print(f"profile {config.profile()}, device {device.type}: training a {image_size
 # %% [markdown]
 # ### ▶ Skip training? (optional)
 #
-# Section 3 trains for up to half an hour on a CPU (24.3 min in the run saved here). To see results at once (in Colab or Binder,
-# say), set `USE_PRETRAINED = True` in the cell below and run the notebook from the top: it loads the
-# EMA weights of the full-profile run this notebook was committed with,
+# Section 3 trains for up to half an hour on a CPU (24.3 min for the committed weights). To see results at once (in Colab or Binder,
+# say), set `USE_PRETRAINED = True` in the cell below (or the environment variable `DDPM_PRETRAINED=1`) and
+# run the notebook from the top: it loads the EMA weights of the committed full-profile training run,
 # `weights/05_butterflies_ema.safetensors` — from your clone when you have one, else downloaded from
 # the repository on GitHub — after checking the file's SHA-256 against `weights/SHA256SUMS`. The
 # network and image size become that run's (whatever this machine would train), section 3 shows
@@ -191,7 +193,8 @@ print(f"profile {config.profile()}, device {device.type}: training a {image_size
 # ```
 
 # %%
-USE_PRETRAINED = False  # ← True: load the committed full-profile weights instead of training
+# NBVAL_IGNORE_OUTPUT
+USE_PRETRAINED = config.use_pretrained()  # ← write True here (or set DDPM_PRETRAINED=1) to load the weights
 
 from ddpm_helpers.pretrained import export_weights, load_pretrained
 
@@ -216,7 +219,7 @@ if USE_PRETRAINED:
 # - **offline**, it reads the image folder `<DDPM_DATA_DIR>/butterflies` (a clone's `data/`,
 #   or `../shared/data/` in the project's CI) when it holds images;
 # - **online** (Colab, Binder, a fresh laptop), with no such folder, `ddpm_helpers.butterfly_source`
-#   downloads the 128 source JPEGs once (≈ 18 MiB) from the pinned commit of the public repository
+#   downloads the 128 source JPEGs once (≈ 17 MiB) from the pinned commit of the public repository
 #   they were taken from (JVP15/butterfly-gan), checks each file's size and SHA-256 against the
 #   manifest shipped with the package (a truncated or altered file is fetched again, or named in the
 #   error, never used), applies the exact steps that made the offline copy, and caches the 128 PNGs
@@ -292,8 +295,11 @@ plt.show()
 #    up and in the middle. Convolutions only mix neighbouring pixels; attention lets *every*
 #    position look at *every* other one:
 #    $\text{out} = x + W_o\, \mathrm{softmax}\!\big(QK^\top/\sqrt{C}\big)\, V$ with
-#    $Q, K, V$ linear maps of the normalized features at the $HW$ positions. A butterfly needs
-#    exactly this: the left wing must match the right wing, 20 pixels away. The price is an
+#    $Q, K, V$ linear maps of the normalized features at the $HW$ positions. The hope is that it
+#    helps a butterfly's left wing match its right one — though at 8×8 the wings are a few positions
+#    apart, within reach of the middle blocks' convolutions too (notebook 04 left attention out for
+#    that reason); we keep it because it is cheap and follows Ho et al., not because it was measured
+#    to help. The price is an
 #    $HW \times HW$ matrix per image: 64² = 4 096 entries at 8×8, but 1024² ≈ 10⁶ at 32×32 —
 #    which is why Ho et al. use attention only at 16×16 and why we use it at 8×8 (exercise 2
 #    counts its operations). Its output map $W_o$ starts at zero, so a fresh attention block is
@@ -315,7 +321,7 @@ print(inspect.getsource(SelfAttention.forward))
 # %% [markdown]
 # **Tracing the shapes.** Forward hooks record, for every layer, the shape it receives and
 # the shape it returns. Watch the channels grow when the skip connection is concatenated
-# on the way up (48 → 96, or 48 → 72 where a 24-channel skip joins), and the resolution
+# on the way up (48 → 96, 48 → 72 where a 24-channel skip joins, and 24 + 24 → 48 in the last block), and the resolution
 # halve and double:
 
 # %%
@@ -385,24 +391,23 @@ print(f"twice as wide: {count_parameters(variant_models[-1]) / count_parameters(
 # busy machine they wobble, so read the ratios):
 #
 # - **Attention at 8×8 is cheap** — 628,299 parameters against 590,283, and
-#   TODO-NUMBER(× baseline of "+ attention at 8×8", table cell) × the baseline's time — because
+#   1.08 × the baseline's time — because
 #   the 8×8 maps have only 64 positions. At 16×16 and 8×8 it costs noticeably more
-#   (TODO-NUMBER(× baseline of "+ attention at 16×16 and 8×8", table cell) ×), and with 32×32
+#   (1.34 ×), and with 32×32
 #   added the 1024×1024 attention matrices dominate the step
-#   (TODO-NUMBER(× baseline of "+ attention at 32×32, 16×16, 8×8", table cell) ×), although the
+#   (3.87 ×), although the
 #   parameter count hardly moves (664,155): the cost of attention is in the positions, not in
 #   the weights.
 # - **Dropout adds no parameters, but it is not free**: on top of the attention model it adds
-#   TODO-NUMBER(the "dropout adds" percentage, table cell) to the step, against
-#   TODO-NUMBER(the "attention at 8×8 adds" percentage, table cell) for the attention itself,
-#   so dropout costs more time than the attention (the printed verdict). Drawing and applying a
-#   random mask touches every feature map at every resolution, while attention at 8×8 touches
-#   only the smallest ones. What dropout buys is regularization, not capacity.
+#   +6 % to the step, against +8 % for the attention itself (the printed verdict: in this run dropout
+#   cost a little less than the attention; the two are close enough that a noisy timing can swap them).
+#   Drawing and applying a random mask touches every feature map at every resolution, while attention at
+#   8×8 touches only the smallest ones. What dropout buys is regularization, not capacity.
 # - **Width is the expensive knob**: doubling the channels multiplies the convolution weights
 #   by about four (2,499,603 parameters against 628,299); on this CPU the step time grew less,
-#   TODO-NUMBER(the "twice as wide … × the time of ours" ratio, table cell) ×.
+#   3.1 ×.
 # - **Depth** (a second residual block per level) costs
-#   TODO-NUMBER(the "two blocks per level" ratio, table cell) × the time of ours.
+#   1.5 × the time of ours.
 #
 # With a 30-minute budget on a CPU, every second per step is steps we do not take. Our choice,
 # the row marked "ours", adds the cheap attention and the regularizing dropout to the baseline and
@@ -421,10 +426,10 @@ print(f"twice as wide: {count_parameters(variant_models[-1]) / count_parameters(
 # ## 3. Training with the shared loop
 #
 # Training is Algorithm 1 of Ho et al. with the loop from `ddpm_helpers.training`:
-# sample $x_0$ from the (augmented) data, $t \sim \mathcal U\{0, \dots, T-1\}$ and
+# sample $x_0$ from the (augmented) data, $t \sim \mathcal U\{1, \dots, T\}$ (the code's 0-based `t` is $t - 1$) and
 # $\epsilon \sim \mathcal N(0, I)$, form $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon$
 # (Eq. 4) and take an Adam step on the network's error. We keep the three choices that won the
-# measurements of notebook 04 (section 8 there), because they matter even more when every CPU
+# measurements of notebook 04 (section 4 there; the log in its section 8), because they matter even more when every CPU
 # second counts:
 #
 # - the network predicts $v = \sqrt{\bar\alpha_t}\,\epsilon - \sqrt{1-\bar\alpha_t}\,x_0$
@@ -441,19 +446,21 @@ print(f"twice as wide: {count_parameters(variant_models[-1]) / count_parameters(
 #   which averages away the noise of the last few hundred steps; we sample with it
 #   (Ho et al. use $d = 0.9999$ over 800 000 steps; we set $d = 0.999$, but the EMA's
 #   warm-up $d_n = \min\big(d, \tfrac{1+n}{10+n}\big)$ at update $n$ reaches that cap only after
-#   ≈ 8,990 updates. The CPU run saved here made 5761 updates, so the warm-up set the decay
-#   throughout: it ended at $\tfrac{1+5761}{10+5761} \approx 0.9984$, an average over roughly the
+#   ≈ 8,990 updates. The CPU run of the committed weights made 5761 updates, so the warm-up set the decay
+#   throughout: it ended at $\tfrac{1+5761}{10+5761} \approx 0.9984$ (printed by the training cell), an average over roughly the
 #   last $1/(1-d) \approx 640$ steps. Only a longer run, such as the GPU profile's, reaches 0.999);
 # - **checkpoints** in `outputs/05_butterflies/<run>/checkpoint.pt`, written atomically (with a
 #   checksum) every two minutes of training, at the end, and when the kernel is interrupted:
 #   interrupt the cell (or lose the Colab session) and run it again, and training continues
 #   where it stopped;
 # - a **calibrated budget**: `time_budget_s` is 30 minutes of training on a CPU. The loop times
-#   its first 20 steps, then fixes once how many steps fit into the budget, stores that count in the checkpoint and makes it the length of the cosine
-#   schedule — so on a slower laptop the run takes about the same time, trains fewer steps, and its
-#   learning rate still decays to zero. The printout below gives the planned count. In the run
-#   saved here the first 20 steps were slower than the rest, so the plan of 5761 steps took
-#   24.3 min at 0.25 s per step, less than the budget.
+#   steps 50 to 200 (`calibration_steps=200`), then fixes once how many steps fit into the budget,
+#   stores that count in the checkpoint and makes it the length of the cosine schedule — so on a
+#   slower laptop the run takes about the same time, trains fewer steps, and its learning rate still
+#   decays to zero. The copy you are reading loaded the committed weights (`DDPM_PRETRAINED=1`, on a
+#   slower CPU than the one that trained them); their run timed only 20 steps, which were slower
+#   than the rest, so its plan of 5761 steps took 24.3 min at 0.25 s per step (the printout below),
+#   less than the budget — the reason the window is longer now.
 
 # %%
 # recipes.BUTTERFLIES: quick 30 steps of 8; CPU batch 32 (lr 1e-3), steps fitted to a 30-minute calibrated budget; GPU batch 64,
@@ -464,12 +471,9 @@ batches = random_batches(data.images, train_config.batch_size, transform=flip_an
 
 # %% [markdown]
 # **The GPU profile, priced (estimates: no GPU run of this notebook yet).** The 64×64 network costs
-# about 12 GFLOP per image forward, three times that with the backward pass, and at batch 64 about
-# 2.3 TFLOP per step. The earlier profile asked for 20 000 such steps under a 40-minute cap: at a
-# T4's float32 peak of 8 TFLOP/s a step takes at least 0.28 s, so the cap would have stopped it
-# after at most ≈ 8 500 steps (≈ 4–5 k at a realistic half of the peak) with the learning rate still
-# near its peak. Now the step runs under autocast in float16 (the T4's tensor cores; bfloat16 on
-# Ampere and newer) and the run has a **calibrated budget** of 40 minutes: the loop times its first
+# 2.27 TFLOP per training step at batch 64 (the cell below counts it: forward and backward, about
+# three times the forward pass). The step runs under autocast in float16 (the T4's tensor cores;
+# bfloat16 on Ampere and newer) and the run has a **calibrated budget** of 40 minutes: the loop times its first
 # steps, fixes once how many fit (stored in the checkpoint), and the cosine schedule ends inside the
 # budget whatever the GPU. The step count on a T4 below assumes 16 TFLOP/s sustained, a quarter of
 # the 65 TFLOP/s float16 peak:
@@ -494,6 +498,8 @@ else:  # USE_PRETRAINED: the committed run's weights, steps, time and losses
 print(f"{result.steps} steps (planned: {result.planned_steps}) of batch {train_config.batch_size} in {result.seconds / 60:.1f} min "
       f"({result.seconds / max(result.steps, 1):.2f} s/step){' — stopped by the time limit' if result.stopped_early else ''}; "
       f"mean loss of the last 100 steps {sum(result.losses[-100:]) / len(result.losses[-100:]):.4f}")
+final_decay = min(train_config.ema_decay, (1 + result.steps) / (10 + result.steps))  # the warm-up rule at the last update
+print(f"EMA decay at the last update: {final_decay:.4f}, an average over roughly the last {1 / (1 - final_decay):.0f} steps")
 plot_loss_curve(result.losses, window=100, title="training loss (min-SNR-weighted v)")
 plt.show()
 
@@ -522,15 +528,17 @@ if pretrained is None:  # with USE_PRETRAINED nothing was trained here, so there
     print(f"resumed at step {resumed.steps} in {time.perf_counter() - start:.2f} s instead of {result.seconds / 60:.1f} min")
 
 # %%
-if pretrained is None:
+# NBVAL_IGNORE_OUTPUT
+if pretrained is None:  # (a copy run with the committed weights prints nothing here)
     same_weights = all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values()))
     same_ema = all(torch.equal(a, b) for a, b in zip(resumed.ema.model.state_dict().values(), result.ema.model.state_dict().values()))
     print(f"steps trained by the second call: {resumed.steps - result.steps}")
     print(f"same weights as the trained model: {same_weights}; same EMA weights: {same_ema}")
 
 # %% [markdown]
-# The second call trained 0 steps and returned in 0.11 s instead of 24.3 min, with the same
-# weights and the same EMA weights as the first.
+# When this notebook trains, the second call trains 0 steps and returns in a fraction of a second instead of
+# the training's minutes, with the same weights and the same EMA weights as the first (the two cells above
+# print it; the copy you are reading loaded the committed weights, so there was nothing to resume).
 #
 # We keep the EMA weights on their own, with the settings needed to rebuild the network, in
 # a small checkpoint that anyone can load without the training state. `save_checkpoint`
@@ -562,7 +570,7 @@ print(f"{ema_path.name}: EMA weights after {saved['steps']} steps, {count_parame
 # $\hat\epsilon = (x_t - \sqrt{\bar\alpha_t}\,\hat x_0)/\sqrt{1-\bar\alpha_t}$, then jumps to the next
 # visited timestep $s$: $x_s = \sqrt{\bar\alpha_s}\,\hat x_0 + \sqrt{1-\bar\alpha_s}\,\hat\epsilon$. It is twenty times faster than the 1000 ancestral steps of
 # Algorithm 2; Song et al. (Table 1) show that DDIM loses little sample quality at 50 steps,
-# where ancestral sampling with as few steps falls apart. $\hat x_0$ is clipped to
+# where ancestral sampling with as few steps degrades much more. $\hat x_0$ is clipped to
 # $[-1, 1]$, the range of the data. The noise comes from a CPU generator, so the same seed
 # gives the same starting noise on every device.
 
@@ -716,21 +724,22 @@ print(f"nearest match is a mirror image for {flipped_share:.0%} of the samples")
 # the honest complement to the numbers: look at them.
 #
 # Two more counts say *where* the samples land. The nearest match is a mirror image for
-# TODO-NUMBER(the "mirror image" percentage, statistics cell) of the samples — about half is what a
+# 52 % of the samples — about half is what a
 # model that saw every image flipped with probability ½ should give: no orientation preferred.
-# And the 64 samples have only TODO-NUMBER(distinct nearest training images, statistics cell)
+# And the 64 samples have only 38
 # distinct nearest training images out of 128, where 64 picks made uniformly at random would reach
-# $128\,\big(1 - (1 - 1/128)^{64}\big) \approx 50.6$ on average (printed beside the count). What
+# $128\,\big(1 - (1 - 1/128)^{64}\big) \approx 50.5$ on average (printed beside the count). What
 # that means:
 #
 # - **for memorization**, nothing by itself: a model that copied would also name its copies'
 #   originals. Together with no sample below the copy line it says that the samples are not copies,
-#   but that many of them resemble the *same* few training images;
+#   but that several of them lie nearest to the same training images — which is also partly how nearest
+#   neighbours in pixel space behave: a few smooth, low-contrast "hub" images are nearest to many points,
+#   new ones included, so the uniform 50.5 is an optimistic reference, not a measured null;
 # - **for coverage**, it is a rough count of how much of the training set the samples visit: the
-#   TODO-NUMBER(128 minus the distinct count, statistics cell) training images that are nobody's
-#   nearest are under-represented, and whatever sets them apart — shape, pattern, colour — the
-#   samples show less of. The samples crowd into one part of the data rather than spreading over
-#   all of it.
+#   90 training images that are nobody's nearest may be under-represented, and whatever sets them
+#   apart — shape, pattern, colour — the samples may show less of. Together with the grids it suggests
+#   that the samples crowd into one part of the data rather than spreading over all of it.
 #
 # Which part? The grids suggest that the samples keep the common brown, orange and yellow
 # specimens and lose the rare colours — the blue, purple and pink wings of the training grid.
@@ -751,7 +760,8 @@ print(f"nearest match is a mirror image for {flipped_share:.0%} of the samples")
 #   against 64, 20 splits; mean ± standard deviation). Two sets of the *same* butterflies differ
 #   this much by chance alone, so a distance of the samples from the training images says
 #   something only when it is clearly larger. (The samples are compared with all 128 training
-#   images, which is a little less noisy than 64 against 64: the floor is, if anything, generous.)
+#   images, which is a little less noisy than 64 against 64: the floor is, if anything, lenient to the
+#   samples — by chance alone their distance would come out somewhat below it.)
 #
 # A histogram is dominated by the colours that cover the most pixels — orange and brown — so a
 # hue that only a few specimens show moves it very little. The **band shares** look at the rare
@@ -769,6 +779,10 @@ print(f"hue-histogram distance (total variation), {num_samples} samples vs {len(
       f"{total_variation(sample_hues, train_hues):.3f}")
 print(f"split-half floor, {half} vs {half} training images, {len(hue_floor)} splits: {hue_floor.mean():.3f} ± "
       f"{hue_floor.std():.3f} (range {hue_floor.min():.3f}–{hue_floor.max():.3f})\n")
+coloured = {name: pixel_hues(images)[1].float().mean().item() for name, images in (("samples", samples),
+                                                                                   ("training", train_images))}
+print(f"share of pixels coloured enough to count (saturation and value thresholds): samples {coloured['samples']:.1%}, "
+      f"training images {coloured['training']:.1%}\n")
 sample_bands, train_bands = band_shares(samples, min_cover=0.03), band_shares(train_images, min_cover=0.03)
 print(f"images in which a hue band covers ≥ 3 % of the pixels ({num_samples} samples; expected and chance of none "
       f"for {num_samples} images drawn like the training images)")
@@ -797,34 +811,34 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **Reading the colours.** In the run saved here the samples' hue histogram lies
-# TODO-NUMBER(hue-histogram distance, colour cell) from the training images', against a
-# split-half floor of TODO-NUMBER(floor mean, colour cell) ± TODO-NUMBER(floor standard
-# deviation, colour cell): within the floor's spread, so by the histogram as a whole the samples
-# have the colours of the training set — orange and brown dominate both, and the log scale of
-# the figure is needed to see the rest at all. The band shares show what the histogram averages
-# away. The hues that are rare in the training set but cover a few percent of some specimens —
-# cyan/blue in TODO-NUMBER(training count of cyan/blue, colour cell), purple in
-# TODO-NUMBER(training count of purple, colour cell) and pink/magenta in TODO-NUMBER(training
-# count of pink/magenta, colour cell) of the 128 training images — appear in
-# TODO-NUMBER(the samples' counts of cyan/blue, purple and pink/magenta, colour cell) of the 64
-# samples. One missing band alone is weak evidence (the "chance of none" column: a set drawn like
-# the training images misses a band of 4 images in 128 about one time in eight), but all the rare
-# hues missing or thinned out together is a pattern: the model draws the common colours and drops
-# the rare ones — a collapse of the colour range, not merely rare specimens coming out a little
-# less often.
+# **Reading the colours.** In the run saved here the samples' hue histogram lies 0.082 from the
+# training images', against a split-half floor of 0.065 ± 0.025: within the floor's spread, so by the
+# histogram as a whole the samples have the colours of the training set — orange and brown dominate both,
+# and the log scale of the figure is needed to see the rest at all. The samples are not greyer either:
+# 37.8 % of their pixels are coloured enough to count, against 33.5 % of the training images'. The band
+# shares show what the histogram averages away. The hues that are rare in the training set but cover a
+# few percent of some specimens — cyan/blue in 4, purple in 1 and pink/magenta in 6 of the 128 training
+# images — appear in 0, 0 and 1 of the 64 samples, where a set drawn like the training images would show
+# 2.0, 0.5 and 3.0 on average. One thin band alone is weak evidence (the "chance of none" column: such a
+# set misses cyan/blue about one time in eight, and shows no pink/magenta one time in twenty), and the
+# bands are not independent (one blue-violet specimen can count in two of them). Together they point the
+# same way: the model draws the common colours and thins out the rare ones, a narrowing of the colour
+# range rather than merely rare specimens coming out a little less often. Part of it may be blur: small
+# blue or purple patches smeared below the 3 % cover would vanish from the band counts without a change of
+# colour, and this measure cannot tell the two apart.
 #
-# The red band is the exception that shows the limit of the measure: TODO-NUMBER(training and
-# sample shares of red, colour cell). Hue does not see how vivid a colour is, and the dark
-# red-brown of many brown specimens lies in the same band as the bright red of a red admiral or
-# a peacock; that the bright reds are gone is read off the grids, not off the hue.
+# The red band is the exception that shows the limit of the measure: 17.2 % of the training images and
+# 20.3 % of the samples. Hue does not see how vivid a colour is, and the dark red-brown of many brown
+# specimens lies in the same band as the bright red of a red admiral or a peacock; that the bright reds
+# are rarer in the samples is read off the grids, not off the hue.
 #
 # Why would a model drop rare colours? Its loss averages over the training images, so a colour
 # that a few of them show is a small part of it, and a short run learns the bulk first. A short
 # run at 32×32 also sits on the creative side of the copy line mostly because it has not yet
-# fitted its data: its samples are blurrier than the training images, which by itself increases
-# the pixel distances. Train much longer (a GPU run, or re-running the training cell with more
-# `steps`) and watch the ratio: with so few images it is expected to fall. Dropout and
+# fitted its data: its samples look blurrier than the training images, which may account for part of the
+# pixel distances. Train much longer (a GPU run, or a fresh CPU run with a longer budget,
+# `recipe.train_config(time_budget_s=...)` and a new output folder — re-running the training cell only
+# resumes the finished run) and watch the ratio: with so few images it is expected to fall. Dropout and
 # augmentation slow that down; more data is the real cure.
 
 # %% [markdown]
@@ -876,8 +890,8 @@ check_exercise_1(my_flip_distance)
 # ($C \to 3C$ at each of the $HW$ positions), the product $QK^\top$ ($HW \times C$ by
 # $C \times HW$), the product of the attention weights with $V$ ($HW \times HW$ by $HW \times C$),
 # and the 1×1 output convolution ($C \to C$). Ignore the GroupNorm, the softmax and the biases.
-# Then compare: at which resolution does one attention layer with 48 channels cost more than a
-# `ResBlock(48, 48)`, whose two 3×3 convolutions cost $2 \cdot 2 \cdot 9\,C^2\,HW$?
+# Then compare (not checked below; the solution works it out): at which resolution does one attention layer
+# with 48 channels cost more than a `ResBlock(48, 48)`, whose two 3×3 convolutions cost $2 \cdot 2 \cdot 9\,C^2\,HW$?
 
 # %%
 my_attention_flops = None  # TODO: a function (resolution, channels) -> int
@@ -915,19 +929,17 @@ check_exercise_2(my_attention_flops)
 #   more width, self-attention where the maps are small enough to afford it, dropout against
 #   overfitting. Attention costs positions squared (exercise 2: it overtakes a residual block
 #   beyond $7C$ positions); width costs channels squared in weights; dropout costs no weights
-#   but some time, in this run more than the attention at 8×8 (TODO-NUMBER(the "dropout adds"
-#   and "attention at 8×8 adds" percentages, table cell of section 2)).
+#   but some time, in this run about as much as the attention at 8×8 (+6 % against +8 %).
 # - The shared training loop adds an EMA of the weights (after 5761 steps its warm-up, not the
 #   0.999 cap, still set the decay), atomic checkpoints that resume exactly, and a calibrated
-#   time budget that plans the number of steps from the first ones: here 5761 steps in 24.3 of
-#   30 minutes.
+#   time budget that plans the number of steps from the first ones: the committed weights are
+#   5761 steps in 24.3 of 30 minutes, planned from 20 steps (now from 150, which should fill the budget better).
 # - Nearest neighbours in pixel space (mirror images included), set against the distances
 #   between training images and against augmented copies, tell whether samples are new or
 #   copies. With 128 images, this check belongs next to every sample grid. Here no sample was a
-#   pixel copy (ratio TODO-NUMBER(sample / training median ratio, statistics cell of section 5),
-#   TODO-NUMBER(samples below the copy line, same cell) of 64 below the copy line), but the
-#   samples drew near only TODO-NUMBER(distinct nearest training images, same cell) of the 128
-#   training images, where uniform picks would reach about 51.
+#   pixel copy (ratio 1.15, 0 of 64 below the copy line), but the samples drew near only 38 of the
+#   128 training images, where uniform picks would reach about 50.5, and they thin out the rare hues
+#   (blue, purple, pink) that the hue histogram as a whole averages away.
 # - Colour statistics make the colour collapse a measurement: the samples' hue histogram is as
 #   close to the training images' as two halves of the training set are to each other, yet the
 #   rare hues — blue, purple, pink — that some training specimens show are missing or thinned out
@@ -991,7 +1003,7 @@ for resolution in (8, 16, 32):
 #
 # The same network and loop train from a shell with `ddpm_helpers.train_cli`, which takes its
 # configurations from `ddpm_helpers.recipes` like this notebook. The data is the butterfly folder of
-# `DDPM_DATA_DIR` (else the 1000-image CC0 Smithsonian set, downloaded once), or your own folder:
+# `DDPM_DATA_DIR` (else the 128 NHM butterflies, downloaded once and checked), or your own folder:
 #
 # ```bash
 # python -m ddpm_helpers.train_cli butterflies-gpu --samples 64        # 64×64, one GPU, 40-minute budget
@@ -1008,7 +1020,7 @@ for resolution in (8, 16, 32):
 # `--signal` sends SIGTERM two minutes before the time limit, and the run checkpoints and stops):
 #
 # ```bash
-# !/bin/bash
+# #!/bin/bash
 # #SBATCH --nodes=2 --ntasks-per-node=1 --gpus-per-node=4 --cpus-per-task=16 --time=02:00:00 --signal=TERM@120
 # head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
 # srun torchrun --nnodes="$SLURM_NNODES" --nproc_per_node=4 --rdzv-backend=c10d --rdzv-endpoint="$head:29500" \
