@@ -55,7 +55,7 @@
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU (measured: 2 threads of 2 cores of an AMD EPYC) | ≈ 30 s | 0.9 min measured with the committed weights (no training; AMD EPYC without AVX-512); training adds up to its 30-minute calibrated budget: the committed weights took 24.3 min (5761 steps × 32) on an AMD EPYC with AVX-512 |
+# | CPU, 2 threads (the CPUs, from the machines' /proc/cpuinfo, not printed here: this run on an AMD EPYC without AVX-512, the weights' training on one with AVX-512) | ≈ 30 s | 0.9 min measured with the committed weights (no training); training adds up to its 30-minute calibrated budget: the committed weights took 24.3 min (5761 steps × 32) |
 # | Colab with a GPU (64×64, larger model; *estimated*, no GPU run yet) | ≈ 1 min | ≈ 45 min: a 40-minute calibrated training budget (≈ 16,900 steps × 64 on a T4, estimated from the FLOPs of a step and an assumed 16 TFLOP/s, section 3), then sampling |
 #
 # The quick-profile column is a rough figure, not timed in the run saved here.
@@ -458,8 +458,9 @@ print(f"twice as wide: {count_parameters(variant_models[-1]) / count_parameters(
 #   stores that count in the checkpoint and makes it the length of the cosine schedule — so on a
 #   slower laptop the run takes about the same time, trains fewer steps, and its learning rate still
 #   decays to zero. The copy you are reading loaded the committed weights (`DDPM_PRETRAINED=1`, on a
-#   slower CPU than the one that trained them); their run timed only 20 steps, which were slower
-#   than the rest, so its plan of 5761 steps took 24.3 min at 0.25 s per step (the printout below),
+#   slower CPU than the one that trained them); their run planned its count from a 20-step window (the
+#   recipe's earlier setting), whose steps were slower than the rest, so its 5761 steps took 24.3 min at
+#   0.25 s per step (the printout below),
 #   less than the budget — the reason the window is longer now.
 
 # %%
@@ -742,7 +743,8 @@ print(f"nearest match is a mirror image for {flipped_share:.0%} of the samples")
 #   that the samples crowd into one part of the data rather than spreading over all of it.
 #
 # Which part? The grids suggest that the samples keep the common brown, orange and yellow
-# specimens and lose the rare colours — the blue, purple and pink wings of the training grid.
+# specimens and lose the rare colours — the blue, purple and pink wings of a few training specimens
+# (two pink ones are in the grid of the first 32; the blue and purple ones come later in the set).
 # The next cells measure it.
 #
 # **Colour, measured** (`ddpm_helpers.color_stats`). Three numbers and a table:
@@ -933,15 +935,16 @@ check_exercise_2(my_attention_flops)
 # - The shared training loop adds an EMA of the weights (after 5761 steps its warm-up, not the
 #   0.999 cap, still set the decay), atomic checkpoints that resume exactly, and a calibrated
 #   time budget that plans the number of steps from the first ones: the committed weights are
-#   5761 steps in 24.3 of 30 minutes, planned from 20 steps (now from 150, which should fill the budget better).
+#   5761 steps in 24.3 of 30 minutes, planned from a 20-step window (now 200 steps, 150 of them timed,
+#   which should fill the budget better).
 # - Nearest neighbours in pixel space (mirror images included), set against the distances
 #   between training images and against augmented copies, tell whether samples are new or
 #   copies. With 128 images, this check belongs next to every sample grid. Here no sample was a
 #   pixel copy (ratio 1.15, 0 of 64 below the copy line), but the samples drew near only 38 of the
 #   128 training images, where uniform picks would reach about 50.5, and they thin out the rare hues
 #   (blue, purple, pink) that the hue histogram as a whole averages away.
-# - Colour statistics make the colour collapse a measurement: the samples' hue histogram is as
-#   close to the training images' as two halves of the training set are to each other, yet the
+# - Colour statistics make the colour collapse a measurement: the samples' hue histogram lies within
+#   the spread of the distance between two halves of the training set, yet the
 #   rare hues — blue, purple, pink — that some training specimens show are missing or thinned out
 #   in the samples (the band shares of section 5). An average can hide what a model leaves out.
 #
