@@ -55,7 +55,7 @@
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU, 2 cores | a few minutes (not timed in the committed run) | 780 s measured with the committed weights (no training): 127 s of it training the judge (section 5; cached after the first run), most of the rest sampling — the guidance sweep and the 1000 guided samples, then the 1000 unconditional ones (100 s). Training adds its calibrated 10-minute budget: the committed weights are 8167 steps of 32 images in 637 s (78 ms each) on 2 cores of an AMD EPYC with AVX-512 |
+# | CPU, 2 cores | a few minutes (not timed in the committed run) | 780 s measured with the committed weights (no training): 127 s of it training the judge (section 5; cached after the first run), most of the rest sampling — the seven-sampler grids (their titles give the times), the guidance sweep and the 1000 guided samples, then the 1000 unconditional ones (100 s). Training adds its calibrated 10-minute budget: the committed weights are 8167 steps of 32 images in 637 s (78 ms each) on 2 cores of an AMD EPYC with AVX-512 |
 # | GPU (e.g. Colab T4) | not measured | an *estimate*, not a measurement (no GPU run yet): a 4-minute calibrated training budget; 213 GFLOP a step would take 13 ms at an assumed 16 TFLOP/s sustained on a T4, so an assumed 20 ms kernel-launch floor sets the count: ≈ 12,000 steps of 128 images (section 3), then sampling |
 #
 # **Papers.** Ho, Jain & Abbeel (2020), *Denoising Diffusion Probabilistic Models*
@@ -370,8 +370,8 @@ for (name, model), step_seconds in zip(zip(candidates, models), seconds):
 # many more updates beat about four times the parameters (0.26 M against 1.05 M; at a 170 s
 # budget, one seed each). Two more
 # measurements: **attention** at $7\times7$ adds 2.4 % of the FLOPs (371.2 → 380.1 MFLOP) and
-# 2.2 % of the time in this run (1586.1 → 1620.8 ms; on the machine that trained the committed weights it
-# cost more time than FLOPs — softmax and reshapes are slow relative to their FLOPs), and at $7\times7$ a
+# 2.2 % of the time in this run (1586.1 → 1620.8 ms; on a faster CPU of an earlier version it cost more time
+# than FLOPs, a measurement not kept in the log), and at $7\times7$ a
 # $3\times3$ convolution in the middle already sees most of the digit: left out
 # on the CPU. The **`channels_last`** memory format was slower in a development measurement on
 # this CPU (not logged; GroupNorm has no fast channels-last kernel here), so the default layout
@@ -508,7 +508,7 @@ print(f"T4 estimate (assumed {recipes.T4_ASSUMED_FLOPS / 1e12:.0f} TFLOP/s, ≥ 
 #   resumed run trains exactly to it) and makes that the length of the cosine schedule. A
 #   faster machine trains more steps and a slower laptop fewer, but on every machine the
 #   learning rate decays to 0 at the planned step, close to the budget. The committed weights were
-#   trained with the earlier setting of 20 calibration steps (the configuration printed below is
+#   trained with the earlier setting of 20 calibration steps (the configuration printed above, in section 3, is
 #   theirs): 8167 steps in 637 s for the 600 s budget, the later steps and the checkpoints about 6 %
 #   slower than the 15 timed ones — the reason the window is longer now.
 #
@@ -546,7 +546,7 @@ plot_loss_curve(result.losses, window=config.pick(quick=5, full=50), title="min-
 #
 # **How we score samples: a classifier as the judge.** Eyes are good judges but do not scale, and the
 # likelihood (notebook 03) says little about how samples look. For MNIST a small CNN trained on the real
-# training digits (trained once and cached in `outputs/mnist_classifier/`; the next cell prints its test
+# training digits (trained once and cached in `outputs/mnist_classifier/`; the cell after the DDIM derivation prints its test
 # accuracy) gives the numbers used from here on:
 #
 # 1. **Fréchet distance** (the recipe of FID, Heusel et al. 2017, with this CNN's 128
@@ -994,8 +994,9 @@ fig.suptitle("columns ask for 0, 1, …, 9 (the unconditional row asks for nothi
 #
 # The final set: N = 1000 samples (full profile), a hundred of each digit, with guidance $w = 0.25$ and
 # DDIM with 20 steps and $\eta = 1$ (40 network evaluations per sample) — saved as uint8 pixels, with the
-# labels that were asked for beside them. Sampler and scale were chosen *before* this run, on the committed
-# weights and 1000 samples from other noise than this set's (the experiment log, section 8): there they met
+# labels that were asked for beside them. The scale was chosen on an earlier network (the experiment log,
+# section 8), and the sampler *before* this run, with that scale fixed, on the committed weights and 1000
+# samples from other noise than this set's (same log): there they met
 # the three guided targets, while deterministic DPM-Solver++(2M) with 20 steps did not (at $w = 0.25$ too few
 # digits were read as the one asked for; at $w = 0.5$ in this notebook's first run the Fréchet distance was
 # 2.14× the floor). We keep sampler and scale fixed rather than pick them from the sweep of section 6.
@@ -1082,7 +1083,7 @@ show_images(unconditional[:100], nrow=10, title="unconditional samples (no label
 # the floor** (target 4×), and class shares off by up to **4.2 percentage points** (target 3): the judge
 # reads 9 in 14.1 % of the samples (9.9 % of the training digits) and 6 in 6.1 %. Half of these samples
 # are not read confidently, so part of the gap may be how the judge reads chimeras. What was tried against
-# it — a longer label-free training of the same recipe, and autoguidance by a weaker copy of the network —
+# it — the same recipe trained without labels, and autoguidance by a weaker copy of the network —
 # is in the experiment log (section 8); neither came near the targets. On this budget the labels, which
 # cost no extra compute, are what turns clean strokes into the digits that were asked for.
 
