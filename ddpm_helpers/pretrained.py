@@ -41,15 +41,20 @@ class PretrainedWeights:
     source: str
 
     def train_result(self, model: nn.Module):
-        """Load the weights into ``model`` and return a ``training.TrainResult`` of the recorded run
-        (its steps, seconds and losses), whose ``.model`` and ``.ema.model`` both hold these weights."""
+        """Load the weights into ``model`` and return a ``training.TrainResult`` of the recorded run (its steps,
+        planned steps, seconds and losses), whose ``.model`` and ``.ema.model`` both hold these weights; the EMA
+        has the run's decay and one update per step, so ``ema.current_decay()`` is the run's."""
         from .ema import EMA
         from .training import TrainResult
 
         model.load_state_dict(self.state_dict)
-        return TrainResult(model=model, ema=EMA(model), losses=list(self.metadata.get("losses", [])),
-                           steps=int(self.metadata.get("steps", 0)), seconds=float(self.metadata.get("seconds", 0.0)),
-                           stopped_early=bool(self.metadata.get("stopped_early", False)))
+        steps = int(self.metadata.get("steps", 0))
+        ema = EMA(model, decay=self.metadata.get("train_config", {}).get("ema_decay", 0.999))
+        ema.num_updates = steps
+        return TrainResult(model=model, ema=ema, losses=list(self.metadata.get("losses", [])), steps=steps,
+                           seconds=float(self.metadata.get("seconds", 0.0)),
+                           stopped_early=bool(self.metadata.get("stopped_early", False)),
+                           planned_steps=self.metadata.get("planned_steps"))
 
 
 def sha256_of(path: str | Path) -> str:
@@ -83,8 +88,8 @@ def export_weights(model: nn.Module, path: str | Path, result=None, **metadata) 
     if path.suffix != SUFFIX or not _NAME.fullmatch(path.name):
         raise ValueError(f"path must name a file like 05_butterflies_ema{SUFFIX}, got {path}")
     if result is not None:
-        metadata.update(steps=result.steps, seconds=round(result.seconds, 1), stopped_early=result.stopped_early,
-                        losses=[float(f"{loss:.5g}") for loss in result.losses])
+        metadata.update(steps=result.steps, planned_steps=result.planned_steps, seconds=round(result.seconds, 1),
+                        stopped_early=result.stopped_early, losses=[float(f"{loss:.5g}") for loss in result.losses])
     header = {_METADATA_KEY: json.dumps(metadata)}  # raises TypeError for values JSON cannot hold
     tensors = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -55,7 +55,7 @@
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU, 2 threads (the CPUs, from the machines' /proc/cpuinfo, not printed here: this run on an AMD EPYC without AVX-512, the weights' training on one with AVX-512) | ≈ 30 s | 0.9 min measured with the committed weights (no training); training adds up to its 30-minute calibrated budget: the committed weights took 24.3 min (5761 steps × 32) |
+# | CPU, 2 threads (the CPUs, from the machines' /proc/cpuinfo, not printed here: this run on an AMD EPYC without AVX-512, the weights' training on one with AVX-512) | ≈ 30 s | 1.0 min measured with the committed weights (no training); training adds up to its 30-minute calibrated budget: the committed weights took 24.3 min (5761 steps × 32) |
 # | Colab with a GPU (64×64, larger model; *estimated*, no GPU run yet) | ≈ 1 min | ≈ 45 min: a 40-minute calibrated training budget (≈ 16,900 steps × 64 on a T4, estimated from the FLOPs of a step and an assumed 16 TFLOP/s, section 3), then sampling |
 #
 # The quick-profile column is a rough figure, not timed in the run saved here.
@@ -391,23 +391,23 @@ print(f"twice as wide: {count_parameters(variant_models[-1]) / count_parameters(
 # busy machine they wobble, so read the ratios):
 #
 # - **Attention at 8×8 is cheap** — 628,299 parameters against 590,283, and
-#   1.08 × the baseline's time — because
+#   1.13 × the baseline's time — because
 #   the 8×8 maps have only 64 positions. At 16×16 and 8×8 it costs noticeably more
-#   (1.34 ×), and with 32×32
+#   (1.40 ×), and with 32×32
 #   added the 1024×1024 attention matrices dominate the step
-#   (3.87 ×), although the
+#   (4.72 ×), although the
 #   parameter count hardly moves (664,155): the cost of attention is in the positions, not in
 #   the weights.
 # - **Dropout adds no parameters, but it is not free**: on top of the attention model it adds
-#   +6 % to the step, against +8 % for the attention itself (the printed verdict: in this run dropout
+#   +8 % to the step, against +13 % for the attention itself (the printed verdict: in this run dropout
 #   cost a little less than the attention; the two are close enough that a noisy timing can swap them).
 #   Drawing and applying a random mask touches every feature map at every resolution, while attention at
 #   8×8 touches only the smallest ones. What dropout buys is regularization, not capacity.
 # - **Width is the expensive knob**: doubling the channels multiplies the convolution weights
 #   by about four (2,499,603 parameters against 628,299); on this CPU the step time grew less,
-#   3.1 ×.
+#   2.7 ×.
 # - **Depth** (a second residual block per level) costs
-#   1.5 × the time of ours.
+#   1.3 × the time of ours.
 #
 # With a 30-minute budget on a CPU, every second per step is steps we do not take. Our choice,
 # the row marked "ours", adds the cheap attention and the regularizing dropout to the baseline and
@@ -499,8 +499,8 @@ else:  # USE_PRETRAINED: the committed run's weights, steps, time and losses
 print(f"{result.steps} steps (planned: {result.planned_steps}) of batch {train_config.batch_size} in {result.seconds / 60:.1f} min "
       f"({result.seconds / max(result.steps, 1):.2f} s/step){' — stopped by the time limit' if result.stopped_early else ''}; "
       f"mean loss of the last 100 steps {sum(result.losses[-100:]) / len(result.losses[-100:]):.4f}")
-final_decay = min(train_config.ema_decay, (1 + result.steps) / (10 + result.steps))  # the warm-up rule at the last update
-print(f"EMA decay at the last update: {final_decay:.4f}, an average over roughly the last {1 / (1 - final_decay):.0f} steps")
+final_decay = result.ema.current_decay()  # d_n = min(d, (1 + n)/(10 + n)) after the run's updates
+print(f"EMA decay at the end: {final_decay:.4f}, an average over roughly the last {1 / (1 - final_decay):.0f} steps")
 plot_loss_curve(result.losses, window=100, title="training loss (min-SNR-weighted v)")
 plt.show()
 
@@ -931,7 +931,7 @@ check_exercise_2(my_attention_flops)
 #   more width, self-attention where the maps are small enough to afford it, dropout against
 #   overfitting. Attention costs positions squared (exercise 2: it overtakes a residual block
 #   beyond $7C$ positions); width costs channels squared in weights; dropout costs no weights
-#   but some time, in this run about as much as the attention at 8×8 (+6 % against +8 %).
+#   but some time, in this run less than the attention at 8×8 (+8 % against +13 %).
 # - The shared training loop adds an EMA of the weights (after 5761 steps its warm-up, not the
 #   0.999 cap, still set the decay), atomic checkpoints that resume exactly, and a calibrated
 #   time budget that plans the number of steps from the first ones: the committed weights are
@@ -1023,7 +1023,7 @@ for resolution in (8, 16, 32):
 # `--signal` sends SIGTERM two minutes before the time limit, and the run checkpoints and stops):
 #
 # ```bash
-# #!/bin/bash
+# !/bin/bash
 # #SBATCH --nodes=2 --ntasks-per-node=1 --gpus-per-node=4 --cpus-per-task=16 --time=02:00:00 --signal=TERM@120
 # head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
 # srun torchrun --nnodes="$SLURM_NNODES" --nproc_per_node=4 --rdzv-backend=c10d --rdzv-endpoint="$head:29500" \

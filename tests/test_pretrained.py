@@ -23,12 +23,13 @@ def weights_folder(tmp_path):
     """A weights folder like the repository's: a tiny U-Net trained 3 steps (placeholder, in tmp only)."""
     torch.manual_seed(0)
     model = UNet(**TINY)
+    train_config = TrainConfig(steps=3, batch_size=4, prediction="v", seed=0, log_every=10, checkpoint_every=0,
+                               ema_decay=0.99)
     result = train(model, Diffusion.from_schedule("linear", T=50), lambda step, g: torch.randn(4, 3, 8, 8, generator=g),
-                   TrainConfig(steps=3, batch_size=4, prediction="v", seed=0, log_every=10, checkpoint_every=0),
-                   device="cpu", progress=False)
+                   train_config, device="cpu", progress=False)
     folder = tmp_path / "weights"
     pretrained.export_weights(result.ema.model, folder / f"{NAME}.safetensors", result=result, unet_config=TINY,
-                              prediction="v", T=50)
+                              prediction="v", T=50, train_config=vars(train_config))
     return folder, result
 
 
@@ -60,6 +61,8 @@ def test_download_verifies_and_sampling_from_the_weights_runs(weights_folder, mo
     model = UNet(**weights.metadata["unet_config"])
     loaded = weights.train_result(model)
     assert loaded.steps == 3 and loaded.losses == pytest.approx(result.losses, rel=1e-4)
+    assert loaded.planned_steps == result.planned_steps
+    assert (loaded.ema.decay, loaded.ema.num_updates) == (result.ema.decay, result.ema.num_updates) == (0.99, 3)
     x = sample(loaded.ema.model)
     assert x.shape == (2, 3, 8, 8) and torch.isfinite(x).all()
     assert torch.equal(x, sample(result.ema.model))  # the same weights give the same samples
