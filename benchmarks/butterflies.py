@@ -18,9 +18,14 @@ from ddpm_helpers import config
 from ddpm_helpers.checkpoint import load_checkpoint
 from ddpm_helpers.datasets import butterfly_images, flip_and_crop
 from ddpm_helpers.diffusion import Diffusion
-from ddpm_helpers.neighbours import distance_statistics, leave_one_out_distances, nearest_neighbours, rms_distance
+from ddpm_helpers.evaluation.neighbours import (
+    distance_statistics,
+    leave_one_out_distances,
+    nearest_neighbours,
+    rms_distance,
+)
 from ddpm_helpers.nn.unet import UNet
-from ddpm_helpers.timing import fastest_training_steps
+from ddpm_helpers.training.timing import fastest_training_steps
 from ddpm_helpers.utils import count_parameters
 
 OURS = dict(in_channels=3, base_channels=24, channel_mults=(1, 2, 2), num_res_blocks=1,

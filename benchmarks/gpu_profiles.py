@@ -14,11 +14,11 @@ import time
 
 import torch
 
-from ddpm_helpers import config, datasets, recipes
+from ddpm_helpers import config, datasets
 from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.nn.unet import UNet
 from ddpm_helpers.samplers import ddim_sample
-from ddpm_helpers.training import train
+from ddpm_helpers.training import recipes, train
 
 
 def _sync(device):

@@ -11,7 +11,7 @@ The run uses the shared training loop with a wall-clock budget (``TrainConfig.ti
 on top of the step count, so the cosine LR schedule is laid out for ``--steps`` steps: pick
 ``--steps`` close to what the budget allows (the script prints ms/step to calibrate). Samples
 come from DDIM (or DPM-Solver++(2M) with ``--sampler dpmpp2m``) with x̂0 clipping; the metrics are
-those of ``ddpm_helpers.mnist_eval``, printed next to the same metrics for real training digits
+those of ``ddpm_helpers.evaluation.mnist_eval``, printed next to the same metrics for real training digits
 (the floor). Prints, never asserts.
 """
 
@@ -21,13 +21,14 @@ import time
 
 import torch
 
-from ddpm_helpers import config, mnist_eval
+from ddpm_helpers import config
 from ddpm_helpers.datasets import mnist_images
 from ddpm_helpers.diffusion import Diffusion
-from ddpm_helpers.dpm_solver import dpm_solver_sample
+from ddpm_helpers.evaluation import mnist_eval
 from ddpm_helpers.guidance import ClassifierFreeGuidance
 from ddpm_helpers.nn.unet import UNet
 from ddpm_helpers.samplers import ddim_sample
+from ddpm_helpers.samplers.dpm_solver import dpm_solver_sample
 from ddpm_helpers.training import TrainConfig, train
 from ddpm_helpers.utils import count_parameters
 

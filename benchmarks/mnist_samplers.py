@@ -22,15 +22,15 @@ from pathlib import Path
 
 import torch
 
-from ddpm_helpers import mnist_eval, recipes
 from ddpm_helpers.datasets import mnist_images
 from ddpm_helpers.diffusion import Diffusion
-from ddpm_helpers.dpm_solver import dpm_solver_sample
+from ddpm_helpers.evaluation import mnist_eval
+from ddpm_helpers.evaluation.reference_results import results_path, sampler_table
 from ddpm_helpers.nn.unet import UNet
-from ddpm_helpers.pretrained import read_weights
-from ddpm_helpers.reference_results import results_path, sampler_table
 from ddpm_helpers.samplers import ddim_sample, ddpm_sample
-from ddpm_helpers.training import train
+from ddpm_helpers.samplers.dpm_solver import dpm_solver_sample
+from ddpm_helpers.training import recipes, train
+from ddpm_helpers.training.pretrained import read_weights
 
 SAMPLERS = {  # name: (sampler, network calls, keyword arguments)
     "DDPM, 1000 steps": (ddpm_sample, 1000, {}),

@@ -18,12 +18,12 @@ import time
 import torch
 
 from ddpm_helpers.analytic import optimal_eps
+from ddpm_helpers.datasets.toy2d import DATASETS, ring_mixture, sample_toy
 from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.elbo import elbo_terms
-from ddpm_helpers.metrics2d import energy_distance, mode_coverage
+from ddpm_helpers.evaluation.metrics2d import energy_distance, mode_coverage
 from ddpm_helpers.nn.mlp import MLP
 from ddpm_helpers.samplers import ddpm_sample
-from ddpm_helpers.toy_data import DATASETS, ring_mixture, sample_toy
 from ddpm_helpers.training import TrainConfig, train
 
 # Notebook 03's sizes: (steps, samples) per profile, for the main model (swiss roll) and the small ring model.

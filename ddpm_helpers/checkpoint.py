@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from .utils import write_atomic
+from ddpm_helpers.utils import write_atomic
 
 CHECKSUM_KEY = "_sha256"  # reserved top-level key holding the checksum
 # Values torch.load(weights_only=True) accepts besides tensors and containers.

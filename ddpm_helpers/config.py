@@ -18,13 +18,13 @@ Environment variables (all optional):
 ``DDPM_BUTTERFLY_URL``
     Base URL of the 128 NHM source JPEGs (``<url>/butterfly0.jpg`` …), e.g. a mirror or a
     local test server. Default: the pinned commit of JVP15/butterfly-gan in
-    ``ddpm_helpers.butterfly_source``. Every file is checked against its SHA-256 whatever the URL.
+    ``ddpm_helpers.datasets.butterflies``. Every file is checked against its SHA-256 whatever the URL.
 ``DDPM_PRETRAINED``
     ``1`` to make notebooks 04 and 05 load the committed weights (``weights/``) instead of training
     (their ``USE_PRETRAINED`` switch); default ``0``.
 ``DDPM_WEIGHTS_URL``
     Base URL of the pretrained weights folder (``<url>/SHA256SUMS``, ``<url>/<name>.safetensors``).
-    Default: the repository's ``weights/`` folder on GitHub (``ddpm_helpers.pretrained``).
+    Default: the repository's ``weights/`` folder on GitHub (``ddpm_helpers.training.pretrained``).
 
 ``<repo>`` is the checkout that holds this package when it has a ``notebooks/`` folder
 (an editable install or a clone); otherwise (e.g. installed from GitHub in Colab) it is
@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checks import check_int
+from ddpm_helpers.checks import check_int
 
 PROFILES = ("quick", "full")
 DEVICE_TYPES = ("cpu", "cuda", "mps")
@@ -70,6 +70,12 @@ def use_pretrained() -> bool:
     if value not in ("0", "1", "false", "true", "no", "yes"):
         raise ValueError(f"DDPM_PRETRAINED={value!r} is not a switch; use 1 (load the committed weights) or 0 (train)")
     return value in ("1", "true", "yes")
+
+
+def package_checkout() -> Path:
+    """The folder that holds the ``ddpm_helpers`` package: the clone, in an editable install (the one place that
+    finds it)."""
+    return _CHECKOUT
 
 
 def _repo_dir() -> Path:

@@ -16,8 +16,8 @@ import torchvision
 from matplotlib import animation
 from torch import Tensor
 
-from .checks import check_positive_int
-from .nn.unet_diagram import plot_unet  # noqa: F401  (moved beside the U-Net in 0.2.0; still importable here)
+from ddpm_helpers.checks import check_positive_int
+from ddpm_helpers.nn.unet_diagram import plot_unet  # noqa: F401  (moved beside the U-Net in 0.2.0; still importable here)
 
 
 def make_grid(x: Tensor, nrow: int = 8, padding: int = 2, pad_value: float = 1.0) -> Tensor:
@@ -198,7 +198,7 @@ def save_animation(frames: Sequence[Tensor] | Tensor, path: str | Path, titles: 
 def show_neighbours(queries: Tensor, references: Tensor, neighbours, names: Sequence[str] | None = None,
                     size: float = 1.25):
     """One row per query: the query, then its nearest references (mirrored when the mirror image was the
-    match), titled with their distance; ``neighbours`` is a ``ddpm_helpers.neighbours.Neighbours``."""
+    match), titled with their distance; ``neighbours`` is a ``ddpm_helpers.evaluation.neighbours.Neighbours``."""
     count, k = neighbours.indices.shape
     if len(queries) != count:
         raise ValueError(f"got {len(queries)} queries but neighbours for {count}")

@@ -98,11 +98,10 @@ import numpy as np
 import torch
 
 from ddpm_helpers import config, schedules
-from ddpm_helpers.datasets import butterfly_images, mnist_images
+from ddpm_helpers.datasets import butterfly_images, mnist_images, sample_toy
 from ddpm_helpers.diffusion import Diffusion, extract
 from ddpm_helpers.elbo import bits_per_dim, prior_kl
 from ddpm_helpers.plotting import show_images
-from ddpm_helpers.toy_data import sample_toy
 
 notebook_start = time.perf_counter()
 config.seed_everything(0)
@@ -620,7 +619,7 @@ show_forward_images(butterfly, "q(x_t | x0) for a butterfly (NHM London, CC BY 4
 
 # %% [markdown]
 # For the point cloud we draw 2000 points of "two moons" with the series' toy-data helper
-# (`ddpm_helpers.toy_data`, scikit-learn's `make_moons` recipe, standardized to mean 0 and
+# (`ddpm_helpers.datasets.toy2d`, scikit-learn's `make_moons` recipe, standardized to mean 0 and
 # variance 1 per coordinate — the scale of the noise). Each point is its own
 # $x_0 \in \mathbb R^2$ with its own noise; colours mark where each point started, so you can
 # see the two moons mix.

@@ -110,8 +110,8 @@ from ddpm_helpers import config
 from ddpm_helpers.analytic import GaussianMixture, optimal_eps
 from ddpm_helpers.diffusion import Diffusion, extract
 from ddpm_helpers.elbo import elbo_terms, gaussian_log_likelihood, normal_kl
+from ddpm_helpers.evaluation.metrics2d import energy_distance
 from ddpm_helpers.losses import diffusion_loss, training_target
-from ddpm_helpers.metrics2d import energy_distance
 from ddpm_helpers.samplers import ddpm_sample
 
 notebook_start = time.perf_counter()

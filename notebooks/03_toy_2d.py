@@ -111,15 +111,15 @@ from matplotlib.collections import LineCollection
 
 from ddpm_helpers import config
 from ddpm_helpers.analytic import GaussianMixture, optimal_eps
+from ddpm_helpers.datasets import DATASETS, ring_mixture, sample_toy
 from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.elbo import elbo_terms
+from ddpm_helpers.evaluation.metrics2d import energy_distance, mode_coverage
 from ddpm_helpers.losses import diffusion_loss
-from ddpm_helpers.metrics2d import energy_distance, mode_coverage
 from ddpm_helpers.nn.embeddings import sinusoidal_embedding
 from ddpm_helpers.nn.mlp import MLP, fourier_features
 from ddpm_helpers.plotting import plot_loss_curve, quiver_2d, save_animation, scatter_2d, scatter_grid
 from ddpm_helpers.samplers import ddpm_sample
-from ddpm_helpers.toy_data import DATASETS, ring_mixture, sample_toy
 from ddpm_helpers.training import TrainConfig, lr_at_step, train
 from ddpm_helpers.utils import count_parameters
 
@@ -142,7 +142,7 @@ print(f"profile {config.profile()}, device {device}, torch {torch.__version__}")
 # ## 1. Data: point clouds in the plane
 #
 # Each data point $x_0$ is a vector in $\mathbb R^2$, so a data set is a scatter plot and a generative model is good
-# when its scatter plot looks like the data's. `ddpm_helpers.toy_data` generates five distributions in code, each
+# when its scatter plot looks like the data's. `ddpm_helpers.datasets.toy2d` generates five distributions in code, each
 # from a seeded `torch.Generator`:
 #
 # - **two moons** and the **swiss roll**: thin curved manifolds, the classic toy sets;
@@ -321,9 +321,9 @@ check_exercise_1(my_time_embedding)
 # 1000 steps:
 
 # %%
-from ddpm_helpers.ema import EMA  # (imported here, not in the first cell: only this demonstration needs it)
+from ddpm_helpers.training.ema import EMA  # (imported here, not in the first cell: only this demonstration needs it)
 
-ema_probe = EMA(torch.nn.Linear(1, 1), decay=0.995)  # the rule of ddpm_helpers.ema, followed on a dummy model
+ema_probe = EMA(torch.nn.Linear(1, 1), decay=0.995)  # the rule of ddpm_helpers.training.ema, followed on a dummy model
 share_of_initial, shares = 1.0, []  # weight of θ_0, and of each update's θ_n, in the average
 for n in range(1, 1001):
     d_n = ema_probe.current_decay()  # d_n = min(0.995, (1 + n)/(10 + n))

@@ -117,18 +117,17 @@ import matplotlib.pyplot as plt
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ddpm_helpers import config, mnist_eval
+from ddpm_helpers import config
 from ddpm_helpers.checkpoint import save_checkpoint
 from ddpm_helpers.datasets import mnist_dataset, mnist_images, to_uint8
 from ddpm_helpers.diffusion import Diffusion
-from ddpm_helpers.guidance import ClassifierFreeGuidance
-from ddpm_helpers.dpm_solver import dpm_solver_sample
-from ddpm_helpers.guidance import NULL_LABEL
+from ddpm_helpers.evaluation import mnist_eval
+from ddpm_helpers.guidance import NULL_LABEL, ClassifierFreeGuidance
 from ddpm_helpers.nn.unet import ResBlock, UNet
 from ddpm_helpers.plotting import make_grid, plot_loss_curve, show_images
-from ddpm_helpers.samplers import ddim_sample, ddim_step, ddim_timesteps, ddpm_sample
-from ddpm_helpers.timing import fastest_training_steps
+from ddpm_helpers.samplers import ddim_sample, ddim_step, ddim_timesteps, ddpm_sample, dpm_solver_sample
 from ddpm_helpers.training import TrainConfig, train
+from ddpm_helpers.training.timing import fastest_training_steps
 from ddpm_helpers.utils import count_parameters
 
 notebook_start = time.perf_counter()
@@ -225,7 +224,7 @@ print("block output shape:", tuple(out.shape), "| differs between the two time e
 # %%
 from torch import nn
 
-from ddpm_helpers import recipes
+from ddpm_helpers.training import recipes
 from ddpm_helpers.nn.embeddings import sinusoidal_embedding
 from ddpm_helpers.nn.unet import Downsample, SelfAttention, Upsample
 from ddpm_helpers.nn.unet_diagram import plot_unet
@@ -330,7 +329,7 @@ plt.show()
 # a smaller one takes more steps. Which wins within ten minutes is an empirical question,
 # so here are the candidates, measured on this machine: parameters, forward FLOPs per image
 # (counted with `torch.utils.flop_counter.FlopCounterMode`, a multiply-add counted as 2) and
-# milliseconds per training step for a batch of 64 (`ddpm_helpers.timing.fastest_training_steps`: the
+# milliseconds per training step for a batch of 64 (`ddpm_helpers.training.timing.fastest_training_steps`: the
 # candidates take turns, and the fastest of three steps is kept, so a burst of load hits all alike).
 
 # %%
@@ -384,11 +383,11 @@ for (name, model), step_seconds in zip(zip(candidates, models), seconds):
 # notebook picks it automatically when `config.get_device().type == "cuda"`.
 
 # %%
-# The configurations live in ddpm_helpers.recipes, shared with `python -m ddpm_helpers.train_cli mnist-gpu` (and torchrun).
+# The configurations live in ddpm_helpers.training.recipes, shared with `python -m ddpm_helpers.train_cli mnist-gpu` (and torchrun).
 # CPU: the narrow network chosen above, as many steps as fit a 10-minute calibrated budget; GPU: twice as wide, two blocks per level,
 # attention at 7×7, batch 128, mixed precision and a 4-minute calibrated budget (the steps are fixed from the measured
 # step time, so the cosine schedule ends at the planned step, close to the budget, on any GPU).
-from ddpm_helpers import recipes
+from ddpm_helpers.training import recipes
 
 recipe = recipes.mnist(config.profile(), gpu=on_gpu)
 unet_config, train_config = recipe.unet, recipe.train_config()
@@ -424,7 +423,7 @@ flops = forward_flops(model)
 # NBVAL_IGNORE_OUTPUT
 USE_PRETRAINED = config.use_pretrained()  # ← write True here (or set DDPM_PRETRAINED=1) to load the weights
 
-from ddpm_helpers.pretrained import export_weights, load_pretrained
+from ddpm_helpers.training.pretrained import export_weights, load_pretrained
 
 pretrained = None
 if USE_PRETRAINED:

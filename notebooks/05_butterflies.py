@@ -125,11 +125,11 @@ from matplotlib.colors import hsv_to_rgb
 
 from ddpm_helpers import config
 from ddpm_helpers.checkpoint import load_checkpoint, save_checkpoint
-from ddpm_helpers.color_stats import (BANDS, band_shares, hue_histogram, pixel_hues, split_half_distances,
-                                      total_variation)
 from ddpm_helpers.datasets import butterfly_images, flip_and_crop, random_batches, to_uint8
 from ddpm_helpers.diffusion import Diffusion
-from ddpm_helpers.neighbours import (
+from ddpm_helpers.evaluation.color_stats import (BANDS, band_shares, hue_histogram, pixel_hues, split_half_distances,
+                                                 total_variation)
+from ddpm_helpers.evaluation.neighbours import (
     distance_statistics,
     leave_one_out_distances,
     nearest_neighbours,
@@ -138,8 +138,8 @@ from ddpm_helpers.neighbours import (
 from ddpm_helpers.nn.unet import Downsample, ResBlock, SelfAttention, UNet, Upsample
 from ddpm_helpers.plotting import make_grid, plot_loss_curve, plot_unet, save_animation, show_images, show_neighbours
 from ddpm_helpers.samplers import ddim_sample, ddim_timesteps
-from ddpm_helpers.timing import fastest_training_steps
 from ddpm_helpers.training import train
+from ddpm_helpers.training.timing import fastest_training_steps
 from ddpm_helpers.utils import count_parameters
 
 notebook_start = time.perf_counter()
@@ -158,7 +158,7 @@ outputs = config.outputs_dir("05_butterflies")
 device = config.get_device()
 on_gpu = device.type == "cuda"
 
-from ddpm_helpers import recipes  # the configurations, shared with `python -m ddpm_helpers.train_cli butterflies-gpu`
+from ddpm_helpers.training import recipes  # the configurations, shared with `python -m ddpm_helpers.train_cli butterflies-gpu`
 
 UNET_32 = recipes.BUTTERFLIES["cpu"].unet  # the CPU model, explained in section 2
 UNET_64 = recipes.BUTTERFLIES["gpu"].unet  # the GPU model
@@ -196,7 +196,7 @@ print(f"profile {config.profile()}, device {device.type}: training a {image_size
 # NBVAL_IGNORE_OUTPUT
 USE_PRETRAINED = config.use_pretrained()  # ← write True here (or set DDPM_PRETRAINED=1) to load the weights
 
-from ddpm_helpers.pretrained import export_weights, load_pretrained
+from ddpm_helpers.training.pretrained import export_weights, load_pretrained
 
 pretrained = None
 if USE_PRETRAINED:
@@ -218,7 +218,7 @@ if USE_PRETRAINED:
 #
 # - **offline**, it reads the image folder `<DDPM_DATA_DIR>/butterflies` (a clone's `data/`,
 #   or `../shared/data/` in the project's CI) when it holds images;
-# - **online** (Colab, Binder, a fresh laptop), with no such folder, `ddpm_helpers.butterfly_source`
+# - **online** (Colab, Binder, a fresh laptop), with no such folder, `ddpm_helpers.datasets.butterflies`
 #   downloads the 128 source JPEGs once (≈ 17 MiB) from the pinned commit of the public repository
 #   they were taken from (JVP15/butterfly-gan), checks each file's size and SHA-256 against the
 #   manifest shipped with the package (a truncated or altered file is fetched again, or named in the
@@ -370,7 +370,7 @@ torch.manual_seed(0)
 variant_models = [UNet(**{**UNET_32, **change}) for change in variants.values()]
 timing_batch, timing_repeats = config.pick(quick=2, full=16), config.pick(quick=1, full=3)
 timing_x0 = torch.rand(timing_batch, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1  # any images will do
-step_seconds = fastest_training_steps(variant_models, diffusion, timing_x0, timing_repeats)  # ddpm_helpers.timing
+step_seconds = fastest_training_steps(variant_models, diffusion, timing_x0, timing_repeats)  # ddpm_helpers.training.timing
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -747,7 +747,7 @@ print(f"nearest match is a mirror image for {flipped_share:.0%} of the samples")
 # (two pink ones are in the grid of the first 32; the blue and purple ones come later in the set).
 # The next cells measure it.
 #
-# **Colour, measured** (`ddpm_helpers.color_stats`). Three numbers and a table:
+# **Colour, measured** (`ddpm_helpers.evaluation.color_stats`). Three numbers and a table:
 #
 # - the **hue histogram** of a set of images: each pixel's hue (its angle on the colour wheel
 #   of the HSV representation: 0° red, 60° yellow, 120° green, 240° blue, 300° magenta), counted
@@ -863,7 +863,7 @@ def my_flip_distance(a, b):
 
 # %%
 def check_exercise_1(distance_fn):
-    """Compare distance_fn with ddpm_helpers.neighbours.rms_distance(..., flips=True)."""
+    """Compare distance_fn with ddpm_helpers.evaluation.neighbours.rms_distance(..., flips=True)."""
     generator = torch.Generator().manual_seed(5)
     a = torch.rand(6, 3, 8, 8, generator=generator) * 2 - 1
     b = torch.cat([a[:2].flip(-1), torch.rand(4, 3, 8, 8, generator=generator) * 2 - 1])  # two mirrored copies
@@ -1005,7 +1005,7 @@ for resolution in (8, 16, 32):
 # ## Appendix: bigger butterflies on one or many GPUs
 #
 # The same network and loop train from a shell with `ddpm_helpers.train_cli`, which takes its
-# configurations from `ddpm_helpers.recipes` like this notebook. The data is the butterfly folder of
+# configurations from `ddpm_helpers.training.recipes` like this notebook. The data is the butterfly folder of
 # `DDPM_DATA_DIR` (else the 128 NHM butterflies, downloaded once and checked), or your own folder:
 #
 # ```bash

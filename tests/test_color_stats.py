@@ -3,8 +3,14 @@
 import pytest
 import torch
 
-from ddpm_helpers import color_stats
-from ddpm_helpers.color_stats import band_shares, hue_histogram, pixel_hues, split_half_distances, total_variation
+from ddpm_helpers.evaluation import color_stats
+from ddpm_helpers.evaluation.color_stats import (
+    band_shares,
+    hue_histogram,
+    pixel_hues,
+    split_half_distances,
+    total_variation,
+)
 
 WHITE = (1.0, 1.0, 1.0)
 

@@ -62,12 +62,12 @@ def test_non_square_images_are_padded_with_white(tmp_path):
 
 
 def test_missing_butterflies_explain_the_options(tmp_path, monkeypatch):
-    from ddpm_helpers import butterfly_source
+    from ddpm_helpers.datasets import butterflies
 
     def offline(target):
-        raise butterfly_source.DownloadError("butterfly0.jpg from https://…: URLError: offline")
+        raise butterflies.DownloadError("butterfly0.jpg from https://…: URLError: offline")
 
-    monkeypatch.setattr(butterfly_source, "download_nhm_butterflies", offline)  # never the network in tests
+    monkeypatch.setattr(butterflies, "download_nhm_butterflies", offline)  # never the network in tests
     with pytest.raises(FileNotFoundError, match="butterflies") as error:
         datasets.butterfly_images(root=tmp_path)
     assert "DDPM_BUTTERFLY_URL" in str(error.value) and "source='smithsonian'" in str(error.value)

@@ -15,13 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from ddpm_helpers import distributed
 from ddpm_helpers.checkpoint import load_checkpoint
+from ddpm_helpers.datasets.toy2d import sample_toy
 from ddpm_helpers.diffusion import Diffusion
-from ddpm_helpers.ema import EMA
 from ddpm_helpers.nn.mlp import MLP
-from ddpm_helpers.toy_data import sample_toy
-from ddpm_helpers.training import TrainConfig, lr_at_step, train
+from ddpm_helpers.training import TrainConfig, distributed, lr_at_step, train
+from ddpm_helpers.training.ema import EMA
 
 STEPS, BATCH, WORLD = 8, 16, 2
 REPO = Path(__file__).resolve().parent.parent

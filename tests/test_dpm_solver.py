@@ -10,8 +10,8 @@ from tanh_net import TanhNet
 
 from ddpm_helpers.analytic import GaussianMixture, optimal_eps
 from ddpm_helpers.diffusion import Diffusion
-from ddpm_helpers.dpm_solver import dpm_solver_sample, dpm_solver_step
 from ddpm_helpers.samplers import ddim_sample, ddim_timesteps
+from ddpm_helpers.samplers.dpm_solver import dpm_solver_sample, dpm_solver_step
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import io
 import pytest
 import torch
 
-from ddpm_helpers.ema import EMA
+from ddpm_helpers.training.ema import EMA
 
 
 def _net():

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from ddpm_helpers.metrics2d import energy_distance, mode_coverage
-from ddpm_helpers.toy_data import ring_mixture
+from ddpm_helpers.datasets.toy2d import ring_mixture
+from ddpm_helpers.evaluation.metrics2d import energy_distance, mode_coverage
 
 
 def test_energy_distance_of_two_point_masses():

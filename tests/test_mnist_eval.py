@@ -6,9 +6,9 @@ import pytest
 import torch
 from scipy import linalg
 
-from ddpm_helpers import mnist_eval
 from ddpm_helpers.checkpoint import load_checkpoint
-from ddpm_helpers.mnist_eval import (
+from ddpm_helpers.evaluation import mnist_eval
+from ddpm_helpers.evaluation.mnist_eval import (
     CONFIDENCE_THRESHOLD,
     MNISTClassifier,
     class_coverage,

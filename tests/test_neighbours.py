@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from ddpm_helpers.neighbours import (
+from ddpm_helpers.evaluation.neighbours import (
     distance_statistics,
     leave_one_out_distances,
     nearest_neighbours,

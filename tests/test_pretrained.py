@@ -7,11 +7,10 @@ import pytest
 import torch
 from local_server import serve
 
-from ddpm_helpers import pretrained
 from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.nn.unet import UNet
 from ddpm_helpers.samplers import ddim_sample
-from ddpm_helpers.training import TrainConfig, train
+from ddpm_helpers.training import TrainConfig, pretrained, train
 
 TINY = dict(in_channels=3, base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention_resolutions=(4,),
             image_size=8)
@@ -84,7 +83,7 @@ def test_a_changed_file_is_refused_and_not_kept(weights_folder, monkeypatch):
 
 def test_inside_a_clone_the_local_file_is_used_and_checked(weights_folder, monkeypatch):
     folder, _ = weights_folder
-    monkeypatch.setattr(pretrained, "_CHECKOUT", folder.parent)
+    monkeypatch.setattr(pretrained.config, "_CHECKOUT", folder.parent)
     monkeypatch.delenv("DDPM_WEIGHTS_URL", raising=False)
     assert pretrained.load_pretrained(NAME).source == f"weights/{NAME}.safetensors in this clone"
     (folder / "SHA256SUMS").write_text("0" * 64 + f"  {NAME}.safetensors\n")

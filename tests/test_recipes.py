@@ -3,13 +3,12 @@
 import pytest
 import torch
 
-from ddpm_helpers import recipes, train_cli
 from ddpm_helpers.checkpoint import load_checkpoint
 from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.nn.unet import UNet
-from ddpm_helpers.precision import MixedPrecision, autocast_dtype
 from ddpm_helpers.samplers import ddim_sample
-from ddpm_helpers.training import TrainConfig, train
+from ddpm_helpers.training import TrainConfig, cli, recipes, train
+from ddpm_helpers.training.precision import MixedPrecision, autocast_dtype
 
 
 @pytest.mark.parametrize("name", sorted(recipes.RECIPES))
@@ -37,17 +36,17 @@ def test_cli_trains_a_recipe_and_resumes(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DDPM_DATA_DIR", "../shared/data")
     monkeypatch.setenv("DDPM_DEVICE", "cpu")
     args = ["butterflies-quick", "--steps", "4", "--batch-size", "2", "--out-dir", str(tmp_path), "--no-progress"]
-    train_cli.main(args)
+    cli.main(args)
     first = load_checkpoint(tmp_path / "checkpoint.pt")
     assert first["step"] == 4 and load_checkpoint(tmp_path / "ema.pt")["recipe"] == "butterflies-quick"
-    train_cli.main(args[:2] + ["6"] + args[3:])  # the same command with more steps resumes
+    cli.main(args[:2] + ["6"] + args[3:])  # the same command with more steps resumes
     assert load_checkpoint(tmp_path / "checkpoint.pt")["losses"][:4] == first["losses"]
     assert "6 steps" in capsys.readouterr().out
 
 
 def test_cli_rejects_an_image_folder_for_mnist():
     with pytest.raises(SystemExit):
-        train_cli.parse_args(["mnist-quick", "--image-folder", "somewhere"])
+        cli.parse_args(["mnist-quick", "--image-folder", "somewhere"])
 
 
 def test_mixed_precision_off_on_a_cpu_and_bad_modes():

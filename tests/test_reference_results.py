@@ -2,7 +2,7 @@
 
 import pytest
 
-from ddpm_helpers.reference_results import load_results, sampler_table
+from ddpm_helpers.evaluation.reference_results import load_results, sampler_table
 
 
 def test_sampler_table_shows_mean_and_spread():

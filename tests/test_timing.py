@@ -1,11 +1,11 @@
-"""ddpm_helpers.timing: every model is timed and really trained; bad arguments are named."""
+"""ddpm_helpers.training.timing: every model is timed and really trained; bad arguments are named."""
 
 import pytest
 import torch
 
 from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.nn.unet import UNet
-from ddpm_helpers.timing import fastest_training_steps
+from ddpm_helpers.training.timing import fastest_training_steps
 
 
 def test_each_model_gets_a_positive_time_and_its_adam_steps():

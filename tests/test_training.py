@@ -313,7 +313,7 @@ def test_checkpoints_are_written_by_wall_clock_time_by_default(tmp_path):
 
 def test_the_final_checkpoint_is_written_once(tmp_path, monkeypatch):
     writes = []
-    monkeypatch.setattr(training, "save_checkpoint", lambda path, state: writes.append(state["step"]))
+    monkeypatch.setattr(training.loop, "save_checkpoint", lambda path, state: writes.append(state["step"]))
     _run(_config(steps=10, checkpoint_every=5), out_dir=tmp_path / "a")
     assert writes == [5, 10]
     writes.clear()

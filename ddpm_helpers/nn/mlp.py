@@ -6,8 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from ddpm_helpers.checks import check_int, check_positive_int
-
-from .embeddings import sinusoidal_embedding
+from ddpm_helpers.nn.embeddings import sinusoidal_embedding
 
 
 class ResidualBlock(nn.Module):

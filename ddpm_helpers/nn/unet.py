@@ -34,8 +34,7 @@ from torch import Tensor, nn
 from ddpm_helpers import utils
 from ddpm_helpers.checks import check_number, check_positive_int
 from ddpm_helpers.guidance import NULL_LABEL
-
-from .embeddings import sinusoidal_embedding
+from ddpm_helpers.nn.embeddings import sinusoidal_embedding
 
 
 def _check_groups(channels: int, num_groups: int) -> None:

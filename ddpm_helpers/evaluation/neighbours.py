@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .checks import check_int, check_number
+from ddpm_helpers.checks import check_int, check_number
 
 
 @dataclass

@@ -19,7 +19,7 @@ import torch
 from matplotlib.colors import rgb_to_hsv
 from torch import Tensor
 
-from .checks import check_int, check_number
+from ddpm_helpers.checks import check_int, check_number
 
 MIN_SATURATION = 0.25
 MIN_VALUE = 0.2

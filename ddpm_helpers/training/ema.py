@@ -4,7 +4,7 @@ import copy
 
 import torch
 
-from .checks import check_number
+from ddpm_helpers.checks import check_number
 
 
 class EMA:

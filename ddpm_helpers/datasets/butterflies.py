@@ -1,7 +1,13 @@
-"""The lesson's 128 NHM butterflies, downloaded and checked: the butterfly loader's source online.
+"""Butterfly photos for notebook 05, as tensors in [-1, 1].
 
-The 128 source JPEGs are files of the public GitHub repository JVP15/butterfly-gan at a pinned
-commit. The package data ``data/nhm_butterflies.csv`` lists, for each, the PNG it becomes, its
+- From the image folder ``config.data_dir() / "butterflies"``; without it, the lesson's 128 NHM photos
+  (CC BY 4.0), downloaded, checked and processed once into that folder (:func:`download_nhm_butterflies`).
+- On request only, the CC0 Smithsonian subset on the Hugging Face hub
+  (``huggan/smithsonian_butterflies_subset`` at a pinned revision, needs the ``datasets`` package),
+  cached in ``config.data_dir() / "smithsonian_butterflies"``.
+
+**The NHM download.** The 128 source JPEGs are files of the public GitHub repository JVP15/butterfly-gan at a
+pinned commit. The package data ``data/nhm_butterflies.csv`` lists, for each, the PNG it becomes, its
 URL, size, MD5 and SHA-256. :func:`download_nhm_butterflies` fetches each file (no credentials,
 a timeout per request), checks its size and SHA-256 (a truncated or corrupted download is fetched
 once more, then reported with the file named, never used), processes it exactly as the offline
@@ -9,7 +15,8 @@ copy was made (RGB, centred on a white square of side max(w, h), Lanczos to 128�
 caches the PNGs with a ``SOURCE.md`` that carries the attribution.
 
 Images © The Trustees of the Natural History Museum, London, CC BY 4.0: keep :data:`ATTRIBUTION`
-wherever they are shown.
+wherever they are shown. Nothing is ever faked: a missing dataset raises ``FileNotFoundError`` saying
+how to get it.
 """
 
 from __future__ import annotations
@@ -23,8 +30,12 @@ from importlib import resources
 from pathlib import Path
 from urllib.request import urlopen
 
-from . import config
+from ddpm_helpers import config
+from ddpm_helpers.datasets.images import ImageSet, _image_files, _square_on_white, load_image_folder
 
+HUB_BUTTERFLIES = "huggan/smithsonian_butterflies_subset"
+HUB_REVISION = "3cdedf844922ab40393d46d4c7f81c596e1c6d45"  # the hub dataset's commit "Create README.md", Apr 2022
+BUTTERFLY_SOURCES = ("auto", "folder", "nhm", "smithsonian")
 PINNED_REPOSITORY = "JVP15/butterfly-gan"
 PINNED_COMMIT = "afd437b6b7b878ffbfce8b0cb16837e548747ea7"
 DEFAULT_BASE_URL = f"https://raw.githubusercontent.com/{PINNED_REPOSITORY}/{PINNED_COMMIT}/butterflies"
@@ -96,11 +107,9 @@ def process(data: bytes):
     """A source JPEG's bytes → the 128×128 RGB PIL image of the offline copy.
 
     RGB, centred on a white square of side max(w, h) at offset ((side − w) // 2, (side − h) // 2),
-    resized with Lanczos — the loader's own padding (``datasets._square_on_white``).
+    resized with Lanczos — the loader's own padding (``datasets.images._square_on_white``).
     """
     from PIL import Image
-
-    from .datasets import _square_on_white
 
     with Image.open(io.BytesIO(data)) as image:
         return _square_on_white(image, IMAGE_SIZE)
@@ -109,7 +118,7 @@ def process(data: bytes):
 def _source_note(base_url: str) -> str:
     return (
         "# Butterfly images: where they come from\n\n"
-        f"Downloaded by `ddpm_helpers.butterfly_source` from {base_url}\n"
+        f"Downloaded by `ddpm_helpers.datasets.butterflies` from {base_url}\n"
         f"(published in github.com/{PINNED_REPOSITORY} at commit {PINNED_COMMIT}); every file's size and\n"
         "SHA-256 matched the packaged manifest `ddpm_helpers/data/nhm_butterflies.csv`. Each JPEG was\n"
         "converted to RGB, centred on a white square, resized to 128x128 with Lanczos and saved as PNG.\n\n"
@@ -155,3 +164,58 @@ def download_nhm_butterflies(target: str | Path | None = None, base_url: str | N
         target.rmdir()  # empty (checked above)
     partial.rename(target)  # only a complete download takes the final name
     return target
+
+
+def download_hub_butterflies(target: Path, image_size: int = 128, revision: str = HUB_REVISION) -> Path:
+    """Download the CC0 Smithsonian butterflies (hub dataset at ``revision``) once, as PNG files."""
+    try:
+        from datasets import load_dataset
+    except ImportError as error:
+        raise ImportError(
+            "source='smithsonian' needs the Hugging Face `datasets` package: pip install datasets "
+            "(or use the default source, the 128 NHM butterflies, which needs nothing extra)"
+        ) from error
+    dataset = load_dataset(HUB_BUTTERFLIES, split="train", revision=revision)
+    partial = target.with_name(target.name + ".partial")
+    partial.mkdir(parents=True, exist_ok=True)
+    for index, row in enumerate(dataset):
+        _square_on_white(row["image"], image_size).save(partial / f"{index:04d}.png")
+    partial.rename(target)  # only a complete download takes the final name
+    return target
+
+
+def butterfly_images(image_size: int = 32, root: str | Path | None = None, source: str = "auto") -> ImageSet:
+    """Butterfly photos as an ``ImageSet`` of ``(N, 3, image_size, image_size)`` in [-1, 1].
+
+    ``source``: ``"auto"`` (default: the folder ``<root>/butterflies`` when it holds images, else the
+    128 NHM photos downloaded into it), ``"folder"`` (that folder only), ``"nhm"`` (the NHM photos,
+    downloaded when the folder lacks them) or ``"smithsonian"`` (the hub set, needs ``datasets``).
+    Prints the credit line of the NHM photos (CC BY 4.0) when it loads them.
+    """
+    if source not in BUTTERFLY_SOURCES:
+        raise ValueError(f"unknown butterfly source {source!r}; use one of {BUTTERFLY_SOURCES}")
+    root = Path(root) if root is not None else config.data_dir()
+    folder, hub_cache = root / "butterflies", root / "smithsonian_butterflies"
+    if source == "smithsonian":
+        if not _image_files(hub_cache):
+            download_hub_butterflies(hub_cache)
+        source_text = (f"Hugging Face hub {HUB_BUTTERFLIES}@{HUB_REVISION[:7]}, "
+                       "cached in <data dir>/smithsonian_butterflies")
+        return ImageSet(load_image_folder(hub_cache, image_size), source_text)
+    if source in ("auto", "folder") and _image_files(folder):
+        if (folder / "SOURCE.md").is_file():  # the NHM set (offline copy or download) carries its SOURCE.md
+            print(ATTRIBUTION)
+        return ImageSet(load_image_folder(folder, image_size), "image folder <data dir>/butterflies")
+    if source == "folder":
+        raise FileNotFoundError(f"no butterfly images in {folder}: put .png/.jpg files there")
+    try:
+        download_nhm_butterflies(folder)
+    except DownloadError as error:
+        raise FileNotFoundError(
+            f"no butterfly images: {folder} is empty or missing and the 128 NHM butterflies could not be "
+            f"downloaded ({error}). Either go online and rerun (set DDPM_BUTTERFLY_URL to use a mirror), "
+            f"or copy the 128 PNGs into {folder}, or point DDPM_DATA_DIR at a folder that has a "
+            "butterflies/ subfolder, or pass source='smithsonian' for the Hugging Face set."
+        ) from error
+    print(ATTRIBUTION)
+    return ImageSet(load_image_folder(folder, image_size), "NHM butterflies (checked) in <data dir>/butterflies")

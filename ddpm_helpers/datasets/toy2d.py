@@ -15,8 +15,8 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
-from .analytic import GaussianMixture
-from .checks import check_int, check_number, check_positive_int
+from ddpm_helpers.analytic import GaussianMixture
+from ddpm_helpers.checks import check_int, check_number, check_positive_int
 
 _REFERENCE_SIZE = 200_000
 _REFERENCE_SEED = 12345

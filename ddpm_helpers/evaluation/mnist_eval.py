@@ -33,10 +33,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from . import config
-from .checkpoint import load_checkpoint, save_checkpoint
-from .checks import check_floating, check_number
-from .datasets import mnist_images
+from ddpm_helpers import config
+from ddpm_helpers.checkpoint import load_checkpoint, save_checkpoint
+from ddpm_helpers.checks import check_floating, check_number
+from ddpm_helpers.datasets import mnist_images
 
 CONFIDENCE_THRESHOLD = 0.9
 NUM_CLASSES = 10

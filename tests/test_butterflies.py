@@ -9,7 +9,8 @@ import pytest
 from local_server import serve
 from PIL import Image
 
-from ddpm_helpers import butterfly_source, config, datasets
+from ddpm_helpers import config, datasets
+from ddpm_helpers.datasets import butterflies
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SOURCES, PNGS = SHARED_DATA / "butterflies-source", SHARED_DATA / "butterflies"
@@ -23,9 +24,9 @@ def pixels(path: Path) -> np.ndarray:
 
 
 def test_packaged_manifest_lists_128_pinned_files():
-    entries = butterfly_source.manifest()
+    entries = butterflies.manifest()
     assert [e.png for e in entries] == [f"{i:04d}.png" for i in range(128)]
-    assert all(e.url == f"{butterfly_source.DEFAULT_BASE_URL}/{e.source_file}" for e in entries)
+    assert all(e.url == f"{butterflies.DEFAULT_BASE_URL}/{e.source_file}" for e in entries)
     assert all(len(e.sha256) == 64 and len(e.md5) == 32 and e.bytes > 0 for e in entries)
     assert len({e.sha256 for e in entries}) == 128
 
@@ -34,7 +35,7 @@ def test_packaged_manifest_lists_128_pinned_files():
 def test_packaged_manifest_is_the_shared_one():
     with open(SOURCES / "manifest.csv", newline="") as f:
         shared = list(csv.DictReader(f))
-    assert [dict(vars(e), bytes=str(e.bytes)) for e in butterfly_source.manifest()] == shared
+    assert [dict(vars(e), bytes=str(e.bytes)) for e in butterflies.manifest()] == shared
 
 
 @needs_sources
@@ -42,7 +43,7 @@ def test_download_and_process_gives_the_offline_images(tmp_path, monkeypatch):
     with serve(SOURCES) as url:
         monkeypatch.setenv("DDPM_BUTTERFLY_URL", url)  # the override goes through config
         assert config.butterfly_url() == url
-        folder = butterfly_source.download_nhm_butterflies(tmp_path / "butterflies", progress=False)
+        folder = butterflies.download_nhm_butterflies(tmp_path / "butterflies", progress=False)
     made = sorted(folder.glob("*.png"))
     assert [p.name for p in made] == sorted(p.name for p in PNGS.glob("*.png"))
     different = [p.name for p in made if not np.array_equal(pixels(p), pixels(PNGS / p.name))]
@@ -53,11 +54,11 @@ def test_download_and_process_gives_the_offline_images(tmp_path, monkeypatch):
 
 @needs_sources
 def test_a_truncated_download_is_fetched_again(tmp_path):
-    entries = butterfly_source.manifest()[:3]
+    entries = butterflies.manifest()[:3]
     whole = (SOURCES / entries[1].source_file).read_bytes()
     tampered = {entries[1].source_file: [whole[: len(whole) // 2]]}  # first answer cut off, second whole
     with serve(SOURCES, tampered) as url:
-        folder = butterfly_source.download_nhm_butterflies(tmp_path / "b", url, entries, progress=False)
+        folder = butterflies.download_nhm_butterflies(tmp_path / "b", url, entries, progress=False)
     assert tampered[entries[1].source_file] == []  # the bad body was served, then the file again
     assert np.array_equal(pixels(folder / entries[1].png), pixels(PNGS / entries[1].png))
 
@@ -65,7 +66,7 @@ def test_a_truncated_download_is_fetched_again(tmp_path):
 @needs_sources
 @pytest.mark.parametrize("damage", ["truncated", "corrupted"])
 def test_a_download_that_stays_bad_is_reported_by_name_and_not_used(tmp_path, damage):
-    entries = butterfly_source.manifest()[:3]
+    entries = butterflies.manifest()[:3]
     bad = entries[2]
     whole = bytearray((SOURCES / bad.source_file).read_bytes())
     if damage == "truncated":
@@ -75,8 +76,8 @@ def test_a_download_that_stays_bad_is_reported_by_name_and_not_used(tmp_path, da
         body = bytes(whole)
     assert hashlib.sha256(body).hexdigest() != bad.sha256
     with serve(SOURCES, {bad.source_file: [body, body]}) as url, \
-            pytest.raises(butterfly_source.DownloadError, match=bad.source_file) as error:
-        butterfly_source.download_nhm_butterflies(tmp_path / "b", url, entries, progress=False)
+            pytest.raises(butterflies.DownloadError, match=bad.source_file) as error:
+        butterflies.download_nhm_butterflies(tmp_path / "b", url, entries, progress=False)
     assert ("bytes instead of" if damage == "truncated" else "SHA-256") in str(error.value)
     assert not (tmp_path / "b").exists()  # nothing takes the final name
     assert sorted(p.name for p in (tmp_path / "b.partial").glob("*.png")) == [e.png for e in entries[:2]]
@@ -84,8 +85,8 @@ def test_a_download_that_stays_bad_is_reported_by_name_and_not_used(tmp_path, da
 
 @needs_sources
 def test_butterfly_images_downloads_by_default_and_credits_the_nhm(tmp_path, monkeypatch, capsys):
-    entries = butterfly_source.manifest()[:4]
-    monkeypatch.setattr(butterfly_source, "manifest", lambda: entries)  # 4 files keep the test fast
+    entries = butterflies.manifest()[:4]
+    monkeypatch.setattr(butterflies, "manifest", lambda: entries)  # 4 files keep the test fast
     with serve(SOURCES) as url:
         monkeypatch.setenv("DDPM_BUTTERFLY_URL", url)
         data = datasets.butterfly_images(image_size=16, root=tmp_path)

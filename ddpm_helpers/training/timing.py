@@ -7,8 +7,8 @@ import time
 import torch
 from torch import Tensor, nn
 
-from .checks import check_positive_int
-from .losses import diffusion_loss
+from ddpm_helpers.checks import check_positive_int
+from ddpm_helpers.losses import diffusion_loss
 
 
 def fastest_training_steps(models: list[nn.Module], diffusion, x0: Tensor, repeats: int = 3) -> list[float]:

@@ -23,7 +23,8 @@ import math
 
 from ddpm_helpers.checks import check_int
 from ddpm_helpers.diffusion import check_prediction
-from ddpm_helpers.samplers import StepResult, _sample, _timestep_tensor, ddim_timesteps
+from ddpm_helpers.samplers.ddim import ddim_timesteps
+from ddpm_helpers.samplers.loop import StepResult, _sample, _timestep_tensor
 
 
 def _lambda(diffusion, t):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .training import TrainConfig
+from ddpm_helpers.training.train_config import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ def training_step_flops(recipe: Recipe) -> float:
     by ``torch.utils.flop_counter.FlopCounterMode`` on one image on the CPU (a multiply-add counts 2)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .nn.unet import UNet
+    from ddpm_helpers.nn.unet import UNet
 
     model = UNet(**recipe.unet)
     x = torch.zeros(1, recipe.unet["in_channels"], recipe.image_size, recipe.image_size)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from ddpm_helpers.toy_data import DATASETS, ring_mixture, sample_toy
+from ddpm_helpers.datasets.toy2d import DATASETS, ring_mixture, sample_toy
 
 
 @pytest.mark.parametrize("name", DATASETS)

@@ -7,7 +7,7 @@ distribution, which shows the level reached by a perfect sampler at the same sam
 import torch
 from torch import Tensor
 
-from .analytic import GaussianMixture
+from ddpm_helpers.analytic import GaussianMixture
 
 
 def _check_points(name: str, x: Tensor) -> None:

@@ -21,15 +21,14 @@ from urllib.request import urlopen
 import torch
 from torch import nn
 
-from . import config
-from .utils import write_atomic
+from ddpm_helpers import config
+from ddpm_helpers.utils import write_atomic
 
 SUMS_FILE = "SHA256SUMS"
 SUFFIX = ".safetensors"
 TIMEOUT_S = 60.0
 _METADATA_KEY = "ddpm_helpers"  # safetensors metadata is str → str: ours is one JSON document
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-_CHECKOUT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -44,8 +43,8 @@ class PretrainedWeights:
         """Load the weights into ``model`` and return a ``training.TrainResult`` of the recorded run (its steps,
         planned steps, seconds and losses), whose ``.model`` and ``.ema.model`` both hold these weights; the EMA
         has the run's decay and one update per step, so ``ema.current_decay()`` is the run's."""
-        from .ema import EMA
-        from .training import TrainResult
+        from ddpm_helpers.training.ema import EMA
+        from ddpm_helpers.training.loop import TrainResult
 
         model.load_state_dict(self.state_dict)
         steps = int(self.metadata.get("steps", 0))
@@ -105,7 +104,7 @@ def export_weights(model: nn.Module, path: str | Path, result=None, **metadata) 
 def repository_url() -> str:
     """The project's address, ``[project.urls] Source``: from ``pyproject.toml`` in a clone, else the
     installed package's metadata."""
-    pyproject = _CHECKOUT / "pyproject.toml"
+    pyproject = config.package_checkout() / "pyproject.toml"
     if pyproject.is_file():
         try:
             import tomllib  # Python ≥ 3.11
@@ -159,7 +158,7 @@ def _verified(path: Path, sums_path: Path, origin: str) -> Path:
 def _fetch(name: str, timeout: float) -> tuple[Path, str]:
     """The verified local path of ``<name>.safetensors`` and a description of where it came from."""
     file_name = name + SUFFIX
-    local = _CHECKOUT / "weights"
+    local = config.package_checkout() / "weights"
     if config.weights_url() is None and (local / file_name).is_file():  # inside a clone: no network
         path = _verified(local / file_name, local / SUMS_FILE, "this clone's weights/")
         return path, f"weights/{file_name} in this clone"

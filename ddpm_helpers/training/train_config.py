@@ -1,0 +1,106 @@
+"""The hyper-parameters of a training run and its learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ddpm_helpers.checks import check_int, check_name, check_number
+from ddpm_helpers.diffusion import PREDICTIONS
+from ddpm_helpers.losses import WEIGHTINGS
+from ddpm_helpers.training.precision import MIXED_PRECISIONS
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of :func:`train`.
+
+    **How long.** ``steps`` is the number of optimizer steps and the length of the LR schedule. With
+    ``time_budget_s`` (a *calibrated budget*: the same wall-clock time on any machine) the run times its
+    first ``calibration_steps`` steps (the first quarter of them warm up, untimed), then fixes, once, the
+    number of steps that fits into ``time_budget_s`` seconds of training in total (resumed calls included),
+    at most ``steps`` (``steps=None``: no cap). That number is stored in the checkpoint, so a resumed run
+    trains exactly to it, it is the length of the LR schedule (a cosine decay ends inside the budget) and
+    ``TrainResult.planned_steps`` reports it. Until it is fixed the LR after the warmup is held at ``lr``, so
+    with ``warmup_steps >= calibration_steps`` the run equals a fixed-``steps`` run of the chosen length.
+    Keep fixed ``steps`` where a run must be reproducible step for step (tests, the quick profile).
+    ``time_limit_s`` is a hard stop of one call after that many wall-clock seconds
+    (``TrainResult.stopped_early``); it changes no schedule, and the next call trains on.
+
+    **Checkpoints** (when ``train`` is given ``out_dir``): every ``checkpoint_every`` steps when it is set
+    (``0``: only at the end and when stopped), otherwise every ``checkpoint_interval_s`` seconds of
+    wall-clock time, whatever the step time.
+
+    ``batch_size`` sizes the random minibatches drawn when ``batches`` is a Tensor or an
+    ``(images, labels)`` pair of Tensors (a callable or DataLoader sets its own). ``grad_clip=None``
+    disables clipping. ``p_uncond=None`` trains an unconditional ``model(x_t, t)`` (labels in the
+    batches are ignored); a value in [0, 1) trains ``model(x_t, t, y)`` on ``(x, y)`` batches, each
+    label replaced by "no label" with that probability. ``mixed_precision``: one of ``MIXED_PRECISIONS``
+    ("auto": bf16 or fp16 with loss scaling on CUDA, off on a CPU). Under torchrun ``batch_size`` is per
+    rank: the effective batch is world size × ``batch_size``. Every field is checked here (ValueError naming it).
+    """
+
+    steps: int | None
+    batch_size: int
+    lr: float = 1e-3
+    warmup_steps: int = 0
+    lr_schedule: str = "constant"
+    grad_clip: float | None = 1.0
+    ema_decay: float = 0.999
+    prediction: str = "eps"
+    weighting: str = "none"
+    min_snr_gamma: float = 5.0
+    checkpoint_every: int | None = None
+    log_every: int = 50
+    seed: int = 0
+    time_limit_s: float | None = None
+    p_uncond: float | None = None
+    time_budget_s: float | None = None
+    calibration_steps: int = 20
+    checkpoint_interval_s: float = 120.0
+    mixed_precision: str = "off"
+
+    def __post_init__(self):
+        def positive(name):  # a finite number > 0, normalised to float
+            setattr(self, name, check_number(getattr(self, name), name, low=0, low_open=True))
+
+        if self.steps is None and self.time_budget_s is None:
+            raise ValueError("steps=None needs a calibrated budget: give steps, or time_budget_s (and steps=None)")
+        if self.steps is not None:
+            self.steps = check_int(self.steps, "steps")
+        self.batch_size = check_int(self.batch_size, "batch_size")
+        self.log_every = check_int(self.log_every, "log_every")
+        self.warmup_steps = check_int(self.warmup_steps, "warmup_steps", low=0)
+        self.calibration_steps = check_int(self.calibration_steps, "calibration_steps", low=2)
+        self.seed = check_int(self.seed, "seed", low=0, high=2**32 - 2)  # seed + 1 seeds the noise generator
+        if self.checkpoint_every is not None:
+            self.checkpoint_every = check_int(self.checkpoint_every, "checkpoint_every", low=0)
+        for name in ("lr", "min_snr_gamma", "checkpoint_interval_s") + tuple(
+                name for name in ("grad_clip", "time_limit_s", "time_budget_s") if getattr(self, name) is not None):
+            positive(name)
+        self.ema_decay = check_number(self.ema_decay, "ema_decay", 0.0, 1.0, high_open=True)
+        if self.p_uncond is not None:
+            self.p_uncond = check_number(self.p_uncond, "p_uncond", 0.0, 1.0, high_open=True)
+        check_name(self.lr_schedule, LR_SCHEDULES, "lr_schedule")
+        check_name(self.prediction, PREDICTIONS, "prediction")
+        check_name(self.weighting, WEIGHTINGS, "weighting")
+        check_name(self.mixed_precision, MIXED_PRECISIONS, "mixed_precision")
+
+
+def lr_at_step(step: int, config: TrainConfig, total_steps: int | None = None) -> float:
+    """Learning rate of 0-based ``step``: linear warmup to ``lr``, then constant or cosine decay to 0.
+
+    warmup: lr·(step+1)/warmup_steps; cosine: lr·½(1 + cos(π·p)), p = (step − warmup)/(total − warmup)
+    (Loshchilov & Hutter 2017, without restarts). ``total_steps`` is ``config.steps``, or for a calibrated
+    budget (``config.time_budget_s``) the planned steps; before they are fixed the LR after the warmup is ``lr``.
+    """
+    if total_steps is None and config.time_budget_s is None:
+        total_steps = config.steps
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps  # linear warmup
+    if config.lr_schedule == "constant" or total_steps is None:
+        return config.lr
+    progress = (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))  # cosine decay
