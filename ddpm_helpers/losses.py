@@ -90,7 +90,8 @@ def diffusion_loss(model, diffusion, x0, *, prediction="eps", weighting="none", 
     mean_b w(t_b) · mean_dims ‖model(x_t, t) − target‖² with the target of
     :func:`training_target` and the weight of :func:`snr_loss_weight`. With ``labels`` (B,) the
     network is called as ``model(x_t, t, y)``, each label replaced by NULL_LABEL with probability
-    ``p_uncond`` (:func:`ddpm_helpers.guidance.drop_labels`).
+    ``p_uncond`` (:func:`ddpm_helpers.guidance.drop_labels`). The draws are :func:`draw_training_noise`,
+    the loss :func:`loss_from_noise`.
     """
     min_snr_gamma = _check_weighting(prediction, weighting, min_snr_gamma)
     check_floating(x0, "x0")
@@ -99,13 +100,25 @@ def diffusion_loss(model, diffusion, x0, *, prediction="eps", weighting="none", 
     if labels is not None and (not torch.is_tensor(labels) or labels.shape != x0.shape[:1]):
         got = tuple(labels.shape) if torch.is_tensor(labels) else type(labels).__name__
         raise ValueError(f"labels must have shape ({x0.shape[0]},) (a tensor of class indices), got {got}")
+    t, eps, labels = draw_training_noise(diffusion, x0, generator, labels, p_uncond)
+    return loss_from_noise(model, diffusion, x0, t, eps, labels, prediction, weighting, min_snr_gamma)
+
+
+def draw_training_noise(diffusion, x0, generator=None, labels=None, p_uncond=0.0):
+    """The random draws of one training step, in this order: t ~ U{0, …, T−1}, ε ~ N(0, I) like ``x0`` and,
+    with ``labels``, each label replaced by NULL_LABEL with probability ``p_uncond``. Returns ``(t, ε, labels)``."""
     t = diffusion.sample_timesteps(x0.shape[0], device=x0.device, generator=generator)  # t ~ U{0, …, T−1}
     eps = utils.noise_like(x0, generator)  # ε ~ N(0, I)
+    if labels is not None:
+        labels = drop_labels(labels, p_uncond, generator)  # y, or ∅ with probability p_uncond
+    return t, eps, labels
+
+
+def loss_from_noise(model, diffusion, x0, t, eps, labels, prediction, weighting, min_snr_gamma):
+    """L_simple for given draws (no checks: :func:`diffusion_loss` is the checked entry point):
+    x_t = √ᾱ_t x0 + √(1 − ᾱ_t) ε, then mean_b w(t_b) · mean_dims ‖model(x_t, t[, y]) − target‖²."""
     xt = diffusion.q_sample(x0, t, eps)  # x_t = √ᾱ x0 + √(1−ᾱ) ε
-    if labels is None:
-        output = model(xt, t)
-    else:
-        output = model(xt, t, drop_labels(labels, p_uncond, generator))  # y, or ∅ with probability p_uncond
+    output = model(xt, t) if labels is None else model(xt, t, labels)
     check_model_output(output, x0, "x0")
     target = training_target(diffusion, x0, t, eps, prediction)
     mse = (output - target).pow(2).flatten(1).mean(dim=1)  # ‖f_θ(x_t, t) − target‖² / dims, per example

@@ -309,7 +309,7 @@ check_exercise_1(my_time_embedding)
 # | `ema_decay` | an exponential moving average of the weights, $\theta_\text{ema}\leftarrow d\,\theta_\text{ema} + (1-d)\,\theta$, used for sampling (Ho et al. use $d = 0.9999$) |
 # | `prediction` | what the network outputs: `"eps"`, `"x0"` or `"v"` (Section 6) |
 # | `checkpoint_every` | atomic, checksummed checkpoints in `out_dir` (by default every 2 minutes of training, or every N steps); an interrupted run resumes exactly where it stopped |
-# | `time_budget_s` | a training budget in seconds: the first steps are timed, the number of steps is fixed once from that, and the learning-rate schedule ends inside the budget (notebooks 04, 05) |
+# | `time_budget_s` | a training budget in seconds: the first steps are timed, the number of steps is planned from that and re-planned as the run goes, and the learning-rate schedule ends inside the budget (notebooks 04, 05) |
 # | `seed`, `time_limit_s` | the same seed gives the same weights; a hard wall-clock stop for one call |
 #
 # A loss that becomes NaN or infinite stops the run with a `FloatingPointError` that names the step. With only a

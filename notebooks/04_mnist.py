@@ -452,8 +452,8 @@ print(train_config)
 # cost grows linearly with the batch. The GPU recipe (base 32, two blocks per level, attention at
 # $7\times7$, batch 128) computes under autocast in float16 (a T4 has no fast bfloat16; 65 TFLOP/s
 # peak on its tensor cores) and trains for a **calibrated budget** of 4 minutes: the loop times its
-# first steps, then fixes once how many fit (stored in the checkpoint), so the cosine schedule ends
-# inside the budget on any GPU. How many that is on a T4 we can only estimate, assuming 16 TFLOP/s
+# first steps, plans how many fit and re-plans as it goes (the plans are stored in the checkpoint), so
+# the cosine schedule ends inside the budget on any GPU. How many that is on a T4 we can only estimate, assuming 16 TFLOP/s
 # sustained (a quarter of the peak) and at least 20 ms a step for launching the kernels of a U-Net
 # this deep:
 
@@ -503,8 +503,9 @@ print(f"T4 estimate (assumed {recipes.T4_ASSUMED_FLOPS / 1e12:.0f} TFLOP/s, ≥ 
 #   the unconditional DDPM of the paper *and* a model told which digit to draw. Section 5 samples
 #   the unconditional one; section 6 shows what the labels buy.
 # - **A calibrated budget** (`time_budget_s=600`, `steps=None`, `calibration_steps=200`): the loop times
-#   steps 50 to 200, then fixes once how many steps fit into 10 minutes (stored in the checkpoint, so a
-#   resumed run trains exactly to it) and makes that the length of the cosine schedule. A
+#   steps 50 to 200, plans how many steps fit into 10 minutes, and re-plans halfway through what is
+#   left of each plan from the step time measured since (the plans are stored in the checkpoint, so a
+#   resumed run continues them); the cosine schedule follows the plans to its end. A
 #   faster machine trains more steps and a slower laptop fewer, but on every machine the
 #   learning rate decays to 0 at the planned step, close to the budget. The committed weights were
 #   trained with the earlier setting of 20 calibration steps (the configuration printed above, in section 3, is

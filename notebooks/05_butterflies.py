@@ -454,8 +454,8 @@ print(f"twice as wide: {count_parameters(variant_models[-1]) / count_parameters(
 #   interrupt the cell (or lose the Colab session) and run it again, and training continues
 #   where it stopped;
 # - a **calibrated budget**: `time_budget_s` is 30 minutes of training on a CPU. The loop times
-#   steps 50 to 200 (`calibration_steps=200`), then fixes once how many steps fit into the budget,
-#   stores that count in the checkpoint and makes it the length of the cosine schedule — so on a
+#   steps 50 to 200 (`calibration_steps=200`), plans how many steps fit into the budget and re-plans
+#   as the run goes (stored in the checkpoint), with the cosine schedule following the plans — so on a
 #   slower laptop the run takes about the same time, trains fewer steps, and its learning rate still
 #   decays to zero. The copy you are reading loaded the committed weights (`DDPM_PRETRAINED=1`, on a
 #   slower CPU than the one that trained them); their run planned its count from a 20-step window (the
@@ -475,8 +475,8 @@ batches = random_batches(data.images, train_config.batch_size, transform=flip_an
 # 2.27 TFLOP per training step at batch 64 (the cell below counts it: forward and backward, about
 # three times the forward pass). The step runs under autocast in float16 (the T4's tensor cores;
 # bfloat16 on Ampere and newer) and the run has a **calibrated budget** of 40 minutes: the loop times its first
-# steps, fixes once how many fit (stored in the checkpoint), and the cosine schedule ends inside the
-# budget whatever the GPU. The step count on a T4 below assumes 16 TFLOP/s sustained, a quarter of
+# steps, plans how many fit and re-plans as it goes (stored in the checkpoint), and the cosine schedule
+# ends inside the budget whatever the GPU. The step count on a T4 below assumes 16 TFLOP/s sustained, a quarter of
 # the 65 TFLOP/s float16 peak:
 
 # %%

@@ -9,11 +9,13 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+from fake_clock import FakeClock
 
 from ddpm_helpers.checkpoint import load_checkpoint
 from ddpm_helpers.datasets.toy2d import sample_toy
@@ -38,8 +40,9 @@ def _setup():
 
 def _worker(out_dir: str, mode: str) -> None:
     """One rank. ``mode``: "run" (train to the end, or resume), "interrupt" (rank 0 gets SIGINT
-    while drawing the batch of step 2), "time_limit" (a time limit on rank 0 only), "budget" (a calibrated
-    budget that buys 12 steps on rank 0 and none on rank 1)."""
+    while drawing the batch of step 2), "time_limit" (a time limit on rank 0 only), "budget" (a time budget
+    under injected clocks: rank 0's runs twice as fast after 1.5 s, so it re-plans; rank 1's alone would plan
+    no step beyond the calibration)."""
     torch.set_num_threads(1)
     context, device = distributed.init("cpu")
     data, diffusion, model, config = _setup()
@@ -49,8 +52,10 @@ def _worker(out_dir: str, mode: str) -> None:
                 parameter.add_(1.0)
     if mode == "time_limit" and context.is_main:
         config.time_limit_s = 1e-9  # rank 0 runs out of time after its next step; rank 1 has no limit
+    clock = time.perf_counter
     if mode == "budget":
-        config = replace(config, steps=12, calibration_steps=4, time_budget_s=60.0 if context.is_main else 1e-3)
+        config = _budget_config(config)
+        clock = FakeClock(_rank_0_speed if context.is_main else lambda step, elapsed: 10.0, data, config.batch_size)
 
     def batches(step, generator):
         if mode == "interrupt" and context.is_main and step == 2:
@@ -58,11 +63,21 @@ def _worker(out_dir: str, mode: str) -> None:
         return data[torch.randint(len(data), (config.batch_size,), generator=generator)]
 
     try:
-        result = train(model, diffusion, batches, config, device=device, out_dir=out_dir, progress=False)
+        result = train(model, diffusion, clock.batches if mode == "budget" else batches, config, device=device,
+                       out_dir=out_dir, progress=False, clock=clock)
         print(f"rank {context.rank}: stopped at step {result.steps}, early {result.stopped_early}")
     except KeyboardInterrupt as interrupt:
         print(f"rank {context.rank}: {interrupt}")
     distributed.shutdown()
+
+
+def _budget_config(config: TrainConfig) -> TrainConfig:
+    return replace(config, steps=None, calibration_steps=4, time_budget_s=3.0)
+
+
+def _rank_0_speed(step: int, elapsed: float) -> float:
+    """Seconds per step of rank 0 in the budget test: 0.1 s, then 0.05 s from 1.5 s on."""
+    return 0.05 if elapsed >= 1.5 else 0.1
 
 
 def _free_port() -> int:
@@ -141,10 +156,16 @@ def test_distributed_matches_concatenated_single_process_and_resumes(tmp_path):
     assert resumed["losses"] == state["losses"]
 
 
-def test_distributed_budget_is_planned_by_rank_0(tmp_path):
-    out = _torchrun(tmp_path, "budget")  # rank 1 alone would plan 4 steps and leave rank 0 waiting: a hang
-    assert "rank 1: stopped at step 12" in out and "rank 0: stopped at step 12" in out
-    assert _state(tmp_path)["planned_steps"] == 12
+def test_distributed_budget_is_planned_and_re_planned_by_rank_0(tmp_path):
+    out = _torchrun(tmp_path, "budget")  # with rank 1's own plans the ranks would stop apart: a hang
+    data, diffusion, model, config = _setup()
+    alone = FakeClock(_rank_0_speed, data, BATCH)  # rank 0's clock in a single process: the plans to expect
+    expected = train(model, diffusion, alone.batches, _budget_config(config), device="cpu", progress=False,
+                     clock=alone, out_dir=tmp_path.parent / f"{tmp_path.name}-alone")
+    assert f"rank 1: stopped at step {expected.steps}" in out and f"rank 0: stopped at step {expected.steps}" in out
+    state = _state(tmp_path)
+    assert state["plan"] == load_checkpoint(tmp_path.parent / f"{tmp_path.name}-alone" / "checkpoint.pt")["plan"]
+    assert len(state["plan"]["plans"]) > 1 and state["planned_steps"] == expected.steps  # re-planned
 
 
 def test_distributed_rank_seeds_keep_rank_0_and_differ():

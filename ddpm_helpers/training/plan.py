@@ -1,61 +1,139 @@
-"""How many steps a run trains: a fixed count, or a calibrated budget fitted to the measured step time."""
+"""How many steps a run trains: a fixed count, or a time budget planned from the measured step time and re-planned
+as the run goes.
+
+With ``TrainConfig.time_budget_s`` the first plan comes from the calibration window of a call (its steps
+``calibration_steps // 4`` to ``calibration_steps``, the first quarter untimed: allocations and caches warm up).
+Each plan is then checked halfway through the steps it has left: the step time measured since the last plan
+gives a new plan, so a machine that was busy while the run started, or that becomes busy later, still ends
+the run at its budget. Re-planning stops when fewer steps are left than a calibration window times.
+
+The learning-rate schedule follows the *progress* through the plans, from 0 at the first plan to 1 at the last
+step: each plan continues from the progress it starts at, linearly in the step to 1 at its total, so the
+learning rate is continuous across re-plans and a cosine decay reaches its floor at the last step whatever
+the re-plans did. Every plan is stored in the checkpoint; a resumed run continues them, and its measuring
+window, exactly.
+"""
 
 from __future__ import annotations
 
 import math
-import time
-
-import torch
+from dataclasses import dataclass
 
 from ddpm_helpers.training.train_config import TrainConfig
 
 
-class _StepPlan:
-    """How many steps the run trains: ``config.steps``, or for a calibrated budget a count fixed once from the
-    step time measured over the first ``calibration_steps`` steps of a call (after a quarter of them as warm-up).
+@dataclass(frozen=True)
+class Plan:
+    """From ``step`` on, where the schedule's progress was ``progress``, train to ``total`` steps."""
 
-    ``total`` is the length of the LR schedule (None until a budget's count is fixed); ``end`` the step at
-    which this call stops (``total`` capped by ``config.steps``; infinite while unknown and uncapped).
+    step: int
+    progress: float
+    total: int
+
+    def progress_at(self, step: int) -> float:
+        """p = p₀ + (1 − p₀)(step − s₀)/(total − s₀): linear from this plan's start to 1 at its total."""
+        return self.progress + (1.0 - self.progress) * (step - self.step) / max(1, self.total - self.step)
+
+
+@dataclass(frozen=True)
+class Window:
+    """The measuring window: it started at ``step``, after ``seconds`` of training in total."""
+
+    step: int
+    seconds: float
+
+
+class StepPlan:
+    """The plans of a run and when to make the next one.
+
+    ``plans`` is empty until a budget's first plan is made (the learning rate is then held at ``lr`` after the
+    warmup); without a budget it holds one plan of ``config.steps`` from the warmup on. ``window`` is where the
+    current step-time measurement started (None before the calibration window opens); ``next_check`` the step
+    at which the next plan is made (None: no more re-planning).
     """
 
-    def __init__(self, config: TrainConfig, planned: int | None, first_step: int, seconds_before: float, start: float):
-        self.config, self._seconds_before, self._start = config, seconds_before, start
-        self.total = config.steps if config.time_budget_s is None else planned
-        self._timed_from = first_step + max(1, config.calibration_steps // 4)  # steps before this one warm up
-        self._timed_to = first_step + config.calibration_steps
-        self._clock = 0.0
-        if self.total is None and config.steps is not None and config.steps <= self._timed_to:
-            self.total = config.steps  # the cap ends the run before the calibration would: nothing to measure
+    def __init__(self, config: TrainConfig, plans: list[Plan], window: Window | None, next_check: int | None,
+                 first_step: int):
+        self.config, self.plans, self.window, self.next_check = config, list(plans), window, next_check
+        self.min_window = config.calibration_steps - max(1, config.calibration_steps // 4)  # steps a window times
+        self.step_seconds = math.nan  # the step time the last plan was made from
+        if config.time_budget_s is None:
+            self.plans = [Plan(config.warmup_steps, 0.0, config.steps)]
+        elif not self.plans and window is None and next_check is None:  # a fresh calibration in this call
+            self.next_check = first_step + max(1, config.calibration_steps // 4)  # the window opens here
+            if config.steps is not None and config.steps <= first_step + config.calibration_steps:
+                self.plans = [Plan(config.warmup_steps, 0.0, config.steps)]  # the cap ends the run first
+                self.next_check = None
+
+    @classmethod
+    def from_checkpoint(cls, config: TrainConfig, state: dict, first_step: int) -> StepPlan:
+        """The plans stored in a checkpoint (one of version 0.2 holds only ``planned_steps``: its one plan)."""
+        if config.time_budget_s is None:
+            return cls(config, [], None, None, first_step)
+        stored = state.get("plan")
+        if stored is None:
+            planned = state.get("planned_steps")
+            plans = [] if planned is None else [Plan(config.warmup_steps, 0.0, int(planned))]
+            return cls(config, plans, None, None, first_step)  # no plan yet: a fresh calibration
+        window = None if stored["window"] is None else Window(int(stored["window"][0]), float(stored["window"][1]))
+        plans = [Plan(int(step), float(progress), int(total)) for step, progress, total in stored["plans"]]
+        return cls(config, plans, window, stored["next_check"], first_step)
+
+    def state_dict(self) -> dict:
+        """Lists and numbers only (checkpoints load with ``weights_only=True``)."""
+        return {"plans": [[p.step, p.progress, p.total] for p in self.plans],
+                "window": None if self.window is None else [self.window.step, self.window.seconds],
+                "next_check": self.next_check}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Take over the plans of :meth:`state_dict` (rank 0's, under torchrun)."""
+        restored = StepPlan.from_checkpoint(self.config, {"plan": state}, 0)
+        self.plans, self.window, self.next_check = restored.plans, restored.window, restored.next_check
+
+    @property
+    def total(self) -> int | None:
+        """The planned number of steps (None until a budget's first plan)."""
+        return self.plans[-1].total if self.plans else None
 
     @property
     def planned(self) -> int | None:
-        """The step count a calibrated budget fixed (stored in checkpoints); None without a budget."""
+        """The step count a budget planned (stored in checkpoints and reported); None without a budget."""
         return self.total if self.config.time_budget_s is not None else None
 
     @property
     def end(self) -> float:
+        """The step at which the run stops: the plan, capped by ``config.steps`` (infinite while both are unknown)."""
         cap = math.inf if self.config.steps is None else self.config.steps
         return cap if self.total is None else min(self.total, cap)
 
-    def after_step(self, step: int, device: torch.device) -> bool:
-        """Time the calibration window (two device syncs in a whole run); True when the count was just fixed."""
-        if self.total is not None or step not in (self._timed_from, self._timed_to):
-            return False
-        _synchronize(device)
-        now = time.perf_counter()
-        if step == self._timed_from:
-            self._clock = now
-            return False
-        step_seconds = (now - self._clock) / (self._timed_to - self._timed_from)
-        seconds_left = self.config.time_budget_s - (self._seconds_before + now - self._start)
-        affordable = self._timed_to + max(0, math.floor(seconds_left / step_seconds))  # steps that fit the budget
-        self.total = int(min(affordable, self.end))
-        return True
+    def progress(self, step: int) -> float | None:
+        """Progress through the plans at ``step`` (0 → 1); None before the first plan."""
+        plan = next((p for p in reversed(self.plans) if p.step <= step), self.plans[0] if self.plans else None)
+        return None if plan is None else max(0.0, plan.progress_at(step))
 
+    def due(self, step: int) -> bool:
+        """Whether a measurement or a new plan is due after ``step`` steps."""
+        return self.next_check is not None and step >= self.next_check
 
-def _synchronize(device: torch.device) -> None:
-    """Wait for the device's queued work (so that the host clock measures it)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
+    def update(self, step: int, seconds: float) -> Plan | None:
+        """After ``step`` steps and ``seconds`` of training in total (when :meth:`due`): open the window, or plan
+        from the step time measured over it. Returns the new plan, or None."""
+        if self.window is None:  # the calibration window opens
+            self.window, self.next_check = Window(step, seconds), step + self.min_window
+            return None
+        step_seconds = (seconds - self.window.seconds) / max(1, step - self.window.step)  # recent time per step
+        affordable = step + max(0, math.floor((self.config.time_budget_s - seconds) / max(step_seconds, 1e-12)))
+        total = affordable if self.config.steps is None else min(affordable, self.config.steps)
+        start = max(step, self.config.warmup_steps)
+        plan = Plan(start, self.progress(start) if self.plans else 0.0, total)
+        self.plans.append(plan)
+        self.window, self.step_seconds = Window(step, seconds), step_seconds
+        left = total - step
+        self.next_check = step + left // 2 if left // 2 >= self.min_window else None
+        return plan
+
+    def describe(self, step: int, seconds: float) -> str:
+        """One line for the log: the plan just made and what it was measured from."""
+        verb = "plan" if len(self.plans) == 1 else "re-plan"
+        return (f"{verb} at step {step:,}: {self.total:,} steps ({1000 * self.step_seconds:.1f} ms per step measured; "
+                f"{seconds:.0f} s of the {self.config.time_budget_s:.0f} s budget used)")

@@ -20,7 +20,7 @@ call ``.item()``). The few places that must read a GPU value (logging the losses
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import torch
 
@@ -63,7 +63,9 @@ class MixedPrecision:
 
     def autocast(self):
         """``torch.autocast`` in the chosen type, or a context that changes nothing."""
-        return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None)
+        if self.dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
 
     def backward(self, loss: torch.Tensor) -> None:
         """∇(S·loss) with float16 (S: the current loss scale), else ∇loss."""

@@ -4,7 +4,7 @@ The notebooks and the command line (``python -m ddpm_helpers.train_cli``) build 
 ``TrainConfig`` objects from here, so a run from a shell trains exactly what the notebook trains.
 Each recipe is named ``<data>-<kind>``: ``quick`` (CI, seconds), ``cpu`` (the committed full-profile
 runs) and ``gpu`` (sized for a T4-class GPU). The GPU recipes use a *calibrated step budget*
-(``TrainConfig.time_budget_s``): the loop times its first steps, then fixes once how many steps fit
+(``TrainConfig.time_budget_s``): the loop times its first steps, plans (and re-plans) how many steps fit
 into the budget, so the cosine learning-rate schedule always ends inside the stated time on any GPU.
 How many steps that is on a T4 is estimated from the FLOPs of a step in notebooks 04 and 05.
 """

@@ -25,14 +25,14 @@ _RESUME_FIELDS = ("batch_size", "lr", "warmup_steps", "lr_schedule", "grad_clip"
 _CHECKPOINT_KEYS = ("model", "ema", "optimizer", "step", "losses", "seconds", "rng", "config", "betas")
 
 
-def _checkpoint_due(config: TrainConfig, step: int, seconds_since_save: float) -> bool:
+def checkpoint_due(config: TrainConfig, step: int, seconds_since_save: float) -> bool:
     """Every ``checkpoint_every`` steps when set (0: never in between), else every ``checkpoint_interval_s`` seconds."""
     if config.checkpoint_every is not None:
         return config.checkpoint_every > 0 and step % config.checkpoint_every == 0
     return seconds_since_save >= config.checkpoint_interval_s
 
 
-class _DeferredStop:
+class DeferredStop:
     """While active, a first SIGINT (Ctrl-C, "interrupt kernel") or SIGTERM (``kill``, a job scheduler) is held
     until the current step has finished, so that a consistent checkpoint can be written; a second one
     interrupts at once. On exit the previous handlers are restored; :meth:`propagate` then passes the
@@ -78,14 +78,14 @@ class _DeferredStop:
             signal.raise_signal(signal.SIGTERM)
 
 
-def _rng_states(data_gen: torch.Generator, noise_gen: torch.Generator, device: torch.device) -> dict[str, Tensor]:
+def rng_states(data_gen: torch.Generator, noise_gen: torch.Generator, device: torch.device) -> dict[str, Tensor]:
     states = {"data": data_gen.get_state(), "noise": noise_gen.get_state(), "torch": torch.get_rng_state()}
     if device.type == "cuda":
         states["cuda"] = torch.cuda.get_rng_state(device)
     return states
 
 
-def _set_rng_states(states: dict[str, Tensor], data_gen, noise_gen, device: torch.device) -> None:
+def set_rng_states(states: dict[str, Tensor], data_gen, noise_gen, device: torch.device) -> None:
     states = {name: state.cpu() for name, state in states.items()}  # generator states are CPU byte tensors
     data_gen.set_state(states["data"])
     noise_gen.set_state(states["noise"])
@@ -94,7 +94,7 @@ def _set_rng_states(states: dict[str, Tensor], data_gen, noise_gen, device: torc
         torch.cuda.set_rng_state(states["cuda"], device)
 
 
-def _checkpoint_path(out_dir) -> Path | None:
+def checkpoint_file(out_dir) -> Path | None:
     """``out_dir / checkpoint.pt`` with ``out_dir`` created and writable, stale temporary files of an interrupted
     save removed; None without ``out_dir``. ValueError naming the folder when it cannot hold checkpoints."""
     if out_dir is None:
@@ -117,7 +117,7 @@ def _checkpoint_path(out_dir) -> Path | None:
     return path
 
 
-def _load_training_state(path: Path, config: TrainConfig, diffusion: Diffusion, device: torch.device,
+def load_training_state(path: Path, config: TrainConfig, diffusion: Diffusion, device: torch.device,
                          world_size: int) -> dict:
     """The checkpoint at ``path``, checked to be a checkpoint of :func:`train` of this run and to fit ``config``."""
     state = load_checkpoint(path, map_location=device)
@@ -125,7 +125,7 @@ def _load_training_state(path: Path, config: TrainConfig, diffusion: Diffusion, 
     if missing or not isinstance(state["config"], dict) or not isinstance(state["step"], int):
         raise CheckpointError(f"{path} is not a training checkpoint of train() (missing or malformed: "
                               f"{missing or ['config', 'step']}); pass resume=False to train afresh and overwrite it")
-    _check_resumable(state, config, diffusion, path, world_size)
+    check_resumable(state, config, diffusion, path, world_size)
     if config.steps is not None and state["step"] > config.steps:
         raise ValueError(
             f"cannot resume from {path}: it holds {state['step']} trained steps, more than steps={config.steps}; "
@@ -134,7 +134,7 @@ def _load_training_state(path: Path, config: TrainConfig, diffusion: Diffusion, 
     return state
 
 
-def _check_resumable(state: dict, config: TrainConfig, diffusion: Diffusion, path: Path, world_size: int) -> None:
+def check_resumable(state: dict, config: TrainConfig, diffusion: Diffusion, path: Path, world_size: int) -> None:
     """ValueError naming what differs when a checkpoint was written by another run."""
     saved = state["config"]
     differ = [f"{k}: checkpoint {saved.get(k)!r} vs now {getattr(config, k)!r}"
@@ -149,14 +149,14 @@ def _check_resumable(state: dict, config: TrainConfig, diffusion: Diffusion, pat
                          "pass resume=False or another out_dir")
 
 
-def _main_reads_state(path: Path, config: TrainConfig, diffusion: Diffusion, device: torch.device,
+def read_state_on_main(path: Path, config: TrainConfig, diffusion: Diffusion, device: torch.device,
                       ranks: distributed.Context) -> dict:
     """The checkpoint, read and checked by rank 0 and sent to every rank (its error raised on every rank)."""
     state = None
     if ranks.is_main:
         try:
             where = "cpu" if ranks.enabled else device  # sent through the CPU group, then restored onto each device
-            state = _load_training_state(path, config, diffusion, where, ranks.world_size)
+            state = load_training_state(path, config, diffusion, where, ranks.world_size)
         except ValueError as error:  # CheckpointError included
             if not ranks.enabled:
                 raise
@@ -167,13 +167,13 @@ def _main_reads_state(path: Path, config: TrainConfig, diffusion: Diffusion, dev
     return state
 
 
-def _restore(state: dict, path: Path, model: nn.Module, ema: EMA, optimizer, generators, device) -> None:
+def restore(state: dict, path: Path, model: nn.Module, ema: EMA, optimizer, generators, device) -> None:
     """Load weights, EMA, optimizer and generator states; CheckpointError when they do not fit this model."""
     try:
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
-        _set_rng_states(state["rng"], *generators, device)
+        set_rng_states(state["rng"], *generators, device)
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as error:
         reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"cannot resume from {path}: it does not fit this model or optimizer ({reason}); "

@@ -19,13 +19,14 @@ class TrainConfig:
 
     **How long.** ``steps`` is the number of optimizer steps and the length of the LR schedule. With
     ``time_budget_s`` (a *calibrated budget*: the same wall-clock time on any machine) the run times its
-    first ``calibration_steps`` steps (the first quarter of them warm up, untimed), then fixes, once, the
-    number of steps that fits into ``time_budget_s`` seconds of training in total (resumed calls included),
-    at most ``steps`` (``steps=None``: no cap). That number is stored in the checkpoint, so a resumed run
-    trains exactly to it, it is the length of the LR schedule (a cosine decay ends inside the budget) and
-    ``TrainResult.planned_steps`` reports it. Until it is fixed the LR after the warmup is held at ``lr``, so
-    with ``warmup_steps >= calibration_steps`` the run equals a fixed-``steps`` run of the chosen length.
-    Keep fixed ``steps`` where a run must be reproducible step for step (tests, the quick profile).
+    first ``calibration_steps`` steps (the first quarter of them warm up, untimed), plans the number of steps
+    that fits into ``time_budget_s`` seconds of training in total (resumed calls included), at most ``steps``
+    (``steps=None``: no cap), and re-plans halfway through what is left of each plan from the step time
+    measured since (``training.plan``), so that a machine busy for a while neither cuts the run short nor
+    lets it overrun. The plans are stored in the checkpoint, so a resumed run continues them; the LR
+    schedule follows the progress through them and ends at its floor at the last step; the last plan is
+    ``TrainResult.planned_steps``. Until the first plan the LR after the warmup is held at ``lr``. Keep
+    fixed ``steps`` where a run must be reproducible step for step (tests, the quick profile).
     ``time_limit_s`` is a hard stop of one call after that many wall-clock seconds
     (``TrainResult.stopped_early``); it changes no schedule, and the next call trains on.
 
@@ -90,17 +91,26 @@ class TrainConfig:
 
 
 def lr_at_step(step: int, config: TrainConfig, total_steps: int | None = None) -> float:
-    """Learning rate of 0-based ``step``: linear warmup to ``lr``, then constant or cosine decay to 0.
+    """Learning rate of 0-based ``step`` for one plan of ``total_steps`` steps: linear warmup to ``lr``, then constant
+    or cosine decay to 0 (:func:`scheduled_lr` at progress p = (step − warmup)/(total − warmup)).
 
-    warmup: lr·(step+1)/warmup_steps; cosine: lr·½(1 + cos(π·p)), p = (step − warmup)/(total − warmup)
-    (Loshchilov & Hutter 2017, without restarts). ``total_steps`` is ``config.steps``, or for a calibrated
-    budget (``config.time_budget_s``) the planned steps; before they are fixed the LR after the warmup is ``lr``.
+    ``total_steps`` is ``config.steps``, or for a calibrated budget (``config.time_budget_s``) the planned steps;
+    before they are fixed the LR after the warmup is ``lr``. A budget's re-plans continue the progress instead
+    (``training.plan``).
     """
     if total_steps is None and config.time_budget_s is None:
         total_steps = config.steps
+    progress = None if total_steps is None else (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
+    return scheduled_lr(step, config, progress)
+
+
+def scheduled_lr(step: int, config: TrainConfig, progress: float | None) -> float:
+    """Learning rate of 0-based ``step`` at ``progress`` p ∈ [0, 1] through the run's plan (None: not planned yet).
+
+    warmup: lr·(step+1)/warmup_steps; cosine: lr·½(1 + cos(π·p)) (Loshchilov & Hutter 2017, without restarts).
+    """
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps  # linear warmup
-    if config.lr_schedule == "constant" or total_steps is None:
+    if config.lr_schedule == "constant" or progress is None:
         return config.lr
-    progress = (step - config.warmup_steps) / max(1, total_steps - config.warmup_steps)
     return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))  # cosine decay
