@@ -27,7 +27,6 @@ import torch
 from ddpm_helpers import checks, utils
 from ddpm_helpers.checks import check_floating, check_number, check_positive_int, check_same_shape, check_timesteps
 from ddpm_helpers.schedules import make_beta_schedule
-from ddpm_helpers.utils import moved_names, warn_deprecated
 
 PREDICTIONS = ("eps", "x0", "v")
 VARIANCES = ("beta_tilde", "beta")
@@ -48,22 +47,13 @@ def extract(table, t, x):
 
 
 class PMeanVariance(NamedTuple):
-    """Output of :meth:`Diffusion.p_mean_variance`: the reverse step p_θ(x_{t−1} | x_t) and the estimates behind it.
-
-    ``out["mean"]`` (the old dict access) still works for one version, with a DeprecationWarning.
-    """
+    """Output of :meth:`Diffusion.p_mean_variance`: the reverse step p_θ(x_{t−1} | x_t) and the estimates behind it."""
 
     mean: torch.Tensor  # μ_θ(x_t, t)
     variance: torch.Tensor  # σ_t², shape (B, 1, …, 1)
     log_variance: torch.Tensor  # log σ_t² (clipped at `t = 0` for "beta_tilde")
     x0_hat: torch.Tensor  # x̂0
     eps: torch.Tensor  # ε̂
-
-    def __getitem__(self, key):
-        if isinstance(key, str):
-            warn_deprecated(f'p_mean_variance(...)["{key}"]', f"p_mean_variance(...).{key}")
-            return getattr(self, key)
-        return tuple.__getitem__(self, key)
 
 
 def check_prediction(prediction, clip_x0):
@@ -131,18 +121,6 @@ class Diffusion:
     def __repr__(self):
         betas = f"[{self.betas[0]:.3g} … {self.betas[-1]:.3g}]"
         return f"Diffusion(T={self.T}, betas={betas}, alpha_bar_T={self.alpha_bar[-1]:.3g})"
-
-    @property
-    def posterior_mean_coef1(self):
-        """Deprecated name of :attr:`posterior_mean_coef_x0`."""
-        warn_deprecated("Diffusion.posterior_mean_coef1", "Diffusion.posterior_mean_coef_x0")
-        return self.posterior_mean_coef_x0
-
-    @property
-    def posterior_mean_coef2(self):
-        """Deprecated name of :attr:`posterior_mean_coef_xt`."""
-        warn_deprecated("Diffusion.posterior_mean_coef2", "Diffusion.posterior_mean_coef_xt")
-        return self.posterior_mean_coef_xt
 
     def table(self, name, like):
         """The table ``name`` (e.g. "alpha_bar") in ``like``'s dtype and on its device, converted once and cached."""
@@ -315,8 +293,3 @@ class Diffusion:
             log_var = self.at("log_betas", t, xt)  # log β_t
         return PMeanVariance(mean, var, log_var, x0_hat, eps)
 
-
-__getattr__ = moved_names(__name__, {
-    "noise_like": (utils.noise_like, "ddpm_helpers.utils.noise_like"),
-    "check_name": (checks.check_name, "ddpm_helpers.checks.check_name"),
-})

@@ -21,7 +21,6 @@ from ddpm_helpers import utils
 from ddpm_helpers.checks import check_floating, check_model_output, check_name, check_number, check_timesteps
 from ddpm_helpers.diffusion import PREDICTIONS, extract
 from ddpm_helpers.guidance import drop_labels
-from ddpm_helpers.utils import warn_deprecated
 
 WEIGHTINGS = ("none", "min_snr")
 _WEIGHT_TABLES = weakref.WeakKeyDictionary()  # Diffusion -> {(prediction, weighting, γ, device, dtype): w(t)}
@@ -66,16 +65,12 @@ def _weight_table(diffusion, prediction, weighting, min_snr_gamma, like):
     return tables[key]
 
 
-def snr_loss_weight(diffusion, t, prediction, weighting="none", min_snr_gamma=5.0, *, gamma=None):
+def snr_loss_weight(diffusion, t, prediction, weighting="none", min_snr_gamma=5.0):
     """Per-example loss weight w(t), shape ``(B,)``, in the default dtype on ``t``'s device.
 
     "none": w = 1. "min_snr" (Hang et al. 2023, min-SNR-γ): min(SNR, γ)/SNR for ε,
     min(SNR, γ) for x0, min(SNR, γ)/(SNR + 1) for v, with SNR(t) = ᾱ_t / (1 − ᾱ_t).
-    ``gamma`` is the deprecated name of ``min_snr_gamma``.
     """
-    if gamma is not None:
-        warn_deprecated("snr_loss_weight(gamma=...)", "snr_loss_weight(min_snr_gamma=...)")
-        min_snr_gamma = gamma
     min_snr_gamma = _check_weighting(prediction, weighting, min_snr_gamma)
     check_timesteps(t, diffusion.T)
     like = torch.empty(t.shape, device=t.device)

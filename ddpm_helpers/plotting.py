@@ -17,7 +17,6 @@ from matplotlib import animation
 from torch import Tensor
 
 from ddpm_helpers.checks import check_positive_int
-from ddpm_helpers.nn.unet_diagram import plot_unet  # noqa: F401  (moved beside the U-Net in 0.2.0; still importable here)
 
 
 def make_grid(x: Tensor, nrow: int = 8, padding: int = 2, pad_value: float = 1.0) -> Tensor:

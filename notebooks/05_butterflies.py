@@ -136,7 +136,8 @@ from ddpm_helpers.evaluation.neighbours import (
     rms_distance,
 )
 from ddpm_helpers.nn.unet import Downsample, ResBlock, SelfAttention, UNet, Upsample
-from ddpm_helpers.plotting import make_grid, plot_loss_curve, plot_unet, save_animation, show_images, show_neighbours
+from ddpm_helpers.nn.unet_diagram import plot_unet
+from ddpm_helpers.plotting import make_grid, plot_loss_curve, save_animation, show_images, show_neighbours
 from ddpm_helpers.samplers import ddim_sample, ddim_timesteps
 from ddpm_helpers.training import train
 from ddpm_helpers.training.timing import fastest_training_steps

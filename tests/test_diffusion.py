@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-import ddpm_helpers.diffusion
-from ddpm_helpers.diffusion import Diffusion, PMeanVariance, extract
+from ddpm_helpers.diffusion import Diffusion, extract
 from ddpm_helpers.utils import noise_like
 
 
@@ -122,23 +121,6 @@ def test_tables_are_cached_per_device_and_dtype(diffusion):
 def test_betas_so_small_that_alpha_bar_rounds_to_one_raise():
     with pytest.raises(ValueError, match=r"betas too small.*t=\[0, 1\]"):
         Diffusion(torch.tensor([1e-17, 1e-17, 0.1]))
-
-
-def test_deprecated_names_still_work_with_a_warning(diffusion):
-    with pytest.warns(DeprecationWarning, match="posterior_mean_coef_x0"):
-        assert diffusion.posterior_mean_coef1 is diffusion.posterior_mean_coef_x0
-    with pytest.warns(DeprecationWarning, match="posterior_mean_coef_xt"):
-        assert diffusion.posterior_mean_coef2 is diffusion.posterior_mean_coef_xt
-    x0, eps, t, xt = _sample_triplet(diffusion)
-    out = diffusion.p_mean_variance(eps, xt, t)
-    assert isinstance(out, PMeanVariance) and out[0] is out.mean and out._fields[-2:] == ("x0_hat", "eps")
-    with pytest.warns(DeprecationWarning, match=r"\.log_variance"):
-        assert out["log_variance"] is out.log_variance
-    with pytest.warns(DeprecationWarning, match="ddpm_helpers.utils.noise_like"):
-        from ddpm_helpers.diffusion import noise_like as old_noise_like
-    assert old_noise_like is noise_like
-    with pytest.raises(AttributeError, match="no_such_name"):
-        ddpm_helpers.diffusion.no_such_name
 
 
 # ------------------------------------------------------------------ forward process

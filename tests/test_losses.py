@@ -131,13 +131,6 @@ def test_bad_inputs_raise(diffusion):
         diffusion_loss(identity, diffusion, torch.randn(4))
 
 
-def test_old_gamma_keyword_still_works_with_a_warning(diffusion):
-    t = torch.tensor([0, 10, 99])
-    with pytest.warns(DeprecationWarning, match="min_snr_gamma"):
-        old = snr_loss_weight(diffusion, t, "v", "min_snr", gamma=2.0)
-    assert torch.equal(old, snr_loss_weight(diffusion, t, "v", "min_snr", min_snr_gamma=2.0))
-
-
 def test_weight_table_is_built_once(diffusion):
     from ddpm_helpers.losses import _weight_table
 

@@ -42,6 +42,12 @@ def test_cli_trains_a_recipe_and_resumes(tmp_path, monkeypatch, capsys):
     cli.main(args[:2] + ["6"] + args[3:])  # the same command with more steps resumes
     assert load_checkpoint(tmp_path / "checkpoint.pt")["losses"][:4] == first["losses"]
     assert "6 steps" in capsys.readouterr().out
+    assert load_checkpoint(tmp_path / "ema.pt")["schedule"] == "linear"
+    with pytest.raises(ValueError, match="noise schedule"):  # another schedule cannot resume this run
+        cli.main(args[:2] + ["8"] + args[3:] + ["--schedule", "cosine"])
+    cli.main(args[:2] + ["2"] + args[3:5] + ["--out-dir", str(tmp_path / "cosine"), "--no-progress",
+                                               "--schedule", "cosine"])
+    assert load_checkpoint(tmp_path / "cosine" / "ema.pt")["schedule"] == "cosine"
 
 
 def test_cli_rejects_an_image_folder_for_mnist():

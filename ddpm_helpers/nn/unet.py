@@ -31,7 +31,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ddpm_helpers import utils
 from ddpm_helpers.checks import check_number, check_positive_int
 from ddpm_helpers.guidance import NULL_LABEL
 from ddpm_helpers.nn.embeddings import sinusoidal_embedding
@@ -281,6 +280,3 @@ class UNet(nn.Module):
                              f"got {y[invalid][0].item()}")
         return torch.where(y == NULL_LABEL, self.num_classes, y).long()
 
-
-__getattr__ = utils.moved_names(__name__, {"count_parameters": (utils.count_parameters,
-                                                                 "ddpm_helpers.utils.count_parameters")})

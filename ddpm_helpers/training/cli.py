@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ddpm_helpers import config, datasets
+from ddpm_helpers import config, datasets, schedules
 from ddpm_helpers.checkpoint import save_checkpoint
 from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.nn.unet import UNet
@@ -43,6 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out-dir", type=Path, help="default: <DDPM_OUTPUT_DIR>/train/<recipe>")
     parser.add_argument("--no-resume", action="store_true", help="train afresh even if out-dir holds a checkpoint")
     parser.add_argument("--samples", type=int, default=0, help="DDIM samples (50 steps) drawn with the EMA weights")
+    parser.add_argument("--schedule", choices=schedules.SCHEDULES, default="linear",
+                        help="the noise schedule (see ddpm_helpers.schedules), T = 1000 steps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
 
     config.seed_everything(args.seed)
     model = UNet(**recipe.unet)
-    diffusion = Diffusion.from_schedule("linear", T=1000)
+    diffusion = Diffusion.from_schedule(args.schedule, T=1000)
     if ranks.is_main:
         print(f"{recipe.name}: {count_parameters(model):,} parameters, {num_images} training images, "
               f"{ranks.world_size} process(es) × batch {train_config.batch_size} on {device.type}\n{train_config}")
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
               f"{ranks.world_size * train_config.batch_size / seconds_per_step:.1f} images/s"
               f"{' (stopped early)' if result.stopped_early else ''}")
         save_checkpoint(out_dir / "ema.pt", {"model": result.ema.model.state_dict(), "unet_config": recipe.unet,
-                                             "recipe": recipe.name, "steps": result.steps, "schedule": "linear",
+                                             "recipe": recipe.name, "steps": result.steps, "schedule": args.schedule,
                                              "prediction": train_config.prediction, "T": diffusion.T})
         if args.samples > 0:
             _save_samples(result.ema.model, diffusion, recipe, train_config.prediction, args.samples, device,
