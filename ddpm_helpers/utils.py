@@ -1,10 +1,12 @@
-"""Small generic helpers shared by the modules: noise, eval mode, parameter counts, deprecations, atomic writes."""
+"""Small generic helpers shared by the modules: noise, eval mode, parameter counts, atomic writes, downloads."""
 
+import http.client
 import os
 import tempfile
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.request import urlopen
 
 import torch
 
@@ -76,3 +78,25 @@ def write_atomic(path, write):
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+class DownloadError(OSError):
+    """A file could not be fetched whole and unchanged; the message names it."""
+
+
+def download(url, timeout, check=None, attempts=2):
+    """The bytes at ``url`` by a plain GET (no credentials, no prompt, ``timeout`` seconds per request). A failed
+    connection, or data for which ``check(data)`` returns a problem (a string), is fetched again, up to
+    ``attempts`` times in all; then :class:`DownloadError` names the URL and the last problem."""
+    problem = "not tried"
+    for _ in range(attempts):
+        try:
+            with urlopen(url, timeout=timeout) as response:
+                data = response.read()
+        except (OSError, http.client.HTTPException) as error:  # URLError, HTTPError, timeouts, resets, cut bodies
+            problem = f"{type(error).__name__}: {error}"
+            continue
+        problem = check(data) if check is not None else None
+        if problem is None:
+            return data
+    raise DownloadError(f"{url}: {problem}; tried {attempts} times")

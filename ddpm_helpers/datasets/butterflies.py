@@ -28,10 +28,10 @@ import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from urllib.request import urlopen
 
 from ddpm_helpers import config
 from ddpm_helpers.datasets.images import ImageSet, _image_files, _square_on_white, load_image_folder
+from ddpm_helpers.utils import DownloadError, download
 
 HUB_BUTTERFLIES = "huggan/smithsonian_butterflies_subset"
 HUB_REVISION = "3cdedf844922ab40393d46d4c7f81c596e1c6d45"  # the hub dataset's commit "Create README.md", Apr 2022
@@ -48,10 +48,6 @@ ATTRIBUTION = (
     "Modified: background removed (by the authors of github.com/JVP15/butterfly-gan), padded to a "
     "square, resized to 128x128 px and converted to PNG. The NHM does not endorse this project."
 )
-
-
-class DownloadError(OSError):
-    """A source file could not be fetched whole and unchanged; the message names the file."""
 
 
 @dataclass(frozen=True)
@@ -89,18 +85,10 @@ def fetch_verified(entry: SourceFile, base_url: str, timeout: float = TIMEOUT_S,
     Raises :class:`DownloadError` naming the file when every attempt failed or mismatched.
     """
     url = f"{base_url.rstrip('/')}/{entry.source_file}"
-    problem = "not tried"
-    for _ in range(attempts):
-        try:
-            with urlopen(url, timeout=timeout) as response:  # a plain GET: no credentials, no prompt
-                data = response.read()
-        except OSError as error:  # URLError, HTTPError, timeouts and resets are all OSErrors
-            problem = f"{type(error).__name__}: {error}"
-            continue
-        problem = _problem(data, entry)
-        if problem is None:
-            return data
-    raise DownloadError(f"{entry.source_file} from {url}: {problem}; tried {attempts} times, file not used")
+    try:
+        return download(url, timeout, check=lambda data: _problem(data, entry), attempts=attempts)
+    except DownloadError as error:
+        raise DownloadError(f"{entry.source_file} from {error}, file not used") from None
 
 
 def process(data: bytes):

@@ -16,13 +16,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.request import urlopen
 
 import torch
 from torch import nn
 
 from ddpm_helpers import config
-from ddpm_helpers.utils import write_atomic
+from ddpm_helpers.utils import download, write_atomic
 
 SUMS_FILE = "SHA256SUMS"
 SUFFIX = ".safetensors"
@@ -138,8 +137,7 @@ def weights_base_url() -> str:
 
 
 def _download(url: str, target: Path, timeout: float) -> None:
-    with urlopen(url, timeout=timeout) as response:  # a plain GET: no credentials, no prompt
-        data = response.read()
+    data = download(url, timeout)  # a failed connection is tried once more
     write_atomic(target, lambda tmp: tmp.write_bytes(data))
 
 
