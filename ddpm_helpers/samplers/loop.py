@@ -79,14 +79,20 @@ def check_step(diffusion, model_output, xt, t, t_next):
 
 def check_step_sequence(timesteps, T):
     """A sampler's 0-based timesteps as a list of ints: non-empty, strictly descending, in [0, T)."""
-    if isinstance(timesteps, (str, bytes)) or not all(
-            not isinstance(a, bool) and isinstance(a, numbers.Integral) for a in timesteps) or len(timesteps) == 0:
+    bad = isinstance(timesteps, (str, bytes))
+    steps = []
+    for a in () if bad else timesteps:
+        if type(a) is not int and (isinstance(a, bool) or not isinstance(a, numbers.Integral)):  # bools refused
+            bad = True
+            break
+        steps.append(int(a))
+    if bad or not steps:
         raise ValueError(f"timesteps must be a non-empty sequence of ints, got {timesteps!r}")
-    steps = [int(t) for t in timesteps]
-    if any(not 0 <= t < T for t in steps):
+    if not 0 <= min(steps) <= max(steps) < T:
         raise ValueError(f"timesteps {steps} out of range [0, {T})")
-    if any(a <= b for a, b in zip(steps, steps[1:])):
-        raise ValueError(f"timesteps must be strictly descending, got {steps}")
+    for a, b in zip(steps, steps[1:]):
+        if a <= b:
+            raise ValueError(f"timesteps must be strictly descending, got {steps}")
     return steps
 
 
