@@ -16,6 +16,7 @@ from ddpm_helpers.samplers import (
     ddim_timesteps,
     ddpm_sample,
     ddpm_step,
+    sample_loop,
 )
 
 
@@ -262,3 +263,25 @@ def test_sampler_bad_inputs_with_clear_errors(diffusion):
     with pytest.raises(ValueError, match="the model must return a tensor"):
         ddim_sample(lambda x, t: x.numpy(), diffusion, (2, 3))
 
+
+
+def test_sample_loop_over_a_wrapped_public_step(diffusion):
+    """sample_loop is public and keyword-only after its four leading arguments; over a public step it is the sampler."""
+    net = TanhNet()
+    x_T = torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    steps = ddim_timesteps(diffusion.T, 6)
+    g = torch.Generator().manual_seed(1)
+
+    def step(d, output, x, t, t_next, tt):
+        return ddim_step(d, output, x, t, t_next, eta=0.5, clip_x0=1.0, generator=g)
+
+    looped = sample_loop(net, diffusion, step, steps, x_T=x_T, record=[steps[1]])
+    expected = ddim_sample(net, diffusion, None, num_steps=6, eta=0.5, clip_x0=1.0, x_T=x_T, record=[steps[1]],
+                           generator=torch.Generator().manual_seed(1))
+    assert torch.equal(looped.x, expected.x) and torch.equal(looped.xs, expected.xs)
+    with pytest.raises(TypeError):
+        sample_loop(net, diffusion, step, steps, (4, 3))  # shape is keyword-only
+    with pytest.raises(ValueError, match="step must be a callable step body, got 'ddim'"):
+        sample_loop(net, diffusion, "ddim", steps, shape=(4, 3))
+    with pytest.raises(ValueError, match=r"timesteps must be strictly descending, got \[3, 3\]"):
+        sample_loop(net, diffusion, step, [3, 3], shape=(4, 3))

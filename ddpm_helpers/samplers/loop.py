@@ -160,11 +160,14 @@ def sample_loop(model, diffusion, step, timesteps, *, shape=None, x_T=None, gene
     It is not validated per step: to loop over a public step, wrap it
     (``lambda d, out, x, t, t_next, tt: ddim_step(d, out, x, t, t_next, eta=0.5)``).
     ``x_T``: the start; when None, x_T ~ N(0, I) of ``shape`` is drawn with ``generator`` (``shape``, if given
-    with ``x_T``, must match it). ``generator`` is also what the step bodies draw their noise from (the samplers
-    bind the same one). ``device``: where to sample (default: x_T's, else the model's, else the CPU).
+    with ``x_T``, must match it). The loop itself draws only x_T; a step that draws noise holds its own
+    generator (the samplers bind the same one to their step). ``device``: where to sample (default: x_T's, else
+    the model's, else the CPU).
     ``record``: see the module docstring; ``progress``: a tqdm bar titled ``desc``.
     Returns a :class:`SampleResult`.
     """
+    if not callable(step):
+        raise ValueError(f"step must be a callable step body, got {step!r}")
     steps = check_step_sequence(timesteps, diffusion.T)
     device = _resolve_device(model, x_T, device)
     record = _record_set(record, diffusion.T)
