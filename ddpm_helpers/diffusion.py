@@ -255,19 +255,28 @@ class Diffusion:
         self._check(t, xt=xt, model_output=model_output)
 
     def _predictions(self, model_output, xt, t, prediction, clip_x0):
-        if prediction == "eps":
+        x0_hat = self._x0_hat(model_output, xt, t, prediction, clip_x0)
+        if clip_x0 is not None:
+            eps = self._eps_from_x0(xt, t, x0_hat)  # ε̂ consistent with the clamped x̂0
+        elif prediction == "eps":
             eps = model_output
-            x0_hat = self._x0_from_eps(xt, t, eps)
         elif prediction == "x0":
-            x0_hat = model_output
             eps = self._eps_from_x0(xt, t, x0_hat)
         else:
-            x0_hat = self._x0_from_v(xt, t, model_output)
             eps = self._eps_from_v(xt, t, model_output)
+        return eps, x0_hat
+
+    def _x0_hat(self, model_output, xt, t, prediction, clip_x0):
+        """x̂0 alone (what :meth:`model_predictions` returns second), for the steps that need no ε̂."""
+        if prediction == "eps":
+            x0_hat = self._x0_from_eps(xt, t, model_output)
+        elif prediction == "x0":
+            x0_hat = model_output
+        else:
+            x0_hat = self._x0_from_v(xt, t, model_output)
         if clip_x0 is not None:
             x0_hat = x0_hat.clamp(-clip_x0, clip_x0)  # x̂0 ∈ [−c, c]
-            eps = self._eps_from_x0(xt, t, x0_hat)
-        return eps, x0_hat
+        return x0_hat
 
     def p_mean_variance(self, model_output, xt, t, prediction="eps", variance="beta_tilde", clip_x0=None):
         """Mean and variance of the reverse step p_θ(x_{t−1} | x_t) (Ho et al. 2020, Eqs. 7 and 11).

@@ -3,7 +3,6 @@
 import http.client
 import os
 import tempfile
-import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.request import urlopen
@@ -39,28 +38,6 @@ def eval_no_grad(model):
 def count_parameters(model):
     """Number of trainable parameters of ``model``."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def warn_deprecated(old, new):
-    """Emit a DeprecationWarning saying that ``old`` is now ``new`` (the old name goes in the next version)."""
-    warnings.warn(f"{old} is deprecated and will be removed in the next version; use {new}",
-                  DeprecationWarning, stacklevel=3)
-
-
-def moved_names(module, names):
-    """A module ``__getattr__`` (PEP 562) serving names that moved elsewhere, with a DeprecationWarning.
-
-    ``names`` maps each old name to ``(object, "new.location")``.
-    """
-
-    def __getattr__(name):
-        if name in names:
-            value, location = names[name]
-            warn_deprecated(f"{module}.{name}", location)
-            return value
-        raise AttributeError(f"module {module!r} has no attribute {name!r}")
-
-    return __getattr__
 
 
 def write_atomic(path, write):

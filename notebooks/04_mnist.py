@@ -613,11 +613,11 @@ plot_loss_curve(result.losses, window=config.pick(quick=5, full=50), title="min-
 # Eq. 10 is
 # $$x_s = \sqrt{\bar\alpha_s}\,\hat x_0 + \sqrt{1-\bar\alpha_s-\sigma_t^2}\;\hat\epsilon + \sigma_t z,
 #   \qquad z \sim \mathcal N(0, I) \qquad \text{(Eq. 12)}.$$
-# This is, term by term, what `ddim_step(diffusion, model_output, x_t, t, t_prev, eta=η)` computes, where the
-# 0-based `t` and `t_prev` are the paper's $t - 1$ and $s - 1$: $\bar\alpha_t$ = `alpha_bar[t]` and
-# $\bar\alpha_s$ = `alpha_bar[t_prev]` with the code's indices. With
+# This is, term by term, what `ddim_step(diffusion, model_output, x_t, t, t_next, eta=η)` computes, where the
+# 0-based `t` and `t_next` are the paper's $t - 1$ and $s - 1$: $\bar\alpha_t$ = `alpha_bar[t]` and
+# $\bar\alpha_s$ = `alpha_bar[t_next]` with the code's indices. With
 # `clip_x0` the guess $\hat x_0$ is clamped first and $\hat\epsilon$ recomputed from it, so the pair stays consistent
-# with $x_t$. The last jump, `t_prev=None`, goes to the paper's $x_0$: $\bar\alpha_0 = 1$, so $\sigma = 0$ and
+# with $x_t$. The last jump, `t_next=None`, goes to the paper's $x_0$: $\bar\alpha_0 = 1$, so $\sigma = 0$ and
 # $x_0 = \hat x_0$.
 #
 # *Choosing $\sigma$* (Eq. 16):
@@ -693,13 +693,14 @@ for eta in (0.0, 0.5, 1.0):
 x0_known = 2 * torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(1), dtype=torch.float64) - 1  # x̂_0
 x_t_known = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(2), dtype=torch.float64)  # an x_t
 tables_gap, ddpm_gap = 0.0, 0.0
-for t in range(diffusion.T):  # code t = 0 … T−1 with t_prev = t − 1 (None at t = 0: the jump to x_0)
-    x_ddim, _ = ddim_step(diffusion, x0_known, x_t_known, t, t - 1 if t else None, eta=1.0, prediction="x0",
+for t in range(diffusion.T):  # code t = 0 … T−1 with t_next = t − 1 (None at t = 0: the jump to x_0)
+    t_next = t - 1 if t else None
+    x_ddim, _ = ddim_step(diffusion, x0_known, x_t_known, t, t_next, eta=1.0, prediction="x0",
                           generator=torch.Generator().manual_seed(t))
     z = torch.randn(x_t_known.shape, generator=torch.Generator().manual_seed(t), dtype=torch.float64)  # the step's z
     posterior_mean = diffusion.posterior_mean_coef_x0[t] * x0_known + diffusion.posterior_mean_coef_xt[t] * x_t_known
     posterior_draw = posterior_mean + diffusion.posterior_variance[t].sqrt() * z  # μ̃_t + √β̃_t z (β̃ = 0 at t = 0)
-    x_ddpm, _ = ddpm_step(diffusion, x0_known, x_t_known, t, prediction="x0",
+    x_ddpm, _ = ddpm_step(diffusion, x0_known, x_t_known, t, t_next, prediction="x0",
                           generator=torch.Generator().manual_seed(t))
     tables_gap = max(tables_gap, (x_ddim - posterior_draw).abs().max().item())
     ddpm_gap = max(ddpm_gap, (x_ddim - x_ddpm).abs().max().item())
@@ -750,16 +751,18 @@ print(f"η = 1, s = t − 1, all {diffusion.T} steps (float64, round-off below 1
 # **A sampler is a loop over one step.** `ddim_sample` is nothing but `ddim_step` (Eq. 12 with
 # $\sigma_t$ of Eq. 16) called on a descending list of timesteps; `ddpm_step` and
 # `dpm_solver_step` play the same part for the other two samplers (diffusers calls this
-# `scheduler.step`). Written out by hand, the loop gives the helper's samples bit for bit:
+# `scheduler.step`). The three share one signature, `step(diffusion, model_output, x_t, t, t_next, ...)`, with
+# `t_next` the step it goes to (`None`: clean data), and one loop, `samplers.sample_loop`.
+# Written out by hand, the loop gives the helper's samples bit for bit:
 
 # %%
 x = x_T_loop = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(6)).to(device)
 loop_steps = ddim_timesteps(diffusion.T, 10)  # 0-based, descending: T−1, …, 0
 with torch.no_grad():
     for i, t in enumerate(loop_steps):
-        t_prev = loop_steps[i + 1] if i + 1 < len(loop_steps) else None  # None: the jump to clean data
+        t_next = loop_steps[i + 1] if i + 1 < len(loop_steps) else None  # None: the jump to clean data
         output = ema_model(x, torch.full((len(x),), t, device=device))  # the network's v at (x_t, t)
-        x, x0_hat = ddim_step(diffusion, output, x, t, t_prev, prediction=train_config.prediction, clip_x0=1.0)
+        x, x0_hat = ddim_step(diffusion, output, x, t, t_next, prediction=train_config.prediction, clip_x0=1.0)
 by_helper = ddim_sample(ema_model, diffusion, None, num_steps=10, prediction=train_config.prediction, clip_x0=1.0,
                         x_T=x_T_loop).x
 print("hand-written loop of ddim_step == ddim_sample:", torch.equal(x, by_helper))

@@ -10,8 +10,14 @@ from tanh_net import TanhNet
 
 from ddpm_helpers.analytic import GaussianMixture, optimal_eps
 from ddpm_helpers.diffusion import Diffusion
-from ddpm_helpers.samplers import ddim_sample, ddim_timesteps
-from ddpm_helpers.samplers.dpm_solver import dpm_solver_sample, dpm_solver_step
+from ddpm_helpers.samplers import (
+    PreviousStep,
+    StepResult,
+    ddim_sample,
+    ddim_timesteps,
+    dpm_solver_sample,
+    dpm_solver_step,
+)
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +42,28 @@ def test_first_order_step_is_a_ddim_eta_0_step(diffusion):
     x = torch.randn(8, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     t, s = 37, 12
     tt = torch.full((8,), t)
-    _, x0_hat = diffusion.model_predictions(net(x, tt), x, tt)
+    output = net(x, tt)
+    _, x0_hat = diffusion.model_predictions(output, x, tt)
     ddim = ddim_sample(net, diffusion, None, timesteps=[t, s], x_T=x, record=[s])
-    torch.testing.assert_close(dpm_solver_step(diffusion, x, x0_hat, t, s), ddim.xs[-1], rtol=1e-12, atol=1e-12)
-    assert torch.equal(dpm_solver_step(diffusion, x, x0_hat, t, None), x0_hat)  # the clean end: x_0 = x̂0
+    step = dpm_solver_step(diffusion, output, x, t, s)
+    assert isinstance(step, StepResult) and torch.equal(step.x0_hat, x0_hat)
+    torch.testing.assert_close(step.x_prev, ddim.xs[-1], rtol=1e-12, atol=1e-12)
+    assert torch.equal(dpm_solver_step(diffusion, output, x, t, None).x_prev, x0_hat)  # the clean end: x_0 = x̂0
+
+
+def test_second_order_step_by_hand(diffusion):
+    """With ``previous = (t_prev, x̂0_prev)``: D = (1 + 1/(2r)) x̂0_t − 1/(2r) x̂0_prev, r = h_prev/h (Algorithm 2)."""
+    x, output, x0_prev = torch.randn(3, 4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    t_prev, t, s = 45, 30, 12
+    lam = 0.5 * diffusion.log_snr  # λ = ½ log SNR
+    h, h_prev = (lam[s] - lam[t]).item(), (lam[t] - lam[t_prev]).item()
+    x0_hat = diffusion.predict_x0_from_eps(x, torch.full((4,), t), output)
+    D = (1 + h / (2 * h_prev)) * x0_hat - h / (2 * h_prev) * x0_prev
+    sigma_s, sigma_t = diffusion.sqrt_one_minus_alpha_bar[s].item(), diffusion.sqrt_one_minus_alpha_bar[t].item()
+    hand = sigma_s / sigma_t * x - diffusion.sqrt_alpha_bar[s].item() * math.expm1(-h) * D
+    got = dpm_solver_step(diffusion, output, x, t, s, previous=PreviousStep(t_prev, x0_prev))
+    torch.testing.assert_close(got.x_prev, hand, rtol=1e-12, atol=1e-12)
+    assert torch.equal(got.x_prev, dpm_solver_step(diffusion, output, x, t, s, previous=(t_prev, x0_prev)).x_prev)
 
 
 @pytest.mark.parametrize("num_steps", [1, 2, 3])
@@ -124,18 +148,22 @@ def test_bad_inputs_raise(diffusion):
         dpm_solver_sample(net, diffusion, (2, 4), x_T=torch.zeros(2, 3))
     with pytest.raises(ValueError, match="clip_x0=0"):
         dpm_solver_sample(net, diffusion, (2, 3), clip_x0=0)
-    with pytest.raises(ValueError, match="s=20"):
-        dpm_solver_step(diffusion, x, x0, 10, 20)
+    with pytest.raises(ValueError, match="t_next=20"):
+        dpm_solver_step(diffusion, x, x, 10, 20)
     with pytest.raises(ValueError, match="t=50"):
-        dpm_solver_step(diffusion, x, x0, 50, 10)
-    with pytest.raises(ValueError, match="s=-1"):
-        dpm_solver_step(diffusion, x, x0, 10, -1)
+        dpm_solver_step(diffusion, x, x, 50, 10)
+    with pytest.raises(ValueError, match="t_next=-1"):
+        dpm_solver_step(diffusion, x, x, 10, -1)
     with pytest.raises(ValueError, match="t_prev=5"):
-        dpm_solver_step(diffusion, x, x0, 10, 0, x0_hat_prev=x0, t_prev=5)
-    with pytest.raises(ValueError, match="t_prev=None"):
-        dpm_solver_step(diffusion, x, x0, 10, 0, x0_hat_prev=x0)
-    with pytest.raises(ValueError, match="s=None"):
-        dpm_solver_step(diffusion, x, x0, 10, None, x0_hat_prev=x0, t_prev=20)
+        dpm_solver_step(diffusion, x, x, 10, 0, previous=(5, x0))
+    with pytest.raises(ValueError, match="previous must be a pair"):
+        dpm_solver_step(diffusion, x, x, 10, 0, previous=20)
+    with pytest.raises(ValueError, match=r"shape mismatch.*\(2, 4\)"):
+        dpm_solver_step(diffusion, x, x, 10, 0, previous=(20, torch.zeros(2, 4)))
+    with pytest.raises(ValueError, match="t_next=None"):
+        dpm_solver_step(diffusion, x, x, 10, None, previous=(20, x0))
+    with pytest.raises(ValueError, match="'score'"):
+        dpm_solver_step(diffusion, x, x, 10, 5, prediction="score")
 
 
 # ------------------------------------------------------------------ the probability-flow ODE of Gaussian data

@@ -16,6 +16,7 @@ from ddpm_helpers.samplers import (
     ddim_timesteps,
     ddpm_sample,
     ddpm_step,
+    sample_loop,
 )
 
 
@@ -191,7 +192,8 @@ def test_ddpm_step_is_one_iteration_of_ddpm_sample(diffusion):
     g, x = torch.Generator().manual_seed(1), x_T
     with torch.no_grad():
         for t in range(diffusion.T - 1, -1, -1):
-            out = ddpm_step(diffusion, net(x, torch.full((5,), t)), x, t, clip_x0=1.0, generator=g)
+            out = ddpm_step(diffusion, net(x, torch.full((5,), t)), x, t, t - 1 if t else None, clip_x0=1.0,
+                            generator=g)
             assert isinstance(out, StepResult)
             x = out.x_prev
     assert torch.equal(x, expected)
@@ -204,12 +206,13 @@ def test_ddpm_step_matches_algorithm_2(diffusion):
         b, ab = diffusion.betas[t].item(), diffusion.alpha_bar[t].item()
         z = torch.randn(4, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64) if t > 0 else 0.0
         hand = (xt - b / math.sqrt(1 - ab) * eps) / math.sqrt(1 - b) + math.sqrt(b) * z
-        got = ddpm_step(diffusion, eps, xt, t, variance="beta", generator=torch.Generator().manual_seed(3))
+        got = ddpm_step(diffusion, eps, xt, t, t - 1 if t else None, variance="beta",
+                        generator=torch.Generator().manual_seed(3))
         torch.testing.assert_close(got.x_prev, hand)
 
 
 def test_ddim_step_deterministic_and_last_step(diffusion):
-    """η = 0: x_s = √ᾱ_s x̂0 + √(1 − ᾱ_s) ε̂ (Song et al. 2021, Eq. 12); t_prev=None returns x̂0."""
+    """η = 0: x_s = √ᾱ_s x̂0 + √(1 − ᾱ_s) ε̂ (Song et al. 2021, Eq. 12); t_next=None returns x̂0."""
     xt, eps = torch.randn(2, 4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
     t, s = 40, 25
     ab_t, ab_s = diffusion.alpha_bar[t].item(), diffusion.alpha_bar[s].item()
@@ -226,16 +229,23 @@ def test_step_bad_inputs_raise(diffusion):
     for bad, match in ((50, "t must be an integer in"), (-1, "t must be"), (3.0, "t must be an integer"),
                        (True, "t must be an integer")):
         with pytest.raises(ValueError, match=match):
-            ddpm_step(diffusion, xt, xt, bad)
+            ddpm_step(diffusion, xt, xt, bad, None)
         with pytest.raises(ValueError, match=match):
             ddim_step(diffusion, xt, xt, bad, None)
-    for t_prev in (10, 11, -1, 2.5):
-        with pytest.raises(ValueError, match=f"t_prev={t_prev!r}"):
-            ddim_step(diffusion, xt, xt, 10, t_prev)
+    for t_next in (10, 11, -1, 2.5):
+        with pytest.raises(ValueError, match=f"t_next={t_next!r}"):
+            ddim_step(diffusion, xt, xt, 10, t_next)
+    for t, t_next in ((10, 8), (10, None), (0, 0), (10, 9.0), (10, True)):
+        with pytest.raises(ValueError, match=f"t_next={t_next!r}"):
+            ddpm_step(diffusion, xt, xt, t, t_next)
     with pytest.raises(ValueError, match="model_output must be a floating-point tensor"):
-        ddpm_step(diffusion, torch.zeros(2, 3, dtype=torch.long), xt, 5)
+        ddpm_step(diffusion, torch.zeros(2, 3, dtype=torch.long), xt, 5, 4)
+    with pytest.raises(ValueError, match=r"shape mismatch.*\(2, 4\)"):
+        ddim_step(diffusion, torch.zeros(2, 4), xt, 5, 4)
     with pytest.raises(ValueError, match="eta=inf"):
         ddim_step(diffusion, xt, xt, 10, 5, eta=float("inf"))
+    with pytest.raises(ValueError, match="'huge'"):
+        ddpm_step(diffusion, xt, xt, 5, 4, variance="huge")
 
 
 def test_sampler_bad_inputs_with_clear_errors(diffusion):
@@ -254,9 +264,24 @@ def test_sampler_bad_inputs_with_clear_errors(diffusion):
         ddim_sample(lambda x, t: x.numpy(), diffusion, (2, 3))
 
 
-def test_eval_no_grad_moved_to_utils():
-    import ddpm_helpers.samplers as samplers
-    from ddpm_helpers.utils import eval_no_grad
 
-    with pytest.warns(DeprecationWarning, match="ddpm_helpers.utils.eval_no_grad"):
-        assert samplers.eval_no_grad is eval_no_grad
+def test_sample_loop_over_a_wrapped_public_step(diffusion):
+    """sample_loop is public and keyword-only after its four leading arguments; over a public step it is the sampler."""
+    net = TanhNet()
+    x_T = torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    steps = ddim_timesteps(diffusion.T, 6)
+    g = torch.Generator().manual_seed(1)
+
+    def step(d, output, x, t, t_next, tt):
+        return ddim_step(d, output, x, t, t_next, eta=0.5, clip_x0=1.0, generator=g)
+
+    looped = sample_loop(net, diffusion, step, steps, x_T=x_T, record=[steps[1]])
+    expected = ddim_sample(net, diffusion, None, num_steps=6, eta=0.5, clip_x0=1.0, x_T=x_T, record=[steps[1]],
+                           generator=torch.Generator().manual_seed(1))
+    assert torch.equal(looped.x, expected.x) and torch.equal(looped.xs, expected.xs)
+    with pytest.raises(TypeError):
+        sample_loop(net, diffusion, step, steps, (4, 3))  # shape is keyword-only
+    with pytest.raises(ValueError, match="step must be a callable step body, got 'ddim'"):
+        sample_loop(net, diffusion, "ddim", steps, shape=(4, 3))
+    with pytest.raises(ValueError, match=r"timesteps must be strictly descending, got \[3, 3\]"):
+        sample_loop(net, diffusion, step, [3, 3], shape=(4, 3))

@@ -13,18 +13,28 @@ h_prev = λ_t − λ_prev and r = h_prev/h):
 
     D = (1 + 1/(2r)) x̂0_t − 1/(2r) x̂0_prev,   x_s = (σ_s/σ_t) x_t − α_s (e^{−h} − 1) D.
 
-Timesteps are 0-based (code ``t`` is the paper's t + 1); ``s=None`` is the clean end point
+Timesteps are 0-based (code ``t`` is the paper's t + 1); ``t_next=None`` is the clean end point
 (ᾱ = 1, σ = 0, λ = ∞), where the exact solution is x̂0 at zero noise and the first-order step gives
 x_0 = x̂0_t, as DDIM's last step does; the linear extrapolation has no limit there (r → 0), so the
 jump to the clean end is always first order.
 """
 
 import math
+from typing import NamedTuple
 
-from ddpm_helpers.checks import check_int
+import torch
+
+from ddpm_helpers.checks import check_floating, check_int, check_same_shape
 from ddpm_helpers.diffusion import check_prediction
 from ddpm_helpers.samplers.ddim import ddim_timesteps
-from ddpm_helpers.samplers.loop import StepResult, _sample, _timestep_tensor
+from ddpm_helpers.samplers.loop import StepResult, check_step, sample_loop
+
+
+class PreviousStep(NamedTuple):
+    """The multistep memory of :func:`dpm_solver_step`: the step before's 0-based ``t`` and its x̂0."""
+
+    t: int  # t_prev > t: where the previous network call was
+    x0_hat: torch.Tensor  # x̂0_prev, the data prediction there
 
 
 def _lambda(diffusion, t):
@@ -32,33 +42,52 @@ def _lambda(diffusion, t):
     return 0.5 * float(diffusion.log_snr[t])  # λ_t = ½ log(ᾱ_t / (1 − ᾱ_t))
 
 
-def dpm_solver_step(diffusion, x, x0_hat, t, s, x0_hat_prev=None, t_prev=None):
-    """One DPM-Solver++ step from the 0-based timestep ``t`` to ``s`` < ``t`` (Lu et al. 2022, Algorithm 2).
+def dpm_solver_step(diffusion, model_output, xt, t, t_next, *, previous=None, prediction="eps", clip_x0=None,
+                    generator=None):
+    """One DPM-Solver++ step from the 0-based timestep ``t`` to ``t_next = s < t`` (Lu et al. 2022, Algorithm 2).
 
-    ``x`` is x_t and ``x0_hat`` the data prediction x̂0 at ``t``. Without ``x0_hat_prev`` the step
-    is first order (DDIM, η = 0): x_s = (σ_s/σ_t) x_t − α_s (e^{−h} − 1) x̂0_t with h = λ_s − λ_t.
-    With the previous step's prediction ``x0_hat_prev`` at ``t_prev`` > ``t`` it is second order:
+    ``xt`` is x_t and ``model_output`` the network's output there, from which the data prediction x̂0 is
+    computed (clipped to [−clip_x0, clip_x0] when ``clip_x0`` is given). Without ``previous`` the step is first
+    order (DDIM, η = 0): x_s = (σ_s/σ_t) x_t − α_s (e^{−h} − 1) x̂0_t with h = λ_s − λ_t.
+    ``previous``: the multistep memory, a :class:`PreviousStep` ``(t_prev, x0_hat_prev)`` (any pair) holding
+    the previous step's timestep ``t_prev > t`` and its x̂0; with it the step is second order:
     r = h_prev/h, D = (1 + 1/(2r)) x̂0_t − 1/(2r) x̂0_prev, x_s = (σ_s/σ_t) x_t − α_s (e^{−h} − 1) D.
-    ``s=None`` is the clean end point (σ_s = 0), reached by the first-order step only: x_0 = x̂0_t.
+    ``t_next=None`` is the clean end point (σ_s = 0), reached by the first-order step only: x_0 = x̂0_t.
+    ``generator`` is unused (the step is deterministic); it is there so that every step has one signature.
+    Returns :class:`StepResult` ``(x_prev, x0_hat)``; pass ``PreviousStep(t, result.x0_hat)`` to the next step.
     """
-    t = check_int(t, "t", low=0, high=diffusion.T - 1)
-    if (x0_hat_prev is None) != (t_prev is None):
-        raise ValueError(f"give both x0_hat_prev and t_prev or neither, got t_prev={t_prev!r}")
-    if s is None:
-        if x0_hat_prev is not None:
-            raise ValueError("the step to the clean end point (s=None) is first order: do not pass x0_hat_prev")
-        return x0_hat  # σ_s = 0, α_s = 1, e^{−h} = 0: x_0 = x̂0_t
-    s = check_int(s, "s", low=0, high=t - 1)  # s < t
-    lam_t, lam_s = _lambda(diffusion, t), _lambda(diffusion, s)  # λ_t, λ_s
+    t, t_next, tt = check_step(diffusion, model_output, xt, t, t_next)
+    check_prediction(prediction, clip_x0)
+    if previous is not None:
+        if t_next is None:
+            raise ValueError("the step to the clean end point (t_next=None) is first order: do not pass previous")
+        try:
+            t_prev, x0_hat_prev = previous
+        except (TypeError, ValueError):
+            raise ValueError(f"previous must be a pair (t_prev, x0_hat_prev), got {previous!r}") from None
+        t_prev = check_int(t_prev, "t_prev", low=t + 1, high=diffusion.T - 1)  # t_prev > t
+        check_floating(x0_hat_prev, "x0_hat_prev")
+        check_same_shape(xt=xt, x0_hat_prev=x0_hat_prev)
+        previous = PreviousStep(t_prev, x0_hat_prev)
+    return _dpm_solver_step(diffusion, model_output, xt, t, t_next, tt, previous=previous, prediction=prediction,
+                            clip_x0=clip_x0)
+
+
+def _dpm_solver_step(diffusion, model_output, xt, t, t_next, tt, *, previous, prediction, clip_x0):
+    """The body of :func:`dpm_solver_step` (no checks): ``tt`` is ``t`` as the LongTensor ``(B,)`` the model saw."""
+    x0_hat = diffusion._x0_hat(model_output, xt, tt, prediction, clip_x0)  # x̂0_t
+    if t_next is None:
+        return StepResult(x0_hat, x0_hat)  # σ_s = 0, α_s = 1, e^{−h} = 0: x_0 = x̂0_t
+    lam_t, lam_s = _lambda(diffusion, t), _lambda(diffusion, t_next)  # λ_t, λ_s
     h = lam_s - lam_t  # h = λ_s − λ_t > 0
-    sigma_ratio = float(diffusion.sqrt_one_minus_alpha_bar[s] / diffusion.sqrt_one_minus_alpha_bar[t])  # σ_s/σ_t
-    coef = -float(diffusion.sqrt_alpha_bar[s]) * math.expm1(-h)  # −α_s (e^{−h} − 1)
-    if x0_hat_prev is None:
-        return sigma_ratio * x + coef * x0_hat  # x_s = (σ_s/σ_t) x_t − α_s (e^{−h} − 1) x̂0_t
-    t_prev = check_int(t_prev, "t_prev", low=t + 1, high=diffusion.T - 1)  # t_prev > t
+    sigma_ratio = float(diffusion.sqrt_one_minus_alpha_bar[t_next] / diffusion.sqrt_one_minus_alpha_bar[t])  # σ_s/σ_t
+    coef = -float(diffusion.sqrt_alpha_bar[t_next]) * math.expm1(-h)  # −α_s (e^{−h} − 1)
+    if previous is None:
+        return StepResult(sigma_ratio * xt + coef * x0_hat, x0_hat)  # x_s = (σ_s/σ_t) x_t − α_s (e^{−h} − 1) x̂0_t
+    t_prev, x0_hat_prev = previous
     r = (lam_t - _lambda(diffusion, t_prev)) / h  # r = h_prev/h, h_prev = λ_t − λ_prev
     D = (1 + 1 / (2 * r)) * x0_hat - (1 / (2 * r)) * x0_hat_prev  # D = (1 + 1/(2r)) x̂0_t − 1/(2r) x̂0_prev
-    return sigma_ratio * x + coef * D  # x_s = (σ_s/σ_t) x_t − α_s (e^{−h} − 1) D
+    return StepResult(sigma_ratio * xt + coef * D, x0_hat)  # x_s = (σ_s/σ_t) x_t − α_s (e^{−h} − 1) D
 
 
 def dpm_solver_sample(model, diffusion, shape, *, num_steps=20, prediction="eps", clip_x0=None, generator=None,
@@ -76,19 +105,14 @@ def dpm_solver_sample(model, diffusion, shape, *, num_steps=20, prediction="eps"
     """
     check_prediction(prediction, clip_x0)
     steps = ddim_timesteps(diffusion.T, num_steps)
-    previous = {}  # {"x0_hat_prev": x̂0, "t_prev": t} of the step before
+    memory = [None]  # the PreviousStep of the step before (none before the first)
 
-    def step(output, x, i):
-        t = steps[i]
-        _, x0_hat = diffusion.model_predictions(output, x, _timestep_tensor(t, x), prediction, clip_x0)
-        if i + 1 == len(steps):
-            x_prev = dpm_solver_step(diffusion, x, x0_hat, t, None)  # last jump: x_0 = x̂0
-        elif i + 2 == len(steps):
-            x_prev = dpm_solver_step(diffusion, x, x0_hat, t, steps[i + 1])  # lower order final: into t = 0
-        else:
-            x_prev = dpm_solver_step(diffusion, x, x0_hat, t, steps[i + 1], **previous)
-        previous.update(x0_hat_prev=x0_hat, t_prev=t)
-        return StepResult(x_prev, x0_hat)
+    def step(diffusion, model_output, xt, t, t_next, tt):
+        previous = None if t_next is None or t_next == 0 else memory[0]  # first order into t = 0 and to the end
+        result = _dpm_solver_step(diffusion, model_output, xt, t, t_next, tt, previous=previous,
+                                  prediction=prediction, clip_x0=clip_x0)
+        memory[0] = PreviousStep(t, result.x0_hat)
+        return result
 
-    return _sample(model, diffusion, shape, x_T, generator, device, record, steps, step,
-                   "DPM-Solver++(2M) sampling", progress)
+    return sample_loop(model, diffusion, step, steps, shape=shape, x_T=x_T, generator=generator, device=device,
+                       record=record, progress=progress, desc="DPM-Solver++(2M) sampling")

@@ -1,17 +1,28 @@
-"""The sampling loop shared by every sampler, and the types it returns.
+"""The sampling loop shared by every sampler, :func:`sample_loop`, and the types it returns.
 
-One reverse step is a function of its own module (``ddpm.py``, ``ddim.py``, ``dpm_solver.py``): it maps
-the network output at the 0-based step ``t`` to the next state. Every sampler is a loop over its step:
-it starts from x_T ~ N(0, I) (or a given ``x_T``), calls ``model(x_t, t)`` with ``t`` as a LongTensor
-of shape ``(B,)``, and returns a :class:`SampleResult`. The model is called under ``torch.no_grad()``
-and in eval mode; a model that was training is put back in training mode afterwards. No noise is added
-at the last step (code ``t = 0``, paper step 1).
+One reverse step is a function of its own module (``ddpm.py``, ``ddim.py``, ``dpm_solver.py``), and every step
+has one signature::
+
+    step(diffusion, model_output, xt, t, t_next, *, <sampler options>, generator=None) -> StepResult(x_prev, x0_hat)
+
+``t`` is the 0-based current step (an int shared by the batch ``xt``), ``t_next`` the 0-based step it goes to
+(``t_next < t``), or ``None`` for the clean end of the chain (ᾱ = 1, the paper's x_0). ``model_output`` is the
+network's output at ``(xt, t)``. A public step validates its arguments, then calls its check-free body; the body
+has the same signature plus ``tt``, the LongTensor ``(B,)`` of ``t`` that the model received. Every sampler
+validates its own arguments once and calls :func:`sample_loop` with its body (options bound with
+``functools.partial``); the loop calls only bodies.
+
+A sampler starts from x_T ~ N(0, I) (or a given ``x_T``), calls ``model(x_t, t)`` with ``t`` as a LongTensor of
+shape ``(B,)``, and returns a :class:`SampleResult`. The model is called under ``torch.no_grad()`` and in eval
+mode; a model that was training is put back in training mode afterwards. No noise is added at the last step
+(code ``t = 0``, paper step 1).
 
 ``record``: 0-based timesteps whose *incoming* state x_t (the input of the model call at
 that ``t``) and the x̂0 predicted from it are kept, in sampling order (descending ``t``), on the
 CPU. The final sample is ``SampleResult.x``.
 """
 
+import numbers
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -19,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from ddpm_helpers import utils
-from ddpm_helpers.checks import check_floating, check_int, check_model_output, check_positive_int
+from ddpm_helpers.checks import check_floating, check_int, check_model_output, check_positive_int, check_same_shape
 
 
 @dataclass
@@ -40,13 +51,49 @@ class SampleResult:
 class StepResult(NamedTuple):
     """Output of one reverse step: the next state and the x̂0 estimated on the way."""
 
-    x_prev: torch.Tensor  # the state after the step (x_{t−1} for DDPM, x_s for DDIM; x_0 after the last step)
+    x_prev: torch.Tensor  # the state after the step, at `t_next` (x_{t−1} for DDPM; x_0 after the last step)
     x0_hat: torch.Tensor  # x̂0 predicted from the incoming x_t
 
 
 def _timestep_tensor(t, x):
     """The 0-based step ``t`` for every example of ``x``: a LongTensor of shape ``(B,)`` on ``x``'s device."""
     return torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+
+
+def check_step(diffusion, model_output, xt, t, t_next):
+    """Validate the arguments every public step shares; return ``(t, t_next, tt)``.
+
+    ``t``: an int in [0, T); ``t_next``: None or an int in [0, t); ``model_output`` and ``xt``: floating-point
+    tensors of one shape ``(B, …)``. ``tt`` is ``t`` as a LongTensor ``(B,)`` on ``xt``'s device.
+    """
+    t = check_int(t, "t", low=0, high=diffusion.T - 1)
+    if t_next is not None:
+        t_next = check_int(t_next, "t_next", low=0, high=t - 1)  # None: the clean end of the chain
+    for name, x in (("xt", xt), ("model_output", model_output)):
+        check_floating(x, name)
+        if x.ndim == 0:
+            raise ValueError(f"{name} must have a batch dimension (B, ...), got a 0-d tensor")
+    check_same_shape(xt=xt, model_output=model_output)
+    return t, t_next, _timestep_tensor(t, xt)
+
+
+def check_step_sequence(timesteps, T):
+    """A sampler's 0-based timesteps as a list of ints: non-empty, strictly descending, in [0, T)."""
+    bad = isinstance(timesteps, (str, bytes))
+    steps = []
+    for a in () if bad else timesteps:
+        if type(a) is not int and (isinstance(a, bool) or not isinstance(a, numbers.Integral)):  # bools refused
+            bad = True
+            break
+        steps.append(int(a))
+    if bad or not steps:
+        raise ValueError(f"timesteps must be a non-empty sequence of ints, got {timesteps!r}")
+    if not 0 <= min(steps) <= max(steps) < T:
+        raise ValueError(f"timesteps {steps} out of range [0, {T})")
+    for a, b in zip(steps, steps[1:]):
+        if a <= b:
+            raise ValueError(f"timesteps must be strictly descending, got {steps}")
+    return steps
 
 
 def _model_device(model):
@@ -102,17 +149,38 @@ def _result(x, recorded):
     return SampleResult(x=x, timesteps=timesteps, xs=xs, x0_preds=x0_preds)
 
 
-def _sample(model, diffusion, shape, x_T, generator, device, record, steps, step, desc, progress):
-    """The loop shared by the samplers: x ← ``step(model(x, t), x, i)`` for ``t = steps[i]``, recording as asked."""
+def sample_loop(model, diffusion, step, timesteps, *, shape=None, x_T=None, generator=None, device=None, record=(),
+                progress=False, desc="sampling"):
+    """Run ``step`` along ``timesteps``: x ← ``step(diffusion, model(x, tt), x, t, t_next, tt).x_prev``.
+
+    ``timesteps``: the 0-based steps at which the model is called, strictly descending, in [0, T); each step goes
+    to the next one, the last to the clean end (``t_next = None``). ``step``: a check-free step body (see the
+    module docstring), called as ``step(diffusion, model_output, x, t, t_next, tt)`` with ``tt`` the LongTensor
+    ``(B,)`` of ``t``, built once per step and given to the model too; bind options with ``functools.partial``.
+    It is not validated per step: to loop over a public step, wrap it
+    (``lambda d, out, x, t, t_next, tt: ddim_step(d, out, x, t, t_next, eta=0.5)``).
+    ``x_T``: the start; when None, x_T ~ N(0, I) of ``shape`` is drawn with ``generator`` (``shape``, if given
+    with ``x_T``, must match it). The loop itself draws only x_T; a step that draws noise holds its own
+    generator (the samplers bind the same one to their step). ``device``: where to sample (default: x_T's, else
+    the model's, else the CPU).
+    ``record``: see the module docstring; ``progress``: a tqdm bar titled ``desc``.
+    Returns a :class:`SampleResult`.
+    """
+    if not callable(step):
+        raise ValueError(f"step must be a callable step body, got {step!r}")
+    steps = check_step_sequence(timesteps, diffusion.T)
     device = _resolve_device(model, x_T, device)
     record = _record_set(record, diffusion.T)
     x = _initial_state(shape, x_T, generator, device)
+    pairs = zip(steps, steps[1:] + [None])  # (t, t_next); None: the clean end of the chain (ᾱ = 1)
+    if progress:
+        pairs = tqdm(pairs, total=len(steps), desc=desc)
     recorded = []
     with utils.eval_no_grad(model):
-        for i in tqdm(range(len(steps)), desc=desc, disable=not progress):
-            t = steps[i]
-            output = check_model_output(model(x, _timestep_tensor(t, x)), x)
-            x_prev, x0_hat = step(output, x, i)
+        for t, t_next in pairs:
+            tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)  # t for every example, (B,)
+            output = check_model_output(model(x, tt), x)
+            x_prev, x0_hat = step(diffusion, output, x, t, t_next, tt)
             if t in record:
                 recorded.append((t, x.cpu(), x0_hat.cpu()))
             x = x_prev
