@@ -82,6 +82,29 @@ def check_timesteps(t, T, batch=None):
     return t
 
 
+def check_labels(labels, num_classes, null_label, batch=None, name="labels"):
+    """Raise ValueError unless ``labels`` is an int64 (or int32) tensor of shape ``(batch,)`` of class labels.
+
+    A label is in [0, num_classes) (``num_classes=None``: any label >= 0) or equals ``null_label``. Like
+    :func:`check_timesteps`, the values are read only for a CPU tensor (reading a GPU tensor's values would
+    force a sync), so call it where labels enter, while they are still on the CPU.
+    """
+    if not torch.is_tensor(labels) or labels.dtype not in INDEX_DTYPES:
+        got = f"dtype {labels.dtype}" if torch.is_tensor(labels) else type(labels).__name__
+        raise ValueError(f"{name} must be an int64 (or int32) tensor of class labels, got {got}")
+    if labels.ndim != 1 or (batch is not None and labels.shape[0] != batch):
+        want = "(B,)" if batch is None else f"({batch},)"
+        raise ValueError(f"{name} must have shape {want}, got shape {tuple(labels.shape)}")
+    if labels.device.type == "cpu" and labels.numel() > 0:
+        outside = (labels < 0) if num_classes is None else (labels < 0) | (labels >= num_classes)
+        bad = outside & (labels != null_label)
+        if bad.any():
+            classes = "[0, ∞)" if num_classes is None else f"[0, {num_classes})"
+            raise ValueError(f"class {name} must be in {classes} or NULL_LABEL={null_label}, "
+                             f"got {labels[bad][0].item()}")
+    return labels
+
+
 def check_same_shape(**tensors):
     """Raise ValueError naming the shapes unless all ``tensors`` (given by name) share one shape."""
     shapes = {name: tuple(x.shape) for name, x in tensors.items()}

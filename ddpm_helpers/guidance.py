@@ -16,7 +16,7 @@ import numbers
 import torch
 from torch import Tensor, nn
 
-from ddpm_helpers.checks import check_number
+from ddpm_helpers.checks import check_labels, check_number
 
 NULL_LABEL = -1  # "no class label": the unconditional model inside a conditional one (Ho & Salimans 2022, §3.2)
 
@@ -55,6 +55,8 @@ class ClassifierFreeGuidance(nn.Module):
         super().__init__()
         self.scale = check_number(scale, "guidance scale", low=0.0)
         labels = _label_tensor(labels)
+        # the labels' values are checked here, once, on the CPU (a tensor given on a GPU is not read)
+        check_labels(labels, getattr(model, "num_classes", None), NULL_LABEL)
         device = next((p.device for p in model.parameters()), None) if isinstance(model, nn.Module) else None
         self.model = model
         self.register_buffer("labels", labels if device is None else labels.to(device), persistent=False)

@@ -18,9 +18,16 @@ import weakref
 import torch
 
 from ddpm_helpers import utils
-from ddpm_helpers.checks import check_floating, check_model_output, check_name, check_number, check_timesteps
+from ddpm_helpers.checks import (
+    check_floating,
+    check_labels,
+    check_model_output,
+    check_name,
+    check_number,
+    check_timesteps,
+)
 from ddpm_helpers.diffusion import PREDICTIONS, extract
-from ddpm_helpers.guidance import drop_labels
+from ddpm_helpers.guidance import NULL_LABEL, drop_labels
 
 WEIGHTINGS = ("none", "min_snr")
 _WEIGHT_TABLES = weakref.WeakKeyDictionary()  # Diffusion -> {(prediction, weighting, γ, device, dtype): w(t)}
@@ -85,8 +92,9 @@ def diffusion_loss(model, diffusion, x0, *, prediction="eps", weighting="none", 
     mean_b w(t_b) · mean_dims ‖model(x_t, t) − target‖² with the target of
     :func:`training_target` and the weight of :func:`snr_loss_weight`. With ``labels`` (B,) the
     network is called as ``model(x_t, t, y)``, each label replaced by NULL_LABEL with probability
-    ``p_uncond`` (:func:`ddpm_helpers.guidance.drop_labels`). The draws are :func:`draw_training_noise`,
-    the loss :func:`loss_from_noise`.
+    ``p_uncond`` (:func:`ddpm_helpers.guidance.drop_labels`); labels on the CPU must lie in
+    [0, ``model.num_classes``) (checked here: the network reads no label values). The draws are
+    :func:`draw_training_noise`, the loss :func:`loss_from_noise`.
     """
     min_snr_gamma = _check_weighting(prediction, weighting, min_snr_gamma)
     check_floating(x0, "x0")
@@ -95,6 +103,9 @@ def diffusion_loss(model, diffusion, x0, *, prediction="eps", weighting="none", 
     if labels is not None and (not torch.is_tensor(labels) or labels.shape != x0.shape[:1]):
         got = tuple(labels.shape) if torch.is_tensor(labels) else type(labels).__name__
         raise ValueError(f"labels must have shape ({x0.shape[0]},) (a tensor of class indices), got {got}")
+    if labels is not None:  # the values are read only on the CPU (no GPU sync); the network itself reads none
+        num_classes = getattr(getattr(model, "module", model), "num_classes", None)  # .module: under DDP
+        check_labels(labels, num_classes, NULL_LABEL)
     t, eps, labels = draw_training_noise(diffusion, x0, generator, labels, p_uncond)
     return loss_from_noise(model, diffusion, x0, t, eps, labels, prediction, weighting, min_snr_gamma)
 

@@ -254,8 +254,9 @@ plt.show()
 # between an input layer $h = W_\text{in}\gamma(x_t)$ and an output layer $\varepsilon_\theta = W_\text{out}\,
 # \mathrm{SiLU}(h)$ that starts at zero. The skip connections keep the signal and its gradient flowing, LayerNorm keeps
 # each block's input at a fixed scale, and adding the time signal inside *every* block lets each layer behave
-# differently at each noise level. Because the time pathway depends on $t$ only, `MLP` computes it once per distinct
-# $t$ in the batch: during sampling the whole batch shares one $t$.
+# differently at each noise level. The time pathway depends on $t$ only, yet `MLP` runs it for every example, like the
+# rest of the network: it is small beside the data pathway, and picking out the distinct $t$ of a batch first would make
+# a GPU wait for its results at every step.
 
 # %%
 torch.manual_seed(0)

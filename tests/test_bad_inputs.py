@@ -163,7 +163,11 @@ CASES = [
     ("UNet time_dim=True", lambda: unet(time_dim=True), "time_dim"),
     ("UNet input of the wrong shape", lambda: unet()(torch.zeros(2, 1, 5, 5), T2), "(2, 1, 5, 5)"),
     ("UNet float labels", lambda: unet(num_classes=3)(torch.zeros(2, 1, 4, 4), T2, torch.zeros(2)), "float32"),
-    ("UNet label out of range", lambda: unet(num_classes=3)(torch.zeros(2, 1, 4, 4), T2, torch.tensor([0, 3])), "3"),
+    # label values are checked where they enter, on the CPU (the U-Net's forward pass reads none: no GPU sync)
+    ("guidance label out of range", lambda: cfg([0, 3]), "got 3"),
+    ("guidance label below NULL_LABEL", lambda: cfg(torch.tensor([-2, 1])), "got -2"),
+    ("loss label out of range", lambda: losses.diffusion_loss(unet(num_classes=3), D, torch.zeros(2, 1, 4, 4),
+                                                              labels=torch.tensor([0, 3]), p_uncond=0.1), "got 3"),
     ("MLP hidden=True", lambda: MLP(hidden=True), "hidden=True"),
     ("MLP fourier_octaves=-1", lambda: MLP(fourier_octaves=-1), "fourier_octaves=-1"),
     ("MLP time_dim=1", lambda: MLP(time_dim=1), "time_dim=1"),

@@ -1,6 +1,7 @@
 """EMA of weights: a hand-iterated average, convergence to constant weights, buffers and state round trip."""
 
 import io
+import pickle
 
 import pytest
 import torch
@@ -90,3 +91,71 @@ def test_mismatched_model_raises():
     ema = EMA(_net())
     with pytest.raises(ValueError, match="differing entries"):
         ema.update(torch.nn.Linear(3, 1))
+
+
+def _loop_update(ema_model, model, d):
+    """The update as it was before the foreach version: two state dicts and one lerp_ per tensor."""
+    ema_state, state = ema_model.state_dict(), model.state_dict()
+    for name, ema_value in ema_state.items():
+        value = state[name].detach().to(ema_value.device)
+        if ema_value.dtype.is_floating_point:
+            ema_value.lerp_(value.to(ema_value.dtype), 1.0 - d)
+        else:
+            ema_value.copy_(value)
+
+
+def _small_unet():
+    from ddpm_helpers.nn.unet import UNet
+
+    torch.manual_seed(0)
+    return UNet(1, base_channels=8, channel_mults=(1, 2), attention_resolutions=(14,), image_size=28, num_classes=10)
+
+
+@pytest.mark.parametrize("make", [_small_unet, _net], ids=["unet", "batchnorm"])
+def test_foreach_update_equals_the_per_tensor_loop(make):
+    model = make().train()
+    ema = EMA(model, decay=0.99)
+    reference = EMA(model, decay=0.99)
+    for step in range(6):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.1 * torch.randn_like(p))  # a "training step"
+            if isinstance(model, torch.nn.Sequential):
+                model(torch.randn(8, 3, dtype=model[0].weight.dtype))  # moves the BatchNorm statistics and counter
+        _loop_update(reference.model, model, reference.current_decay())
+        reference.num_updates += 1
+        ema.update(model)
+        if step == 3:
+            model.double()  # moved after the lists were made: listed again, converted to the copy's dtype
+    for (name, a), b in zip(ema.model.state_dict().items(), reference.model.state_dict().values()):
+        assert a.dtype == b.dtype and torch.equal(a, b), name
+
+
+def test_shape_mismatch_and_tied_weights():
+    ema = EMA(torch.nn.Linear(3, 2))
+    with pytest.raises(ValueError, match=r"weight has shape \(4, 3\), the copy \(2, 3\)"):
+        ema.update(torch.nn.Linear(3, 4))
+    tied = torch.nn.Sequential(torch.nn.Linear(2, 2, bias=False), torch.nn.Linear(2, 2, bias=False))
+    tied[1].weight = tied[0].weight
+    ema = EMA(tied, decay=0.5, warmup=False)
+    start = ema.model[0].weight.clone()
+    _set_all(tied, 1.0)
+    ema.update(tied)
+    assert ema.model[1].weight is ema.model[0].weight  # still tied in the copy, and averaged once
+    torch.testing.assert_close(ema.model[0].weight, 0.5 * start + 0.5)
+
+
+def test_update_follows_a_model_replaced_or_reloaded():
+    model, other = _net(), _net()
+    ema = EMA(model, decay=0.5, warmup=False)
+    ema.update(model)
+    _set_all(other, 2.0)
+    expected = 0.5 * ema.model[0].weight + 1.0
+    ema.update(other)  # another model object of the same layout: listed again
+    torch.testing.assert_close(ema.model[0].weight, expected)
+    ema.load_state_dict(EMA(_net(), decay=0.5, warmup=False).state_dict())
+    ema.update(other)
+    torch.testing.assert_close(ema.model[0].weight, 0.5 * _net()[0].weight + 1.0)
+    copied = pickle.loads(pickle.dumps(ema))  # the cache of weak references is not pickled
+    copied.update(other)
+    assert copied.num_updates == ema.num_updates + 1

@@ -5,9 +5,13 @@ import torch
 
 from ddpm_helpers.checkpoint import load_checkpoint
 from ddpm_helpers.diffusion import Diffusion
+from ddpm_helpers.guidance import NULL_LABEL, ClassifierFreeGuidance
+from ddpm_helpers.losses import diffusion_loss
+from ddpm_helpers.nn.mlp import MLP
 from ddpm_helpers.nn.unet import UNet
 from ddpm_helpers.samplers import ddim_sample
 from ddpm_helpers.training import TrainConfig, cli, recipes, train
+from ddpm_helpers.training.ema import EMA
 from ddpm_helpers.training.precision import MixedPrecision, autocast_dtype
 
 
@@ -75,6 +79,33 @@ def test_bf16_autocast_trains_on_a_cpu():
     assert next(model.parameters()).dtype == torch.float32  # the weights stay float32
 
 
+def _conditional_pieces(device):
+    """The conditional U-Net (and the MLP, the EMA) built on ``device``, and a function that runs their per-step
+    work: a guided training step's forward and backward with labels and NULL_LABEL, guided DDIM sampling, the
+    label-free call, the MLP, the EMA update. Building copies the labels to the device (a sync), so it comes first."""
+    torch.manual_seed(0)
+    unet = UNet(1, base_channels=8, channel_mults=(1, 2), attention_resolutions=(7,), image_size=14,
+                num_classes=10).to(device)
+    guided = ClassifierFreeGuidance(unet, [0, 3, NULL_LABEL, 9], 2.0)  # labels checked on the CPU, then moved
+    mlp, ema = MLP(hidden=32, num_blocks=2).to(device), EMA(unet)
+    diffusion = Diffusion.from_schedule("linear", T=100)
+    x0, labels = torch.randn(8, 1, 14, 14, device=device), torch.arange(8, device=device) % 10
+    generator = torch.Generator(device=device).manual_seed(0)
+
+    def run():
+        loss = diffusion_loss(unet, diffusion, x0, prediction="v", labels=labels, p_uncond=0.5, generator=generator)
+        loss.backward()  # through the label embedding, too
+        ema.update(unet)
+        null = unet(x0, torch.zeros(8, dtype=torch.long, device=device), torch.full_like(labels, NULL_LABEL))
+        unlabelled = unet(x0, torch.zeros(8, dtype=torch.long, device=device))
+        samples = ddim_sample(guided, diffusion, (4, 1, 14, 14), num_steps=3, prediction="v", device=device,
+                              generator=generator).x
+        points = mlp(torch.randn(16, 2, device=device), torch.randint(0, 100, (16,), device=device))
+        return [loss, null, unlabelled, samples, points]
+
+    return run
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("mode", ["off", "auto", "fp16"])
 def test_gpu_training_and_sampling_steps_never_sync_the_device(mode):
@@ -83,11 +114,14 @@ def test_gpu_training_and_sampling_steps_never_sync_the_device(mode):
     diffusion = Diffusion.from_schedule("linear", T=100)
     model = UNet(3, base_channels=16, channel_mults=(1, 2), attention_resolutions=(8,), image_size=16)
     config = TrainConfig(steps=6, batch_size=8, log_every=3, prediction="v", weighting="min_snr", mixed_precision=mode)
+    conditional = _conditional_pieces(device)
     torch.cuda.set_sync_debug_mode("error")  # any implicit host-device sync raises
     try:
         result = train(model, diffusion, lambda step, generator: data[:8], config, device=device, progress=False)
         samples = ddim_sample(result.ema.model, diffusion, (4, 3, 16, 16), num_steps=5, prediction="v",
                               device=device, generator=torch.Generator(device=device).manual_seed(0)).x
+        outputs = conditional()  # the conditional U-Net with labels, NULL_LABEL and none; the MLP; the EMA
     finally:
         torch.cuda.set_sync_debug_mode(0)
     assert len(result.losses) == 6 and samples.shape == (4, 3, 16, 16) and torch.isfinite(samples).all()
+    assert all(torch.isfinite(output).all() for output in outputs)

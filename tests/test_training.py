@@ -216,6 +216,9 @@ def test_a_class_conditional_model_needs_p_uncond():
     result = train(_unet(10), DIFFUSION, (images, labels), _config(steps=2, batch_size=2, p_uncond=0.1),
                    device="cpu", progress=False)
     assert result.steps == 2
+    with pytest.raises(ValueError, match=r"labels of step 0 must be in \[0, 10\).*got 10"):  # before the network
+        train(_unet(10), DIFFUSION, (images, labels + 10), _config(steps=2, batch_size=2, p_uncond=0.1),
+              device="cpu", progress=False)
 
 
 def _never_called(step, generator):
@@ -484,7 +487,7 @@ def test_sigterm_with_the_default_handler_terminates_after_the_checkpoint(tmp_pa
     assert load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 6
 
 
-@pytest.mark.parametrize("conditional", [False])
+@pytest.mark.parametrize("conditional", [False, True])
 def test_a_training_step_reads_no_value_on_the_host(conditional):
     """train_step on the meta device, where every tensor has a shape but no values: reading one (a host sync on a
     GPU: .item(), `if tensor.any()`, torch.unique) raises, so passing shows the step never waits for the device."""

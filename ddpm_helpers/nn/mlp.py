@@ -24,9 +24,8 @@ class ResidualBlock(nn.Module):
         self.fc2 = nn.Linear(hidden, hidden)
         self.act = nn.SiLU()
 
-    def forward(self, h: Tensor, emb: Tensor, index: Tensor) -> Tensor:
-        # h + W₂ SiLU(W₁ LN(h) + U e_t); U e_t is computed once per distinct t, then gathered by ``index``
-        return h + self.fc2(self.act(self.fc1(self.norm(h)) + self.time_proj(emb)[index]))
+    def forward(self, h: Tensor, emb: Tensor) -> Tensor:
+        return h + self.fc2(self.act(self.fc1(self.norm(h)) + self.time_proj(emb)))  # h + W₂ SiLU(W₁ LN(h) + U e_t)
 
 
 def fourier_features(x: Tensor, octaves: int) -> Tensor:
@@ -48,8 +47,9 @@ class MLP(nn.Module):
     ``x`` enters through :func:`fourier_features` with ``fourier_octaves`` frequencies (0: raw x).
     The timestep enters through ``sinusoidal_embedding(t, time_dim)`` (Vaswani et al. 2017
     §3.5, as in Ho et al. 2020 Appendix B), passed through a small MLP and added in every
-    residual block. That time pathway is computed once per distinct t in the batch, which makes
-    sampling (one t for the whole batch) cheap. The output layer starts at zero, so the
+    residual block. That time pathway runs once per example, like the rest of the network: it is
+    small beside the data pathway, and finding the distinct t of a batch first (``torch.unique``)
+    would make a GPU wait for the device on every step. The output layer starts at zero, so the
     untrained model predicts 0.
     """
 
@@ -75,10 +75,8 @@ class MLP(nn.Module):
             raise ValueError(f"x must have shape (B, {self.data_dim}), got {tuple(x.shape)}")
         if t.shape != (x.shape[0],):
             raise ValueError(f"t must have shape ({x.shape[0]},), got {tuple(t.shape)}")
-        # The time pathway depends on t only: run it once per distinct t (one row when sampling).
-        distinct_t, index = torch.unique(t, return_inverse=True)
-        emb = self.time_mlp(sinusoidal_embedding(distinct_t, self.time_dim).to(x.dtype))  # e_t
+        emb = self.time_mlp(sinusoidal_embedding(t, self.time_dim).to(x.dtype))  # e_t = MLP(sinusoidal(t)), (B, hidden)
         h = self.input_proj(fourier_features(x, self.fourier_octaves) if self.fourier_octaves else x)
         for block in self.blocks:
-            h = block(h, emb, index)
+            h = block(h, emb)
         return self.output(h)

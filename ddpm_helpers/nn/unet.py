@@ -267,16 +267,18 @@ class UNet(nn.Module):
                 h = layer(h, emb)
         return F.pixel_shuffle(self.head(h), self.patch_size)  # back to (B, C, H, W)
 
-
     def _label_index(self, y: Tensor | None, batch: int, device: torch.device) -> Tensor:
-        """Row of the label embedding for each example: y itself, or num_classes for NULL_LABEL / y=None."""
+        """Row of the label embedding for each example: y itself, or num_classes for NULL_LABEL / y=None.
+
+        Reads no label values, so a GPU never waits here: the values are checked where labels enter, on the CPU
+        (``ClassifierFreeGuidance``, ``diffusion_loss``). A label outside [0, num_classes) that is not NULL_LABEL
+        maps to row num_classes + 1, which does not exist, so the embedding refuses it (IndexError on a CPU, a
+        device-side assert on a GPU) rather than reading the null row.
+        """
         if y is None:
             return torch.full((batch,), self.num_classes, dtype=torch.long, device=device)
         if y.shape != (batch,) or y.dtype not in (torch.int64, torch.int32):
             raise ValueError(f"y must be an integer tensor of shape ({batch},), got {y.dtype} {tuple(y.shape)}")
-        invalid = (y < NULL_LABEL) | (y >= self.num_classes)
-        if invalid.any():
-            raise ValueError(f"class labels must be in [0, {self.num_classes}) or NULL_LABEL={NULL_LABEL}, "
-                             f"got {y[invalid][0].item()}")
-        return torch.where(y == NULL_LABEL, self.num_classes, y).long()
+        index = torch.where((y >= 0) & (y < self.num_classes), y, self.num_classes + 1)  # a class is its own row
+        return torch.where(y == NULL_LABEL, self.num_classes, index).long()  # NULL_LABEL ↦ row num_classes
 

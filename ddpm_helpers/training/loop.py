@@ -36,8 +36,10 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from ddpm_helpers.checkpoint import save_checkpoint
+from ddpm_helpers.checks import check_labels
 from ddpm_helpers.datasets.images import random_batches
 from ddpm_helpers.diffusion import Diffusion
+from ddpm_helpers.guidance import NULL_LABEL
 from ddpm_helpers.losses import draw_training_noise, loss_from_noise
 from ddpm_helpers.training import distributed
 from ddpm_helpers.training.ema import EMA
@@ -213,7 +215,7 @@ def train(model: nn.Module, diffusion: Diffusion, batches, config: TrainConfig, 
               desc="training") as bar, DeferredStop(enabled=ckpt_path is not None) as stop:
         while run.step < plan.end:
             x0, labels = _as_x0_and_labels(next_batch(run.step, data_gen), run.step, device,
-                                           config.p_uncond is not None)
+                                           config.p_uncond is not None, getattr(model, "num_classes", None))
             t, eps, labels = draw_training_noise(diffusion, x0, noise_gen, labels, config.p_uncond or 0.0)
             run.lr = scheduled_lr(run.step, config, plan.progress(run.step))
             run.pending.append(train_step(model, net, ema, optimizer, precision, diffusion, x0, t, eps, labels,
@@ -278,8 +280,10 @@ def _batch_source(batches, batch_size: int) -> Callable[[int, torch.Generator], 
                      f"got {type(batches).__name__}")
 
 
-def _as_x0_and_labels(batch, step: int, device: torch.device, conditional: bool) -> tuple[Tensor, Tensor | None]:
-    """x₀ of a batch (the first item of an (x, label) pair) and, for conditional training, the labels; on ``device``."""
+def _as_x0_and_labels(batch, step: int, device: torch.device, conditional: bool,
+                      num_classes: int | None) -> tuple[Tensor, Tensor | None]:
+    """x₀ of a batch (the first item of an (x, label) pair) and, for conditional training, the labels (their values
+    checked while on the CPU: the network reads none); on ``device``."""
     labels = None
     if isinstance(batch, (tuple, list)):
         batch, labels = batch[0], (batch[1] if len(batch) > 1 else None)
@@ -291,6 +295,7 @@ def _as_x0_and_labels(batch, step: int, device: torch.device, conditional: bool)
     if not isinstance(labels, Tensor):
         raise ValueError(f"step {step}: p_uncond is set (conditional training), so a batch must be an (x, labels) pair "
                          "of Tensors; pass (images, labels) or a DataLoader of pairs")
+    check_labels(labels, num_classes, NULL_LABEL, batch=len(batch), name=f"labels of step {step}")
     return batch.to(device, non_blocking=True), labels.to(device, non_blocking=True)
 
 
