@@ -1,7 +1,8 @@
 """Helper package for the ddpm-from-scratch notebooks.
 
 Each module holds the reusable version of something a notebook derives; import the
-submodules directly, e.g. ``from ddpm_helpers.diffusion import Diffusion``.
+submodules directly, e.g. ``from ddpm_helpers.diffusion import Diffusion``. The lesson math is flat here;
+the machinery lives in ``samplers/``, ``datasets/``, ``training/`` and ``evaluation/``.
 """
 
-__version__ = "0.2.0"  # notebooks check it (their first cell); bump it with CHANGELOG.md
+__version__ = "0.3.0"  # notebooks check it (their first cell); bump it with CHANGELOG.md

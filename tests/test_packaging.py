@@ -284,3 +284,44 @@ def test_binder_starts_in_the_quick_profile_unless_told_otherwise():
     assert os.access(ROOT / ".binder" / "start", os.X_OK), "chmod +x .binder/start (git keeps the mode)"
     assert profile_under_binder_start() == "quick"
     assert profile_under_binder_start(DDPM_PROFILE="full") == "full"
+
+
+# --- the package's layout: lesson math flat, the machinery in four folders ---------------------------------------
+
+LESSON_MODULES = {"__init__", "config", "checks", "utils", "checkpoint", "schedules", "diffusion", "losses", "elbo",
+                  "guidance", "analytic", "plotting", "train_cli"}
+FOLDERS = {
+    "nn": {"__init__", "embeddings", "mlp", "unet", "unet_diagram"},
+    "samplers": {"__init__", "loop", "ddpm", "ddim", "dpm_solver"},
+    "datasets": {"__init__", "images", "mnist", "butterflies", "toy2d"},
+    "training": {"__init__", "loop", "train_config", "plan", "resume", "ema", "precision", "distributed", "recipes",
+                 "cli", "pretrained", "timing"},
+    "evaluation": {"__init__", "metrics2d", "mnist_eval", "neighbours", "color_stats", "reference_results"},
+}
+
+
+def test_the_top_level_holds_the_lesson_math_and_the_folders_the_machinery():
+    package = ROOT / "ddpm_helpers"
+    top = {path.stem for path in package.glob("*.py")}
+    assert top == LESSON_MODULES and len(top) <= 15, "a new top-level module: is it lesson math, or machinery?"
+    folders = {path.name for path in package.iterdir() if (path / "__init__.py").is_file()}
+    assert folders == set(FOLDERS)
+    for folder, modules in FOLDERS.items():
+        assert {path.stem for path in (package / folder).glob("*.py")} == modules, folder
+
+
+def test_the_folders_export_what_the_notebooks_import():
+    from ddpm_helpers.datasets import butterfly_images, mnist_images, sample_toy  # noqa: F401
+    from ddpm_helpers.samplers import ddim_sample, ddpm_sample, dpm_solver_sample, sample_loop  # noqa: F401
+    from ddpm_helpers.training import TrainConfig, lr_at_step, train  # noqa: F401
+
+    done = subprocess.run([sys.executable, "-m", "ddpm_helpers.train_cli", "--help"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and "python -m ddpm_helpers.train_cli" in done.stdout
+
+
+def test_the_checkout_is_found_in_config_alone():
+    texts = {str(path.relative_to(ROOT)): path.read_text(encoding="utf-8")
+             for path in ROOT.glob("ddpm_helpers/**/*.py")}
+    finders = [name for name, text in texts.items() if "parent.parent" in text or "parents[1]" in text]
+    assert finders == ["ddpm_helpers/config.py"]
