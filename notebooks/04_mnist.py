@@ -77,7 +77,8 @@ import sys
 from pathlib import Path
 
 HELPERS_SOURCE = "git+https://github.com/ddpm-from-scratch/ddpm-from-scratch"  # [project.urls] Source
-HELPERS_VERSION = "0.2.0"  # the ddpm_helpers.__version__ this notebook was written for
+HELPERS_VERSION = "0.3.0"  # the ddpm_helpers.__version__ this notebook was written for
+HELPERS_REF = "1a986430a8a4641099107f17abed384c94c29702"  # a commit that installs it
 
 clone = Path.cwd().parent  # a notebook opened from a clone runs in the clone's notebooks/ folder
 pyproject = clone / "pyproject.toml"
@@ -107,7 +108,8 @@ import ddpm_helpers
 
 if ddpm_helpers.__version__ != HELPERS_VERSION:
     print(f"This notebook was written for ddpm_helpers {HELPERS_VERSION}, but {ddpm_helpers.__version__} is imported: "
-          f"pip install --force-reinstall {HELPERS_SOURCE} (in a clone: pip install -e .), then restart the kernel.")
+          f"pip install --force-reinstall {HELPERS_SOURCE}@{HELPERS_REF} (in a clone: git checkout {HELPERS_REF}), "
+          "then restart the kernel.")
 
 # %%
 import json

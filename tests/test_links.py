@@ -31,6 +31,7 @@ LINK_REF = PINNED_REF or "main"  # the ref that links and badges use: the pinned
 INSTALL_SPEC = f"git+{REPOSITORY}" + (f"@{PINNED_REF}" if PINNED_REF else "")
 TWINS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.py"))
 VERSION = ddpm_helpers.__version__
+HELPERS_REF = re.search(r'^HELPERS_REF = "([0-9a-f]{40})"', TWINS[0].read_text(encoding="utf-8"), re.M).group(1)
 SKIPPED_DIRS = {".git", ".venv", "outputs", "data", "build", "dist", "__pycache__", ".ipynb_checkpoints"}
 TEXT_SUFFIXES = {".md", ".py", ".toml", ".txt", ".yml", ".yaml", ".cfg", ".ipynb", ""}
 # owner/name after each host that addresses a GitHub repository
@@ -161,7 +162,18 @@ def test_first_code_cell_says_how_to_get_the_matching_version(monkeypatch):
     monkeypatch.setattr(ddpm_helpers, "__version__", "0.0.1")
     _, printed = run_first_cell(ROOT / "notebooks", monkeypatch)
     assert f"written for ddpm_helpers {VERSION}, but 0.0.1 is imported" in printed
-    assert f"pip install --force-reinstall {INSTALL_SPEC}" in printed
+    assert f"pip install --force-reinstall {INSTALL_SPEC}@{HELPERS_REF}" in printed
+
+
+def test_the_ref_in_the_first_code_cell_installs_the_version_the_notebooks_expect():
+    """HELPERS_REF is a commit of this repository whose helpers are HELPERS_VERSION (skipped outside a full clone)."""
+    shallow = subprocess.run(["git", "rev-parse", "--is-shallow-repository"], cwd=ROOT, capture_output=True, text=True)
+    if shallow.returncode != 0 or shallow.stdout.strip() != "false":
+        pytest.skip("needs a full git clone")
+    shown = subprocess.run(["git", "show", f"{HELPERS_REF}:ddpm_helpers/__init__.py"], cwd=ROOT, capture_output=True,
+                           text=True)
+    assert shown.returncode == 0, f"HELPERS_REF {HELPERS_REF} is not a commit of this repository: {shown.stderr}"
+    assert f'__version__ = "{VERSION}"' in shown.stdout
 
 
 @pytest.mark.parametrize(
