@@ -222,3 +222,19 @@ def test_cached_classifier_is_a_verified_checkpoint(tmp_path, monkeypatch):
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="classifier_3steps.pt is corrupt"):
         load_classifier(3, tmp_path)
+
+
+def test_the_shipped_judge_is_one_instrument_for_every_machine(monkeypatch):
+    """weights/mnist_judge.safetensors: SHA-256 checked, a good digit reader, and two loads score a fixed set of real
+    digits identically (the floor is the same wherever it is measured)."""
+    from ddpm_helpers.datasets import mnist_images
+
+    monkeypatch.delenv("DDPM_WEIGHTS_URL", raising=False)  # the clone's weights/ folder
+    images, labels = mnist_images(train=False)
+    digits, digit_labels = images[:1000], labels[:1000]
+    first, second = mnist_eval.load_judge(), mnist_eval.load_judge()
+    assert torch.equal(predict_logits(first, digits), predict_logits(second, digits))
+    accuracy = (predict_logits(first, digits).argmax(1) == digit_labels).float().mean().item()
+    assert accuracy >= 0.98 and mnist_eval.judge_test_accuracy() >= 0.98
+    for name, value in first.state_dict().items():
+        assert torch.equal(value, second.state_dict()[name]), name

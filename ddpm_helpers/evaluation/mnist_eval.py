@@ -18,8 +18,10 @@ Four numbers (five for class-conditional samples), all computed with one fixed C
 - **Class coverage**: how many of the ten classes occur among the confident samples, with
   the class histogram; a generator that draws only ones covers one class.
 
-The classifier is trained once (about a minute on a CPU) and cached under
-``config.outputs_dir("mnist_classifier")``; it is loaded with ``weights_only=True``.
+The judge is one classifier for every machine: trained once (``train_classifier``, by
+``benchmarks/train_judge.py``) and shipped as ``weights/mnist_judge.safetensors``, which :func:`load_judge` reads
+with its SHA-256 checked. :func:`load_classifier` trains and caches a classifier of your own under
+``config.outputs_dir("mnist_classifier")`` instead.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ NUM_CLASSES = 10
 FEATURE_DIM = 128
 DEFAULT_CLASSIFIER_STEPS = 2 * (60_000 // 128)  # two epochs of batches of 128
 KERNEL_REFERENCE_SIZE = 2000  # test digits the kernel distance compares with: the cost grows with their square
+JUDGE_WEIGHTS = "mnist_judge"  # the shipped judge: weights/mnist_judge.safetensors (benchmarks/train_judge.py)
 
 
 class MNISTClassifier(nn.Module):
@@ -127,6 +130,24 @@ def load_classifier(steps: int = DEFAULT_CLASSIFIER_STEPS, cache_dir: str | Path
         save_checkpoint(path, model.state_dict())
         path.with_suffix(".json").write_text(json.dumps({"steps": steps, "test_accuracy": accuracy}, indent=2))
     return model.eval()
+
+
+def load_judge(device: str | torch.device = "cpu") -> MNISTClassifier:
+    """The shipped judge, ``weights/mnist_judge.safetensors`` (trained once by ``benchmarks/train_judge.py``): read
+    from the clone, or downloaded outside one, its SHA-256 checked (``training.pretrained``). Every machine and
+    profile scores with this one classifier, so a floor or a score means the same everywhere."""
+    from ddpm_helpers.training.pretrained import load_pretrained
+
+    model = MNISTClassifier()
+    model.load_state_dict(load_pretrained(JUDGE_WEIGHTS, device).state_dict)
+    return model.to(device).eval()
+
+
+def judge_test_accuracy() -> float:
+    """The shipped judge's accuracy on the 10,000 MNIST test digits, recorded when it was trained."""
+    from ddpm_helpers.training.pretrained import load_pretrained
+
+    return float(load_pretrained(JUDGE_WEIGHTS).metadata["test_accuracy"])
 
 
 def classifier_accuracy(steps: int = DEFAULT_CLASSIFIER_STEPS, cache_dir: str | Path | None = None) -> float | None:
@@ -264,7 +285,8 @@ class DigitMetrics:
 
 
 class DigitEvaluator:
-    """Holds the classifier and the test-set features; scores image sets against them.
+    """Holds the classifier (by default the shipped judge, :func:`load_judge`) and the test-set features; scores
+    image sets against them.
 
     The Fréchet distance compares with the statistics of all 10,000 test digits; the kernel distance with the
     features of ``KERNEL_REFERENCE_SIZE`` of them, a fixed random subset (seed 0), which keeps it well under a
@@ -272,7 +294,7 @@ class DigitEvaluator:
     """
 
     def __init__(self, classifier: MNISTClassifier | None = None):
-        self.classifier = classifier if classifier is not None else load_classifier()
+        self.classifier = classifier if classifier is not None else load_judge()
         test_images, _ = mnist_images(train=False)
         features = extract_features(self.classifier, test_images)
         self.reference = feature_statistics(features)
