@@ -1,0 +1,92 @@
+"""The copies a model trained with augmentation would make: the nearest training image over its flips and crops.
+
+Notebook 05's network trains on randomly flipped and cropped images (``datasets.flip_and_crop``: a crop of side
+``scale`` ∈ [0.85, 1] of the image, shifted anywhere within the free margin, resized back). A model that memorizes
+reproduces such *views* of its training images, and a plain nearest-neighbour search (``neighbours``) sees a view
+shifted by two pixels as a distant image. This search renders every training image under a grid of the
+augmentation's own transforms — both flips, scales 0.85, 0.90, 0.95 and 1, shifts on a 1-pixel grid of the free
+margin — with the same resampling, and keeps for each query the nearest view. Distances are those of
+``neighbours``: ‖a − b‖₂/√D for images in [−1, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ddpm_helpers.checks import check_int
+from ddpm_helpers.evaluation.neighbours import _check_pair, pairwise_rms_distances
+
+CROP_SCALES = (0.85, 0.90, 0.95, 1.0)  # the side of the crop, as a share of the image's (flip_and_crop's range)
+
+
+@dataclass
+class ViewNeighbours:
+    """For each query ``(Q,)``: the distance to its nearest view, the training image it is a view of, and the view
+    (``flipped``, crop ``scale`` and the crop's centre ``shift`` in pixels, x then y)."""
+
+    distances: Tensor
+    indices: Tensor
+    flipped: Tensor
+    scales: Tensor
+    shifts: Tensor
+
+
+def crop_grid(image_size: int, scales: tuple[float, ...] = CROP_SCALES) -> list[tuple[float, int, int]]:
+    """Every crop ``(scale, dx, dy)`` on the grid: whole-pixel shifts ``dx``, ``dy`` with |d| ≤ (1 − scale)·size/2,
+    the free margin on each side of a crop of side scale·size."""
+    image_size = check_int(image_size, "image_size", low=1)
+    grid = []
+    for scale in scales:
+        if not 0 < scale <= 1:
+            raise ValueError(f"crop scales must lie in (0, 1], got {scale}")
+        reach = math.floor((1 - scale) * image_size / 2 + 1e-9)  # whole pixels of free margin on each side
+        grid += [(scale, dx, dy) for dy in range(-reach, reach + 1) for dx in range(-reach, reach + 1)]
+    return grid
+
+
+def crop_views(images: Tensor, grid: list[tuple[float, int, int]]) -> Tensor:
+    """Each image under each crop of ``grid``, resampled as ``flip_and_crop`` does: ``(N, V, C, H, W)``.
+
+    A crop is the affine map of the sampling grid θ = [[s, 0, t_x], [0, s, t_y]] with the shift in
+    normalized coordinates, t = 2·d/size for a shift of d pixels (bilinear, border padding).
+    """
+    n, channels, height, width = images.shape
+    theta = torch.zeros(len(grid), 2, 3, dtype=images.dtype, device=images.device)
+    for v, (scale, dx, dy) in enumerate(grid):
+        theta[v, 0, 0] = theta[v, 1, 1] = scale  # zoom in: the crop's side is scale·size
+        theta[v, 0, 2], theta[v, 1, 2] = 2 * dx / width, 2 * dy / height  # t = 2d/size: d pixels
+    views = []
+    for image in images:
+        batch = image.expand(len(grid), channels, height, width)
+        sampling = F.affine_grid(theta, [len(grid), channels, height, width], align_corners=False)
+        views.append(F.grid_sample(batch, sampling, mode="bilinear", padding_mode="border", align_corners=False))
+    return torch.stack(views)
+
+
+def nearest_views(queries: Tensor, references: Tensor, scales: tuple[float, ...] = CROP_SCALES,
+                  chunk: int = 16) -> ViewNeighbours:
+    """The nearest view of a reference image for every query: the min of ‖q − view‖₂/√D over both flips of every
+    reference and every crop of :func:`crop_grid` (``chunk`` references rendered at a time, to bound memory)."""
+    _check_pair(queries, references, "queries", "references")
+    chunk = check_int(chunk, "chunk", low=1)
+    grid = crop_grid(references.shape[-1], scales)
+    best = torch.full((len(queries),), math.inf)
+    best_view = torch.zeros(len(queries), dtype=torch.long)  # index into (reference, flip, crop), flattened
+    for start in range(0, len(references), chunk):
+        block = references[start:start + chunk].detach().cpu().float()
+        views = torch.stack([crop_views(block, grid), crop_views(block.flip(-1), grid)], dim=1)  # (n, 2, V, C, H, W)
+        distances = pairwise_rms_distances(queries, views.flatten(0, 2))  # (Q, n·2·V)
+        nearest, where = distances.min(dim=1)
+        closer = nearest < best
+        best = torch.where(closer, nearest, best)
+        best_view = torch.where(closer, where + start * 2 * len(grid), best_view)
+    index, rest = best_view // (2 * len(grid)), best_view % (2 * len(grid))
+    flipped, crop = rest // len(grid), rest % len(grid)
+    crops = torch.tensor(grid, dtype=torch.float64)[crop]
+    return ViewNeighbours(distances=best, indices=index, flipped=flipped.bool(), scales=crops[:, 0].float(),
+                          shifts=crops[:, 1:].long())

@@ -1,0 +1,55 @@
+"""The copy test that sees flipped, shifted and zoomed copies (evaluation.copies)."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from ddpm_helpers.datasets import butterfly_images, flip_and_crop
+from ddpm_helpers.evaluation.copies import crop_grid, crop_views, nearest_views
+from ddpm_helpers.evaluation.neighbours import leave_one_out_distances, nearest_neighbours
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="module")
+def butterflies():
+    return butterfly_images(image_size=32, root=SHARED_DATA).images
+
+
+def test_the_grid_spans_the_augmentation_in_whole_pixels():
+    grid = crop_grid(32)
+    assert (1.0, 0, 0) in grid and (0.85, -2, 2) in grid and (0.85, 3, 0) not in grid  # 0.15·32/2 = 2.4 px
+    assert len(grid) == 25 + 9 + 1 + 1  # 5×5 shifts at 0.85, 3×3 at 0.90, 1 at 0.95 (0.8 px) and at 1
+    with pytest.raises(ValueError, match="1.2"):
+        crop_grid(32, scales=(1.2,))
+
+
+def test_a_view_on_the_grid_is_the_augmentation_itself(butterflies):
+    image = butterflies[:1]
+    views = crop_views(image, [(1.0, 0, 0), (0.9, 1, -1)])
+    torch.testing.assert_close(views[0, 0], image[0], atol=1e-6, rtol=0)  # the identity crop
+    # flip_and_crop draws (flip, scale, shift) from four uniforms: pick those that give scale 0.9, shift (1, −1) px
+    draws = torch.tensor([[0.9, (0.9 - 0.85) / 0.15, 0.5 + (2 / 32) / (2 * 0.1), 0.5 - (2 / 32) / (2 * 0.1)]])
+    generator = torch.Generator()
+    generator.set_state(torch.Generator().manual_seed(0).get_state())
+    original = torch.rand
+    try:
+        torch.rand = lambda *args, **kwargs: draws.clone()
+        augmented = flip_and_crop(image, generator)
+    finally:
+        torch.rand = original
+    torch.testing.assert_close(views[0, 1], augmented[0], atol=1e-5, rtol=0)
+
+
+def test_a_planted_shifted_copy_is_caught_and_an_unseen_image_is_not(butterflies):
+    references, unseen = butterflies[:24], butterflies[24:28]
+    generator = torch.Generator().manual_seed(3)
+    planted = flip_and_crop(references[[5, 11, 17]], generator)  # views off the grid: any scale and shift
+    plain = nearest_neighbours(planted, references, flips=True).distances[:, 0]
+    found = nearest_views(torch.cat([planted, unseen]), references, chunk=7)
+    floor = leave_one_out_distances(references).median()  # how far apart different butterflies are
+    assert found.indices[:3].tolist() == [5, 11, 17]
+    assert (found.distances[:3] < 0.3 * floor).all() and (found.distances[:3] <= plain).all()
+    assert (plain > 0.9 * floor).sum() >= 1  # the plain search calls a shifted copy a different butterfly
+    assert (found.distances[3:] > 0.5 * floor).all()  # an image the references do not hold is no copy
