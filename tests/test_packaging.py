@@ -296,7 +296,8 @@ FOLDERS = {
     "datasets": {"__init__", "images", "mnist", "butterflies", "toy2d"},
     "training": {"__init__", "loop", "train_config", "plan", "resume", "ema", "precision", "distributed", "recipes",
                  "cli", "pretrained", "timing"},
-    "evaluation": {"__init__", "metrics2d", "mnist_eval", "neighbours", "copies", "color_stats", "reference_results"},
+    "evaluation": {"__init__", "metrics2d", "mnist_eval", "neighbours", "copies", "intervals", "color_stats",
+                   "reference_results"},
 }
 
 

@@ -39,6 +39,7 @@ from ddpm_helpers import config
 from ddpm_helpers.checkpoint import load_checkpoint, save_checkpoint
 from ddpm_helpers.checks import check_floating, check_number
 from ddpm_helpers.datasets import mnist_images
+from ddpm_helpers.evaluation.intervals import bootstrap_interval, wilson_interval
 
 CONFIDENCE_THRESHOLD = 0.9
 NUM_CLASSES = 10
@@ -314,8 +315,29 @@ class DigitEvaluator:
             num_images=len(images),
         )
 
+    def intervals(self, images: Tensor, labels: Tensor | None = None, level: float = 0.95, resamples: int = 200,
+                  seed: int = 0) -> dict[str, tuple[float, float]]:
+        """``level`` intervals of the metrics of ``images`` over another draw of as many samples (``intervals``):
+        Wilson for the confident share (and, with the ``labels`` asked for, the label agreement), the basic
+        bootstrap over the images for the Fréchet and kernel distances. The judge and the references stay fixed."""
+        logits = predict_logits(self.classifier, images)
+        features = extract_features(self.classifier, images)
+        n = len(images)
+        result = {
+            "frechet_distance": bootstrap_interval(
+                lambda index: frechet_distance(*feature_statistics(features[index]), *self.reference), n,
+                resamples, level, seed),
+            "kernel_distance": bootstrap_interval(
+                lambda index: kernel_distance(features[index], self.kernel_reference), n, resamples, level, seed),
+            "confident_share": wilson_interval(round(confident_share(logits) * n), n, level),  # successes of n
+        }
+        if labels is not None:
+            result["label_agreement"] = wilson_interval(round(label_agreement(logits, labels) * n), n, level)
+        return result
+
     def real_floor(self, num_images: int, seed: int = 0) -> DigitMetrics:
-        """The same metrics for ``num_images`` random *training* digits: the best a generator can hope for."""
+        """The same metrics for ``num_images`` random *training* digits: what real digits score at this n (a
+        generator's samples can land below it by chance: the floor is a yardstick, not a bound)."""
         images, _ = mnist_images(train=True)
         index = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:num_images]
         return self.evaluate(images[index])

@@ -1,0 +1,52 @@
+"""Intervals of sample metrics: Wilson against SciPy, the basic bootstrap's width and coverage, the judge's."""
+
+import pytest
+import torch
+from scipy import stats
+
+from ddpm_helpers.evaluation.intervals import bootstrap_interval, wilson_interval
+
+
+@pytest.mark.parametrize("successes, n", [(0, 10), (3, 10), (958, 1000), (1000, 1000), (50, 100)])
+def test_wilson_matches_scipy(successes, n):
+    expected = stats.binomtest(successes, n).proportion_ci(confidence_level=0.95, method="wilson")
+    assert wilson_interval(successes, n) == pytest.approx((expected.low, expected.high), abs=1e-12)
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="successes"):
+        wilson_interval(11, 10)
+    with pytest.raises(ValueError, match="level"):
+        wilson_interval(1, 10, level=1.0)
+    with pytest.raises(ValueError, match="resamples"):
+        bootstrap_interval(lambda index: 0.0, 10, resamples=3)
+
+
+def test_the_bootstrap_interval_of_a_mean_has_the_textbook_width_and_coverage():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(400, generator=generator, dtype=torch.float64)
+    low, high = bootstrap_interval(lambda index: x[index].mean().item(), len(x), resamples=400)
+    assert low < x.mean().item() < high
+    assert (high - low) == pytest.approx(2 * 1.96 / 400 ** 0.5, rel=0.2)  # 2 z σ/√n with σ = 1
+    covered = 0
+    for trial in range(100):  # draws of 50 from N(0, 1): the interval holds the true mean 0 about 95 % of the time
+        y = torch.randn(50, generator=generator, dtype=torch.float64)
+        low, high = bootstrap_interval(lambda index: y[index].mean().item(), 50, resamples=100, seed=trial)
+        covered += low <= 0.0 <= high
+    assert 85 <= covered <= 100
+
+
+def test_the_judge_gives_intervals_around_its_numbers():
+    from ddpm_helpers.datasets import mnist_images
+    from ddpm_helpers.evaluation.mnist_eval import DigitEvaluator
+
+    images, labels = mnist_images(train=False)
+    evaluator = DigitEvaluator()
+    digits, asked = images[-300:], labels[-300:]
+    metrics = evaluator.evaluate(digits)
+    found = evaluator.intervals(digits, asked, resamples=50)
+    for name in ("frechet_distance", "kernel_distance", "confident_share"):
+        low, high = found[name]
+        assert low <= getattr(metrics, name) <= high, name
+    low, high = found["label_agreement"]
+    assert 0.9 < low < high <= 1.0  # the judge reads real test digits as what they are
