@@ -56,7 +56,7 @@
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU, 2 threads (the CPUs, from the machines' /proc/cpuinfo, not printed here: this run on TODO-NUMBER, the weights' training on one with AVX-512) | ≈ 30 s | TODO-NUMBER min measured with the committed weights (no training; 512 samples and the 2.5-minute 8-image run of section 5 included); training adds up to its 30-minute calibrated budget: the committed weights took 24.3 min (5761 steps × 32) |
+# | CPU, 2 threads (the CPUs, from the machines' /proc/cpuinfo, not printed here: this run on TODO-NUMBER, the weights' training on one with AVX-512) | ≈ 30 s | TODO-NUMBER min measured with the committed weights (no training; 512 samples and the 2.5-minute 8-image run of section 5 included; 1.0 min before they were added); training adds up to its 30-minute calibrated budget: the committed weights took 24.3 min (5761 steps × 32) |
 # | Colab with a GPU (64×64, larger model; *estimated*, no GPU run yet) | ≈ 1 min | ≈ TODO-NUMBER min: a 40-minute calibrated training budget (≈ 16,900 steps × 64 on a T4, estimated from the FLOPs of a step and an assumed 16 TFLOP/s, section 3), then sampling 512 images and the 2.5-minute 8-image run |
 #
 # The quick-profile column is a rough figure, not timed in the run saved here.
@@ -859,7 +859,7 @@ print(f"samples below the copy line, plain search (above): {count_share(sample_n
 # %%
 # NBVAL_IGNORE_OUTPUT
 few = train_images[torch.linspace(0, n_train - 1, 8).long()]  # 8 of the 128, spread over the set
-few_config = recipe.train_config(batch_size=8, steps=config.pick(quick=60, full=None),
+few_config = recipe.train_config(batch_size=8, steps=config.pick(quick=30, full=None),
                                  time_budget_s=config.pick(quick=None, full=150))  # full: 2.5 minutes, planned
 torch.manual_seed(0)
 memorizer = train(UNet(**{**recipe.unet, "image_size": image_size}), diffusion,
