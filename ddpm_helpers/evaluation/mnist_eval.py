@@ -39,7 +39,7 @@ from ddpm_helpers import config
 from ddpm_helpers.checkpoint import load_checkpoint, save_checkpoint
 from ddpm_helpers.checks import check_floating, check_number
 from ddpm_helpers.datasets import mnist_images
-from ddpm_helpers.evaluation.intervals import bootstrap_interval, wilson_interval
+from ddpm_helpers.evaluation.intervals import jackknife_interval, wilson_interval
 
 CONFIDENCE_THRESHOLD = 0.9
 NUM_CLASSES = 10
@@ -224,6 +224,24 @@ def kernel_distance(features_a: Tensor, features_b: Tensor) -> float:
     return within_a / (m * (m - 1)) + within_b / (n * (n - 1)) - 2 * _polynomial_kernel_sum(a, b) / (m * n)
 
 
+def _kernel_distance_of_subsets(features_a: Tensor, features_b: Tensor):
+    """``kernel_distance(features_a[index], features_b)`` as a function of ``index`` (distinct rows), from kernel
+    sums computed once: the jackknife asks for dozens of subsets of one set."""
+    a, b = features_a.detach().double().cpu(), features_b.detach().double().cpu()
+    dim, n = a.shape[1], len(b)
+    within_a = (a @ a.T / dim + 1) ** 3  # k(a_i, a_j)
+    within_a.fill_diagonal_(0.0)  # i ≠ j only
+    across = ((a @ b.T / dim + 1) ** 3).sum(1)  # Σ_j k(a_i, b_j) for each i
+    within_b = _polynomial_kernel_sum(b, b) - ((b * b).sum(1) / dim + 1).pow(3).sum().item()
+
+    def distance(index: Tensor) -> float:
+        m = len(index)
+        return (within_a[index][:, index].sum().item() / (m * (m - 1)) + within_b / (n * (n - 1))
+                - 2 * across[index].sum().item() / (m * n))
+
+    return distance
+
+
 def _check_logits(logits: Tensor, threshold: float) -> float:
     """The threshold as a float in (0, 1); ValueError unless ``logits`` is a (N, classes) tensor."""
     if not torch.is_tensor(logits) or logits.ndim != 2:
@@ -315,20 +333,21 @@ class DigitEvaluator:
             num_images=len(images),
         )
 
-    def intervals(self, images: Tensor, labels: Tensor | None = None, level: float = 0.95, resamples: int = 200,
+    def intervals(self, images: Tensor, labels: Tensor | None = None, level: float = 0.95, groups: int = 20,
                   seed: int = 0) -> dict[str, tuple[float, float]]:
         """``level`` intervals of the metrics of ``images`` over another draw of as many samples (``intervals``):
-        Wilson for the confident share (and, with the ``labels`` asked for, the label agreement), the basic
-        bootstrap over the images for the Fréchet and kernel distances. The judge and the references stay fixed."""
+        Wilson for the confident share (and, with the ``labels`` asked for, the label agreement), the jackknife
+        over ``groups`` groups of the images for the Fréchet and kernel distances. The judge and the references
+        stay fixed."""
         logits = predict_logits(self.classifier, images)
         features = extract_features(self.classifier, images)
         n = len(images)
         result = {
-            "frechet_distance": bootstrap_interval(
+            "frechet_distance": jackknife_interval(
                 lambda index: frechet_distance(*feature_statistics(features[index]), *self.reference), n,
-                resamples, level, seed),
-            "kernel_distance": bootstrap_interval(
-                lambda index: kernel_distance(features[index], self.kernel_reference), n, resamples, level, seed),
+                min(groups, n // 2), level, seed),
+            "kernel_distance": jackknife_interval(_kernel_distance_of_subsets(features, self.kernel_reference), n,
+                                                  min(groups, n // 2), level, seed),
             "confident_share": wilson_interval(round(confident_share(logits) * n), n, level),  # successes of n
         }
         if labels is not None:
@@ -338,6 +357,40 @@ class DigitEvaluator:
     def real_floor(self, num_images: int, seed: int = 0) -> DigitMetrics:
         """The same metrics for ``num_images`` random *training* digits: what real digits score at this n (a
         generator's samples can land below it by chance: the floor is a yardstick, not a bound)."""
-        images, _ = mnist_images(train=True)
-        index = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:num_images]
-        return self.evaluate(images[index])
+        return self.evaluate(real_digits(num_images, seed)[0])
+
+    def yardstick(self, images: Tensor, labels: Tensor | None = None, level: float = 0.95, groups: int = 20,
+                  seed: int = 0) -> str:
+        """A table of the metrics of ``images`` (and, with the ``labels`` asked for, the label agreement) beside
+        those of as many real training digits (:func:`real_digits`, their own labels), each with its ``level``
+        interval (:meth:`intervals`): what the notebooks print instead of pass/fail verdicts."""
+        real, real_labels = real_digits(len(images), seed)
+        rows = []
+        for name, pixels, asked in (("samples", images, labels), ("real digits", real, real_labels)):
+            metrics = self.evaluate(pixels)
+            found = self.intervals(pixels, asked, level, groups, seed)
+            values = {**metrics.as_dict()}
+            if asked is not None:
+                values["label_agreement"] = label_agreement(predict_logits(self.classifier, pixels), asked)
+            rows.append((name, values, found))
+        percent = {"confident_share", "label_agreement"}
+        lines = [f"{'':26s}" + "".join(f"{name:>28s}" for name, _, _ in rows)]
+        for key in ("frechet_distance", "kernel_distance", "confident_share", "label_agreement"):
+            if key not in rows[0][2]:
+                continue
+            cells = []
+            for _, values, found in rows:
+                scale = 100 if key in percent else 1
+                low, high = found[key]
+                cells.append(f"{scale * values[key]:8.2f} [{scale * low:7.2f}, {scale * high:7.2f}]")
+            unit = " (%)" if key in percent else ""
+            lines.append(f"{key.replace('_', ' ') + unit:26s}" + "".join(f"{cell:>28s}" for cell in cells))
+        lines.append(f"n = {len(images)} each; [{100 * level:.0f} % intervals over another draw of as many images]")
+        return "\n".join(lines)
+
+
+def real_digits(num_images: int, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """``num_images`` random MNIST training digits (a seeded draw without replacement) and their labels."""
+    images, labels = mnist_images(train=True)
+    index = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:num_images]
+    return images[index], labels[index]
