@@ -10,12 +10,12 @@ updates ``weights/SHA256SUMS`` and prints the accuracy. Prints, never asserts.
 """
 
 import time
-from pathlib import Path
 
+from ddpm_helpers import config
 from ddpm_helpers.evaluation import mnist_eval
 from ddpm_helpers.training.pretrained import export_weights
 
-WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+WEIGHTS = config.package_checkout() / "weights"
 
 if __name__ == "__main__":
     start = time.perf_counter()

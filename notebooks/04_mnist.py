@@ -387,8 +387,8 @@ for (name, model), step_seconds in zip(zip(candidates, models), seconds):
 # %%
 # The configurations live in ddpm_helpers.training.recipes, shared with `python -m ddpm_helpers.train_cli mnist-gpu` (and torchrun).
 # CPU: the narrow network chosen above, as many steps as fit a 10-minute calibrated budget; GPU: twice as wide, two blocks per level,
-# attention at 7×7, batch 128, mixed precision and a 4-minute calibrated budget (the steps are fixed from the measured
-# step time, so the cosine schedule ends at the planned step, close to the budget, on any GPU).
+# attention at 7×7, batch 128, mixed precision and a 4-minute calibrated budget (the steps are planned and re-planned from
+# the measured step time, so the cosine schedule ends at the last planned step, close to the budget, on any GPU).
 from ddpm_helpers.training import recipes
 
 recipe = recipes.mnist(config.profile(), gpu=on_gpu)

@@ -178,7 +178,7 @@ def sample_loop(model, diffusion, step, timesteps, *, shape=None, x_T=None, gene
     recorded = []
     with utils.eval_no_grad(model):
         for t, t_next in pairs:
-            tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)  # t for every example, (B,)
+            tt = _timestep_tensor(t, x)  # t for every example, (B,)
             output = check_model_output(model(x, tt), x)
             x_prev, x0_hat = step(diffusion, output, x, t, t_next, tt)
             if t in record:

@@ -84,8 +84,8 @@ def train_step(model: nn.Module, net: nn.Module, ema: EMA, optimizer: torch.opti
 @dataclass
 class TrainResult:
     """What :func:`train` returns. ``losses[i]`` is the loss of step ``i`` (0-based), over all resumed calls;
-    ``seconds`` is the training wall-clock time summed over them; ``planned_steps`` is the step count a
-    calibrated budget fixed (None without ``time_budget_s``, or before the calibration ended)."""
+    ``seconds`` is the training wall-clock time summed over them; ``planned_steps`` is the step count of a
+    calibrated budget's last plan (None without ``time_budget_s``, or before the calibration ended)."""
 
     model: nn.Module
     ema: EMA
@@ -221,14 +221,16 @@ def train(model: nn.Module, diffusion: Diffusion, batches, config: TrainConfig, 
             run.pending.append(train_step(model, net, ema, optimizer, precision, diffusion, x0, t, eps, labels,
                                           run.lr, config))
             run.step += 1
-            if plan.due(run.step):
-                replan()
             now = clock()  # host clock only: no device sync
+            replan_due = plan.due(run.step, run.seconds(now))
             due = ckpt_path is not None and checkpoint_due(config, run.step, now - run.saved_at)
             out_of_time = config.time_limit_s is not None and now - run.start >= config.time_limit_s
             if ranks.enabled:  # rank 0's clock and signals decide for every rank, so that none waits for the others
-                due, out_of_time, signum = distributed.broadcast_from_main([due, out_of_time, stop.signum or 0], ranks)
+                decisions = [due, out_of_time, stop.signum or 0, replan_due]
+                due, out_of_time, signum, replan_due = distributed.broadcast_from_main(decisions, ranks)
                 due, out_of_time, stop.signum = bool(due), bool(out_of_time), int(signum) or None
+            if replan_due:
+                replan()
             stopped_early = run.step < plan.end and (stop.requested or out_of_time)
             if run.step % config.log_every == 0 or due or stopped_early or run.step >= plan.end:
                 flush()

@@ -20,7 +20,7 @@ from ddpm_helpers.training.train_config import TrainConfig
 CHECKPOINT_NAME = "checkpoint.pt"
 # Fields that must agree between a checkpoint and the config that resumes from it.
 _RESUME_FIELDS = ("batch_size", "lr", "warmup_steps", "lr_schedule", "grad_clip", "ema_decay",
-                  "prediction", "weighting", "min_snr_gamma", "seed", "p_uncond", "time_budget_s")
+                  "prediction", "weighting", "min_snr_gamma", "seed", "p_uncond", "time_budget_s", "calibration_steps")
 # What a checkpoint of train() holds (besides "planned_steps", absent in checkpoints of older versions).
 _CHECKPOINT_KEYS = ("model", "ema", "optimizer", "step", "losses", "seconds", "rng", "config", "betas")
 

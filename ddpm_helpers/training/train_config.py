@@ -94,9 +94,9 @@ def lr_at_step(step: int, config: TrainConfig, total_steps: int | None = None) -
     """Learning rate of 0-based ``step`` for one plan of ``total_steps`` steps: linear warmup to ``lr``, then constant
     or cosine decay to 0 (:func:`scheduled_lr` at progress p = (step − warmup)/(total − warmup)).
 
-    ``total_steps`` is ``config.steps``, or for a calibrated budget (``config.time_budget_s``) the planned steps;
-    before they are fixed the LR after the warmup is ``lr``. A budget's re-plans continue the progress instead
-    (``training.plan``).
+    ``total_steps`` is ``config.steps``; without it a budget's LR after the warmup is ``lr``. A calibrated budget
+    (``config.time_budget_s``) follows its plans instead: ``scheduled_lr(step, config, plan.progress(step))`` with
+    the ``training.plan.StepPlan`` stored in its checkpoint (``StepPlan.from_checkpoint``).
     """
     if total_steps is None and config.time_budget_s is None:
         total_steps = config.steps
