@@ -8,10 +8,12 @@ import pytest
 import torch
 
 from ddpm_helpers import analytic, elbo, guidance, losses, samplers, schedules
-from ddpm_helpers.diffusion import Diffusion
+from ddpm_helpers.datasets import to_unit_range
+from ddpm_helpers.diffusion import Diffusion, extract
 from ddpm_helpers.nn.embeddings import sinusoidal_embedding
 from ddpm_helpers.nn.mlp import MLP
 from ddpm_helpers.nn.unet import UNet
+from ddpm_helpers.training import TrainConfig, train
 
 D = Diffusion.from_schedule("linear", 50)
 X = torch.randn(2, 3)
@@ -29,6 +31,15 @@ def half(x, t):
 
 def unet(**kwargs):
     return UNet(1, **{"base_channels": 8, "channel_mults": (1,), "image_size": 4, "num_groups": 4, **kwargs})
+
+
+def _train_with(out_dir=None, **changes):
+    """train() a tiny MLP 2 steps, with ``changes`` set on its TrainConfig after construction."""
+    config = TrainConfig(steps=2, batch_size=4, log_every=1)
+    for name, value in changes.items():
+        setattr(config, name, value)
+    return train(MLP(hidden=8, num_blocks=1), D, torch.randn(16, 2), config, device="cpu", out_dir=out_dir,
+                 progress=False)
 
 
 def cfg(labels, scale=1.0):
@@ -178,6 +189,20 @@ CASES = [
     ("mixture with 1-D means", lambda: analytic.GaussianMixture([1.0], [0.0], 1.0), "(1,)"),
     ("mixture sample(n=True)", lambda: analytic.GaussianMixture([1.0], [[0.0]], 1.0).sample(True), "n=True"),
     ("mixture noised(alpha_bar=0)", lambda: analytic.GaussianMixture([1.0], [[0.0]], 1.0).noised(0.0), "alpha_bar=0"),
+    # hardening (issue 27): values that used to give a silent wrong answer
+    ("Diffusion.at with a negative t", lambda: D.at("alpha_bar", torch.tensor([-1, 0]), X), "t=[-1]"),
+    ("extract with a negative t", lambda: extract(D.betas, torch.tensor([3, -2]), X), "t=[-2]"),
+    ("extract with t of another batch", lambda: extract(D.betas, torch.tensor([1, 2, 3]), X), "shape (3,)"),
+    ("exact denoiser with a negative t", lambda: analytic.optimal_eps(
+        analytic.GaussianMixture([1.0], [[0.0, 0.0, 0.0]], 1.0), D)(X, torch.tensor([0, -1])), "t=[-1]"),
+    ("UNet bool t", lambda: unet()(torch.zeros(2, 1, 4, 4), torch.tensor([True, False])), "torch.bool"),
+    ("MLP bool t", lambda: MLP()(torch.zeros(2, 2), torch.tensor([True, False])), "torch.bool"),
+    ("to_unit_range of data already in [-1, 1]", lambda: to_unit_range(torch.rand(2, 3) * 2 - 1), "float32"),
+    ("TrainConfig warmup_steps > steps", lambda: TrainConfig(steps=10, batch_size=2, warmup_steps=11),
+     "warmup_steps=11"),
+    ("a TrainConfig field changed after construction", lambda: _train_with(lr=-1.0), "lr=-1.0"),
+    ("a TrainConfig warmup changed after construction", lambda: _train_with(warmup_steps=99), "warmup_steps=99"),
+    ("train(out_dir='')", lambda: _train_with(out_dir=""), "out_dir=''"),
 ]
 
 

@@ -25,7 +25,14 @@ _SIXTEEN_BIT_GREY = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # PIL modes of 16-
 
 
 def to_unit_range(pixels: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels in {0, …, 255} → float32 in [-1, 1]:  x = p / 127.5 − 1."""
+    """uint8 pixels in {0, …, 255} → float32 in [-1, 1]:  x = p / 127.5 − 1.
+
+    Any other dtype is refused (float data may already be in [-1, 1] or [0, 1]: rescaling it again is silently wrong).
+    """
+    if not torch.is_tensor(pixels) or pixels.dtype != torch.uint8:
+        got = f"dtype {pixels.dtype}" if torch.is_tensor(pixels) else type(pixels).__name__
+        raise ValueError(f"to_unit_range takes uint8 pixels in {{0, …, 255}}, got {got}: float data may already be "
+                         "in [-1, 1] (use it as it is) or in [0, 1] (use 2 * x - 1)")
     return pixels.float() / 127.5 - 1.0
 
 

@@ -164,7 +164,8 @@ def sample_loop(model, diffusion, step, timesteps, *, shape=None, x_T=None, gene
     generator (the samplers bind the same one to their step). ``device``: where to sample (default: x_T's, else
     the model's, else the CPU).
     ``record``: see the module docstring; ``progress``: a tqdm bar titled ``desc``.
-    Returns a :class:`SampleResult`.
+    Returns a :class:`SampleResult`; a sample holding NaN or ±inf raises FloatingPointError (checked once, at the
+    end) naming the first recorded step where it showed.
     """
     if not callable(step):
         raise ValueError(f"step must be a callable step body, got {step!r}")
@@ -184,4 +185,18 @@ def sample_loop(model, diffusion, step, timesteps, *, shape=None, x_T=None, gene
             if t in record:
                 recorded.append((t, x.cpu(), x0_hat.cpu()))
             x = x_prev
+    _check_finite(x, recorded, desc)  # once per call, after the loop: one read at the end, none per step
     return _result(x, recorded)
+
+
+def _check_finite(x, recorded, desc):
+    """FloatingPointError naming the non-finite values of the final sample and the first recorded step that had any
+    (a network that returned NaN, or a step that diverged), instead of handing back a NaN sample."""
+    if x.device.type == "meta" or bool(torch.isfinite(x).all()):
+        return
+    bad = int((~torch.isfinite(x)).sum())
+    first = next((t for t, xt, x0 in recorded if not (torch.isfinite(xt).all() and torch.isfinite(x0).all())), None)
+    where = (f"the first recorded step with a non-finite x_t or x̂0 is t={first}" if first is not None else
+             "pass record=range(diffusion.T) to see the first step whose output was not finite")
+    raise FloatingPointError(f"{desc}: the sample holds {bad} non-finite values (NaN or ±inf) of {x.numel()}: the "
+                             f"model returned NaN/inf or a step diverged; {where}")

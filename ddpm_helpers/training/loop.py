@@ -307,6 +307,7 @@ def _check_inputs(model, diffusion, config: TrainConfig, resume) -> None:
         raise ValueError(f"diffusion must be a ddpm_helpers.diffusion.Diffusion, got {type(diffusion).__name__}")
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
+    config.validate()  # again: a field may have been changed since construction
     if not isinstance(resume, bool):
         raise ValueError(f"resume must be True or False, got resume={resume!r}")
     num_classes = getattr(model, "num_classes", None)

@@ -101,6 +101,8 @@ def checkpoint_file(out_dir) -> Path | None:
         return None
     if not isinstance(out_dir, (str, os.PathLike)):
         raise ValueError(f"out_dir must be a folder path (str or Path) or None, got {type(out_dir).__name__}")
+    if not str(os.fspath(out_dir)).strip():  # Path('') is '.': the working directory, never what was meant
+        raise ValueError(f"out_dir={os.fspath(out_dir)!r} is empty: pass a folder, or out_dir=None for no checkpoints")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"out_dir={str(out_dir)!r} is a file, not a folder: pass the folder to hold {CHECKPOINT_NAME}")
