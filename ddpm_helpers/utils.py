@@ -42,14 +42,29 @@ def count_parameters(model):
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def _umask() -> int:
+    """The process's umask (read from /proc where it is, else set and restored at once)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(path, write):
     """Call ``write(tmp)`` on a temporary ``.<name>.*.tmp`` file beside ``path``, flush it to disk, then rename it
-    over ``path`` (``os.replace`` is atomic: readers see the old file or the new one, never a partial one)."""
+    over ``path`` (``os.replace`` is atomic: readers see the old file or the new one, never a partial one). The file
+    gets the permissions the process's umask gives a new file (e.g. 0644), not mkstemp's 0600."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: give the file the mode open() would, like any other
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
