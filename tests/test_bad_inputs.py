@@ -10,6 +10,7 @@ import torch
 from ddpm_helpers import analytic, elbo, guidance, losses, samplers, schedules
 from ddpm_helpers.datasets import to_unit_range
 from ddpm_helpers.diffusion import Diffusion, extract
+from ddpm_helpers.evaluation import color_stats, mnist_eval, neighbours
 from ddpm_helpers.nn.embeddings import sinusoidal_embedding
 from ddpm_helpers.nn.mlp import MLP
 from ddpm_helpers.nn.unet import UNet
@@ -203,6 +204,26 @@ CASES = [
     ("a TrainConfig field changed after construction", lambda: _train_with(lr=-1.0), "lr=-1.0"),
     ("a TrainConfig warmup changed after construction", lambda: _train_with(warmup_steps=99), "warmup_steps=99"),
     ("train(out_dir='')", lambda: _train_with(out_dir=""), "out_dir=''"),
+    # evaluation: numbers returned today for inputs that cannot be judged
+    ("judge float images in 0…255", lambda: mnist_eval.predict_logits(None, torch.full((2, 1, 28, 28), 255.0)),
+     "[255, 255]"),
+    ("judge NaN images", lambda: mnist_eval.predict_logits(None, torch.full((2, 1, 28, 28), NAN)), "NaN"),
+    ("NaN logits", lambda: mnist_eval.confident_share(torch.tensor([[NAN, 0.0], [0.0, 1.0]])), "1 NaN"),
+    ("label 15 for 10 classes", lambda: mnist_eval.label_agreement(torch.zeros(2, 10), torch.tensor([1, 15])),
+     "[1, 15]"),
+    ("1-D logits to class_histogram", lambda: mnist_eval.class_histogram(torch.zeros(10)), "shape (10,)"),
+    ("threshold NaN", lambda: mnist_eval.class_coverage(torch.zeros(2, 10), NAN), "threshold=nan"),
+    ("threshold 2", lambda: mnist_eval.class_histogram(torch.zeros(2, 10), 2.0), "threshold=2.0"),
+    ("real_floor(num_images=-5)", lambda: mnist_eval.DigitEvaluator.real_floor(None, -5), "num_images=-5"),
+    ("train_classifier(steps=True)", lambda: mnist_eval.train_classifier(steps=True), "steps=True"),
+    ("covariance not PSD", lambda: mnist_eval.frechet_distance(np.zeros(2), -np.eye(2), np.zeros(2), np.eye(2)),
+     "sigma1 is not a covariance"),
+    ("hue band beyond 360°", lambda: color_stats.band_shares(torch.zeros(1, 3, 4, 4), {"x": (300, 400)}),
+     "bound=400"),
+    ("unnormalised histogram", lambda: color_stats.total_variation(torch.tensor([3.0, 1.0]), torch.tensor([0.5, 0.5])),
+     "sum 4"),
+    ("negative distances", lambda: neighbours.distance_statistics(torch.tensor([-1.0, 2.0]), torch.ones(3), 0.1),
+     "[-1, 2]"),
 ]
 
 
