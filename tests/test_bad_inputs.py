@@ -224,6 +224,21 @@ CASES = [
      "sum 4"),
     ("negative distances", lambda: neighbours.distance_statistics(torch.tensor([-1.0, 2.0]), torch.ones(3), 0.1),
      "[-1, 2]"),
+    # obscure errors from deep inside, now named at the entry point (issue 27, item 4)
+    ("an int where a Generator goes", lambda: samplers.ddim_sample(MLP(), D, (2, 2), num_steps=3, generator=5),
+     "generator=5"),
+    ("record=5", lambda: samplers.ddim_sample(MLP(), D, (2, 2), num_steps=3, record=5), "record=5"),
+    ("a list as x_T", lambda: samplers.ddpm_sample(MLP(), D, None, x_T=[[0.0, 0.0]]), "x_T must be"),
+    ("a float64 model sampling float32", lambda: samplers.ddim_sample(MLP().double(), D, (2, 2), num_steps=3),
+     "weights are torch.float64 but x_t is torch.float32"),
+    ("a float64 model trained on float32 data", lambda: train(MLP(hidden=8, num_blocks=1).double(), D,
+                                                              torch.randn(8, 2), TrainConfig(steps=1, batch_size=2),
+                                                              device="cpu", progress=False), "torch.float64"),
+    ("an MLP given labels", lambda: MLP()(torch.zeros(2, 2), T2, torch.tensor([0, 1])), "no class labels"),
+    ("sampling on device='meta'", lambda: samplers.ddim_sample(MLP(), D, (2, 2), num_steps=3, device="meta"),
+     "device='meta'"),
+    ("training on device='meta'", lambda: train(MLP(), D, torch.randn(8, 2), TrainConfig(steps=1, batch_size=2),
+                                                device="meta", progress=False), "device='meta'"),
 ]
 
 

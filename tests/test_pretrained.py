@@ -191,3 +191,17 @@ def test_a_captive_portal_page_is_named(monkeypatch):
 def test_a_bad_timeout_is_named(timeout):
     with pytest.raises(ValueError, match="timeout"):
         pretrained.load_pretrained("04_mnist_ema", timeout=timeout)
+
+
+def test_a_damaged_weights_file_or_its_metadata_is_named(weights_folder, tmp_path):
+    folder, _ = weights_folder
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\xff" * 64)
+    with pytest.raises(ValueError, match=r"garbage.safetensors is not a readable safetensors weights file"):
+        pretrained.read_weights(garbage)
+    from safetensors.torch import save_file
+
+    bad_json = tmp_path / "bad_json.safetensors"
+    save_file({"w": torch.ones(2)}, str(bad_json), metadata={"ddpm_helpers": "{not json"})
+    with pytest.raises(ValueError, match=r"metadata of .*bad_json.safetensors is not valid JSON"):
+        pretrained.read_weights(bad_json)

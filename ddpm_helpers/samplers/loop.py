@@ -129,6 +129,9 @@ def _resolve_device(model, x_T, device):
 
 def _record_set(record, T):
     """The set of 0-based timesteps to record; ValueError naming any outside [0, T)."""
+    if isinstance(record, (str, bytes)) or not hasattr(record, "__iter__"):
+        raise ValueError(f"record must be a collection of 0-based timesteps (e.g. range(T) or [999, 500, 0]), "
+                         f"got record={record!r}")
     steps = set()
     for t in record:
         try:
@@ -169,8 +172,20 @@ def sample_loop(model, diffusion, step, timesteps, *, shape=None, x_T=None, gene
     """
     if not callable(step):
         raise ValueError(f"step must be a callable step body, got {step!r}")
+    if not callable(model):
+        raise ValueError(f"model must be a network or a callable model(x_t, t), got {type(model).__name__}")
     steps = check_step_sequence(timesteps, diffusion.T)
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator or None, got generator={generator!r} "
+                         "(e.g. torch.Generator().manual_seed(0))")
+    if x_T is not None:
+        check_floating(x_T, "x_T")
     device = _resolve_device(model, x_T, device)
+    if device.type == "meta":
+        raise ValueError("device='meta' holds shapes but no values, so nothing can be sampled on it: use 'cpu' or "
+                         "'cuda'")
+    weights_dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None) \
+        if isinstance(model, torch.nn.Module) else None
     record = _record_set(record, diffusion.T)
     x = _initial_state(shape, x_T, generator, device)
     pairs = zip(steps, steps[1:] + [None])  # (t, t_next); None: the clean end of the chain (ᾱ = 1)
@@ -180,7 +195,13 @@ def sample_loop(model, diffusion, step, timesteps, *, shape=None, x_T=None, gene
     with utils.eval_no_grad(model):
         for t, t_next in pairs:
             tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)  # t for every example, (B,)
-            output = check_model_output(model(x, tt), x)
+            try:
+                output = check_model_output(model(x, tt), x)
+            except RuntimeError as error:  # torch's "mat1 and mat2 must have the same dtype": name the argument
+                if weights_dtype is None or weights_dtype == x.dtype or "type" not in str(error):
+                    raise
+                raise ValueError(f"the model's weights are {weights_dtype} but x_t is {x.dtype} ({error}): pass x_T "
+                                 f"of dtype {weights_dtype} or convert the model (model.to({x.dtype}))") from error
             x_prev, x0_hat = step(diffusion, output, x, t, t_next, tt)
             if t in record:
                 recorded.append((t, x.cpu(), x0_hat.cpu()))

@@ -222,7 +222,19 @@ def read_weights(path: str | Path, device: str | torch.device = "cpu", source: s
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path}")
-    with safe_open(str(path), framework="pt") as f:
-        header = f.metadata() or {}
-    metadata = json.loads(header.get(_METADATA_KEY, "{}"))
-    return PretrainedWeights(load_file(str(path), device=str(device)), metadata, source or str(path))
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+        state_dict = load_file(str(path), device=str(device))
+    except Exception as error:  # SafetensorError (damaged header or data), OSError, RuntimeError (device)
+        raise ValueError(f"{path} is not a readable safetensors weights file ({type(error).__name__}: "
+                         f"{str(error).strip()[:200]}): it is damaged or was not written by export_weights") from None
+    try:
+        metadata = json.loads(header.get(_METADATA_KEY, "{}"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"the metadata of {path} is not valid JSON ({error}): the file was not written by "
+                         "export_weights or was changed") from None
+    if not isinstance(metadata, dict):
+        raise ValueError(f"the metadata of {path} is a {type(metadata).__name__}, not a JSON object: the file was "
+                         "not written by export_weights")
+    return PretrainedWeights(state_dict, metadata, source or str(path))
