@@ -72,6 +72,15 @@ def check_prediction(prediction, clip_x0):
         check_number(clip_x0, "clip_x0", low=0, low_open=True)
 
 
+def _flat_values(values):
+    """The entries of a (nested) list/tuple or NumPy array, for type checks; nothing for a tensor or a scalar."""
+    if hasattr(values, "dtype") and not torch.is_tensor(values):  # a NumPy array: its dtype tells
+        return [complex(0)] if getattr(values.dtype, "kind", "") == "c" else []
+    if isinstance(values, (list, tuple)):
+        return [v for item in values for v in (_flat_values(item) if isinstance(item, (list, tuple)) else [item])]
+    return []
+
+
 class Diffusion:
     """Precomputed tables of a DDPM noise schedule and the maps between x0, x_t, ε and v.
 
@@ -80,6 +89,8 @@ class Diffusion:
     """
 
     def __init__(self, betas):
+        if torch.is_tensor(betas) and betas.is_complex() or any(isinstance(b, complex) for b in _flat_values(betas)):
+            raise ValueError(f"betas must be real numbers, got complex values ({betas!r:.80})")
         try:
             betas = torch.as_tensor(betas, dtype=torch.float64).detach().cpu()
         except (TypeError, ValueError, RuntimeError) as error:

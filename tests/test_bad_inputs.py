@@ -15,6 +15,7 @@ from ddpm_helpers.nn.embeddings import sinusoidal_embedding
 from ddpm_helpers.nn.mlp import MLP
 from ddpm_helpers.nn.unet import UNet
 from ddpm_helpers.training import TrainConfig, train
+from ddpm_helpers.training.ema import EMA
 
 D = Diffusion.from_schedule("linear", 50)
 X = torch.randn(2, 3)
@@ -237,6 +238,14 @@ CASES = [
     ("an MLP given labels", lambda: MLP()(torch.zeros(2, 2), T2, torch.tensor([0, 1])), "no class labels"),
     ("sampling on device='meta'", lambda: samplers.ddim_sample(MLP(), D, (2, 2), num_steps=3, device="meta"),
      "device='meta'"),
+    ("float labels to drop_labels", lambda: guidance.drop_labels(torch.tensor([1.0, 2.0]), 0.5), "torch.float32"),
+    ("complex betas", lambda: Diffusion([0.1 + 0.5j, 0.2]), "complex"),
+    ("complex betas (NumPy)", lambda: Diffusion(np.array([0.1 + 0.5j, 0.2])), "complex"),
+    ("train(progress='no')", lambda: train(MLP(), D, torch.randn(8, 2), TrainConfig(steps=1, batch_size=2),
+                                           device="cpu", progress="no"), "progress='no'"),
+    ("ddim_sample(progress='no')", lambda: samplers.ddim_sample(MLP(), D, (2, 2), num_steps=3, progress="no"),
+     "progress='no'"),
+    ("EMA(warmup='no')", lambda: EMA(MLP(), warmup="no"), "warmup='no'"),
     ("training on device='meta'", lambda: train(MLP(), D, torch.randn(8, 2), TrainConfig(steps=1, batch_size=2),
                                                 device="meta", progress=False), "device='meta'"),
 ]

@@ -175,6 +175,8 @@ def sample_loop(model, diffusion, step, timesteps, *, shape=None, x_T=None, gene
     if not callable(model):
         raise ValueError(f"model must be a network or a callable model(x_t, t), got {type(model).__name__}")
     steps = check_step_sequence(timesteps, diffusion.T)
+    if not isinstance(progress, bool):  # the string 'no' would count as true
+        raise ValueError(f"progress must be True or False, got progress={progress!r}")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise ValueError(f"generator must be a torch.Generator or None, got generator={generator!r} "
                          "(e.g. torch.Generator().manual_seed(0))")

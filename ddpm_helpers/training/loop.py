@@ -135,7 +135,7 @@ def train(model: nn.Module, diffusion: Diffusion, batches, config: TrainConfig, 
     naming the first step whose loss is NaN/inf. ``clock``: the wall clock in seconds, for budgets, time
     limits and checkpoint intervals (tests inject one). With a budget, each plan is printed (``progress``).
     """
-    _check_inputs(model, diffusion, config, resume)
+    _check_inputs(model, diffusion, config, resume, progress)
     device = _as_device(device)
     ckpt_path = checkpoint_file(out_dir)
     next_batch = _batch_source(batches, config.batch_size)
@@ -305,7 +305,7 @@ def _as_x0_and_labels(batch, step: int, device: torch.device, conditional: bool,
     return batch.to(device, non_blocking=True), labels.to(device, non_blocking=True)
 
 
-def _check_inputs(model, diffusion, config: TrainConfig, resume) -> None:
+def _check_inputs(model, diffusion, config: TrainConfig, resume, progress=True) -> None:
     """ValueErrors for arguments of :func:`train` that :class:`TrainConfig` cannot check alone."""
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -316,6 +316,8 @@ def _check_inputs(model, diffusion, config: TrainConfig, resume) -> None:
     config.validate()  # again: a field may have been changed since construction
     if not isinstance(resume, bool):
         raise ValueError(f"resume must be True or False, got resume={resume!r}")
+    if not isinstance(progress, bool):  # the string 'no' would count as true
+        raise ValueError(f"progress must be True or False, got progress={progress!r}")
     num_classes = getattr(model, "num_classes", None)
     if num_classes is not None and config.p_uncond is None:
         raise ValueError(
