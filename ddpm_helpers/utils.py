@@ -106,7 +106,7 @@ def download(url, timeout, check=None, attempts=2, max_bytes=None):
     problem (a string) is fetched again, up to ``attempts`` times in all; then :class:`DownloadError` names the
     URL and the last problem. With ``max_bytes`` no more than that is read (a larger body is a problem)."""
     if not isinstance(url, str) or not url.startswith(("http://", "https://", "file:")):
-        raise ValueError(f"url must be an http(s) address (a str), got url={url!r}")
+        raise ValueError(f"url must be an http(s):// (or file:) address as a str, got url={url!r}")
     timeout = check_number(timeout, "timeout", low=0, low_open=True)  # 0 would make the socket non-blocking
     attempts = check_int(attempts, "attempts", low=1)
     if max_bytes is not None:
