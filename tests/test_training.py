@@ -16,7 +16,7 @@ from fake_clock import SCENARIOS, FakeClock
 from torch.utils.data import DataLoader, TensorDataset
 
 from ddpm_helpers import training
-from ddpm_helpers.checkpoint import load_checkpoint, save_checkpoint
+from ddpm_helpers.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ddpm_helpers.datasets import random_batches
 from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.nn.mlp import MLP
@@ -511,3 +511,17 @@ def test_a_training_step_reads_no_value_on_the_host(conditional):
     assert loss.device == meta and loss.shape == ()
     with pytest.raises((RuntimeError, NotImplementedError)):
         loss.item()  # the meta device really refuses to read a value
+
+
+def test_a_checkpoint_with_fewer_losses_than_steps_is_not_resumed(tmp_path):
+    _run(_config(steps=4), out_dir=tmp_path)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    save_checkpoint(tmp_path / "checkpoint.pt", {**state, "losses": state["losses"][:2]})  # crafted: 2 losses, step 4
+    with pytest.raises(CheckpointError, match=r"holds step=4 but 2 losses"):
+        _run(_config(steps=8), out_dir=tmp_path)
+
+
+def test_a_fifo_named_checkpoint_pt_is_named_as_such(tmp_path):
+    os.mkfifo(tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match=r"checkpoint.pt is not a regular file \(a FIFO"):
+        _run(_config(steps=2), out_dir=tmp_path)

@@ -27,6 +27,7 @@ with its SHA-256 checked. :func:`load_classifier` trains and caches a classifier
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from torch import Tensor, nn
 
 from ddpm_helpers import config
 from ddpm_helpers.checkpoint import load_checkpoint, save_checkpoint
-from ddpm_helpers.checks import check_floating, check_number
+from ddpm_helpers.checks import check_floating, check_int, check_number
 from ddpm_helpers.datasets import mnist_images
 from ddpm_helpers.evaluation.intervals import jackknife_interval, wilson_interval
 
@@ -69,12 +70,22 @@ class MNISTClassifier(nn.Module):
         return self.classify(self.features(x))
 
 
+_RANGE_SLACK = 2.0  # float images beyond ±2 are on another scale (0…255), not samples a little outside [-1, 1]
+
+
 def _as_unit_range(images: Tensor) -> Tensor:
     """Accept uint8 pixels or floats in [-1, 1]; return float32 (B, 1, 28, 28) in [-1, 1]."""
     if images.ndim != 4 or images.shape[1:] != (1, 28, 28):
         raise ValueError(f"expected MNIST images of shape (N, 1, 28, 28), got {tuple(images.shape)}")
     if images.dtype == torch.uint8:
         return images.float() / 127.5 - 1.0
+    check_floating(images, "images")
+    if images.numel() and images.device.type != "meta":  # an evaluation entry point: the values are read anyway
+        low, high = (float(v) for v in torch.aminmax(images.detach().float()))
+        if not (math.isfinite(low) and math.isfinite(high)) or low < -_RANGE_SLACK or high > _RANGE_SLACK:
+            raise ValueError(f"float images must lie in [-1, 1] (samples a little outside are clamped), got values in "
+                             f"[{low:.4g}, {high:.4g}]: pixels in 0…255 should be uint8 (or x / 127.5 - 1), and "
+                             "NaN/inf samples cannot be judged")
     return images.float().clamp(-1, 1)
 
 
@@ -83,8 +94,7 @@ def train_classifier(steps: int = DEFAULT_CLASSIFIER_STEPS, batch_size: int = 12
     """Train the CNN on the MNIST training set for ``steps`` Adam steps; return it and its test accuracy."""
     from tqdm import tqdm
 
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    steps = check_int(steps, "steps", low=1)  # bools refused
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     images, labels = mnist_images(train=True)
@@ -179,6 +189,15 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (len(mu1), len(mu1)):
         raise ValueError(f"mismatched shapes: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape}")
+    for name, value in (("mu1", mu1), ("mu2", mu2), ("sigma1", sigma1), ("sigma2", sigma2)):
+        if not np.isfinite(value).all():
+            raise ValueError(f"{name} holds NaN or infinite values")
+    for name, sigma in (("sigma1", sigma1), ("sigma2", sigma2)):  # a covariance: symmetric, eigenvalues >= 0
+        scale = max(float(np.abs(sigma).max()), 1e-300)
+        lowest = float(np.linalg.eigvalsh((sigma + sigma.T) / 2).min())
+        if not np.allclose(sigma, sigma.T, rtol=1e-6, atol=1e-9 * scale) or lowest < -1e-6 * scale:
+            raise ValueError(f"{name} is not a covariance matrix (symmetric, positive semi-definite): smallest "
+                             f"eigenvalue {lowest:.3g}, largest entry {scale:.3g}")
     # Tr (Σ₁Σ₂)^½ = Σ_i √λ_i, λ_i the eigenvalues of Σ₁Σ₂: real and ≥ 0 because Σ₁Σ₂ is similar to
     # the positive semi-definite Σ₁^½ Σ₂ Σ₁^½; clipping removes round-off below zero.
     eigenvalues = np.linalg.eigvals(sigma1 @ sigma2).real.clip(min=0)
@@ -247,6 +266,9 @@ def _check_logits(logits: Tensor, threshold: float) -> float:
     if not torch.is_tensor(logits) or logits.ndim != 2:
         got = f"shape {tuple(logits.shape)}" if torch.is_tensor(logits) else type(logits).__name__
         raise ValueError(f"logits must be a tensor of shape (N, classes), got {got}")
+    if logits.device.type != "meta" and not bool(torch.isfinite(logits).all()):
+        raise ValueError(f"logits hold {int((~torch.isfinite(logits)).sum())} NaN or infinite values: the "
+                         "classifier's input was not finite")
     return check_number(threshold, "threshold", 0.0, 1.0, low_open=True, high_open=True)
 
 
@@ -264,6 +286,9 @@ def label_agreement(logits: Tensor, labels: Tensor, threshold: float = CONFIDENC
         got = f"{labels.dtype} {tuple(labels.shape)}" if torch.is_tensor(labels) else type(labels).__name__
         raise ValueError(f"labels must be an integer tensor of shape ({len(logits)},), one per row of logits; "
                          f"got {got}")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= logits.shape[1]):
+        raise ValueError(f"labels must be classes in [0, {logits.shape[1]}), got labels in "
+                         f"[{int(labels.min())}, {int(labels.max())}]")
     probs = logits.softmax(-1)
     confident_and_right = (probs.max(-1).values >= threshold) & (probs.argmax(-1) == labels.to(logits.device))
     return confident_and_right.float().mean().item()
@@ -271,6 +296,7 @@ def label_agreement(logits: Tensor, labels: Tensor, threshold: float = CONFIDENC
 
 def class_histogram(logits: Tensor, threshold: float = CONFIDENCE_THRESHOLD) -> list[int]:
     """Counts of each predicted class among the rows classified with confidence ≥ ``threshold``."""
+    threshold = _check_logits(logits, threshold)
     probs = logits.softmax(-1)
     confident = probs.max(-1).values >= threshold
     return torch.bincount(probs.argmax(-1)[confident], minlength=logits.shape[-1]).tolist()
@@ -357,6 +383,7 @@ class DigitEvaluator:
     def real_floor(self, num_images: int, seed: int = 0) -> DigitMetrics:
         """The same metrics for ``num_images`` random *training* digits: what real digits score at this n (a
         generator's samples can land below it by chance: the floor is a yardstick, not a bound)."""
+        num_images = check_int(num_images, "num_images", low=2)
         return self.evaluate(real_digits(num_images, seed)[0])
 
     def yardstick(self, images: Tensor, labels: Tensor | None = None, level: float = 0.95, groups: int = 20,

@@ -129,6 +129,9 @@ def _resolve_device(model, x_T, device):
 
 def _record_set(record, T):
     """The set of 0-based timesteps to record; ValueError naming any outside [0, T)."""
+    if isinstance(record, (str, bytes)) or not hasattr(record, "__iter__"):
+        raise ValueError(f"record must be a collection of 0-based timesteps (e.g. range(T) or [999, 500, 0]), "
+                         f"got record={record!r}")
     steps = set()
     for t in record:
         try:
@@ -164,12 +167,27 @@ def sample_loop(model, diffusion, step, timesteps, *, shape=None, x_T=None, gene
     generator (the samplers bind the same one to their step). ``device``: where to sample (default: x_T's, else
     the model's, else the CPU).
     ``record``: see the module docstring; ``progress``: a tqdm bar titled ``desc``.
-    Returns a :class:`SampleResult`.
+    Returns a :class:`SampleResult`; a sample holding NaN or ±inf raises FloatingPointError (checked once, at the
+    end) naming the first recorded step where it showed.
     """
     if not callable(step):
         raise ValueError(f"step must be a callable step body, got {step!r}")
+    if not callable(model):
+        raise ValueError(f"model must be a network or a callable model(x_t, t), got {type(model).__name__}")
     steps = check_step_sequence(timesteps, diffusion.T)
+    if not isinstance(progress, bool):  # the string 'no' would count as true
+        raise ValueError(f"progress must be True or False, got progress={progress!r}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise ValueError(f"generator must be a torch.Generator or None, got generator={generator!r} "
+                         "(e.g. torch.Generator().manual_seed(0))")
+    if x_T is not None:
+        check_floating(x_T, "x_T")
     device = _resolve_device(model, x_T, device)
+    if device.type == "meta":
+        raise ValueError("device='meta' holds shapes but no values, so nothing can be sampled on it: use 'cpu' or "
+                         "'cuda'")
+    weights_dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None) \
+        if isinstance(model, torch.nn.Module) else None
     record = _record_set(record, diffusion.T)
     x = _initial_state(shape, x_T, generator, device)
     pairs = zip(steps, steps[1:] + [None])  # (t, t_next); None: the clean end of the chain (ᾱ = 1)
@@ -179,9 +197,29 @@ def sample_loop(model, diffusion, step, timesteps, *, shape=None, x_T=None, gene
     with utils.eval_no_grad(model):
         for t, t_next in pairs:
             tt = _timestep_tensor(t, x)  # t for every example, (B,)
-            output = check_model_output(model(x, tt), x)
+            try:
+                output = check_model_output(model(x, tt), x)
+            except RuntimeError as error:  # torch's "mat1 and mat2 must have the same dtype": name the argument
+                if weights_dtype is None or weights_dtype == x.dtype or "type" not in str(error):
+                    raise
+                raise ValueError(f"the model's weights are {weights_dtype} but x_t is {x.dtype} ({error}): pass x_T "
+                                 f"of dtype {weights_dtype} or convert the model (model.to({x.dtype}))") from error
             x_prev, x0_hat = step(diffusion, output, x, t, t_next, tt)
             if t in record:
                 recorded.append((t, x.cpu(), x0_hat.cpu()))
             x = x_prev
+    _check_finite(x, recorded, desc)  # once per call, after the loop: one read at the end, none per step
     return _result(x, recorded)
+
+
+def _check_finite(x, recorded, desc):
+    """FloatingPointError naming the non-finite values of the final sample and the first recorded step that had any
+    (a network that returned NaN, or a step that diverged), instead of handing back a NaN sample."""
+    if x.device.type == "meta" or bool(torch.isfinite(x).all()):
+        return
+    bad = int((~torch.isfinite(x)).sum())
+    first = next((t for t, xt, x0 in recorded if not (torch.isfinite(xt).all() and torch.isfinite(x0).all())), None)
+    where = (f"the first recorded step with a non-finite x_t or x̂0 is t={first}" if first is not None else
+             "pass record=range(diffusion.T) to see the first step whose output was not finite")
+    raise FloatingPointError(f"{desc}: the sample holds {bad} non-finite values (NaN or ±inf) of {x.numel()}: the "
+                             f"model returned NaN/inf or a step diverged; {where}")
