@@ -273,7 +273,7 @@ def test_sample_loop_over_a_wrapped_public_step(diffusion):
     steps = ddim_timesteps(diffusion.T, 6)
     g = torch.Generator().manual_seed(1)
 
-    def step(d, output, x, t, t_next, tt):
+    def step(d, output, x, t, t_next, tt, previous):
         return ddim_step(d, output, x, t, t_next, eta=0.5, clip_x0=1.0, generator=g)
 
     looped = sample_loop(net, diffusion, step, steps, x_T=x_T, record=[steps[1]])

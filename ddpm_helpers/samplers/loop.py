@@ -8,7 +8,8 @@ has one signature::
 ``t`` is the 0-based current step (an int shared by the batch ``xt``), ``t_next`` the 0-based step it goes to
 (``t_next < t``), or ``None`` for the clean end of the chain (ᾱ = 1, the paper's x_0). ``model_output`` is the
 network's output at ``(xt, t)``. A public step validates its arguments, then calls its check-free body; the body
-has the same signature plus ``tt``, the LongTensor ``(B,)`` of ``t`` that the model received. Every sampler
+takes ``(diffusion, model_output, xt, t, t_next, tt, previous)``: ``tt`` is the LongTensor ``(B,)`` of ``t`` that
+the model received, ``previous`` the :class:`PreviousStep` before it (None at the first). Every sampler
 validates its own arguments once and calls :func:`sample_loop` with its body (options bound with
 ``functools.partial``); the loop calls only bodies.
 
@@ -46,6 +47,14 @@ class SampleResult:
     timesteps: list
     xs: torch.Tensor
     x0_preds: torch.Tensor
+
+
+class PreviousStep(NamedTuple):
+    """What a step body is told of the step before it (None at the first): its 0-based ``t`` and its x̂0. A multistep
+    solver (DPM-Solver++(2M)) extrapolates from it; single-step samplers ignore it."""
+
+    t: int  # t_prev > t: where the previous network call was
+    x0_hat: torch.Tensor  # x̂0_prev, the data prediction there
 
 
 class StepResult(NamedTuple):
@@ -154,14 +163,16 @@ def _result(x, recorded):
 
 def sample_loop(model, diffusion, step, timesteps, *, shape=None, x_T=None, generator=None, device=None, record=(),
                 progress=False, desc="sampling"):
-    """Run ``step`` along ``timesteps``: x ← ``step(diffusion, model(x, tt), x, t, t_next, tt).x_prev``.
+    """Run ``step`` along ``timesteps``: x ← ``step(diffusion, model(x, tt), x, t, t_next, tt, previous).x_prev``.
 
     ``timesteps``: the 0-based steps at which the model is called, strictly descending, in [0, T); each step goes
     to the next one, the last to the clean end (``t_next = None``). ``step``: a check-free step body (see the
-    module docstring), called as ``step(diffusion, model_output, x, t, t_next, tt)`` with ``tt`` the LongTensor
-    ``(B,)`` of ``t``, built once per step and given to the model too; bind options with ``functools.partial``.
+    module docstring), called as ``step(diffusion, model_output, x, t, t_next, tt, previous)`` with ``tt`` the
+    LongTensor ``(B,)`` of ``t``, built once per step and given to the model too; bind options with
+    ``functools.partial``.
     It is not validated per step: to loop over a public step, wrap it
-    (``lambda d, out, x, t, t_next, tt: ddim_step(d, out, x, t, t_next, eta=0.5)``).
+    (``lambda d, out, x, t, t_next, tt, previous: ddim_step(d, out, x, t, t_next, eta=0.5)``); ``previous``
+    (:class:`PreviousStep`: the step before's ``t`` and x̂0) is what a multistep solver extrapolates from.
     ``x_T``: the start; when None, x_T ~ N(0, I) of ``shape`` is drawn with ``generator`` (``shape``, if given
     with ``x_T``, must match it). The loop itself draws only x_T; a step that draws noise holds its own
     generator (the samplers bind the same one to their step). ``device``: where to sample (default: x_T's, else
@@ -193,7 +204,7 @@ def sample_loop(model, diffusion, step, timesteps, *, shape=None, x_T=None, gene
     pairs = zip(steps, steps[1:] + [None])  # (t, t_next); None: the clean end of the chain (ᾱ = 1)
     if progress:
         pairs = tqdm(pairs, total=len(steps), desc=desc)
-    recorded = []
+    recorded, previous = [], None
     with utils.eval_no_grad(model):
         for t, t_next in pairs:
             tt = _timestep_tensor(t, x)  # t for every example, (B,)
@@ -204,7 +215,8 @@ def sample_loop(model, diffusion, step, timesteps, *, shape=None, x_T=None, gene
                     raise
                 raise ValueError(f"the model's weights are {weights_dtype} but x_t is {x.dtype} ({error}): pass x_T "
                                  f"of dtype {weights_dtype} or convert the model (model.to({x.dtype}))") from error
-            x_prev, x0_hat = step(diffusion, output, x, t, t_next, tt)
+            x_prev, x0_hat = step(diffusion, output, x, t, t_next, tt, previous)
+            previous = PreviousStep(t, x0_hat)
             if t in record:
                 recorded.append((t, x.cpu(), x0_hat.cpu()))
             x = x_prev
