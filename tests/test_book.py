@@ -40,19 +40,19 @@ CHROMIUM_ARGS = ["--disable-background-networking", "--disable-component-update"
                  "--no-default-browser-check", "--disable-features=OptimizationHints,MediaRouter,Translate"]
 
 
-def missing_tools() -> list[str]:
+def missing_tools(browser: bool) -> list[str]:
     missing = []
     if importlib.util.find_spec("sphinx") is None or importlib.util.find_spec("myst_nb") is None:
         missing.append('the book extra (pip install -e ".[book]")')
-    if importlib.util.find_spec("playwright") is None:
+    if browser and importlib.util.find_spec("playwright") is None:
         missing.append("Playwright (pip install playwright)")
-    if not CHROMIUM.exists():
+    if browser and not CHROMIUM.exists():
         missing.append(f"Chromium at {CHROMIUM} (apt-get install chromium; or set CHROMIUM)")
     return missing
 
 
-def require_tools():
-    missing = missing_tools()
+def require_tools(browser: bool):
+    missing = missing_tools(browser)
     if missing and os.environ.get("CI"):
         pytest.fail("CI is set but these are missing: " + "; ".join(missing))
     if missing:
@@ -60,18 +60,26 @@ def require_tools():
 
 
 @pytest.fixture(scope="session")
-def book_site():
-    require_tools()
+def built_book():
+    """outputs/tests/book/, built once per session (needs the book extra, not the browser)."""
+    require_tools(browser=False)
     shutil.rmtree(BOOK, ignore_errors=True)
     command = [sys.executable, str(ROOT / "tasks.py"), "book", "--no-venv", "--output", str(BOOK)]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"the book build failed (warnings are errors):\n{done.stdout}\n{done.stderr}"
-    with serve(BOOK) as url:
+    return BOOK
+
+
+@pytest.fixture(scope="session")
+def book_site(built_book):
+    """The built book served at http://127.0.0.1:<free port>."""
+    with serve(built_book) as url:
         yield url
 
 
 @pytest.fixture(scope="session")
 def browser(book_site):
+    require_tools(browser=True)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -154,7 +162,7 @@ def page_problems(facts: dict, page: str, width: int) -> list[str]:
     return problems
 
 
-def test_every_notebook_is_a_page_in_number_order(book_site):
+def test_every_notebook_is_a_page_in_number_order(built_book):
     index = (BOOK / "index.html").read_text(encoding="utf-8")
     nav = index[index.find('class="bd-sidebar-primary'):]
     found = [name for name in re.findall(r'href="(\d\d_[a-z0-9_]+)\.html"', nav)]
@@ -163,7 +171,7 @@ def test_every_notebook_is_a_page_in_number_order(book_site):
     assert all((BOOK / page).is_file() for page in [*PAGES, "search.html"])
 
 
-def test_the_site_carries_its_own_mathjax_and_no_cdn(book_site):
+def test_the_site_carries_its_own_mathjax_and_no_cdn(built_book):
     assert (BOOK / "_static" / "mathjax" / "tex-chtml.js").is_file()
     for page in PAGES:
         html = (BOOK / page).read_text(encoding="utf-8")
