@@ -11,6 +11,7 @@ naming what is missing (`.ci/run` installs Chromium; `python tasks.py test` inst
 """
 
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -169,6 +170,16 @@ def test_every_notebook_is_a_page_in_number_order(built_book):
     expected = [nb.stem for nb in NOTEBOOKS]
     assert list(dict.fromkeys(found)) == expected
     assert all((BOOK / page).is_file() for page in [*PAGES, "search.html"])
+
+
+def test_the_setup_cell_is_hidden(built_book):
+    for notebook in NOTEBOOKS:
+        cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+        setup = "".join(next(cell for cell in cells if cell["cell_type"] == "code")["source"])
+        names = set(re.findall(r"^(HELPERS_[A-Z]+) =", setup, re.M))
+        assert names, f"{notebook.name}: the first code cell sets no HELPERS_* name"
+        html = (built_book / f"{notebook.stem}.html").read_text(encoding="utf-8")
+        assert not [name for name in names if name in html], f"{notebook.stem}.html shows the setup cell"
 
 
 def test_the_site_carries_its_own_mathjax_and_no_cdn(built_book):
