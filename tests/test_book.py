@@ -60,9 +60,10 @@ def require_tools(browser: bool):
         pytest.skip("missing: " + "; ".join(missing))
 
 
-@pytest.fixture(scope="session")
+# Module scope: the server and Chromium are gone before the notebooks run under nbval (which time their cells).
+@pytest.fixture(scope="module")
 def built_book():
-    """outputs/tests/book/, built once per session (needs the book extra, not the browser)."""
+    """outputs/tests/book/, built once for this file (needs the book extra, not the browser)."""
     require_tools(browser=False)
     shutil.rmtree(BOOK, ignore_errors=True)
     command = [sys.executable, str(ROOT / "tasks.py"), "book", "--no-venv", "--output", str(BOOK)]
@@ -71,14 +72,14 @@ def built_book():
     return BOOK
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def book_site(built_book):
     """The built book served at http://127.0.0.1:<free port>."""
     with serve(built_book) as url:
         yield url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(book_site):
     require_tools(browser=True)
     from playwright.sync_api import sync_playwright
