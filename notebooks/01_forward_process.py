@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 01 — The forward process: noise schedules and $q(x_t \mid x_0)$
+# # 01 — The forward process: noise schedules and the marginal q(x_t | x_0)
 #
 # A diffusion model learns to generate data by learning to **undo noise**. Before it can
 # learn anything we need the thing it undoes: a fixed recipe that turns any image, slowly,
@@ -375,8 +375,8 @@ plt.show()
 # (true for $t - 1 = 1$, where $\bar\alpha_1 = \alpha_1$ and this is Eq. 2). One more step gives
 #
 # $$
-# x_t = \sqrt{\alpha_t}\sqrt{\bar\alpha_{t-1}}\; x_0
-#     + \underbrace{\sqrt{\alpha_t(1-\bar\alpha_{t-1})}\;\bar\epsilon + \sqrt{1-\alpha_t}\;\epsilon_t}_{\text{variance } \alpha_t - \alpha_t\bar\alpha_{t-1} + 1 - \alpha_t \;=\; 1 - \bar\alpha_t}
+# x_t = \sqrt{\alpha_t}\sqrt{\bar\alpha_{t-1}}\; x_0 +
+#     \underbrace{\sqrt{\alpha_t(1-\bar\alpha_{t-1})}\;\bar\epsilon + \sqrt{1-\alpha_t}\;\epsilon_t}_{\text{variance } \alpha_t - \alpha_t\bar\alpha_{t-1} + 1 - \alpha_t \;=\; 1 - \bar\alpha_t}
 #     = \sqrt{\bar\alpha_t}\; x_0 + \sqrt{1-\bar\alpha_t}\;\epsilon ,
 # $$
 #
@@ -499,12 +499,14 @@ print("q_sample matches Eq. 4 by hand: ", torch.allclose(from_helper, by_hand, r
 # - **linear** (Ho et al. 2020, §4): $\beta_t$ rises linearly from $10^{-4}$ to $0.02$ for
 #   $T = 1000$ (both ends multiplied by $1000/T$ for other $T$).
 # - **cosine** (Nichol & Dhariwal 2021, **Eq. 17**): defined through $\bar\alpha_t$ itself,
+#
 #   $$\bar\alpha_t = \frac{f(t)}{f(0)}, \qquad f(t) = \cos^2\!\left(\frac{t/T + s}{1+s}\cdot\frac{\pi}{2}\right), \qquad s = 0.008,$$
 #   with $\beta_t = 1 - \bar\alpha_t / \bar\alpha_{t-1}$ clipped to at most $0.999$ (their §3.2).
 #   Nichol & Dhariwal found that the linear schedule destroys small images too early: its
 #   last few hundred steps are almost pure noise and teach the model little.
 # - **sigmoid** (Jabri et al. 2023; Chen 2023, Algorithm 1): also defined through
 #   $\bar\alpha$, with the logistic function $\sigma$ and $u = t/T$:
+#
 #   $$\bar\alpha(u) = \frac{\sigma(3) - \sigma(6u - 3)}{\sigma(3) - \sigma(-3)}$$
 #   (start $=-3$, end $=3$, temperature $\tau = 1$), again turned into $\beta_t$ by ratios.
 #
