@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The two commands of the README (standard library only; any Python >= 3.10).
+"""The three commands of the README (standard library only; any Python >= 3.10).
 
     python tasks.py series [--profile quick|full] [--only 01 03] [--in-place] [--pinned]
         Set up .venv, run every notebook headless in order, print where the executed
@@ -7,11 +7,16 @@
     python tasks.py test [-- PYTEST_ARGS...]
         Set up .venv with the exact versions of constraints/ci.txt, then run the unit tests
         and every notebook in the quick profile under nbval (what CI runs).
+    python tasks.py book [--output DIR]
+        Build the web book (Sphinx, MyST-NB, sphinx-book-theme) into outputs/book/ from the
+        committed notebooks as they are: nothing is executed, so it needs neither torch nor
+        the helpers. Preview: python -m http.server -d outputs/book
 
-Both create .venv with the Python that runs this file and install the project into it in
-editable mode; the install is skipped while pyproject.toml (and the constraints, when used)
-are unchanged. ``--no-venv`` uses the running Python as it is instead (e.g. inside the
-conda environment of environment.yml).
+series and test create .venv with the Python that runs this file and install the project into
+it in editable mode; book installs only the book extra's packages (pinned, Python >= 3.11).
+Installs are skipped while pyproject.toml (and the constraints, when used) are unchanged.
+``--no-venv`` uses the running Python as it is instead (e.g. inside the conda environment of
+environment.yml).
 
 Data: DDPM_DATA_DIR if you set it, else ../shared/data when that folder exists beside the
 checkout (the offline copies used in development and CI), else the helpers' default.
@@ -24,6 +29,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import re
 import subprocess
 import sys
 import time
@@ -44,8 +50,9 @@ def venv_python() -> Path:
     return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
-def ensure_env(extra: str, pinned: bool, use_current: bool) -> str:
-    """Return the Python to run, after installing ``.[extra]`` into .venv when needed."""
+def ensure_env(extra: str, pinned: bool, use_current: bool, packages: list[str] | None = None) -> str:
+    """Return the Python to run, after installing ``.[extra]`` into .venv when needed (``packages`` instead of the
+    project and its dependencies when given: the book needs its extra's packages only)."""
     if use_current:
         return sys.executable
     python = venv_python()
@@ -56,7 +63,8 @@ def ensure_env(extra: str, pinned: bool, use_current: bool) -> str:
     key = f"{extra} {'pinned' if pinned else 'ranges'} {hashlib.sha256(recipe).hexdigest()}"
     done = INSTALL_STAMP.read_text().splitlines() if INSTALL_STAMP.exists() else []
     if key not in done:
-        command = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-e", f".[{extra}]"]
+        command = [str(python), "-m", "pip", "install", "--disable-pip-version-check",
+                   *(packages if packages is not None else ["-e", f".[{extra}]"])]
         if pinned:
             command += ["-c", str(CONSTRAINTS.relative_to(ROOT))]
         print("$", " ".join(command), flush=True)
@@ -206,9 +214,134 @@ def _execute(args) -> int:
     return 1 if failed else 0
 
 
+# --- the web book -----------------------------------------------------------------------------------------------
+
+BOOK_CONFIG = ROOT / "book"  # conf.py and its static files; the sources are staged from the repository at build time
+BOOK_OUTPUT = ROOT / "outputs" / "book"
+PAPERS = ROOT / "papers"
+LICENCES = ("LICENSE", "LICENSE-docs")
+BADGE = re.compile(r"\[!\[([^\]]*)\]\((?:https?:)?//[^)]*\)\]\(([^)]*)\)")  # [![alt](external image)](link)
+LINK = re.compile(r"(\]\()([^)\s#]+)(#[^)\s]*)?(\))")
+
+
+def book_requirements() -> list[str]:
+    """The book extra's requirement strings, read from pyproject.toml."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        raise SystemExit("python tasks.py book needs Python >= 3.11 (tomllib; the pins of constraints/ci.txt too)")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    return project["optional-dependencies"]["book"]
+
+
+def repository_address() -> str:
+    import tomllib
+
+    source = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["urls"]["Source"]
+    address, _, ref = source.partition("/tree/")
+    return f"{address}/blob/{ref or 'main'}/"
+
+
+def book_notebooks() -> list[Path]:
+    """Every notebook of notebooks/, in number order: the book's table of contents."""
+    return sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def book_links(text: str, origin: Path, staged: dict[Path, str], here: str) -> str:
+    """``text`` (Markdown from ``origin``) with badges as plain links and each repository-relative link pointing at
+    the book's page of that file (``staged``: repository path -> book path) or else at the file in the repository.
+    ``here``: the folder of the page in the book."""
+    text = BADGE.sub(r"[\1](\2)", text)
+
+    def relink(match):
+        target = match[2]
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target) or target.startswith("/"):
+            return match[0]
+        path = (origin.parent / target).resolve()
+        if not path.is_relative_to(ROOT):
+            return match[0]
+        if path in staged:
+            new = os.path.relpath(staged[path], here or ".").replace(os.sep, "/")
+        else:
+            new = repository_address() + path.relative_to(ROOT).as_posix()
+        return f"{match[1]}{new}{match[3] or ''}{match[4]}"
+
+    text = LINK.sub(relink, text)
+    for path, page in staged.items():  # the notebooks link the repository's files by address (they must work in Colab)
+        address = repository_address() + path.relative_to(ROOT).as_posix()
+        local = os.path.relpath(page, here or ".").replace(os.sep, "/")
+        text = re.sub(rf"\]\({re.escape(address)}(?=[)#])", f"]({local}", text)
+    return text
+
+
+def stage_book(staging: Path) -> list[str]:
+    """Write the book's sources into ``staging``; return the notebook pages in order."""
+    import json
+    import shutil
+
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    notebooks = book_notebooks()
+    staged = {nb.resolve(): nb.name for nb in notebooks}
+    staged |= {md.resolve(): f"papers/{md.name}" for md in sorted(PAPERS.glob("*.md"))}
+    staged |= {(ROOT / name).resolve(): "licences.md" for name in LICENCES}
+    staged[(ROOT / "README.md").resolve()] = "index.md"
+    for nb_path in notebooks:
+        nb = json.loads(nb_path.read_text(encoding="utf-8"))
+        first_code = next(cell for cell in nb["cells"] if cell["cell_type"] == "code")
+        tags = first_code.setdefault("metadata", {}).setdefault("tags", [])
+        tags.append("remove-input")  # the setup cell (the same in every notebook) is hidden in the book
+        for cell in nb["cells"]:
+            if cell["cell_type"] == "markdown":
+                source = "".join(cell["source"])
+                cell["source"] = book_links(source, nb_path, staged, "")
+        (staging / nb_path.name).write_text(json.dumps(nb, ensure_ascii=False, indent=1), encoding="utf-8")
+    (staging / "papers").mkdir()
+    for md in sorted(PAPERS.glob("*.md")):
+        text = md.read_text(encoding="utf-8")
+        (staging / "papers" / md.name).write_text(book_links(text, md, staged, "papers"), encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    toc = ["", "```{toctree}", ":caption: The notebooks", ":maxdepth: 1", "", *(nb.stem for nb in notebooks), "```",
+           "", "```{toctree}", ":caption: Papers", ":maxdepth: 1", "",
+           *(f"papers/{md.stem}" for md in sorted(PAPERS.glob("*.md"), key=lambda p: (p.stem != "README", p.stem))),
+           "```", "", "```{toctree}", ":caption: About", ":maxdepth: 1", "", "licences", "```", ""]
+    (staging / "index.md").write_text(book_links(readme, ROOT / "README.md", staged, "") + "\n".join(toc),
+                                      encoding="utf-8")
+    licence_section = re.search(r"^## License\n(.*?)(?=^## |\Z)", readme, re.M | re.S)
+    data_section = re.search(r"^## Data\n(.*?)(?=^## |\Z)", readme, re.M | re.S)
+    parts = ["# Licences", "", licence_section[1].strip() if licence_section else "", "",
+             "## The datasets", "", data_section[1].strip() if data_section else ""]
+    for name in LICENCES:
+        parts += ["", f"## {name}", "", "```text", (ROOT / name).read_text(encoding="utf-8").strip(), "```"]
+    licences = "\n".join(parts).replace("## Data\n", "")
+    (staging / "licences.md").write_text(book_links(licences, ROOT / "README.md", staged, "") + "\n", encoding="utf-8")
+    return [nb.stem for nb in notebooks]
+
+
+def book(args) -> int:
+    if args.no_venv:
+        python = sys.executable
+    else:
+        python = ensure_env("book", pinned=True, use_current=False,
+                            packages=[*book_requirements(), "-c", str(CONSTRAINTS.relative_to(ROOT))])
+    output = Path(args.output).resolve() if args.output else BOOK_OUTPUT
+    staging = output.parent / f"{output.name}-source"
+    started = time.monotonic()
+    pages = stage_book(staging)
+    command = [python, "-m", "sphinx", "-b", "html", "-W", "--keep-going", "-q", "-j", "1", "-c", str(BOOK_CONFIG),
+               "-d", str(staging / ".doctrees"), str(staging), str(output)]
+    print("$", " ".join(shown(Path(part)).as_posix() if part.startswith("/") else part for part in command), flush=True)
+    code = subprocess.run(command, cwd=ROOT).returncode
+    if code == 0:
+        print(f"Book of {len(pages)} notebooks built in {time.monotonic() - started:.0f} s: {shown(output)}/index.html"
+              f" (preview: python -m http.server -d {shown(output)})", flush=True)
+    return code
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{series,test}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{series,test,book}")
 
     run_series = commands.add_parser("series", help="run every notebook headless, in order")
     run_series.add_argument("--profile", default=os.environ.get("DDPM_PROFILE") or "full", help="quick or full (default: DDPM_PROFILE, else full)")
@@ -222,6 +355,11 @@ def main(argv=None) -> int:
     run_test.add_argument("--no-venv", action="store_true", help="use this Python as it is, install nothing")
     run_test.add_argument("pytest_args", nargs="*", help="passed to pytest (after --)")
     run_test.set_defaults(run=test)
+
+    run_book = commands.add_parser("book", help="build the web book into outputs/book/ (nothing executed)")
+    run_book.add_argument("--output", help="folder for the site (default: outputs/book)")
+    run_book.add_argument("--no-venv", action="store_true", help="use this Python as it is, install nothing")
+    run_book.set_defaults(run=book)
 
     execute = commands.add_parser("_execute")  # internal: runs inside the environment
     execute.add_argument("--in-place", action="store_true")

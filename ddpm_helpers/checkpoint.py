@@ -13,10 +13,12 @@ Every unreadable file (empty, truncated, not a checkpoint, checksum mismatch, un
 raises :class:`CheckpointError`, a ``ValueError`` naming the path.
 """
 
+import errno
 import hashlib
 import os
 import pickle
 import re
+import shutil
 import warnings
 from collections import OrderedDict
 from pathlib import Path
@@ -100,6 +102,9 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     if path.is_dir():
         raise CheckpointError(f"cannot save a checkpoint to {path}: it is a folder; pass a file path such as "
                               f"{path / 'checkpoint.pt'}")
+    if path.exists() and not path.is_file():
+        raise CheckpointError(f"cannot save a checkpoint to {path}: it is not a regular file (a FIFO, a socket or a "
+                              "device); remove it or pass another path")
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {**state, CHECKSUM_KEY: checksum(state)}
 
@@ -107,7 +112,17 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
         with tmp.open("wb") as f:
             torch.save(payload, f)
 
-    return write_atomic(path, write)  # never a half-written checkpoint
+    try:
+        return write_atomic(path, write)  # never a half-written checkpoint
+    except (OSError, RuntimeError) as error:  # a full disk: torch.save says "[enforce fail at …] file write failed"
+        if (errno.ENOSPC if isinstance(error, RuntimeError) and "write failed" in str(error) else
+                getattr(error, "errno", None)) != errno.ENOSPC:
+            raise
+        free = shutil.disk_usage(path.parent).free
+        kept = "the previous checkpoint there is intact" if path.is_file() else "nothing was written"
+        raise OSError(errno.ENOSPC, f"no space left on device while writing the checkpoint {path} "
+                                    f"({free / 2**20:.1f} MiB free there; {kept}): free some space or pass another "
+                                    "out_dir, then resume") from error
 
 
 def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
@@ -119,6 +134,20 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     return stale
 
 
+def _check_map_location(map_location, path) -> None:
+    """ValueError naming ``map_location`` when it is no device, or a CUDA device on a machine without CUDA (torch
+    would report that as a damaged file)."""
+    if map_location is None or callable(map_location) or isinstance(map_location, dict):
+        return
+    try:
+        device = torch.device(map_location)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"map_location={map_location!r} is not a device (e.g. 'cpu', 'cuda:0')") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"map_location={map_location!r} but this machine has no CUDA device: load {path} with "
+                         "map_location='cpu' (the file itself is fine)")
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | None = "cpu") -> dict[str, Any]:
     """Read and verify a checkpoint written by :func:`save_checkpoint` without unpickling arbitrary objects.
 
@@ -127,6 +156,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | 
     (no checksum) loads with a warning.
     """
     path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():  # never open a FIFO: it would block
+        raise CheckpointError(f"{path} is not a regular file (a FIFO, a socket or a device), not a checkpoint")
+    _check_map_location(map_location, path)
     if not path.is_file():
         raise FileNotFoundError(
             f"no checkpoint at {path}: train first (ddpm_helpers.training.train with out_dir=...) "
@@ -142,6 +174,12 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device | 
         raise UnsafeCheckpointError(
             f"{path} holds an object of type {unsupported.group(1)}, which load_checkpoint refuses to "
             f"unpickle (it could run code): it was not written by save_checkpoint; {advice}") from None
+    except RuntimeError as error:
+        if "CUDA" in str(error) or "cuda" in str(error):  # tensors saved on a GPU, loaded where there is none
+            raise CheckpointError(f"{path} holds tensors saved on a CUDA device and this machine has none: pass "
+                                  "map_location='cpu' (the file itself is fine; do not delete it)") from None
+        raise CheckpointError(f"{path} is not a readable checkpoint (torch.load failed with {type(error).__name__}): "
+                              f"it is empty, truncated or not a torch checkpoint; {advice}") from None
     except Exception as error:  # EOFError, RuntimeError (zip), KeyError, OSError, …: all mean a damaged file
         raise CheckpointError(f"{path} is not a readable checkpoint (torch.load failed with {type(error).__name__}): "
                               f"it is empty, truncated or not a torch checkpoint; {advice}") from None

@@ -37,12 +37,21 @@ def extract(table, t, x):
 
     The one place where tables are indexed by ``t``. A table not yet in ``x``'s dtype and on its device is
     converted first (a copy); :meth:`Diffusion.table` gives tables that already are. The public entry points
-    validate ``t``; here only its dtype is checked (no values read, no device sync), since a bool or uint8 ``t``
-    would silently index as a mask.
+    validate ``t``; here only its dtype and shape are checked (no values read, no device sync), since a bool or
+    uint8 ``t`` would silently index as a mask, and a negative ``t`` is refused by the indexing itself.
     """
-    if t.dtype not in checks.INDEX_DTYPES:
-        raise ValueError(f"t must be an int64 (or int32) tensor of timesteps, got dtype {t.dtype}")
-    values = table.to(device=x.device, dtype=x.dtype)[t]  # table[t]
+    if not torch.is_tensor(t) or t.dtype not in checks.INDEX_DTYPES:
+        got = f"dtype {t.dtype}" if torch.is_tensor(t) else type(t).__name__
+        raise ValueError(f"t must be an int64 (or int32) tensor of timesteps, got {got}")
+    if t.ndim != 1 or (x.ndim > 0 and t.shape[0] != x.shape[0]):  # shapes only: no values read
+        raise ValueError(f"t must have shape ({x.shape[0] if x.ndim else 'B'},) to match x of shape "
+                         f"{tuple(x.shape)}, got shape {tuple(t.shape)}")
+    table = table.to(device=x.device, dtype=x.dtype)
+    try:  # table[t]; index_select refuses a negative t (indexing would wrap it to the last steps) at no extra cost
+        values = table.index_select(0, t)
+    except (IndexError, RuntimeError):  # raised on the CPU only; on a GPU the kernel asserts
+        bad = t[(t < 0) | (t >= table.shape[0])]
+        raise ValueError(f"timestep t={bad.tolist()[:10]} out of range [0, {table.shape[0]})") from None
     return values.reshape(t.shape[0], *([1] * (x.ndim - 1)))
 
 
@@ -63,6 +72,15 @@ def check_prediction(prediction, clip_x0):
         check_number(clip_x0, "clip_x0", low=0, low_open=True)
 
 
+def _flat_values(values):
+    """The entries of a (nested) list/tuple or NumPy array, for type checks; nothing for a tensor or a scalar."""
+    if hasattr(values, "dtype") and not torch.is_tensor(values):  # a NumPy array: its dtype tells
+        return [complex(0)] if getattr(values.dtype, "kind", "") == "c" else []
+    if isinstance(values, (list, tuple)):
+        return [v for item in values for v in (_flat_values(item) if isinstance(item, (list, tuple)) else [item])]
+    return []
+
+
 class Diffusion:
     """Precomputed tables of a DDPM noise schedule and the maps between x0, x_t, ε and v.
 
@@ -71,6 +89,8 @@ class Diffusion:
     """
 
     def __init__(self, betas):
+        if torch.is_tensor(betas) and betas.is_complex() or any(isinstance(b, complex) for b in _flat_values(betas)):
+            raise ValueError(f"betas must be real numbers, got complex values ({betas!r:.80})")
         try:
             betas = torch.as_tensor(betas, dtype=torch.float64).detach().cpu()
         except (TypeError, ValueError, RuntimeError) as error:

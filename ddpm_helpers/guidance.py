@@ -24,6 +24,9 @@ NULL_LABEL = -1  # "no class label": the unconditional model inside a conditiona
 def drop_labels(labels: Tensor, p_uncond: float, generator: torch.Generator | None = None) -> Tensor:
     """Replace each label by NULL_LABEL with probability ``p_uncond`` (Ho & Salimans 2022, Algorithm 1)."""
     p_uncond = check_number(p_uncond, "p_uncond", low=0.0, high=1.0, high_open=True)
+    if not torch.is_tensor(labels) or labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        got = f"dtype {labels.dtype}" if torch.is_tensor(labels) else type(labels).__name__
+        raise ValueError(f"labels must be an integer tensor of class labels, got {got}")  # dtype only: no values read
     drop = torch.rand(labels.shape, device=labels.device, generator=generator) < p_uncond
     return torch.where(drop, torch.full_like(labels, NULL_LABEL), labels)
 

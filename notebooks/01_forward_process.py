@@ -14,7 +14,7 @@
 # ---
 
 # %% [markdown]
-# # 01 — The forward process: noise schedules and $q(x_t \mid x_0)$
+# # 01 — The forward process: noise schedules and the marginal q(x_t | x_0)
 #
 # A diffusion model learns to generate data by learning to **undo noise**. Before it can
 # learn anything we need the thing it undoes: a fixed recipe that turns any image, slowly,
@@ -57,7 +57,7 @@ from pathlib import Path
 
 HELPERS_SOURCE = "git+https://github.com/ddpm-from-scratch/ddpm-from-scratch"  # [project.urls] Source
 HELPERS_VERSION = "0.3.0"  # the ddpm_helpers.__version__ this notebook was written for
-HELPERS_REF = "1a986430a8a4641099107f17abed384c94c29702"  # a commit that installs it
+HELPERS_REF = "e18b76d6d8241f38de63148eaf0a11a229ec52d3"  # a commit that installs it
 
 clone = Path.cwd().parent  # a notebook opened from a clone runs in the clone's notebooks/ folder
 pyproject = clone / "pyproject.toml"
@@ -375,8 +375,8 @@ plt.show()
 # (true for $t - 1 = 1$, where $\bar\alpha_1 = \alpha_1$ and this is Eq. 2). One more step gives
 #
 # $$
-# x_t = \sqrt{\alpha_t}\sqrt{\bar\alpha_{t-1}}\; x_0
-#     + \underbrace{\sqrt{\alpha_t(1-\bar\alpha_{t-1})}\;\bar\epsilon + \sqrt{1-\alpha_t}\;\epsilon_t}_{\text{variance } \alpha_t - \alpha_t\bar\alpha_{t-1} + 1 - \alpha_t \;=\; 1 - \bar\alpha_t}
+# x_t = \sqrt{\alpha_t}\sqrt{\bar\alpha_{t-1}}\; x_0 +
+#     \underbrace{\sqrt{\alpha_t(1-\bar\alpha_{t-1})}\;\bar\epsilon + \sqrt{1-\alpha_t}\;\epsilon_t}_{\text{variance } \alpha_t - \alpha_t\bar\alpha_{t-1} + 1 - \alpha_t \;=\; 1 - \bar\alpha_t}
 #     = \sqrt{\bar\alpha_t}\; x_0 + \sqrt{1-\bar\alpha_t}\;\epsilon ,
 # $$
 #
@@ -499,12 +499,14 @@ print("q_sample matches Eq. 4 by hand: ", torch.allclose(from_helper, by_hand, r
 # - **linear** (Ho et al. 2020, §4): $\beta_t$ rises linearly from $10^{-4}$ to $0.02$ for
 #   $T = 1000$ (both ends multiplied by $1000/T$ for other $T$).
 # - **cosine** (Nichol & Dhariwal 2021, **Eq. 17**): defined through $\bar\alpha_t$ itself,
+#
 #   $$\bar\alpha_t = \frac{f(t)}{f(0)}, \qquad f(t) = \cos^2\!\left(\frac{t/T + s}{1+s}\cdot\frac{\pi}{2}\right), \qquad s = 0.008,$$
 #   with $\beta_t = 1 - \bar\alpha_t / \bar\alpha_{t-1}$ clipped to at most $0.999$ (their §3.2).
 #   Nichol & Dhariwal found that the linear schedule destroys small images too early: its
 #   last few hundred steps are almost pure noise and teach the model little.
 # - **sigmoid** (Jabri et al. 2023; Chen 2023, Algorithm 1): also defined through
 #   $\bar\alpha$, with the logistic function $\sigma$ and $u = t/T$:
+#
 #   $$\bar\alpha(u) = \frac{\sigma(3) - \sigma(6u - 3)}{\sigma(3) - \sigma(-3)}$$
 #   (start $=-3$, end $=3$, temperature $\tau = 1$), again turned into $\beta_t$ by ratios.
 #

@@ -68,7 +68,7 @@ from pathlib import Path
 
 HELPERS_SOURCE = "git+https://github.com/ddpm-from-scratch/ddpm-from-scratch"  # [project.urls] Source
 HELPERS_VERSION = "0.3.0"  # the ddpm_helpers.__version__ this notebook was written for
-HELPERS_REF = "1a986430a8a4641099107f17abed384c94c29702"  # a commit that installs it
+HELPERS_REF = "e18b76d6d8241f38de63148eaf0a11a229ec52d3"  # a commit that installs it
 
 clone = Path.cwd().parent  # a notebook opened from a clone runs in the clone's notebooks/ folder
 pyproject = clone / "pyproject.toml"
@@ -137,9 +137,11 @@ def timesteps(t, batch_size):
 # ## 1. Intuition: running the noising backwards
 #
 # Each forward step (Ho et al. 2020, Eq. 2) shrinks the current point a little and adds a little noise:
+#
 # $$q(x_t\mid x_{t-1}) = \mathcal N\big(x_t;\ \sqrt{1-\beta_t}\,x_{t-1},\ \beta_t I\big),\qquad \alpha_t := 1-\beta_t .$$
 # To *generate* data we would like to run this backwards: draw $x_T\sim\mathcal N(0, I)$, then repeatedly draw
 # $x_{t-1}\sim q(x_{t-1}\mid x_t)$ until we reach $x_0$. Bayes' rule tells us what that reverse step is,
+#
 # $$q(x_{t-1}\mid x_t) = \frac{q(x_t\mid x_{t-1})\,q(x_{t-1})}{q(x_t)},$$
 # and three observations shape the rest of the notebook:
 #
@@ -158,6 +160,7 @@ def timesteps(t, batch_size):
 #    $g = \nabla\log q_t(x_t) + O(\beta_t)$, since $c$ differs from $x_t$ by $O(\beta_t)$ and one step changes the
 #    marginal only by $O(\beta_t)$. Dropping the $O(\beta_t^2)$ terms (and the curvature's relative $O(\beta_t)$ change
 #    of the variance),
+#
 #    $$q(x_{t-1}\mid x_t)\approx\mathcal N\Big(x_{t-1};\ \tfrac{1}{\sqrt{\alpha_t}}\big(x_t+\beta_t\nabla\log q_t(x_t)\big),\ \beta_t I\Big),$$
 #    where $\nabla\log q_t(x_t)$ is the score of the marginal of $x_t$, the noised data distribution at step $t$.
 #    The reverse of a small Gaussian step has the same functional form as the forward step (Feller 1949;
@@ -212,11 +215,13 @@ plt.show()
 # ### 2.1 Completing the square
 #
 # By Bayes' rule, and because the forward chain is Markov ($q(x_t\mid x_{t-1}, x_0) = q(x_t\mid x_{t-1})$),
+#
 # $$q(x_{t-1}\mid x_t, x_0) = \frac{q(x_t\mid x_{t-1})\;q(x_{t-1}\mid x_0)}{q(x_t\mid x_0)} .$$
 # Both factors in the numerator are Gaussians we know: $q(x_t\mid x_{t-1}) = \mathcal N(\sqrt{\alpha_t}\,x_{t-1}, \beta_t I)$
 # (Eq. 2) and $q(x_{t-1}\mid x_0) = \mathcal N(\sqrt{\bar\alpha_{t-1}}\,x_0, (1-\bar\alpha_{t-1}) I)$ (Eq. 4). The
 # denominator does not depend on $x_{t-1}$. All covariances are multiples of $I$, so every coordinate is
 # independent and we can work with one coordinate. Collect powers of $x_{t-1}$ in the log-density:
+#
 # $$
 # \begin{aligned}
 # \log q(x_{t-1}\mid x_t,x_0)
@@ -232,8 +237,10 @@ plt.show()
 # *Variance.* Over a common denominator, $a = \frac{\alpha_t(1-\bar\alpha_{t-1})+\beta_t}{\beta_t(1-\bar\alpha_{t-1})}$, and
 # the numerator simplifies with $\bar\alpha_t = \alpha_t\bar\alpha_{t-1}$ and $\beta_t = 1-\alpha_t$:
 # $\alpha_t-\bar\alpha_t+1-\alpha_t = 1-\bar\alpha_t$. Hence
+#
 # $$\tilde\beta_t = \frac1a = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\,\beta_t \qquad\text{(Eq. 7)}$$
 # *Mean.*
+#
 # $$\tilde\mu_t(x_t,x_0)=\frac ba=\tilde\beta_t\,b
 # =\frac{(1-\bar\alpha_{t-1})\beta_t}{1-\bar\alpha_t}\Big(\frac{\sqrt{\alpha_t}}{\beta_t}x_t+\frac{\sqrt{\bar\alpha_{t-1}}}{1-\bar\alpha_{t-1}}x_0\Big)
 # =\frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1-\bar\alpha_t}\,x_0+\frac{\sqrt{\alpha_t}\,(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}\,x_t \qquad\text{(Eq. 7)}$$
@@ -300,6 +307,7 @@ print("agree to 1e-9:", bool(abs(grid_mean - eq7_mean) < 1e-9 and abs(grid_var -
 #
 # A second, independent route. Given $x_0$, the pair $(x_{t-1}, x_t)$ is jointly Gaussian: $x_{t-1} = \sqrt{\bar\alpha_{t-1}}x_0 + \sqrt{1-\bar\alpha_{t-1}}\,\varepsilon'$
 # and $x_t = \sqrt{\alpha_t}\,x_{t-1} + \sqrt{\beta_t}\,\varepsilon''$, so
+#
 # $$\operatorname{Var}(x_{t-1}) = 1-\bar\alpha_{t-1},\qquad \operatorname{Cov}(x_{t-1},x_t) = \sqrt{\alpha_t}\,(1-\bar\alpha_{t-1}),\qquad \operatorname{Var}(x_t) = 1-\bar\alpha_t .$$
 # The textbook conditioning formula for a bivariate Gaussian gives
 # $\mathbb E[x_{t-1}\mid x_t] = \mathbb E[x_{t-1}] + \frac{\operatorname{Cov}}{\operatorname{Var}(x_t)}(x_t-\mathbb E[x_t])$
@@ -350,8 +358,8 @@ plt.show()
 # How do they compare with the *true* reverse variance $\operatorname{Var}(x_{t-1}\mid x_t)$ of some data set? Two
 # separate statements, not to be confused:
 # - $\tilde\beta_t$ is a **lower bound for any data**. By the law of total variance,
-#   $\operatorname{Var}(x_{t-1}\mid x_t) = \mathbb E[\operatorname{Var}(x_{t-1}\mid x_t,x_0)\mid x_t]
-#   + \operatorname{Var}(\mathbb E[x_{t-1}\mid x_t,x_0]\mid x_t) \ge \tilde\beta_t$: knowing $x_0$ as well can only
+#   $\operatorname{Var}(x_{t-1}\mid x_t) = \mathbb E[\operatorname{Var}(x_{t-1}\mid x_t,x_0)\mid x_t] +
+#   \operatorname{Var}(\mathbb E[x_{t-1}\mid x_t,x_0]\mid x_t) \ge \tilde\beta_t$: knowing $x_0$ as well can only
 #   reduce the uncertainty about $x_{t-1}$.
 # - $\beta_t$ is an **upper bound only for data of variance at most 1** per coordinate, and even then not at every
 #   point. For Gaussian data of variance $s^2$ the true reverse variance is $\beta_t v_{t-1}/v_t$ with
@@ -366,6 +374,7 @@ plt.show()
 #
 # Section 1 said the true reverse steps are nearly Gaussian, so the model is a Markov chain of Gaussians running
 # from noise to data (Ho et al. 2020, Eq. 1):
+#
 # $$p_\theta(x_{0:T}) = p(x_T)\prod_{t=1}^{T}p_\theta(x_{t-1}\mid x_t),\qquad p(x_T) = \mathcal N(x_T; 0, I),\qquad
 # p_\theta(x_{t-1}\mid x_t) = \mathcal N\big(x_{t-1};\ \mu_\theta(x_t,t),\ \Sigma_\theta(x_t,t)\big).$$
 # Ho et al. fix $\Sigma_\theta(x_t,t) = \sigma_t^2 I$ with untrained constants $\sigma_t^2$ (§3.2); only the mean
@@ -374,6 +383,7 @@ plt.show()
 # We would like to maximize the likelihood $p_\theta(x_0) = \int p_\theta(x_{0:T})\,dx_{1:T}$, an intractable
 # integral over all paths. The trick of Sohl-Dickstein et al. 2015 (§2.4, App. B): use the forward process as an
 # importance-sampling proposal and move the log inside the expectation with Jensen's inequality,
+#
 # $$-\log p_\theta(x_0) = -\log\mathbb E_{q(x_{1:T}\mid x_0)}\Big[\frac{p_\theta(x_{0:T})}{q(x_{1:T}\mid x_0)}\Big]
 # \le \mathbb E_q\Big[-\log\frac{p_\theta(x_{0:T})}{q(x_{1:T}\mid x_0)}\Big]
 # = \mathbb E_q\Big[-\log p(x_T) - \sum_{t\ge1}\log\frac{p_\theta(x_{t-1}\mid x_t)}{q(x_t\mid x_{t-1})}\Big] =: L \qquad\text{(Eq. 3)}$$
@@ -388,22 +398,27 @@ plt.show()
 # posterior $q(x_{t-1}\mid x_t,x_0)$. For $t = 1$ that posterior would be $q(x_0\mid x_1, x_0)$, a point mass at $x_0$
 # ($\tilde\beta_1 = 0$, Section 2.1), and its KL with the Gaussian $p_\theta(x_0\mid x_1)$ is infinite. So the
 # $t = 1$ factor is kept aside; it becomes the decoder term $L_0$:
+#
 # $$L = \mathbb E_q\Big[-\log p(x_T) - \sum_{t>1}\log\frac{p_\theta(x_{t-1}\mid x_t)}{q(x_t\mid x_{t-1})} - \log\frac{p_\theta(x_0\mid x_1)}{q(x_1\mid x_0)}\Big]$$
 # *Step 2, turn each forward step around with Bayes' rule* (Section 2): for $t > 1$,
 # $q(x_t\mid x_{t-1}) = q(x_t\mid x_{t-1},x_0) = \dfrac{q(x_{t-1}\mid x_t,x_0)\,q(x_t\mid x_0)}{q(x_{t-1}\mid x_0)}$, so
+#
 # $$L = \mathbb E_q\Big[-\log p(x_T) - \sum_{t>1}\log\frac{p_\theta(x_{t-1}\mid x_t)}{q(x_{t-1}\mid x_t,x_0)} - \sum_{t>1}\log\frac{q(x_{t-1}\mid x_0)}{q(x_t\mid x_0)} - \log\frac{p_\theta(x_0\mid x_1)}{q(x_1\mid x_0)}\Big]$$
 # *Step 3, the middle sum telescopes:* $\sum_{t=2}^{T}\log\frac{q(x_{t-1}\mid x_0)}{q(x_t\mid x_0)} = \log q(x_1\mid x_0) - \log q(x_T\mid x_0)$,
 # and its $\log q(x_1\mid x_0)$ cancels the denominator of the last term:
+#
 # $$L = \mathbb E_q\Big[-\log\frac{p(x_T)}{q(x_T\mid x_0)} - \sum_{t>1}\log\frac{p_\theta(x_{t-1}\mid x_t)}{q(x_{t-1}\mid x_t,x_0)} - \log p_\theta(x_0\mid x_1)\Big]$$
 # *Step 4, recognize KL divergences.* The expectation is over the whole forward trajectory $x_{1:T}\sim q(x_{1:T}\mid x_0)$.
 # The $t$-th term depends only on $(x_{t-1}, x_t)$, so the other variables integrate out, and we may split the
 # joint law of the pair as $q(x_t\mid x_0)\,q(x_{t-1}\mid x_t, x_0)$:
+#
 # $$\mathbb E_{q(x_{1:T}\mid x_0)}\Big[\log\frac{q(x_{t-1}\mid x_t,x_0)}{p_\theta(x_{t-1}\mid x_t)}\Big]
 # = \mathbb E_{q(x_t\mid x_0)}\Big[\int q(x_{t-1}\mid x_t,x_0)\log\frac{q(x_{t-1}\mid x_t,x_0)}{p_\theta(x_{t-1}\mid x_t)}\,dx_{t-1}\Big]
 # = \mathbb E_{q(x_t\mid x_0)}\Big[D_\mathrm{KL}\big(q(x_{t-1}\mid x_t,x_0)\,\|\,p_\theta(x_{t-1}\mid x_t)\big)\Big],$$
 # and likewise the first term, which depends on $x_T$ only, is $D_\mathrm{KL}(q(x_T\mid x_0)\,\|\,p(x_T))$. So
-# $$L = \mathbb E_q\Big[\underbrace{D_\mathrm{KL}\big(q(x_T\mid x_0)\,\|\,p(x_T)\big)}_{L_T}
-# + \sum_{t>1}\underbrace{D_\mathrm{KL}\big(q(x_{t-1}\mid x_t,x_0)\,\|\,p_\theta(x_{t-1}\mid x_t)\big)}_{L_{t-1}}
+#
+# $$L = \mathbb E_q\Big[\underbrace{D_\mathrm{KL}\big(q(x_T\mid x_0)\,\|\,p(x_T)\big)}_{L_T} +
+# \sum_{t>1}\underbrace{D_\mathrm{KL}\big(q(x_{t-1}\mid x_t,x_0)\,\|\,p_\theta(x_{t-1}\mid x_t)\big)}_{L_{t-1}}
 # \ \underbrace{-\log p_\theta(x_0\mid x_1)}_{L_0}\Big] \qquad\text{(Eq. 5)}$$
 #
 # - $L_T$ has no parameters: notebook 01 showed it is tiny when $\bar\alpha_T\approx 0$.
@@ -420,9 +435,11 @@ plt.show()
 # ## 4. From KL divergences to mean matching (Eq. 8)
 #
 # For two Gaussians with isotropic covariances in $D$ dimensions,
+#
 # $$D_\mathrm{KL}\big(\mathcal N(\tilde\mu,\tilde\beta_t I)\,\|\,\mathcal N(\mu_\theta,\sigma_t^2 I)\big)
 # = \frac{\|\tilde\mu-\mu_\theta\|^2}{2\sigma_t^2} + \underbrace{\frac D2\Big(\frac{\tilde\beta_t}{\sigma_t^2}-1-\log\frac{\tilde\beta_t}{\sigma_t^2}\Big)}_{=:\,C\ \ge\ 0,\ \text{independent of }\theta} .$$
 # With the variance fixed, the only learnable part of $L_{t-1}$ is a squared distance between means (Eq. 8):
+#
 # $$L_{t-1} = \mathbb E_q\Big[\frac{1}{2\sigma_t^2}\big\|\tilde\mu_t(x_t,x_0)-\mu_\theta(x_t,t)\big\|^2\Big] + C .$$
 # $C$ vanishes when $\sigma_t^2 = \tilde\beta_t$ and is positive otherwise (since $u - 1 - \log u \ge 0$). The most
 # direct parameterization would let a network predict $\tilde\mu_t$. Check of the identity with the helper's
@@ -447,6 +464,7 @@ print("KL = mean matching + C:", torch.allclose(kl, mean_matching + C, rtol=1e-1
 # Ho et al.'s key step: write $x_t$ through the noise that produced it, $x_t(x_0,\varepsilon) = \sqrt{\bar\alpha_t}\,x_0+\sqrt{1-\bar\alpha_t}\,\varepsilon$
 # (Eq. 4), i.e. $x_0 = \frac{1}{\sqrt{\bar\alpha_t}}\big(x_t-\sqrt{1-\bar\alpha_t}\,\varepsilon\big)$, and put this
 # $x_0$ into $\tilde\mu_t$ (Eq. 9). Using $\sqrt{\bar\alpha_{t-1}}/\sqrt{\bar\alpha_t} = 1/\sqrt{\alpha_t}$:
+#
 # $$
 # \begin{aligned}
 # \tilde\mu_t &= \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1-\bar\alpha_t}\cdot\frac{x_t-\sqrt{1-\bar\alpha_t}\,\varepsilon}{\sqrt{\bar\alpha_t}}+\frac{\sqrt{\alpha_t}(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}\,x_t\\
@@ -459,14 +477,17 @@ print("KL = mean matching + C:", torch.allclose(kl, mean_matching + C, rtol=1e-1
 # $L_{t-1}-C = \mathbb E_{x_0,\varepsilon}\Big[\frac{1}{2\sigma_t^2}\Big\|\frac{1}{\sqrt{\alpha_t}}\Big(x_t-\frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\,\varepsilon\Big)-\mu_\theta(x_t,t)\Big\|^2\Big]$
 # with $x_t = x_t(x_0,\varepsilon)$. Given $x_t$, the only unknown in the target mean is the noise $\varepsilon$. So let the network predict the noise, $\varepsilon_\theta(x_t,t)$, and
 # build the mean from it in the same form (Eq. 11):
+#
 # $$\mu_\theta(x_t,t) = \frac{1}{\sqrt{\alpha_t}}\Big(x_t-\frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\,\varepsilon_\theta(x_t,t)\Big).$$
 # Then the means differ only through the noises, and Eq. 8 becomes (Eq. 12)
+#
 # $$L_{t-1}-C = \mathbb E_{x_0,\varepsilon}\Big[\underbrace{\frac{\beta_t^2}{2\sigma_t^2\,\alpha_t\,(1-\bar\alpha_t)}}_{=:\,\lambda_t}\big\|\varepsilon-\varepsilon_\theta\big(\sqrt{\bar\alpha_t}x_0+\sqrt{1-\bar\alpha_t}\,\varepsilon,\ t\big)\big\|^2\Big].$$
 # Link with Section 1: the best possible noise prediction is $\mathbb E[\varepsilon\mid x_t] = -\sqrt{1-\bar\alpha_t}\,\nabla\log q(x_t)$
 # (Tweedie's formula, derived in Section 8.1), and with it Eq. 11 is exactly the approximate reverse mean
 # $\frac{1}{\sqrt{\alpha_t}}(x_t+\beta_t\nabla\log q(x_t))$ we found there: predicting noise is estimating the score.
 #
 # Ho et al. then **drop the weight** $\lambda_t$ and sample $t$ uniformly (Eq. 14):
+#
 # $$L_\text{simple}(\theta) = \mathbb E_{t,x_0,\varepsilon}\Big[\big\|\varepsilon-\varepsilon_\theta\big(\sqrt{\bar\alpha_t}x_0+\sqrt{1-\bar\alpha_t}\,\varepsilon,\ t\big)\big\|^2\Big],\qquad t\sim\mathcal U\{1,\dots,T\}.$$
 # Its $t=1$ term stands in for $L_0$ (the decoder's bin probability approximated by density × bin width), its $t>1$
 # terms are Eq. 12 without $\lambda_t$. Checks: the $\tilde\mu_t$ identity inside Eq. 10 against `q_posterior`, Eq. 11 against `p_mean_variance`, and
@@ -545,6 +566,7 @@ plt.show()
 # $v := \sqrt{\bar\alpha_t}\,\varepsilon-\sqrt{1-\bar\alpha_t}\,x_0$ (Salimans & Ho 2022, §4 and App. D). Writing
 # $\sqrt{\bar\alpha_t} = \cos\phi_t$ and $\sqrt{1-\bar\alpha_t} = \sin\phi_t$ shows why the three are
 # interchangeable: $(x_t, v)$ is the pair $(x_0,\varepsilon)$ rotated by the angle $\phi_t$,
+#
 # $$\begin{pmatrix}x_t\\ v\end{pmatrix}=\begin{pmatrix}\cos\phi_t&\sin\phi_t\\-\sin\phi_t&\cos\phi_t\end{pmatrix}\begin{pmatrix}x_0\\ \varepsilon\end{pmatrix},
 # \qquad\text{so}\qquad x_0 = \sqrt{\bar\alpha_t}\,x_t-\sqrt{1-\bar\alpha_t}\,v,\quad \varepsilon = \sqrt{1-\bar\alpha_t}\,x_t+\sqrt{\bar\alpha_t}\,v,$$
 # and $v = \frac{d x_t}{d\phi_t}$ (differentiate $x_t = \cos\phi_t\,x_0 + \sin\phi_t\,\varepsilon$). A rotation keeps
@@ -600,6 +622,7 @@ for prediction, output in [("eps", eps), ("x0", x0), ("v", v)]:
 # The choice still matters for training, because the *same* error is weighted differently. If $\hat\varepsilon$ is
 # off by $\delta$, then $\hat x_0$ is off by $-\sqrt{(1-\bar\alpha_t)/\bar\alpha_t}\,\delta$ and $\hat v$ by
 # $\delta/\sqrt{\bar\alpha_t}$. With $\mathrm{SNR}(t) = \bar\alpha_t/(1-\bar\alpha_t)$:
+#
 # $$\|x_0-\hat x_0\|^2 = \frac{\|\varepsilon-\hat\varepsilon\|^2}{\mathrm{SNR}(t)},\qquad
 # \|v-\hat v\|^2 = \Big(1+\frac{1}{\mathrm{SNR}(t)}\Big)\|\varepsilon-\hat\varepsilon\|^2 .$$
 # An MSE on $x_0$ or on $v$ is an MSE on $\varepsilon$ with a different weighting over $t$:
@@ -736,6 +759,7 @@ for variance in ["beta", "beta_tilde"]:
 # For Gaussian data $x_0\sim\mathcal N(\mu, s^2 I)$ everything is jointly Gaussian:
 # $x_t\sim\mathcal N\big(\sqrt{\bar\alpha_t}\mu,\ v_t I\big)$ with $v_t := \bar\alpha_t s^2+1-\bar\alpha_t$, and
 # $\operatorname{Cov}(\varepsilon, x_t) = \sqrt{1-\bar\alpha_t}\,I$, so
+#
 # $$\varepsilon^*(x_t,t) = \frac{\sqrt{1-\bar\alpha_t}}{\bar\alpha_t s^2+1-\bar\alpha_t}\big(x_t-\sqrt{\bar\alpha_t}\,\mu\big) = -\sqrt{1-\bar\alpha_t}\,\nabla\log q(x_t).$$
 # The second form (Tweedie's formula) holds for any data distribution, as Section 8.1 derives;
 # `ddpm_helpers.analytic.optimal_eps` evaluates it for Gaussian mixtures, whose noised score is known in closed form. With this $\varepsilon^*$ every step of the
@@ -811,6 +835,7 @@ plt.show()
 # marginal of $x_t$ is $q(x_t) = \int q(x_t\mid x_0)\,q(x_0)\,dx_0$ with $q(x_t\mid x_0) = \mathcal N(\sqrt{\bar\alpha_t}x_0,
 # (1-\bar\alpha_t)I)$ (Eq. 4). Write $\varepsilon(x_0, x_t) := (x_t-\sqrt{\bar\alpha_t}x_0)/\sqrt{1-\bar\alpha_t}$ for the noise
 # that turns $x_0$ into $x_t$. Then, in three lines:
+#
 # $$
 # \begin{aligned}
 # \nabla_{x_t} q(x_t\mid x_0) &= -\frac{x_t-\sqrt{\bar\alpha_t}x_0}{1-\bar\alpha_t}\,q(x_t\mid x_0) = -\frac{\varepsilon(x_0,x_t)}{\sqrt{1-\bar\alpha_t}}\,q(x_t\mid x_0)
@@ -1063,6 +1088,7 @@ print_mode_table(timing_samples, mixture)
 # For Gaussian data $\mathcal N(\mu, s^2)$ the *true* reverse step is Gaussian with a variance we can write down. As in
 # Section 2.3, $(x_{t-1}, x_t)$ is jointly Gaussian, now with $\operatorname{Var}(x_t) = v_t = \bar\alpha_t s^2+1-\bar\alpha_t$ and
 # $\operatorname{Cov}(x_{t-1},x_t) = \sqrt{\alpha_t}\,v_{t-1}$, so
+#
 # $$\operatorname{Var}(x_{t-1}\mid x_t) = v_{t-1}-\frac{\alpha_t v_{t-1}^2}{v_t} = \beta_t\,\frac{v_{t-1}}{v_t}
 # \qquad\text{(using } v_t-\alpha_t v_{t-1} = \beta_t\text{)}.$$
 # For $s = 1$: $v_t = 1$ and the variance is $\beta_t$. For $s = 0$ (a single point): $v_t = 1-\bar\alpha_t$ and it is
@@ -1163,6 +1189,7 @@ plt.show()
 # \sqrt{1-\bar\alpha_t}\varepsilon$ the mean error of Eq. 8 is $\tilde\mu_t - \mu_\theta = u_t x_0 + w_t\varepsilon$ with
 # $u_t = c_{1,t} + (c_{2,t}-a_t)\sqrt{\bar\alpha_t}$, $w_t = (c_{2,t}-a_t)\sqrt{1-\bar\alpha_t}$ ($c_1, c_2$ the
 # coefficients of $x_0$ and $x_t$ in $\tilde\mu_t$, Eq. 7). Averaging over $x_0$ and $\varepsilon$:
+#
 # $$L_{t-1} = \tfrac12\Big(\frac{\tilde\beta_t}{\sigma_t^2}-1-\log\frac{\tilde\beta_t}{\sigma_t^2}\Big) + \frac{u_t^2 s^2 + w_t^2}{2\sigma_t^2},\qquad
 # L_0 = \tfrac12\log(2\pi\sigma_1^2) + \frac{(1-a_1\sqrt{\bar\alpha_1})^2 s^2 + a_1^2(1-\bar\alpha_1)}{2\sigma_1^2},$$
 # $L_T = \tfrac12\big(\bar\alpha_T s^2 - \bar\alpha_T - \log(1-\bar\alpha_T)\big)$, where $\sigma_1^2$ is the decoder's

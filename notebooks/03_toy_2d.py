@@ -69,7 +69,7 @@ from pathlib import Path
 
 HELPERS_SOURCE = "git+https://github.com/ddpm-from-scratch/ddpm-from-scratch"  # [project.urls] Source
 HELPERS_VERSION = "0.3.0"  # the ddpm_helpers.__version__ this notebook was written for
-HELPERS_REF = "1a986430a8a4641099107f17abed384c94c29702"  # a commit that installs it
+HELPERS_REF = "e18b76d6d8241f38de63148eaf0a11a229ec52d3"  # a commit that installs it
 
 clone = Path.cwd().parent  # a notebook opened from a clone runs in the clone's notebooks/ folder
 pyproject = clone / "pyproject.toml"
@@ -216,6 +216,7 @@ for t in [0, 20, 100, 199]:  # 0-based: paper steps 1, 21, 101, 200
 # An integer $t\in\{0,\dots,T-1\}$ is a poor network input: one number whose scale is unrelated to the data.
 # Following the Transformer's positional encoding (Vaswani et al. 2017, §3.5), which Ho et al. use for $t$
 # (Appendix B), we map it to $d$ sines and cosines at geometrically spaced frequencies:
+#
 # $$e(t)_i = \sin(\omega_i t),\qquad e(t)_{d/2+i} = \cos(\omega_i t),\qquad \omega_i = 10000^{-i/(d/2)},\quad i = 0,\dots,d/2-1.$$
 # Nearby steps get nearby vectors and far-apart steps differ in the slow, low-frequency columns; the network then
 # passes $e(t)$ through a small MLP of its own. `sinusoidal_embedding(t, dim)` computes it:
@@ -244,6 +245,7 @@ plt.show()
 # The input $x_t$ is only two numbers. A plain MLP on two numbers learns smooth functions first ("spectral bias",
 # Rahaman et al. 2019), and the swiss roll's thin arm or the tight modes of the ring need a sharp one near the data.
 # The cure (Tancik et al. 2020) is the same trick as for $t$: feed sines and cosines of the coordinates too,
+#
 # $$\gamma(x) = \big(x,\ \sin(\omega_k x),\ \cos(\omega_k x)\big)_{k=0}^{K-1},\qquad \omega_k = 2^k\,\tfrac{\pi}{2},$$
 # applied to each coordinate — a variant of NeRF's positional encoding (Mildenhall et al. 2020, Eq. 4, which uses $\omega_k = 2^k\pi$; here half
 # that, and $x$ itself kept). With $K=6$ octaves the
@@ -252,6 +254,7 @@ plt.show()
 # ### 2.4 Residual blocks
 #
 # The network is a stack of pre-norm residual blocks, each told the time embedding:
+#
 # $$h \leftarrow h + W_2\,\mathrm{SiLU}\big(W_1\,\mathrm{LayerNorm}(h) + U\,\mathrm{MLP}(e(t))\big),$$
 # between an input layer $h = W_\text{in}\gamma(x_t)$ and an output layer $\varepsilon_\theta = W_\text{out}\,
 # \mathrm{SiLU}(h)$ that starts at zero. The skip connections keep the signal and its gradient flowing, LayerNorm keeps
@@ -300,6 +303,7 @@ check_exercise_1(my_time_embedding)
 #
 # Algorithm 1 is four lines: draw $x_0$ from the data, $t\sim\mathcal U\{1,\dots,T\}$ and
 # $\varepsilon\sim\mathcal N(0, I)$, and take a gradient step on
+#
 # $$L_\text{simple}(\theta) = \mathbb E_{t,x_0,\varepsilon}\Big[\big\|\varepsilon-\varepsilon_\theta\big(\sqrt{\bar\alpha_t}\,x_0+\sqrt{1-\bar\alpha_t}\,\varepsilon,\ t\big)\big\|^2\Big]\qquad\text{(Eq. 14)}.$$
 # `ddpm_helpers.losses.diffusion_loss` computes one Monte-Carlo estimate of it, and `ddpm_helpers.training.train` wraps
 # it in what a real run needs. Notebooks 04 (MNIST) and 05 (butterflies) use the same function:
@@ -422,6 +426,7 @@ check_exercise_2(my_loss)
 # ## 4. Sampling: Algorithm 2 in pictures
 #
 # Sampling starts from $x_T\sim\mathcal N(0, I)$ and applies, for $t = T, \dots, 1$,
+#
 # $$x_{t-1} = \frac{1}{\sqrt{\alpha_t}}\Big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\,\varepsilon_\theta(x_t, t)\Big) + \sigma_t z,
 # \qquad z\sim\mathcal N(0, I),\quad \sigma_t^2 = \tilde\beta_t,$$
 # the mean of Eq. 11 plus noise, with no noise at the last step ($z = 0$ for $t = 1$). `ddpm_sample` runs it with the EMA
@@ -496,6 +501,7 @@ save_animation(frames, outputs / "reverse_process.gif", titles=titles, fps=8, si
 
 # %% [markdown]
 # How close are the samples to the data? The **energy distance** (Székely & Rizzo 2013, Eq. 1) between two samples,
+#
 # $$\mathcal E^2(X, Y) = 2\,\mathbb E\|X-Y\| - \mathbb E\|X-X'\| - \mathbb E\|Y-Y'\|,$$
 # is 0 exactly when the two distributions are equal and positive otherwise; `metrics2d.energy_distance` estimates it
 # without bias, so it scatters around 0 for two samples of one distribution. We print it for the model's samples and,
@@ -585,8 +591,9 @@ plt.show()
 # %% [markdown]
 # **Likelihood bound of held-out points.** The model also defines a density, $p_\theta(x_0)$, the marginal of the
 # reverse chain. It is intractable, but notebook 02 derived its variational bound (Eq. 5):
-# $$-\log p_\theta(x_0) \le \underbrace{D_\text{KL}\big(q(x_T\mid x_0)\,\|\,p(x_T)\big)}_{L_T}
-# + \sum_{t>1}\underbrace{D_\text{KL}\big(q(x_{t-1}\mid x_t,x_0)\,\|\,p_\theta(x_{t-1}\mid x_t)\big)}_{L_{t-1}}
+#
+# $$-\log p_\theta(x_0) \le \underbrace{D_\text{KL}\big(q(x_T\mid x_0)\,\|\,p(x_T)\big)}_{L_T} +
+# \sum_{t>1}\underbrace{D_\text{KL}\big(q(x_{t-1}\mid x_t,x_0)\,\|\,p_\theta(x_{t-1}\mid x_t)\big)}_{L_{t-1}}
 # \underbrace{-\ \log p_\theta(x_0\mid x_1)}_{L_0}.$$
 # For continuous 2-D data the decoder $L_0$ is a Gaussian density (`decoder="gaussian"`) rather than the discretized
 # one of Eq. 13 for images. The reverse variance $\sigma_t^2$ enters the bound, so we try both fixed choices of
@@ -666,6 +673,7 @@ plt.show()
 #   \sqrt{1-\bar\alpha_t}\,x_0$ (Salimans & Ho 2022), each trained with a plain MSE on its own target. Given $x_t$ the
 #   three are interchangeable (notebook 02), and converting the errors shows how differently the losses weight the
 #   noise levels, with $\mathrm{SNR}(t) = \bar\alpha_t/(1-\bar\alpha_t)$:
+#
 #   $$\|\hat x_0 - x_0\|^2 = \frac{\|\hat\varepsilon-\varepsilon\|^2}{\mathrm{SNR}(t)},\qquad
 #   \|\hat v - v\|^2 = \Big(1 + \frac{1}{\mathrm{SNR}(t)}\Big)\|\hat\varepsilon-\varepsilon\|^2;$$
 # - and, to close Section 2, the same baseline **without Fourier features**.

@@ -78,7 +78,7 @@ from pathlib import Path
 
 HELPERS_SOURCE = "git+https://github.com/ddpm-from-scratch/ddpm-from-scratch"  # [project.urls] Source
 HELPERS_VERSION = "0.3.0"  # the ddpm_helpers.__version__ this notebook was written for
-HELPERS_REF = "1a986430a8a4641099107f17abed384c94c29702"  # a commit that installs it
+HELPERS_REF = "e18b76d6d8241f38de63148eaf0a11a229ec52d3"  # a commit that installs it
 
 clone = Path.cwd().parent  # a notebook opened from a clone runs in the clone's notebooks/ folder
 pyproject = clone / "pyproject.toml"
@@ -387,8 +387,8 @@ for (name, model), step_seconds in zip(zip(candidates, models), seconds):
 # %%
 # The configurations live in ddpm_helpers.training.recipes, shared with `python -m ddpm_helpers.train_cli mnist-gpu` (and torchrun).
 # CPU: the narrow network chosen above, as many steps as fit a 10-minute calibrated budget; GPU: twice as wide, two blocks per level,
-# attention at 7×7, batch 128, mixed precision and a 4-minute calibrated budget (the steps are fixed from the measured
-# step time, so the cosine schedule ends at the planned step, close to the budget, on any GPU).
+# attention at 7×7, batch 128, mixed precision and a 4-minute calibrated budget (the steps are planned and re-planned from
+# the measured step time, so the cosine schedule ends at the last planned step, close to the budget, on any GPU).
 from ddpm_helpers.training import recipes
 
 recipe = recipes.mnist(config.profile(), gpu=on_gpu)
@@ -554,6 +554,7 @@ plot_loss_curve(result.losses, window=config.pick(quick=5, full=50), title="min-
 # 1. **Fréchet distance** (the recipe of FID, Heusel et al. 2017, with this CNN's 128
 #    penultimate features in place of Inception's): fit Gaussians $\mathcal N(\mu_g, \Sigma_g)$ to the
 #    generated digits' features and $\mathcal N(\mu_r, \Sigma_r)$ to the 10,000 test digits', then
+#
 #    $$d^2 = \lVert \mu_g - \mu_r \rVert^2 + \operatorname{Tr}\big(\Sigma_g + \Sigma_r - 2(\Sigma_g \Sigma_r)^{1/2}\big).$$
 #    It falls when samples look right *and* vary like the data. It is biased upwards for
 #    small $n$ (a covariance estimated from few samples is noisy), so we always compare it with real
@@ -584,8 +585,9 @@ plot_loss_curve(result.losses, window=config.pick(quick=5, full=50), title="min-
 # *A non-Markovian forward process* (Eqs. 6–7). Start from
 # $q_\sigma(x_T \mid x_0) = \mathcal N(\sqrt{\bar\alpha_T}\,x_0, (1-\bar\alpha_T) I)$ and go *backwards*, every step
 # told $x_0$:
-# $$q_\sigma(x_{t-1} \mid x_t, x_0) = \mathcal N\Big(\sqrt{\bar\alpha_{t-1}}\,x_0
-#   + \sqrt{1-\bar\alpha_{t-1}-\sigma_t^2}\cdot\frac{x_t - \sqrt{\bar\alpha_t}\,x_0}{\sqrt{1-\bar\alpha_t}},\;
+#
+# $$q_\sigma(x_{t-1} \mid x_t, x_0) = \mathcal N\Big(\sqrt{\bar\alpha_{t-1}}\,x_0 +
+#   \sqrt{1-\bar\alpha_{t-1}-\sigma_t^2}\cdot\frac{x_t - \sqrt{\bar\alpha_t}\,x_0}{\sqrt{1-\bar\alpha_t}},\;
 #   \sigma_t^2 I\Big) \qquad \text{(Eq. 7)},$$
 # with $\sigma_t^2 \le 1 - \bar\alpha_{t-1}$. The mean puts back the signal at the new level,
 # $\sqrt{\bar\alpha_{t-1}}\,x_0$, and the noise that $x_t$ carries,
@@ -599,6 +601,7 @@ plot_loss_curve(result.losses, window=config.pick(quick=5, full=50), title="min-
 # Gaussians (Bishop 2006, Eq. 2.115, written there with precisions): if $x \sim \mathcal N(\mu, \Sigma)$ and $y \mid x \sim \mathcal N(Ax + b, L)$,
 # then $y \sim \mathcal N(A\mu + b,\; L + A\Sigma A^\top)$ — $y$ is $Ax + b$ plus independent noise of covariance $L$.
 # Here $x = x_t$ with $\mu = \sqrt{\bar\alpha_t}\,x_0$ and $\Sigma = (1-\bar\alpha_t) I$, $y = x_{t-1}$, and Eq. 7 reads
+#
 # $$A = k_t I,\quad k_t = \frac{\sqrt{1-\bar\alpha_{t-1}-\sigma_t^2}}{\sqrt{1-\bar\alpha_t}}, \qquad
 #   b = \big(\sqrt{\bar\alpha_{t-1}} - k_t\sqrt{\bar\alpha_t}\big)\,x_0, \qquad L = \sigma_t^2 I.$$
 # Mean: $A\mu + b = k_t\sqrt{\bar\alpha_t}\,x_0 + \sqrt{\bar\alpha_{t-1}}\,x_0 - k_t\sqrt{\bar\alpha_t}\,x_0
@@ -613,6 +616,7 @@ plot_loss_curve(result.losses, window=config.pick(quick=5, full=50), title="min-
 # $p_\theta(x_s \mid x_t) = q_\sigma(x_s \mid x_t, \hat x_0)$ (Eq. 10). With $\hat x_0$ in place of $x_0$, the noise
 # that $x_t$ carries is $(x_t - \sqrt{\bar\alpha_t}\,\hat x_0)/\sqrt{1-\bar\alpha_t} = \hat\epsilon$, and a draw from
 # Eq. 10 is
+#
 # $$x_s = \sqrt{\bar\alpha_s}\,\hat x_0 + \sqrt{1-\bar\alpha_s-\sigma_t^2}\;\hat\epsilon + \sigma_t z,
 #   \qquad z \sim \mathcal N(0, I) \qquad \text{(Eq. 12)}.$$
 # This is, term by term, what `ddim_step(diffusion, model_output, x_t, t, t_next, eta=η)` computes, where the
@@ -629,13 +633,15 @@ plot_loss_curve(result.losses, window=config.pick(quick=5, full=50), title="min-
 #   $\sigma_t^2 = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\,\beta_t = \tilde\beta_t$, DDPM's posterior variance
 #   (Ho et al., Eq. 7). The mean of Eq. 7 then has DDPM's posterior coefficients too. First its square root: with
 #   $1-\bar\alpha_t-\beta_t = \alpha_t - \bar\alpha_t = \alpha_t(1-\bar\alpha_{t-1})$,
+#
 #   $$1-\bar\alpha_{t-1}-\tilde\beta_t = (1-\bar\alpha_{t-1})\,\frac{1-\bar\alpha_t-\beta_t}{1-\bar\alpha_t}
 #     = \frac{\alpha_t(1-\bar\alpha_{t-1})^2}{1-\bar\alpha_t}, \qquad
 #     \sqrt{1-\bar\alpha_{t-1}-\tilde\beta_t} = \frac{\sqrt{\alpha_t}\,(1-\bar\alpha_{t-1})}{\sqrt{1-\bar\alpha_t}}.$$
-#   So the mean of Eq. 7 is $\sqrt{\bar\alpha_{t-1}}\,x_0
-#   + \frac{\sqrt{\alpha_t}(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}(x_t - \sqrt{\bar\alpha_t}\,x_0)$.
+#   So the mean of Eq. 7 is $\sqrt{\bar\alpha_{t-1}}\,x_0 +
+#   \frac{\sqrt{\alpha_t}(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}(x_t - \sqrt{\bar\alpha_t}\,x_0)$.
 #   Its coefficient of $x_t$ is $\frac{\sqrt{\alpha_t}(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}$, DDPM's; its coefficient of
 #   $x_0$, with $\sqrt{\alpha_t}\sqrt{\bar\alpha_t} = \alpha_t\sqrt{\bar\alpha_{t-1}}$, is
+#
 #   $$\sqrt{\bar\alpha_{t-1}}\Big(1 - \frac{\alpha_t(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}\Big)
 #     = \sqrt{\bar\alpha_{t-1}}\,\frac{1-\bar\alpha_t-\alpha_t+\bar\alpha_t}{1-\bar\alpha_t}
 #     = \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1-\bar\alpha_t},$$
@@ -721,6 +727,7 @@ print(f"η = 1, s = t − 1, all {diffusion.T} steps (float64, round-off below 1
 # $\hat\epsilon = (x_t - a_t \hat x_0)/s_t$, rearranges to
 # $\frac{x_u}{s_u} = \frac{x_t}{s_t} + \big(e^{\lambda_u} - e^{\lambda_t}\big)\,\hat x_0$ (using $a/s = e^{\lambda}$).
 # As the steps shrink, this is the probability-flow ODE
+#
 # $$\frac{d}{d\lambda}\Big(\frac{x_\lambda}{s_\lambda}\Big) = e^{\lambda}\,\hat x_0(x_\lambda, \lambda),
 #   \qquad\text{so exactly}\qquad
 #   x_u = \frac{s_u}{s_t}\,x_t + s_u\int_{\lambda_t}^{\lambda_u} e^{\lambda}\,\hat x_0(x_\lambda, \lambda)\,d\lambda$$
@@ -735,6 +742,7 @@ print(f"η = 1, s = t − 1, all {diffusion.T} steps (float64, round-off below 1
 #   the slope term gives $a_u\,\frac{h - 1 + e^{-h}}{h_p}\,\big(\hat x_0^{(t)} - \hat x_0^{(p)}\big)$; Lu et al. replace
 #   $h - 1 + e^{-h}$ by $\tfrac h2 (1 - e^{-h})$, which agrees to second order (they differ by
 #   $h^3/12 + O(h^4)$), and get Algorithm 2:
+#
 #   $$D = \Big(1 + \frac{1}{2r}\Big)\hat x_0^{(t)} - \frac{1}{2r}\,\hat x_0^{(p)}, \qquad
 #     x_u = \frac{s_u}{s_t}\,x_t + a_u\,(1 - e^{-h})\,D,$$
 #   with an error of $O(h^3)$ per step and $O(h^2)$ overall, still **one network call per step**.

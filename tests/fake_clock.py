@@ -35,4 +35,5 @@ SCENARIOS = {
     "3x slower during the calibration, then normal": lambda step, elapsed: 0.3 if step < 40 else 0.1,
     "2x faster from 30 % of the budget": lambda step, elapsed: 0.05 if elapsed >= 30 else 0.1,
     "1.5x slower from 70 % of the budget": lambda step, elapsed: 0.15 if elapsed >= 70 else 0.1,
+    "10x slower from 60 % of the budget": lambda step, elapsed: 1.0 if elapsed >= 60 else 0.1,
 }

@@ -8,10 +8,14 @@ import pytest
 import torch
 
 from ddpm_helpers import analytic, elbo, guidance, losses, samplers, schedules
-from ddpm_helpers.diffusion import Diffusion
+from ddpm_helpers.datasets import to_unit_range
+from ddpm_helpers.diffusion import Diffusion, extract
+from ddpm_helpers.evaluation import color_stats, mnist_eval, neighbours
 from ddpm_helpers.nn.embeddings import sinusoidal_embedding
 from ddpm_helpers.nn.mlp import MLP
 from ddpm_helpers.nn.unet import UNet
+from ddpm_helpers.training import TrainConfig, train
+from ddpm_helpers.training.ema import EMA
 
 D = Diffusion.from_schedule("linear", 50)
 X = torch.randn(2, 3)
@@ -29,6 +33,15 @@ def half(x, t):
 
 def unet(**kwargs):
     return UNet(1, **{"base_channels": 8, "channel_mults": (1,), "image_size": 4, "num_groups": 4, **kwargs})
+
+
+def _train_with(out_dir=None, **changes):
+    """train() a tiny MLP 2 steps, with ``changes`` set on its TrainConfig after construction."""
+    config = TrainConfig(steps=2, batch_size=4, log_every=1)
+    for name, value in changes.items():
+        setattr(config, name, value)
+    return train(MLP(hidden=8, num_blocks=1), D, torch.randn(16, 2), config, device="cpu", out_dir=out_dir,
+                 progress=False)
 
 
 def cfg(labels, scale=1.0):
@@ -178,6 +191,63 @@ CASES = [
     ("mixture with 1-D means", lambda: analytic.GaussianMixture([1.0], [0.0], 1.0), "(1,)"),
     ("mixture sample(n=True)", lambda: analytic.GaussianMixture([1.0], [[0.0]], 1.0).sample(True), "n=True"),
     ("mixture noised(alpha_bar=0)", lambda: analytic.GaussianMixture([1.0], [[0.0]], 1.0).noised(0.0), "alpha_bar=0"),
+    # hardening (issue 27): values that used to give a silent wrong answer
+    ("Diffusion.at with a negative t", lambda: D.at("alpha_bar", torch.tensor([-1, 0]), X), "t=[-1]"),
+    ("extract with a negative t", lambda: extract(D.betas, torch.tensor([3, -2]), X), "t=[-2]"),
+    ("extract with t of another batch", lambda: extract(D.betas, torch.tensor([1, 2, 3]), X), "shape (3,)"),
+    ("exact denoiser with a negative t", lambda: analytic.optimal_eps(
+        analytic.GaussianMixture([1.0], [[0.0, 0.0, 0.0]], 1.0), D)(X, torch.tensor([0, -1])), "t=[-1]"),
+    ("UNet bool t", lambda: unet()(torch.zeros(2, 1, 4, 4), torch.tensor([True, False])), "torch.bool"),
+    ("MLP bool t", lambda: MLP()(torch.zeros(2, 2), torch.tensor([True, False])), "torch.bool"),
+    ("to_unit_range of data already in [-1, 1]", lambda: to_unit_range(torch.rand(2, 3) * 2 - 1), "float32"),
+    ("TrainConfig warmup_steps > steps", lambda: TrainConfig(steps=10, batch_size=2, warmup_steps=11),
+     "warmup_steps=11"),
+    ("a TrainConfig field changed after construction", lambda: _train_with(lr=-1.0), "lr=-1.0"),
+    ("a TrainConfig warmup changed after construction", lambda: _train_with(warmup_steps=99), "warmup_steps=99"),
+    ("train(out_dir='')", lambda: _train_with(out_dir=""), "out_dir=''"),
+    # evaluation: numbers returned today for inputs that cannot be judged
+    ("judge float images in 0…255", lambda: mnist_eval.predict_logits(None, torch.full((2, 1, 28, 28), 255.0)),
+     "[255, 255]"),
+    ("judge NaN images", lambda: mnist_eval.predict_logits(None, torch.full((2, 1, 28, 28), NAN)), "NaN"),
+    ("NaN logits", lambda: mnist_eval.confident_share(torch.tensor([[NAN, 0.0], [0.0, 1.0]])), "1 NaN"),
+    ("label 15 for 10 classes", lambda: mnist_eval.label_agreement(torch.zeros(2, 10), torch.tensor([1, 15])),
+     "[1, 15]"),
+    ("1-D logits to class_histogram", lambda: mnist_eval.class_histogram(torch.zeros(10)), "shape (10,)"),
+    ("threshold NaN", lambda: mnist_eval.class_coverage(torch.zeros(2, 10), NAN), "threshold=nan"),
+    ("threshold 2", lambda: mnist_eval.class_histogram(torch.zeros(2, 10), 2.0), "threshold=2.0"),
+    ("real_floor(num_images=-5)", lambda: mnist_eval.DigitEvaluator.real_floor(None, -5), "num_images=-5"),
+    ("train_classifier(steps=True)", lambda: mnist_eval.train_classifier(steps=True), "steps=True"),
+    ("covariance not PSD", lambda: mnist_eval.frechet_distance(np.zeros(2), -np.eye(2), np.zeros(2), np.eye(2)),
+     "sigma1 is not a covariance"),
+    ("hue band beyond 360°", lambda: color_stats.band_shares(torch.zeros(1, 3, 4, 4), {"x": (300, 400)}),
+     "bound=400"),
+    ("unnormalised histogram", lambda: color_stats.total_variation(torch.tensor([3.0, 1.0]), torch.tensor([0.5, 0.5])),
+     "sum 4"),
+    ("negative distances", lambda: neighbours.distance_statistics(torch.tensor([-1.0, 2.0]), torch.ones(3), 0.1),
+     "[-1, 2]"),
+    # obscure errors from deep inside, now named at the entry point (issue 27, item 4)
+    ("an int where a Generator goes", lambda: samplers.ddim_sample(MLP(), D, (2, 2), num_steps=3, generator=5),
+     "generator=5"),
+    ("record=5", lambda: samplers.ddim_sample(MLP(), D, (2, 2), num_steps=3, record=5), "record=5"),
+    ("a list as x_T", lambda: samplers.ddpm_sample(MLP(), D, None, x_T=[[0.0, 0.0]]), "x_T must be"),
+    ("a float64 model sampling float32", lambda: samplers.ddim_sample(MLP().double(), D, (2, 2), num_steps=3),
+     "weights are torch.float64 but x_t is torch.float32"),
+    ("a float64 model trained on float32 data", lambda: train(MLP(hidden=8, num_blocks=1).double(), D,
+                                                              torch.randn(8, 2), TrainConfig(steps=1, batch_size=2),
+                                                              device="cpu", progress=False), "torch.float64"),
+    ("an MLP given labels", lambda: MLP()(torch.zeros(2, 2), T2, torch.tensor([0, 1])), "no class labels"),
+    ("sampling on device='meta'", lambda: samplers.ddim_sample(MLP(), D, (2, 2), num_steps=3, device="meta"),
+     "device='meta'"),
+    ("float labels to drop_labels", lambda: guidance.drop_labels(torch.tensor([1.0, 2.0]), 0.5), "torch.float32"),
+    ("complex betas", lambda: Diffusion([0.1 + 0.5j, 0.2]), "complex"),
+    ("complex betas (NumPy)", lambda: Diffusion(np.array([0.1 + 0.5j, 0.2])), "complex"),
+    ("train(progress='no')", lambda: train(MLP(), D, torch.randn(8, 2), TrainConfig(steps=1, batch_size=2),
+                                           device="cpu", progress="no"), "progress='no'"),
+    ("ddim_sample(progress='no')", lambda: samplers.ddim_sample(MLP(), D, (2, 2), num_steps=3, progress="no"),
+     "progress='no'"),
+    ("EMA(warmup='no')", lambda: EMA(MLP(), warmup="no"), "warmup='no'"),
+    ("training on device='meta'", lambda: train(MLP(), D, torch.randn(8, 2), TrainConfig(steps=1, batch_size=2),
+                                                device="meta", progress=False), "device='meta'"),
 ]
 
 

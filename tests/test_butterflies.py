@@ -2,15 +2,17 @@
 
 import csv
 import hashlib
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
-from local_server import serve
+from local_server import Raw, serve
 from PIL import Image
 
 from ddpm_helpers import config, datasets
 from ddpm_helpers.datasets import butterflies
+from ddpm_helpers.utils import DownloadError, download
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SOURCES, PNGS = SHARED_DATA / "butterflies-source", SHARED_DATA / "butterflies"
@@ -118,3 +120,48 @@ def test_smithsonian_needs_datasets(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_datasets)
     with pytest.raises(ImportError, match="pip install datasets"):
         datasets.butterfly_images(root=tmp_path, source="smithsonian")
+
+
+def test_a_manifest_row_cannot_write_or_read_outside_its_folder(tmp_path):
+    entry = butterflies.manifest()[0]
+    for field, value in [("png", "../x.png"), ("png", "/tmp/x.png"), ("source_file", "../../secret.jpg"),
+                         ("png", "sub/x.png"), ("png", "x.jpg")]:
+        bad = butterflies.SourceFile(**{**vars(entry), field: value})
+        with pytest.raises(ValueError, match=f"{field}={value!r}"):
+            butterflies.download_nhm_butterflies(tmp_path / "b", "http://127.0.0.1:9", [bad], progress=False)
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "b.partial").exists()
+
+
+def test_download_bounds_what_it_reads(tmp_path):
+    (tmp_path / "f.bin").write_bytes(b"0123456789" * 10)
+    announced = Raw(b"HTTP/1.1 200 OK\r\nContent-Length: 3000000000\r\n\r\n" + b"x" * 100)
+    unannounced = Raw(b"HTTP/1.0 200 OK\r\n\r\n" + b"x" * 1000)  # no Content-Length: read until it closes
+    with serve(tmp_path, {"f.bin": [announced, unannounced]}) as url:
+        with pytest.raises(DownloadError, match=r"f.bin: the server sent more than the expected 100 bytes"):
+            download(f"{url}/f.bin", 5, max_bytes=100)  # the first answer announces 3 GB: refused unread
+        assert download(f"{url}/f.bin", 5, max_bytes=100) == b"0123456789" * 10
+
+
+def test_download_names_a_captive_portal_a_garbage_status_and_a_cut_body(tmp_path):
+    (tmp_path / "f.bin").write_bytes(b"data")
+    page = b"<!DOCTYPE html>\n<html><title>Welcome to the airport Wi-Fi</title></html>"
+    garbage = Raw(b"SPAM SPAM SPAM\r\n\r\n")
+    cut = Raw(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\ndat")
+    with serve(tmp_path, {"f.bin": [page, page, garbage, garbage, cut, cut]}) as url:
+        with pytest.raises(DownloadError, match=r"/f.bin: an HTML page came instead of the file \(a captive portal"):
+            download(f"{url}/f.bin", 5)
+        with pytest.raises(DownloadError, match=r"/f.bin: BadStatusLine"):
+            download(f"{url}/f.bin", 5)
+        with pytest.raises(DownloadError, match=r"/f.bin: the connection closed after 3 of 10 bytes"):
+            download(f"{url}/f.bin", 5, max_bytes=100)
+        assert download(f"{url}/f.bin", 5) == b"data"
+
+
+@pytest.mark.parametrize("url, timeout, fragment", [("http://127.0.0.1:9/f", 0, "timeout=0.0"),
+                                                    ("http://127.0.0.1:9/f", "60", "timeout='60'"),
+                                                    ("http://127.0.0.1:9/f", -1, "timeout=-1"),
+                                                    (b"http://x", 5, "url=b'http://x'"),
+                                                    ("ftp.example.org/f", 5, "url='ftp.example.org/f'")])
+def test_download_names_a_bad_timeout_or_address(url, timeout, fragment):
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        download(url, timeout)

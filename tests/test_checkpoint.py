@@ -1,7 +1,10 @@
 """Tests of atomic checkpoint saving and safe loading."""
 
+import errno
+import os
 import pickle
 import re
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -173,3 +176,54 @@ def test_save_refuses_a_folder_or_a_non_path(tmp_path):
         save_checkpoint(tmp_path, {"step": 1})
     with pytest.raises(ValueError, match="NoneType"):
         save_checkpoint(None, {"step": 1})
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_map_location_cuda_without_cuda_is_named_not_called_a_damaged_file(tmp_path):
+    path = save_checkpoint(tmp_path / "c.pt", {"w": torch.ones(2)})
+    with pytest.raises(ValueError, match=r"map_location='cuda' but this machine has no CUDA device") as error:
+        load_checkpoint(path, map_location="cuda")
+    assert "delete" not in str(error.value) and path.is_file()
+    with pytest.raises(ValueError, match=r"map_location='gpu' is not a device"):
+        load_checkpoint(path, map_location="gpu")
+
+
+def test_a_fifo_is_not_opened_as_a_checkpoint(tmp_path):
+    os.mkfifo(tmp_path / "checkpoint.pt")
+    with pytest.raises(CheckpointError, match=r"checkpoint.pt is not a regular file \(a FIFO"):
+        load_checkpoint(tmp_path / "checkpoint.pt")  # before: "no checkpoint at …" (a FileNotFoundError)
+    with pytest.raises(CheckpointError, match=r"checkpoint.pt: it is not a regular file"):
+        save_checkpoint(tmp_path / "checkpoint.pt", {"w": torch.ones(2)})
+
+
+def test_a_full_disk_says_so_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    path = save_checkpoint(tmp_path / "checkpoint.pt", {"step": 1})
+    import ddpm_helpers.checkpoint as checkpoint_module
+
+    def full_disk(obj, f):  # what torch.save raises when the disk fills up mid-write
+        f.write(b"PK\x03\x04partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file "
+                           "data/0: file write failed")
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", full_disk)
+    with pytest.raises(OSError, match=r"no space left on device while writing the checkpoint .*checkpoint.pt .*"
+                                      r"the previous checkpoint there is intact") as error:
+        save_checkpoint(path, {"step": 2})
+    assert error.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    assert load_checkpoint(path) == {"step": 1} and not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640), (0o002, 0o664)])
+def test_checkpoints_and_exported_weights_respect_the_umask(tmp_path, umask, mode):
+    from ddpm_helpers.nn.mlp import MLP
+    from ddpm_helpers.training import pretrained
+
+    old = os.umask(umask)
+    try:
+        path = save_checkpoint(tmp_path / "checkpoint.pt", {"w": torch.ones(2)})
+        weights = pretrained.export_weights(MLP(hidden=8, num_blocks=1), tmp_path / "w.safetensors")
+    finally:
+        os.umask(old)
+    for written in (path, weights, tmp_path / "SHA256SUMS"):
+        assert stat.S_IMODE(written.stat().st_mode) == mode, written.name

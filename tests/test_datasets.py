@@ -1,6 +1,9 @@
 """Tests of the real-data loaders against the offline copies in ../shared/data."""
 
+import os
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -238,3 +241,47 @@ def test_corrupt_mnist_archives_are_not_reported_missing(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="corrupt") as error:
         datasets.mnist_dataset(train=False, root=tmp_path)
     assert "t10k-images-idx3-ubyte.gz" in str(error.value)
+
+
+def test_a_fifo_named_like_an_image_is_skipped_by_name_not_waited_on(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.new("RGB", (16, 16), (10, 200, 30)).save(folder / "good.png")
+    fifo = folder / "f.png"
+    os.mkfifo(fifo)
+
+    def unblock():  # before the fix, Image.open(f.png) waits for a writer forever: open one to end the test
+        for _ in range(100):
+            try:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+                return
+            except OSError:  # ENXIO: nobody reads it (yet)
+                time.sleep(0.1)
+
+    threading.Thread(target=unblock, daemon=True).start()
+    with pytest.warns(UserWarning, match=r"skipped \['f.png'\].*not regular files"):
+        x = datasets.load_image_folder(folder, image_size=16)
+    assert x.shape == (1, 3, 16, 16)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    """A phone photo stored on its side with EXIF orientation 6 (rotate 90° clockwise to view) stands upright."""
+    stored = np.zeros((16, 32, 3), np.uint8)  # 32 wide, 16 high, as the sensor stored it
+    stored[:, :6] = (255, 0, 0)  # a red band on the stored image's left edge: the top of the upright photo
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = 6
+    folder = _folder_with(tmp_path, "phone.jpg", lambda p: image.save(p, exif=exif, quality=100))
+    x = datasets.load_image_folder(folder, image_size=32)[0]  # upright: 16 wide, 32 high, padded to 32×32
+
+    def red(row, col):
+        return x[0, row, col] > 0.8 and x[1, row, col] < -0.8 and x[2, row, col] < -0.8
+
+    assert red(2, 16) and not red(16, 2)  # the band is along the top, not the left side
+    assert x[:, 16, 2].min() > 0.9 and x[:, 16, 16].max() < -0.8  # white padding at the sides, black inside
+
+
+def test_an_image_smaller_than_the_target_is_refused_by_name(tmp_path):
+    folder = _folder_with(tmp_path, "dot.png", lambda p: Image.new("RGB", (1, 1), (0, 0, 0)).save(p))
+    with pytest.raises(ValueError, match=r"dot.png is 1×1 pixels, smaller than the 32×32"):
+        datasets.load_image_folder(folder, image_size=32)

@@ -187,5 +187,20 @@ def test_distributed_single_process_context_is_a_no_op(monkeypatch):
         distributed.env_context()
 
 
+def test_a_leftover_world_size_without_torchrun_is_named_within_seconds(tmp_path):
+    """A single process with WORLD_SIZE=2 left in its environment (no torchrun) would wait for rank 1 forever."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("TORCHELASTIC")}
+    env.update(WORLD_SIZE="2", RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT="29517", PYTHONPATH=str(REPO),
+               OMP_NUM_THREADS="1")
+    code = "from ddpm_helpers.training import distributed; distributed.init('cpu', timeout_s=600)"
+    start = time.monotonic()
+    try:
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("distributed.init waited for a rank that never comes")
+    assert time.monotonic() - start < 60 and done.returncode != 0
+    assert "ValueError: WORLD_SIZE='2', RANK='0'" in done.stderr and "not started by torchrun" in done.stderr
+
+
 if __name__ == "__main__":
     _worker(*sys.argv[1:])

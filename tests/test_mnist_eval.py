@@ -238,3 +238,13 @@ def test_the_shipped_judge_is_one_instrument_for_every_machine(monkeypatch):
     assert accuracy >= 0.98 and mnist_eval.judge_test_accuracy() >= 0.98
     for name, value in first.state_dict().items():
         assert torch.equal(value, second.state_dict()[name]), name
+
+
+def test_the_kernel_distance_of_subsets_equals_the_kernel_distance():
+    from ddpm_helpers.evaluation.mnist_eval import _kernel_distance_of_subsets
+
+    generator = torch.Generator().manual_seed(0)
+    a, b = torch.randn(40, 6, generator=generator), torch.randn(30, 6, generator=generator) + 0.3
+    of_subsets = _kernel_distance_of_subsets(a, b)
+    for index in (torch.arange(40), torch.tensor([3, 9, 17, 21, 38]), torch.randperm(40, generator=generator)[:25]):
+        assert of_subsets(index) == pytest.approx(kernel_distance(a[index], b), rel=1e-12, abs=1e-12)

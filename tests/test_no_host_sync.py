@@ -88,3 +88,32 @@ def test_bad_labels_still_get_a_clear_error_where_they_enter():
     with pytest.raises(ValueError, match=r"shape \(4,\)"):  # the forward pass still checks shape and dtype
         model(torch.randn(4, 1, 14, 14, device=META), torch.zeros(4, dtype=torch.long, device=META),
               torch.zeros(3, dtype=torch.long, device=META))
+
+
+@pytest.mark.parametrize("step", ["ddim", "ddim-eta", "ddpm", "dpm-solver"])
+def test_a_guided_sampler_step_body_reads_no_values(step):
+    """One step of each sampler as the loop runs it (the check-free body) on the guided U-Net's meta output."""
+    from ddpm_helpers.diffusion import Diffusion
+    from ddpm_helpers.samplers.ddim import _ddim_step
+    from ddpm_helpers.samplers.ddpm import _ddpm_step
+    from ddpm_helpers.samplers.dpm_solver import _dpm_solver_step
+
+    diffusion = Diffusion.from_schedule("linear", T=1000)
+    guided = ClassifierFreeGuidance(_conditional_unet().eval(), [1, 2, NULL_LABEL], 2.0)
+    x = torch.randn(3, 1, 14, 14, device=META)
+    t, t_next = 500, 449
+    tt = torch.full((3,), t, device=META)
+    output = guided(x, tt)
+    generator = None  # the noise of the stochastic steps comes from the default generator
+    bodies = {
+        "ddim": lambda: _ddim_step(diffusion, output, x, t, t_next, tt, eta=0.0, prediction="v", clip_x0=1.0,
+                                   generator=generator),
+        "ddim-eta": lambda: _ddim_step(diffusion, output, x, t, t_next, tt, eta=1.0, prediction="eps", clip_x0=None,
+                                       generator=generator),
+        "ddpm": lambda: _ddpm_step(diffusion, output, x, t, t - 1, tt, prediction="eps", variance="beta_tilde",
+                                   clip_x0=1.0, generator=generator),
+        "dpm-solver": lambda: _dpm_solver_step(diffusion, output, x, t, t_next, tt, previous=None, prediction="v",
+                                               clip_x0=1.0),
+    }
+    x_prev, x0_hat = bodies[step]()
+    assert x_prev.device == META and x_prev.shape == x.shape and x0_hat.shape == x.shape

@@ -89,9 +89,15 @@ def test_environment_installs_the_project_with_its_test_extra():
     assert ENVIRONMENT["channels"] == ["conda-forge"]
 
 
-def test_test_extra_includes_the_notebooks_extra():
+def test_test_extra_includes_the_notebooks_and_book_extras():
     test_extra = [Requirement(line) for line in PROJECT["optional-dependencies"]["test"]]
     assert any(r.name == PROJECT["name"] and r.extras == {"notebooks"} for r in test_extra)
+    assert any(r.name == PROJECT["name"] and r.extras == {"book"} for r in test_extra)  # tests/test_book.py
+
+
+def test_the_book_extra_needs_neither_torch_nor_the_helpers():
+    names = {canonicalize_name(Requirement(line).name) for line in PROJECT["optional-dependencies"]["book"]}
+    assert SELF not in names and not names & set(requirements())
 
 
 def test_pyproject_keeps_ranges_not_pins():
@@ -155,7 +161,21 @@ def imported_distributions(paths) -> dict[str, set[str]]:
 
 
 PACKAGE_FILES = sorted((ROOT / "ddpm_helpers").rglob("*.py"))
-TOOL_FILES = sorted((ROOT / "tests").glob("*.py")) + [ROOT / "conftest.py", ROOT / "tasks.py"]
+TOOL_FILES = sorted((ROOT / "tests").glob("*.py")) + [
+    ROOT / "conftest.py", ROOT / "tasks.py", ROOT / "book" / "conf.py"
+]
+
+
+def sphinx_configuration_uses() -> set[str]:
+    """Distributions that book/conf.py uses by name (its extensions and theme), which an import would not show."""
+    tree = ast.parse((ROOT / "book" / "conf.py").read_text(encoding="utf-8"))
+    names = set()
+    for node in tree.body:
+        targets = {getattr(target, "id", "") for target in getattr(node, "targets", [])}
+        if isinstance(node, ast.Assign) and targets & {"extensions", "html_theme"}:
+            names |= {c.value.split(".")[0] for c in ast.walk(node.value) if isinstance(c, ast.Constant)}
+    by_module = packages_distributions()
+    return {canonicalize_name(d) for name in names for d in by_module.get(name, [name])}
 
 
 def test_every_import_of_the_package_is_declared():
@@ -177,7 +197,7 @@ def test_every_import_of_the_tests_and_tools_is_in_what_ci_installs():
 
 def test_every_extra_dependency_is_imported_or_run():
     plugins = {"nbval", "nbconvert"}  # pytest --nbval; `python -m nbconvert` in tests/test_animation_html.py
-    used = set(imported_distributions(PACKAGE_FILES + TOOL_FILES)) | plugins
+    used = set(imported_distributions(PACKAGE_FILES + TOOL_FILES)) | plugins | sphinx_configuration_uses()
     extras = set(requirements(*PROJECT["optional-dependencies"])) - set(requirements())
     assert sorted(extras - used) == []
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from local_server import serve
+from local_server import Raw, serve
 
 from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.nn.unet import UNet
@@ -32,6 +32,12 @@ def weights_folder(tmp_path):
     return folder, result
 
 
+def pin(monkeypatch, folder, name=NAME):
+    """Let the package pin ``name``'s SHA-256 and size, as it pins the committed files (tests only)."""
+    path = folder / f"{name}.safetensors"
+    monkeypatch.setitem(pretrained.PINNED, path.name, (pretrained.sha256_of(path), path.stat().st_size))
+
+
 def sample(model):
     return ddim_sample(model, Diffusion.from_schedule("linear", T=50), (2, 3, 8, 8), num_steps=3, prediction="v",
                        clip_x0=1.0, generator=torch.Generator().manual_seed(1)).x
@@ -51,6 +57,7 @@ def test_export_writes_safetensors_and_its_sha256(weights_folder):
 
 def test_download_verifies_and_sampling_from_the_weights_runs(weights_folder, monkeypatch):
     folder, result = weights_folder
+    pin(monkeypatch, folder)
     with serve(folder) as url:
         monkeypatch.setenv("DDPM_WEIGHTS_URL", url)
         weights = pretrained.load_pretrained(NAME)
@@ -71,12 +78,13 @@ def test_download_verifies_and_sampling_from_the_weights_runs(weights_folder, mo
 
 def test_a_changed_file_is_refused_and_not_kept(weights_folder, monkeypatch):
     folder, _ = weights_folder
+    pin(monkeypatch, folder)
     data = bytearray((folder / f"{NAME}.safetensors").read_bytes())
     data[-1] ^= 0x01  # one bit of one weight
     (folder / f"{NAME}.safetensors").write_bytes(bytes(data))
     with serve(folder) as url:
         monkeypatch.setenv("DDPM_WEIGHTS_URL", url)
-        with pytest.raises(ValueError, match="SHA-256"):
+        with pytest.raises(FileNotFoundError, match="SHA-256 .* is not the pinned"):
             pretrained.load_pretrained(NAME)
     assert not list(Path(pretrained.config.outputs_dir("pretrained")).glob("*.safetensors"))
 
@@ -95,7 +103,9 @@ def test_absent_weights_without_network_say_what_to_do(tmp_path, monkeypatch):
     with serve(tmp_path / "nothing-here") as url:  # every file: 404
         monkeypatch.setenv("DDPM_WEIGHTS_URL", url)
         with pytest.raises(FileNotFoundError, match="USE_PRETRAINED = False"):
-            pretrained.load_pretrained("05_butterflies_ema_absent")
+            pretrained.load_pretrained("05_butterflies_ema")
+        with pytest.raises(FileNotFoundError, match="pins no SHA-256.*USE_PRETRAINED = False"):
+            pretrained.load_pretrained("05_butterflies_ema_absent")  # nothing to verify a download against
 
 
 def test_default_address_comes_from_the_project_urls(monkeypatch):
@@ -137,3 +147,61 @@ def test_the_committed_weights_download_verify_and_sample(name, channels, size, 
     x = ddim_sample(model, Diffusion.from_schedule("linear", T=1000), (2, channels, size, size), num_steps=3,
                     prediction="v", clip_x0=1.0, generator=torch.Generator().manual_seed(0)).x
     assert torch.isfinite(x).all() and x.abs().max() <= 1.0 + 1e-6
+
+
+def test_the_pinned_sha256_are_the_committed_sums():
+    """The package's own SHA-256 and sizes (what downloads are checked against) equal weights/SHA256SUMS."""
+    sums = pretrained._read_sums(COMMITTED / "SHA256SUMS")
+    assert {name: digest for name, (digest, _) in pretrained.PINNED.items()} == sums
+    assert all((COMMITTED / name).stat().st_size == size for name, (_, size) in pretrained.PINNED.items())
+
+
+def test_a_mirror_serving_other_weights_with_their_own_sums_is_refused(weights_folder, monkeypatch):
+    """The server's SHA256SUMS is never trusted: other weights under a committed name fail the pinned SHA-256."""
+    folder, _ = weights_folder
+    (folder / f"{NAME}.safetensors").rename(folder / "04_mnist_ema.safetensors")
+    digest = pretrained.sha256_of(folder / "04_mnist_ema.safetensors")
+    (folder / "SHA256SUMS").write_text(f"{digest}  04_mnist_ema.safetensors\n")  # a list that matches them
+    with serve(folder) as url:
+        monkeypatch.setenv("DDPM_WEIGHTS_URL", url)
+        with pytest.raises(FileNotFoundError, match="04_mnist_ema.safetensors.*(bytes instead|not the pinned)"):
+            pretrained.load_pretrained("04_mnist_ema")
+    assert not (pretrained.config.outputs_dir("pretrained") / "04_mnist_ema.safetensors").exists()
+
+
+def test_a_connection_cut_halfway_is_fetched_again(monkeypatch):
+    whole = (COMMITTED / "04_mnist_ema.safetensors").read_bytes()
+    cut = Raw(f"HTTP/1.1 200 OK\r\nContent-Length: {len(whole)}\r\n\r\n".encode() + whole[:1000])
+    tampered = {"04_mnist_ema.safetensors": [cut]}
+    with serve(COMMITTED, tampered) as url:
+        monkeypatch.setenv("DDPM_WEIGHTS_URL", url)
+        weights = pretrained.load_pretrained("04_mnist_ema")
+    assert tampered["04_mnist_ema.safetensors"] == [] and weights.metadata["steps"] > 100
+
+
+def test_a_captive_portal_page_is_named(monkeypatch):
+    page = b"<!DOCTYPE html><html><body>Log in to the hotel Wi-Fi</body></html>"
+    with serve(COMMITTED, {"04_mnist_ema.safetensors": [page, page]}) as url:
+        monkeypatch.setenv("DDPM_WEIGHTS_URL", url)
+        with pytest.raises(FileNotFoundError, match=r"04_mnist_ema.safetensors.*HTML page.*captive portal"):
+            pretrained.load_pretrained("04_mnist_ema")
+
+
+@pytest.mark.parametrize("timeout", [0, -1, "60", float("nan"), True])
+def test_a_bad_timeout_is_named(timeout):
+    with pytest.raises(ValueError, match="timeout"):
+        pretrained.load_pretrained("04_mnist_ema", timeout=timeout)
+
+
+def test_a_damaged_weights_file_or_its_metadata_is_named(weights_folder, tmp_path):
+    folder, _ = weights_folder
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\xff" * 64)
+    with pytest.raises(ValueError, match=r"garbage.safetensors is not a readable safetensors weights file"):
+        pretrained.read_weights(garbage)
+    from safetensors.torch import save_file
+
+    bad_json = tmp_path / "bad_json.safetensors"
+    save_file({"w": torch.ones(2)}, str(bad_json), metadata={"ddpm_helpers": "{not json"})
+    with pytest.raises(ValueError, match=r"metadata of .*bad_json.safetensors is not valid JSON"):
+        pretrained.read_weights(bad_json)

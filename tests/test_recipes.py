@@ -39,19 +39,26 @@ def test_notebook_lookups_and_unknown_names():
 def test_cli_trains_a_recipe_and_resumes(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("DDPM_DATA_DIR", "../shared/data")
     monkeypatch.setenv("DDPM_DEVICE", "cpu")
-    args = ["butterflies-quick", "--steps", "4", "--batch-size", "2", "--out-dir", str(tmp_path), "--no-progress"]
-    cli.main(args)
+    args = ["butterflies-quick", "--steps", "5", "--batch-size", "2", "--out-dir", str(tmp_path), "--no-progress"]
+    cli.main(args)  # 5 steps: the recipe warms up for 5 (fewer would never leave the warm-up)
     first = load_checkpoint(tmp_path / "checkpoint.pt")
-    assert first["step"] == 4 and load_checkpoint(tmp_path / "ema.pt")["recipe"] == "butterflies-quick"
-    cli.main(args[:2] + ["6"] + args[3:])  # the same command with more steps resumes
-    assert load_checkpoint(tmp_path / "checkpoint.pt")["losses"][:4] == first["losses"]
-    assert "6 steps" in capsys.readouterr().out
+    assert first["step"] == 5 and load_checkpoint(tmp_path / "ema.pt")["recipe"] == "butterflies-quick"
+    cli.main(args[:2] + ["7"] + args[3:])  # the same command with more steps resumes
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["losses"][:5] == first["losses"]
+    assert "7 steps" in capsys.readouterr().out
     assert load_checkpoint(tmp_path / "ema.pt")["schedule"] == "linear"
     with pytest.raises(ValueError, match="noise schedule"):  # another schedule cannot resume this run
-        cli.main(args[:2] + ["8"] + args[3:] + ["--schedule", "cosine"])
-    cli.main(args[:2] + ["2"] + args[3:5] + ["--out-dir", str(tmp_path / "cosine"), "--no-progress",
+        cli.main(args[:2] + ["9"] + args[3:] + ["--schedule", "cosine"])
+    cli.main(args[:2] + ["5"] + args[3:5] + ["--out-dir", str(tmp_path / "cosine"), "--no-progress",
                                                "--schedule", "cosine"])
     assert load_checkpoint(tmp_path / "cosine" / "ema.pt")["schedule"] == "cosine"
+
+
+def test_cli_refuses_an_empty_out_dir_and_a_negative_sample_count(capsys):
+    for flag, value in (("--out-dir", ""), ("--out-dir", "  "), ("--samples", "-3"), ("--samples", "x")):
+        with pytest.raises(SystemExit):
+            cli.parse_args(["mnist-quick", flag, value])
+        assert f"argument {flag}: {value!r} is" in capsys.readouterr().err
 
 
 def test_cli_rejects_an_image_folder_for_mnist():

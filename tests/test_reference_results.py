@@ -1,5 +1,7 @@
 """Reading committed benchmark results: the table a notebook shows, and the error for missing results."""
 
+import re
+
 import pytest
 
 from ddpm_helpers.evaluation.reference_results import load_results, sampler_table
@@ -19,3 +21,9 @@ def test_sampler_table_shows_mean_and_spread():
 def test_missing_results_name_the_benchmark():
     with pytest.raises(FileNotFoundError, match="benchmarks/no_such_results.py"):
         load_results("no_such_results")
+
+
+@pytest.mark.parametrize("name", ["../../../etc/passwd", "../data/mnist_samplers", "/etc/hosts", "", 3])
+def test_a_results_name_cannot_leave_the_package_folder(name):
+    with pytest.raises(ValueError, match=re.escape(f"name={name!r}")):
+        load_results(name)

@@ -6,6 +6,7 @@ import pytest
 import torch
 from tanh_net import TanhNet
 
+from ddpm_helpers import samplers
 from ddpm_helpers.analytic import GaussianMixture, optimal_eps
 from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.samplers import (
@@ -272,7 +273,7 @@ def test_sample_loop_over_a_wrapped_public_step(diffusion):
     steps = ddim_timesteps(diffusion.T, 6)
     g = torch.Generator().manual_seed(1)
 
-    def step(d, output, x, t, t_next, tt):
+    def step(d, output, x, t, t_next, tt, previous):
         return ddim_step(d, output, x, t, t_next, eta=0.5, clip_x0=1.0, generator=g)
 
     looped = sample_loop(net, diffusion, step, steps, x_T=x_T, record=[steps[1]])
@@ -285,3 +286,20 @@ def test_sample_loop_over_a_wrapped_public_step(diffusion):
         sample_loop(net, diffusion, "ddim", steps, shape=(4, 3))
     with pytest.raises(ValueError, match=r"timesteps must be strictly descending, got \[3, 3\]"):
         sample_loop(net, diffusion, step, [3, 3], shape=(4, 3))
+
+
+@pytest.mark.parametrize("sampler", ["ddpm", "ddim", "dpm"])
+def test_a_network_that_returns_nan_is_named_once_at_the_end(sampler):
+    """A NaN from the network (here from step t = 20 on) is no silent NaN sample: the end of the call names it."""
+    diffusion = Diffusion.from_schedule("linear", T=50)
+
+    def broken(x, t):
+        return torch.where(t[:, None] <= 20, torch.full_like(x, float("nan")), torch.zeros_like(x))
+
+    run = {"ddpm": lambda **kw: samplers.ddpm_sample(broken, diffusion, (3, 2), **kw),
+           "ddim": lambda **kw: samplers.ddim_sample(broken, diffusion, (3, 2), num_steps=10, **kw),
+           "dpm": lambda **kw: samplers.dpm_solver_sample(broken, diffusion, (3, 2), num_steps=10, **kw)}[sampler]
+    with pytest.raises(FloatingPointError, match=r"holds 6 non-finite values .* of 6"):
+        run(generator=torch.Generator().manual_seed(0))
+    with pytest.raises(FloatingPointError, match=r"first recorded step with a non-finite x_t or x̂0 is t=\d+"):
+        run(generator=torch.Generator().manual_seed(0), record=range(50))

@@ -16,7 +16,7 @@ from fake_clock import SCENARIOS, FakeClock
 from torch.utils.data import DataLoader, TensorDataset
 
 from ddpm_helpers import training
-from ddpm_helpers.checkpoint import load_checkpoint, save_checkpoint
+from ddpm_helpers.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ddpm_helpers.datasets import random_batches
 from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.nn.mlp import MLP
@@ -409,7 +409,8 @@ def test_re_planning_keeps_the_budget_when_the_machine_changes_speed(scenario, t
           f"{result.seconds:.1f} s of 100 s, last LR {lrs[-1] / config.lr:.1e} x lr")
     assert 95.0 <= result.seconds <= 105.0 and result.steps == last == result.planned_steps
     assert lrs[-1] == min(lrs) and lrs[-1] < 1e-2 * config.lr  # the cosine reached its floor at the last step
-    assert max(abs(a - b) for a, b in zip(lrs[10:], lrs[11:])) < 0.01 * config.lr  # continuous across re-plans
+    for before, after in zip(plan.plans, plan.plans[1:]):  # each plan starts where the one before it had got to
+        assert after.progress == pytest.approx(before.progress_at(after.step), abs=1e-12)
     printed = capsys.readouterr()
     assert "plan at step 40" in printed.err + printed.out and "re-plan at step" in printed.err + printed.out
 
@@ -510,3 +511,17 @@ def test_a_training_step_reads_no_value_on_the_host(conditional):
     assert loss.device == meta and loss.shape == ()
     with pytest.raises((RuntimeError, NotImplementedError)):
         loss.item()  # the meta device really refuses to read a value
+
+
+def test_a_checkpoint_with_fewer_losses_than_steps_is_not_resumed(tmp_path):
+    _run(_config(steps=4), out_dir=tmp_path)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    save_checkpoint(tmp_path / "checkpoint.pt", {**state, "losses": state["losses"][:2]})  # crafted: 2 losses, step 4
+    with pytest.raises(CheckpointError, match=r"holds step=4 but 2 losses"):
+        _run(_config(steps=8), out_dir=tmp_path)
+
+
+def test_a_fifo_named_checkpoint_pt_is_named_as_such(tmp_path):
+    os.mkfifo(tmp_path / "checkpoint.pt")
+    with pytest.raises(ValueError, match=r"checkpoint.pt is not a regular file \(a FIFO"):
+        _run(_config(steps=2), out_dir=tmp_path)

@@ -25,11 +25,13 @@ import csv
 import hashlib
 import io
 import os
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from ddpm_helpers import config
+from ddpm_helpers.checks import check_number
 from ddpm_helpers.datasets.images import ImageSet, _image_files, _square_on_white, load_image_folder
 from ddpm_helpers.utils import DownloadError, download
 
@@ -62,11 +64,25 @@ class SourceFile:
     sha256: str
 
 
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def _check_entry(entry: SourceFile) -> SourceFile:
+    """``entry`` if its PNG and source file are plain file names (nothing written or read outside the folder)."""
+    for field in ("png", "source_file"):
+        value = getattr(entry, field)
+        if not isinstance(value, str) or not _PLAIN_NAME.fullmatch(value) or ".." in value:
+            raise ValueError(f"manifest row {field}={value!r} must be a plain file name (no folders, no '..')")
+    if not entry.png.endswith(".png"):
+        raise ValueError(f"manifest row png={entry.png!r} must name a .png file")
+    return entry
+
+
 def manifest() -> list[SourceFile]:
     """The 128 rows of the packaged manifest, in PNG order (``0000.png`` … ``0127.png``)."""
     text = resources.files("ddpm_helpers").joinpath("data/nhm_butterflies.csv").read_text(encoding="utf-8")
     rows = csv.DictReader(io.StringIO(text))
-    return [SourceFile(**{**row, "bytes": int(row["bytes"])}) for row in rows]
+    return [_check_entry(SourceFile(**{**row, "bytes": int(row["bytes"])})) for row in rows]
 
 
 def _problem(data: bytes, entry: SourceFile) -> str | None:
@@ -84,9 +100,10 @@ def fetch_verified(entry: SourceFile, base_url: str, timeout: float = TIMEOUT_S,
 
     Raises :class:`DownloadError` naming the file when every attempt failed or mismatched.
     """
-    url = f"{base_url.rstrip('/')}/{entry.source_file}"
+    url = f"{base_url.rstrip('/')}/{_check_entry(entry).source_file}"
     try:
-        return download(url, timeout, check=lambda data: _problem(data, entry), attempts=attempts)
+        return download(url, timeout, check=lambda data: _problem(data, entry), attempts=attempts,
+                        max_bytes=entry.bytes)  # never read more than the manifest's size
     except DownloadError as error:
         raise DownloadError(f"{entry.source_file} from {error}, file not used") from None
 
@@ -132,7 +149,8 @@ def download_nhm_butterflies(target: str | Path | None = None, base_url: str | N
 
     target = Path(target) if target is not None else config.data_dir() / "butterflies"
     base_url = base_url or config.butterfly_url() or DEFAULT_BASE_URL
-    entries = manifest() if entries is None else entries
+    entries = manifest() if entries is None else [_check_entry(entry) for entry in entries]
+    timeout = check_number(timeout, "timeout", low=0, low_open=True)  # seconds per request
     if _has_all(target, entries):
         return target
     if target.exists() and any(target.iterdir()):

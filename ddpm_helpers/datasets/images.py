@@ -7,6 +7,7 @@ so that the data has the same scale as the N(0, I) prior.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -19,11 +20,19 @@ from ddpm_helpers.checks import check_int, check_positive_int
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 MAX_IMAGE_PIXELS = 50_000_000  # larger images are refused: a decompression bomb, or far more than a training image
+_EXIF_ORIENTATION = 0x0112  # the EXIF tag a camera sets when the photo is stored rotated or mirrored
 _SIXTEEN_BIT_GREY = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # PIL modes of 16-bit greyscale PNGs
 
 
 def to_unit_range(pixels: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels in {0, …, 255} → float32 in [-1, 1]:  x = p / 127.5 − 1."""
+    """uint8 pixels in {0, …, 255} → float32 in [-1, 1]:  x = p / 127.5 − 1.
+
+    Any other dtype is refused (float data may already be in [-1, 1] or [0, 1]: rescaling it again is silently wrong).
+    """
+    if not torch.is_tensor(pixels) or pixels.dtype != torch.uint8:
+        got = f"dtype {pixels.dtype}" if torch.is_tensor(pixels) else type(pixels).__name__
+        raise ValueError(f"to_unit_range takes uint8 pixels in {{0, …, 255}}, got {got}: float data may already be "
+                         "in [-1, 1] (use it as it is) or in [0, 1] (use 2 * x - 1)")
     return pixels.float() / 127.5 - 1.0
 
 
@@ -48,9 +57,17 @@ class ImageSet:
 
 
 def _image_files(folder: Path) -> list[Path]:
+    """The image files of ``folder``, sorted; anything with an image name that is not a regular file (a FIFO, whose
+    ``open`` blocks forever, a socket, a device, a folder) is skipped with a warning naming it."""
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    named = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = [p for p in named if p.is_file()]  # is_file: a regular file (or a link to one), never a FIFO
+    skipped = [p.name for p in named if not p.is_file()]
+    if skipped:
+        warnings.warn(f"skipped {skipped} in {folder}: not regular files (a folder, a FIFO, a socket or a device)",
+                      stacklevel=3)
+    return files
 
 
 def _rgb_on_white(image):
@@ -79,13 +96,19 @@ def _square_on_white(image, image_size: int):
 
 def _read_image(path: Path, image_size: int) -> np.ndarray:
     """One image file as a (image_size, image_size, 3) uint8 array; ValueError naming the file when unreadable."""
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     try:
         with Image.open(path) as image:
             if image.width * image.height > MAX_IMAGE_PIXELS:
                 raise ValueError(f"image {path} is {image.width}×{image.height} pixels, more than the "
                                  f"{MAX_IMAGE_PIXELS:,} this loader reads: shrink it or remove it from the folder")
+            if max(image.width, image.height) < image_size:
+                raise ValueError(f"image {path} is {image.width}×{image.height} pixels, smaller than the "
+                                 f"{image_size}×{image_size} asked for (it would be blown up): remove it from the "
+                                 "folder or ask for a smaller image_size")
+            if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:  # a phone photo stored on its side
+                image = ImageOps.exif_transpose(image)
             return np.asarray(_square_on_white(image, image_size))
     except Image.DecompressionBombError as error:
         raise ValueError(f"image {path} is oversized ({error}): shrink it or remove it from the folder") from None
@@ -97,7 +120,8 @@ def _read_image(path: Path, image_size: int) -> np.ndarray:
 def load_image_folder(folder: str | Path, image_size: int) -> torch.Tensor:
     """Every image in ``folder`` as float32 ``(N, 3, image_size, image_size)`` in [-1, 1].
 
-    Transparent pixels are composited on white; 16-bit images are scaled to 8 bits.
+    Transparent pixels are composited on white; 16-bit images are scaled to 8 bits; a photo's EXIF orientation
+    is applied (phone photos stand upright). An image smaller than ``image_size`` on both sides is refused by name.
     """
     image_size = check_int(image_size, "image_size", low=8)  # pixels
     files = _image_files(Path(folder))

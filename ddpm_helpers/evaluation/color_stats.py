@@ -78,10 +78,17 @@ def hue_histogram(images: Tensor, num_bins: int = NUM_BINS, **mask_options) -> T
 
 
 def total_variation(p: Tensor, q: Tensor) -> float:
-    """½ Σ_k |p_k − q_k| between two histograms of the same bins (each summing to 1): 0 equal, 1 disjoint."""
+    """½ Σ_k |p_k − q_k| between two histograms of the same bins (each summing to 1, or all zeros as
+    :func:`hue_histogram` gives without coloured pixels): 0 equal, 1 disjoint. Counts are refused (normalise them)."""
     if not (torch.is_tensor(p) and torch.is_tensor(q)) or p.ndim != 1 or p.shape != q.shape:
         shapes = [tuple(x.shape) if torch.is_tensor(x) else type(x).__name__ for x in (p, q)]
         raise ValueError(f"p and q must be 1-D tensors of the same length, got {shapes[0]} and {shapes[1]}")
+    for name, h in (("p", p), ("q", q)):
+        total = h.double().sum().item()
+        if not bool(torch.isfinite(h).all()) or bool((h < 0).any()) or (abs(total - 1.0) > 1e-4 and total != 0):
+            raise ValueError(f"{name} must be a histogram of shares (>= 0, summing to 1; all zeros: no coloured "
+                             f"pixel), got sum {total:.6g} "
+                             f"and minimum {h.double().min().item():.3g}: normalise it (h / h.sum())")
     return 0.5 * (p.double() - q.double()).abs().sum().item()
 
 
@@ -108,7 +115,13 @@ def band_shares(images: Tensor, bands: dict[str, tuple[float, float]] | None = N
     min_cover = check_number(min_cover, "min_cover", 0.0, 1.0, low_open=True)
     hue, mask = pixel_hues(images, **mask_options)
     shares = {}
-    for name, (start, end) in (BANDS if bands is None else bands).items():
+    bands = BANDS if bands is None else bands
+    for name, band in bands.items():
+        if not isinstance(band, (tuple, list)) or len(band) != 2:
+            raise ValueError(f"hue band {name!r} must be a (start, end) pair of degrees, got {band!r}")
+        for value in band:
+            check_number(value, f"hue band {name!r} bound", 0.0, 360.0)
+    for name, (start, end) in bands.items():
         inside = (hue >= start) & (hue < end) if start <= end else (hue >= start) | (hue < end)
         cover = (inside & mask).float().mean(1)  # (N,) share of the image's pixels
         shares[name] = (cover >= min_cover).float().mean().item()

@@ -27,6 +27,7 @@ with its SHA-256 checked. :func:`load_classifier` trains and caches a classifier
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -37,9 +38,9 @@ from torch import Tensor, nn
 
 from ddpm_helpers import config
 from ddpm_helpers.checkpoint import load_checkpoint, save_checkpoint
-from ddpm_helpers.checks import check_floating, check_number
+from ddpm_helpers.checks import check_floating, check_int, check_number
 from ddpm_helpers.datasets import mnist_images
-from ddpm_helpers.evaluation.intervals import bootstrap_interval, wilson_interval
+from ddpm_helpers.evaluation.intervals import jackknife_interval, wilson_interval
 
 CONFIDENCE_THRESHOLD = 0.9
 NUM_CLASSES = 10
@@ -69,12 +70,22 @@ class MNISTClassifier(nn.Module):
         return self.classify(self.features(x))
 
 
+_RANGE_SLACK = 2.0  # float images beyond ±2 are on another scale (0…255), not samples a little outside [-1, 1]
+
+
 def _as_unit_range(images: Tensor) -> Tensor:
     """Accept uint8 pixels or floats in [-1, 1]; return float32 (B, 1, 28, 28) in [-1, 1]."""
     if images.ndim != 4 or images.shape[1:] != (1, 28, 28):
         raise ValueError(f"expected MNIST images of shape (N, 1, 28, 28), got {tuple(images.shape)}")
     if images.dtype == torch.uint8:
         return images.float() / 127.5 - 1.0
+    check_floating(images, "images")
+    if images.numel() and images.device.type != "meta":  # an evaluation entry point: the values are read anyway
+        low, high = (float(v) for v in torch.aminmax(images.detach().float()))
+        if not (math.isfinite(low) and math.isfinite(high)) or low < -_RANGE_SLACK or high > _RANGE_SLACK:
+            raise ValueError(f"float images must lie in [-1, 1] (samples a little outside are clamped), got values in "
+                             f"[{low:.4g}, {high:.4g}]: pixels in 0…255 should be uint8 (or x / 127.5 - 1), and "
+                             "NaN/inf samples cannot be judged")
     return images.float().clamp(-1, 1)
 
 
@@ -83,8 +94,7 @@ def train_classifier(steps: int = DEFAULT_CLASSIFIER_STEPS, batch_size: int = 12
     """Train the CNN on the MNIST training set for ``steps`` Adam steps; return it and its test accuracy."""
     from tqdm import tqdm
 
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    steps = check_int(steps, "steps", low=1)  # bools refused
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     images, labels = mnist_images(train=True)
@@ -179,6 +189,15 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (len(mu1), len(mu1)):
         raise ValueError(f"mismatched shapes: mu {mu1.shape} vs {mu2.shape}, sigma {sigma1.shape} vs {sigma2.shape}")
+    for name, value in (("mu1", mu1), ("mu2", mu2), ("sigma1", sigma1), ("sigma2", sigma2)):
+        if not np.isfinite(value).all():
+            raise ValueError(f"{name} holds NaN or infinite values")
+    for name, sigma in (("sigma1", sigma1), ("sigma2", sigma2)):  # a covariance: symmetric, eigenvalues >= 0
+        scale = max(float(np.abs(sigma).max()), 1e-300)
+        lowest = float(np.linalg.eigvalsh((sigma + sigma.T) / 2).min())
+        if not np.allclose(sigma, sigma.T, rtol=1e-6, atol=1e-9 * scale) or lowest < -1e-6 * scale:
+            raise ValueError(f"{name} is not a covariance matrix (symmetric, positive semi-definite): smallest "
+                             f"eigenvalue {lowest:.3g}, largest entry {scale:.3g}")
     # Tr (Σ₁Σ₂)^½ = Σ_i √λ_i, λ_i the eigenvalues of Σ₁Σ₂: real and ≥ 0 because Σ₁Σ₂ is similar to
     # the positive semi-definite Σ₁^½ Σ₂ Σ₁^½; clipping removes round-off below zero.
     eigenvalues = np.linalg.eigvals(sigma1 @ sigma2).real.clip(min=0)
@@ -224,11 +243,32 @@ def kernel_distance(features_a: Tensor, features_b: Tensor) -> float:
     return within_a / (m * (m - 1)) + within_b / (n * (n - 1)) - 2 * _polynomial_kernel_sum(a, b) / (m * n)
 
 
+def _kernel_distance_of_subsets(features_a: Tensor, features_b: Tensor):
+    """``kernel_distance(features_a[index], features_b)`` as a function of ``index`` (distinct rows), from kernel
+    sums computed once: the jackknife asks for dozens of subsets of one set."""
+    a, b = features_a.detach().double().cpu(), features_b.detach().double().cpu()
+    dim, n = a.shape[1], len(b)
+    within_a = (a @ a.T / dim + 1) ** 3  # k(a_i, a_j)
+    within_a.fill_diagonal_(0.0)  # i ≠ j only
+    across = ((a @ b.T / dim + 1) ** 3).sum(1)  # Σ_j k(a_i, b_j) for each i
+    within_b = _polynomial_kernel_sum(b, b) - ((b * b).sum(1) / dim + 1).pow(3).sum().item()
+
+    def distance(index: Tensor) -> float:
+        m = len(index)
+        return (within_a[index][:, index].sum().item() / (m * (m - 1)) + within_b / (n * (n - 1))
+                - 2 * across[index].sum().item() / (m * n))
+
+    return distance
+
+
 def _check_logits(logits: Tensor, threshold: float) -> float:
     """The threshold as a float in (0, 1); ValueError unless ``logits`` is a (N, classes) tensor."""
     if not torch.is_tensor(logits) or logits.ndim != 2:
         got = f"shape {tuple(logits.shape)}" if torch.is_tensor(logits) else type(logits).__name__
         raise ValueError(f"logits must be a tensor of shape (N, classes), got {got}")
+    if logits.device.type != "meta" and not bool(torch.isfinite(logits).all()):
+        raise ValueError(f"logits hold {int((~torch.isfinite(logits)).sum())} NaN or infinite values: the "
+                         "classifier's input was not finite")
     return check_number(threshold, "threshold", 0.0, 1.0, low_open=True, high_open=True)
 
 
@@ -246,6 +286,9 @@ def label_agreement(logits: Tensor, labels: Tensor, threshold: float = CONFIDENC
         got = f"{labels.dtype} {tuple(labels.shape)}" if torch.is_tensor(labels) else type(labels).__name__
         raise ValueError(f"labels must be an integer tensor of shape ({len(logits)},), one per row of logits; "
                          f"got {got}")
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= logits.shape[1]):
+        raise ValueError(f"labels must be classes in [0, {logits.shape[1]}), got labels in "
+                         f"[{int(labels.min())}, {int(labels.max())}]")
     probs = logits.softmax(-1)
     confident_and_right = (probs.max(-1).values >= threshold) & (probs.argmax(-1) == labels.to(logits.device))
     return confident_and_right.float().mean().item()
@@ -253,6 +296,7 @@ def label_agreement(logits: Tensor, labels: Tensor, threshold: float = CONFIDENC
 
 def class_histogram(logits: Tensor, threshold: float = CONFIDENCE_THRESHOLD) -> list[int]:
     """Counts of each predicted class among the rows classified with confidence ≥ ``threshold``."""
+    threshold = _check_logits(logits, threshold)
     probs = logits.softmax(-1)
     confident = probs.max(-1).values >= threshold
     return torch.bincount(probs.argmax(-1)[confident], minlength=logits.shape[-1]).tolist()
@@ -315,20 +359,21 @@ class DigitEvaluator:
             num_images=len(images),
         )
 
-    def intervals(self, images: Tensor, labels: Tensor | None = None, level: float = 0.95, resamples: int = 200,
+    def intervals(self, images: Tensor, labels: Tensor | None = None, level: float = 0.95, groups: int = 20,
                   seed: int = 0) -> dict[str, tuple[float, float]]:
         """``level`` intervals of the metrics of ``images`` over another draw of as many samples (``intervals``):
-        Wilson for the confident share (and, with the ``labels`` asked for, the label agreement), the basic
-        bootstrap over the images for the Fréchet and kernel distances. The judge and the references stay fixed."""
+        Wilson for the confident share (and, with the ``labels`` asked for, the label agreement), the jackknife
+        over ``groups`` groups of the images for the Fréchet and kernel distances. The judge and the references
+        stay fixed."""
         logits = predict_logits(self.classifier, images)
         features = extract_features(self.classifier, images)
         n = len(images)
         result = {
-            "frechet_distance": bootstrap_interval(
+            "frechet_distance": jackknife_interval(
                 lambda index: frechet_distance(*feature_statistics(features[index]), *self.reference), n,
-                resamples, level, seed),
-            "kernel_distance": bootstrap_interval(
-                lambda index: kernel_distance(features[index], self.kernel_reference), n, resamples, level, seed),
+                min(groups, n // 2), level, seed),
+            "kernel_distance": jackknife_interval(_kernel_distance_of_subsets(features, self.kernel_reference), n,
+                                                  min(groups, n // 2), level, seed),
             "confident_share": wilson_interval(round(confident_share(logits) * n), n, level),  # successes of n
         }
         if labels is not None:
@@ -338,6 +383,41 @@ class DigitEvaluator:
     def real_floor(self, num_images: int, seed: int = 0) -> DigitMetrics:
         """The same metrics for ``num_images`` random *training* digits: what real digits score at this n (a
         generator's samples can land below it by chance: the floor is a yardstick, not a bound)."""
-        images, _ = mnist_images(train=True)
-        index = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:num_images]
-        return self.evaluate(images[index])
+        num_images = check_int(num_images, "num_images", low=2)
+        return self.evaluate(real_digits(num_images, seed)[0])
+
+    def yardstick(self, images: Tensor, labels: Tensor | None = None, level: float = 0.95, groups: int = 20,
+                  seed: int = 0) -> str:
+        """A table of the metrics of ``images`` (and, with the ``labels`` asked for, the label agreement) beside
+        those of as many real training digits (:func:`real_digits`, their own labels), each with its ``level``
+        interval (:meth:`intervals`): what the notebooks print instead of pass/fail verdicts."""
+        real, real_labels = real_digits(len(images), seed)
+        rows = []
+        for name, pixels, asked in (("samples", images, labels), ("real digits", real, real_labels)):
+            metrics = self.evaluate(pixels)
+            found = self.intervals(pixels, asked, level, groups, seed)
+            values = {**metrics.as_dict()}
+            if asked is not None:
+                values["label_agreement"] = label_agreement(predict_logits(self.classifier, pixels), asked)
+            rows.append((name, values, found))
+        percent = {"confident_share", "label_agreement"}
+        lines = [f"{'':26s}" + "".join(f"{name:>28s}" for name, _, _ in rows)]
+        for key in ("frechet_distance", "kernel_distance", "confident_share", "label_agreement"):
+            if key not in rows[0][2]:
+                continue
+            cells = []
+            for _, values, found in rows:
+                scale = 100 if key in percent else 1
+                low, high = found[key]
+                cells.append(f"{scale * values[key]:8.2f} [{scale * low:7.2f}, {scale * high:7.2f}]")
+            unit = " (%)" if key in percent else ""
+            lines.append(f"{key.replace('_', ' ') + unit:26s}" + "".join(f"{cell:>28s}" for cell in cells))
+        lines.append(f"n = {len(images)} each; [{100 * level:.0f} % intervals over another draw of as many images]")
+        return "\n".join(lines)
+
+
+def real_digits(num_images: int, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """``num_images`` random MNIST training digits (a seeded draw without replacement) and their labels."""
+    images, labels = mnist_images(train=True)
+    index = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:num_images]
+    return images[index], labels[index]

@@ -119,6 +119,9 @@ def distance_statistics(sample_distances: Tensor, train_distances: Tensor, copy_
         if not isinstance(values, Tensor) or values.ndim != 1 or len(values) == 0:
             got = f"shape {tuple(values.shape)}" if isinstance(values, Tensor) else type(values).__name__
             raise ValueError(f"{name} must be a non-empty 1-D Tensor, got {got}")
+        if not bool(torch.isfinite(values).all()) or bool((values < 0).any()):
+            raise ValueError(f"{name} must be distances (finite, >= 0), got values in "
+                             f"[{values.min().item():.4g}, {values.max().item():.4g}]")
     copy_threshold = check_number(copy_threshold, "copy_threshold", low=0)
     sample_median = sample_distances.double().quantile(0.5).item()
     train_median = train_distances.double().quantile(0.5).item()

@@ -9,12 +9,19 @@ it with :func:`sampler_table`; installed with the package, the file reaches a no
 from __future__ import annotations
 
 import json
+import re
 from importlib import resources
 from statistics import mean
 
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+
 
 def results_path(name: str):
-    """Where the results called ``name`` are stored (inside the installed package)."""
+    """Where the results called ``name`` are stored (inside the installed package); ``name`` is a plain name like
+    ``"mnist_samplers"`` (no folders), so nothing outside the package's ``data/`` folder is ever read."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ValueError(f"results name must be a plain name like 'mnist_samplers' (letters, digits, _ and -), "
+                         f"got name={name!r}")
     return resources.files("ddpm_helpers") / "data" / f"{name}.json"
 
 

@@ -26,6 +26,8 @@ def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> T
     check_int(dim, "dim", low=2)
     if t.ndim != 1:
         raise ValueError(f"t must have shape (B,), got shape {tuple(t.shape)}")
+    if t.dtype == torch.bool or t.is_complex():  # dtype only: a bool t would be taken as steps 0 and 1
+        raise ValueError(f"t must hold timesteps (an integer or float tensor), got dtype {t.dtype}")
     half = dim // 2
     # ω_i = max_period^(−i/half), i = 0 … half−1
     exponent = torch.arange(half, device=t.device, dtype=torch.float32) / half

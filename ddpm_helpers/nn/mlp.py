@@ -70,7 +70,10 @@ class MLP(nn.Module):
         nn.init.zeros_(self.output[-1].weight)
         nn.init.zeros_(self.output[-1].bias)
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        if y is not None:  # a clear error instead of "forward() takes 3 positional arguments"
+            raise ValueError("the MLP is unconditional: it takes model(x, t) and no class labels y; train it with "
+                             "p_uncond=None, or use a UNet(num_classes=...) for labels")
         if x.ndim != 2 or x.shape[1] != self.data_dim:
             raise ValueError(f"x must have shape (B, {self.data_dim}), got {tuple(x.shape)}")
         if t.shape != (x.shape[0],):

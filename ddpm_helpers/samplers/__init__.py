@@ -10,8 +10,8 @@ types. Every step has one signature, ``step(diffusion, model_output, xt, t, t_ne
 
 from ddpm_helpers.samplers.ddim import ddim_sample, ddim_step, ddim_timesteps
 from ddpm_helpers.samplers.ddpm import ddpm_sample, ddpm_step
-from ddpm_helpers.samplers.dpm_solver import PreviousStep, dpm_solver_sample, dpm_solver_step
-from ddpm_helpers.samplers.loop import SampleResult, StepResult, sample_loop
+from ddpm_helpers.samplers.dpm_solver import dpm_solver_sample, dpm_solver_step
+from ddpm_helpers.samplers.loop import PreviousStep, SampleResult, StepResult, sample_loop
 
 __all__ = ["PreviousStep", "SampleResult", "StepResult", "ddim_sample", "ddim_step", "ddim_timesteps", "ddpm_sample",
            "ddpm_step", "dpm_solver_sample", "dpm_solver_step", "sample_loop"]

@@ -24,7 +24,7 @@ def ddim_step(diffusion, model_output, xt, t, t_next, *, eta=0.0, prediction="ep
                       generator=generator)
 
 
-def _ddim_step(diffusion, model_output, xt, t, t_next, tt, *, eta, prediction, clip_x0, generator):
+def _ddim_step(diffusion, model_output, xt, t, t_next, tt, previous=None, *, eta, prediction, clip_x0, generator):
     """The body of :func:`ddim_step` (no checks): ``tt`` is ``t`` as the LongTensor ``(B,)`` the model received."""
     if t_next is None:
         x0_hat = diffusion._x0_hat(model_output, xt, tt, prediction, clip_x0)

@@ -30,7 +30,7 @@ def ddpm_step(diffusion, model_output, xt, t, t_next, *, prediction="eps", varia
                       clip_x0=clip_x0, generator=generator)
 
 
-def _ddpm_step(diffusion, model_output, xt, t, t_next, tt, *, prediction, variance, clip_x0, generator):
+def _ddpm_step(diffusion, model_output, xt, t, t_next, tt, previous=None, *, prediction, variance, clip_x0, generator):
     """The body of :func:`ddpm_step` (no checks): ``tt`` is ``t`` as the LongTensor ``(B,)`` the model received."""
     x0_hat = diffusion._x0_hat(model_output, xt, tt, prediction, clip_x0)
     mean = diffusion._posterior_mean(x0_hat, xt, tt)  # μ_θ(x_t, t) = μ̃_t(x_t, x̂0)

@@ -20,21 +20,11 @@ jump to the clean end is always first order.
 """
 
 import math
-from typing import NamedTuple
-
-import torch
 
 from ddpm_helpers.checks import check_floating, check_int, check_same_shape
 from ddpm_helpers.diffusion import check_prediction
 from ddpm_helpers.samplers.ddim import ddim_timesteps
-from ddpm_helpers.samplers.loop import StepResult, check_step, sample_loop
-
-
-class PreviousStep(NamedTuple):
-    """The multistep memory of :func:`dpm_solver_step`: the step before's 0-based ``t`` and its x̂0."""
-
-    t: int  # t_prev > t: where the previous network call was
-    x0_hat: torch.Tensor  # x̂0_prev, the data prediction there
+from ddpm_helpers.samplers.loop import PreviousStep, StepResult, check_step, sample_loop
 
 
 def _lambda(diffusion, t):
@@ -69,11 +59,11 @@ def dpm_solver_step(diffusion, model_output, xt, t, t_next, *, previous=None, pr
         check_floating(x0_hat_prev, "x0_hat_prev")
         check_same_shape(xt=xt, x0_hat_prev=x0_hat_prev)
         previous = PreviousStep(t_prev, x0_hat_prev)
-    return _dpm_solver_step(diffusion, model_output, xt, t, t_next, tt, previous=previous, prediction=prediction,
+    return _dpm_solver_step(diffusion, model_output, xt, t, t_next, tt, previous, prediction=prediction,
                             clip_x0=clip_x0)
 
 
-def _dpm_solver_step(diffusion, model_output, xt, t, t_next, tt, *, previous, prediction, clip_x0):
+def _dpm_solver_step(diffusion, model_output, xt, t, t_next, tt, previous=None, *, prediction, clip_x0):
     """The body of :func:`dpm_solver_step` (no checks): ``tt`` is ``t`` as the LongTensor ``(B,)`` the model saw."""
     x0_hat = diffusion._x0_hat(model_output, xt, tt, prediction, clip_x0)  # x̂0_t
     if t_next is None:
@@ -105,14 +95,11 @@ def dpm_solver_sample(model, diffusion, shape, *, num_steps=20, prediction="eps"
     """
     check_prediction(prediction, clip_x0)
     steps = ddim_timesteps(diffusion.T, num_steps)
-    memory = [None]  # the PreviousStep of the step before (none before the first)
 
-    def step(diffusion, model_output, xt, t, t_next, tt):
-        previous = None if t_next is None or t_next == 0 else memory[0]  # first order into t = 0 and to the end
-        result = _dpm_solver_step(diffusion, model_output, xt, t, t_next, tt, previous=previous,
-                                  prediction=prediction, clip_x0=clip_x0)
-        memory[0] = PreviousStep(t, result.x0_hat)
-        return result
+    def step(diffusion, model_output, xt, t, t_next, tt, previous):  # the loop hands over the step before
+        first_order = t_next is None or t_next == 0  # into t = 0 and to the clean end: first order
+        return _dpm_solver_step(diffusion, model_output, xt, t, t_next, tt, None if first_order else previous,
+                                prediction=prediction, clip_x0=clip_x0)
 
     return sample_loop(model, diffusion, step, steps, shape=shape, x_T=x_T, generator=generator, device=device,
                        record=record, progress=progress, desc="DPM-Solver++(2M) sampling")

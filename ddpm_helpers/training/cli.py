@@ -40,9 +40,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--time-limit-min", type=float, help="hard stop of this call after so many minutes")
     parser.add_argument("--batch-size", type=int, help="minibatch per process")
     parser.add_argument("--mixed-precision", choices=MIXED_PRECISIONS)
-    parser.add_argument("--out-dir", type=Path, help="default: <DDPM_OUTPUT_DIR>/train/<recipe>")
+    parser.add_argument("--out-dir", type=_folder, help="default: <DDPM_OUTPUT_DIR>/train/<recipe>")
     parser.add_argument("--no-resume", action="store_true", help="train afresh even if out-dir holds a checkpoint")
-    parser.add_argument("--samples", type=int, default=0, help="DDIM samples (50 steps) drawn with the EMA weights")
+    parser.add_argument("--samples", type=_count, default=0, help="DDIM samples (50 steps) drawn with the EMA weights")
     parser.add_argument("--schedule", choices=schedules.SCHEDULES, default="linear",
                         help="the noise schedule (see ddpm_helpers.schedules), T = 1000 steps")
     parser.add_argument("--seed", type=int, default=0)
@@ -51,6 +51,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.image_folder is not None and recipes.get(args.recipe).data != "butterflies":
         parser.error("--image-folder is for the butterfly recipes (RGB images)")
     return args
+
+
+def _folder(text: str) -> Path:
+    """A --out-dir value: a non-empty folder path (Path('') would be the working directory)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is empty: give a folder, or leave --out-dir out for the default")
+    return Path(text)
+
+
+def _count(text: str) -> int:
+    """A --samples value: an integer >= 0."""
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return int(text)
 
 
 def _changes(args: argparse.Namespace) -> dict:

@@ -31,6 +31,7 @@ import torch
 import torch.distributed as dist
 
 SEED_STRIDE = 0x9E3779B9  # odd (the golden-ratio constant): seed + r·stride differs mod 2³² for every rank r
+_LAUNCH_VARIABLES = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 _control = {"group": None}  # the CPU process group for rank 0's decisions (gloo), made by control_group()
 
 
@@ -79,6 +80,16 @@ def init(device: torch.device | str | None = None, timeout_s: float = 600.0) -> 
     process (no torchrun) joins nothing. Calling it again returns the group already joined.
     """
     context = env_context()
+    if context.enabled and not dist.is_initialized() and not os.environ.get("TORCHELASTIC_RUN_ID"):
+        # A leftover WORLD_SIZE (an export in the shell, a copied job script) would wait `timeout_s` for ranks that
+        # never come; torchrun always sets TORCHELASTIC_RUN_ID beside it.
+        found = ", ".join(f"{name}={os.environ[name]!r}" for name in _LAUNCH_VARIABLES if name in os.environ)
+        raise ValueError(
+            f"{found} say this is one of {context.world_size} processes, but it was not started by torchrun "
+            "(TORCHELASTIC_RUN_ID is not set), so the other ranks would never come: for one process, unset "
+            f"{', '.join(_LAUNCH_VARIABLES)}; for {context.world_size}, start it with "
+            f"torchrun --nproc_per_node={context.world_size} (another launcher: set TORCHELASTIC_RUN_ID as "
+            "torchrun does)")
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda":
         device = torch.device("cuda", context.local_rank if context.enabled else (device.index or 0))

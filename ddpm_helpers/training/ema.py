@@ -44,7 +44,9 @@ class EMA:
 
     def __init__(self, model, decay=0.999, warmup=True):
         self.decay = check_number(decay, "decay", 0.0, 1.0, high_open=True)
-        self.warmup = bool(warmup)
+        if not isinstance(warmup, bool):  # bool('no') is True
+            raise ValueError(f"warmup must be True or False, got warmup={warmup!r}")
+        self.warmup = warmup
         self.num_updates = 0
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
         self._pairs: _Pairs | None = None

@@ -84,8 +84,8 @@ def train_step(model: nn.Module, net: nn.Module, ema: EMA, optimizer: torch.opti
 @dataclass
 class TrainResult:
     """What :func:`train` returns. ``losses[i]`` is the loss of step ``i`` (0-based), over all resumed calls;
-    ``seconds`` is the training wall-clock time summed over them; ``planned_steps`` is the step count a
-    calibrated budget fixed (None without ``time_budget_s``, or before the calibration ended)."""
+    ``seconds`` is the training wall-clock time summed over them; ``planned_steps`` is the step count of a
+    calibrated budget's last plan (None without ``time_budget_s``, or before the calibration ended)."""
 
     model: nn.Module
     ema: EMA
@@ -135,7 +135,7 @@ def train(model: nn.Module, diffusion: Diffusion, batches, config: TrainConfig, 
     naming the first step whose loss is NaN/inf. ``clock``: the wall clock in seconds, for budgets, time
     limits and checkpoint intervals (tests inject one). With a budget, each plan is printed (``progress``).
     """
-    _check_inputs(model, diffusion, config, resume)
+    _check_inputs(model, diffusion, config, resume, progress)
     device = _as_device(device)
     ckpt_path = checkpoint_file(out_dir)
     next_batch = _batch_source(batches, config.batch_size)
@@ -210,25 +210,30 @@ def train(model: nn.Module, diffusion: Diffusion, batches, config: TrainConfig, 
                 bar.write(plan.describe(run.step, run.seconds(clock())))
 
     stopped_early = False
+    # the weights' dtype, which every batch must have (mixed precision keeps float32 weights and float32 batches)
+    weights_dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
     model.train()
     with tqdm(total=plan.end if plan.end < math.inf else None, initial=step, disable=not show,
               desc="training") as bar, DeferredStop(enabled=ckpt_path is not None) as stop:
         while run.step < plan.end:
             x0, labels = _as_x0_and_labels(next_batch(run.step, data_gen), run.step, device,
-                                           config.p_uncond is not None, getattr(model, "num_classes", None))
+                                           config.p_uncond is not None, getattr(model, "num_classes", None),
+                                           weights_dtype)
             t, eps, labels = draw_training_noise(diffusion, x0, noise_gen, labels, config.p_uncond or 0.0)
             run.lr = scheduled_lr(run.step, config, plan.progress(run.step))
             run.pending.append(train_step(model, net, ema, optimizer, precision, diffusion, x0, t, eps, labels,
                                           run.lr, config))
             run.step += 1
-            if plan.due(run.step):
-                replan()
             now = clock()  # host clock only: no device sync
+            replan_due = plan.due(run.step, run.seconds(now))
             due = ckpt_path is not None and checkpoint_due(config, run.step, now - run.saved_at)
             out_of_time = config.time_limit_s is not None and now - run.start >= config.time_limit_s
             if ranks.enabled:  # rank 0's clock and signals decide for every rank, so that none waits for the others
-                due, out_of_time, signum = distributed.broadcast_from_main([due, out_of_time, stop.signum or 0], ranks)
+                decisions = [due, out_of_time, stop.signum or 0, replan_due]
+                due, out_of_time, signum, replan_due = distributed.broadcast_from_main(decisions, ranks)
                 due, out_of_time, stop.signum = bool(due), bool(out_of_time), int(signum) or None
+            if replan_due:
+                replan()
             stopped_early = run.step < plan.end and (stop.requested or out_of_time)
             if run.step % config.log_every == 0 or due or stopped_early or run.step >= plan.end:
                 flush()
@@ -281,7 +286,7 @@ def _batch_source(batches, batch_size: int) -> Callable[[int, torch.Generator], 
 
 
 def _as_x0_and_labels(batch, step: int, device: torch.device, conditional: bool,
-                      num_classes: int | None) -> tuple[Tensor, Tensor | None]:
+                      num_classes: int | None, dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor | None]:
     """x₀ of a batch (the first item of an (x, label) pair) and, for conditional training, the labels (their values
     checked while on the CPU: the network reads none); on ``device``."""
     labels = None
@@ -290,6 +295,9 @@ def _as_x0_and_labels(batch, step: int, device: torch.device, conditional: bool,
     if not isinstance(batch, Tensor) or not batch.is_floating_point() or batch.ndim < 2 or len(batch) == 0:
         raise ValueError(f"step {step}: a batch must be a non-empty floating-point Tensor (B, ...), "
                          f"got {type(batch).__name__} {tuple(getattr(batch, 'shape', ()))}")
+    if dtype is not None and batch.dtype != dtype:  # metadata only
+        raise ValueError(f"step {step}: the batch is {batch.dtype} but the model's weights are {dtype}: convert one "
+                         f"of them (x.to({dtype}) or model.to({batch.dtype}))")
     if not conditional:
         return batch.to(device, non_blocking=True), None
     if not isinstance(labels, Tensor):
@@ -299,7 +307,7 @@ def _as_x0_and_labels(batch, step: int, device: torch.device, conditional: bool,
     return batch.to(device, non_blocking=True), labels.to(device, non_blocking=True)
 
 
-def _check_inputs(model, diffusion, config: TrainConfig, resume) -> None:
+def _check_inputs(model, diffusion, config: TrainConfig, resume, progress=True) -> None:
     """ValueErrors for arguments of :func:`train` that :class:`TrainConfig` cannot check alone."""
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -307,8 +315,11 @@ def _check_inputs(model, diffusion, config: TrainConfig, resume) -> None:
         raise ValueError(f"diffusion must be a ddpm_helpers.diffusion.Diffusion, got {type(diffusion).__name__}")
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, got {type(config).__name__}")
+    config.validate()  # again: a field may have been changed since construction
     if not isinstance(resume, bool):
         raise ValueError(f"resume must be True or False, got resume={resume!r}")
+    if not isinstance(progress, bool):  # the string 'no' would count as true
+        raise ValueError(f"progress must be True or False, got progress={progress!r}")
     num_classes = getattr(model, "num_classes", None)
     if num_classes is not None and config.p_uncond is None:
         raise ValueError(
@@ -329,6 +340,9 @@ def _as_device(device) -> torch.device:
     if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
         raise ValueError(f"device={str(device)!r} but {torch.cuda.device_count()} CUDA device(s) are available; "
                          "use config.get_device() to pick one that exists")
+    if device.type == "meta":
+        raise ValueError("device='meta' holds shapes but no values, so nothing can be trained on it: use 'cpu' or "
+                         "'cuda' (config.get_device())")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ValueError("device='mps' but MPS is not available; use config.get_device() to pick one that exists")
     return device

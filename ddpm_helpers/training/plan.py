@@ -3,9 +3,11 @@ as the run goes.
 
 With ``TrainConfig.time_budget_s`` the first plan comes from the calibration window of a call (its steps
 ``calibration_steps // 4`` to ``calibration_steps``, the first quarter untimed: allocations and caches warm up).
-Each plan is then checked halfway through the steps it has left: the step time measured since the last plan
-gives a new plan, so a machine that was busy while the run started, or that becomes busy later, still ends
-the run at its budget. Re-planning stops when fewer steps are left than a calibration window times.
+Each plan is then checked halfway through what it has left, in steps or in seconds, whichever comes first: the
+step time measured since the last plan gives a new plan, so a machine that was busy while the run started, or
+that becomes busy later, still ends the run at its budget. Re-planning stops when fewer steps are left than a
+calibration window times; a plan whose budget is already spent ends the run at once (the budget wins over the
+schedule).
 
 The learning-rate schedule follows the *progress* through the plans, from 0 at the first plan to 1 at the last
 step: each plan continues from the progress it starts at, linearly in the step to 1 at its total, so the
@@ -49,12 +51,14 @@ class StepPlan:
     ``plans`` is empty until a budget's first plan is made (the learning rate is then held at ``lr`` after the
     warmup); without a budget it holds one plan of ``config.steps`` from the warmup on. ``window`` is where the
     current step-time measurement started (None before the calibration window opens); ``next_check`` the step
-    at which the next plan is made (None: no more re-planning).
+    and ``next_seconds`` the training seconds at which the next plan is made, whichever comes first (None: no
+    more re-planning).
     """
 
     def __init__(self, config: TrainConfig, plans: list[Plan], window: Window | None, next_check: int | None,
-                 first_step: int):
+                 first_step: int, next_seconds: float | None = None):
         self.config, self.plans, self.window, self.next_check = config, list(plans), window, next_check
+        self.next_seconds = next_seconds
         self.min_window = config.calibration_steps - max(1, config.calibration_steps // 4)  # steps a window times
         self.step_seconds = math.nan  # the step time the last plan was made from
         if config.time_budget_s is None:
@@ -77,18 +81,19 @@ class StepPlan:
             return cls(config, plans, None, None, first_step)  # no plan yet: a fresh calibration
         window = None if stored["window"] is None else Window(int(stored["window"][0]), float(stored["window"][1]))
         plans = [Plan(int(step), float(progress), int(total)) for step, progress, total in stored["plans"]]
-        return cls(config, plans, window, stored["next_check"], first_step)
+        return cls(config, plans, window, stored["next_check"], first_step, stored.get("next_seconds"))
 
     def state_dict(self) -> dict:
         """Lists and numbers only (checkpoints load with ``weights_only=True``)."""
         return {"plans": [[p.step, p.progress, p.total] for p in self.plans],
                 "window": None if self.window is None else [self.window.step, self.window.seconds],
-                "next_check": self.next_check}
+                "next_check": self.next_check, "next_seconds": self.next_seconds}
 
     def load_state_dict(self, state: dict) -> None:
         """Take over the plans of :meth:`state_dict` (rank 0's, under torchrun)."""
         restored = StepPlan.from_checkpoint(self.config, {"plan": state}, 0)
         self.plans, self.window, self.next_check = restored.plans, restored.window, restored.next_check
+        self.next_seconds = restored.next_seconds
 
     @property
     def total(self) -> int | None:
@@ -111,9 +116,12 @@ class StepPlan:
         plan = next((p for p in reversed(self.plans) if p.step <= step), self.plans[0] if self.plans else None)
         return None if plan is None else max(0.0, plan.progress_at(step))
 
-    def due(self, step: int) -> bool:
-        """Whether a measurement or a new plan is due after ``step`` steps."""
-        return self.next_check is not None and step >= self.next_check
+    def due(self, step: int, seconds: float) -> bool:
+        """Whether a measurement or a new plan is due after ``step`` steps and ``seconds`` of training in total."""
+        if self.next_check is None:
+            return False
+        by_time = self.next_seconds is not None and seconds >= self.next_seconds and step - self.window.step >= 2
+        return step >= self.next_check or by_time
 
     def update(self, step: int, seconds: float) -> Plan | None:
         """After ``step`` steps and ``seconds`` of training in total (when :meth:`due`): open the window, or plan
@@ -124,12 +132,16 @@ class StepPlan:
         step_seconds = (seconds - self.window.seconds) / max(1, step - self.window.step)  # recent time per step
         affordable = step + max(0, math.floor((self.config.time_budget_s - seconds) / max(step_seconds, 1e-12)))
         total = affordable if self.config.steps is None else min(affordable, self.config.steps)
+        self.window, self.step_seconds = Window(step, seconds), step_seconds
+        left = total - step
+        more = left // 2 >= self.min_window  # another check halfway through what is left, or none
+        self.next_check = step + left // 2 if more else None
+        self.next_seconds = seconds + (self.config.time_budget_s - seconds) / 2 if more else None
+        if self.plans and total == self.total:
+            return None  # the plan holds
         start = max(step, self.config.warmup_steps)
         plan = Plan(start, self.progress(start) if self.plans else 0.0, total)
         self.plans.append(plan)
-        self.window, self.step_seconds = Window(step, seconds), step_seconds
-        left = total - step
-        self.next_check = step + left // 2 if left // 2 >= self.min_window else None
         return plan
 
     def describe(self, step: int, seconds: float) -> str:

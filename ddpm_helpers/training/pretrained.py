@@ -3,8 +3,10 @@
 The repository keeps, in ``weights/``, one safetensors file per image notebook (the EMA weights,
 e.g. ``04_mnist_ema.safetensors``) and ``SHA256SUMS`` (``sha256sum`` format) beside them.
 :func:`export_weights` writes such a file and records its SHA-256; :func:`load_pretrained` reads
-it from the clone's ``weights/`` folder, or downloads it (and ``SHA256SUMS``) from the repository
-on GitHub — or from ``DDPM_WEIGHTS_URL`` when set — and checks the SHA-256 before use. Safetensors
+it from the clone's ``weights/`` folder (checked against the clone's ``SHA256SUMS``), or downloads it from the
+repository on GitHub — or from ``DDPM_WEIGHTS_URL`` when set — and checks it against :data:`PINNED`, the
+SHA-256 and size this installed package carries for each committed file (never a list from the server, which
+a mirror could serve along with other weights). Safetensors
 holds tensors and a string header only, so loading a file never runs code.
 """
 
@@ -21,6 +23,7 @@ import torch
 from torch import nn
 
 from ddpm_helpers import config
+from ddpm_helpers.checks import check_number
 from ddpm_helpers.utils import download, write_atomic
 
 SUMS_FILE = "SHA256SUMS"
@@ -28,6 +31,12 @@ SUFFIX = ".safetensors"
 TIMEOUT_S = 60.0
 _METADATA_KEY = "ddpm_helpers"  # safetensors metadata is str → str: ours is one JSON document
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# The committed weights/ files: name → (SHA-256, bytes). tests/test_pretrained.py keeps it equal to weights/SHA256SUMS.
+PINNED: dict[str, tuple[str, int]] = {
+    "04_mnist_ema.safetensors": ("f3d763d6db4d2f6dfd220c3e37e61b10dd9f3a72145610ff246ac59b5637fce1", 1148764),
+    "05_butterflies_ema.safetensors": ("d60df2ea1920383385dd43327a8fb9023895a29c0a10613169fb3fe8c3a7e36a", 2588252),
+    "mnist_judge.safetensors": ("57c913f1d8c62cc1cee32542a3f1d7a3d4e449ebaaf21173566be8998b6f7c2e", 1687344),
+}
 
 
 @dataclass
@@ -136,9 +145,15 @@ def weights_base_url() -> str:
     return f"https://raw.githubusercontent.com/{url[len(prefix):]}/HEAD/weights"
 
 
-def _download(url: str, target: Path, timeout: float) -> None:
-    data = download(url, timeout)  # a failed connection is tried once more
-    write_atomic(target, lambda tmp: tmp.write_bytes(data))
+def _pinned_problem(data: bytes, file_name: str) -> str | None:
+    """Why ``data`` is not the committed ``file_name`` (size, then SHA-256 from :data:`PINNED`), or ``None``."""
+    digest, size = PINNED[file_name]
+    if len(data) != size:
+        return f"got {len(data):,} bytes instead of {size:,} (truncated, incomplete or other weights)"
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != digest:
+        return f"SHA-256 {actual} is not the pinned {digest} (damaged or other weights)"
+    return None
 
 
 def _verified(path: Path, sums_path: Path, origin: str) -> Path:
@@ -160,37 +175,42 @@ def _fetch(name: str, timeout: float) -> tuple[Path, str]:
     if config.weights_url() is None and (local / file_name).is_file():  # inside a clone: no network
         path = _verified(local / file_name, local / SUMS_FILE, "this clone's weights/")
         return path, f"weights/{file_name} in this clone"
+    if file_name not in PINNED:
+        raise FileNotFoundError(
+            f"the pretrained weights {file_name} are not in a local weights/ folder, and this version of "
+            f"ddpm_helpers pins no SHA-256 for them (it pins {', '.join(sorted(PINNED))}), so a download could not "
+            "be verified and is not tried. Clone the repository (its weights/ folder has them), check the name, "
+            "or set USE_PRETRAINED = False to train instead.")
     base = weights_base_url()
     cache = config.outputs_dir("pretrained")
-    if (cache / file_name).is_file() and (cache / SUMS_FILE).is_file():
-        try:
-            return _verified(cache / file_name, cache / SUMS_FILE, "cached download"), f"{base}/{file_name} (cached)"
-        except ValueError:
-            (cache / file_name).unlink()  # a damaged cached copy is fetched again
-    try:
-        _download(f"{base}/{SUMS_FILE}", cache / SUMS_FILE, timeout)
-        _download(f"{base}/{file_name}", cache / file_name, timeout)
-    except OSError as error:  # URLError, HTTPError, timeouts: all OSErrors
+    cached = cache / file_name
+    if cached.is_file():
+        if cached.stat().st_size == PINNED[file_name][1] and _pinned_problem(cached.read_bytes(), file_name) is None:
+            return cached, f"{base}/{file_name} (cached)"
+        cached.unlink()  # a damaged or foreign cached copy is fetched again
+    try:  # only the file: its SHA-256 is the package's, never a list from the server
+        data = download(f"{base}/{file_name}", timeout, check=lambda body: _pinned_problem(body, file_name),
+                        max_bytes=PINNED[file_name][1])
+    except OSError as error:  # DownloadError (failed connection, HTML page, wrong size or SHA-256): an OSError
         raise FileNotFoundError(
             f"the pretrained weights {file_name} are not in a local weights/ folder and could not be downloaded "
             f"from {base} ({type(error).__name__}: {error}). Go online and rerun, or clone the repository "
             "(its weights/ folder has them), or set USE_PRETRAINED = False to train instead."
         ) from error
-    try:
-        return _verified(cache / file_name, cache / SUMS_FILE, f"downloaded from {base}"), f"{base}/{file_name}"
-    except ValueError:
-        (cache / file_name).unlink()  # never keep, never use, a file that failed its check
-        raise
+    write_atomic(cached, lambda tmp: tmp.write_bytes(data))
+    return cached, f"{base}/{file_name}"
 
 
 def load_pretrained(name: str, device: str | torch.device = "cpu", timeout: float = TIMEOUT_S) -> PretrainedWeights:
     """The verified weights ``<name>.safetensors`` (e.g. ``"05_butterflies_ema"``), with their metadata.
 
-    Taken from the clone's ``weights/`` when there (and ``DDPM_WEIGHTS_URL`` is unset), else downloaded
-    once into ``<outputs>/pretrained/``; the SHA-256 is checked against ``SHA256SUMS`` before loading.
+    Taken from the clone's ``weights/`` when there (and ``DDPM_WEIGHTS_URL`` is unset; checked against its
+    ``SHA256SUMS``), else downloaded once into ``<outputs>/pretrained/`` and checked against the SHA-256 and size
+    the package pins (:data:`PINNED`) before loading.
     """
     if not isinstance(name, str) or not _NAME.fullmatch(name) or name.endswith(SUFFIX):
         raise ValueError(f"name must be a file name without {SUFFIX}, e.g. '04_mnist_ema', got {name!r}")
+    timeout = check_number(timeout, "timeout", low=0, low_open=True)  # seconds per request
     path, source = _fetch(name, timeout)
     return read_weights(path, device, source)
 
@@ -203,7 +223,19 @@ def read_weights(path: str | Path, device: str | torch.device = "cpu", source: s
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no weights file at {path}")
-    with safe_open(str(path), framework="pt") as f:
-        header = f.metadata() or {}
-    metadata = json.loads(header.get(_METADATA_KEY, "{}"))
-    return PretrainedWeights(load_file(str(path), device=str(device)), metadata, source or str(path))
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+        state_dict = load_file(str(path), device=str(device))
+    except Exception as error:  # SafetensorError (damaged header or data), OSError, RuntimeError (device)
+        raise ValueError(f"{path} is not a readable safetensors weights file ({type(error).__name__}: "
+                         f"{str(error).strip()[:200]}): it is damaged or was not written by export_weights") from None
+    try:
+        metadata = json.loads(header.get(_METADATA_KEY, "{}"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"the metadata of {path} is not valid JSON ({error}): the file was not written by "
+                         "export_weights or was changed") from None
+    if not isinstance(metadata, dict):
+        raise ValueError(f"the metadata of {path} is a {type(metadata).__name__}, not a JSON object: the file was "
+                         "not written by export_weights")
+    return PretrainedWeights(state_dict, metadata, source or str(path))

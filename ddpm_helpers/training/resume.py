@@ -20,7 +20,7 @@ from ddpm_helpers.training.train_config import TrainConfig
 CHECKPOINT_NAME = "checkpoint.pt"
 # Fields that must agree between a checkpoint and the config that resumes from it.
 _RESUME_FIELDS = ("batch_size", "lr", "warmup_steps", "lr_schedule", "grad_clip", "ema_decay",
-                  "prediction", "weighting", "min_snr_gamma", "seed", "p_uncond", "time_budget_s")
+                  "prediction", "weighting", "min_snr_gamma", "seed", "p_uncond", "time_budget_s", "calibration_steps")
 # What a checkpoint of train() holds (besides "planned_steps", absent in checkpoints of older versions).
 _CHECKPOINT_KEYS = ("model", "ema", "optimizer", "step", "losses", "seconds", "rng", "config", "betas")
 
@@ -101,6 +101,8 @@ def checkpoint_file(out_dir) -> Path | None:
         return None
     if not isinstance(out_dir, (str, os.PathLike)):
         raise ValueError(f"out_dir must be a folder path (str or Path) or None, got {type(out_dir).__name__}")
+    if not str(os.fspath(out_dir)).strip():  # Path('') is '.': the working directory, never what was meant
+        raise ValueError(f"out_dir={os.fspath(out_dir)!r} is empty: pass a folder, or out_dir=None for no checkpoints")
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ValueError(f"out_dir={str(out_dir)!r} is a file, not a folder: pass the folder to hold {CHECKPOINT_NAME}")
@@ -112,7 +114,8 @@ def checkpoint_file(out_dir) -> Path | None:
         raise ValueError(f"out_dir={str(out_dir)!r} is not writable: pass a folder you can write to")
     path = out_dir / CHECKPOINT_NAME
     if path.exists() and not path.is_file():
-        raise ValueError(f"{path} is a folder, not a checkpoint file: remove it or pass another out_dir")
+        kind = "a folder" if path.is_dir() else "not a regular file (a FIFO, a socket or a device)"
+        raise ValueError(f"{path} is {kind}, not a checkpoint file: remove it or pass another out_dir")
     remove_stale_temporaries(path)
     return path
 
@@ -125,6 +128,11 @@ def load_training_state(path: Path, config: TrainConfig, diffusion: Diffusion, d
     if missing or not isinstance(state["config"], dict) or not isinstance(state["step"], int):
         raise CheckpointError(f"{path} is not a training checkpoint of train() (missing or malformed: "
                               f"{missing or ['config', 'step']}); pass resume=False to train afresh and overwrite it")
+    losses = state["losses"]
+    if not isinstance(losses, list) or len(losses) != state["step"]:
+        count = len(losses) if isinstance(losses, list) else type(losses).__name__
+        raise CheckpointError(f"{path} holds step={state['step']} but {count} losses (one per step is written): a "
+                              "damaged or hand-made checkpoint; pass resume=False to train afresh and overwrite it")
     check_resumable(state, config, diffusion, path, world_size)
     if config.steps is not None and state["step"] > config.steps:
         raise ValueError(

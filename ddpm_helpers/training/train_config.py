@@ -64,6 +64,12 @@ class TrainConfig:
     mixed_precision: str = "off"
 
     def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> TrainConfig:
+        """Check (and normalise) every field: ValueError naming the first bad one. Run at construction and again by
+        ``train``, so a field changed after construction is checked too; returns the config."""
+
         def positive(name):  # a finite number > 0, normalised to float
             setattr(self, name, check_number(getattr(self, name), name, low=0, low_open=True))
 
@@ -88,15 +94,19 @@ class TrainConfig:
         check_name(self.prediction, PREDICTIONS, "prediction")
         check_name(self.weighting, WEIGHTINGS, "weighting")
         check_name(self.mixed_precision, MIXED_PRECISIONS, "mixed_precision")
+        if self.time_budget_s is None and self.warmup_steps > self.steps:  # a fixed number of steps
+            raise ValueError(f"warmup_steps={self.warmup_steps} is more than steps={self.steps}: the learning rate "
+                             "would never leave its warm-up; use warmup_steps <= steps")
+        return self
 
 
 def lr_at_step(step: int, config: TrainConfig, total_steps: int | None = None) -> float:
     """Learning rate of 0-based ``step`` for one plan of ``total_steps`` steps: linear warmup to ``lr``, then constant
     or cosine decay to 0 (:func:`scheduled_lr` at progress p = (step − warmup)/(total − warmup)).
 
-    ``total_steps`` is ``config.steps``, or for a calibrated budget (``config.time_budget_s``) the planned steps;
-    before they are fixed the LR after the warmup is ``lr``. A budget's re-plans continue the progress instead
-    (``training.plan``).
+    ``total_steps`` is ``config.steps``; without it a budget's LR after the warmup is ``lr``. A calibrated budget
+    (``config.time_budget_s``) follows its plans instead: ``scheduled_lr(step, config, plan.progress(step))`` with
+    the ``training.plan.StepPlan`` stored in its checkpoint (``StepPlan.from_checkpoint``).
     """
     if total_steps is None and config.time_budget_s is None:
         total_steps = config.steps
