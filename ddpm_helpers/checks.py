@@ -63,17 +63,22 @@ def check_floating(x, name):
     return x
 
 
+def _check_index_vector(x, name, what, batch):
+    """ValueError unless ``x`` is an int64/int32 tensor of shape ``(batch,)`` (any length when ``batch`` is None)."""
+    if not torch.is_tensor(x) or x.dtype not in INDEX_DTYPES:
+        got = f"dtype {x.dtype}" if torch.is_tensor(x) else type(x).__name__
+        raise ValueError(f"{name} must be an int64 (or int32) tensor of {what}, got {got}")
+    if x.ndim != 1 or (batch is not None and x.shape[0] != batch):
+        want = "(B,)" if batch is None else f"({batch},)"
+        raise ValueError(f"{name} must have shape {want}, got shape {tuple(x.shape)}")
+
+
 def check_timesteps(t, T, batch=None):
     """Raise ValueError unless ``t`` is an int32/int64 tensor of shape ``(batch,)`` with values in [0, T).
 
     The range is checked only for a CPU tensor (reading a GPU tensor's values would force a sync).
     """
-    if not torch.is_tensor(t) or t.dtype not in INDEX_DTYPES:
-        got = f"dtype {t.dtype}" if torch.is_tensor(t) else type(t).__name__
-        raise ValueError(f"t must be an int64 (or int32) tensor of timesteps, got {got}")
-    if t.ndim != 1 or (batch is not None and t.shape[0] != batch):
-        want = "(B,)" if batch is None else f"({batch},)"
-        raise ValueError(f"t must have shape {want}, got shape {tuple(t.shape)}")
+    _check_index_vector(t, "t", "timesteps", batch)
     if t.device.type == "cpu" and t.numel() > 0:
         low, high = torch.aminmax(t)
         if int(low) < 0 or int(high) >= T:
@@ -89,12 +94,7 @@ def check_labels(labels, num_classes, null_label, batch=None, name="labels"):
     :func:`check_timesteps`, the values are read only for a CPU tensor (reading a GPU tensor's values would
     force a sync), so call it where labels enter, while they are still on the CPU.
     """
-    if not torch.is_tensor(labels) or labels.dtype not in INDEX_DTYPES:
-        got = f"dtype {labels.dtype}" if torch.is_tensor(labels) else type(labels).__name__
-        raise ValueError(f"{name} must be an int64 (or int32) tensor of class labels, got {got}")
-    if labels.ndim != 1 or (batch is not None and labels.shape[0] != batch):
-        want = "(B,)" if batch is None else f"({batch},)"
-        raise ValueError(f"{name} must have shape {want}, got shape {tuple(labels.shape)}")
+    _check_index_vector(labels, name, "class labels", batch)
     if labels.device.type == "cpu" and labels.numel() > 0:
         outside = (labels < 0) if num_classes is None else (labels < 0) | (labels >= num_classes)
         bad = outside & (labels != null_label)

@@ -23,9 +23,9 @@
 # loop on data whose answer we know. Now the same recipe meets real images: the 70,000
 # handwritten digits of MNIST. The denoiser becomes a **U-Net**, and the question that
 # shapes every choice below is a practical one: *how good can the digits get from ten
-# minutes of training on a two-core CPU?* In the committed run the answer is: good enough
-# to meet the three guided targets of section 7 with label-guided samples, while the unlabelled
-# (unconditional) samples — the DDPM of the paper — remain far from theirs. Width, attention,
+# minutes of training on a two-core CPU?* In the committed run the answer is: label-guided digits that the
+# judge of section 5 reads as well as real ones, at a Fréchet distance about twice the real digits', while the
+# unlabelled (unconditional) samples — the DDPM of the paper — remain far from real digits (section 7). Width, attention,
 # prediction target, loss weighting, learning rate, batch size and sampler were chosen from
 # experiments run while developing the notebook (section 8 links their log; depth and the shape
 # of the learning-rate schedule were not varied), and this run's own measurements are printed below.
@@ -43,19 +43,18 @@
 #   Bayes' rule, and what it buys on a budget;
 # - how to *measure* generated digits: a small classifier gives a Fréchet distance, an unbiased
 #   kernel distance, a confident-classification rate, class coverage and label agreement, compared
-#   with real digits as the floor.
+#   with the same numbers for real digits.
 #
 # **You should know** notebooks 01–03 (forward process, reverse process and the loss,
 # training loop), and what a convolution is.
 #
 # **Run time** (the last cell prints the total). The copy you are reading ran with the committed weights
-# (`DDPM_PRETRAINED=1`, section 3): it was executed on a slower CPU (2 cores of an AMD EPYC without AVX-512,
-# where section 3 times a training step of this network at 534.6 ms for 64 images, against 78 ms for 32 on the
-# machine that trained the weights), and the same ten minutes there would have trained a weaker network.
+# (`DDPM_PRETRAINED=1`, section 3), on 2 CPU cores where section 3 times a training step of this network at
+# 232.4 ms for 64 images; the weights were trained on a machine that took 78 ms for 32 (section 3).
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU, 2 cores | a few minutes (not timed in the committed run) | 780 s measured with the committed weights (no training): 127 s of it training the judge (section 5; cached after the first run), most of the rest sampling — the seven-sampler grids (their titles give the times), the guidance sweep and the 1000 guided samples, then the 1000 unconditional ones (100 s). Training adds its calibrated 10-minute budget: the committed weights are 8167 steps of 32 images in 637 s (78 ms each) on 2 cores of an AMD EPYC with AVX-512 |
+# | CPU, 2 cores | a few minutes (not timed in the committed run) | 275 s measured with the committed weights (no training), most of it sampling — the seven-sampler grids (their titles give the times), the guidance sweep and the 1000 guided samples, then the 1000 unconditional ones (43 s). Training adds its calibrated 10-minute budget: the committed weights are 8167 steps of 32 images in 637 s (78 ms each) on 2 cores of an AMD EPYC with AVX-512 |
 # | GPU (e.g. Colab T4) | not measured | an *estimate*, not a measurement (no GPU run yet): a 4-minute calibrated training budget; 213 GFLOP a step would take 13 ms at an assumed 16 TFLOP/s sustained on a T4, so an assumed 20 ms kernel-launch floor sets the count: ≈ 12,000 steps of 128 images (section 3), then sampling |
 #
 # **Papers.** Ho, Jain & Abbeel (2020), *Denoising Diffusion Probabilistic Models*
@@ -124,6 +123,7 @@ from ddpm_helpers.checkpoint import save_checkpoint
 from ddpm_helpers.datasets import mnist_dataset, mnist_images, to_uint8
 from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.evaluation import mnist_eval
+from ddpm_helpers.evaluation.intervals import wilson_interval
 from ddpm_helpers.guidance import NULL_LABEL, ClassifierFreeGuidance
 from ddpm_helpers.nn.unet import ResBlock, UNet
 from ddpm_helpers.plotting import make_grid, plot_loss_curve, show_images
@@ -363,16 +363,15 @@ for (name, model), step_seconds in zip(zip(candidates, models), seconds):
 # **What the measurements say.** The table above was measured in this run (batch 64, two
 # threads; on a busy machine the timings wobble). The FLOPs grow with the square of the
 # width — 93.0 → 209.0 → 371.2 MFLOP, in ratio 1 : 2.2 : 4.0 — and here the time per step follows them
-# less than proportionally: 534.6 → 989.8 → 1586.1 ms is 1 : 1.9 : 3.0, so the narrow network does
+# less than proportionally: 232.4 → 471.0 → 643.0 ms is 1 : 2.0 : 2.8, so the narrow network does
 # fewer FLOPs per millisecond on this CPU. It is still by far the cheapest per step: in the same
-# time it takes 3.0 times as many steps as base 32. Which wins was measured while developing
+# time it takes 2.8 times as many steps as base 32. Which wins was measured while developing
 # the notebook (the experiment log of section 8): trained for the same CPU time, the narrowest
 # network reached the lowest held-out error and Fréchet distance, and the widest the highest —
 # many more updates beat about four times the parameters (0.26 M against 1.05 M; at a 170 s
 # budget, one seed each). Two more
 # measurements: **attention** at $7\times7$ adds 2.4 % of the FLOPs (371.2 → 380.1 MFLOP) and
-# 2.2 % of the time in this run (1586.1 → 1620.8 ms; on a faster CPU of an earlier version it cost more time
-# than FLOPs, a measurement not kept in the log), and at $7\times7$ a
+# 9.0 % of the time in this run (643.0 → 700.7 ms), and at $7\times7$ a
 # $3\times3$ convolution in the middle already sees most of the digit: left out
 # on the CPU. The **`channels_last`** memory format was slower in a development measurement on
 # this CPU (not logged; GroupNorm has no fast channels-last kernel here), so the default layout
@@ -548,8 +547,9 @@ plot_loss_curve(result.losses, window=config.pick(quick=5, full=50), title="min-
 #
 # **How we score samples: a classifier as the judge.** Eyes are good judges but do not scale, and the
 # likelihood (notebook 03) says little about how samples look. For MNIST a small CNN trained on the real
-# training digits (trained once and cached in `outputs/mnist_classifier/`; the cell after the DDIM derivation prints its test
-# accuracy) gives the numbers used from here on:
+# training digits gives the numbers used from here on. It was trained once and ships with the repository
+# (`weights/mnist_judge.safetensors`, checked by its SHA-256), so every reader measures with the same
+# instrument; the cell after the DDIM derivation prints its test accuracy.
 #
 # 1. **Fréchet distance** (the recipe of FID, Heusel et al. 2017, with this CNN's 128
 #    penultimate features in place of Inception's): fit Gaussians $\mathcal N(\mu_g, \Sigma_g)$ to the
@@ -558,7 +558,8 @@ plot_loss_curve(result.losses, window=config.pick(quick=5, full=50), title="min-
 #    $$d^2 = \lVert \mu_g - \mu_r \rVert^2 + \operatorname{Tr}\big(\Sigma_g + \Sigma_r - 2(\Sigma_g \Sigma_r)^{1/2}\big).$$
 #    It falls when samples look right *and* vary like the data. It is biased upwards for
 #    small $n$ (a covariance estimated from few samples is noisy), so we always compare it with real
-#    training digits at the same $n$: the **floor**, the best a generator can hope for.
+#    training digits at the same $n$: the **floor**, what real digits score at that $n$ — a yardstick,
+#    not a bound (a generator's samples can land below it by chance).
 # 2. **Kernel distance** (KID, Bińkowski et al. 2018): the squared maximum mean discrepancy between the
 #    same features under the kernel $k(a, b) = (a^\top b/d + 1)^3$, estimated without bias — its
 #    expectation is 0 for samples from the data distribution at any $n$, so at small $n$ it can be read
@@ -569,6 +570,17 @@ plot_loss_curve(result.losses, window=config.pick(quick=5, full=50), title="min-
 #    and how far each class's share of the samples is from its share of the training digits (the
 #    largest gap, in percentage points). A model that only draws ones could have a perfect confident
 #    share but would cover 1 class.
+#
+# Every one of these numbers is measured on random samples, so another draw of as many samples would give a
+# slightly different one. We print each with a 95 % interval for the score this model gets on average at
+# this $n$ (`DigitEvaluator.intervals`): the Wilson interval for the shares (a binomial proportion), and for
+# the two distances the delete-a-group jackknife — leave out one of 20 groups of the samples at a time and see
+# how much the distance moves (a bootstrap would resample with replacement, and the duplicates alone shift a
+# Fréchet distance by more than its spread). An interval measures how much a score moves from one draw of $n$
+# samples to the next; it does not remove the Fréchet distance's small-$n$ bias. The intervals hold the judge
+# and the 10,000 test digits the samples are compared with fixed: they say whether *these samples* score
+# reliably, not whether another training run would. Two overlapping intervals do not show that two sets
+# score alike: comparing separate intervals is a conservative test.
 
 # %% [markdown]
 # **Where DDIM comes from** (Song, Meng & Ermon 2021). DDIM writes $\alpha_t$ for DDPM's $\bar\alpha_t$; here DDPM's
@@ -778,12 +790,8 @@ by_helper = ddim_sample(ema_model, diffusion, None, num_steps=10, prediction=tra
 print("hand-written loop of ddim_step == ddim_sample:", torch.equal(x, by_helper))
 
 # %%
-# NBVAL_IGNORE_OUTPUT
-judge_steps = config.pick(quick=50, full=mnist_eval.DEFAULT_CLASSIFIER_STEPS)
-judge_start = time.perf_counter()  # training it the first time takes a minute or two on a CPU; later it is loaded
-evaluator = mnist_eval.DigitEvaluator(mnist_eval.load_classifier(steps=judge_steps, progress=False))
-print(f"the judge: {judge_steps} training steps, test accuracy {100 * mnist_eval.classifier_accuracy(judge_steps):.2f} % "
-      f"(ready in {time.perf_counter() - judge_start:.0f} s)")
+evaluator = mnist_eval.DigitEvaluator()  # the shipped judge, weights/mnist_judge.safetensors: the same on every machine
+print(f"the judge: test accuracy {100 * mnist_eval.judge_test_accuracy():.2f} % on the 10,000 test digits")
 
 
 def timed_samples(sampler, n, seed=0, model=None, **kwargs):
@@ -976,31 +984,39 @@ for w in guidance_scales:
     guided_runs[f"w = {w:g}"] = timed_samples(ddim_sample, n_guided, seed=3, num_steps=20, eta=1.0,
                                               model=ClassifierFreeGuidance(ema_model, asked, w))
 guided_floor = evaluator.real_floor(n_guided)
-print(f"{'sampler':18s} {'s/sample':>9s} {'Fréchet':>8s} {'(real)':>7s} {'KID':>8s} {'(real)':>8s} {'confident':>10s} "
-      f"{'label agreement':>16s}")
+print(f"real digits at n = {n_guided}: Fréchet {guided_floor.frechet_distance:.2f}, KID {guided_floor.kernel_distance:.2f}, "
+      f"confident {100 * guided_floor.confident_share:.1f} %; [95 % intervals]")
+print(f"{'sampler':18s} {'s/sample':>9s} {'Fréchet':>22s} {'KID':>22s} {'confident %':>20s} {'label agreement %':>20s}")
 for name, (x, seconds) in guided_runs.items():
     m = evaluator.evaluate(x)
-    agreement = "—" if name.startswith("no label") else f"{100 * label_agreement(x, asked):.1f}%"
-    print(f"{name:18s} {seconds / len(x):9.3f} {m.frechet_distance:8.2f} {guided_floor.frechet_distance:7.2f} "
-          f"{m.kernel_distance:8.2f} {guided_floor.kernel_distance:8.2f} {100 * m.confident_share:9.1f}% {agreement:>16s}")
+    found = evaluator.intervals(x, None if name.startswith("no label") else asked.cpu())
+    cells = [f"{m.frechet_distance:6.2f} [{found['frechet_distance'][0]:5.1f}, {found['frechet_distance'][1]:5.1f}]",
+             f"{m.kernel_distance:6.2f} [{found['kernel_distance'][0]:5.1f}, {found['kernel_distance'][1]:5.1f}]",
+             f"{100 * m.confident_share:5.1f} [{100 * found['confident_share'][0]:4.1f}, {100 * found['confident_share'][1]:5.1f}]",
+             "—" if name.startswith("no label") else f"{100 * label_agreement(x, asked):5.1f} "
+             f"[{100 * found['label_agreement'][0]:4.1f}, {100 * found['label_agreement'][1]:5.1f}]"]
+    print(f"{name:18s} {seconds / len(x):9.3f} " + " ".join(f"{cell:>22s}" for cell in cells))
 fig, axes = plt.subplots(1, len(guided_runs), figsize=(3.4 * len(guided_runs), 1.9))
 for ax, (name, (x, seconds)) in zip(axes, guided_runs.items()):
     show_images(x[:min(20, n_guided)], nrow=10, ax=ax, title=name)
 fig.suptitle("columns ask for 0, 1, …, 9 (the unconditional row asks for nothing)", y=1.08);
 
 # %% [markdown]
-# **Reading the guidance table** (n = 200 per row; real digits score Fréchet 18.98 at this n, and their
-# kernel distance, −5.84, shows how far from 0 the unbiased estimate scatters at this $n$). Lead with label
-# agreement: the label alone transforms the samples. The same network, at about the same cost per sample
-# (0.078 s against 0.090 s), goes from 48.5 % to 89.0 % confident and from Fréchet 91.26 to 18.08 — at
-# the floor — and 88.5 % of the digits are read, with confidence, as the one asked for. Guidance then moves
-# along a trade-off: label agreement rises to 96.5 % at $w = 0.25$, 98.5 % at $w = 0.5$ and 99.5 % at
-# $w = 1$, while the Fréchet distance rises with every step of $w$ (20.65, 28.04, 43.83) and so does the
-# kernel distance from $w = 0.5$ on (0.69, 28.84; at $w = 0$ and $0.25$, −7.18 and −8.76, it cannot be told
-# from the real digits' at this $n$). So in this sweep the lowest Fréchet distance is at $w = 0$, and
-# $w = 0.25$ is the smallest scale above 95 % label agreement. At $w = 1$ the digits are bold and uniform (compare the grids): fidelity
-# bought with variety. A guided step evaluates the network on a doubled batch: 0.159 to 0.173 s per sample
-# against 0.078 s for $w = 0$.
+# **Reading the guidance table** (n = 200 per row; real digits score Fréchet 18.00 at this $n$, and their
+# kernel distance, −5.91, shows how far from 0 the unbiased estimate scatters at this $n$; the brackets are
+# 95 % intervals for another draw of 200 samples). Lead with label agreement: the label alone transforms the
+# samples. The same network, at about the same cost per sample (0.026 s against 0.023 s), goes from 46.5 % to
+# 91.0 % confident and from Fréchet 92.14 to 17.82 — the real digits' level — and 90.5 % of the digits are read,
+# with confidence, as the one asked for. Guidance then moves along a trade-off: label agreement rises to 97.0 %
+# at $w = 0.25$, 98.5 % at $w = 0.5$ and 99.5 % at $w = 1$, while the Fréchet distance rises with $w$ (20.25,
+# 27.92, 43.24; the intervals of neighbouring scales overlap, those of $w = 0$ and $w = 1$ do not). The kernel
+# distance is near or below 0 at $w = 0$ and $0.25$ (−6.57, −7.27) and positive at $0.5$ and $1$ (2.49, 28.77),
+# but at this $n$ every guided row's interval contains 0, so it cannot tell any of them from real digits; only
+# the unlabelled row, 68.92 [50.4, 87.4], stands clearly apart. So in this sweep the
+# lowest Fréchet distance is at $w = 0$, and $w = 0.25$ is the smallest scale above 95 % label agreement —
+# though at $n = 200$ its interval, 93.6 to 98.6 %, reaches below it. At $w = 1$ the digits are bold and
+# uniform (compare the grids): fidelity bought with variety. A guided step evaluates the network on a doubled
+# batch: 0.057 to 0.064 s per sample against 0.026 s for $w = 0$.
 
 # %% [markdown]
 # ## 7. The final samples, judged
@@ -1010,14 +1026,17 @@ fig.suptitle("columns ask for 0, 1, …, 9 (the unconditional row asks for nothi
 # labels that were asked for beside them. The scale was chosen on an earlier network (the experiment log,
 # section 8), and the sampler *before* this run, with that scale fixed, on the committed weights and 1000
 # samples from other noise than this set's (same log): there they met
-# the three guided targets, while deterministic DPM-Solver++(2M) with 20 steps did not (at $w = 0.25$ too few
+# the three guided marks (below), while deterministic DPM-Solver++(2M) with 20 steps did not (at $w = 0.25$ too few
 # digits were read as the one asked for; at $w = 0.5$ in this notebook's first run the Fréchet distance was
 # 2.14× the floor). We keep sampler and scale fixed rather than pick them from the sweep of section 6.
 #
-# The targets, for the full profile on a 2-core CPU with at most ten minutes of training, at $n = 1000$:
-# guided samples at least 95 % confident, at least 95 % read as the digit asked for, and a Fréchet distance
-# at most 2× the floor; unconditional samples at least 85 % confident, every class's share within
-# 3 points of its share in the data, and a Fréchet distance at most 4× the floor.
+# What to compare with, at $n = 1000$: real digits. The judge reads about 95 % of real digits confidently and
+# as their own label, so "95 % confident" and "95 % label agreement" mean *as readable as real digits* (the
+# real digits here are 1000 training digits, which the judge has seen; the 10,000 test digits are the Fréchet
+# reference); a Fréchet distance twice the real digits' is the mark for the guided samples, and for the
+# unconditional ones the marks are 85 % confident, four times the real digits' Fréchet distance, and every
+# class's share within 3 points of its share in the data. The cells print
+# each number beside the real digits' with its interval, so you can see how far apart the two are.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -1030,17 +1049,14 @@ torch.save(final_pixels, out_dir / "samples.pt")
 torch.save(final_labels.cpu(), out_dir / "sample_labels.pt")
 plt.imsave(out_dir / "samples.png", make_grid(final[:100], nrow=10)[0].numpy(), cmap="gray", vmin=0, vmax=1)
 metrics, floor = evaluator.evaluate(final_pixels), evaluator.real_floor(n_final)
-print("generated:      ", metrics)
-print("real (floor):   ", floor)
-print("class histogram:", metrics.class_histogram, f"| label agreement {100 * label_agreement(final_pixels, final_labels):.1f} %")
 final_agreement = label_agreement(final_pixels, final_labels)
-targets = {"confident ≥ 95 %": metrics.confident_share >= 0.95, "label agreement ≥ 95 %": final_agreement >= 0.95,
-           "Fréchet ≤ 2 × floor": metrics.frechet_distance <= 2 * floor.frechet_distance}
-print(f"Fréchet / floor {metrics.frechet_distance / floor.frechet_distance:.2f}; targets (full profile, CPU):", targets)
+print(evaluator.yardstick(final_pixels, final_labels.cpu()))  # the samples beside as many real digits
+print("class histogram (confident samples):", metrics.class_histogram)
+print(f"Fréchet distance / real digits': {metrics.frechet_distance / floor.frechet_distance:.2f}")
 summary = {"profile": config.profile(), "device": device.type, "unet_config": unet_config, "train_config": vars(train_config),
            "parameters": count_parameters(model), "forward_mflop": flops / 1e6, "train_seconds": result.seconds,
            "steps": result.steps, "final_sampler": f"DDIM, 20 steps, eta=1, clip x0, classifier-free guidance w={w_final:g}, labels 0-9 in turn",
-           "sample_seconds": final_seconds, "classifier_test_accuracy": mnist_eval.classifier_accuracy(judge_steps),
+           "sample_seconds": final_seconds, "classifier_test_accuracy": mnist_eval.judge_test_accuracy(),
            "generated": metrics.as_dict(), "label_agreement": final_agreement, "real_floor": floor.as_dict(),
            "samplers": "not measured in this run: benchmarks/mnist_samplers.py",
            "guidance": {name: {"n": len(x), "seconds": s, **evaluator.evaluate(x).as_dict()} for name, (x, s) in guided_runs.items()}}
@@ -1065,16 +1081,14 @@ predicted = mnist_eval.predict_logits(evaluator.classifier, unconditional_pixels
 sample_share = torch.bincount(predicted, minlength=10).float() / len(predicted)  # share of samples read as c
 data_share = torch.bincount(train_labels, minlength=10).float() / len(train_labels)  # share of c in the data
 print(f"{n_final} unconditional samples (DPM-Solver++(2M), 20 steps) in {unconditional_seconds:.0f} s")
-print("generated:      ", unconditional_metrics)
-print("real (floor):   ", floor)
-print("share read as 0–9, samples:", " ".join(f"{100 * p:4.1f}" for p in sample_share.tolist()))
-print("share of 0–9 in the data:  ", " ".join(f"{100 * p:4.1f}" for p in data_share.tolist()))
+print(evaluator.yardstick(unconditional_pixels))
+share_intervals = [wilson_interval(int(count), n_final) for count in torch.bincount(predicted, minlength=10)]
+print("share read as 0–9, samples [95 %]:", " ".join(f"{100 * p:4.1f} [{100 * low:4.1f}, {100 * high:4.1f}]"
+                                                  for p, (low, high) in zip(sample_share.tolist(), share_intervals)))
+print("share of 0–9 in the data:       ", " ".join(f"{100 * p:4.1f}" for p in data_share.tolist()))
 largest_gap = (sample_share - data_share).abs().max().item()
 print(f"largest gap: {100 * largest_gap:.1f} percentage points; "
-      f"Fréchet / floor {unconditional_metrics.frechet_distance / floor.frechet_distance:.2f}")
-print("targets (full profile, CPU):", {
-    "confident ≥ 85 %": unconditional_metrics.confident_share >= 0.85, "every class within ±3 points": largest_gap <= 0.03,
-    "Fréchet ≤ 4 × floor": unconditional_metrics.frechet_distance <= 4 * floor.frechet_distance})
+      f"Fréchet distance / real digits' {unconditional_metrics.frechet_distance / floor.frechet_distance:.2f}")
 summary["unconditional"] = {"sampler": "DPM-Solver++(2M), 20 steps, clip x0, no label", "seconds": unconditional_seconds,
                             **unconditional_metrics.as_dict(), "class_share": sample_share.tolist(),
                             "data_class_share": data_share.tolist()}
@@ -1083,21 +1097,25 @@ show_images(unconditional[:100], nrow=10, title="unconditional samples (no label
             scale=0.5);
 
 # %% [markdown]
-# **How close is this to the targets?** The guided set — the committed weights (8167 steps of 32 in 637 s),
-# then 1000 samples with $w = 0.25$ and DDIM-20 with $\eta = 1$ — meets its three targets, narrowly:
-# **95.5 % label agreement** (that share of the samples is read, with confidence, as the digit that was
-# asked for), **95.8 % confident** (real digits: 95.4 %), and a **Fréchet distance of 11.10 against a floor
-# of 5.74: 1.93×**, inside the 2× target; the kernel distance, 1.40 against the floor's 1.26, says the
-# same. All ten classes occur (91 to 99 confident samples of each digit), as the labels asked for in turn
-# all but guarantee.
+# **How close is this to real digits?** The guided set — the committed weights (8167 steps of 32 in 637 s),
+# then 1000 samples with $w = 0.25$ and DDIM-20 with $\eta = 1$ — is read as well as real digits:
+# **96.0 % confident** [94.6, 97.0] against 95.3 % [93.8, 96.5] for 1000 real training digits, and **95.4 %
+# label agreement** [93.9, 96.5] (that share is read, with confidence, as the digit that was asked for) against
+# 95.2 % for real digits read as their own labels. Its **Fréchet distance, 10.51 [8.59, 12.43], is 2.15× the
+# real digits' 4.89 [3.24, 6.53]**: just above the 2× mark we aimed at, and with intervals this wide the ratio
+# could lie anywhere from about 1.3 to 3.8 (dividing the ends of the two intervals, 8.59/6.53 to 12.43/3.24: a
+# generous range, wider than a 95 % interval for the ratio); the kernel distance, 1.96 [−0.85, 4.76] against 0.90 [−3.41, 5.22],
+# cannot tell the two sets apart. All ten classes occur (92 to 99 confident samples of each digit), as the
+# labels asked for in turn all but guarantee.
 #
-# The unconditional samples of the same network — the DDPM of the paper (DPM-Solver++(2M), 20 steps, 100 s
-# for 1000) — meet none of theirs: **50.3 % confident** (target 85 %), a **Fréchet distance of 58.36, 10.16×
-# the floor** (target 4×), and class shares off by up to **4.2 percentage points** (target 3): the judge
-# reads 9 in 14.1 % of the samples (9.9 % of the training digits) and 6 in 6.1 %. Half of these samples
+# The unconditional samples of the same network — the DDPM of the paper (DPM-Solver++(2M), 20 steps, 43 s
+# for 1000) — are far from real digits: **49.9 % confident** [46.8, 53.0] (the mark is 85 %), a **Fréchet
+# distance of 58.30 [51.19, 65.41], 11.93× the real digits'** (the mark is 4×), and class shares off by up to
+# **4.3 percentage points** (the mark is 3): the judge reads 9 in 14.2 % [12.2, 16.5] of the samples (9.9 % of
+# the training digits) and 6 in 6.2 % [4.9, 7.9] (9.9 %). Half of these samples
 # are not read confidently, so part of the gap may be how the judge reads chimeras. What was tried against
 # it — the same recipe trained without labels, and autoguidance by a weaker copy of the network —
-# is in the experiment log (section 8); neither came near the targets. On this budget the labels, which
+# is in the experiment log (section 8); neither came near the marks. On this budget the labels, which
 # cost no extra compute, are what turns clean strokes into the digits that were asked for.
 
 # %% [markdown]
@@ -1213,11 +1231,11 @@ check_exercise_2(lambda logits, threshold: (logits.softmax(-1).max(-1).values >=
 #   samples per sampler, not a grid.
 # - Classifier-free guidance: train with labels dropped 10 % of the time, sample with
 #   $(1+w)\,\epsilon_\theta(x_t, t, y) - w\,\epsilon_\theta(x_t, t)$ (diffusers' `guidance_scale` $= 1 + w$). The
-#   label is the largest gain on a budget (48.5 % → 89.0 % confident, 88.5 % label agreement, n = 200);
+#   label is the largest gain on a budget (46.5 % → 91.0 % confident, 90.5 % label agreement, n = 200);
 #   guidance raises label agreement towards 100 % and the Fréchet distance with it. The final set
-#   ($w = 0.25$, DDIM-20 with $\eta = 1$, chosen before this run) meets the three guided targets: 95.5 %
-#   label agreement, 95.8 % confident, Fréchet 1.93× the floor. The unconditional samples do not (50.3 %
-#   confident, 10.16× the floor).
+#   ($w = 0.25$, DDIM-20 with $\eta = 1$, chosen before this run) is read as well as real digits (96.0 %
+#   confident, 95.4 % label agreement; real digits 95.3 % and 95.2 %) at a Fréchet distance 2.15× theirs.
+#   The unconditional samples are not (49.9 % confident, 11.93× the real digits' Fréchet distance).
 # - A classifier turns "looks like digits" into numbers: Fréchet and kernel distances, confident share,
 #   class coverage and label agreement — always next to the same numbers for real digits.
 

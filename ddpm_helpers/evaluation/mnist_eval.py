@@ -361,7 +361,7 @@ class DigitEvaluator:
 
     def intervals(self, images: Tensor, labels: Tensor | None = None, level: float = 0.95, groups: int = 20,
                   seed: int = 0) -> dict[str, tuple[float, float]]:
-        """``level`` intervals of the metrics of ``images`` over another draw of as many samples (``intervals``):
+        """``level`` intervals of the scores ``images``' model gets on average at this n (``intervals``):
         Wilson for the confident share (and, with the ``labels`` asked for, the label agreement), the jackknife
         over ``groups`` groups of the images for the Fréchet and kernel distances. The judge and the references
         stay fixed."""
