@@ -1,0 +1,163 @@
+"""Label-free MNIST within notebook 04's budget: which lever makes ten CPU-minutes count (issue 23).
+
+    DDPM_DATA_DIR=shared/data python benchmarks/mnist_label_free.py --condition labels   # 04's guided network, null label
+    python benchmarks/mnist_label_free.py --condition none                # a dedicated label-free network
+    python benchmarks/mnist_label_free.py --condition clusters --clusters 40 --guidance 0,1,2
+
+Trains notebook 04's CPU recipe (``recipes.MNIST["cpu"]``: the same U-Net, v-prediction, min-SNR, cosine LR,
+EMA) on a calibrated budget of ``--minutes`` of wall-clock time, with one of three conditions:
+
+- ``labels``: the digit labels, dropped 10 % of the time (04's guided network); its label-free samples come from
+  the null label ∅, as in 04;
+- ``none``: no condition at all (a dedicated label-free network of the same size);
+- ``clusters``: k-means clusters of a cheap feature of the training digits (7×7 area-averaged pixels; no label
+  is used), dropped 10 % of the time like the labels; sampled with cluster ids drawn in proportion to the
+  clusters' sizes and classifier-free guidance scale w over them (Ho & Salimans 2022, Eq. 6).
+
+Then 1000 (``--samples``) label-free samples per sampler are scored by the shipped judge beside as many real
+training digits, with 95 % intervals (Wilson for shares, jackknife over 20 groups for the distances), and the
+largest gap between a class's share among the confidently read samples and its share in the training labels.
+Each result is appended as one JSON line to ``--out`` (default ``benchmarks/results/mnist_label_free.jsonl``)
+with the CPU it ran on. Prints, never asserts.
+"""
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ddpm_helpers import config
+from ddpm_helpers.datasets import mnist_images
+from ddpm_helpers.diffusion import Diffusion
+from ddpm_helpers.evaluation import mnist_eval
+from ddpm_helpers.guidance import NULL_LABEL, ClassifierFreeGuidance
+from ddpm_helpers.nn.unet import UNet
+from ddpm_helpers.samplers import ddim_sample
+from ddpm_helpers.samplers.dpm_solver import dpm_solver_sample
+from ddpm_helpers.training import recipes, train
+
+OUT = Path(__file__).resolve().parent / "results" / "mnist_label_free.jsonl"
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (``platform.processor()`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def kmeans(x: torch.Tensor, k: int, iterations: int = 30, seed: int = 0) -> torch.Tensor:
+    """Cluster ids (N,) of the rows of ``x`` by Lloyd's k-means from a k-means++ start (Arthur & Vassilvitskii 2007)."""
+    generator = torch.Generator().manual_seed(seed)
+    centres = x[torch.randint(len(x), (1,), generator=generator)]
+    for _ in range(k - 1):  # k-means++: the next centre drawn in proportion to the squared distance to the nearest
+        d2 = torch.cdist(x, centres).amin(1) ** 2
+        centres = torch.cat([centres, x[torch.multinomial(d2, 1, generator=generator)]])
+    for _ in range(iterations):
+        assignment = torch.cdist(x, centres).argmin(1)
+        sums = torch.zeros_like(centres).index_add_(0, assignment, x)
+        counts = torch.bincount(assignment, minlength=k).clamp(min=1)[:, None]
+        centres = sums / counts
+    return torch.cdist(x, centres).argmin(1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--condition", choices=("labels", "none", "clusters"), required=True)
+    parser.add_argument("--clusters", type=int, default=40, help="k of k-means (--condition clusters)")
+    parser.add_argument("--minutes", type=float, default=10.0, help="calibrated training budget")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--guidance", default="0", help="guidance scales over the clusters, e.g. 0,1,2")
+    parser.add_argument("--samplers", default="dpmpp2m-20,ddim1-20", help="dpmpp2m-N (DPM-Solver++(2M)) or "
+                        "ddimE-N (DDIM with eta E, N steps)")
+    parser.add_argument("--batch-size", type=int, default=None, help="batch (default: the recipe's)")
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
+    parser.add_argument("--note", default="", help="free text stored with the result")
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+
+    config.seed_everything(args.seed)
+    recipe = recipes.MNIST["cpu"]
+    images, labels = mnist_images(train=True)
+    changes = {"time_budget_s": 60 * args.minutes, "seed": args.seed}
+    changes.update({k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr)) if v is not None})
+    unet = dict(recipe.unet)
+    if args.condition == "labels":
+        condition, num_classes = labels, 10
+    elif args.condition == "clusters":
+        features = F.avg_pool2d(images.float(), 4)  # 28 → 7: 49 area-averaged pixels per digit
+        start = time.perf_counter()
+        condition = kmeans(features.flatten(1), args.clusters, seed=args.seed)
+        print(f"k-means, k = {args.clusters}: {time.perf_counter() - start:.1f} s; cluster sizes "
+              f"{torch.bincount(condition).min().item()}–{torch.bincount(condition).max().item()}")
+        num_classes = args.clusters
+    else:
+        condition, num_classes = None, None
+        changes["p_uncond"] = None
+    unet["num_classes"] = num_classes
+    model = UNet(**unet)
+    diffusion = Diffusion.from_schedule("linear", T=1000)
+    train_config = recipe.train_config(**changes)
+    data = images if condition is None else (images, condition)
+    result = train(model, diffusion, data, train_config, device="cpu", progress=False)
+    print(f"{args.condition}: {result.steps} steps of {train_config.batch_size} in {result.seconds:.0f} s")
+
+    evaluator = mnist_eval.DigitEvaluator()
+    real, _ = mnist_eval.real_digits(args.samples)
+    data_share = torch.bincount(labels, minlength=10).float() / len(labels)
+    net = result.ema.model.eval()
+    runs = []
+    for w in [float(v) for v in args.guidance.split(",")] if args.condition == "clusters" else [None]:
+        for sampler in args.samplers.split(","):
+            kind, steps = sampler.split("-")
+            generator = torch.Generator().manual_seed(args.seed + 7)
+            if args.condition == "clusters":  # cluster ids in proportion to the clusters' sizes
+                drawn = condition[torch.randint(len(condition), (args.samples,), generator=generator)]
+                model_fn = ClassifierFreeGuidance(net, drawn, w)
+            elif args.condition == "labels":
+                model_fn = ClassifierFreeGuidance(net, torch.full((args.samples,), NULL_LABEL), 0.0)  # ∅
+            else:
+                model_fn = net
+            start = time.perf_counter()
+            common = dict(prediction=train_config.prediction, clip_x0=1.0, generator=generator)
+            if kind == "dpmpp2m":
+                x = dpm_solver_sample(model_fn, diffusion, (args.samples, 1, 28, 28), num_steps=int(steps), **common).x
+            else:
+                x = ddim_sample(model_fn, diffusion, (args.samples, 1, 28, 28), num_steps=int(steps),
+                                eta=float(kind[4:]), **common).x
+            seconds = time.perf_counter() - start
+            metrics, found = evaluator.evaluate(x), evaluator.intervals(x)
+            histogram = torch.tensor(metrics.class_histogram, dtype=torch.float)
+            gap = (histogram / histogram.sum() - data_share).abs().max().item()
+            row = {"condition": args.condition, "clusters": args.clusters if args.condition == "clusters" else None,
+                   "guidance": w, "sampler": sampler, "seed": args.seed, "minutes": args.minutes,
+                   "steps": result.steps, "batch_size": train_config.batch_size, "lr": train_config.lr,
+                   "train_seconds": round(result.seconds, 1), "sample_seconds": round(seconds, 1),
+                   **{k: round(v, 4) for k, v in metrics.as_dict().items() if isinstance(v, float)},
+                   "intervals": {k: [round(a, 4), round(b, 4)] for k, (a, b) in found.items()},
+                   "max_class_gap": round(gap, 4), "real": {k: round(v, 4) for k, v in
+                                                            evaluator.evaluate(real).as_dict().items()
+                                                            if isinstance(v, float)},
+                   "n": args.samples, "cpu": cpu_name(), "threads": torch.get_num_threads(), "note": args.note}
+            runs.append(row)
+            print(f"w={w} {sampler}: Fréchet {row['frechet_distance']:.2f} {found['frechet_distance']} "
+                  f"(real {row['real']['frechet_distance']:.2f}, ratio "
+                  f"{row['frechet_distance'] / row['real']['frechet_distance']:.2f}), confident "
+                  f"{100 * row['confident_share']:.1f} % {found['confident_share']}, class gap {100 * gap:.1f} pts, "
+                  f"{seconds:.0f} s", flush=True)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            with args.out.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
