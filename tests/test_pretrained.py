@@ -99,6 +99,31 @@ def test_inside_a_clone_the_local_file_is_used_and_checked(weights_folder, monke
         pretrained.load_pretrained(NAME)
 
 
+def test_load_network_builds_the_recorded_unet_with_the_verified_weights(weights_folder, monkeypatch):
+    folder, result = weights_folder
+    monkeypatch.setattr(pretrained.config, "_CHECKOUT", folder.parent)
+    monkeypatch.delenv("DDPM_WEIGHTS_URL", raising=False)
+    model = pretrained.load_network(NAME)
+    assert isinstance(model, UNet) and not model.training and model.image_size == TINY["image_size"]
+    reference = result.ema.model.state_dict()
+    assert all(torch.equal(model.state_dict()[k], reference[k]) for k in reference)
+    assert torch.equal(sample(model), sample(result.ema.model.eval()))  # ready to sample: the same samples
+    assert pretrained.load_pretrained(NAME).prediction == "v"
+    (folder / "SHA256SUMS").write_text("0" * 64 + f"  {NAME}.safetensors\n")
+    with pytest.raises(ValueError, match="not loaded"):  # verified like load_pretrained
+        pretrained.load_network(NAME)
+
+
+def test_load_network_refuses_a_file_without_a_unet(tmp_path, monkeypatch):
+    path = pretrained.export_weights(torch.nn.Linear(2, 2), tmp_path / "weights" / f"{NAME}.safetensors", seed=0)
+    monkeypatch.setattr(pretrained.config, "_CHECKOUT", tmp_path)
+    monkeypatch.delenv("DDPM_WEIGHTS_URL", raising=False)
+    weights = pretrained.read_weights(path)
+    assert weights.prediction == "eps"  # nothing recorded: Ho et al.'s ε
+    with pytest.raises(ValueError, match="no unet_config"):
+        pretrained.load_network(NAME)
+
+
 def test_absent_weights_without_network_say_what_to_do(tmp_path, monkeypatch):
     with serve(tmp_path / "nothing-here") as url:  # every file: 404
         monkeypatch.setenv("DDPM_WEIGHTS_URL", url)
@@ -147,6 +172,16 @@ def test_the_committed_weights_download_verify_and_sample(name, channels, size, 
     x = ddim_sample(model, Diffusion.from_schedule("linear", T=1000), (2, channels, size, size), num_steps=3,
                     prediction="v", clip_x0=1.0, generator=torch.Generator().manual_seed(0)).x
     assert torch.isfinite(x).all() and x.abs().max() <= 1.0 + 1e-6
+
+
+@pytest.mark.parametrize("name, size, num_classes", [("04_mnist_ema", 28, 10), ("05_butterflies_ema", 32, None)])
+def test_load_network_gives_the_committed_networks_ready_to_sample(name, size, num_classes, monkeypatch):
+    """What notebook 01's opening grid uses: the committed networks, built from their own metadata, in eval mode."""
+    monkeypatch.delenv("DDPM_WEIGHTS_URL", raising=False)
+    model = pretrained.load_network(name)
+    assert isinstance(model, UNet) and not model.training
+    assert (model.image_size, model.num_classes) == (size, num_classes)
+    assert pretrained.load_pretrained(name).prediction == "v"  # 04 records it in train_config, 05 beside unet_config
 
 
 def test_the_pinned_sha256_are_the_committed_sums():

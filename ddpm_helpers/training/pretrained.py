@@ -6,7 +6,8 @@ e.g. ``04_mnist_ema.safetensors``) and ``SHA256SUMS`` (``sha256sum`` format) bes
 it from the clone's ``weights/`` folder (checked against the clone's ``SHA256SUMS``), or downloads it from the
 repository on GitHub — or from ``DDPM_WEIGHTS_URL`` when set — and checks it against :data:`PINNED`, the
 SHA-256 and size this installed package carries for each committed file (never a list from the server, which
-a mirror could serve along with other weights). Safetensors
+a mirror could serve along with other weights). :func:`load_network` goes one step further and returns the
+U-Net the file records, with its weights loaded, ready to sample from. Safetensors
 holds tensors and a string header only, so loading a file never runs code.
 """
 
@@ -46,6 +47,24 @@ class PretrainedWeights:
     state_dict: dict[str, torch.Tensor]
     metadata: dict[str, Any]
     source: str
+
+    @property
+    def prediction(self) -> str:
+        """What the network predicts (``"eps"``, ``"x0"`` or ``"v"``): recorded beside the network or in its
+        ``train_config``; ``"eps"`` (Ho et al. 2020, Eq. 11) when neither says."""
+        return self.metadata.get("prediction") or self.metadata.get("train_config", {}).get("prediction") or "eps"
+
+    def network(self, device: str | torch.device = "cpu") -> nn.Module:
+        """``UNet(**unet_config)`` of the recorded run with these weights loaded, in eval mode on ``device``."""
+        from ddpm_helpers.nn.unet import UNet
+
+        unet_config = self.metadata.get("unet_config")
+        if not isinstance(unet_config, dict):
+            raise ValueError(f"{self.source} records no unet_config, so it holds no U-Net of the series to build "
+                             "(a classifier such as mnist_judge is loaded by its own module)")
+        model = UNet(**unet_config)
+        model.load_state_dict(self.state_dict)
+        return model.to(device).eval()
 
     def train_result(self, model: nn.Module):
         """Load the weights into ``model`` and return a ``training.TrainResult`` of the recorded run (its steps,
@@ -213,6 +232,17 @@ def load_pretrained(name: str, device: str | torch.device = "cpu", timeout: floa
     timeout = check_number(timeout, "timeout", low=0, low_open=True)  # seconds per request
     path, source = _fetch(name, timeout)
     return read_weights(path, device, source)
+
+
+def load_network(name: str, device: str | torch.device = "cpu", timeout: float = TIMEOUT_S) -> nn.Module:
+    """The committed network ``<name>`` (e.g. ``"05_butterflies_ema"``), ready to sample from.
+
+    A ``UNet`` built from the ``unet_config`` its file records (the recipe it was trained with), with the
+    weights :func:`load_pretrained` verified, in eval mode on ``device``. What it predicts (ε as in Ho et al.
+    2020 Eq. 11, x₀, or v of Salimans & Ho 2022) is :attr:`PretrainedWeights.prediction` of
+    ``load_pretrained(name)``; both committed image networks predict ``"v"``.
+    """
+    return load_pretrained(name, "cpu", timeout).network(device)
 
 
 def read_weights(path: str | Path, device: str | torch.device = "cpu", source: str | None = None) -> PretrainedWeights:
