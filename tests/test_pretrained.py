@@ -8,6 +8,7 @@ import torch
 from local_server import Raw, serve
 
 from ddpm_helpers.diffusion import Diffusion
+from ddpm_helpers.guidance import ClassifierFreeGuidance
 from ddpm_helpers.nn.unet import UNet
 from ddpm_helpers.samplers import ddim_sample
 from ddpm_helpers.training import TrainConfig, pretrained, train
@@ -182,6 +183,32 @@ def test_load_network_gives_the_committed_networks_ready_to_sample(name, size, n
     assert isinstance(model, UNet) and not model.training
     assert (model.image_size, model.num_classes) == (size, num_classes)
     assert pretrained.load_pretrained(name).prediction == "v"  # 04 records it in train_config, 05 beside unet_config
+
+
+def test_draw_samples_is_a_seeded_ddim_run_of_the_committed_network(monkeypatch):
+    """What notebook 01's opening grid draws: DDIM (η = 0, x̂₀ clipped) with the recorded prediction and schedule."""
+    monkeypatch.delenv("DDPM_WEIGHTS_URL", raising=False)
+    drawn = pretrained.draw_samples("05_butterflies_ema", 2, num_steps=3, seed=1)
+    assert drawn.shape == (2, 3, 32, 32) and drawn.abs().max() <= 1.0 + 1e-6
+    assert torch.equal(drawn, pretrained.draw_samples("05_butterflies_ema", 2, num_steps=3, seed=1))
+    by_hand = ddim_sample(pretrained.load_network("05_butterflies_ema"), Diffusion.from_schedule("linear", T=1000),
+                          (2, 3, 32, 32), num_steps=3, prediction="v", clip_x0=1.0,
+                          generator=torch.Generator().manual_seed(1)).x
+    assert torch.equal(drawn, by_hand)
+
+
+def test_draw_samples_with_labels_guides_towards_them(monkeypatch):
+    """One image per label, through classifier-free guidance; a label for an unconditional network is refused."""
+    monkeypatch.delenv("DDPM_WEIGHTS_URL", raising=False)
+    drawn = pretrained.draw_samples("04_mnist_ema", labels=[3, 7], num_steps=2)
+    guided = ClassifierFreeGuidance(pretrained.load_network("04_mnist_ema"), [3, 7], 0.25)
+    by_hand = ddim_sample(guided, Diffusion.from_schedule("linear", T=1000), (2, 1, 28, 28), num_steps=2,
+                          prediction="v", clip_x0=1.0, generator=torch.Generator().manual_seed(0)).x
+    assert drawn.shape == (2, 1, 28, 28) and torch.equal(drawn, by_hand)
+    with pytest.raises(ValueError, match="one label per image"):
+        pretrained.draw_samples("04_mnist_ema", 3, labels=[3, 7], num_steps=2)
+    with pytest.raises(ValueError, match="not class-conditional"):
+        pretrained.draw_samples("05_butterflies_ema", labels=[0], num_steps=2)
 
 
 def test_the_pinned_sha256_are_the_committed_sums():

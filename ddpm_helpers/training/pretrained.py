@@ -7,7 +7,8 @@ it from the clone's ``weights/`` folder (checked against the clone's ``SHA256SUM
 repository on GitHub — or from ``DDPM_WEIGHTS_URL`` when set — and checks it against :data:`PINNED`, the
 SHA-256 and size this installed package carries for each committed file (never a list from the server, which
 a mirror could serve along with other weights). :func:`load_network` goes one step further and returns the
-U-Net the file records, with its weights loaded, ready to sample from. Safetensors
+U-Net the file records, with its weights loaded, ready to sample from, and :func:`draw_samples` draws images
+with it in one call. Safetensors
 holds tensors and a string header only, so loading a file never runs code.
 """
 
@@ -243,6 +244,42 @@ def load_network(name: str, device: str | torch.device = "cpu", timeout: float =
     ``load_pretrained(name)``; both committed image networks predict ``"v"``.
     """
     return load_pretrained(name, "cpu", timeout).network(device)
+
+
+def draw_samples(name: str, num_images: int | None = None, *, labels=None, guidance_scale: float = 0.25,
+                 num_steps: int = 20, seed: int = 0, device: str | torch.device = "cpu",
+                 timeout: float = TIMEOUT_S) -> torch.Tensor:
+    """Images drawn from pure noise by the committed network ``name``: a tensor ``(B, C, H, W)`` in [-1, 1].
+
+    DDIM with η = 0 (Song, Meng & Ermon 2021, Eq. 12) on ``num_steps`` of the T steps of the forward process the
+    network was trained with (its recorded ``schedule`` and ``T``; Ho et al. 2020, Eq. 4), with x̂₀ clipped to
+    [-1, 1] and the network's output read as what it predicts (:attr:`PretrainedWeights.prediction`). With
+    ``labels`` (one class per image, e.g. ``range(10)``), a class-conditional network is steered towards them by
+    classifier-free guidance of scale ``guidance_scale`` (Ho & Salimans 2022, Eq. 6; 0.25 is notebook 04's
+    choice); ``num_images`` then
+    defaults to ``len(labels)``, else to 16. ``seed`` fixes the noise: the same call draws the same images.
+    """
+    from ddpm_helpers.diffusion import Diffusion
+    from ddpm_helpers.guidance import ClassifierFreeGuidance
+    from ddpm_helpers.samplers import ddim_sample
+
+    weights = load_pretrained(name, "cpu", timeout)
+    model = weights.network(device)
+    if labels is not None:
+        labels = list(labels)
+        if num_images is not None and num_images != len(labels):
+            raise ValueError(f"num_images={num_images} but {len(labels)} labels: give one label per image")
+        if not getattr(model, "num_classes", None):
+            raise ValueError(f"{name} is not class-conditional: draw from it without labels")
+        model = ClassifierFreeGuidance(model, labels, guidance_scale)
+        num_images = len(labels)
+    elif num_images is None:
+        num_images = 16
+    unet_config, metadata = weights.metadata["unet_config"], weights.metadata
+    shape = (num_images, unet_config.get("in_channels", 3), unet_config["image_size"], unet_config["image_size"])
+    diffusion = Diffusion.from_schedule(metadata.get("schedule", "linear"), T=int(metadata.get("T", 1000)))
+    return ddim_sample(model, diffusion, shape, num_steps=num_steps, prediction=weights.prediction, clip_x0=1.0,
+                       generator=torch.Generator().manual_seed(seed), device=device).x
 
 
 def read_weights(path: str | Path, device: str | torch.device = "cpu", source: str | None = None) -> PretrainedWeights:
