@@ -102,37 +102,30 @@ from ddpm_helpers import config, schedules
 from ddpm_helpers.datasets import butterfly_images, mnist_images, sample_toy
 from ddpm_helpers.diffusion import Diffusion, extract
 from ddpm_helpers.elbo import bits_per_dim, prior_kl
-from ddpm_helpers.guidance import ClassifierFreeGuidance
 from ddpm_helpers.plotting import show_images
-from ddpm_helpers.samplers import ddim_sample
-from ddpm_helpers.training.pretrained import load_network
+from ddpm_helpers.training.pretrained import draw_samples
 
 notebook_start = time.perf_counter()
 config.seed_everything(0)
-torch.set_num_threads(1)  # the tensors here are small: one CPU thread is enough, and it stays fast on a busy machine
+torch.set_num_threads(1)  # the tensors here are small: one CPU thread is enough
 
 # %% [markdown]
 # ## Where the series ends
 #
-# First, a look at the goal. Every picture below started as pure Gaussian noise, and a
-# trained network removed that noise in 20 steps, in a few seconds on a CPU: sixteen
-# butterflies from the network of notebook 05, and one digit of each class from the network
-# of notebook 04. By notebook 05 you will have trained both networks yourself. This notebook
-# builds the first piece: the process that turns a picture into noise, which the networks
-# learn to run backwards.
+# First, a look at the goal. Every picture below started as pure Gaussian noise, which a
+# trained network removed step by step in a few seconds on a CPU (a shortcut sampler from
+# notebook 04 visits 20 of the 1000 steps): sixteen butterflies from the network of notebook
+# 05, and each digit 0–9, asked for by its label, from the network of notebook 04. These
+# butterflies are 32×32 pixels; the butterfly this lesson adds noise to is 64×64. By notebook
+# 05 you will have trained both networks yourself. This notebook builds the first piece: the
+# process that turns a picture into noise, which the networks learn to run backwards.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
+# How this works: notebooks 02–05.
 start = time.perf_counter()
-butterfly_net = load_network("05_butterflies_ema")  # the weights in weights/, SHA-256 checked, built into a U-Net
-digit_net = load_network("04_mnist_ema")
-linear_T1000 = Diffusion.from_schedule("linear", T=1000)  # the forward process of this notebook
-options = dict(num_steps=20, prediction="v", clip_x0=1.0)  # DDIM in 20 steps (notebook 04); v: notebook 02 §6
-drawn_butterflies = ddim_sample(butterfly_net, linear_T1000, (16, 3, 32, 32),
-                                generator=torch.Generator().manual_seed(0), **options).x
-one_per_class = ClassifierFreeGuidance(digit_net, labels=list(range(10)), scale=0.25)  # 0–9, notebook 04's guidance
-drawn_digits = ddim_sample(one_per_class, linear_T1000, (10, 1, 28, 28),
-                           generator=torch.Generator().manual_seed(0), **options).x
+drawn_butterflies = draw_samples("05_butterflies_ema", 16)  # 16 butterflies, network of notebook 05
+drawn_digits = draw_samples("04_mnist_ema", labels=range(10))  # the digits 0–9, network of notebook 04
 seconds = time.perf_counter() - start
 fig, axes = plt.subplots(1, 2, figsize=(11, 2.6), gridspec_kw=dict(width_ratios=[8, 5]))
 show_images(drawn_butterflies, nrow=8, ax=axes[0], title="notebook 05: butterflies, 32×32")
@@ -140,7 +133,7 @@ show_images(drawn_digits, nrow=5, ax=axes[1], title="notebook 04: the digits 0�
 fig.suptitle("Drawn from pure noise by the trained networks of notebooks 04 and 05")
 plt.tight_layout()
 plt.show()
-print(f"two networks loaded and 26 samples drawn (20 steps each) in {seconds:.1f} s on the CPU")
+print(f"two networks loaded and 26 images drawn in {seconds:.1f} s on the CPU")
 
 # %% [markdown]
 # ## 1. Intuition: destroy structure slowly, then learn to undo it
@@ -208,33 +201,28 @@ plt.show()
 # 3. **The pixel values stay in the same range.** The shrinking step keeps the noise from
 #    piling up; section 3.1 shows why exactly $\sqrt{1-\beta}$.
 #
-# *Image credits:* MNIST (LeCun, Cortes & Burges). Butterfly specimen images © The Trustees
-# of the Natural History Museum, London, licensed under
-# [CC BY 4.0](https://creativecommons.org/licenses/by/4.0/); source: "Representative images
-# of Lepidoptera from the Natural History Museum", Zenodo,
-# <https://zenodo.org/record/4307612>; background removed by the authors of
-# github.com/JVP15/butterfly-gan, padded to a square and resized by this project. (Without
-# the offline folder, `butterfly_images` downloads these same 128 photos from their pinned
-# public source and checks every file's SHA-256.)
+# *Image credits:* MNIST (LeCun, Cortes & Burges); the butterfly photos' credit and licence
+# are printed above the figure.
 
 # %% [markdown]
 # ## 2. Notation
 #
-# | symbol | meaning | in code |
+# | symbol | meaning | in code (index $i = t - 1$) |
 # | --- | --- | --- |
 # | $x_0$ | a data point (an image scaled to $[-1, 1]$, Ho et al. §3.3) | `x0` |
 # | $x_1, \dots, x_T$ | progressively noisier versions of $x_0$, same shape | `xt` |
 # | $T$ | number of noising steps (Ho et al. use $T = 1000$) | `T` |
-# | $\beta_t \in (0, 1)$ | variance of the noise added at step $t$: the **noise schedule** | `betas[t - 1]` |
-# | $\alpha_t = 1 - \beta_t$ | fraction of the variance kept at step $t$ | `alphas[t - 1]` |
-# | $\bar\alpha_t = \prod_{s=1}^{t} \alpha_s$ | fraction kept after $t$ steps | `alpha_bar[t - 1]` |
+# | $\beta_t \in (0, 1)$ | variance of the noise added at step $t$: the **noise schedule** | `betas[i]` |
+# | $\alpha_t = 1 - \beta_t$ | fraction of the variance kept at step $t$ | `alphas[i]` |
+# | $\bar\alpha_t = \prod_{s=1}^{t} \alpha_s$ | fraction kept after $t$ steps | `alpha_bar[i]` |
 # | $\varepsilon \sim \mathcal N(0, I)$ | standard Gaussian noise, same shape as $x_0$ | `eps` |
 # | $\mathcal N(x; \mu, \sigma^2 I)$ | Gaussian density of $x$ with mean $\mu$ and variance $\sigma^2$ per dimension | — |
 #
 # **One timestep convention.** Equations use the paper's steps $t = 1, \dots, T$. Python
-# indexes from 0, so in code the paper's step $t$ lives at index `t - 1`: `betas[0]` is
-# $\beta_1$, `alpha_bar[t]` is $\bar\alpha_{t+1}$, and the helper call `q_sample(x0, t)`
-# returns the paper's $x_{t+1}$. Every code `t` in this series is such a 0-based index.
+# indexes from 0, so the paper's step $t$ lives at index $i = t - 1$ (the table's `i`):
+# `betas[0]` is $\beta_1$. Every code `t` in this series is such a 0-based index:
+# `alpha_bar[t]` is $\bar\alpha_{t+1}$, and the helper call `q_sample(x0, t)` returns the
+# paper's $x_{t+1}$.
 
 # %% [markdown]
 # ## 3. One forward step
@@ -296,7 +284,6 @@ print("helper's ᾱ_t = exp Σ_{s≤t} log(1 − β_s) for t = 1 … T:        "
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-# (prints the helper's current source, which its maintainers may edit)
 print(inspect.getsource(schedules.linear_beta_schedule))
 
 # %% [markdown]
@@ -325,8 +312,11 @@ print(inspect.getsource(schedules.linear_beta_schedule))
 #
 # Numerically, with 100 000 independent chains and data $x_0 = \pm 1$ (mean 0, variance 1)
 # or $x_0 = \pm\tfrac12$ (variance $\tfrac14$), the same noise for all three rules. A
-# variance $v$ measured on $n$ chains has a standard error of about $v\sqrt{2/n}$; the last
-# line gives the largest gap from the exact value in those units.
+# variance $v$ measured on $n$ chains has a standard error of $v\sqrt{2/n}$ only for Gaussian
+# $x$, and these $x_t$ are not (at $t = 0$ they are two spikes), so the cell estimates each
+# standard error from the chains, $\sqrt{(m_4 - v^2)/n}$ with $m_4$ the mean of $(x - \bar x)^4$.
+# The last line gives the largest gap from the exact value in those units, for $t \ge 10$:
+# at $t = 0$ the chains hold $x_0$ itself, exact by construction.
 
 # %%
 n_chains = 100_000
@@ -338,6 +328,8 @@ chains = {
     "noise only,     Var(x0) = 1": signs.clone(),
 }
 variance_paths = {name: [x.double().var().item()] for name, x in chains.items()}  # statistics in float64
+shown_steps = [0, 10, 100, 500, 1000]  # the paper's t (0: x0 itself)
+standard_errors = {name: {} for name in chains}  # paper t → standard error of the variance, from the chains
 for t in range(T):  # 0-based t: this step draws the paper's x_{t+1} from x_t, with β_{t+1} = betas[t]
     eps = torch.randn(n_chains, generator=generator)  # one ε shared by the three rules
     for name, x in chains.items():
@@ -346,22 +338,25 @@ for t in range(T):  # 0-based t: this step draws the paper's x_{t+1} from x_t, w
         else:
             chains[name] = forward_step(x, betas[t], eps)  # Eq. 2
         variance_paths[name].append(chains[name].double().var().item())  # entry k: after k steps, paper x_k
+        if t + 1 in shown_steps:  # √((m4 − v²)/n), m4 = mean of (x − x̄)⁴: valid for any distribution of x
+            centred = chains[name].double() - chains[name].double().mean()
+            m4 = centred.pow(4).mean().item()
+            standard_errors[name][t + 1] = math.sqrt((m4 - variance_paths[name][-1] ** 2) / n_chains)
 
 predicted = {  # exact variances: v_t = 1 + ᾱ_t (v_0 − 1) with shrinking, v_0 + Σ_{s≤t} β_s without
     "shrink + noise, Var(x0) = 1": torch.ones(T + 1, dtype=torch.float64),
     "shrink + noise, Var(x0) = 1/4": 1 - 0.75 * torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar]),
     "noise only,     Var(x0) = 1": 1 + torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(betas, 0)]),
 }
-shown_steps = [0, 10, 100, 500, 1000]  # the paper's t (0: x0 itself)
 print(f"{'rule':31s}" + "".join(f"{'t=' + str(step):>16s}" for step in shown_steps))
 for name in chains:
     cells = [f"{variance_paths[name][step]:.3f} ({predicted[name][step]:.3f})" for step in shown_steps]
     print(f"{name:31s}" + "".join(f"{c:>16s}" for c in cells))
-relative_se = math.sqrt(2 / n_chains)  # standard error of a sample variance v, relative to v (Gaussian x)
-gaps = [abs(variance_paths[name][step] - predicted[name][step].item()) / (relative_se * predicted[name][step].item())
-        for name in chains for step in shown_steps]
-print(f"(Monte Carlo variance, exact value in brackets; standard error {relative_se:.4f} × the variance)")
-print(f"largest gap: {max(gaps):.1f} standard errors; all within 4: {max(gaps) < 4}")
+gaps = [abs(variance_paths[name][step] - predicted[name][step].item()) / standard_errors[name][step]
+        for name in chains for step in shown_steps[1:]]  # t = 0 left out: x0 itself, exact by construction
+all_se = [se for by_step in standard_errors.values() for se in by_step.values()]
+print(f"(Monte Carlo variance, exact value in brackets; standard errors {min(all_se):.4f} to {max(all_se):.4f})")
+print(f"largest gap for t ≥ 10: {max(gaps):.1f} standard errors (of {len(gaps)}); all within 4: {max(gaps) < 4}")
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -371,7 +366,10 @@ for (name, path), color in zip(variance_paths.items(), ["C0", "C1", "C3"]):
     ax.plot(steps, predicted[name].numpy(), color="k", lw=0.8, ls="--")
 ax.plot([], [], color="k", lw=0.8, ls="--", label="exact")
 ax.set_xlabel("paper timestep t")
-ax.set_ylabel("Var(x_t)")
+ax.set_yscale("log")
+ax.set_yticks([0.25, 0.5, 1, 2, 5, 10], labels=["0.25", "0.5", "1", "2", "5", "10"])
+ax.set_yticks([], minor=True)
+ax.set_ylabel("Var(x_t) (log scale)")
 ax.set_title("Shrinking by √(1−β_t) keeps the variance at 1 (linear schedule, T = 1000)")
 ax.legend(fontsize=8)
 plt.tight_layout()
@@ -420,7 +418,9 @@ plt.show()
 # Two steps behave like one step with $\alpha = \alpha_t\alpha_{t-1}$.
 #
 # *Induction.* Suppose $x_{t-1} = \sqrt{\bar\alpha_{t-1}}\, x_0 + \sqrt{1-\bar\alpha_{t-1}}\,\bar\varepsilon$
-# (true for $t - 1 = 1$, where $\bar\alpha_1 = \alpha_1$ and this is Eq. 2). One more step gives
+# (true for $t - 1 = 1$, where $\bar\alpha_1 = \alpha_1$ and this is Eq. 2). One more step adds
+# $\varepsilon_t$. Since $\bar\varepsilon$ depends only on $\varepsilon_1, \dots, \varepsilon_{t-1}$, it is
+# independent of $\varepsilon_t$, so their variances add:
 #
 # $$
 # x_t = \sqrt{\alpha_t}\sqrt{\bar\alpha_{t-1}}\; x_0 +
@@ -525,13 +525,12 @@ print("  exact     :", " ".join(f"{q:+.3f}" for q in mean + variance.sqrt() * ma
 # %% [markdown]
 # Finally, the helper's `q_sample` must compute exactly our inline formula when given the
 # same noise $\varepsilon$. Here is its source, and the check on a batch of MNIST digits at
-# several timesteps. All indexing by $t$ happens in one helper, `extract`, which picks
+# several timesteps. In the helper package all indexing by $t$ happens in one function, `extract`, which picks
 # `table[t]` for every example in the batch and reshapes it to `(B, 1, 1, 1)` so that it
 # broadcasts against images.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-# (prints the helper's current source, which its maintainers may edit)
 print(inspect.getsource(Diffusion.q_mean_variance))
 print(inspect.getsource(Diffusion.q_sample))
 print(inspect.getsource(extract))
@@ -707,14 +706,26 @@ fig.suptitle("q(x_t | x0) for a 2-D point cloud (two moons, standardized); axes 
 plt.tight_layout()
 fig.colorbar(dots, ax=axes, fraction=0.015, pad=0.01, label="first coordinate of the start x0")
 plt.show()
+print("ᾱ_t at the figures' columns:" + "".join(f"{'t = ' + str(step):>9s}" for step in show_steps[1:]))
+for name, d in diffusions.items():
+    print(f"{name:28s}" + "".join(f"{d.alpha_bar[step - 1]:9.4f}" for step in show_steps[1:]))
+for step in [300, 500]:
+    a = diffusions["linear"].alpha_bar[step - 1]  # 0-based t = step − 1
+    later = {name: int((diffusions[name].alpha_bar <= a).nonzero()[0]) + 1 for name in ["cosine", "sigmoid"]}
+    print(f"linear ᾱ_{step} = {a:.3f} is reached by cosine at t = {later['cosine']}, by sigmoid at t = {later['sigmoid']}")
 
 # %% [markdown]
-# The same story in three kinds of data. Under the linear schedule the moons have merged
-# by $t \approx 300$ and the digit and the butterfly fade out between $t \approx 300$ and
-# $500$; under the cosine and sigmoid schedules the same happens roughly 250–300 steps later. A
-# schedule that keeps more steps at informative noise levels gives the network more useful
-# training examples (Nichol & Dhariwal 2021, §3.2). In the last columns what you see is
-# the shared noise $\varepsilon$ itself — it is the same pattern in every row.
+# The same story in three kinds of data. Read by eye from the figures: under the linear
+# schedule the moons have merged by $t \approx 300$, and the digit and the butterfly fade out
+# between $t \approx 300$ and $500$; under the cosine and sigmoid schedules the same happens
+# later. The printed lines say how much later: they reach the linear schedule's
+# $\bar\alpha_{300} = 0.396$ at $t = 563$ and $564$, and its $\bar\alpha_{500} = 0.079$ at
+# $t = 818$ and $835$, 263 to 335 steps later. A schedule that keeps more steps at informative
+# noise levels gives the network more useful training examples (Nichol & Dhariwal 2021, §3.2).
+# At $t = 700$ only the linear row is nearly pure noise ($\bar\alpha_{700} = 0.007$; cosine
+# and sigmoid keep $0.20$). In the last column, $t = 1000$, every $\bar\alpha_T$ is below
+# $10^{-4}$ (section 5's table): what you see is the shared noise $\varepsilon$ itself, the
+# same pattern in every row.
 #
 # ### 6.1 Why fine detail goes first: the power spectrum
 #
@@ -724,22 +735,27 @@ plt.show()
 # directions and colour channels. For natural images $P(f)$ falls steeply with $f$: most of
 # the variation is in coarse waves, little in fine ones.
 #
-# Noise is different. The orthonormal Fourier transform is a rotation of the pixel basis,
-# so independent pixels of variance $\sigma^2$ give every wave the same average power
-# $\sigma^2$: the spectrum of $\varepsilon$ is flat, "white". The transform is linear
-# and $\varepsilon$ is independent of $x_0$ with mean zero, so the cross term averages out
-# and, on average over $\varepsilon$,
+# Noise is different. Each Fourier coefficient is a weighted sum of the pixels,
+# $F_k = \sum_n u_{kn}\,\varepsilon_n$, and the orthonormal transform's weights have
+# $\sum_n |u_{kn}|^2 = 1$. For independent pixels of variance $\sigma^2$ the cross terms
+# average to zero, so $\mathbb E|F_k|^2 = \sum_n |u_{kn}|^2\,\sigma^2 = \sigma^2$: every wave
+# has the same average power $\sigma^2$, and the spectrum of $\varepsilon$ is flat, "white".
+# $P(f)$ is defined with the same orthonormal transform. The transform is linear and
+# $\varepsilon$ is independent of $x_0$ with mean zero, so the cross term between signal and
+# noise averages out too and, on average over $\varepsilon$,
 #
 # $$
 # P_{x_t}(f) = \bar\alpha_t\,P(f) + (1-\bar\alpha_t).
 # $$
 #
-# A wave survives while its signal power beats the noise, $\bar\alpha_t P(f) > 1-\bar\alpha_t$,
-# i.e. $P(f) > 1/\mathrm{SNR}(t)$. As $t$ grows the SNR falls, the bar rises, and the
-# frequency where signal and noise cross moves down: the fine waves drown first, the
-# coarse ones last. The left panel shows this for the butterfly under the linear schedule,
-# at the timesteps of the figure above. The right panel checks the formula: the power of
-# $x_t$ itself, measured over 64 draws of the noise, against $\bar\alpha_t P(f) + 1 - \bar\alpha_t$.
+# As a rule of thumb, a wave stays visible while its signal power beats the noise,
+# $\bar\alpha_t P(f) > 1-\bar\alpha_t$, i.e. $\mathrm{SNR}(t)\,P(f) > 1$ with the
+# $\mathrm{SNR}(t)$ of section 5: the image's spectrum turns the schedule's one SNR into one
+# per frequency. As $t$ grows the SNR falls, and the frequency where signal and noise cross
+# moves down: the fine waves drown first, the coarse ones last. The left panel shows this for
+# the butterfly under the linear schedule at $t = 50$, $100$, $200$, $300$ and $500$, five
+# columns of its figure in section 6. The right panel checks the formula: the power of $x_t$
+# itself, measured over 64 draws of the noise, against $\bar\alpha_t P(f) + 1 - \bar\alpha_t$.
 
 # %%
 def radial_power(x):
@@ -753,8 +769,8 @@ def radial_power(x):
     return k, torch.stack([power[:, ring == r].mean(dim=1) for r in k], dim=1)
 
 
-def highest_surviving(power, alpha_bar_t):
-    """The highest frequency up to which the signal beats the noise everywhere, ᾱ_t P(f) > 1 − ᾱ_t."""
+def highest_surviving(freqs, power, alpha_bar_t):
+    """The highest of the frequencies ``freqs`` up to which the signal beats the noise everywhere, ᾱ_t P(f) > 1 − ᾱ_t."""
     loses = alpha_bar_t * power <= 1 - alpha_bar_t
     return int(freqs[loses][0]) - 1 if loses.any() else int(freqs[-1])
 
@@ -770,7 +786,7 @@ print("paper t    ᾱ_t    SNR(t)   signal beats noise up to f =   (wavelength)"
 z_max = 0.0
 for step, color in zip(spectrum_steps, ["C0", "C1", "C2", "C3", "C4"]):
     a = diffusion.alpha_bar[step - 1]  # 0-based t = step − 1
-    f_star = highest_surviving(P, a)
+    f_star = highest_surviving(freqs, P, a)
     print(f"{step:7d} {a:7.4f} {a / (1 - a):8.3f}   {f_star:26d}   ({64 / f_star:4.1f} px)")
     axes[0].loglog(freqs, a * P, color=color, label=f"t = {step}")
     axes[0].axhline(1 - a, color=color, ls="--", lw=1)
@@ -792,7 +808,7 @@ for ax in axes:
     ax.legend(fontsize=7)
 plt.tight_layout()
 plt.show()
-rule_of_section_1 = {n: highest_surviving(P, torch.tensor(0.98**n, dtype=torch.float64)) for n in show_after[1:]}
+rule_of_section_1 = {n: highest_surviving(freqs, P, torch.tensor(0.98**n, dtype=torch.float64)) for n in show_after[1:]}
 print("section 1's rule (ᾱ = 0.98^n after n steps), signal beats noise up to f =",
       ", ".join(f"{f} ({64 / f:.1f} px) after {n}" if f else f"none after {n}" for n, f in rule_of_section_1.items()))
 print(f"measured against predicted power of x_t: largest gap {z_max:.1f} standard errors "
@@ -801,26 +817,39 @@ print(f"measured against predicted power of x_t: largest gap {z_max:.1f} standar
 # %% [markdown]
 # The crossing frequency falls from 22 cycles per image width at $t = 50$ (waves of about
 # 3 pixels still beat the noise) to 5 at $t = 300$ (about 13 pixels) and 2 at $t = 500$
-# (32 pixels, half the image). The wing pattern, a few pixels across, drowns long before the
-# outline, which spans most of the image. Section 1's rule, with $\bar\alpha = 0.98^n$ after
-# $n$ steps, tells the same story about its figure: after 10 steps waves down to about
-# 6 pixels survive, after 50 only those of about 13 pixels and more, after 100 only the
-# outline's 32 pixels. The measured spectra match the formula: the largest of the 160 gaps
+# (32 pixels, half the image). The wing pattern, a few pixels across (read by eye from the
+# figure of section 1), drowns long before the outline, which spans most of the image.
+# Section 1's rule, with $\bar\alpha = 0.98^n$ after $n$ steps, tells the same story about its
+# figure: after 10 steps waves down to about 6 pixels survive, after 50 only those of about
+# 13 pixels and more, after 100 only the outline's 32 pixels. The measured spectra match the formula: the largest of the 160 gaps
 # is 2.9 standard errors.
 #
-# The spectrum also explains why the best schedule depends on the image size: Chen (2023)
-# shows that it shifts towards more noise as the resolution grows. The same object drawn
-# with four times as many pixels puts four times the power into each of its coarse waves,
-# while the noise keeps power $1-\bar\alpha_t$ per wave, so the same $\bar\alpha_t$ hides less of it.
-#
+# The spectrum also explains why the best schedule depends on the image size: Chen (2023) and
+# Hoogeboom et al. (2023) find that it shifts towards more noise as the resolution grows.
+# Draw the same butterfly with four times as many pixels (each pixel a 2×2 block): its coarse
+# waves carry four times the power (the cell below measures ratios close to 4), while the
+# noise still has power $1-\bar\alpha_t$ per wave. So at the same $\bar\alpha_t$ the coarse
+# waves stay above the noise longer (at $t = 300$ up to $f = 9$ instead of $5$), and a larger
+# image needs more noise to hide them.
+
+# %%
+upsampled = torch.nn.functional.interpolate(x0_spectrum, scale_factor=2, mode="nearest")  # 128×128, 2×2 blocks
+freqs_upsampled, P_upsampled = radial_power(upsampled)
+ratio = P_upsampled[0, :4] / P[:4]  # the same frequencies f = 1 … 4 cycles per image width
+print("power at 128×128 / power at 64×64, f = 1 … 4:", " ".join(f"{r:.2f}" for r in ratio))
+a = diffusion.alpha_bar[299]  # paper t = 300, linear schedule
+print(f"t = 300: the signal beats the noise up to f = {highest_surviving(freqs, P, a)} at 64×64, "
+      f"up to f = {highest_surviving(freqs_upsampled, P_upsampled[0], a)} at 128×128")
+
+# %% [markdown]
 # ## 7. Why $T$ and $\beta_{\max}$ matter: the prior term $L_T$
 #
 # Sampling (notebook 02) starts from $x_T \sim \mathcal N(0, I)$. That is only right if the
 # forward process really ends there, i.e. if $q(x_T \mid x_0) \approx \mathcal N(0, I)$ for
 # every $x_0$. To measure "approximately" we need a distance between distributions.
 #
-# **The KL divergence.** The Kullback–Leibler divergence of $p$ from $q$ is the average,
-# over samples of $q$, of how much more probable $q$ finds them than $p$ does:
+# **The KL divergence.** The Kullback–Leibler divergence of $q$ from $p$ is the average,
+# over samples of $q$, of the log-ratio $\log q(x) - \log p(x)$:
 #
 # $$
 # D_{\mathrm{KL}}(q\,\|\,p) = \mathbb E_{x\sim q}\big[\log q(x) - \log p(x)\big].
@@ -877,7 +906,8 @@ for mu, var in [(0.5, 0.3), (-1.2, 2.0)]:
 # nats per dimension, with a relative error of about $\bar\alpha_T / (2\,\mathbb E[x_0^2])$. For
 # "unit data", $\mathbb E[x_0^2] = 1$, the exact value is $-\tfrac12\log(1-\bar\alpha_T)$.
 # Dividing by $\log 2$ gives bits per dimension, the unit in which likelihoods of image
-# models are reported (good CIFAR-10 models reach about 3 bits/dim in total).
+# models are reported: on CIFAR-10 the whole bound comes to 3.70 bits/dim for Ho et al. 2020
+# (their Table 1) and 2.65 for Kingma et al. 2021.
 #
 # We compare Ho et al.'s schedule with shorter or gentler ones. The two "unrescaled"
 # rows keep $\beta_1 = 10^{-4}$ and $\beta_T = 0.02$ while cutting $T$ — a common mistake
@@ -910,11 +940,13 @@ mean_square = (mnist_x0**2).mean()  # E[x0²] of MNIST
 rows = [f"{'schedule':19s} {'T':>5s} {'β_max':>6s} {'ᾱ_T':>9s} {'unit nats/dim':>13s} {'unit bits/dim':>13s} "
         f"{'MNIST bits/dim':>14s} {'MNIST/approx':>12s}"]
 approximation_holds = True
+ratios = {}  # (schedule, T, β_max) → exact / approximate L_T on MNIST
 for label, T_choice, beta_max, d in choices:
     alpha_bar_T = d.alpha_bar[-1]
     unit_nats = -0.5 * torch.log1p(-alpha_bar_T)  # L_T = −½ log(1 − ᾱ_T) per dim for E[x0²] = 1
     mnist_nats = prior_kl(d, mnist_x0).mean() / num_dims  # exact L_T on MNIST, nats per dimension
     ratio = mnist_nats / (0.5 * alpha_bar_T * mean_square)  # exact / (½ ᾱ_T E[x0²])
+    ratios[(label, T_choice, beta_max)] = ratio
     if alpha_bar_T <= 0.1:  # small ᾱ_T: the neglected terms are a relative ≈ ᾱ_T / (2 E[x0²])
         approximation_holds &= bool(abs(ratio - 1) <= alpha_bar_T)
     rows.append(
@@ -924,6 +956,9 @@ for label, T_choice, beta_max, d in choices:
 print("\n".join(rows))
 print(f"MNIST: E[x0²] = {mean_square:.3f}; MNIST/approx = exact L_T / (½ ᾱ_T E[x0²])")
 print(f"½ ᾱ_T E[x0²] within a relative ᾱ_T of the exact L_T wherever ᾱ_T ≤ 0.1: {approximation_holds}")
+alpha_bar_T = choices[2][3].alpha_bar[-1]  # linear, T = 1000, β_max = 0.005
+print(f"at ᾱ_T = {alpha_bar_T:.3f}: MNIST/approx = {ratios[('linear', 1000, '0.005')]:.4f}, "
+      f"predicted 1 + ᾱ_T/(2 E[x0²]) = {1 + alpha_bar_T / (2 * mean_square):.4f}")
 L_T_bits = {(label, T_choice, beta_max): bits_per_dim(prior_kl(d, mnist_x0).mean(), num_dims)
             for label, T_choice, beta_max, d in choices}
 ho_bits = L_T_bits[("linear (Ho et al.)", 1000, "0.02")]
@@ -946,7 +981,7 @@ print("equal for every digit:", torch.allclose(by_formula.sum(dim=(1, 2, 3)), by
 # %% [markdown]
 # The last column divides the exact MNIST $L_T$ by $\tfrac12\bar\alpha_T\,\mathbb E[x_0^2]$,
 # with $\mathbb E[x_0^2] = 0.927$: the ratio is 1.0000 wherever $\bar\alpha_T$ is tiny and
-# 1.04 at $\bar\alpha_T = 0.078$, close to the predicted $1 + \bar\alpha_T/(2\,\mathbb E[x_0^2])$.
+# 1.0443 at $\bar\alpha_T = 0.078$, close to the predicted $1 + \bar\alpha_T/(2\,\mathbb E[x_0^2]) = 1.0419$.
 # Only the unrescaled short chains, whose $\bar\alpha_T$ is not small, depart from it.
 # So MNIST's $L_T$ is 0.927 times that of unit data: $2.70 \cdot 10^{-5}$ against $2.91 \cdot 10^{-5}$ bits/dim
 # for Ho et al.'s schedule.
@@ -1040,8 +1075,9 @@ for name in ["cosine", "sigmoid"]:
 # **Exercise 1 — `q_sample` from the table.** Using only the table `alpha_bar` built in
 # section 3 (0-based: `alpha_bar[t]` is $\bar\alpha_{t+1}$), write `my_q_sample(x0, t, eps)`
 # for a batch `x0` of shape `(B, C, H, W)`, a LongTensor `t` of shape `(B,)` and noise `eps`
-# shaped like `x0`. It must return $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon$
-# (Eq. 4) for each example's own `t`. *Hint:* index, then reshape to `(B, 1, 1, 1)`.
+# shaped like `x0`. For each example's own 0-based `t` it must return the paper's
+# $x_{t+1} = \sqrt{\bar\alpha_{t+1}}\,x_0 + \sqrt{1-\bar\alpha_{t+1}}\,\varepsilon$ (Eq. 4).
+# *Hint:* index, then reshape to `(B, 1, 1, 1)`.
 
 # %%
 def my_q_sample(x0, t, eps):
