@@ -8,6 +8,7 @@ import torch
 from local_server import Raw, serve
 
 from ddpm_helpers.diffusion import Diffusion
+from ddpm_helpers.guidance import ClassifierFreeGuidance
 from ddpm_helpers.nn.unet import UNet
 from ddpm_helpers.samplers import ddim_sample
 from ddpm_helpers.training import TrainConfig, pretrained, train
@@ -99,6 +100,31 @@ def test_inside_a_clone_the_local_file_is_used_and_checked(weights_folder, monke
         pretrained.load_pretrained(NAME)
 
 
+def test_load_network_builds_the_recorded_unet_with_the_verified_weights(weights_folder, monkeypatch):
+    folder, result = weights_folder
+    monkeypatch.setattr(pretrained.config, "_CHECKOUT", folder.parent)
+    monkeypatch.delenv("DDPM_WEIGHTS_URL", raising=False)
+    model = pretrained.load_network(NAME)
+    assert isinstance(model, UNet) and not model.training and model.image_size == TINY["image_size"]
+    reference = result.ema.model.state_dict()
+    assert all(torch.equal(model.state_dict()[k], reference[k]) for k in reference)
+    assert torch.equal(sample(model), sample(result.ema.model.eval()))  # ready to sample: the same samples
+    assert pretrained.load_pretrained(NAME).prediction == "v"
+    (folder / "SHA256SUMS").write_text("0" * 64 + f"  {NAME}.safetensors\n")
+    with pytest.raises(ValueError, match="not loaded"):  # verified like load_pretrained
+        pretrained.load_network(NAME)
+
+
+def test_load_network_refuses_a_file_without_a_unet(tmp_path, monkeypatch):
+    path = pretrained.export_weights(torch.nn.Linear(2, 2), tmp_path / "weights" / f"{NAME}.safetensors", seed=0)
+    monkeypatch.setattr(pretrained.config, "_CHECKOUT", tmp_path)
+    monkeypatch.delenv("DDPM_WEIGHTS_URL", raising=False)
+    weights = pretrained.read_weights(path)
+    assert weights.prediction == "eps"  # nothing recorded: Ho et al.'s ε
+    with pytest.raises(ValueError, match="no unet_config"):
+        pretrained.load_network(NAME)
+
+
 def test_absent_weights_without_network_say_what_to_do(tmp_path, monkeypatch):
     with serve(tmp_path / "nothing-here") as url:  # every file: 404
         monkeypatch.setenv("DDPM_WEIGHTS_URL", url)
@@ -147,6 +173,42 @@ def test_the_committed_weights_download_verify_and_sample(name, channels, size, 
     x = ddim_sample(model, Diffusion.from_schedule("linear", T=1000), (2, channels, size, size), num_steps=3,
                     prediction="v", clip_x0=1.0, generator=torch.Generator().manual_seed(0)).x
     assert torch.isfinite(x).all() and x.abs().max() <= 1.0 + 1e-6
+
+
+@pytest.mark.parametrize("name, size, num_classes", [("04_mnist_ema", 28, 10), ("05_butterflies_ema", 32, None)])
+def test_load_network_gives_the_committed_networks_ready_to_sample(name, size, num_classes, monkeypatch):
+    """What notebook 01's opening grid uses: the committed networks, built from their own metadata, in eval mode."""
+    monkeypatch.delenv("DDPM_WEIGHTS_URL", raising=False)
+    model = pretrained.load_network(name)
+    assert isinstance(model, UNet) and not model.training
+    assert (model.image_size, model.num_classes) == (size, num_classes)
+    assert pretrained.load_pretrained(name).prediction == "v"  # 04 records it in train_config, 05 beside unet_config
+
+
+def test_draw_samples_is_a_seeded_ddim_run_of_the_committed_network(monkeypatch):
+    """What notebook 01's opening grid draws: DDIM (η = 0, x̂₀ clipped) with the recorded prediction and schedule."""
+    monkeypatch.delenv("DDPM_WEIGHTS_URL", raising=False)
+    drawn = pretrained.draw_samples("05_butterflies_ema", 2, num_steps=3, seed=1)
+    assert drawn.shape == (2, 3, 32, 32) and drawn.abs().max() <= 1.0 + 1e-6
+    assert torch.equal(drawn, pretrained.draw_samples("05_butterflies_ema", 2, num_steps=3, seed=1))
+    by_hand = ddim_sample(pretrained.load_network("05_butterflies_ema"), Diffusion.from_schedule("linear", T=1000),
+                          (2, 3, 32, 32), num_steps=3, prediction="v", clip_x0=1.0,
+                          generator=torch.Generator().manual_seed(1)).x
+    assert torch.equal(drawn, by_hand)
+
+
+def test_draw_samples_with_labels_guides_towards_them(monkeypatch):
+    """One image per label, through classifier-free guidance; a label for an unconditional network is refused."""
+    monkeypatch.delenv("DDPM_WEIGHTS_URL", raising=False)
+    drawn = pretrained.draw_samples("04_mnist_ema", labels=[3, 7], num_steps=2)
+    guided = ClassifierFreeGuidance(pretrained.load_network("04_mnist_ema"), [3, 7], 0.25)
+    by_hand = ddim_sample(guided, Diffusion.from_schedule("linear", T=1000), (2, 1, 28, 28), num_steps=2,
+                          prediction="v", clip_x0=1.0, generator=torch.Generator().manual_seed(0)).x
+    assert drawn.shape == (2, 1, 28, 28) and torch.equal(drawn, by_hand)
+    with pytest.raises(ValueError, match="one label per image"):
+        pretrained.draw_samples("04_mnist_ema", 3, labels=[3, 7], num_steps=2)
+    with pytest.raises(ValueError, match="not class-conditional"):
+        pretrained.draw_samples("05_butterflies_ema", labels=[0], num_steps=2)
 
 
 def test_the_pinned_sha256_are_the_committed_sums():

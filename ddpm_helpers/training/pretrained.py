@@ -6,7 +6,9 @@ e.g. ``04_mnist_ema.safetensors``) and ``SHA256SUMS`` (``sha256sum`` format) bes
 it from the clone's ``weights/`` folder (checked against the clone's ``SHA256SUMS``), or downloads it from the
 repository on GitHub — or from ``DDPM_WEIGHTS_URL`` when set — and checks it against :data:`PINNED`, the
 SHA-256 and size this installed package carries for each committed file (never a list from the server, which
-a mirror could serve along with other weights). Safetensors
+a mirror could serve along with other weights). :func:`load_network` goes one step further and returns the
+U-Net the file records, with its weights loaded, ready to sample from, and :func:`draw_samples` draws images
+with it in one call. Safetensors
 holds tensors and a string header only, so loading a file never runs code.
 """
 
@@ -46,6 +48,24 @@ class PretrainedWeights:
     state_dict: dict[str, torch.Tensor]
     metadata: dict[str, Any]
     source: str
+
+    @property
+    def prediction(self) -> str:
+        """What the network predicts (``"eps"``, ``"x0"`` or ``"v"``): recorded beside the network or in its
+        ``train_config``; ``"eps"`` (Ho et al. 2020, Eq. 11) when neither says."""
+        return self.metadata.get("prediction") or self.metadata.get("train_config", {}).get("prediction") or "eps"
+
+    def network(self, device: str | torch.device = "cpu") -> nn.Module:
+        """``UNet(**unet_config)`` of the recorded run with these weights loaded, in eval mode on ``device``."""
+        from ddpm_helpers.nn.unet import UNet
+
+        unet_config = self.metadata.get("unet_config")
+        if not isinstance(unet_config, dict):
+            raise ValueError(f"{self.source} records no unet_config, so it holds no U-Net of the series to build "
+                             "(a classifier such as mnist_judge is loaded by its own module)")
+        model = UNet(**unet_config)
+        model.load_state_dict(self.state_dict)
+        return model.to(device).eval()
 
     def train_result(self, model: nn.Module):
         """Load the weights into ``model`` and return a ``training.TrainResult`` of the recorded run (its steps,
@@ -213,6 +233,53 @@ def load_pretrained(name: str, device: str | torch.device = "cpu", timeout: floa
     timeout = check_number(timeout, "timeout", low=0, low_open=True)  # seconds per request
     path, source = _fetch(name, timeout)
     return read_weights(path, device, source)
+
+
+def load_network(name: str, device: str | torch.device = "cpu", timeout: float = TIMEOUT_S) -> nn.Module:
+    """The committed network ``<name>`` (e.g. ``"05_butterflies_ema"``), ready to sample from.
+
+    A ``UNet`` built from the ``unet_config`` its file records (the recipe it was trained with), with the
+    weights :func:`load_pretrained` verified, in eval mode on ``device``. What it predicts (ε as in Ho et al.
+    2020 Eq. 11, x₀, or v of Salimans & Ho 2022) is :attr:`PretrainedWeights.prediction` of
+    ``load_pretrained(name)``; both committed image networks predict ``"v"``.
+    """
+    return load_pretrained(name, "cpu", timeout).network(device)
+
+
+def draw_samples(name: str, num_images: int | None = None, *, labels=None, guidance_scale: float = 0.25,
+                 num_steps: int = 20, seed: int = 0, device: str | torch.device = "cpu",
+                 timeout: float = TIMEOUT_S) -> torch.Tensor:
+    """Images drawn from pure noise by the committed network ``name``: a tensor ``(B, C, H, W)`` in [-1, 1].
+
+    DDIM with η = 0 (Song, Meng & Ermon 2021, Eq. 12) on ``num_steps`` of the T steps of the forward process the
+    network was trained with (its recorded ``schedule`` and ``T``; Ho et al. 2020, Eq. 4), with x̂₀ clipped to
+    [-1, 1] and the network's output read as what it predicts (:attr:`PretrainedWeights.prediction`). With
+    ``labels`` (one class per image, e.g. ``range(10)``), a class-conditional network is steered towards them by
+    classifier-free guidance of scale ``guidance_scale`` (Ho & Salimans 2022, Eq. 6; 0.25 is notebook 04's
+    choice); ``num_images`` then
+    defaults to ``len(labels)``, else to 16. ``seed`` fixes the noise: the same call draws the same images.
+    """
+    from ddpm_helpers.diffusion import Diffusion
+    from ddpm_helpers.guidance import ClassifierFreeGuidance
+    from ddpm_helpers.samplers import ddim_sample
+
+    weights = load_pretrained(name, "cpu", timeout)
+    model = weights.network(device)
+    if labels is not None:
+        labels = list(labels)
+        if num_images is not None and num_images != len(labels):
+            raise ValueError(f"num_images={num_images} but {len(labels)} labels: give one label per image")
+        if not getattr(model, "num_classes", None):
+            raise ValueError(f"{name} is not class-conditional: draw from it without labels")
+        model = ClassifierFreeGuidance(model, labels, guidance_scale)
+        num_images = len(labels)
+    elif num_images is None:
+        num_images = 16
+    unet_config, metadata = weights.metadata["unet_config"], weights.metadata
+    shape = (num_images, unet_config.get("in_channels", 3), unet_config["image_size"], unet_config["image_size"])
+    diffusion = Diffusion.from_schedule(metadata.get("schedule", "linear"), T=int(metadata.get("T", 1000)))
+    return ddim_sample(model, diffusion, shape, num_steps=num_steps, prediction=weights.prediction, clip_x0=1.0,
+                       generator=torch.Generator().manual_seed(seed), device=device).x
 
 
 def read_weights(path: str | Path, device: str | torch.device = "cpu", source: str | None = None) -> PretrainedWeights:
