@@ -56,13 +56,21 @@ def show_images(x: Tensor, nrow: int = 8, title: str | None = None, ax=None, sca
     return ax.figure
 
 
+COORDINATE_LABELS = ("$x^{(1)}$", "$x^{(2)}$")  # the two coordinates of a 2-D point (notebooks 02 and 03)
+
+
 def _square_window(ax, lim: float, title: str | None):
-    """Show ``[−lim, lim]²`` at equal scale without ticks, with an optional title; returns the Axes."""
+    """Show ``[−lim, lim]²`` at equal scale, its axes labelled with the coordinates and ticked at the integers,
+    with an optional title; returns the Axes."""
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
     ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
+    ticks = list(range(-int(lim), int(lim) + 1))
+    ax.set_xticks(ticks)
+    ax.set_yticks(ticks)
+    ax.tick_params(labelsize=7, length=2, pad=1)
+    ax.set_xlabel(COORDINATE_LABELS[0], fontsize=8, labelpad=1)
+    ax.set_ylabel(COORDINATE_LABELS[1], fontsize=8, labelpad=1)
     if title:
         ax.set_title(title)
     return ax
@@ -82,7 +90,8 @@ def scatter_2d(x: Tensor, ax=None, title: str | None = None, lim: float = 3.0, s
 
 
 def scatter_grid(panels: dict[str, Tensor], ncols: int = 4, lim: float = 3.0, size: float = 2.6, **kwargs):
-    """One :func:`scatter_2d` panel per ``{title: points}`` entry, ``ncols`` per row; returns the Figure."""
+    """One :func:`scatter_2d` panel per ``{title: points}`` entry, ``ncols`` per row, the coordinates named
+    on the outer panels only; returns the Figure."""
     if not panels:
         raise ValueError("panels must hold at least one {title: points} entry")
     ncols = min(ncols, len(panels))
@@ -90,19 +99,25 @@ def scatter_grid(panels: dict[str, Tensor], ncols: int = 4, lim: float = 3.0, si
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
     for ax, (title, points) in zip(axes.flat, panels.items()):
         scatter_2d(points, ax=ax, title=title, lim=lim, **kwargs)
+        ax.label_outer()  # coordinate names and tick labels on the left column and the bottom row
     for ax in axes.flat[len(panels):]:
         ax.set_axis_off()
     fig.tight_layout()
     return fig
 
 
-def quiver_2d(xy: Tensor, uv: Tensor, ax=None, title: str | None = None, lim: float = 3.0, color=None, **kwargs):
+def quiver_2d(xy: Tensor, uv: Tensor, ax=None, title: str | None = None, lim: float = 3.0, color=None,
+              values: Tensor | None = None, **kwargs):
     """Arrows ``uv`` (N, 2) drawn at points ``xy`` (N, 2), e.g. a learned ε or score field; returns the Axes.
 
-    Arrow length is in data units (``scale=1``) unless ``scale`` is passed.
+    Arrow length is in data units (``scale=1``) unless ``scale`` is passed. ``values`` (N,) colours the
+    arrows through ``cmap``/``norm`` (e.g. by the length of the vectors the arrows stand for, when the
+    arrows show only directions); the arrows are then ``ax.collections[-1]``, ready for a colour bar.
     """
     if xy.shape != uv.shape or xy.ndim != 2 or xy.shape[1] != 2:
         raise ValueError(f"xy and uv must both have shape (N, 2), got {tuple(xy.shape)} and {tuple(uv.shape)}")
+    if values is not None and tuple(values.shape) != (xy.shape[0],):
+        raise ValueError(f"values must have shape ({xy.shape[0]},), got {tuple(values.shape)}")
     if ax is None:
         _, ax = plt.subplots(figsize=(4, 4))
     p, v = xy.detach().float().cpu().numpy(), uv.detach().float().cpu().numpy()
@@ -110,7 +125,8 @@ def quiver_2d(xy: Tensor, uv: Tensor, ax=None, title: str | None = None, lim: fl
     kwargs.setdefault("scale_units", "xy")
     kwargs.setdefault("angles", "xy")
     kwargs.setdefault("width", 0.004)
-    ax.quiver(p[:, 0], p[:, 1], v[:, 0], v[:, 1], color=color, **kwargs)
+    colour = () if values is None else (values.detach().float().cpu().numpy(),)  # quiver's C is positional only
+    ax.quiver(p[:, 0], p[:, 1], v[:, 0], v[:, 1], *colour, color=color, **kwargs)
     return _square_window(ax, lim, title)
 
 

@@ -10,6 +10,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from ddpm_helpers.plotting import (  # noqa: E402
+    COORDINATE_LABELS,
     make_grid,
     plot_loss_curve,
     quiver_2d,
@@ -39,12 +40,27 @@ def test_show_images_and_scatter_helpers_return_figures():
     assert fig.axes[0].get_title() == "six"
     ax = scatter_2d(torch.randn(50, 2), title="pts", lim=2)
     assert ax.get_xlim() == (-2, 2) and len(ax.collections[0].get_offsets()) == 50
+    assert (ax.get_xlabel(), ax.get_ylabel()) == COORDINATE_LABELS and list(ax.get_xticks()) == [-2, -1, 0, 1, 2]
     fig = scatter_grid({"a": torch.randn(10, 2), "b": torch.randn(10, 2), "c": torch.randn(10, 2)}, ncols=2)
     assert [a.get_title() for a in fig.axes[:3]] == ["a", "b", "c"]
+    # the coordinates are named on the outer panels only: the left column and the bottom row (here "c")
+    assert [(a.get_xlabel(), a.get_ylabel()) for a in fig.axes[:3]] == [
+        ("", COORDINATE_LABELS[1]), ("", ""), COORDINATE_LABELS]
     with pytest.raises(ValueError, match=r"\(5, 3\)"):
         scatter_2d(torch.zeros(5, 3))
     with pytest.raises(ValueError, match=r"\(4, 2\)"):
         quiver_2d(torch.zeros(4, 2), torch.zeros(3, 2))
+    plt.close("all")
+
+
+def test_quiver_colours_arrows_by_values():
+    xy, uv = torch.randn(5, 2), torch.randn(5, 2)
+    ax = quiver_2d(xy, uv, values=uv.norm(dim=1), cmap="viridis")
+    arrows = ax.collections[-1]
+    assert arrows.get_array().tolist() == pytest.approx(uv.norm(dim=1).tolist())
+    assert (ax.get_xlabel(), ax.get_ylabel()) == COORDINATE_LABELS
+    with pytest.raises(ValueError, match=r"values must have shape \(5,\)"):
+        quiver_2d(xy, uv, values=torch.ones(4))
     plt.close("all")
 
 
