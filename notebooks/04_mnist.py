@@ -69,15 +69,15 @@
 
 # %%
 # The helper package: inside a clone of the repository, the clone's own ddpm_helpers (no network needed); elsewhere
-# (e.g. Colab) installed from the repository. Address and version as in pyproject.toml (tests/test_links.py checks).
+# (e.g. Colab) installed from the repository. Address and version as in pyproject.toml.
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 HELPERS_SOURCE = "git+https://github.com/ddpm-from-scratch/ddpm-from-scratch"  # [project.urls] Source
-HELPERS_VERSION = "0.3.0"  # the ddpm_helpers.__version__ this notebook was written for
-HELPERS_REF = "e18b76d6d8241f38de63148eaf0a11a229ec52d3"  # a commit that installs it
+HELPERS_VERSION = "0.4.0"  # the ddpm_helpers.__version__ this notebook was written for
+HELPERS_REF = "5447263595ef2d9699e1d33762216163a2ed6663"  # a commit that installs it
 
 clone = Path.cwd().parent  # a notebook opened from a clone runs in the clone's notebooks/ folder
 pyproject = clone / "pyproject.toml"
