@@ -21,42 +21,35 @@
 # **backwards**, which is how a diffusion model generates data, and derives the loss that teaches a network to do it.
 #
 # **You will learn**
-# - why the reverse of a *small* Gaussian noising step is itself almost Gaussian, and why conditioning on $x_0$
-#   makes it exactly Gaussian and computable;
-# - the forward-process posterior $q(x_{t-1}\mid x_t, x_0)$: its mean $\tilde\mu_t$ and variance $\tilde\beta_t$
-#   derived by completing the square (Ho et al. 2020, Eqs. 6–7) and checked against Bayes' rule;
-# - the variational bound of Sohl-Dickstein et al. 2015, split into $L_T$, $L_{t-1}$ and $L_0$ (Eq. 5), and how it
-#   turns into mean matching (Eq. 8), noise prediction (Eqs. 9–12) and finally $L_\text{simple}$ (Eq. 14);
-# - the $x_0$- and $v$-parameterizations (Salimans & Ho 2022) and how to convert between all three;
-# - Algorithms 1 and 2 of Ho et al. written from the derivation and compared with `ddpm_helpers`;
-# - what the reverse process does with a **perfect** noise predictor, and with a slightly wrong one, on data whose
-#   optimal denoiser is known in closed form (Tweedie's formula, derived and checked by Monte Carlo): all of it before
-#   any neural network is trained. Sections 10–12 are an optional lab that goes deeper.
+# - when the reverse of a noising step is Gaussian (log-density close to quadratic over the step) with variance
+#   $\beta_t$ (step small against the local variance), and why conditioning on $x_0$ makes it exactly Gaussian: the
+#   posterior of Ho et al. 2020, Eqs. 6–7;
+# - the variational bound (Eq. 3) split into $L_T$, $L_{t-1}$, $L_0$ (Eq. 5), and how it turns into mean matching
+#   (Eq. 8), noise prediction (Eqs. 9–12) and $L_\text{simple}$ (Eq. 14);
+# - Tweedie's formula: the best noise predictor is the score of the noised data, and it gives the exact reverse mean;
+# - the $x_0$- and $v$-parameterizations (Salimans & Ho 2022) and the weighting over $t$ each one implies;
+# - Algorithms 1 and 2, written from the derivation and compared with `ddpm_helpers`;
+# - what the sampler does with a perfect, and with a slightly wrong, noise predictor on data whose optimal denoiser
+#   is known in closed form. Sections 10–12 are an optional lab.
 #
 # **You should know** notebook 01 (noise schedules, the closed form $q(x_t\mid x_0)$, the prior term $L_T$), and
 # basic probability: Gaussians, Bayes' rule, the KL divergence. No neural network appears in this notebook.
 #
-# **Run time.** Nothing is trained: every number is closed-form arithmetic or a seeded sample of fixed size, so the
-# notebook does the same work in the `quick` and `full` profiles. It runs on the CPU in float64 on purpose (see the
-# first code cell); a GPU would not make it faster.
+# **Run time.** Nothing is trained: both profiles do the same work, on the CPU in float64.
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU, 2 cores (measured: 22 s in the committed run, see the last cell, 26 s with the kernel's start; 56 s wall-clock while the cores were shared with other jobs) | ≈ 20–60 s | ≈ 20–60 s |
-# | Colab with a GPU runtime | the same: the GPU is not used | the same |
+# | CPU, 2 cores | ≈ the full time (estimate: same work) | 35 s (measured, last cell) |
+# | GPU runtime (e.g. Colab) | ≈ the CPU time (estimate) | ≈ the CPU time (estimate) |
 #
 # **Papers.** Equation numbers refer to Ho, Jain & Abbeel (2020), *Denoising Diffusion Probabilistic Models*
 # ([arXiv:2006.11239](https://arxiv.org/abs/2006.11239)) unless another paper is named: Sohl-Dickstein et al. (2015),
 # *Deep Unsupervised Learning using Nonequilibrium Thermodynamics* ([arXiv:1503.03585](https://arxiv.org/abs/1503.03585)),
-# and Salimans & Ho (2022), *Progressive Distillation for Fast Sampling of Diffusion Models*
-# ([arXiv:2202.00512](https://arxiv.org/abs/2202.00512)). The full list is in
+# Salimans & Ho (2022), *Progressive Distillation for Fast Sampling of Diffusion Models*
+# ([arXiv:2202.00512](https://arxiv.org/abs/2202.00512)), and Kingma et al. (2021), *Variational Diffusion Models*
+# ([arXiv:2107.00630](https://arxiv.org/abs/2107.00630)). The full list is in
 # [`papers/README.md`](https://github.com/ddpm-from-scratch/ddpm-from-scratch/blob/main/papers/README.md);
 # every symbol is in [`papers/notation.md`](https://github.com/ddpm-from-scratch/ddpm-from-scratch/blob/main/papers/notation.md).
-#
-# **Timestep convention.** The paper counts $t = 1,\dots,T$; code counts from 0. Code index `t` is the paper's step
-# $t+1$: `diffusion.betas[t]` is $\beta_{t+1}$, `diffusion.alpha_bar[t]` is $\bar\alpha_{t+1}$ and
-# `diffusion.alpha_bar_prev[t]` is $\bar\alpha_t$ with $\bar\alpha_0 = 1$. Sampling runs `t = T-1, …, 0`. In the
-# prose we use the paper's numbering; every code comment that names a step says which one it means.
 
 # %%
 # The helper package: inside a clone of the repository, the clone's own ddpm_helpers (no network needed); elsewhere
@@ -101,6 +94,12 @@ if ddpm_helpers.__version__ != HELPERS_VERSION:
           f"pip install --force-reinstall {HELPERS_SOURCE}@{HELPERS_REF} (in a clone: git checkout {HELPERS_REF}), "
           "then restart the kernel.")
 
+# %% [markdown]
+# **Timestep convention.** The paper counts $t = 1,\dots,T$; code counts from 0. Code index `t` is the paper's step
+# $t+1$: `diffusion.betas[t]` is $\beta_{t+1}$, `diffusion.alpha_bar[t]` is $\bar\alpha_{t+1}$ and
+# `diffusion.alpha_bar_prev[t]` is $\bar\alpha_t$ with $\bar\alpha_0 = 1$. Sampling runs `t = T-1, …, 0`. The prose
+# uses the paper's numbering; in code a 0-based step is called `t_code` or `t`, and comments give the paper's step.
+
 # %%
 import math
 import time
@@ -111,17 +110,17 @@ import torch
 from ddpm_helpers import config
 from ddpm_helpers.analytic import GaussianMixture, optimal_eps
 from ddpm_helpers.diffusion import Diffusion, extract
-from ddpm_helpers.elbo import elbo_terms, gaussian_log_likelihood, normal_kl
+from ddpm_helpers.elbo import discretized_gaussian_log_likelihood, elbo_terms, gaussian_log_likelihood, normal_kl
 from ddpm_helpers.evaluation.metrics2d import energy_distance
 from ddpm_helpers.losses import diffusion_loss, training_target
 from ddpm_helpers.samplers import ddpm_sample
 
 notebook_start = time.perf_counter()
 config.seed_everything(0)
-# Everything below is closed-form arithmetic on at most a few thousand points. We run it on the CPU in float64:
-# the numerical checks then agree to ~1e-12, and the printed numbers are the same on every machine.
+# Everything below is closed-form arithmetic on at most a few thousand points. We run it on the CPU in float64,
+# so that the numerical checks agree to ~1e-12.
 torch.set_default_dtype(torch.float64)
-torch.set_num_threads(1)  # small tensors: one thread is enough, and it stays fast on a busy machine
+torch.set_num_threads(1)  # small tensors: one thread is enough
 
 diffusion = Diffusion.from_schedule("linear", T=1000)  # Ho et al. 2020, §4: β_1 = 1e-4 … β_T = 0.02, T = 1000
 T = diffusion.T
@@ -145,69 +144,180 @@ def timesteps(t, batch_size):
 # $$q(x_{t-1}\mid x_t) = \frac{q(x_t\mid x_{t-1})\,q(x_{t-1})}{q(x_t)},$$
 # and three observations shape the rest of the notebook:
 #
-# 1. **It is intractable.** $q(x_{t-1})$ is the data distribution blurred with noise; evaluating it means averaging
-#    over the whole data distribution. That is what a neural network will have to learn.
+# 1. **It is intractable.** $q(x_{t-1})$ is the data distribution blurred with noise, an average over all the data.
+#    That is what a neural network will have to learn.
 # 2. **For a small step it is almost Gaussian.** As a function of $x_{t-1}$, the likelihood is
 #    $q(x_t\mid x_{t-1}) \propto \exp\big(-\|x_t-\sqrt{\alpha_t}x_{t-1}\|^2/2\beta_t\big)
 #    = \exp\big(-\|x_{t-1}-c\|^2/(2\beta_t/\alpha_t)\big)$ with $c := x_t/\sqrt{\alpha_t}$: a narrow Gaussian bump
 #    of width $\sqrt{\beta_t/\alpha_t}$ around $c$. Over such a narrow window the smooth log-density of the
-#    **previous step's marginal**, $\log q(x_{t-1})$, is close to its tangent line at $c$,
-#    $\log q(x_{t-1}) \approx \text{const} + g^\top (x_{t-1}-c)$ with $g := \nabla\log q_{t-1}(c)$ (the curvature
-#    term we drop is $O(\|x_{t-1}-c\|^2) = O(\beta_t)$ across the window). A Gaussian times the exponential of a
-#    linear function is again a Gaussian, only shifted: completing the square gives mean $c + (\beta_t/\alpha_t)\,g$ and
-#    variance $\beta_t/\alpha_t$. Three replacements, each changing the result only at $O(\beta_t^2)$, make this
-#    formula readable: $\beta_t/\alpha_t = \beta_t + O(\beta_t^2)$; $(\beta_t/\sqrt{\alpha_t})\,g = \beta_t\,g + O(\beta_t^2)$; and
-#    $g = \nabla\log q_t(x_t) + O(\beta_t)$, since $c$ differs from $x_t$ by $O(\beta_t)$ and one step changes the
-#    marginal only by $O(\beta_t)$. Dropping the $O(\beta_t^2)$ terms (and the curvature's relative $O(\beta_t)$ change
-#    of the variance),
+#    **previous step's marginal** is close to its second-order Taylor polynomial at $c$ (one coordinate, for brevity):
+#
+#    $$\log q(x_{t-1}) \approx \text{const} + g\,(x_{t-1}-c) - \tfrac12\kappa\,(x_{t-1}-c)^2,\qquad
+#    g := \partial\log q_{t-1}(c),\qquad \kappa := -\partial^2\log q_{t-1}(c).$$
+#    Where this holds over the whole window (higher derivatives small there), the step is a Gaussian times the
+#    exponential of a quadratic: **a Gaussian**. The precisions add, so its variance is
+#    $(\alpha_t/\beta_t+\kappa)^{-1} = \beta_t/(\alpha_t+\beta_t\kappa)$. Where $\kappa > 0$ we call $\ell^2 := 1/\kappa$
+#    the **local variance** of $q(x_{t-1})$ (for a Gaussian, its variance), and the step's variance is **close to
+#    $\beta_t$** only if also $\beta_t\ll\ell^2$. These are two separate conditions. The mean needs no expansion: with
+#    $y := \sqrt{\alpha_t}\,x_{t-1}$, $x_t$ is $y$ plus noise of variance $\beta_t$, and differentiating
+#    $q_t(x_t) = \int\mathcal N(x_t; y, \beta_t I)\,q(y)\,dy$ under the integral gives, with Bayes' rule,
+#
+#    $$\nabla\log q_t(x_t) = \int -\frac{x_t-y}{\beta_t}\,\frac{\mathcal N(x_t;y,\beta_t I)\,q(y)}{q_t(x_t)}\,dy
+#    = \frac{\sqrt{\alpha_t}\,\mathbb E[x_{t-1}\mid x_t]-x_t}{\beta_t}\quad\text{for any }\beta_t.\ \text{So}$$
 #
 #    $$q(x_{t-1}\mid x_t)\approx\mathcal N\Big(x_{t-1};\ \tfrac{1}{\sqrt{\alpha_t}}\big(x_t+\beta_t\nabla\log q_t(x_t)\big),\ \beta_t I\Big),$$
-#    where $\nabla\log q_t(x_t)$ is the score of the marginal of $x_t$, the noised data distribution at step $t$.
-#    The reverse of a small Gaussian step has the same functional form as the forward step (Feller 1949;
-#    Sohl-Dickstein et al. 2015, §2.2). This is why the model below can use Gaussian reverse steps, and why $T$ must
-#    be large: only *small* steps have Gaussian reverses.
+#    where $\nabla\log q_t(x_t)$ is the score of the marginal of $x_t$, the noised data distribution at step $t$: the
+#    mean is exact, the shape and the variance are approximations. The reverse of a small Gaussian step has the same
+#    functional form as the forward step (Feller 1949; Sohl-Dickstein et al. 2015, §2.2). This is why the model below
+#    can use Gaussian reverse steps, and why $T$ must be large. Where $\log q(x_{t-1})$ is convex ($\kappa < 0$,
+#    between two modes) the precision $\alpha_t/\beta_t+\kappa$ can even be negative: no Gaussian fits, and the step
+#    splits in two.
 # 3. **Conditioning on $x_0$ makes it exact.** If we also know where the chain started, then
 #    $q(x_{t-1}\mid x_t, x_0)\propto q(x_t\mid x_{t-1})\,q(x_{t-1}\mid x_0)$ is a product of two Gaussians in
-#    $x_{t-1}$: exactly Gaussian for *any* $\beta_t$, with a closed form (Section 2). We cannot sample with it (at
-#    generation time $x_0$ is what we are looking for) but it gives the training targets.
+#    $x_{t-1}$: exactly Gaussian for *any* $\beta_t$ (Section 2). We cannot sample with it ($x_0$ is what we are
+#    looking for) but it gives the training targets.
 #
-# Observation 2 in pictures: a bimodal 1-D distribution stands in for $q(x_{t-1})$ (grey). For one value of $x_t$ we
-# compute the exact reverse step on a fine grid (prior × likelihood, normalized) for three step sizes $\beta$, and
-# overlay the Gaussian with the same mean and variance.
+# Observation 2 in pictures. A bimodal 1-D distribution stands in for $q(x_{t-1})$ (grey): modes at $\pm1$ with
+# standard deviation 0.15, so near a mode $\ell^2 = 0.15^2 = 0.0225$. For a value of $x_t$ and a step size $\beta$ we
+# compute the exact reverse step on a fine grid (prior × likelihood) and overlay the Gaussian with the same mean and
+# variance (dashed) and the formula above (dotted; $q_t$, the bimodal after one step, has a closed-form score). The
+# total variation (TV) between the exact step and the matched Gaussian runs from 0 (Gaussian) to 1 (disjoint).
 
 # %%
-bimodal = GaussianMixture(weights=[0.5, 0.5], means=[[-1.0], [1.0]], variances=[0.15**2, 0.15**2])
-grid = torch.linspace(-2.5, 2.5, 10001)  # values of x_{t-1}
+bimodal = GaussianMixture(weights=[0.5, 0.5], means=[[-1.0], [1.0]], variances=[0.15**2, 0.15**2])  # q(x_{t−1})
+grid = torch.linspace(-2.5, 2.5, 10001)  # values of x_{t−1}
 dx = float(grid[1] - grid[0])
-x_t = 0.4
-log_prior = bimodal.log_prob(grid[:, None])  # log q(x_{t-1})
+log_prior = bimodal.log_prob(grid[:, None])  # log q(x_{t−1})
 
+
+def reverse_step(x_t, beta):
+    """The exact q(x_{t−1} | x_t) on the grid, one row per value of ``x_t``; its mean and variance; the Gaussian with
+    the same mean and variance; the total variation between the two."""
+    x_t = torch.as_tensor(x_t, dtype=grid.dtype).reshape(-1, 1)
+    log_lik = -0.5 * (x_t - math.sqrt(1 - beta) * grid) ** 2 / beta  # log q(x_t | x_{t−1}) + const (Eq. 2)
+    density = torch.softmax(log_lik + log_prior, dim=1) / dx  # ∝ likelihood × prior (Bayes' rule), as a density
+    mean = (grid * density).sum(1, keepdim=True) * dx  # E[x_{t−1} | x_t]
+    var = ((grid - mean) ** 2 * density).sum(1, keepdim=True) * dx  # Var[x_{t−1} | x_t]
+    matched = torch.exp(-0.5 * (grid - mean) ** 2 / var) / torch.sqrt(2 * math.pi * var)
+    tv = 0.5 * (density - matched).abs().sum(1) * dx  # total variation, in [0, 1]
+    return density, mean.squeeze(1), var.squeeze(1), matched, tv
+
+
+def formula_mean(x_t, beta):
+    """The mean of the small-step formula, (x_t + β ∇log q_t(x_t))/√α; its variance is β."""
+    x_t = torch.as_tensor(x_t, dtype=grid.dtype).reshape(-1, 1)
+    score = bimodal.noised(1 - beta).score(x_t)  # q_t: the bimodal after one forward step, again a mixture
+    return ((x_t + beta * score) / math.sqrt(1 - beta)).squeeze(1)
+
+
+def curvature(x, h=1e-4):
+    """κ = −∂² log q(x_{t−1}) of the bimodal at x, by central differences (ℓ² = 1/κ where κ > 0)."""
+    x = torch.as_tensor(x, dtype=grid.dtype).reshape(-1, 1)
+    return -(bimodal.log_prob(x + h) - 2 * bimodal.log_prob(x) + bimodal.log_prob(x - h)) / h**2
+
+
+print(f"linear schedule, T = 1000: mean step beta = {diffusion.betas.mean():.4f}, largest beta_T = {diffusion.betas[-1]:.2f}")
+for x in [0.4, 0.0]:
+    kappa = float(curvature(x))
+    print(f"at x_(t-1) = {x}: kappa = {kappa:+7.1f}, " + (f"local variance l^2 = 1/kappa = {1 / kappa:.4f}"
+          if kappa > 0 else f"convex: a Gaussian step needs beta << 1/|kappa| = {-1 / kappa:.1e}"))
+
+panels = [(0.4, 0.01), (0.0, 0.01), (0.0, 1e-4)]  # (x_t, β)
+print(f"{'x_t':>5}{'beta':>8}{'beta*kappa':>12}{'exact mean':>12}{'formula mean':>14}{'exact var / beta':>18}"
+      f"{'beta/(alpha+beta*kappa) / beta':>32}{'TV':>7}")
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
-print(f"linear schedule, T = 1000: mean step β = {diffusion.betas.mean():.4f}, largest β_T = {diffusion.betas[-1]:.2f}")
-for ax, beta in zip(axes, [0.01, 0.05, 0.5]):
-    log_lik = -0.5 * (x_t - math.sqrt(1 - beta) * grid) ** 2 / beta  # log q(x_t | x_{t-1}) + const (Eq. 2)
-    reverse = torch.softmax(log_lik + log_prior, dim=0) / dx  # q(x_{t-1} | x_t) ∝ likelihood × prior, as a density
-    mean = (grid * reverse).sum() * dx  # E[x_{t-1} | x_t]
-    var = ((grid - mean) ** 2 * reverse).sum() * dx  # Var[x_{t-1} | x_t]
-    gauss = torch.exp(-0.5 * (grid - mean) ** 2 / var) / torch.sqrt(2 * math.pi * var)  # Gaussian, same moments
-    tv = 0.5 * (reverse - gauss).abs().sum() * dx  # total-variation distance, in [0, 1]
-    print(f"beta = {beta:<5}: distance from the best Gaussian (total variation) = {tv:.3f}")
-    ax.fill_between(grid, log_prior.exp() * float(reverse.max()) / float(log_prior.exp().max()), color="0.85",
-                    label=r"$q(x_{t-1})$ (rescaled)")
-    ax.plot(grid, reverse, "C0", lw=2, label=r"exact $q(x_{t-1}\mid x_t)$")
-    ax.plot(grid, gauss, "C1--", lw=1.5, label="Gaussian, same mean and variance")
-    ax.axvline(x_t / math.sqrt(1 - beta), color="k", lw=0.8, ls=":", label=r"$x_t/\sqrt{\alpha_t}$")
-    ax.set_title(rf"$\beta = {beta}$, TV = {tv:.3f}")
+for ax, (x_t, beta) in zip(axes, panels):
+    density, mean, var, matched, tv = (v[0] for v in reverse_step(x_t, beta))
+    kappa_c = float(curvature(x_t / math.sqrt(1 - beta)))  # κ at c = x_t/√α
+    precision = (1 - beta) / beta + kappa_c  # α/β + κ(c)
+    quadratic = f"{1 / precision / beta:32.3f}" if precision > 0 else f"{'none (convex)':>32}"
+    f_mean = float(formula_mean(x_t, beta)[0])
+    print(f"{x_t:5}{beta:8g}{beta * kappa_c:+12.2f}{mean:+12.4f}{f_mean:+14.4f}{var / beta:18.3f}{quadratic}{tv:7.3f}")
+    window = (grid - mean).abs() < 6 * var.sqrt()  # where the step has its mass
+    g = grid[window]
+    prior_in_window = log_prior.exp()[window]
+    ax.fill_between(g, prior_in_window * float(density.max()) / float(prior_in_window.max()), color="0.85",
+                    label=r"$q(x_{t-1})$ (rescaled in each panel)")
+    ax.plot(g, density[window], "C0", lw=2, label=r"exact $q(x_{t-1}\mid x_t)$")
+    ax.plot(g, matched[window], "C1--", lw=1.5, label="Gaussian, same mean and variance")
+    ax.plot(g, torch.exp(-0.5 * (g - f_mean) ** 2 / beta) / math.sqrt(2 * math.pi * beta), "C3:", lw=1.5,
+            label=r"formula: mean $(x_t+\beta\nabla\log q_t)/\sqrt{\alpha}$, variance $\beta$")
+    ax.set_title(rf"$x_t = {x_t}$, $\beta = {beta:g}$: TV = {tv:.3f}")
     ax.set_xlabel(r"$x_{t-1}$")
 axes[0].set_ylabel("density")
-axes[0].legend(fontsize=8, loc="upper left")
-fig.suptitle(rf"The reverse of one noising step, for $x_t = {x_t}$: Gaussian when the step is small", y=1.02)
+axes[0].legend(fontsize=7, loc="upper left")
+fig.suptitle(r"The reverse step is Gaussian where $\log q(x_{t-1})$ is close to quadratic over the step; "
+             r"its variance is $\beta$ only where $\beta\ll\ell^2$", y=1.02)
+fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# With $\beta = 0.01$ (the mean step of the linear schedule) and even with $\beta = 0.05$ the exact reverse step and
-# its Gaussian approximation are indistinguishable. With $\beta = 0.5$ one step can jump to either mode, and no Gaussian can
-# describe it. A diffusion model with Gaussian reverse steps therefore needs many small steps.
+# At $x_t = 0.4$ only the right mode contributes: $\log q(x_{t-1})$ is a parabola there with $\ell^2 = 0.0225$, and
+# the step is Gaussian (TV 0.000). But $\beta = 0.01$ is not small against $\ell^2$ ($\beta\kappa = 0.44$): the exact
+# variance is $\beta/(\alpha+\beta\kappa) = 0.697\,\beta$, 30 % below the formula's $\beta$, while the formula's mean
+# is exact. At $x_t = 0$, between the modes, $\log q$ is convex ($\kappa = -1931$) and the same step splits in two
+# (TV 0.489). A step small against $1/|\kappa| = 5.2\cdot10^{-4}$, such as $\beta = 10^{-4}$, is Gaussian again
+# (TV 0.004), but with variance $1.19\,\beta$: $\beta|\kappa| = 0.19$ is not negligible, and even the quadratic
+# prediction ($1.24\,\beta$) is only approximate. Now against $x_t$:
+
+# %%
+x_values = torch.linspace(-2.0, 2.0, 401)  # x_values[200] = 0, x_values[240] = 0.4
+wide = torch.linspace(-3.0, 3.0, 1201)  # holds q(x_t), for the average over x_t ~ q(x_t)
+fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
+print(f"{'beta':>8}{'TV at x_t = 0':>15}{'TV at x_t = 0.4':>17}{'largest TV':>12}{'mean TV over x_t ~ q(x_t)':>28}")
+for i, beta in enumerate([1e-4, 1e-3, 1e-2, 0.05, 0.5]):
+    _, _, var, _, tv = reverse_step(x_values, beta)
+    axes[0].plot(x_values, tv, color=f"C{i}", label=rf"$\beta = {beta:g}$")
+    axes[1].plot(x_values, var / beta, color=f"C{i}", label=rf"$\beta = {beta:g}$")
+    if beta < 0.5:  # the quadratic prediction of the variance, where it exists
+        precision = (1 - beta) / beta + curvature(x_values / math.sqrt(1 - beta))  # α/β + κ(c)
+        axes[1].plot(x_values, torch.where(precision > 0, 1 / precision / beta, torch.nan), ":", color=f"C{i}", lw=1.5)
+    weight = bimodal.noised(1 - beta).log_prob(wide[:, None]).softmax(0)  # q(x_t) on the grid, normalized
+    mean_tv = float((weight * reverse_step(wide, beta)[4]).sum())
+    print(f"{beta:8g}{float(tv[200]):15.3f}{float(tv[240]):17.3f}{float(tv.max()):12.3f}{mean_tv:28.1e}")
+axes[1].plot([], [], ":", color="0.4", lw=1.5, label=r"dotted: $\beta/(\alpha+\beta\kappa)$, quadratic $\log q$")
+axes[0].set_ylabel("TV from the matched Gaussian")
+axes[0].set_title("How far from Gaussian the exact reverse step is")
+axes[1].set_yscale("log")
+axes[1].set_ylabel(r"$\mathrm{Var}(x_{t-1}\mid x_t)\,/\,\beta$ (formula: 1)")
+axes[1].set_title(r"Its variance, against the formula's $\beta$")
+for ax in axes:
+    ax.set_xlabel("$x_t$")
+    ax.legend(fontsize=7)
+fig.tight_layout()
+plt.show()
+
+largest_kappa = float(curvature(grid).max())
+print(f"largest kappa of the bimodal on the grid: {largest_kappa:.2f}; "
+      f"bound 1/0.15^2 = {1 / 0.15**2:.2f} (two points blurred with variance 0.15^2)")
+assert largest_kappa <= (1 + 1e-6) / 0.15**2, "a Gaussian blur of variance 0.15^2 has kappa above 1/0.15^2"
+print(f"linear schedule, T = 1000: beta_t = 0.01 near paper t = {int((diffusion.betas - 0.01).abs().argmin()) + 1}, "
+      f"where 1 - alpha_bar_(t-1) = {1 - diffusion.alpha_bar_prev[(diffusion.betas - 0.01).abs().argmin()]:.2f}")
+for T_steps in [1000, 4000]:
+    d = Diffusion.from_schedule("linear", T=T_steps)  # β rescaled by 1000/T
+    worst = d.betas[1:] / (1 - d.alpha_bar_prev[1:])  # β_t/(1 − ᾱ_{t−1}) for paper t ≥ 2: the largest β_t κ
+    print(f"T = {T_steps}: beta_t / (1 - alpha_bar_(t-1)) at paper t = 2, 3, 5, 10: "
+          + ", ".join(f"{worst[paper_t - 2]:.2f}" for paper_t in [2, 3, 5, 10]))
+
+# %% [markdown]
+# Left: only the valley between the modes is far from Gaussian, and the smaller $\beta$, the narrower it is; $q(x_t)$
+# is so small there that the TV averaged over $x_t\sim q(x_t)$ stays below $10^{-7}$ up to $\beta = 0.01$. With
+# $\beta = 0.5$ one step can jump to either mode from almost anywhere. Right: the exact variance (solid) is close to
+# the quadratic prediction (dotted, same colour) where $\beta|\kappa|$ is small, and it approaches the formula's
+# $\beta$ only for $\beta\ll\ell^2$.
+#
+# The bimodal is a picture, not a step of the chain: there $\beta_t$ reaches 0.01 only near $t = 498$, where
+# $q(x_{t-1})$ is blurred by noise of variance 0.92. In the chain $q(x_{t-1})$ is the scaled data
+# $y = \sqrt{\bar\alpha_{t-1}}x_0$ blurred with variance $1-\bar\alpha_{t-1}$, and a blur caps the curvature:
+# differentiating the formula above once more, with
+# $\partial\,\mathbb E[y\mid x] = \operatorname{Var}(y\mid x)/(1-\bar\alpha_{t-1})$,
+#
+# $$\kappa = \frac{1}{1-\bar\alpha_{t-1}}-\frac{\operatorname{Var}(y\mid x_{t-1})}{(1-\bar\alpha_{t-1})^2}\le\frac{1}{1-\bar\alpha_{t-1}},$$
+# so $\ell^2\ge1-\bar\alpha_{t-1}$ wherever $\kappa>0$ (the bimodal attains its bound, printed), with equality for a
+# single data point, where $\beta_t/(\alpha_t+\beta_t\kappa)$ is exactly Eq. 7's $\tilde\beta_t$ (Section 2). The
+# worst-case $\beta_t\kappa$, $\beta_t/(1-\bar\alpha_{t-1})$, is small for most of the chain but 1.20, 0.64, 0.35, 0.17
+# at $t$ = 2, 3, 5, 10, and hardly falls as $T$ grows: whatever $T$, the first steps' variance may be far from
+# $\beta_t$.
 
 # %% [markdown]
 # ## 2. The forward-process posterior $q(x_{t-1}\mid x_t, x_0)$ (Eqs. 6–7)
@@ -350,29 +460,15 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# $\tilde\beta_t < \beta_t$ at every step $t$, simply because the factor between them is below one:
-# $\tilde\beta_t/\beta_t = (1-\bar\alpha_{t-1})/(1-\bar\alpha_t) < 1$, as $\bar\alpha_{t-1} > \bar\alpha_t$. The two are
-# close except for the first few dozen steps, where $\bar\alpha_{t-1}$ and $\bar\alpha_t$ are both near 1 and their
-# distances from 1 differ by a large factor.
-#
-# How do they compare with the *true* reverse variance $\operatorname{Var}(x_{t-1}\mid x_t)$ of some data set? Two
-# separate statements, not to be confused:
-# - $\tilde\beta_t$ is a **lower bound for any data**. By the law of total variance,
-#   $\operatorname{Var}(x_{t-1}\mid x_t) = \mathbb E[\operatorname{Var}(x_{t-1}\mid x_t,x_0)\mid x_t] +
-#   \operatorname{Var}(\mathbb E[x_{t-1}\mid x_t,x_0]\mid x_t) \ge \tilde\beta_t$: knowing $x_0$ as well can only
-#   reduce the uncertainty about $x_{t-1}$.
-# - $\beta_t$ is an **upper bound only for data of variance at most 1** per coordinate, and even then not at every
-#   point. For Gaussian data of variance $s^2$ the true reverse variance is $\beta_t v_{t-1}/v_t$ with
-#   $v_t = \bar\alpha_t s^2 + 1-\bar\alpha_t$ (Section 11): below $\beta_t$ for $s \le 1$, above it for $s > 1$,
-#   since $v_t - v_{t-1} = \bar\alpha_{t-1}\beta_t(1-s^2)$. For multimodal data the reverse step can exceed $\beta_t$
-#   between the modes, where it may jump to either side (Section 1's $\beta = 0.5$ panel).
-#
-# Both will reappear as the two natural choices of the reverse-process variance.
+# $\tilde\beta_t < \beta_t$ at every step, since $\tilde\beta_t/\beta_t = (1-\bar\alpha_{t-1})/(1-\bar\alpha_t) < 1$. The two
+# are close except in the first few dozen steps, where $1-\bar\alpha_{t-1}$ and $1-\bar\alpha_t$ are both small and
+# differ by a large factor: the steps that Section 1 found too large for a variance of $\beta_t$. Both reappear as the
+# two natural choices of the reverse-process variance (Section 7.2); Section 11 compares them with the true one.
 
 # %% [markdown]
 # ## 3. The reverse model $p_\theta$ and the variational bound (Eqs. 1, 3, 5)
 #
-# Section 1 said the true reverse steps are nearly Gaussian, so the model is a Markov chain of Gaussians running
+# Section 1 showed that small reverse steps are nearly Gaussian, so the model is a Markov chain of Gaussians running
 # from noise to data (Ho et al. 2020, Eq. 1):
 #
 # $$p_\theta(x_{0:T}) = p(x_T)\prod_{t=1}^{T}p_\theta(x_{t-1}\mid x_t),\qquad p(x_T) = \mathcal N(x_T; 0, I),\qquad
@@ -381,7 +477,7 @@ plt.show()
 # $\mu_\theta$ is learned.
 #
 # We would like to maximize the likelihood $p_\theta(x_0) = \int p_\theta(x_{0:T})\,dx_{1:T}$, an intractable
-# integral over all paths. The trick of Sohl-Dickstein et al. 2015 (§2.4, App. B): use the forward process as an
+# integral over all paths. The trick of Sohl-Dickstein et al. 2015 (§§2.3–2.4, App. B): use the forward process as an
 # importance-sampling proposal and move the log inside the expectation with Jensen's inequality,
 #
 # $$-\log p_\theta(x_0) = -\log\mathbb E_{q(x_{1:T}\mid x_0)}\Big[\frac{p_\theta(x_{0:T})}{q(x_{1:T}\mid x_0)}\Big]
@@ -390,9 +486,8 @@ plt.show()
 #
 # ### 3.1 Rewriting the bound as a sum of KL divergences (Eq. 5)
 #
-# Eq. 3 could be estimated by simulating whole forward trajectories and adding up one log-ratio per step. Ho et al.
-# (Appendix A, Eqs. 17–22, following Sohl-Dickstein et al. 2015) rewrite it so that every term compares two
-# Gaussians in closed form and needs no trajectory:
+# Ho et al. (Appendix A, Eqs. 17–22, following Sohl-Dickstein et al. 2015) rewrite Eq. 3 so that every term
+# compares two Gaussians in closed form, with no simulated trajectory:
 #
 # *Step 1, split off $t=1$.* Step 2 will rewrite each forward factor $q(x_t\mid x_{t-1})$ with Bayes' rule as a
 # posterior $q(x_{t-1}\mid x_t,x_0)$. For $t = 1$ that posterior would be $q(x_0\mid x_1, x_0)$, a point mass at $x_0$
@@ -424,12 +519,11 @@ plt.show()
 # - $L_T$ has no parameters: notebook 01 showed it is tiny when $\bar\alpha_T\approx 0$.
 # - $L_0$ is the *decoder* from $x_1$ to the data. For images Ho et al. use a discretized Gaussian (Eq. 13); for the
 #   continuous toy data of this notebook we use the Gaussian density itself.
-# - $L_{t-1}$ is the heart of the matter: it compares the model's reverse step with the tractable posterior of
-#   Section 2, a KL between two Gaussians, in closed form.
+# - $L_{t-1}$ compares the model's reverse step with the posterior of Section 2: a KL between two Gaussians, in
+#   closed form.
 #
 # In code the KL term of the 0-based step `t` (for `t = 1, …, T-1`) compares `p_mean_variance` at `t` with
-# `q_posterior` at `t`, and the decoder is the step `t = 0`. Section 12 checks numerically that Eq. 3, estimated
-# with whole simulated trajectories, equals Eq. 5.
+# `q_posterior` at `t`, and the decoder is the step `t = 0`. Section 12 checks that Eqs. 3 and 5 agree.
 
 # %% [markdown]
 # ## 4. From KL divergences to mean matching (Eq. 8)
@@ -482,16 +576,31 @@ print("KL = mean matching + C:", torch.allclose(kl, mean_matching + C, rtol=1e-1
 # Then the means differ only through the noises, and Eq. 8 becomes (Eq. 12)
 #
 # $$L_{t-1}-C = \mathbb E_{x_0,\varepsilon}\Big[\underbrace{\frac{\beta_t^2}{2\sigma_t^2\,\alpha_t\,(1-\bar\alpha_t)}}_{=:\,\lambda_t}\big\|\varepsilon-\varepsilon_\theta\big(\sqrt{\bar\alpha_t}x_0+\sqrt{1-\bar\alpha_t}\,\varepsilon,\ t\big)\big\|^2\Big].$$
-# Link with Section 1: the best possible noise prediction is $\mathbb E[\varepsilon\mid x_t] = -\sqrt{1-\bar\alpha_t}\,\nabla\log q(x_t)$
-# (Tweedie's formula, derived in Section 8.1), and with it Eq. 11 is exactly the approximate reverse mean
-# $\frac{1}{\sqrt{\alpha_t}}(x_t+\beta_t\nabla\log q(x_t))$ we found there: predicting noise is estimating the score.
-#
 # Ho et al. then **drop the weight** $\lambda_t$ and sample $t$ uniformly (Eq. 14):
 #
 # $$L_\text{simple}(\theta) = \mathbb E_{t,x_0,\varepsilon}\Big[\big\|\varepsilon-\varepsilon_\theta\big(\sqrt{\bar\alpha_t}x_0+\sqrt{1-\bar\alpha_t}\,\varepsilon,\ t\big)\big\|^2\Big],\qquad t\sim\mathcal U\{1,\dots,T\}.$$
-# Its $t=1$ term stands in for $L_0$ (the decoder's bin probability approximated by density × bin width), its $t>1$
-# terms are Eq. 12 without $\lambda_t$. Checks: the $\tilde\mu_t$ identity inside Eq. 10 against `q_posterior`, Eq. 11 against `p_mean_variance`, and
-# Eq. 12 against `normal_kl`.
+# Its $t>1$ terms are Eq. 12 without $\lambda_t$. Its $t=1$ term stands in for the decoder $L_0$ (Ho et al. §3.4): the
+# decoder's probability of the pixel bin around $x_0$ (Eq. 13, bins of width $\Delta = 2/255$ in $D$ coordinates) is
+# replaced by the density times the bin width, and then, with Eq. 11 at $t = 1$,
+#
+# $$
+# \begin{aligned}
+# L_0 = -\log\int_{\text{bin}(x_0)}\mathcal N\big(y;\mu_\theta(x_1,1),\sigma_1^2 I\big)\,dy
+# &\approx -\log\Big(\mathcal N\big(x_0;\mu_\theta(x_1,1),\sigma_1^2 I\big)\,\Delta^D\Big)
+# && \text{(density × bin width)}\\
+# &= \frac{\|x_0-\mu_\theta(x_1,1)\|^2}{2\sigma_1^2}+\text{const}
+# && \text{(log of a Gaussian density)}\\
+# &= \frac{\beta_1^2}{2\sigma_1^2\alpha_1(1-\bar\alpha_1)}\big\|\varepsilon-\varepsilon_\theta(x_1,1)\big\|^2+\text{const}
+# && \big(x_0-\mu_\theta = \tfrac{\beta_1}{\sqrt{\alpha_1}\sqrt{1-\bar\alpha_1}}(\varepsilon_\theta-\varepsilon)\big),
+# \end{aligned}
+# $$
+# the last line because $x_0 = (x_1-\sqrt{1-\bar\alpha_1}\,\varepsilon)/\sqrt{\alpha_1}$ (Eq. 4, $\bar\alpha_1 = \alpha_1$)
+# and $\beta_1 = 1-\bar\alpha_1$. That is $\lambda_1\|\varepsilon-\varepsilon_\theta\|^2$, Eq. 12's form at $t = 1$, whose
+# weight $L_\text{simple}$ drops like the others. Checks: the $\tilde\mu_t$ identity inside Eq. 10 against
+# `q_posterior`, Eq. 11 against `p_mean_variance`, Eq. 12 against `normal_kl`, the last line above, and the first line
+# against the exact bin probability (`discretized_gaussian_log_likelihood`, with $\sigma_1^2 = \beta_1$, at
+# $x_0 = 0$, a value inside $[-1, 1]$): for offsets up to $2\sigma_1$ they differ by at most 0.073 nats, since
+# $\sigma_1 = 0.01$ is about one bin wide.
 
 # %%
 def mean_from_eps(diffusion, xt, t, eps):
@@ -525,6 +634,20 @@ lam = (extract(diffusion.betas, t, xt) ** 2  # λ_{t+1} = β_{t+1}² / (2σ² α
 print("Eq. 12: KL - C = lambda_t * |eps - eps_theta|^2:            ",
       torch.allclose(kl - C, lam * ((eps - eps_theta) ** 2).sum(dim=1), rtol=1e-8, atol=1e-12))
 
+t_first = timesteps(0, B)  # code t = 0: paper t = 1
+x1 = diffusion.q_sample(x0, t_first, eps)  # x_1(x0, ε)
+sigma2_1 = diffusion.betas[0]  # σ_1² = β_1
+lam_1 = diffusion.betas[0] ** 2 / (2 * sigma2_1 * diffusion.alphas[0] * (1 - diffusion.alpha_bar[0]))  # λ_1
+print("L_0: |x0 - mu_theta(x_1, 1)|^2 / (2 sigma_1^2) = lambda_1 |eps - eps_theta|^2:",
+      torch.allclose(((x0 - mean_from_eps(diffusion, x1, t_first, eps_theta)) ** 2).sum(dim=1) / (2 * sigma2_1),
+                     lam_1 * ((eps - eps_theta) ** 2).sum(dim=1), rtol=1e-8, atol=1e-12))
+offsets = torch.tensor([0.0, 1.0, 2.0])  # x0 − μ_θ in units of σ_1, for x0 = 0 (a value inside [−1, 1])
+pixel, means = torch.zeros(3), offsets * sigma2_1.sqrt()
+bin_nll = -discretized_gaussian_log_likelihood(pixel, means, 0.5 * sigma2_1.log().expand(3))  # −log ∫_bin N (Eq. 13)
+density_nll = -gaussian_log_likelihood(pixel, means, sigma2_1.log()) - math.log(2 / 255)  # −log(density × Δ)
+for offset, exact, approx in zip(offsets, bin_nll, density_nll):
+    print(f"x0 - mu = {offset:.0f} sigma_1: -log(bin probability) = {exact:.3f}, -log(density x bin width) = {approx:.3f}")
+
 # %% [markdown]
 # ### 5.1 The weight $\lambda_t$ that $L_\text{simple}$ drops
 #
@@ -539,6 +662,8 @@ lambda_beta = betas**2 / (2 * betas * alphas * (1 - alpha_bar))  # λ_t with σ_
 lambda_tilde = betas[1:] ** 2 / (2 * diffusion.posterior_variance[1:] * alphas[1:] * (1 - alpha_bar[1:]))  # σ_t² = β̃_t, t ≥ 2
 print(f"sigma^2 = beta      : lambda_1 / lambda_T = {lambda_beta[0] / lambda_beta[-1]:.1f}")
 print(f"sigma^2 = beta_tilde: lambda_2 / lambda_T = {lambda_tilde[0] / lambda_tilde[-1]:.1f}")
+print(f"sigma^2 = beta      : lambda_1 / min_t lambda_t = {lambda_beta[0] / lambda_beta.min():.0f}, "
+      f"the minimum at paper t = {int(lambda_beta.argmin()) + 1}")
 
 fig, ax = plt.subplots(figsize=(6.5, 3.6))
 ax.plot(paper_steps, lambda_beta, label=r"$\lambda_t$ with $\sigma_t^2=\beta_t$")
@@ -553,11 +678,94 @@ ax.legend()
 plt.show()
 
 # %% [markdown]
-# The true bound weights the first steps about 50 times more than the last ones, and about 100 times more than the
-# middle ones (the minimum is near $t = 350$). Those first steps ask the network
-# to remove a tiny amount of noise, an easy task. $L_\text{simple}$ weights all steps equally, i.e. it
-# *down-weights* the small-$t$ terms relative to the bound, so the network spends its capacity on the harder denoising
-# at larger $t$. Ho et al. (§3.4, §4.2) found that this gives better samples, at the price of a worse likelihood.
+# The bound weights the first steps about 50 times more than the last ones, and about 100 times more than the
+# middle (the minimum is at $t$ = 349). Those first steps ask the network to remove a tiny amount of noise, an easy task.
+# $L_\text{simple}$ weights all steps equally: it *down-weights* the small-$t$ terms relative to the bound, so the
+# network spends its capacity on the harder denoising at larger $t$. Ho et al. (§3.4, §4.2) found that this gives
+# better samples, at the price of a worse likelihood.
+
+# %% [markdown]
+# ### 5.2 The best noise predictor: Tweedie's formula and the exact reverse mean
+#
+# Which $\varepsilon_\theta$ minimizes Eq. 12, or $L_\text{simple}$? For each $(x_t, t)$ the loss is a mean squared
+# error, and a mean squared error is minimized by the conditional mean: $\varepsilon^*(x_t,t) = \mathbb E[\varepsilon\mid x_t]$.
+# It has a second meaning. The marginal of $x_t$ is $q(x_t) = \int q(x_t\mid x_0)\,q(x_0)\,dx_0$ with
+# $q(x_t\mid x_0) = \mathcal N(\sqrt{\bar\alpha_t}x_0, (1-\bar\alpha_t)I)$ (Eq. 4). Write
+# $\varepsilon(x_0, x_t) := (x_t-\sqrt{\bar\alpha_t}x_0)/\sqrt{1-\bar\alpha_t}$ for the noise that turns $x_0$ into $x_t$.
+# Then, in three lines:
+#
+# $$
+# \begin{aligned}
+# \nabla_{x_t} q(x_t\mid x_0) &= -\frac{x_t-\sqrt{\bar\alpha_t}x_0}{1-\bar\alpha_t}\,q(x_t\mid x_0) = -\frac{\varepsilon(x_0,x_t)}{\sqrt{1-\bar\alpha_t}}\,q(x_t\mid x_0)
+# && \text{(gradient of a Gaussian)}\\
+# \nabla q(x_t) &= -\frac{1}{\sqrt{1-\bar\alpha_t}}\int \varepsilon(x_0,x_t)\,q(x_t\mid x_0)\,q(x_0)\,dx_0
+# && \text{(differentiate under the integral)}\\
+# \nabla\log q(x_t) = \frac{\nabla q(x_t)}{q(x_t)} &= -\frac{1}{\sqrt{1-\bar\alpha_t}}\int \varepsilon(x_0,x_t)\,q(x_0\mid x_t)\,dx_0
+# = -\frac{\mathbb E[\varepsilon\mid x_t]}{\sqrt{1-\bar\alpha_t}}
+# && \text{(Bayes: } q(x_t\mid x_0)q(x_0)/q(x_t) = q(x_0\mid x_t)\text{)}
+# \end{aligned}
+# $$
+# So $\mathbb E[\varepsilon\mid x_t] = -\sqrt{1-\bar\alpha_t}\,\nabla\log q(x_t)$, or, solving Eq. 4 for $x_0$,
+# $\mathbb E[x_0\mid x_t] = \big(x_t + (1-\bar\alpha_t)\nabla\log q(x_t)\big)/\sqrt{\bar\alpha_t}$: Tweedie's formula
+# (Efron 2011). Nothing about the data was assumed. Predicting noise is estimating the score.
+#
+# **The exact reverse mean.** Given $x_t$, $\tilde\mu_t(x_t,x_0)$ is linear in $x_0$ (Eq. 7), so the average over
+# $x_0$ passes inside it:
+#
+# $$\mathbb E[x_{t-1}\mid x_t] = \mathbb E\big[\tilde\mu_t(x_t,x_0)\,\big|\,x_t\big]
+# = \frac{1}{\sqrt{\alpha_t}}\Big(x_t-\frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\,\mathbb E[\varepsilon\mid x_t]\Big)
+# = \frac{1}{\sqrt{\alpha_t}}\big(x_t+\beta_t\nabla\log q(x_t)\big).$$
+# The first step averages $\mathbb E[x_{t-1}\mid x_t,x_0] = \tilde\mu_t$ over $q(x_0\mid x_t)$, the second averages the
+# identity inside Eq. 10, the third is Tweedie's formula (Section 1 reached the same mean in one step). So Eq. 11
+# with $\varepsilon^*$ gives the **exact** mean of the true reverse step, for any step size: a sampler with the exact
+# $\varepsilon^*$ can err only through the variance and the Gaussian shape of its steps (Sections 8, 9, 11, 12).
+#
+# **Check by Monte Carlo**, on the 2-D Gaussian mixture of Section 9 at paper step $t = 100$. The left sides are
+# posterior means, estimated without any formula by self-normalized importance sampling (with standard errors): for
+# $\mathbb E[\varepsilon\mid x_t]$, 400 000 draws $x_0^{(i)}$ from the data weighted by $q(x_t\mid x_0^{(i)})$
+# average the noises $\varepsilon(x_0^{(i)}, x_t)$; for $\mathbb E[x_{t-1}\mid x_t]$, 400 000 draws
+# $x_{t-1}^{(i)}\sim q(x_{t-1})$ are weighted by $q(x_t\mid x_{t-1}^{(i)})$ (Eq. 2). The right sides: the autograd
+# gradient of `mixture.noised(ᾱ_t).log_prob`, which `optimal_eps` must match, and Eq. 11 with `optimal_eps`.
+
+# %%
+mixture = GaussianMixture(weights=[0.5, 0.3, 0.2],
+                          means=[[-1.0, -0.5], [1.0, -0.5], [0.0, 1.0]],
+                          variances=[0.15**2, 0.10**2, 0.25**2])  # stds 0.15, 0.10, 0.25
+t_code = 99  # paper step t = 100
+ab = diffusion.alpha_bar[t_code]  # ᾱ_100
+gen = torch.Generator().manual_seed(21)
+x_t_points = diffusion.q_sample(mixture.sample(4, generator=gen), timesteps(t_code, 4), generator=gen)  # 4 x_t ~ q(x_t)
+x0_draws = mixture.sample(400_000, generator=gen)  # x0^(i) ~ q(x0)
+eps_i = (x_t_points[:, None, :] - ab.sqrt() * x0_draws[None]) / (1 - ab).sqrt()  # ε(x0^(i), x_t), (4, M, 2)
+weights = torch.softmax(-0.5 * (eps_i**2).sum(dim=-1), dim=1)  # ∝ q(x_t | x0^(i)) = N(x_t; √ᾱ x0^(i), (1−ᾱ) I)
+posterior_mean = (weights[..., None] * eps_i).sum(dim=1)  # E[ε | x_t] ≈ Σ_i w_i ε_i
+standard_error = (weights[..., None] ** 2 * (eps_i - posterior_mean[:, None]) ** 2).sum(dim=1).sqrt()
+x = x_t_points.clone().requires_grad_(True)
+(score,) = torch.autograd.grad(mixture.noised(ab).log_prob(x).sum(), x)  # ∇ log q(x_t), by autograd
+tweedie = -(1 - ab).sqrt() * score  # −√(1 − ᾱ_t) ∇ log q(x_t)
+print("x_t                 E[eps | x_t] by Monte Carlo        -sqrt(1 - ab) grad log q(x_t)")
+for point, mc, se, tw in zip(x_t_points, posterior_mean, standard_error, tweedie):
+    print(f"({point[0]:+.3f}, {point[1]:+.3f})   ({mc[0]:+.4f}, {mc[1]:+.4f}) ± {se.max():.4f}"
+          f"        ({tw[0]:+.4f}, {tw[1]:+.4f})")
+z = ((posterior_mean - tweedie).abs() / standard_error).max()
+print(f"largest difference: {z:.1f} standard errors")
+eps_at_points = optimal_eps(mixture, diffusion)(x_t_points, timesteps(t_code, 4))
+print("optimal_eps = -sqrt(1 - ab) grad log q:", torch.allclose(eps_at_points, tweedie, rtol=0, atol=1e-9))
+assert z < 4, "Monte Carlo and Tweedie's formula disagree"
+
+x_prev_draws = diffusion.q_sample(mixture.sample(400_000, generator=gen), timesteps(t_code - 1, 400_000),
+                                  generator=gen)  # x_{t−1}^(i) ~ q(x_{t−1}), paper step 99
+beta_100, alpha_100 = diffusion.betas[t_code], diffusion.alphas[t_code]
+step_noise = (x_t_points[:, None, :] - alpha_100.sqrt() * x_prev_draws[None]) / beta_100.sqrt()  # (4, M, 2)
+weights = torch.softmax(-0.5 * (step_noise**2).sum(dim=-1), dim=1)  # ∝ q(x_t | x_{t−1}^(i)), Eq. 2
+reverse_mean = (weights[..., None] * x_prev_draws[None]).sum(dim=1)  # E[x_{t−1} | x_t] ≈ Σ_i w_i x_{t−1}^(i)
+reverse_se = (weights[..., None] ** 2 * (x_prev_draws[None] - reverse_mean[:, None]) ** 2).sum(dim=1).sqrt()
+eq11 = mean_from_eps(diffusion, x_t_points, timesteps(t_code, 4), eps_at_points)  # μ_θ with ε*, Eq. 11
+z_mean = ((reverse_mean - eq11).abs() / reverse_se).max()
+z_no_score = ((reverse_mean - x_t_points / alpha_100.sqrt()).abs() / reverse_se).max()
+print(f"E[x_(t-1) | x_t] by Monte Carlo vs Eq. 11 with optimal_eps: largest difference {z_mean:.1f} standard errors"
+      f" (x_t / sqrt(alpha_t), without the score term, would be {z_no_score:.0f} standard errors off)")
+assert z_mean < 4, "Monte Carlo and the exact reverse mean disagree"
 
 # %% [markdown]
 # ## 6. Predicting $x_0$ or $v$ instead (Salimans & Ho 2022)
@@ -572,8 +780,9 @@ plt.show()
 # and $v = \frac{d x_t}{d\phi_t}$ (differentiate $x_t = \cos\phi_t\,x_0 + \sin\phi_t\,\varepsilon$). A rotation keeps
 # lengths, so $\|x_t\|^2+\|v\|^2 = \|x_0\|^2+\|\varepsilon\|^2$ for every example. From $\varepsilon$ alone, $\hat x_0 = \frac{1}{\sqrt{\bar\alpha_t}}(x_t-\sqrt{1-\bar\alpha_t}\,\hat\varepsilon)$
 # (Ho et al. 2020, Eq. 15). Given $x_t$, any one of $\hat\varepsilon$, $\hat x_0$, $\hat v$ determines the other two,
-# and the reverse mean is always $\mu_\theta = \tilde\mu_t(x_t, \hat x_0)$. First the helper's $v$ against its
-# definition, the rotation identity and $v = dx_t/d\phi_t$ by central finite differences; then round trips:
+# and the reverse mean is always $\mu_\theta = \tilde\mu_t(x_t, \hat x_0)$. Checks: the helper's $v$ against its
+# definition, and its conversions against the $x_0$ and $\varepsilon$ that made $x_t$. The rotation identities hold by construction once
+# $\cos\phi_t = \sqrt{\bar\alpha_t}$, so they are printed as an illustration, not as checks.
 
 # %%
 gen = torch.Generator().manual_seed(5)
@@ -599,14 +808,18 @@ checks = {
     "v = sqrt(ab) eps - sqrt(1 - ab) x0 (definition)": close(v, v_by_definition),
     "training_target(..., 'v') is that v              ": close(training_target(diffusion, x0, t, eps, "v"),
                                                               v_by_definition),
+}
+for name, ok in checks.items():
+    print(f"check        {name}: {ok}")
+assert all(checks.values()), "the helper's v disagrees with its definition"
+illustrations = {
     "x_t = cos(phi) x0 + sin(phi) eps                 ": close(xt, phi.cos() * x0 + phi.sin() * eps),
     "|x_t|^2 + |v|^2 = |x0|^2 + |eps|^2 (rotation)    ": close((xt**2 + v**2).sum(1), (x0**2 + eps**2).sum(1)),
     "dx_t/dphi = v (central differences, h = 1e-5)    ": torch.allclose(dxt_dphi, v, rtol=0, atol=1e-8),
 }
-for name, ok in checks.items():
-    print(f"{name}: {ok}")
-assert all(checks.values()), "a v identity failed"
-print("eps -> x0 -> eps :", close(diffusion.predict_eps_from_x0(xt, t, diffusion.predict_x0_from_eps(xt, t, eps)), eps))
+for name, ok in illustrations.items():
+    print(f"illustration {name}: {ok}")
+print("eps from x0      :", close(diffusion.predict_eps_from_x0(xt, t, x0), eps))
 print("x0 from eps      :", close(diffusion.predict_x0_from_eps(xt, t, eps), x0))
 print("x0 from v        :", close(diffusion.predict_x0_from_v(xt, t, v), x0))
 print("eps from v       :", close(diffusion.predict_eps_from_v(xt, t, v), eps))
@@ -625,7 +838,21 @@ for prediction, output in [("eps", eps), ("x0", x0), ("v", v)]:
 #
 # $$\|x_0-\hat x_0\|^2 = \frac{\|\varepsilon-\hat\varepsilon\|^2}{\mathrm{SNR}(t)},\qquad
 # \|v-\hat v\|^2 = \Big(1+\frac{1}{\mathrm{SNR}(t)}\Big)\|\varepsilon-\hat\varepsilon\|^2 .$$
-# An MSE on $x_0$ or on $v$ is an MSE on $\varepsilon$ with a different weighting over $t$:
+# An MSE on $x_0$ or on $v$ is an MSE on $\varepsilon$ with a different weighting over $t$.
+#
+# The bound's own weighting is simplest in these terms (Kingma et al. 2021, §4). Take $\sigma_t^2 = \tilde\beta_t$, so
+# $C = 0$ in Eq. 8, and $\mu_\theta = \tilde\mu_t(x_t,\hat x_0)$: the two means differ only through the $x_0$
+# coefficient of Eq. 7, and with $\tilde\beta_t$ from Eq. 7,
+#
+# $$L_{t-1} = \mathbb E_q\Big[\frac{1}{2\tilde\beta_t}\,\frac{\bar\alpha_{t-1}\beta_t^2}{(1-\bar\alpha_t)^2}\,\|x_0-\hat x_0\|^2\Big]
+# = \mathbb E_q\Big[\frac{\bar\alpha_{t-1}\beta_t}{2(1-\bar\alpha_{t-1})(1-\bar\alpha_t)}\,\|x_0-\hat x_0\|^2\Big]
+# = \mathbb E_q\Big[\tfrac12\big(\mathrm{SNR}(t-1)-\mathrm{SNR}(t)\big)\,\|x_0-\hat x_0\|^2\Big],$$
+# since $\mathrm{SNR}(t-1)-\mathrm{SNR}(t) = \frac{\bar\alpha_{t-1}(1-\bar\alpha_t)-\bar\alpha_t(1-\bar\alpha_{t-1})}{(1-\bar\alpha_{t-1})(1-\bar\alpha_t)}
+# = \frac{\bar\alpha_{t-1}-\bar\alpha_t}{(1-\bar\alpha_{t-1})(1-\bar\alpha_t)}$ and $\bar\alpha_{t-1}-\bar\alpha_t = \bar\alpha_{t-1}\beta_t$.
+# With $\sigma_t^2=\tilde\beta_t$, each step weighs the $x_0$ error by the signal-to-noise ratio it removes. In
+# $\varepsilon$ terms (divide by $\mathrm{SNR}(t)$) the weight is $\lambda_t = \frac12\big(\mathrm{SNR}(t-1)/\mathrm{SNR}(t)-1\big)$,
+# Section 5.1's $\lambda_t$ for $\sigma_t^2 = \tilde\beta_t$. The first two relations are illustrations (they restate
+# the conversions checked above); the bound's form is checked against `normal_kl`:
 
 # %%
 delta = 0.1 * torch.randn(B, D, generator=gen)  # an error in the noise prediction
@@ -635,19 +862,38 @@ eps_hat = eps + delta
 v_hat = (eps_hat - extract(diffusion.sqrt_one_minus_alpha_bar, t, xt) * xt) / extract(diffusion.sqrt_alpha_bar, t, xt)  # from ε = √(1−ᾱ) x_t + √ᾱ v
 v_err = ((v_hat - v) ** 2).sum(dim=1)
 snr = extract(diffusion.snr, t, xt).squeeze(1)
-print("|x0 error|^2 = |eps error|^2 / SNR      :", torch.allclose(x0_err, eps_err / snr, rtol=1e-8, atol=1e-12))
-print("|v error|^2  = |eps error|^2 (1 + 1/SNR):", torch.allclose(v_err, eps_err * (1 + 1 / snr), rtol=1e-8, atol=1e-12))
+print("illustration |x0 error|^2 = |eps error|^2 / SNR      :",
+      torch.allclose(x0_err, eps_err / snr, rtol=1e-8, atol=1e-12))
+print("illustration |v error|^2  = |eps error|^2 (1 + 1/SNR):",
+      torch.allclose(v_err, eps_err * (1 + 1 / snr), rtol=1e-8, atol=1e-12))
 
-fig, ax = plt.subplots(figsize=(6.5, 3.6))
+t = torch.randint(1, T, (B,), generator=gen)  # 0-based t ≥ 1: paper t ≥ 2, where β̃_t > 0
+xt = diffusion.q_sample(x0, t, eps)
+x0_hat = x0 + 0.1 * torch.randn(B, D, generator=gen)  # an imperfect x0 prediction
+mu_tilde, _, log_beta_tilde = diffusion.q_posterior(x0, xt, t)  # μ̃_t(x_t, x0), log β̃_t
+mu_theta = diffusion.q_posterior(x0_hat, xt, t)[0]  # μ_θ = μ̃_t(x_t, x̂0)
+kl = normal_kl(mu_tilde, log_beta_tilde, mu_theta, log_beta_tilde).sum(dim=1)  # L_{t−1} with σ_t² = β̃_t
+snr_now = extract(diffusion.snr, t, xt).squeeze(1)  # SNR of paper step t+1
+snr_prev = extract(diffusion.alpha_bar_prev / (1 - diffusion.alpha_bar_prev), t, xt).squeeze(1)  # SNR of paper step t
+print("check L_(t-1) = (SNR(t-1) - SNR(t)) |x0 - x0_hat|^2 / 2           :",
+      torch.allclose(kl, 0.5 * (snr_prev - snr_now) * ((x0 - x0_hat) ** 2).sum(dim=1), rtol=1e-8, atol=1e-12))
+snr_table = diffusion.snr  # SNR(t) for paper t = 1..T
+print("check lambda_t (sigma^2 = beta_tilde) = (SNR(t-1)/SNR(t) - 1) / 2  :",
+      torch.allclose(lambda_tilde, 0.5 * (snr_table[:-1] / snr_table[1:] - 1), rtol=1e-9, atol=0))
+
+fig, ax = plt.subplots(figsize=(7.5, 4.0))
 ax.plot(paper_steps, lambda_beta / lambda_beta.mean(), label=r"variational bound, $\sigma_t^2=\beta_t$ (Eq. 12, mean 1)")
+ax.plot(paper_steps[1:], lambda_tilde / lambda_tilde.mean(), "-.",
+        label=r"variational bound, $\sigma_t^2=\tilde\beta_t$: $\frac{1}{2}(\frac{\mathrm{SNR}(t-1)}{\mathrm{SNR}(t)}-1)$ (mean 1)")
 ax.axhline(1.0, color="k", lw=1, ls=":", label=r"$L_\mathrm{simple}$ ($\varepsilon$-MSE)")
 ax.plot(paper_steps, 1 / diffusion.snr, label=r"$x_0$-MSE: $1/\mathrm{SNR}$")
 ax.plot(paper_steps, 1 + 1 / diffusion.snr, "--", label=r"$v$-MSE: $1+1/\mathrm{SNR}$")
+ax.set_xscale("log")
 ax.set_yscale("log")
-ax.set_xlabel("paper step $t$")
+ax.set_xlabel("paper step $t$ (log scale)")
 ax.set_ylabel(r"implied weight on $\|\varepsilon-\hat\varepsilon\|^2$")
 ax.set_title("Each parameterization is an ε-loss with its own weighting over t")
-ax.legend(fontsize=8)
+ax.legend(fontsize=7.5, loc="upper center")
 plt.show()
 
 # %% [markdown]
@@ -690,11 +936,19 @@ print("identical:", torch.allclose(ours, helper, rtol=1e-12, atol=0))
 # Even the *best* predictor has a loss well above 0: given $x_t$ the noise is uncertain. For this data the minimum
 # is $\mathbb E\operatorname{Var}(\varepsilon\mid x_t) = \frac1T\sum_t \bar\alpha_t$ per coordinate, since
 # $\operatorname{Var}(\varepsilon\mid x_t) = 1-\operatorname{Cov}(\varepsilon,x_t)^2 = \bar\alpha_t$. The estimate above
-# (from 4096 examples, each with its own random $t$) scatters around this value by about ±0.01. A useful floor to
-# keep in mind when reading training curves in notebook 03: a loss does not go to 0.
+# (4096 examples, each with its own random $t$) lies 1.3 standard errors from it. Keep this floor in mind when
+# reading training curves in notebook 03: a loss does not go to 0.
 
 # %%
-print(f"exact minimum of L_simple for N(0, I) data: mean over t of alpha_bar_t = {diffusion.alpha_bar.mean():.4f}")
+g = torch.Generator().manual_seed(7)  # the draws of l_simple above, repeated to get one loss per example
+t = torch.randint(0, T, (x0.shape[0],), generator=g)
+eps = torch.randn(x0.shape, generator=g)
+xt = diffusion.q_sample(x0, t, eps)
+per_example = ((eps - standard_normal_eps(xt, t)) ** 2).mean(dim=1)
+se = per_example.std() / math.sqrt(len(per_example))
+print(f"estimate above: {per_example.mean():.4f} ± {se:.4f}; exact minimum of L_simple for N(0, I) data, the mean "
+      f"over t of alpha_bar_t: {diffusion.alpha_bar.mean():.4f} ({abs(per_example.mean() - diffusion.alpha_bar.mean()) / se:.1f} "
+      "standard errors apart)")
 
 # %% [markdown]
 # ### 7.2 Algorithm 2: sampling
@@ -705,20 +959,14 @@ print(f"exact minimum of L_simple for N(0, I) data: mean over t of alpha_bar_t =
 # Line 4 is simply "draw from $p_\theta(x_{t-1}\mid x_t) = \mathcal N(\mu_\theta(x_t,t),\sigma_t^2 I)$" with the mean
 # of Eq. 11 ($1-\alpha_t = \beta_t$). Two choices remain.
 #
-# **The variance $\sigma_t^2$.** Ho et al. (§3.2) try $\sigma_t^2=\beta_t$ and $\sigma_t^2=\tilde\beta_t$ and find
-# similar sample quality. The first is the *exact* reverse variance when $x_0\sim\mathcal N(0,I)$ (then every
-# $x_t\sim\mathcal N(0, I)$, and conditioning the pair $(x_{t-1}, x_t)$ with $\operatorname{Cov} = \sqrt{\alpha_t}\,I$ gives
-# $q(x_{t-1}\mid x_t) = \mathcal N(\sqrt{\alpha_t}x_t, \beta_t I)$), the second when the data is a single point
-# $x_0$ (then $q(x_{t-1}\mid x_t) = q(x_{t-1}\mid x_t,x_0)$, variance $\tilde\beta_t$). Ho et al. call them the two
-# extremes, corresponding to upper and lower bounds on the reverse-process entropy for data with unit variance per
-# coordinate (following Sohl-Dickstein et al. 2015); Section 2.3 said what each bounds, Section 11 works it out for
-# Gaussian data.
+# **The variance $\sigma_t^2$.** Ho et al. (§3.2) try $\sigma_t^2=\beta_t$ and $\sigma_t^2=\tilde\beta_t$, call them
+# the two extremes, and find similar sample quality; Section 11 shows what each is exact for.
 #
-# **No noise at the last step.** The step from $t = 1$ produces the sample itself. In the bound, that step is the
-# decoder $L_0 = -\log p_\theta(x_0\mid x_1)$, and Ho et al. display its mean $\mu_\theta(x_1,1)$ noiselessly
-# (§3.3). Adding $\sigma_1 z$ would only add noise that the data does not have (with $\sigma_1^2=\beta_1$ a blur of
-# standard deviation 0.01, enough to move image pixels off their 256 levels); with $\sigma_1^2=\tilde\beta_1 = 0$
-# there is nothing to add anyway.
+# **No noise at the last step.** The step from $t = 1$ is the decoder $L_0 = -\log p_\theta(x_0\mid x_1)$, and Ho et al.
+# display its mean $\mu_\theta(x_1,1)$ noiselessly (§3.3). Adding $\sigma_1 z$ would add noise the data does not have
+# (with $\sigma_1^2=\beta_1$ a blur of standard deviation 0.01, enough to move pixels off their 256 levels). With
+# $\tilde\beta_t$, Ho et al.'s code uses $\sigma_1^2 = \tilde\beta_2$ (the *clipped* $\tilde\beta$): $\tilde\beta_1 = 0$
+# would make the decoder's density, and $L_0$, infinite. Either way the sampler adds no noise at $t = 1$.
 #
 # Our version, with the 0-based loop `t = T-1, …, 0`:
 
@@ -747,26 +995,22 @@ for variance in ["beta", "beta_tilde"]:
           f"  sample mean {ours.mean():+.3f}, sample std {ours.std():.3f} (data: 0, 1)")
 
 # %% [markdown]
-# Same noise, same result: the helper is the algorithm we derived. And a perfect predictor turns pure noise back
-# into $\mathcal N(0, I)$. Standard normal data is a little too easy, though (the data looks like the noise), so the
-# next sections use data that does not.
+# Same noise, same result: the helper is the algorithm we derived, and a perfect predictor turns noise back into
+# $\mathcal N(0, I)$. That data looks like the noise, though; the next sections use data that does not.
 
 # %% [markdown]
 # ## 8. Sampling with a perfect denoiser: Gaussian data
 #
-# Which $\varepsilon_\theta$ minimizes $L_\text{simple}$? For each $(x_t, t)$ the loss is a mean squared error, which is
-# minimized by the conditional mean, so the optimum is $\varepsilon^*(x_t,t) = \mathbb E[\varepsilon\mid x_t]$.
-# For Gaussian data $x_0\sim\mathcal N(\mu, s^2 I)$ everything is jointly Gaussian:
+# The best noise predictor is $\varepsilon^*(x_t,t) = \mathbb E[\varepsilon\mid x_t]$ (Section 5.2). For Gaussian data $x_0\sim\mathcal N(\mu, s^2 I)$ everything is jointly Gaussian:
 # $x_t\sim\mathcal N\big(\sqrt{\bar\alpha_t}\mu,\ v_t I\big)$ with $v_t := \bar\alpha_t s^2+1-\bar\alpha_t$, and
 # $\operatorname{Cov}(\varepsilon, x_t) = \sqrt{1-\bar\alpha_t}\,I$, so
 #
 # $$\varepsilon^*(x_t,t) = \frac{\sqrt{1-\bar\alpha_t}}{\bar\alpha_t s^2+1-\bar\alpha_t}\big(x_t-\sqrt{\bar\alpha_t}\,\mu\big) = -\sqrt{1-\bar\alpha_t}\,\nabla\log q(x_t).$$
-# The second form (Tweedie's formula) holds for any data distribution, as Section 8.1 derives;
-# `ddpm_helpers.analytic.optimal_eps` evaluates it for Gaussian mixtures, whose noised score is known in closed form. With this $\varepsilon^*$ every step of the
-# sampler is affine in $x_t$ plus Gaussian noise, so its output is Gaussian too, and its exact mean and variance
+# The second form is Tweedie's formula (Section 5.2); `optimal_eps` evaluates it for Gaussian mixtures, whose noised
+# score is known in closed form. With this $\varepsilon^*$ every step of the sampler is affine in $x_t$ plus Gaussian noise, so its output is Gaussian too, and its exact mean and variance
 # follow from two recursions: $x_{t-1} = a_t x_t + b_t + \sigma_t z$ gives $m_{t-1} = a_t m_t + b_t$ and
-# $V_{t-1} = a_t^2 V_t+\sigma_t^2$, started from $m_T = 0$, $V_T = 1$. We will compare samples with these exact
-# numbers, and (in Section 10) use them to predict what a slightly wrong $\varepsilon$ does.
+# $V_{t-1} = a_t^2 V_t+\sigma_t^2$, started from $m_T = 0$, $V_T = 1$: exact numbers to compare samples with, here
+# and for a slightly wrong $\varepsilon$ in Section 10.
 
 # %%
 def gaussian_eps(diffusion, mu, s2):
@@ -802,7 +1046,7 @@ t = diffusion.sample_timesteps(1000, generator=gen)
 xt = diffusion.q_sample(gaussian.sample(1000, generator=gen), t, generator=gen)
 print("our eps* = optimal_eps:", close(eps_star(xt, t), optimal_eps(gaussian, diffusion)(xt, t)))
 
-N = 10_000  # fixed sample size: the printed numbers are the same in every profile
+N = 10_000  # samples
 x_T_1d = torch.randn(N, 1, generator=torch.Generator().manual_seed(10))
 samples = algorithm2(eps_star, diffusion, x_T_1d, "beta", generator=torch.Generator().manual_seed(11))
 exact_mean, exact_std = sampler_moments(diffusion, mu, s**2)
@@ -824,73 +1068,21 @@ plt.show()
 
 # %% [markdown]
 # The sampler is not *exactly* right even with the perfect $\varepsilon^*$: its output standard deviation is
-# 0.5008 instead of 0.5. Its reverse steps have the fixed variance $\sigma_t^2=\beta_t$, while the true reverse step
-# of this data has a slightly different one (Section 11 works it out). With $T = 1000$ small steps the error is
-# 0.2 %, below the Monte-Carlo noise of 10 000 samples.
-
-# %% [markdown]
-# ### 8.1 Tweedie's formula: $\mathbb E[\varepsilon\mid x_t] = -\sqrt{1-\bar\alpha_t}\,\nabla\log q(x_t)$ for any data
-#
-# Everything from here on uses the exact noise predictor of data we know, so here is the formula that gives it. The
-# marginal of $x_t$ is $q(x_t) = \int q(x_t\mid x_0)\,q(x_0)\,dx_0$ with $q(x_t\mid x_0) = \mathcal N(\sqrt{\bar\alpha_t}x_0,
-# (1-\bar\alpha_t)I)$ (Eq. 4). Write $\varepsilon(x_0, x_t) := (x_t-\sqrt{\bar\alpha_t}x_0)/\sqrt{1-\bar\alpha_t}$ for the noise
-# that turns $x_0$ into $x_t$. Then, in three lines:
-#
-# $$
-# \begin{aligned}
-# \nabla_{x_t} q(x_t\mid x_0) &= -\frac{x_t-\sqrt{\bar\alpha_t}x_0}{1-\bar\alpha_t}\,q(x_t\mid x_0) = -\frac{\varepsilon(x_0,x_t)}{\sqrt{1-\bar\alpha_t}}\,q(x_t\mid x_0)
-# && \text{(gradient of a Gaussian)}\\
-# \nabla q(x_t) &= -\frac{1}{\sqrt{1-\bar\alpha_t}}\int \varepsilon(x_0,x_t)\,q(x_t\mid x_0)\,q(x_0)\,dx_0
-# && \text{(differentiate under the integral)}\\
-# \nabla\log q(x_t) = \frac{\nabla q(x_t)}{q(x_t)} &= -\frac{1}{\sqrt{1-\bar\alpha_t}}\int \varepsilon(x_0,x_t)\,q(x_0\mid x_t)\,dx_0
-# = -\frac{\mathbb E[\varepsilon\mid x_t]}{\sqrt{1-\bar\alpha_t}}
-# && \text{(Bayes: } q(x_t\mid x_0)q(x_0)/q(x_t) = q(x_0\mid x_t)\text{)}
-# \end{aligned}
-# $$
-# So $\mathbb E[\varepsilon\mid x_t] = -\sqrt{1-\bar\alpha_t}\,\nabla\log q(x_t)$, or, solving Eq. 4 for $x_0$,
-# $\mathbb E[x_0\mid x_t] = \big(x_t + (1-\bar\alpha_t)\nabla\log q(x_t)\big)/\sqrt{\bar\alpha_t}$: Tweedie's formula
-# (Efron 2011). Nothing about the data was assumed.
-#
-# **Check by Monte Carlo** on the 2-D Gaussian mixture of Section 9, at paper step $t = 100$. The left side is a
-# posterior mean, which we estimate without any formula: draw 400 000 points $x_0^{(i)}$ from the data, weight each by
-# its likelihood $q(x_t\mid x_0^{(i)})$ and average the noises $\varepsilon(x_0^{(i)}, x_t)$ (self-normalized importance
-# sampling, with its standard error). The right side is the gradient of the noised density
-# `mixture.noised(ᾱ_t).log_prob`, taken by autograd; `optimal_eps` must agree with it.
-
-# %%
-mixture = GaussianMixture(weights=[0.5, 0.3, 0.2],
-                          means=[[-1.0, -0.5], [1.0, -0.5], [0.0, 1.0]],
-                          variances=[0.15**2, 0.10**2, 0.25**2])  # stds 0.15, 0.10, 0.25 (Section 9)
-t_code = 99  # paper step t = 100
-ab = diffusion.alpha_bar[t_code]  # ᾱ_100
-gen = torch.Generator().manual_seed(21)
-x_t_points = diffusion.q_sample(mixture.sample(4, generator=gen), timesteps(t_code, 4), generator=gen)  # 4 x_t ~ q(x_t)
-x0_draws = mixture.sample(400_000, generator=gen)  # x0^(i) ~ q(x0)
-eps_i = (x_t_points[:, None, :] - ab.sqrt() * x0_draws[None]) / (1 - ab).sqrt()  # ε(x0^(i), x_t), (4, M, 2)
-weights = torch.softmax(-0.5 * (eps_i**2).sum(dim=-1), dim=1)  # ∝ q(x_t | x0^(i)) = N(x_t; √ᾱ x0^(i), (1−ᾱ) I)
-posterior_mean = (weights[..., None] * eps_i).sum(dim=1)  # E[ε | x_t] ≈ Σ_i w_i ε_i
-standard_error = (weights[..., None] ** 2 * (eps_i - posterior_mean[:, None]) ** 2).sum(dim=1).sqrt()
-x = x_t_points.clone().requires_grad_(True)
-(score,) = torch.autograd.grad(mixture.noised(ab).log_prob(x).sum(), x)  # ∇ log q(x_t), by autograd
-tweedie = -(1 - ab).sqrt() * score  # −√(1 − ᾱ_t) ∇ log q(x_t)
-print("x_t                 E[eps | x_t] by Monte Carlo        -sqrt(1 - ab) grad log q(x_t)")
-for point, mc, se, tw in zip(x_t_points, posterior_mean, standard_error, tweedie):
-    print(f"({point[0]:+.3f}, {point[1]:+.3f})   ({mc[0]:+.4f}, {mc[1]:+.4f}) ± {se.max():.4f}"
-          f"        ({tw[0]:+.4f}, {tw[1]:+.4f})")
-z = ((posterior_mean - tweedie).abs() / standard_error).max()
-print(f"largest difference: {z:.1f} standard errors")
-helper_eps = optimal_eps(mixture, diffusion)(x_t_points, timesteps(t_code, 4))
-print("optimal_eps = -sqrt(1 - ab) grad log q:", close(helper_eps, tweedie))
-assert z < 4, "Monte Carlo and Tweedie's formula disagree"
+# 0.5008 instead of 0.5. Its means are exact (Section 5.2), but its steps have the fixed variance $\sigma_t^2=\beta_t$,
+# while the true reverse step of this data has a slightly different one (Section 11). With $T = 1000$ small steps
+# the error is 0.2 %, below the Monte-Carlo noise of 10 000 samples.
 
 # %% [markdown]
 # ## 9. A perfect denoiser for a 2-D Gaussian mixture
 #
 # A single Gaussian is too easy: its reverse steps are exactly linear. A mixture has several modes of different
 # sizes, and the sampler must put the right share of samples into each. `GaussianMixture` holds the data
-# distribution (defined in Section 8.1); `optimal_eps` turns it into the exact noise predictor (Tweedie's formula), which
+# distribution (Section 5.2); `optimal_eps` turns it into the exact noise predictor (Tweedie's formula), which
 # we plug into `ddpm_sample` (our Algorithm 2, shown identical above). We record the state at a few steps to watch the
-# reverse chain.
+# reverse chain. The tables give each mode's share and standard deviation (points assigned to their most
+# responsible component) and the **energy distance** to a fresh data sample,
+# $2\mathbb E\|X-Y\|-\mathbb E\|X-X'\|-\mathbb E\|Y-Y'\|$ (Székely & Rizzo 2013), zero in expectation for identical
+# distributions.
 
 # %%
 eps_mixture = optimal_eps(mixture, diffusion)
@@ -902,11 +1094,16 @@ result = ddpm_sample(eps_mixture, diffusion, None, x_T=x_T_2d, variance="beta", 
 reference = mixture.sample(N2, generator=torch.Generator().manual_seed(14))  # fresh data: what a perfect sampler gives
 
 
-def mode_stats(x, mixture):
-    """Share of points, and their std per axis, for each component (points assigned by largest responsibility)."""
+def assign(x, mixture):
+    """The most responsible component of each point."""
     d2 = torch.cdist(x, mixture.means) ** 2  # ‖x − μ_k‖²
     log_r = mixture.weights.log() - x.shape[1] / 2 * mixture.variances.log() - d2 / (2 * mixture.variances)
-    k = log_r.argmax(dim=1)  # most responsible component
+    return log_r.argmax(dim=1)
+
+
+def mode_stats(x, mixture):
+    """Share of points, and their std per axis, for each component (points assigned by largest responsibility)."""
+    k = assign(x, mixture)
     shares = torch.stack([(k == j).double().mean() for j in range(len(mixture.weights))])
     stds = torch.stack([(x[k == j] - x[k == j].mean(0)).pow(2).mean().sqrt() for j in range(len(mixture.weights))])
     return shares, stds
@@ -926,13 +1123,29 @@ def print_mode_table(rows, mixture):
               + f"{energy_distance(x, reference):14.4f}")
 
 
+def print_share_changes(rows, baseline, mixture):
+    """Each mode's share minus its share in ``baseline``, ± the paired standard error: every row shares x_T and the
+    noise draws with the baseline, so sample i is compared with sample i (a per-sample change of −1, 0 or +1)."""
+    k_base = assign(baseline, mixture)
+    print(f"{'share change vs exact':22}" + "".join(f"{f'mode {j}':>17}" for j in range(len(mixture.weights))))
+    for name, x in rows.items():
+        k = assign(x, mixture)
+        changes = [(k == j).double() - (k_base == j).double() for j in range(len(mixture.weights))]
+        print(f"{name:22}" + "".join(f"{c.mean():+9.3f} ± {c.std() / math.sqrt(len(c)):.3f}" for c in changes))
+
+
 print_mode_table({f"fresh data, N={N2}": mixture.sample(N2, generator=torch.Generator().manual_seed(15)),
                   "sampler, exact eps": result.x}, mixture)
+null_energy = torch.tensor([energy_distance(mixture.sample(N2, generator=torch.Generator().manual_seed(100 + k)),
+                                            reference) for k in range(20)])  # same distribution: pure noise
+print(f"energy distance of 20 more fresh data sets (N={N2}): mean {null_energy.mean():+.4f}, "
+      f"std {null_energy.std():.4f}, largest {null_energy.max():.4f}")
 
 # %% [markdown]
-# At $N = 2000$ a share has a standard error of about 0.01; the sampler's shares sit up to 2.6 SE from the truth
-# (mode 1), the fresh sample's up to 1.9 SE: too noisy to tell a small bias of the sampler from chance. Ten times more samples
-# settle it (about 10 s): shares of 20 000 samples, with their standard errors $\sqrt{w(1-w)/N}$.
+# At $N = 2000$ a share has a standard error of about 0.01, and the sampler's shares differ from the truth by up to
+# 0.027 (mode 1), those of fresh data by up to 0.019: too noisy to tell a small bias of the sampler from chance.
+# Fresh data sets' energy distances scatter by 0.0005 (standard deviation; up to 0.0012), so the sampler's 0.0008
+# is noise too. Ten times more samples settle the shares, with standard errors $\sqrt{w(1-w)/N}$:
 
 # %%
 N_shares = 20_000
@@ -951,13 +1164,10 @@ for name, x in [(f"fresh data, N={N_shares}", many_fresh), (f"sampler, N={N_shar
     assert z.abs().max() < 4, f"{name}: a share is more than 4 standard errors from the truth"
 
 # %% [markdown]
-# With 20 000 samples both the sampler's shares and those of fresh data lie within 1.3 standard errors of the
-# truth: the exact-$\varepsilon$ sampler puts the right mass into each mode, and the 2.6 SE deviation at $N = 2000$ was
-# chance. The mode widths and the energy distance to a second fresh data sample (Székely & Rizzo 2013; zero in
-# expectation for identical distributions, and slightly negative values are just noise) tell the same story. The
-# snapshots show how the chain gets there:
-# at every step the cloud of $x_t$ follows the noised data distribution $q(x_t)$ (contours, from
-# `mixture.noised(ᾱ_t)`), which is exactly what a correct reverse process must do.
+# With 20 000 samples the sampler's shares, like those of fresh data, lie within 1.3 standard errors of the truth:
+# the exact-$\varepsilon$ sampler puts the right mass into each mode, with the right widths. The snapshots show how
+# the chain gets there: at every step the cloud of $x_t$ follows the noised data distribution $q(x_t)$ (contours,
+# from `mixture.noised(ᾱ_t)`).
 
 # %%
 def density_contours(ax, mixture, lim=3.0):
@@ -993,16 +1203,14 @@ plt.show()
 # %% [markdown]
 # ## Optional lab: Sections 10–12
 #
-# Sections 10–12 go deeper into what the exact-$\varepsilon$ sampler and the bound do: errors in $\varepsilon$, the
-# two variance choices, and the bound term by term. Notebook 03 uses only their conclusions (which the summary
-# lists), so a first reading can skip to the exercises (Section 13) and come back later.
+# Sections 10–12 go deeper; notebook 03 uses only their conclusions (in the summary), so a first reading can skip
+# to the exercises (Section 13).
 #
 # ## 10. What a slightly wrong $\varepsilon$ does
 #
-# A trained network is never exact. What do small systematic errors do to the samples? We perturb $\varepsilon^*$ in
-# three ways: scaled by 0.9 (under-confident denoising), by 1.1 (over-confident), or shifted by a constant 0.05.
-# First on the Gaussian, where the recursion of Section 8 predicts the answer exactly. All runs share the same
-# starting noise and the same noise draws, so the differences come from the error in $\varepsilon$ alone.
+# A trained network is never exact. We perturb $\varepsilon^*$ in three ways: scaled by 0.9 (under-confident
+# denoising), by 1.1 (over-confident), or shifted by 0.05. First on the Gaussian, where Section 8's recursion predicts
+# the result exactly.
 
 # %%
 perturbations = {"exact eps": (1.0, 0.0), "eps x 0.9": (0.9, 0.0), "eps x 1.1": (1.1, 0.0), "eps + 0.05": (1.0, 0.05)}
@@ -1013,14 +1221,16 @@ for name, (scale, bias) in perturbations.items():
     x = algorithm2(wrong_eps, diffusion, x_T_1d, "beta", generator=torch.Generator().manual_seed(11))
     m, sd = sampler_moments(diffusion, mu, s**2, scale=scale, bias=bias)
     print(f"{name:12}{m.item():12.4f}{sd.item():11.4f}{x.mean():13.4f}{x.std():12.4f}")
+pushes = -0.05 * diffusion.betas / (diffusion.alphas.sqrt() * diffusion.sqrt_one_minus_alpha_bar)  # per step, Eq. 11
+offset_mean, _ = sampler_moments(diffusion, mu, s**2, bias=0.05)
+print(f"eps + 0.05: the pushes of all {T} steps sum to {pushes.sum():+.3f}; the mean moves by {offset_mean.item() - mu:+.4f}")
 
 # %% [markdown]
-# A 10 % error in the noise prediction becomes a 9–12 % error in the spread of the samples: too little denoising
-# ($\times0.9$) leaves samples too spread out, too much ($\times1.1$) makes them too concentrated. A constant offset of
-# 0.05 in $\varepsilon$ moves the whole distribution by $-0.077$: every step pushes the mean by
-# $-\frac{\beta_t}{\sqrt{\alpha_t}\sqrt{1-\bar\alpha_t}}\times0.05$ (Eq. 11); the chain forgets most of the early
-# pushes (at large $t$ each reverse step contracts towards the mean) and the rest adds up. Now the mixture, where
-# errors can also move mass between modes:
+# A 10 % error in $\varepsilon$ becomes a 9–12 % error in the spread: too little denoising ($\times0.9$) leaves the
+# samples too spread out, too much ($\times1.1$) too concentrated. The offset moves the whole distribution by
+# $-0.077$: each step pushes the mean by $-\frac{\beta_t}{\sqrt{\alpha_t}\sqrt{1-\bar\alpha_t}}\times0.05$ (Eq. 11),
+# and the chain forgets most of it: undamped, the pushes would add up to $-0.574$, but at large $t$ each step
+# contracts towards the mean. On the mixture, errors can also move mass between modes:
 
 # %%
 def perturbed(model, scale=1.0, bias=0.0, when=None):
@@ -1046,6 +1256,7 @@ wrong_samples = {
     "eps + (0.05, 0)": sample_2d(perturbed(eps_mixture, bias=torch.tensor([0.05, 0.0]))),
 }
 print_mode_table(wrong_samples, mixture)
+print_share_changes({name: x for name, x in wrong_samples.items() if name != "exact eps"}, result.x, mixture)
 
 fig, axes = plt.subplots(1, 4, figsize=(13, 3.4))
 for ax, (name, x) in zip(axes, wrong_samples.items()):
@@ -1062,25 +1273,28 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# Scaling $\varepsilon$ by 0.9 widens every mode and pulls the shares towards equal (the big mode loses, the small one
-# gains); scaling by 1.1 narrows the modes and lets the big mode grow at the expense of the others: the first step
-# towards *mode collapse*. The constant offset moves mass from the right mode to the left one. **When** does the error
-# matter? Apply the $\times1.1$ error only at small $t$ (paper $t \le 100$, little noise left) or only at large $t$:
+# As all runs share $x_T$ and the noise draws, the share changes have paired standard errors of about 0.004, not
+# the 0.01 of a share. Scaling $\varepsilon$ by 0.9 widens every mode and moves mass from the big mode to the
+# smallest ($\pm0.013$); scaling by 1.1 narrows the modes and lets the big mode grow ($+0.026$) at the others' expense:
+# the first step towards *mode collapse*. The offset moves 0.05 of the mass from the right mode to the left one.
+# **When** does the error matter? Apply $\times1.1$ only at small $t$ (paper $t \le 100$, little noise left) or only
+# at large $t$:
 
 # %%
 timing_samples = {
-    "eps x 1.1 at t <= 100": sample_2d(perturbed(eps_mixture, scale=1.1, when=lambda t: t < 100)),
-    "eps x 1.1 at t > 100": sample_2d(perturbed(eps_mixture, scale=1.1, when=lambda t: t >= 100)),
+    "eps x1.1, paper t<=100": sample_2d(perturbed(eps_mixture, scale=1.1, when=lambda t: t < 100)),  # 0-based t
+    "eps x1.1, paper t>100": sample_2d(perturbed(eps_mixture, scale=1.1, when=lambda t: t >= 100)),
 }
 print_mode_table(timing_samples, mixture)
+print_share_changes(timing_samples, result.x, mixture)
+print(f"noise std at paper t = 100: sqrt(1 - alpha_bar_100) = {diffusion.sqrt_one_minus_alpha_bar[99]:.2f}")
 
 # %% [markdown]
-# The division of labour is clear. Errors at **small $t$** (little noise) change the *shape within each mode* and
-# leave the shares as in the exact run (to within 0.001 here). Errors at **large $t$** (much noise) decide *which mode* a sample goes
-# to: they change the shares and leave the two narrow modes' widths alone (the widest mode, std 0.25, is comparable
-# to the noise level $\sqrt{1-\bar\alpha_t}\approx 0.3$ at $t = 100$ and is affected by both). A network that is good
-# at small $t$ but poor at large $t$ produces crisp samples in the wrong proportions, and vice versa. Keep this in
-# mind when notebook 03 inspects what an MLP learns.
+# Errors at **small $t$** (little noise) change the *shape within each mode* and leave the shares as in the exact
+# run (to within 0.001). Errors at **large $t$** decide *which mode* a sample goes to: they change the shares and leave
+# the two narrow modes' widths alone (the widest mode, std 0.25, is about as wide as the noise at $t = 100$, 0.32,
+# and feels both). A network good at small $t$ but poor at large $t$ gives crisp samples in the wrong proportions, and vice
+# versa; notebook 03 looks for this in a trained MLP.
 
 # %% [markdown]
 # ## 11. $\sigma_t^2 = \beta_t$ versus $\tilde\beta_t$ with the exact $\varepsilon$
@@ -1091,9 +1305,23 @@ print_mode_table(timing_samples, mixture)
 #
 # $$\operatorname{Var}(x_{t-1}\mid x_t) = v_{t-1}-\frac{\alpha_t v_{t-1}^2}{v_t} = \beta_t\,\frac{v_{t-1}}{v_t}
 # \qquad\text{(using } v_t-\alpha_t v_{t-1} = \beta_t\text{)}.$$
-# For $s = 1$: $v_t = 1$ and the variance is $\beta_t$. For $s = 0$ (a single point): $v_t = 1-\bar\alpha_t$ and it is
-# $\tilde\beta_t$. In between, for $s \le 1$, $v_{t-1}\le v_t$ and the true variance lies between $\tilde\beta_t$ and
-# $\beta_t$, which is why Ho et al. call the two choices the extremes (§3.2). Where between?
+# For $s = 1$ ($\mathcal N(0, I)$ data): $v_t = 1$ and the variance is $\beta_t$. For $s = 0$ (a single point):
+# $v_t = 1-\bar\alpha_t$ and it is $\tilde\beta_t$. For $s \le 1$, $v_{t-1}\le v_t$ (as
+# $v_t - v_{t-1} = \bar\alpha_{t-1}\beta_t(1-s^2)$), so the truth lies between $\tilde\beta_t$ and $\beta_t$: Ho et al.'s
+# two extremes (§3.2), for data of unit variance per coordinate. For any data $\tilde\beta_t$ is a lower bound, by the
+# law of total variance (knowing $x_0$ as well can only reduce the uncertainty about $x_{t-1}$):
+#
+# $$\operatorname{Var}(x_{t-1}\mid x_t) = \mathbb E[\operatorname{Var}(x_{t-1}\mid x_t,x_0)\mid x_t] +
+# \operatorname{Var}(\mathbb E[x_{t-1}\mid x_t,x_0]\mid x_t) \ge \tilde\beta_t .$$
+# $\beta_t$ is no upper bound in general: Gaussian data with $s > 1$ exceeds it, and between the modes of multimodal
+# data a step may jump to either side (Section 1: $10\,\beta$ at $x_t = 0$). Where between the extremes? Since
+# $v_{t-1}(1-\bar\alpha_t)-v_t(1-\bar\alpha_{t-1}) = s^2(\bar\alpha_{t-1}-\bar\alpha_t)$ and
+# $\beta_t-\tilde\beta_t = \beta_t(\bar\alpha_{t-1}-\bar\alpha_t)/(1-\bar\alpha_t)$ (Eq. 7),
+#
+# $$\frac{\operatorname{Var}(x_{t-1}\mid x_t)-\tilde\beta_t}{\beta_t-\tilde\beta_t}
+# = \frac{\beta_t\big(v_{t-1}(1-\bar\alpha_t)-v_t(1-\bar\alpha_{t-1})\big)/\big(v_t(1-\bar\alpha_t)\big)}{\beta_t(\bar\alpha_{t-1}-\bar\alpha_t)/(1-\bar\alpha_t)}
+# = \frac{s^2}{v_t}:$$
+# 1 while the data's spread dominates ($v_t\approx s^2$), falling to $s^2$ once the noise dominates ($v_t\to1$).
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
@@ -1102,7 +1330,13 @@ for data_std in [0.05, 0.2, 0.5, 1.0]:
     v_prev = alpha_bar_prev * data_std**2 + 1 - alpha_bar_prev  # v_{t−1}
     true_var = betas * v_prev / v  # Var(x_{t−1} | x_t)
     position = (true_var[1:] - diffusion.posterior_variance[1:]) / (betas[1:] - diffusion.posterior_variance[1:])
+    assert torch.allclose(position, data_std**2 / v[1:], rtol=1e-6), "the position is not s^2 / v_t"
+    print(f"s = {data_std:4}: position = s^2 / v_t for every t: True; at paper t = 10: {position[8]:.3f}, "
+          f"t = 1000: {position[-1]:.4f} (s^2 = {data_std**2:.4f})")
     axes[0].plot(paper_steps[1:], position, label=f"data std s = {data_std}")
+for paper_t in [10, 30]:
+    print(f"paper t = {paper_t}: beta_tilde / beta = {diffusion.posterior_variance[paper_t - 1] / betas[paper_t - 1]:.2f}, "
+          f"noise std sqrt(1 - alpha_bar_t) = {diffusion.sqrt_one_minus_alpha_bar[paper_t - 1]:.3f}")
 axes[0].set_xscale("log")
 axes[0].set_xlabel("paper step $t$ (log scale)")
 axes[0].set_ylabel(r"$(\mathrm{Var}(x_{t-1}|x_t)-\tilde\beta_t)\,/\,(\beta_t-\tilde\beta_t)$")
@@ -1133,20 +1367,20 @@ plt.show()
 print("\n".join(std_ratio_summary))
 
 # %% [markdown]
-# Left: at small $t$, while the accumulated noise $\sqrt{1-\bar\alpha_t}$ is much smaller than the data's spread
-# $s$, the data looks wide and the true reverse variance is $\beta_t$ (position 1). Once the noise exceeds $s$, the
-# data looks more and more like a single point and the true variance moves towards $\tilde\beta_t$ (position 0),
-# the sooner the narrower the data; but there $\tilde\beta_t\approx\beta_t$ anyway (Section 2.3). Only data narrower
-# than the first steps' noise ($s\lesssim\sqrt{\beta_1} = 0.01$) needs $\tilde\beta_t$ where the two differ.
+# Left: at small $t$, while the accumulated noise is much smaller than the data's spread $s$, the data looks wide and
+# the true reverse variance is $\beta_t$ (position 1). Once the noise exceeds $s$, the position falls, the sooner the
+# narrower the data, and levels off at $s^2$ (printed): near $\tilde\beta_t$ for narrow data, a quarter of the way to
+# $\beta_t$ for $s = 0.5$. There, though, $\tilde\beta_t\approx\beta_t$ anyway. The two differ in the first few dozen
+# steps ($\tilde\beta_t/\beta_t$ = 0.85 at $t = 10$, 0.94 at $t = 30$), and there the truth is nearer $\tilde\beta_t$
+# only for data narrower than the noise, $s^2\lesssim1-\bar\alpha_t$: $s$ below about 0.04–0.11 (the noise std at
+# $t$ = 10–30). At $s = 0.05$ the position is still 0.57 at $t = 10$.
 #
 # Right, and the printed ranges: the exact spread of the samples. With $T = 1000$ and $s\ge 0.05$,
 # $\sigma_t^2=\beta_t$ is within 1 % and $\tilde\beta_t$ up to 7 % too narrow. Narrower data is shrunk by both (at
-# $s = 0.01$ to 0.84 and 0.66 of its width): the last step returns the mean of $p_\theta(x_0\mid x_1)$, not a
-# sample, which removes the spread of order $\sqrt{\beta_1} = 0.01$ that the last step should have added. With only
-# $T = 50$ (larger steps) the choice matters: $\beta_t$ over-disperses data with $0.05\le s<1$ by up to 26 % (and still shrinks $s = 0.01$ to half its
-# width), and $\tilde\beta_t$
-# under-disperses everything. The same on the mixture, whose modes are narrow
-# ($s$ = 0.10 – 0.25; contours hold 50/90/99 % of the data):
+# $s = 0.01$ to 0.84 and 0.66 of its width): the last step returns a mean, not a sample, and so drops the spread of
+# order $\sqrt{\beta_1} = 0.01$ it should add. With $T = 50$ (larger steps) the
+# choice matters: $\beta_t$ over-disperses data with $0.05\le s<1$ by up to 26 % (and still halves $s = 0.01$), and
+# $\tilde\beta_t$ under-disperses everything. The same on the mixture, whose modes are narrow ($s$ = 0.10 – 0.25):
 
 # %%
 diffusion_50 = Diffusion.from_schedule("linear", T=50)
@@ -1173,17 +1407,21 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
+# With 50 steps, $\beta_t$ makes the modes 13–22 % too wide and $\tilde\beta_t$ 12–27 % too narrow. Yet the too-wide
+# set has the smallest energy distance ($-0.0002$): at $N = 2000$ the energy distance is within its noise and blind
+# to such errors of width; read the mode widths.
+
+# %% [markdown]
 # ## 12. The ELBO terms of the exact-$\varepsilon$ model
 #
-# Finally the bound itself. `ddpm_helpers.elbo.elbo_terms` evaluates every term of Eq. 5 per example: $L_T$, the
-# $T-1$ KL terms $L_{t-1}$ and the decoder $L_0$ (here a Gaussian density, since the data is continuous). For
-# continuous data the bound is on $-\log p_\theta(x_0)$ as a density, so no model can go below the data's
-# differential entropy, $H = \frac12\log(2\pi e s^2)$ per dimension. We evaluate it for the exact-$\varepsilon$ model
-# on standard normal data, for which $\sigma_t^2 = \beta_t$ makes every reverse step exact (Section 7.2). The
-# "±" is the Monte-Carlo standard error over the 2000 examples.
+# `ddpm_helpers.elbo.elbo_terms` evaluates every term of Eq. 5 per example: $L_T$, the
+# $T-1$ terms $L_{t-1}$ and the decoder $L_0$ (here a Gaussian density, since the data is continuous). Averaged over
+# the data it bounds $-\log p_\theta(x_0)$ as a density, which no model can push below the data's differential
+# entropy, $H = \frac12\log(2\pi e s^2)$ per dimension. We evaluate it for the exact-$\varepsilon$ model on standard
+# normal data, whose reverse steps are exact with $\sigma_t^2 = \beta_t$ (Section 11); "±" is the standard error
+# over 2000 examples.
 #
-# For Gaussian data the whole bound is also available **in closed form**, which checks `elbo_terms` and gives the
-# numbers without Monte-Carlo noise. Take 1-D data $\mathcal N(0, s^2)$ and the exact $\varepsilon^*(x_t) = k_t x_t$,
+# For Gaussian data the bound also has a **closed form**, which checks `elbo_terms` without Monte-Carlo noise. Take 1-D data $\mathcal N(0, s^2)$ and the exact $\varepsilon^*(x_t) = k_t x_t$,
 # $k_t = \sqrt{1-\bar\alpha_t}/v_t$ (Section 8). Then $\mu_\theta(x_t) = a_t x_t$ with
 # $a_t = (1-\beta_t k_t/\sqrt{1-\bar\alpha_t})/\sqrt{\alpha_t}$ (Eq. 11), and with $x_t = \sqrt{\bar\alpha_t}x_0 +
 # \sqrt{1-\bar\alpha_t}\varepsilon$ the mean error of Eq. 8 is $\tilde\mu_t - \mu_\theta = u_t x_0 + w_t\varepsilon$ with
@@ -1193,9 +1431,9 @@ plt.show()
 # $$L_{t-1} = \tfrac12\Big(\frac{\tilde\beta_t}{\sigma_t^2}-1-\log\frac{\tilde\beta_t}{\sigma_t^2}\Big) + \frac{u_t^2 s^2 + w_t^2}{2\sigma_t^2},\qquad
 # L_0 = \tfrac12\log(2\pi\sigma_1^2) + \frac{(1-a_1\sqrt{\bar\alpha_1})^2 s^2 + a_1^2(1-\bar\alpha_1)}{2\sigma_1^2},$$
 # $L_T = \tfrac12\big(\bar\alpha_T s^2 - \bar\alpha_T - \log(1-\bar\alpha_T)\big)$, where $\sigma_1^2$ is the decoder's
-# variance ($\beta_1$, or $\tilde\beta_2$ for the clipped $\tilde\beta$ choice, as in `elbo_terms`). Replacing $s^2$ by
-# $x_0^2$ gives the exact bound *given* each example's $x_0$; subtracting it from `elbo_terms` leaves only the noise of
-# its random $x_t$ draws, so the comparison is sharper than against the overall mean.
+# variance ($\beta_1$, or $\tilde\beta_2$ for the clipped $\tilde\beta$ of Section 7.2, as in `elbo_terms`). With $x_0^2$ in
+# place of $s^2$ it is the exact bound *given* each example's $x_0$; subtracted from `elbo_terms`, it leaves only the
+# noise of the random $x_t$ draws.
 
 # %%
 unit_gaussian = GaussianMixture(weights=[1.0], means=[[0.0]], variances=[1.0])
@@ -1248,7 +1486,7 @@ exact_beta, exact_tilde = exact_by_variance["beta"], exact_by_variance["beta_til
 tight = float(exact_beta["prior"] + exact_beta["kl"].sum() + exact_beta["decoder_nll"])
 print(f"closed form with sigma^2 = beta equals the entropy to 1e-10 (the bound is tight): "
       f"{abs(tight - entropy) < 1e-10}")
-assert abs(tight - entropy) < 1e-3
+assert abs(tight - entropy) < 1e-10, "the closed-form bound with sigma^2 = beta is not the entropy"
 
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
 for variance, style in [("beta", "-"), ("beta_tilde", "--")]:
@@ -1287,21 +1525,17 @@ print(f"gap between beta_tilde and beta: {gap_total:.3f} nats = L_0 {gap_decoder
 
 # %% [markdown]
 # With $\sigma_t^2=\beta_t$ the bound equals the entropy: exactly in closed form, and within the Monte-Carlo error for
-# `elbo_terms`, which agrees with the closed form for both variances. The model's reverse chain *is* the true reverse
-# chain, so nothing is lost. The individual $L_{t-1}$ are not zero, though. They compare the model with
-# $q(x_{t-1}\mid x_t, x_0)$, which knows $x_0$, and the large negative $L_0$ (a very sharp decoder, since $x_1$ is
-# barely noisier than $x_0$) balances them. Each KL term is largest at small $t$, yet the running sum grows by a
-# similar amount in each decade of $t$ (1.39, 2.07 and 1.15 nats for $t$ = 2–9, 10–99, 100–999): every noise level
-# contributes. Only 0.25 nats come after $t = 300$, where the data is mostly but not fully noised
-# ($\bar\alpha_{300} = 0.40$). With $\tilde\beta_t$ the reverse steps are too narrow at small $t$ (the data looks wide
-# there, Section 11) and the bound is 0.579 nats worse. The gap is made at the start of the chain, where $\tilde\beta_t$
-# and $\beta_t$ differ: 0.114 nats in the decoder $L_0$, 0.395 in the KL terms of $t$ = 2–10 and 0.065 in those of
-# $t$ = 11–100; the remaining 900 steps add 0.005.
+# `elbo_terms`, which agrees with the closed form for both variances. The model's reverse chain *is* the true one, so
+# nothing is lost. The $L_{t-1}$ are not zero (they compare with $q(x_{t-1}\mid x_t, x_0)$, which knows $x_0$); the
+# large negative $L_0$ of a very sharp decoder balances them. Each KL term is largest at small $t$, yet the running
+# sum grows by a similar amount in each decade of $t$ (1.39, 2.07 and 1.15 nats for $t$ = 2–9, 10–99, 100–999): every
+# noise level contributes, and only 0.25 nats come after $t = 300$ ($\bar\alpha_{300} = 0.40$). With $\tilde\beta_t$
+# the steps are too narrow at small $t$ (Section 11) and the bound is 0.579 nats worse, all of it early in the chain:
+# 0.114 nats in $L_0$, 0.395 in $t$ = 2–10, 0.065 in $t$ = 11–100 and 0.005 in the remaining 900 steps.
 #
-# **Eq. 3 equals Eq. 5.** The four steps of Section 3.1 changed the *estimator*, not the value. To see it, estimate
-# Eq. 3 directly: simulate whole forward trajectories $x_0\to x_1\to\dots\to x_T$ and add up the log-ratios. Compare
-# with `elbo_terms` for the data $\mathcal N(1, 0.5^2)$ of Section 8 and $\sigma_t^2 = \beta_t$, with $T = 50$ so that
-# 20 000 examples take a second (the identity holds for any $T$):
+# **Eq. 3 equals Eq. 5.** Section 3.1 changed the *estimator*, not the value. Estimate Eq. 3 directly from whole
+# simulated forward trajectories $x_0\to x_1\to\dots\to x_T$, and compare with `elbo_terms`, on Section 8's data
+# $\mathcal N(1, 0.5^2)$ with $\sigma_t^2 = \beta_t$ and, to keep 20 000 trajectories cheap, $T = 50$:
 
 # %%
 @torch.no_grad()
@@ -1332,14 +1566,12 @@ print(f"Eq. 5 (KL terms):           L = {eq5.mean():.4f} ± {eq5.std() / math.sq
 print(f"data entropy:               H = {0.5 * math.log(2 * math.pi * math.e * s**2):.4f} nats")
 
 # %% [markdown]
-# The two agree within their Monte-Carlo errors, and both lie above the entropy: with only 50 steps the Gaussian
-# reverse steps are a little off (Section 11). Each KL term of Eq. 5 integrates over $x_{t-1}$ in closed form
-# instead of sampling it ("Rao-Blackwellized", Ho et al. §2). For the whole sum that does not guarantee a smaller
-# error: here Eq. 5 is the noisier of the two, because its terms use independent draws of $x_t$, while along one
-# trajectory the terms of Eq. 3 partly cancel. The decisive gain is that Eq. 5 splits the bound into separate terms,
-# each needing a single draw $x_t\sim q(x_t\mid x_0)$ from the closed form of Eq. 4 instead of a simulated
-# trajectory. So one random $t$ per example gives an unbiased estimate of the whole bound; Algorithm 1 uses the same
-# one-$t$-per-example trick, on the reweighted $L_\text{simple}$.
+# The two agree within their Monte-Carlo errors and lie above the entropy: with 50 steps the Gaussian reverse steps
+# are a little off (Section 11). Eq. 5 integrates each KL term over $x_{t-1}$ in closed form ("Rao-Blackwellized",
+# Ho et al. §2), yet here it is the noisier: its terms use independent draws of $x_t$, while along one trajectory
+# the terms of Eq. 3 partly cancel. Its real gain is that each
+# term needs a single draw $x_t\sim q(x_t\mid x_0)$ (Eq. 4), so one random $t$ per example gives an unbiased estimate
+# of the whole bound: the same trick Algorithm 1 uses on $L_\text{simple}$, the bound without its weights.
 
 # %% [markdown]
 # ## 13. Exercises
@@ -1412,57 +1644,67 @@ check_exercise_2(eps_from_v)
 # **Exercise 3 (which variance is exact?).** Data is $\mathcal N(0, s^2)$ with $s = 0.3$, the noise predictor is the
 # exact $\varepsilon^*$, and $T = 1000$. Using Section 11's formula $\operatorname{Var}(x_{t-1}\mid x_t) = \beta_t v_{t-1}/v_t$,
 # compute the true reverse variance at paper step $t = 5$ (code index 4) as a float `true_var_t5`. Is it closer to
-# $\beta_5$ or to $\tilde\beta_5$?
+# $\beta_5$ or to $\tilde\beta_5$? Answer with `closer_to = "beta"` or `closer_to = "beta_tilde"`.
 
 # %%
 true_var_t5 = None  # your number here
+closer_to = None  # "beta" or "beta_tilde"
 
 
 # %%
-def check_exercise_3(value):
-    """Compare the reader's Var(x_4 | x_5) with an independent Monte-Carlo estimate and with β_5, β̃_5."""
+def check_exercise_3(value, closer_to):
+    """Compare the reader's Var(x_4 | x_5) with Gaussian conditioning of the pair (x_4, x_5), and the reader's choice
+    of the closer of β_5 and β̃_5 with the one closer to that reference."""
     if value is None:
         print("Exercise 3: not attempted yet")
         return
-    t_code, data_std = 4, 0.3
-    g = torch.Generator().manual_seed(21)
-    x_prev = diffusion.q_sample(data_std * torch.randn(400_000, 1, generator=g), timesteps(t_code - 1, 400_000),
-                                generator=g)  # x_{t−1} ~ q(x_{t−1}), paper t−1 = 4
-    x = diffusion.alphas[t_code].sqrt() * x_prev + diffusion.betas[t_code].sqrt() * torch.randn(x_prev.shape, generator=g)
-    slope = (x * x_prev).mean() / (x * x).mean()  # regression of x_{t−1} on x_t (both have mean 0)
-    monte_carlo = float(((x_prev - slope * x) ** 2).mean())  # residual variance = Var(x_{t−1} | x_t)
+    t_code, s2 = 4, 0.3**2  # paper t = 5; data N(0, 0.3²)
+    ab, ab_prev, alpha = diffusion.alpha_bar[t_code], diffusion.alpha_bar_prev[t_code], diffusion.alphas[t_code]
+    var_prev = ab_prev * s2 + 1 - ab_prev  # Var(x_4)
+    cov = alpha.sqrt() * var_prev  # Cov(x_4, x_5), since x_5 = √α_5 x_4 + √β_5 z
+    var_now = ab * s2 + 1 - ab  # Var(x_5)
+    expected = float(var_prev - cov**2 / var_now)  # Var(x_4 | x_5), a second route to the same number
     assert isinstance(value, float), f"true_var_t5 should be a float, got {type(value).__name__}"
-    assert abs(value - monte_carlo) < 0.01 * monte_carlo, (
-        f"got {value:.4g}, but a Monte-Carlo estimate says about {monte_carlo:.4g}. Hint: v_t = alpha_bar_t s^2 + "
-        f"1 - alpha_bar_t, with alpha_bar_t at code index t_code and alpha_bar_(t-1) at code index t_code - 1.")
+    assert abs(value - expected) < 1e-6 * expected, (
+        f"got {value:.6g}, expected {expected:.6g}. Hint: v_t = alpha_bar_t s^2 + 1 - alpha_bar_t, with alpha_bar_t at "
+        f"code index t_code and alpha_bar_(t-1) at code index t_code - 1.")
     beta_5, beta_tilde_5 = float(diffusion.betas[t_code]), float(diffusion.posterior_variance[t_code])
-    closer = "beta_tilde_5" if abs(value - beta_tilde_5) < abs(value - beta_5) else "beta_5"
+    answer = "beta" if abs(expected - beta_5) < abs(expected - beta_tilde_5) else "beta_tilde"
+    assert closer_to in ("beta", "beta_tilde"), f'closer_to should be "beta" or "beta_tilde", got {closer_to!r}'
+    assert closer_to == answer, (
+        f"Var = {value:.4e} is correct, but compare it with beta_5 = {beta_5:.4e} and beta_tilde_5 = {beta_tilde_5:.4e}: "
+        f"which is nearer? Hint: at t = 5 the noise added so far, 1 - alpha_bar_5 = {1 - float(ab):.1e}, is far below "
+        f"the data's variance s^2 = {s2}.")
     print(f"Exercise 3: correct. Var = {value:.4e}, beta_5 = {beta_5:.4e}, beta_tilde_5 = {beta_tilde_5:.4e}: "
-          f"closer to {closer}: at small t the noise is much smaller than the data's spread, so the data looks wide.")
+          f"closer to {answer}: at small t the noise is much smaller than the data's spread, so the data looks wide.")
 
 
-check_exercise_3(true_var_t5)
+check_exercise_3(true_var_t5, closer_to)
 
 # %% [markdown]
 # ## 14. Summary and what comes next
 #
-# - The reverse of a small Gaussian noising step is nearly Gaussian (Section 1), so the generative model is a chain
-#   of Gaussians $p_\theta(x_{t-1}\mid x_t) = \mathcal N(\mu_\theta(x_t,t), \sigma_t^2 I)$ (Eq. 1).
+# - A reverse noising step is Gaussian where $\log q(x_{t-1})$ is close to quadratic over the step, with variance
+#   near $\beta_t$ where the step is also small against the local variance $\ell^2$; its mean follows exactly from the
+#   score (Section 1). So the model is a chain of Gaussians
+#   $p_\theta(x_{t-1}\mid x_t) = \mathcal N(\mu_\theta(x_t,t), \sigma_t^2 I)$ (Eq. 1) with many small steps.
 # - Conditioned on $x_0$ the reverse step is exactly Gaussian: $q(x_{t-1}\mid x_t,x_0) = \mathcal N(\tilde\mu_t,\tilde\beta_t I)$
-#   (Eqs. 6–7), derived by completing the square and checked against Bayes' rule and Gaussian conditioning.
+#   (Eqs. 6–7).
 # - The variational bound splits into $L_T + \sum_{t>1} L_{t-1} + L_0$ (Eq. 5), each $L_{t-1}$ a KL between Gaussians
 #   that reduces to matching means (Eq. 8). Writing the mean through the noise gives Eqs. 10–12; dropping the weight
 #   $\lambda_t$ gives $L_\text{simple} = \mathbb E\|\varepsilon-\varepsilon_\theta(x_t,t)\|^2$ (Eq. 14), which
 #   down-weights the easy small-$t$ steps.
+# - The best noise predictor is $\mathbb E[\varepsilon\mid x_t] = -\sqrt{1-\bar\alpha_t}\,\nabla\log q(x_t)$ (Tweedie),
+#   and with it Eq. 11 gives the exact reverse mean.
 # - $\varepsilon$, $x_0$ and $v$ predictions are interchangeable given $x_t$ (a rotation); as losses they differ
-#   by a weighting over $t$.
-# - Algorithms 1 and 2 follow directly; no noise is added at the last step, and $\sigma_t^2=\beta_t$ or
-#   $\tilde\beta_t$ are the two extremes of the true reverse variance (exact for unit-variance Gaussian data and for
-#   a single point, respectively).
-# - With the exact noise predictor $\mathbb E[\varepsilon\mid x_t]$, Algorithm 2 reproduces a Gaussian and a Gaussian
-#   mixture (shares, widths, energy distance as good as fresh data) and the bound reaches the entropy for
-#   $\mathcal N(0, 1)$ data. A 10 % error in $\varepsilon$ changes the spread by about 10 %; errors at large $t$ move
-#   mass between modes, errors at small $t$ reshape the modes.
+#   by a weighting over $t$. With $\sigma_t^2=\tilde\beta_t$ the bound's weighting is $\frac12(\mathrm{SNR}(t-1)-\mathrm{SNR}(t))$
+#   on $\|x_0-\hat x_0\|^2$.
+# - Algorithms 1 and 2 follow; no noise is added at the last step. As $\sigma_t^2$, $\beta_t$ is exact for
+#   $\mathcal N(0, I)$ data, $\tilde\beta_t$ for a single point; for Gaussian data with $s \le 1$ the truth lies
+#   between them.
+# - With the exact noise predictor, Algorithm 2 reproduces a Gaussian and a Gaussian mixture as well as fresh data
+#   does, and the bound reaches the entropy for $\mathcal N(0, 1)$ data. A 10 % error in $\varepsilon$ changes the
+#   spread by about 10 %; errors at large $t$ move mass between modes, errors at small $t$ reshape the modes.
 #
 # **Next, notebook 03:** we drop the closed-form $\varepsilon^*$ and *learn* it: a small MLP trained with Algorithm 1
 # on 2-D toy data, sampled with Algorithm 2, and compared with what we now know a perfect denoiser does.
@@ -1491,10 +1733,17 @@ def reverse_variance(t_code, data_std):
 
 
 true_var_t5 = reverse_variance(4, 0.3)
+closer_to = "beta"
 
 check_exercise_1(beta_tilde_from_betas)
 check_exercise_2(eps_from_v)
-check_exercise_3(true_var_t5)
+check_exercise_3(true_var_t5, closer_to)
+for wrong in [(float(diffusion.betas[4]), "beta"), (true_var_t5, "beta_tilde")]:  # the checks can fail
+    try:
+        check_exercise_3(*wrong)
+        raise RuntimeError(f"exercise 3 accepted {wrong}")
+    except AssertionError as rejection:
+        print(f"Exercise 3 with {wrong[0]:.4e}, {wrong[1]!r} instead: rejected ({rejection})")
 
 # %%
 # NBVAL_IGNORE_OUTPUT
