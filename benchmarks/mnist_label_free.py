@@ -1,6 +1,6 @@
 """Label-free MNIST within notebook 04's budget: which lever makes ten CPU-minutes count (issue 23).
 
-    DDPM_DATA_DIR=shared/data python benchmarks/mnist_label_free.py --condition labels   # 04's guided network, null label
+    DDPM_DATA_DIR=shared/data python benchmarks/mnist_label_free.py --condition labels   # 04's network, null label
     python benchmarks/mnist_label_free.py --condition none                # a dedicated label-free network
     python benchmarks/mnist_label_free.py --condition clusters --clusters 40 --guidance 0,1,2
 
@@ -12,7 +12,13 @@ EMA) on a calibrated budget of ``--minutes`` of wall-clock time, with one of thr
 - ``none``: no condition at all (a dedicated label-free network of the same size);
 - ``clusters``: k-means clusters of a cheap feature of the training digits (7×7 area-averaged pixels; no label
   is used), dropped 10 % of the time like the labels; sampled with cluster ids drawn in proportion to the
-  clusters' sizes and classifier-free guidance scale w over them (Ho & Salimans 2022, Eq. 6).
+  clusters' sizes and classifier-free guidance scale w over them (Ho & Salimans 2022, Eq. 6);
+- ``both``: one network for both sets: every training digit appears twice, once with its label (classes 0–9) and
+  once with its cluster (classes 10, 11, …), each dropped 10 % of the time; the label-free set is sampled from the
+  clusters as above, the guided set from the labels.
+
+With labels (``labels``, ``both``) the guided set is scored too: 1000 digits asked for 0–9 in turn, guidance
+``--label-guidance`` (04's 0.25), DDIM with 20 steps and η = 1 (04's final sampler), with the label agreement.
 
 Then 1000 (``--samples``) label-free samples per sampler are scored by the shipped judge beside as many real
 training digits, with 95 % intervals (Wilson for shares, jackknife over 20 groups for the distances), and the
@@ -71,9 +77,11 @@ def kmeans(x: torch.Tensor, k: int, iterations: int = 30, seed: int = 0) -> torc
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--condition", choices=("labels", "none", "clusters"), required=True)
+    parser.add_argument("--condition", choices=("labels", "none", "clusters", "both"), required=True)
     parser.add_argument("--clusters", type=int, default=40, help="k of k-means (--condition clusters)")
     parser.add_argument("--minutes", type=float, default=10.0, help="calibrated training budget")
+    parser.add_argument("--steps", type=int, default=None, help="a fixed step count instead of the budget (what the "
+                        "budget buys on an idle machine: the result no longer depends on the load)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--guidance", default="0", help="guidance scales over the clusters, e.g. 0,1,2")
@@ -81,6 +89,7 @@ def main() -> None:
                         "ddimE-N (DDIM with eta E, N steps)")
     parser.add_argument("--batch-size", type=int, default=None, help="batch (default: the recipe's)")
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
+    parser.add_argument("--label-guidance", type=float, default=0.25, help="w of the guided set (labels, both)")
     parser.add_argument("--note", default="", help="free text stored with the result")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
@@ -88,18 +97,23 @@ def main() -> None:
     config.seed_everything(args.seed)
     recipe = recipes.MNIST["cpu"]
     images, labels = mnist_images(train=True)
-    changes = {"time_budget_s": 60 * args.minutes, "seed": args.seed}
+    minutes = args.minutes if args.steps is None else None  # recorded with each result
+    changes = {"time_budget_s": 60 * args.minutes, "seed": args.seed} if args.steps is None else \
+        {"steps": args.steps, "time_budget_s": None, "seed": args.seed}
     changes.update({k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr)) if v is not None})
     unet = dict(recipe.unet)
     if args.condition == "labels":
         condition, num_classes = labels, 10
-    elif args.condition == "clusters":
+    elif args.condition in ("clusters", "both"):
         features = F.avg_pool2d(images.float(), 4)  # 28 → 7: 49 area-averaged pixels per digit
         start = time.perf_counter()
-        condition = kmeans(features.flatten(1), args.clusters, seed=args.seed)
+        condition = cluster_ids = kmeans(features.flatten(1), args.clusters, seed=args.seed)
         print(f"k-means, k = {args.clusters}: {time.perf_counter() - start:.1f} s; cluster sizes "
               f"{torch.bincount(condition).min().item()}–{torch.bincount(condition).max().item()}")
         num_classes = args.clusters
+        if args.condition == "both":  # each digit twice: with its label, and with its cluster (10, 11, …)
+            images, condition, num_classes = images.repeat(2, 1, 1, 1), torch.cat([labels, 10 + condition]), \
+                10 + args.clusters
     else:
         condition, num_classes = None, None
         changes["p_uncond"] = None
@@ -114,16 +128,40 @@ def main() -> None:
     evaluator = mnist_eval.DigitEvaluator()
     real, _ = mnist_eval.real_digits(args.samples)
     data_share = torch.bincount(labels, minlength=10).float() / len(labels)
+    real_metrics = {k: round(v, 4) for k, v in evaluator.evaluate(real).as_dict().items() if isinstance(v, float)}
     net = result.ema.model.eval()
-    runs = []
-    for w in [float(v) for v in args.guidance.split(",")] if args.condition == "clusters" else [None]:
+    clustered = args.condition in ("clusters", "both")
+    if args.condition in ("labels", "both"):
+        asked = torch.arange(args.samples) % 10
+        generator = torch.Generator().manual_seed(args.seed + 7)
+        start = time.perf_counter()
+        x = ddim_sample(ClassifierFreeGuidance(net, asked, args.label_guidance), diffusion, (args.samples, 1, 28, 28),
+                        num_steps=20, eta=1.0, prediction=train_config.prediction, clip_x0=1.0,
+                        generator=generator).x
+        seconds = time.perf_counter() - start
+        metrics, found = evaluator.evaluate(x), evaluator.intervals(x, asked)
+        agreement = mnist_eval.label_agreement(mnist_eval.predict_logits(evaluator.classifier, x), asked)
+        row = {"condition": args.condition, "set": "guided", "guidance": args.label_guidance, "sampler": "ddim1-20",
+               "seed": args.seed, "minutes": minutes, "steps": result.steps,
+               "train_seconds": round(result.seconds, 1),
+               "sample_seconds": round(seconds, 1), "label_agreement": round(agreement, 4),
+               **{k: round(v, 4) for k, v in metrics.as_dict().items() if isinstance(v, float)},
+               "intervals": {k: [round(a, 4), round(b, 4)] for k, (a, b) in found.items()},
+               "real": real_metrics, "n": args.samples, "cpu": cpu_name(), "note": args.note}
+        print(f"guided w={args.label_guidance}: Fréchet {row['frechet_distance']:.2f} {found['frechet_distance']}, "
+              f"confident {100 * row['confident_share']:.1f} %, label agreement {100 * agreement:.1f} %", flush=True)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with args.out.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+    for w in [float(v) for v in args.guidance.split(",")] if clustered else [None]:
         for sampler in args.samplers.split(","):
             kind, steps = sampler.split("-")
             generator = torch.Generator().manual_seed(args.seed + 7)
-            if args.condition == "clusters":  # cluster ids in proportion to the clusters' sizes
-                drawn = condition[torch.randint(len(condition), (args.samples,), generator=generator)]
+            if clustered:  # cluster ids in proportion to the clusters' sizes
+                drawn = cluster_ids[torch.randint(len(cluster_ids), (args.samples,), generator=generator)]
+                drawn = drawn + (10 if args.condition == "both" else 0)
                 model_fn = ClassifierFreeGuidance(net, drawn, w)
-            elif args.condition == "labels":
+            elif args.condition == "labels":  # 04's label-free set: the null label
                 model_fn = ClassifierFreeGuidance(net, torch.full((args.samples,), NULL_LABEL), 0.0)  # ∅
             else:
                 model_fn = net
@@ -138,17 +176,14 @@ def main() -> None:
             metrics, found = evaluator.evaluate(x), evaluator.intervals(x)
             histogram = torch.tensor(metrics.class_histogram, dtype=torch.float)
             gap = (histogram / histogram.sum() - data_share).abs().max().item()
-            row = {"condition": args.condition, "clusters": args.clusters if args.condition == "clusters" else None,
-                   "guidance": w, "sampler": sampler, "seed": args.seed, "minutes": args.minutes,
+            row = {"condition": args.condition, "set": "label-free", "clusters": args.clusters if clustered else None,
+                   "guidance": w, "sampler": sampler, "seed": args.seed, "minutes": minutes,
                    "steps": result.steps, "batch_size": train_config.batch_size, "lr": train_config.lr,
                    "train_seconds": round(result.seconds, 1), "sample_seconds": round(seconds, 1),
                    **{k: round(v, 4) for k, v in metrics.as_dict().items() if isinstance(v, float)},
                    "intervals": {k: [round(a, 4), round(b, 4)] for k, (a, b) in found.items()},
-                   "max_class_gap": round(gap, 4), "real": {k: round(v, 4) for k, v in
-                                                            evaluator.evaluate(real).as_dict().items()
-                                                            if isinstance(v, float)},
+                   "max_class_gap": round(gap, 4), "real": real_metrics,
                    "n": args.samples, "cpu": cpu_name(), "threads": torch.get_num_threads(), "note": args.note}
-            runs.append(row)
             print(f"w={w} {sampler}: Fréchet {row['frechet_distance']:.2f} {found['frechet_distance']} "
                   f"(real {row['real']['frechet_distance']:.2f}, ratio "
                   f"{row['frechet_distance'] / row['real']['frechet_distance']:.2f}), confident "
