@@ -18,18 +18,17 @@
 #
 # Notebooks 01 and 02 built the forward process, the reverse process and the training objective, and sampled with a
 # *perfect* noise predictor computed in closed form. Here we replace that oracle by a **neural network trained from
-# samples**, on point clouds in the plane, where every step of the method can be looked at: the noisy points, the
-# network's guess of the clean point, the path of each sample, and the vector field the network has learned.
+# samples**, on point clouds in the plane, where every step of the method can be seen.
 #
 # **You will learn**
 # - how to hand the timestep $t$ to a network, and why a 2-D denoiser must have it: the sinusoidal embedding
 #   (Vaswani et al. 2017; Ho et al. 2020, Appendix B), plus Fourier features of the input that let a small MLP draw
 #   sharp shapes;
-# - Algorithm 1 of Ho et al. 2020 as a fifteen-line training loop you can read, and what
+# - Algorithm 1 of Ho et al. 2020 as a training loop of twenty lines you can read, and what
 #   `ddpm_helpers.training.train` (used again by notebooks 04 and 05) adds to it: a learning-rate schedule, atomic
 #   checkpoints and exact resume;
-# - Algorithm 2 written out, then in pictures: snapshots of $x_t$ and of the predicted $\hat x_0$, trajectories of
-#   single points, an animation of the whole reverse process, and the learned $\varepsilon$ field next to the exact one;
+# - Algorithm 2 written out, then in pictures: $x_t$ and the predicted $\hat x_0$, trajectories, an animation, and
+#   the learned $\varepsilon$ field next to the exact one;
 # - how to *measure* a generative model when the true density is known: the exact log-likelihood of samples, the share
 #   of modes covered, an energy distance, and the ELBO of held-out points next to their true negative log-likelihood;
 # - what the number of steps $T$, the reverse variance $\sigma_t^2$, the noise schedule and the prediction target
@@ -39,21 +38,22 @@
 # $\varepsilon$/$x_0$/$v$ parameterizations, Algorithm 2 with the exact $\varepsilon^*$), and how to train a small
 # network in PyTorch.
 #
-# **Run time.** Every network is a small MLP (≤ 175 k parameters) trained for a few hundred to a thousand Adam steps,
-# 24 of them for the ablation of Section 6. `config.pick` sets the sizes: the `quick` profile (what CI runs) only
-# trains less and draws fewer points.
+# **Run time.** Every network is a small MLP (≤ 175 k parameters) trained for at most a thousand Adam steps; Section 6
+# trains 23 of them. The `quick` profile (what CI runs) trains less and draws fewer points.
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU, 2 cores (measured, one thread) | 39 s | 142 s (last cell) |
+# | CPU (measured) | 52 s | 196 s (last cell) |
 # | Colab GPU (estimate) | ≈ 30 s | ≈ 1–2 min |
 #
 # **Papers.** Equation and algorithm numbers refer to Ho, Jain & Abbeel (2020), *Denoising Diffusion Probabilistic
 # Models* ([arXiv:2006.11239](https://arxiv.org/abs/2006.11239)) unless another paper is named. Also used:
 # Vaswani et al. (2017) for the sinusoidal embedding ([arXiv:1706.03762](https://arxiv.org/abs/1706.03762)),
+# Rahaman et al. (2019) on spectral bias ([arXiv:1806.08734](https://arxiv.org/abs/1806.08734)),
 # Mildenhall et al. (2020) and Tancik et al. (2020) for Fourier features
 # ([arXiv:2003.08934](https://arxiv.org/abs/2003.08934), [arXiv:2006.10739](https://arxiv.org/abs/2006.10739)),
 # Nichol & Dhariwal (2021) for the cosine schedule ([arXiv:2102.09672](https://arxiv.org/abs/2102.09672)),
+# Jabri et al. (2023) for the sigmoid schedule ([arXiv:2212.11972](https://arxiv.org/abs/2212.11972)),
 # Salimans & Ho (2022) for $v$-prediction ([arXiv:2202.00512](https://arxiv.org/abs/2202.00512)), Székely & Rizzo
 # (2013) for the energy distance, and Sun et al. (2025) on image denoisers that are not told $t$
 # ([arXiv:2502.13129](https://arxiv.org/abs/2502.13129)). The full list is in
@@ -129,11 +129,12 @@ from ddpm_helpers.nn.mlp import MLP, ResidualBlock, fourier_features
 from ddpm_helpers.plotting import plot_loss_curve, quiver_2d, save_animation, scatter_2d, scatter_grid
 from ddpm_helpers.samplers import ddpm_sample
 from ddpm_helpers.training import TrainConfig, lr_at_step, train
+from ddpm_helpers.training.ema import EMA
 from ddpm_helpers.utils import count_parameters
 
 notebook_start = time.perf_counter()
 config.seed_everything(0)
-torch.set_num_threads(1)  # small tensors: one CPU thread is nearly as fast as two, and stays fast on a shared machine
+torch.set_num_threads(1)  # the tensors are small: one CPU thread is nearly as fast as two
 device = config.get_device()
 outputs = config.outputs_dir("03_toy_2d")
 
@@ -161,8 +162,7 @@ print(f"profile {config.profile()}, device {device}, torch {torch.__version__}")
 # All of them are **standardized**: shifted to mean 0 and scaled so that $\mathbb E\|x_0\|^2 = 2$ (variance 1 per
 # axis on average, one scale for both axes so shapes keep their proportions). The scale matters: the forward process
 # ends at $\mathcal N(0, I)$ (Eq. 4 with $\bar\alpha_T\approx 0$), so data of variance about 1 makes every step
-# of the chain move the points by a similar relative amount, as for images scaled to $[-1, 1]$. The standardization is
-# a fixed map, measured once on a large reference sample, so fresh samples always come from the same distribution.
+# of the chain move the points by a similar relative amount, as for images scaled to $[-1, 1]$.
 
 # %%
 toy_generator = torch.Generator().manual_seed(0)
@@ -215,30 +215,32 @@ for t in [0, 20, 100, 199]:  # 0-based: paper steps 1, 21, 101, 200
 # noise, $x_t\approx\varepsilon$, and the right answer is $x_t$ itself. Same input $x$, answers about five times
 # apart: a network that does not know $t$ could only predict an average over all noise levels, and every reverse step
 # of Algorithm 2 would use the wrong one. That is a property of low-dimensional data: one point in the plane cannot
-# show how much noise it carries. An image can, through its thousands of pixels, so an image denoiser can estimate the
-# noise level from $x_t$ itself, and many lose little when they are not told $t$ (Sun et al. 2025). Every network of
+# show how much noise it carries. An image can, through its thousands of pixels, and many image denoisers lose little
+# when they are not told $t$ (Sun et al. 2025). Every network of
 # this series is told $t$.
 #
 # ### 2.2 The sinusoidal time embedding
 #
 # The code's integer $t\in\{0,\dots,T-1\}$ is a poor network input: one number whose scale is unrelated to the data.
-# Following the Transformer's positional encoding (Vaswani et al. 2017, §3.5), which Ho et al. use for $t$
-# (Appendix B), we map it to $d$ sines and cosines at geometrically spaced frequencies:
+# Following the Transformer's positional encoding (Vaswani et al. 2017, §3.5), as Ho et al. do for $t$ (Appendix B),
+# we map it to $d$ sines and cosines at geometrically spaced frequencies:
 #
 # $$e(t)_i = \sin(\omega_i t),\qquad e(t)_{d/2+i} = \cos(\omega_i t),\qquad \omega_i = 10000^{-i/(d/2)},\quad i = 0,\dots,d/2-1.$$
-# Nearby steps get nearby vectors and far-apart steps differ in the slow, low-frequency columns; the network then
-# passes $e(t)$ through a small MLP of its own. `sinusoidal_embedding(t, dim)` computes it:
+# The sines and cosines sit in two blocks, as in Ho et al.'s code (Vaswani et al. interleave them; the order of the
+# columns does not matter to a network), and $\omega_i$ is Vaswani's (Ho et al.'s code divides by $d/2-1$). Nearby
+# steps get nearby vectors; the network passes $e(t)$ through a small MLP of its own. `sinusoidal_embedding(t, dim)`
+# computes it:
 
 # %%
 emb = sinusoidal_embedding(torch.arange(T), 32)  # (T, 32)
 fig, axes = plt.subplots(1, 3, figsize=(15, 3.2), gridspec_kw={"width_ratios": [2, 1.1, 1.4]})
 image = axes[0].imshow(emb.T, aspect="auto", cmap="RdBu", vmin=-1, vmax=1, origin="lower")
 axes[0].set(xlabel="0-based timestep t", ylabel="embedding dimension", title="e(t): sines (0–15), cosines (16–31)")
-fig.colorbar(image, ax=axes[0])
+fig.colorbar(image, ax=axes[0], label="value of the column")
 similarity = emb @ emb.T / 16  # cosine similarity: every e(t) has squared norm 16 = d/2
 similarity_image = axes[1].imshow(similarity, cmap="viridis", origin="lower")
 axes[1].set(xlabel="0-based t", ylabel="0-based t'", title="e(t)·e(t') / (d/2)")
-fig.colorbar(similarity_image, ax=axes[1])
+fig.colorbar(similarity_image, ax=axes[1], label="cosine similarity")
 axes[2].plot(similarity[0], lw=1)  # row t = 0: the similarity against the lag t' − t
 axes[2].set(xlabel="lag t' − t (steps)", ylabel="e(t)·e(t') / (d/2)", title="one row of the middle panel", ylim=(0, 1.02))
 plt.tight_layout()
@@ -263,10 +265,10 @@ print(f"phase that dimension 11 (ω_11 = {omega[11]:.5f}) turns through over the
 # which the first printed line checks. It falls from 1 to 0.77 within three steps and then *oscillates* (right
 # panel) instead of decaying to 0: the fastest column ($\omega_0 = 1$) repeats every $2\pi\approx 6.3$ steps, the
 # slower ones add wider swings, and the slowest stay nearly equal for all $t$, which keeps every similarity positive.
-# Far-apart steps are therefore not orthogonal; what separates them is the pattern across the columns, which the
-# network reads whole. With $T = 200$ the slowest frequencies (dimensions ≈ 11–15 and 27–31, at most 0.35 rad of
-# phase over the 200 steps) barely move: they were designed for positions up to 10 000. That is harmless, the fast
-# ones carry the information; some implementations rescale $t$ to $[0, 1000)$ to use more of them.
+# Far-apart steps are therefore not orthogonal. The fast columns tell neighbouring steps apart but repeat; the middle
+# ones, whose periods are comparable with $T$, separate far-apart steps. The slowest (dimensions ≈ 11–15 and 27–31, at most 0.35 rad of phase over the 200 steps)
+# barely move: they were designed for positions up to 10 000, and some implementations rescale $t$ to $[0, 1000)$ to
+# use more of them.
 #
 # ### 2.3 Fourier features of the input
 #
@@ -287,11 +289,11 @@ print(f"phase that dimension 11 (ω_11 = {omega[11]:.5f}) turns through over the
 # between an input layer $h = W_\text{in}\gamma(x_t)$ and an output layer $\varepsilon_\theta = W_\text{out}\,
 # \mathrm{SiLU}(h)$ that starts at zero. The skip connections keep the signal and its gradient flowing, LayerNorm keeps
 # each block's input at a fixed scale, and adding the time signal inside *every* block lets each layer behave
-# differently at each noise level. Here is the whole network, as `ddpm_helpers.nn.mlp` defines it (the checks at the
-# top of `forward` only turn wrong shapes into clear errors):
+# differently at each noise level. Here is the whole network, as `ddpm_helpers.nn` defines it, embedding included
+# (the `check_*` calls and the tests at the top of `forward` only turn wrong sizes and shapes into clear errors):
 
 # %%
-for part in (fourier_features, ResidualBlock, MLP):
+for part in (sinusoidal_embedding, fourier_features, ResidualBlock, MLP):
     print(inspect.getsource(part))
 
 # %%
@@ -331,21 +333,22 @@ check_exercise_1(my_time_embedding)
 # %% [markdown]
 # ## 3. Training: Algorithm 1
 #
-# Algorithm 1 is four lines: draw $x_0$ from the data, $t\sim\mathcal U\{1,\dots,T\}$ and
+# Algorithm 1 repeats one step until it converges: draw $x_0$ from the data, $t\sim\mathcal U\{1,\dots,T\}$ and
 # $\varepsilon\sim\mathcal N(0, I)$, and take a gradient step on
 #
 # $$L_\text{simple}(\theta) = \mathbb E_{t,x_0,\varepsilon}\Big[\big\|\varepsilon-\varepsilon_\theta\big(\sqrt{\bar\alpha_t}\,x_0+\sqrt{1-\bar\alpha_t}\,\varepsilon,\ t\big)\big\|^2\Big]\qquad\text{(Eq. 14)}.$$
-# `ddpm_helpers.losses.diffusion_loss` computes one Monte-Carlo estimate of it: it draws a 0-based `t` and
-# $\varepsilon$ for every example, builds $x_t$ with Eq. 4 and returns the mean squared error (Exercise 2 asks you to
-# write it).
 #
 # ### 3.1 The bare loop
 #
-# A training loop puts three things around the loss: an optimizer (Adam); gradient clipping, which rescales a rare
-# huge gradient to norm 1; and an exponential moving average (EMA) of the weights,
-# $\theta_\text{ema}\leftarrow d\,\theta_\text{ema} + (1-d)\,\theta$, which averages out the noise of the last steps
-# and is what we sample with (Ho et al. use $d = 0.9999$, Appendix B). Here is all of it, on a fresh copy of the
-# network of Section 2.4, at a constant learning rate for `BARE_STEPS` steps (400 in the full profile):
+# A training loop puts three things around that step: an optimizer (Adam); gradient clipping, which rescales a rare
+# huge gradient to norm 1; and an exponential moving average (EMA) of the weights, which averages out the noise of
+# the last steps and is what we sample with. Update $n$ of the EMA is
+#
+# $$\theta_\text{ema}\leftarrow d_n\,\theta_\text{ema} + (1-d_n)\,\theta,\qquad d_n = \min\Big(d,\ \frac{1+n}{10+n}\Big):$$
+# the small early $d_n$ forget the random initial weights fast, then $d_n$ settles at $d$ (Ho et al. use
+# $d = 0.9999$, Appendix B; for our short runs we take 0.995). Here is all of it, on a fresh copy of the network of
+# Section 2.4, at a constant learning rate for `BARE_STEPS` steps (400 in the full profile). The lines from `t` to
+# `loss` are Algorithm 1's draws and loss, with the code's 0-based `t`:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -357,18 +360,26 @@ generator = torch.Generator().manual_seed(0)
 start, bare_losses = time.perf_counter(), []
 for n in range(1, BARE_STEPS + 1):
     x0 = swiss_train[torch.randint(len(swiss_train), (512,), generator=generator)]  # a batch x_0 ~ q(x_0)
-    loss = diffusion_loss(bare_model, diffusion, x0, generator=generator)  # draws t and ε; L_simple (Eq. 14)
+    draws = generator.get_state()  # (kept for the check after the loop)
+    t = torch.randint(0, diffusion.T, (512,), generator=generator)  # code t; the paper's t + 1 ~ U{1, …, T}
+    eps = torch.randn(x0.shape, generator=generator)  # ε ~ N(0, I)
+    alpha_bar = diffusion.alpha_bar[t].float()[:, None]  # ᾱ at code t (the paper's ᾱ_{t+1}), shape (512, 1)
+    xt = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * eps  # x_t, Eq. 4
+    loss = (bare_model(xt, t) - eps).pow(2).mean()  # L_simple, Eq. 14
+    if n == BARE_STEPS:  # once: the helper that `train` uses, given the same draws
+        helper_loss = diffusion_loss(bare_model, diffusion, x0, generator=torch.Generator().set_state(draws))
     optimizer.zero_grad()
     loss.backward()  # ∇_θ L_simple
     torch.nn.utils.clip_grad_norm_(bare_model.parameters(), max_norm=1.0)  # gradient rescaled to norm ≤ 1
     optimizer.step()  # Adam updates θ
-    decay = min(0.995, (1 + n) / (10 + n))  # the EMA decay d_n of update n, warmed up (Section 3.2)
+    decay = min(0.995, (1 + n) / (10 + n))  # d_n
     with torch.no_grad():
         for p_ema, p in zip(bare_ema.parameters(), bare_model.parameters()):
-            p_ema.lerp_(p, 1 - decay)  # θ_ema ← d θ_ema + (1 − d) θ
+            p_ema.lerp_(p, 1 - decay)  # θ_ema ← d_n θ_ema + (1 − d_n) θ
     bare_losses.append(loss.item())
 print(f"{BARE_STEPS} steps in {time.perf_counter() - start:.1f} s; "
       f"mean loss over the last 50 steps: {sum(bare_losses[-50:]) / 50:.4f}")
+print(f"last step: this loop's loss {loss.item():.6f}, diffusion_loss with the same draws {helper_loss.item():.6f}")
 
 # %% [markdown]
 # Sampling is Algorithm 2: start from $x_T\sim\mathcal N(0, I)$ and apply, for paper $t = T, \dots, 1$,
@@ -376,8 +387,8 @@ print(f"{BARE_STEPS} steps in {time.perf_counter() - start:.1f} s; "
 # $$x_{t-1} = \frac{1}{\sqrt{\alpha_t}}\Big(x_t - \frac{\beta_t}{\sqrt{1-\bar\alpha_t}}\,\varepsilon_\theta(x_t, t)\Big) + \sigma_t z,
 # \qquad z\sim\mathcal N(0, I),$$
 # the mean of Eq. 11 plus noise, with no noise at the last step ($z = 0$ for $t = 1$). For $\sigma_t^2$ we take
-# $\tilde\beta_t$, one of Ho et al.'s two choices (§3.2). They found that both give similar samples; Section 6 puts
-# both side by side here, and says why $\tilde\beta_t$ is the better one for our data. In code, with the 0-based `t`:
+# $\tilde\beta_t$, one of Ho et al.'s two choices (§3.2); they found that both give similar samples, and Section 6
+# compares them on our data. In code, with the 0-based `t`:
 
 # %%
 @torch.no_grad()
@@ -386,7 +397,7 @@ def algorithm2(model, diffusion, n, generator):
     x = torch.randn(n, 2, generator=generator)  # x_T ~ N(0, I)
     for t in range(diffusion.T - 1, -1, -1):
         eps = model(x, torch.full((n,), t))  # ε_θ(x_t, t); network and tables take the 0-based t
-        alpha, beta = float(diffusion.alphas[t]), float(diffusion.betas[t])  # α_t, β_t of paper step t + 1
+        alpha, beta = float(diffusion.alphas[t]), float(diffusion.betas[t])  # α, β at code t (paper α_{t+1}, β_{t+1})
         mean = (x - beta / float(diffusion.sqrt_one_minus_alpha_bar[t]) * eps) / alpha**0.5  # μ_θ(x_t, t), Eq. 11
         if t > 0:
             sigma = float(diffusion.posterior_variance[t]) ** 0.5  # σ_t = √β̃_t
@@ -408,13 +419,14 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# That is Algorithms 1 and 2 in full. After 400 steps at a constant learning rate the spiral is already there, a
+# That is Algorithms 1 and 2 in full; on the same draws the loop's loss equals that of `diffusion_loss`, which `train`
+# uses (second line under the loop). After 400 steps at a constant learning rate the spiral is already there, a
 # little blurred across the arm, with a few points between its turns; Section 4 measures how close it is.
 #
 # ### 3.2 What `train` adds
 #
-# `ddpm_helpers.training.train` runs the same step (`train_step` in `ddpm_helpers.training.loop`: loss, backward,
-# clipping, Adam, EMA) and adds what a real run needs. Notebooks 04 (MNIST) and 05 (butterflies) use it unchanged:
+# `ddpm_helpers.training.train` runs the same step and adds what a real run needs. Notebooks 04 (MNIST) and 05
+# (butterflies) use it unchanged:
 #
 # | `TrainConfig` field | what it adds |
 # | --- | --- |
@@ -426,17 +438,12 @@ plt.show()
 # | `time_budget_s` | a budget in seconds; the steps are planned to fit it (notebooks 04, 05) |
 # | `seed`, `time_limit_s` | the same seed gives the same weights; a hard stop for one call |
 #
-# It also stops a run whose loss becomes NaN or infinite, with a `FloatingPointError` that names the step, and keeps
-# the loss history. With only a thousand steps we ask for a short EMA, $d = 0.995$, and a large learning rate that
-# the cosine schedule brings down to 0. The EMA has the warm-up rule of the bare loop: update $n$ uses the decay
-# $d_n = \min\big(d, \frac{1+n}{10+n}\big)$, so that the random initial weights are forgotten fast. With it the decay
-# does not reach 0.995 within 1000 steps, and the average is over roughly the last hundred steps, not the
-# $1/(1-d) = 200$ that a fixed $d = 0.995$ suggests. The cell below follows the weight of every update in the
-# average, for the full profile's 1000 steps:
+# It also stops a run whose loss becomes NaN or infinite. We ask for the EMA of Section 3.1 with $d = 0.995$, and a
+# large learning rate that the cosine schedule brings down to 0. Within 1000 updates $d_n$ never reaches 0.995, so the average is over roughly the last
+# hundred steps, not the $1/(1-d) = 200$ that a fixed $d$ suggests. The cell below follows the weight of every update
+# in the average, for the full profile's 1000 steps:
 
 # %%
-from ddpm_helpers.training.ema import EMA  # (imported here, not in the first cell: only this demonstration needs it)
-
 ema_probe = EMA(torch.nn.Linear(1, 1), decay=0.995)  # the rule of ddpm_helpers.training.ema, followed on a dummy model
 share_of_initial, shares = 1.0, []  # weight of θ_0, and of each update's θ_n, in the average
 for n in range(1, 1001):
@@ -467,17 +474,12 @@ plot_loss_curve(swiss_run.losses, window=50, title="L_simple on the swiss roll")
 # %% [markdown]
 # The loss falls fast and then flattens well above 0: that is expected. $L_\text{simple}$ cannot reach 0, because at
 # large $t$ the noise cannot be recovered from $x_t$ (many $x_0$ could have produced it); the floor is the loss of the
-# exact $\varepsilon^*$. The per-step loss is noisy because each step sees different $t$'s. The loss curve says little
-# about sample quality: the pictures of Section 4 do.
+# exact $\varepsilon^*$, which Section 5 computes for the ring of Gaussians. The per-step loss is noisy because each
+# step sees different $t$'s. The loss curve says little about sample quality: the pictures of Section 4 do.
 #
-# **Checkpoints and resume.** Give `train` an `out_dir` and it writes `checkpoint.pt` there every two minutes of
-# training (or every `checkpoint_every` steps), at the end, and when you interrupt the kernel or the process is sent
-# SIGTERM (the current step is finished first). The file is written to a
-# temporary name and renamed over the old one (`os.replace`), so a crash mid-save never leaves half a checkpoint; it
-# holds only tensors and numbers and is read back with `torch.load(weights_only=True)`, which refuses to run code from
-# a file; a SHA-256 of its contents, stored with it, is checked on loading, so a damaged file is reported by name
-# instead of resuming into garbage. It stores the model, the EMA, Adam's moments, the step, the loss history and the random-generator states,
-# so training for 50 steps, stopping, and continuing to 100 gives *bit-for-bit* the weights of one 100-step run:
+# **Checkpoints and resume.** Given an `out_dir`, `train` saves the model, the EMA, Adam's moments, the step, the loss
+# history and the random-generator states, at intervals, at the end and on an interrupt, so training for 50 steps,
+# stopping, and continuing to 100 gives *bit-for-bit* the weights of one 100-step run:
 
 # %%
 def tiny_run(steps, out_dir=None, resume=True):
@@ -499,37 +501,36 @@ print(f"resumed weights identical to the uninterrupted run: {same}; loss histori
       f"{resumed.losses == straight.losses}")
 
 # %% [markdown]
-# **Exercise 2 (Algorithm 1 by hand).** Write `my_loss(model, diffusion, x0, generator)` that returns the scalar
-# $L_\text{simple}$ estimate for a batch `x0` of shape $(B, 2)$: draw `t` with
-# `torch.randint(0, diffusion.T, (B,), generator=generator)`, **then** `eps` with
-# `torch.randn(x0.shape, generator=generator)`, build $x_t$ with Eq. 4 (`diffusion.alpha_bar[t]` is $\bar\alpha$ at
-# 0-based `t`, in float64), and return the mean squared error of `model(xt, t)` against `eps`. With the same generator
-# state it must equal `diffusion_loss` exactly.
+# **Exercise 2 (the $v$ target).** Change the loss of the loop in Section 3.1 to $v$-prediction (notebook 02; Section
+# 6 trains with it): write `my_v_loss(model, diffusion, x0, generator)` that draws `t`, **then** `eps`, as the loop
+# does, builds $x_t$ with Eq. 4 and returns the mean squared error of `model(xt, t)` against
+# $v = \sqrt{\bar\alpha_t}\,\varepsilon - \sqrt{1-\bar\alpha_t}\,x_0$. With the same generator state it must equal
+# `diffusion_loss(..., prediction="v")`.
 
 # %%
-my_loss = None  # your function here
+my_v_loss = None  # your function here
 
 
 # %%
 def check_exercise_2(fn):
-    """Compare the reader's loss with diffusion_loss on the trained model, same random draws."""
+    """Compare the reader's v loss with diffusion_loss(prediction="v") on the trained model, same random draws."""
     if fn is None:
         print("Exercise 2: not attempted yet")
         return
     model = copy.deepcopy(swiss_run.ema.model).cpu()
     x0 = swiss_train[:256]
-    expected = diffusion_loss(model, diffusion, x0, generator=torch.Generator().manual_seed(7))
+    expected = diffusion_loss(model, diffusion, x0, prediction="v", generator=torch.Generator().manual_seed(7))
     with torch.no_grad():
         got = fn(model, diffusion, x0, torch.Generator().manual_seed(7))
     assert isinstance(got, torch.Tensor) and got.numel() == 1, f"expected a scalar tensor, got {got!r}"
     assert abs(float(got) - float(expected)) < 1e-5, (
         f"got {float(got):.6f}, expected {float(expected):.6f}. Hints: draw t before eps; "
-        "x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps with alpha_bar of shape (B, 1) in x0's dtype; "
-        "the target is eps and the loss is the mean over batch and coordinates.")
+        "alpha_bar = diffusion.alpha_bar[t] in x0's dtype with shape (B, 1); v = sqrt(alpha_bar) eps - "
+        "sqrt(1 - alpha_bar) x0; the loss is the mean over batch and coordinates.")
     print("Exercise 2: correct")
 
 
-check_exercise_2(my_loss)
+check_exercise_2(my_v_loss)
 
 # %% [markdown]
 # ## 4. Sampling: Algorithm 2 in pictures
@@ -566,7 +567,9 @@ plt.show()
 # $\hat x_0$ divides by $\sqrt{\bar\alpha_{200}}\approx 0.0055$, so an error of 0.01 in $\varepsilon_\theta$ moves
 # $\hat x_0$ by about 2. Predicting $\varepsilon$ is a poor way to predict $x_0$ at the highest noise levels, one
 # motivation for $v$-prediction (Section 6); the sampler does not suffer, since it uses $\varepsilon_\theta$ and
-# divides by $\sqrt{\alpha_t}$ only. From $t\approx 120$ on the guesses sit at the *mean* of the data, the best guess
+# divides by $\sqrt{\alpha_t}$ only. (Section 6 writes the same mean as $c_1\hat x_0 + c_2x_t$, Eq. 7: there
+# $c_1 = \sqrt{\bar\alpha_{t-1}}\beta_t/(1-\bar\alpha_t)$ turns the $1/\sqrt{\bar\alpha_t}$ of $\hat x_0$ into the
+# $1/\sqrt{\alpha_t}$ of Eq. 11.) From $t\approx 120$ on the guesses sit at the *mean* of the data, the best guess
 # when the signal is almost gone, and as noise is removed they spread onto the spiral, first to the right region, then
 # to the thin arm, long before the state $x_t$ itself (top row) looks like anything. The final samples (top right) and
 # the data (bottom right) should be hard to tell apart.
@@ -593,8 +596,8 @@ fig.colorbar(lines, ax=axes, label="progress of sampling: 0 = x_T (noise), 1 = x
 plt.show()
 
 # %% [markdown]
-# Each segment on the left spans 5 reverse steps. The paths wander like random walks at first (large $\sigma_t$, weak drift), then get pulled onto the spiral and
-# finish with tiny steps (right): $\tilde\beta_t$ shrinks towards 0, so the last steps only polish the position
+# Each segment on the left spans 5 reverse steps. The paths wander like random walks at first (large $\sigma_t$, weak
+# drift), then get pulled onto the spiral and finish with tiny steps (right): $\tilde\beta_t$ shrinks towards 0, so the last steps only polish the position
 # across the arm.
 #
 # **The whole process as an animation** (saved as a GIF in `outputs/03_toy_2d/`):
@@ -629,7 +632,7 @@ print(f"  {'fresh true samples (3 draws)':36s}{fresh_energies.mean():9.5f} ± {f
 # %% [markdown]
 # Both models come close to the data: 0.00247 after the bare loop's 400 steps, 0.00210 after `train`'s 1000, where
 # three fresh samples of the data score $0.00096 \pm 0.00230$. Both lie within the scatter of fresh data, so these
-# numbers cannot rank the two; in the pictures the longer run, with its decaying learning rate, is the sharper one.
+# numbers cannot rank the two.
 #
 # ## 5. Measuring the model where the truth is known: the ring of Gaussians
 #
@@ -664,19 +667,31 @@ def train_ring_model(steps=SMALL_STEPS, T=200, schedule="linear", prediction="ep
 # %%
 # NBVAL_IGNORE_OUTPUT
 baseline = train_ring_model()
-ring_model = baseline["result"].ema.model
+ring_model, ring_diffusion = baseline["result"].ema.model, baseline["diffusion"]
 print(f"{baseline['result'].steps} steps in {baseline['result'].seconds:.1f} s, "
       f"{N_EVAL} samples in {baseline['sample_seconds']:.1f} s")
+
+floor_generator = torch.Generator().manual_seed(14)  # one draw of t and ε per training point, shared by both models
+t = torch.randint(0, ring_diffusion.T, (len(ring_train),), generator=floor_generator)
+eps = torch.randn(ring_train.shape, generator=floor_generator)
+xt = ring_diffusion.q_sample(ring_train, t, eps)
+with torch.no_grad():
+    per_point = {name: (model(xt.to(device), t.to(device)).cpu() - eps).pow(2).mean(1)
+                 for name, model in [("trained", ring_model), ("exact", optimal_eps(ring, ring_diffusion))]}
+above = per_point["trained"] - per_point["exact"]
+print(f"L_simple on the {len(ring_train)} training points: trained {per_point['trained'].mean():.4f}, exact eps* "
+      f"{per_point['exact'].mean():.4f} (the floor); difference {above.mean():.4f} ± {above.std() / len(above)**0.5:.4f}")
 
 # %% [markdown]
 # Four numbers, each printed next to its value for fresh samples of the true mixture (same size), which is what a
 # perfect sampler would score:
 #
 # - **log-likelihood** $\frac1N\sum_i\log p(x_i)$ of the samples under the *true* density: too low when samples land
-#   between the modes, *higher* than the true value when they crowd into the mode centres (a sampler can beat the
-#   truth on this number by collapsing, so read it with the others);
+#   between the modes, *higher* than the true value when they crowd into the mode centres. A sampler that draws too
+#   narrow modes is rewarded here, so read it with the others;
 # - **modes covered**: a mode counts when at least a quarter of its expected share of samples lies within $3s$ of its
-#   centre; **near a mode**: the share of samples within $3s$ of some centre (stray points lower it);
+#   centre (a coarse test: a thin ring through all eight centres passes it); **near a mode**: the share of samples
+#   within $3s$ of some centre (stray points lower it);
 # - **mode width**: the spread of the near samples around their centre, $\sqrt{\overline{\|x-\mu_k\|^2}/2}$ per
 #   coordinate ($s = 0.1$ for the data, a little less after the $3s$ cut): too small when the samples crowd into the
 #   centres, too large when they blur them;
@@ -713,17 +728,28 @@ fig = scatter_grid({"true samples": ring_fresh, f"model, {SMALL_STEPS} steps": b
 plt.show()
 
 # %% [markdown]
+# The model puts 93.8 % of its samples near a mode, fresh data 98.4 %: the rest lie between the modes, and
+# they pull its log-likelihood down ($-0.635$ against $-0.349$ nats) although its modes are a little narrow
+# (width 0.0911 against 0.0983), which pushes it up. The energy distance cannot separate the two at this
+# size: an unbiased estimate scatters around 0 and may come out negative, as both values do here. The loss of
+# Section 3.2 has its floor here too: on the same draws, the exact $\varepsilon^*$ scores 0.1923 and the trained
+# model $0.0056 \pm 0.0008$ more (printed under the training cell).
+#
 # **Likelihood bound of held-out points.** The model also defines a density, $p_\theta(x_0)$, the marginal of the
-# reverse chain. It is intractable, but notebook 02 derived its variational bound (Eq. 5):
+# reverse chain. It is intractable, but notebook 02 derived its variational bound (Eq. 5), for each $x_0$ an
+# expectation over the forward chain:
 #
 # $$-\log p_\theta(x_0) \le \underbrace{D_\text{KL}\big(q(x_T\mid x_0)\,\|\,p(x_T)\big)}_{L_T} +
-# \sum_{t>1}\underbrace{D_\text{KL}\big(q(x_{t-1}\mid x_t,x_0)\,\|\,p_\theta(x_{t-1}\mid x_t)\big)}_{L_{t-1}}
-# \underbrace{-\ \log p_\theta(x_0\mid x_1)}_{L_0}.$$
-# For continuous 2-D data the decoder $L_0$ is a Gaussian density (`decoder="gaussian"`) rather than the discretized
-# one of Eq. 13 for images. The reverse variance $\sigma_t^2$ enters the bound, so we try both fixed choices of
-# Ho et al. (§3.2), $\tilde\beta_t$ (what our sampler uses) and $\beta_t$. We evaluate the bound, in nats per point, on
-# fresh points the model never saw (1000 in the full profile), for the trained MLP and for the exact $\varepsilon^*$ of the mixture, and
-# compare with the true $-\log p(x_0)$:
+# \sum_{t>1}\underbrace{\mathbb E_{q(x_t\mid x_0)}\Big[D_\text{KL}\big(q(x_{t-1}\mid x_t,x_0)\,\|\,p_\theta(x_{t-1}\mid x_t)\big)\Big]}_{L_{t-1}}
+# +\underbrace{\mathbb E_{q(x_1\mid x_0)}\big[-\log p_\theta(x_0\mid x_1)\big]}_{L_0}.$$
+# `elbo_terms` draws one $x_t$ per step and point, so each point's $-\text{ELBO}(x_0)$ is a one-sample, unbiased
+# Monte-Carlo estimate of the bound. For continuous 2-D data the decoder is
+# a Gaussian density (`decoder="gaussian"`) rather than the discretized one of Eq. 13. The reverse variance
+# $\sigma_t^2$ enters the bound, so we try both fixed choices of Ho et al. (§3.2), $\tilde\beta_t$ and $\beta_t$; the
+# decoder's variance is then $\tilde\beta_2$ ($\tilde\beta_1 = 0$ would make $L_0$ infinite, notebook 02, Section 7.2)
+# or $\beta_1$. The bound's chain does not clip $\hat x_0$, so it bounds the unclipped sampler, while our samples come
+# from the clipped one. We evaluate it, in nats per point, on fresh points (1000 in the full profile), for the trained
+# MLP and the exact $\varepsilon^*$, against the true $-\log p(x_0)$:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -734,29 +760,36 @@ print(f"true NLL  -E log p(x0) = {true_nll_per_point.mean():.3f} ± {true_nll_pe
       f"nats per point ({n_heldout} held-out points; ± one standard error)")
 print(f"{'model':12s}{'sigma_t^2':>11s}{'-ELBO':>7s}{'-ELBO - true NLL':>18s}{'L_T':>7s}{'sum L_t-1':>10s}{'L_0':>8s}"
       f"{'L_1..L_5':>9s}")
-for name, model in [("exact eps*", optimal_eps(ring, baseline["diffusion"])), ("trained MLP", ring_model)]:
+bounds = {}  # (model, variance) → per-point terms; the same x_t draws for both models (same generator seed)
+for name, model in [("exact eps*", optimal_eps(ring, ring_diffusion)), ("trained MLP", ring_model)]:
     for variance in ["beta_tilde", "beta"]:
-        terms = elbo_terms(model, baseline["diffusion"], heldout.to(device), variance=variance, decoder="gaussian",
+        terms = elbo_terms(model, ring_diffusion, heldout.to(device), variance=variance, decoder="gaussian",
                            generator=torch.Generator().manual_seed(11))
-        mean = {key: value.double().mean(0).cpu() for key, value in terms.items()}  # average over the points
-        gap = terms["total"].double().cpu() - true_nll_per_point  # per point: −ELBO(x0) + log p(x0)
+        terms = bounds[name, variance] = {key: value.double().cpu() for key, value in terms.items()}
+        mean = {key: value.mean(0) for key, value in terms.items()}  # average over the points
+        gap = terms["total"] - true_nll_per_point  # per point: −ELBO(x0) + log p(x0)
         print(f"{name:12s}{variance:>11s}{mean['total']:7.3f}{gap.mean():11.3f} ± {gap.std() / n_heldout**0.5:.3f}"
               f"{mean['prior']:7.4f}{mean['kl'].sum():10.3f}{mean['decoder_nll']:8.3f}{mean['kl'][:5].sum():9.3f}")
-ring_diffusion = baseline["diffusion"]
+for variance in ["beta_tilde", "beta"]:
+    trained, exact = bounds["trained MLP", variance], bounds["exact eps*", variance]
+    extra = [trained["total"] - exact["total"], trained["kl"].sum(1) - exact["kl"].sum(1),
+             trained["decoder_nll"] - exact["decoder_nll"]]  # per point, paired
+    extra = [f"{x.mean():+.3f} ± {x.std() / n_heldout**0.5:.3f}" for x in extra]
+    print(f"trained MLP minus exact eps*, {variance}: -ELBO {extra[0]}, of which sum L_t-1 {extra[1]}, L_0 {extra[2]}")
 print(f"paper t = 2–6: sqrt(1 - alpha_bar_t) from {ring_diffusion.sqrt_one_minus_alpha_bar[1]:.3f} to "
       f"{ring_diffusion.sqrt_one_minus_alpha_bar[5]:.3f}; beta_tilde / beta at paper t = 2: "
       f"{ring_diffusion.posterior_variance[1] / ring_diffusion.betas[1]:.2f}")
 
 # %% [markdown]
-# What each row bounds: for every point, $-\text{ELBO}(x_0)\ge-\log p_\theta(x_0)$, the model's *own* density.
+# What the bound bounds: for every point, the exact $-\text{ELBO}(x_0)\ge-\log p_\theta(x_0)$, the model's *own* density.
 # Nothing orders $p_\theta(x_0)$ and the true $p(x_0)$ point by point: a model may put more density on some
 # points than the data does. Only on average is the true NLL a floor, because for any model
 #
 # $$\mathbb E_{p}\big[-\log p_\theta(x_0)\big] = \mathbb E_{p}\big[-\log p(x_0)\big] + D_\text{KL}\big(p\,\|\,p_\theta\big)
 # \ge \mathbb E_{p}\big[-\log p(x_0)\big]$$
 #
-# (notebook 02, Section 12). So the averages over held-out points, each with its standard error, must lie at or above
-# the true NLL, and the column "$-$ELBO $-$ true NLL" (averaged point by point) measures how far. With
+# (notebook 02, Section 12). So the averages over held-out points must lie at or above the true NLL, up to their
+# standard errors, and the column "$-$ELBO $-$ true NLL" measures how far. With
 # $\sigma_t^2=\tilde\beta_t$ even the *exact* $\varepsilon^*$ stays about a nat above the true NLL; with
 # $\sigma_t^2=\beta_t$ it comes within about 0.1 nat. The difference sits in the first few steps (last column). There
 # the noise, $\sqrt{1-\bar\alpha_t}$ = 0.039 to 0.102 for paper $t$ = 2–6 (last printed line), is no larger than
@@ -764,16 +797,18 @@ print(f"paper t = 2–6: sqrt(1 - alpha_bar_t) from {ring_diffusion.sqrt_one_min
 # $q(x_{t-1}\mid x_t)$ has a variance close to $\beta_t$ (notebook 02: $\beta_t$ is exact for data that is wide
 # compared with the noise, $\tilde\beta_t$ for a single point), while $\tilde\beta_t$ is much smaller there:
 # 0.33 of $\beta_t$ at $t = 2$. The fixed variance is a real limitation of the bound; Nichol & Dhariwal (2021) *learn*
-# $\sigma_t^2$ to close this gap. The trained model adds its own error on top, in the $L_{t-1}$ terms (1.418 against
-# 1.135 nats with $\tilde\beta_t$, 0.327 against 0.112 with $\beta_t$); $L_T$ is tiny because $\bar\alpha_T\approx 0$
-# makes $q(x_T\mid x_0)$ almost exactly $\mathcal N(0, I)$.
+# $\sigma_t^2$ to close this gap. The trained model adds its own error on top: the gap grows from 1.135 to
+# 1.418 nats with $\tilde\beta_t$ and from 0.112 to 0.327 with $\beta_t$, and of the 0.283 ± 0.020 and 0.214 ± 0.013
+# extra nats, 0.258 and 0.198 sit in $\sum L_{t-1}$, the rest in $L_0$ (the two paired lines). $L_T$ is tiny because
+# $\bar\alpha_T\approx 0$ makes $q(x_T\mid x_0)$ almost exactly $\mathcal N(0, I)$.
 #
 # **The learned field.** Since $x_t = \sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\varepsilon$, the vector
 # $-\varepsilon_\theta(x_t,t)$ points from $x_t$ back towards the data, and it is proportional to the score:
 # $\nabla\log p_t(x_t) = -\varepsilon^*(x_t,t)/\sqrt{1-\bar\alpha_t}$ (notebook 02). Arrows of $-\varepsilon$ on a grid,
 # learned (top) and exact (bottom), over a sample of $q(x_t)$ in grey. The lengths range over two orders of
 # magnitude, so every arrow has the same length and shows the *direction* of $-\varepsilon$; its colour shows the
-# length $\|\varepsilon\|$ (log scale, one colour bar for all panels).
+# length $\|\varepsilon\|$ (log scale from 0.1, one colour bar for all panels: the shorter arrows, near the origin and
+# the mode centres, all get its darkest colour).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -797,18 +832,21 @@ for column, t in enumerate(field_steps):
         quiver_2d(grid, -0.22 * eps / length[:, None].clamp(min=1e-12), ax=ax, lim=2.6, values=length, cmap="plasma", norm=norm,
                   title=f"{name} −ε, t = {t + 1}")  # direction of −ε at a fixed length; colour = ‖ε‖
         ax.label_outer()
-        print(f"{name:8s} paper t = {t + 1:3d}: |eps| on the grid from {length.min():.2f} to {length.max():.2f}")
+        where = grid[length.argmax()]
+        print(f"{name:8s} paper t = {t + 1:3d}: |eps| on the grid from {length.min():.2f} to {length.max():.3f}, "
+              f"largest at ({where[0]:+.1f}, {where[1]:+.1f})")
 fig.colorbar(axes[0, 0].collections[-1], ax=axes, label="‖ε‖ (colour of the arrows)", shrink=0.8)
 plt.show()
 
 # %% [markdown]
 # At large $t$ (left) both fields point towards the centre: $q(x_t)$ is nearly $\mathcal N(0, I)$ and
-# $\varepsilon^*\approx x_t$, so $\|\varepsilon\|$ grows with the distance from the origin (at most 3.39 on the grid
-# for the exact field). At small $t$ (right) the exact field is a set of sharp sinks, one per mode, with a watershed
-# between neighbours, and far from the modes $\|\varepsilon^*\|$ is large (up to 10.02 at $t = 6$): a point that far
-# from every mode can only be explained by a large noise draw. The learned field reproduces the sinks where there is
-# data to learn from; far away, where training points at that noise level never go, its arrows point the right way
-# but are too short (at most 4.83).
+# $\varepsilon^*\approx x_t$, so $\|\varepsilon\|$ grows with the distance from the origin (at most 3.389 on the grid
+# for the exact field, in a corner). At small $t$ (right) the exact field is a set of sharp sinks, one per mode, with a
+# watershed between neighbours, and far from the modes $\|\varepsilon^*\|$ is large (up to 10.021 at $t = 6$): a point
+# that far from every mode can only be explained by a large noise draw. The learned field reproduces the sinks where
+# there is data to learn from; far away, where training points at that noise level never go, its arrows point the
+# right way but are too short (at most 4.826). Its largest length on the grid, 3.554 at $t = 151$ and
+# 3.546 at $t = 41$, both in the same corner, agree to two decimals by chance; it is no ceiling.
 #
 # ## 6. Ablations at an equal budget
 #
@@ -861,42 +899,54 @@ def mean_sd(values, fmt):
 
 
 def row(name, seeded, versus=None):
-    """One table row: log p, near, mode width (and energy) as mean ± sd over the seeds; the last column compares
-    log p seed by seed with ``versus``."""
+    """One table row: log p, near, mode width, log p against ``versus`` seed by seed, energy ×10³; mean ± sd over
+    the seeds."""
     diff = "" if versus is None else mean_sd([m["log p"] - b["log p"] for m, b in zip(seeded, versus)], "+.3f")
     return (f"{name:19s}{mean_sd([m['log p'] for m in seeded], '.3f'):>16s}"
             f"{mean_sd([100 * m['near'] for m in seeded], '.1f'):>12s}{mean_sd([m['width'] for m in seeded], '.3f'):>14s}"
-            f"{diff:>17s}")
+            f"{diff:>17s}{mean_sd([1000 * m['energy'] for m in seeded], '+.2f'):>15s}")
 
 
+HEADER = f"{'run':19s}{'log p':>16s}{'near %':>12s}{'mode width':>14s}{'log p − base':>17s}{'energy ×10³':>15s}"
 covered = [m["modes"] * 8 for seeded in metrics.values() for m in seeded]
-print(f"{len(SEEDS)} seeds each: mean ± standard deviation over the seeds")
+trained = sum(run is not baseline for seeded in runs.values() for run in seeded)
+print(f"{len(SEEDS)} seeds each ({trained} models trained here): mean ± standard deviation over the seeds")
 print(f"modes covered (of 8), over every run and seed: {min(covered):.0f} to {max(covered):.0f}")
-print(f"{'run':19s}{'log p':>16s}{'near %':>12s}{'mode width':>14s}{'log p − base':>17s}{'energy ×10³':>15s}")
+print(HEADER)
 for name, seeded in metrics.items():
     if not name.startswith("T ="):  # the values of T are in the next table
-        energy = mean_sd([1000 * m["energy"] for m in seeded], "+.2f")
-        print(row(name, seeded, None if name in (BASELINE, "true samples") else metrics[BASELINE]) + f"{energy:>15s}")
+        print(row(name, seeded, None if name in (BASELINE, "true samples") else metrics[BASELINE]))
 
 
-def sample_ring(run, variance, seed):
-    """N_EVAL samples of a trained ring model with the reverse variance ``variance``, and the seconds they took."""
+def sample_ring(model, run_diffusion, variance, seed):
+    """N_EVAL samples of a ring model with the reverse variance ``variance``, and the seconds they took."""
     start = time.perf_counter()
-    x = ddpm_sample(run["result"].ema.model, run["diffusion"], (N_EVAL, 2), variance=variance, clip_x0=CLIP_X0,
-                    device=device, generator=torch.Generator().manual_seed(7 + seed)).x.cpu()
+    x = ddpm_sample(model, run_diffusion, (N_EVAL, 2), variance=variance, clip_x0=CLIP_X0, device=device,
+                    generator=torch.Generator().manual_seed(7 + seed)).x.cpu()
     return x, time.perf_counter() - start
 
 
-by_T = {}  # (T, variance) → (metrics per seed, sampling seconds per seed)
+by_T = {}  # (T, variance) → (metrics per seed, sampling seconds per seed, seed-0 samples)
 for T_run, name in [(50, "T = 50"), (200, BASELINE), (1000, "T = 1000")]:
-    by_T[T_run, "beta_tilde"] = metrics[name], [run["sample_seconds"] for run in runs[name]]  # sampled above
-    drawn = [sample_ring(run, "beta", seed) for seed, run in zip(SEEDS, runs[name])]  # the same models, σ_t² = β_t
-    by_T[T_run, "beta"] = [ring_metrics(x) for x, _ in drawn], [seconds for _, seconds in drawn]
+    by_T[T_run, "beta_tilde"] = metrics[name], [run["sample_seconds"] for run in runs[name]], runs[name][0]["samples"]
+    drawn = [sample_ring(run["result"].ema.model, run["diffusion"], "beta", seed)  # the same models, σ_t² = β_t
+             for seed, run in zip(SEEDS, runs[name])]
+    by_T[T_run, "beta"] = [ring_metrics(x) for x, _ in drawn], [seconds for _, seconds in drawn], drawn[0][0]
+exact_by_variance = {variance: [ring_metrics(sample_ring(optimal_eps(ring, ring_diffusion), ring_diffusion, variance,
+                                                         seed)[0]) for seed in SEEDS]
+                     for variance in ("beta_tilde", "beta")}  # no network error: what the variance alone does
 print("\nT and the reverse variance sigma_t^2: the same trained models, sampled both ways (base: 200, beta_tilde)")
-print(f"{'T, sigma_t^2':19s}{'log p':>16s}{'near %':>12s}{'mode width':>14s}{'log p − base':>17s}{'sample s':>10s}")
-for (T_run, variance), (seeded, seconds) in by_T.items():
+print(HEADER + f"{'sample s':>10s}")
+for (T_run, variance), (seeded, seconds, _) in by_T.items():
     print(row(f"{T_run}, {variance}", seeded, metrics[BASELINE]) + f"{sum(seconds) / len(seconds):10.2f}")
+for variance, seeded in exact_by_variance.items():
+    print(row(f"eps*, {variance}", seeded))  # the exact ε* at T = 200
 print(row("true samples", metrics["true samples"]))
+gaps = [mean_sd([a["log p"] - b["log p"] for a, b in zip(by_T[T_run, "beta_tilde"][0], by_T[T_run, "beta"][0])],
+                "+.3f") for T_run in (50, 200, 1000)]
+print(f"log p with beta_tilde minus with beta, seed by seed: T = 50 {gaps[0]}, T = 200 {gaps[1]}, T = 1000 {gaps[2]}")
+print("share within 3s of the centre for one Gaussian mode of width 0.95 s, s, 1.05 s: "
+      + ", ".join(f"{1 - torch.exp(torch.tensor(-4.5 / k**2)):.1%}" for k in (0.95, 1.0, 1.05)))
 seconds_200, seconds_1000 = (sum(by_T[T_run, "beta_tilde"][1]) for T_run in (200, 1000))
 print(f"T = 1000 against T = 200 (beta_tilde, 3 seeds): {1000 / 200:.0f}x the network calls, "
       f"{seconds_1000 / seconds_200:.2f}x the sampling time")
@@ -918,19 +968,32 @@ for name in ["cosine schedule", "sigmoid schedule"]:
           f"c1 x̂0 + c2 x_T with c1 = {d_run.posterior_mean_coef_x0[-1]:.4f}, c2 = {d_run.posterior_mean_coef_xt[-1]:.4f}")
 
 # %%
-fig, axes = plt.subplots(3, 3, figsize=(8.4, 8.4))
-for ax, (name, seeded) in zip(axes.flat, runs.items()):
-    scatter_2d(seeded[0]["samples"], ax=ax, title=name, s=2, lim=2.4)
-scatter_2d(ring_fresh, ax=axes.flat[-1], title="true samples", s=2, lim=2.4, color="k")
+shown_runs = [name for name in runs if not name.startswith("T =")]  # the runs of the first table
+fig, axes = plt.subplots(2, 4, figsize=(11.2, 5.8))
+for ax, name in zip(axes.flat, shown_runs):
+    scatter_2d(runs[name][0]["samples"], ax=ax, title=name, s=2, lim=2.4)
+scatter_2d(ring_fresh, ax=axes.flat[len(shown_runs)], title="true samples", s=2, lim=2.4, color="k")
+axes.flat[-1].set_axis_off()
 for ax in axes.flat:
     ax.label_outer()
 fig.suptitle(f"Ring of Gaussians, {SMALL_STEPS} training steps each (seed 0)", y=1.0, va="bottom")
 plt.tight_layout()
 plt.show()
 
+fig, axes = plt.subplots(2, 3, figsize=(8.4, 5.8))
+for column, T_run in enumerate((50, 200, 1000)):
+    for line, (variance, symbol) in enumerate([("beta_tilde", r"\tilde\beta_t"), ("beta", r"\beta_t")]):
+        scatter_2d(by_T[T_run, variance][2], ax=axes[line, column], title=f"T = {T_run}, $\\sigma_t^2 = {symbol}$",
+                   s=2, lim=2.4)
+        axes[line, column].label_outer()
+fig.suptitle("The same trained models (seed 0) sampled with both reverse variances", y=1.0, va="bottom")
+plt.tight_layout()
+plt.show()
+
 # %% [markdown]
-# What to look for in the tables and the grid ("modes covered" is coarse: a thin ring through all eight centres covers
-# them all, and every run covers 8 of 8, so read the other columns):
+# What to look for in the tables and the grids. Every run covers 8 of 8 modes, so read the other columns. The energy
+# distance, which unlike the log-likelihood does not reward narrow modes, separates only the runs far from the data
+# ($x_0$-prediction, no Fourier features); the others stay within the scatter of fresh data at this size.
 #
 # - **Fourier features** matter most at this budget: without them the small MLP draws a smooth, wide ring. Only
 #   54.8 % of its samples lie near a mode, its modes are blurred (width 0.131 against the data's 0.097), and the
@@ -939,40 +1002,46 @@ plt.show()
 #   schedule by 0.275 ± 0.013 and 0.364 ± 0.030 nats, and leave fewer samples between the modes (96.4 and 96.5 % near
 #   a mode against 93.4 %). A likely reason: the linear schedule spends many of its steps on almost pure noise
 #   (notebook 01), while cosine and sigmoid spend more at the intermediate and low noise levels where the modes take
-#   shape. The sigmoid's mean log-likelihood ($-0.341$) even lies within the spread of fresh true samples
-#   ($-0.308 \pm 0.044$), but its samples are not as good as the data: its modes are narrower than the data's (0.088
-#   against 0.097), and crowding into the mode centres raises this number. The share near a mode shows what is left:
-#   96.5 % against 98.8 % for the data.
+#   shape. The sigmoid's log-likelihood ($-0.341$) even lies within the spread of fresh true samples
+#   ($-0.308 \pm 0.044$), helped by its narrow modes (0.088 against 0.097); the share near a mode, 96.5 % against
+#   98.8 %, shows what is left.
 # - **The target**: $x_0$-prediction puts its weight on the noisy steps ($1/\mathrm{SNR}$ is large there), where
 #   guessing $x_0$ means guessing the mean, and almost none on the low-noise steps that place a point *inside* its
-#   mode: its samples find the circle but spread along it ($-0.515 \pm 0.250$ nats against the baseline). $v$ behaves
-#   like $\varepsilon$ at low noise and like $x_0$ at high noise, and does at least as well as $\varepsilon$ here
-#   ($+0.095 \pm 0.076$ nats: about one standard deviation, not a clear gain). The training losses of the three are
-#   not comparable: each measures a different target.
-# - **$T$ and $\sigma_t^2$** (second table). With $\tilde\beta_t$, the variance of every other run, the log-likelihoods
-#   of $T$ = 50, 200 and 1000 differ by less than their seed-to-seed spread ($-0.052 \pm 0.094$ and
-#   $+0.024 \pm 0.069$ nats against the baseline), as if $T$ hardly mattered. The mode width says otherwise: 0.085,
-#   0.092 and 0.097 against the data's 0.097. At small $T$, $\tilde\beta_t$ draws the modes too narrow (notebook 02,
-#   Section 11), which the log-likelihood rewards, and that hides what the coarse steps cost; the share near a mode
-#   (91.7, 93.4, 94.3 %) shows it. With $\beta_t$ the cost is plain: the modes come out too wide (0.116 at $T = 50$),
-#   more samples fall between them (81.6, 90.4, 93.7 % near a mode) and the log-likelihood is $-2.109$, $-1.132$,
-#   $-0.763$. At $T = 1000$ the two variances nearly agree, as Ho et al. found at their $T = 1000$. At our $T = 200$
-#   neither is exact: $\tilde\beta_t$ draws the modes about 5 % too narrow, $\beta_t$ about 5 % too wide *and* leaves
-#   more samples between them (90.4 against 93.4 % near a mode). That is why every other sample in this notebook is
-#   drawn with $\tilde\beta_t$. The price of more steps: $T = 1000$ makes 5× the network calls of $T = 200$, and took
-#   4.70× the time in this run (the timings depend on the machine and its load).
+#   mode. In the seed-0 picture its samples find the circle but spread along it; the table shows the cost (86.6 % near
+#   a mode, $-0.515 \pm 0.250$ nats against the baseline). $v$ behaves like $\varepsilon$ at low noise and like $x_0$
+#   at high noise, and does at least as well as $\varepsilon$ here ($+0.095 \pm 0.076$ nats: about one standard
+#   deviation, not a clear gain). The training losses of the three are not comparable: each measures a different
+#   target.
+# - **$T$ and $\sigma_t^2$** (second table and grid). With $\tilde\beta_t$ the log-likelihoods of $T$ = 50, 200 and
+#   1000 differ by less than their seed-to-seed spread ($-0.052 \pm 0.094$ and $+0.024 \pm 0.069$ nats against the
+#   baseline), but the mode width shows what coarse steps cost: 0.085, 0.092 and 0.097 against the data's 0.097, too
+#   narrow at small $T$ (notebook 02, Section 11), and the share near a mode (91.7, 93.4, 94.3 %) grows with $T$. With
+#   $\beta_t$ the modes come out too wide (0.116 at $T = 50$) and more samples fall between them (81.6, 90.4, 93.7 %
+#   near a mode). The two variances converge as $T$ grows, but slowly: seed by seed, $\tilde\beta_t$ scores
+#   $+1.352 \pm 0.082$, $+0.428 \pm 0.018$ and $+0.083 \pm 0.016$ nats of log-likelihood above $\beta_t$ at $T$ = 50,
+#   200 and 1000.
+#
+#   Which variance is right at $T = 200$? The exact $\varepsilon^*$ rows remove the network's errors: with $\beta_t$
+#   its modes are 0.100 wide, with $\tilde\beta_t$ 0.088, against the data's 0.097, so $\beta_t$ is the closer one, as
+#   the bound of Section 5 said. A trained network adds errors that widen the modes and scatter samples between
+#   them, and $\tilde\beta_t$'s narrowing partly offsets them: the trained widths miss the data's on both sides (0.092
+#   with $\tilde\beta_t$, 0.102 with $\beta_t$), and $\beta_t$ leaves more strays, 90.4 against 93.4 % near a mode,
+#   where a mode 5 % too wide would lose only 0.6 points (98.3 against 98.9 %, printed). So the other runs sample with
+#   $\tilde\beta_t$: for our trained models it trades one error for a smaller one. The price of more steps:
+#   $T = 1000$ makes 5× the network calls of $T = 200$ and took 4.65× the time.
 # - **Clipping $\hat x_0$.** The cosine and sigmoid schedules end with $\beta_T$ clipped to 0.999 (Nichol & Dhariwal
 #   2021, §3.2), so the first reverse step divides by $\sqrt{\alpha_T} = \sqrt{0.001}$: by Eq. 11, an error of 0.1 in
 #   $\varepsilon_\theta$ moves the point by about 3. The third table follows the seed-0 models without clipping.
 #   After the first step 69 (cosine) and 75 (sigmoid) of the 1000 points lie farther than 4 from the origin, the
-#   farthest near 40. No training point $x_t$ lies out there at any noise level, so the network's $\varepsilon$ there is
-#   an extrapolation, and the next steps, whose $\beta_t$ are still large, amplify its errors again: the farthest points
-#   reach 638.5 and 190.4. Most strays are pulled back, but 11 and 10 still end farther than 4. Clipping keeps them out
-#   from the first step on. The sampler computes the mean from $\hat x_0$ (Eq. 7), $\tilde\mu_t = c_1\hat x_0 +
-#   c_2 x_t$, and the network enters only through $\hat x_0$. Clipped to $[-3, 3]$, $\hat x_0$ moves the mean by at most
-#   $3c_1$ per coordinate, and at the first step $c_1$ = 0.0078 (cosine) or 0.0389 (sigmoid) and $c_2 = 0.0316$:
-#   the mean stays near 0 and $x_{T-1}$ is almost pure noise $\sigma_T z$, as it should be. With clipping no point gets
-#   farther than 5.2 from the origin and none ends beyond 4. That is why every run here samples with `clip_x0=3.0`.
+#   farthest near 40. No training point $x_t$ comes near there ($\|x_t\|^2\le\|x_0\|^2+\|\varepsilon\|^2$, and a 2-D
+#   $\|\varepsilon\|$ beyond 6 has probability $e^{-18}$), so the network's $\varepsilon$ there is an extrapolation,
+#   and the next steps, whose $\beta_t$ are still large, amplify its errors again: the farthest points reach 638.5 and
+#   190.4. Most strays are pulled back, but 11 and 10 still end farther than 4. The sampler computes the mean from
+#   $\hat x_0$ (Eq. 7), $\tilde\mu_t = c_1\hat x_0 + c_2 x_t$, and the network enters only through $\hat x_0$.
+#   Clipped to $[-3, 3]$, $\hat x_0$ moves the mean by at most $3c_1$ per coordinate, and at the first step $c_1$ =
+#   0.0078 (cosine) or 0.0389 (sigmoid) and $c_2 = 0.0316$: the mean stays near 0 and $x_{T-1}$ is almost pure noise
+#   $\sigma_T z$, as it should be. With clipping no point gets farther than 5.2 from the origin and none ends beyond 4.
+#   That is why every run here samples with `clip_x0=3.0`.
 #
 # **Exercise 3 (the exact ε for a Gaussian).** If the data were a single Gaussian $\mathcal N(0, s^2 I)$, then $x_t\sim
 # \mathcal N\big(0, (\bar\alpha_t s^2 + 1 - \bar\alpha_t) I\big)$ (Eq. 4). Write `eps_star_gaussian(xt, alpha_bar, s)`
@@ -1014,9 +1083,10 @@ check_exercise_3(eps_star_gaussian)
 #   image denoiser could estimate the noise level from $x_t$ itself). The sinusoidal embedding turns $t$ into a vector
 #   whose similarities depend on the lag only; every residual block receives it. Fourier features of $x$ let a small
 #   MLP draw sharp structure.
-# - Algorithm 1 is a fifteen-line loop: batch, `diffusion_loss`, backward, clipping, Adam step, EMA update; Algorithm 2
-#   is a short loop over $t$. `ddpm_helpers.training.train` runs the same step and adds a learning-rate schedule,
-#   NaN detection and atomic checkpoints that resume bit-for-bit; notebooks 04 and 05 use it unchanged.
+# - Algorithm 1 is a loop of twenty lines: batch, draws of $t$ and $\varepsilon$, $x_t$, the squared error,
+#   backward, clipping, Adam step, EMA update; Algorithm 2 is a short loop over $t$. `ddpm_helpers.training.train`
+#   runs the same step and adds a learning-rate schedule, NaN detection and checkpoints that resume bit-for-bit;
+#   notebooks 04 and 05 use it unchanged.
 # - The predicted $\hat x_0$ finds the data long before $x_t$ does, and the trajectories are random walks that the
 #   drift pulls onto the data.
 # - On the ring of Gaussians, exact numbers show what pictures hide: log-likelihood under the true density, mode
@@ -1025,8 +1095,9 @@ check_exercise_3(eps_star_gaussian)
 #   $\varepsilon^*$, with $\beta_t$ it is nearly tight.
 # - At an equal budget and over 3 seeds, the input features, the schedule and the target change the samples clearly.
 #   The number of steps $T$ matters too, but $\sigma_t^2 = \tilde\beta_t$ hides it in the log-likelihood by drawing
-#   narrower modes at small $T$; $\beta_t$ shows it. Cosine and sigmoid schedules need the predicted $\hat x_0$ clipped
-#   when sampling.
+#   narrower modes at small $T$; $\beta_t$ shows it. At $T = 200$, $\beta_t$ is the closer variance for the exact
+#   $\varepsilon^*$, $\tilde\beta_t$ for our trained models, whose errors it partly offsets. Cosine and sigmoid
+#   schedules need the predicted $\hat x_0$ clipped when sampling.
 #
 # **Next, notebook 04:** images. The MLP becomes a U-Net, the points become 28×28 MNIST digits, and the same
 # `train` function does the work.
@@ -1044,12 +1115,13 @@ def my_time_embedding(t, dim):
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
 
 
-def my_loss(model, diffusion, x0, generator):
-    t = torch.randint(0, diffusion.T, (x0.shape[0],), generator=generator)  # t ~ U{0, …, T−1}
+def my_v_loss(model, diffusion, x0, generator):
+    t = torch.randint(0, diffusion.T, (x0.shape[0],), generator=generator)  # code t; the paper's t + 1
     eps = torch.randn(x0.shape, generator=generator)  # ε ~ N(0, I)
-    alpha_bar = diffusion.alpha_bar[t].to(x0.dtype)[:, None]  # ᾱ_t, shape (B, 1)
+    alpha_bar = diffusion.alpha_bar[t].to(x0.dtype)[:, None]  # ᾱ at code t, shape (B, 1)
     xt = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * eps  # Eq. 4
-    return (model(xt, t) - eps).pow(2).mean()  # Eq. 14
+    v = alpha_bar.sqrt() * eps - (1 - alpha_bar).sqrt() * x0  # the v target (Salimans & Ho 2022)
+    return (model(xt, t) - v).pow(2).mean()
 
 
 def eps_star_gaussian(xt, alpha_bar, s):
@@ -1058,13 +1130,23 @@ def eps_star_gaussian(xt, alpha_bar, s):
 
 
 check_exercise_1(my_time_embedding)
-check_exercise_2(my_loss)
+check_exercise_2(my_v_loss)
 check_exercise_3(eps_star_gaussian)
+
+s_demo = 0.5  # the length of ε* over that of x_t, at every step, against the formula derived below
+factor = eps_star_gaussian(torch.ones(T, dtype=torch.float64), diffusion.alpha_bar, s_demo)
+k = int(factor.argmax())
+print(f"s = {s_demo}: |eps*| / |x_t| peaks at {factor[k]:.3f} at paper t = {k + 1} (1 - alpha_bar = "
+      f"{1 - diffusion.alpha_bar[k]:.3f}); formula: peak 1 / (2 s sqrt(1 - s^2)) = "
+      f"{1 / (2 * s_demo * (1 - s_demo**2) ** 0.5):.3f} at 1 - alpha_bar = s^2 / (1 - s^2) = "
+      f"{s_demo**2 / (1 - s_demo**2):.3f}; at paper t = 1 and T: {factor[0]:.3f}, {factor[-1]:.3f}")
 
 # %% [markdown]
 # Exercise 3: $-\varepsilon^*$ points straight at the origin, the data's mean, with length
-# $\sqrt{1-\bar\alpha_t}\,\|x_t\|/(\bar\alpha_t s^2 + 1-\bar\alpha_t)$: close to $\|x_t\|$ at large $t$ (where
-# $x_t\approx\varepsilon$) and, for $s<1$, smaller than that at small $t$, where most of $x_t$ is signal.
+# $\sqrt{1-\bar\alpha_t}\,\|x_t\|/(\bar\alpha_t s^2 + 1-\bar\alpha_t)$, which is not monotone in $t$ for $s<1$. Write
+# $u = 1-\bar\alpha_t$: the factor $\sqrt u/(s^2 + u(1-s^2))$ is near 0 at small $t$, where most of $x_t$ is signal;
+# setting its derivative to 0 gives a peak of $1/(2s\sqrt{1-s^2})\ge 1$ at $u = s^2/(1-s^2)\approx s^2$, *above*
+# $\|x_t\|$; at large $t$, where $x_t\approx\varepsilon$, it falls back to $\|x_t\|$ (printed above for $s = 0.5$).
 
 # %%
 # NBVAL_IGNORE_OUTPUT

@@ -19,8 +19,10 @@ def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10_000.0) -> T
 
     Vaswani et al. 2017, §3.5 (as used for t by Ho et al. 2020, Appendix B):
     ``emb[:, i] = sin(t · ω_i)``, ``emb[:, half + i] = cos(t · ω_i)`` with
-    ``ω_i = max_period^(-i / half)``, ``i = 0 … half−1``, ``half = dim // 2``.
-    Close timesteps get close vectors; far ones differ in the slow frequencies.
+    ``ω_i = max_period^(-i / half)``, ``i = 0 … half−1``, ``half = dim // 2``: sines and cosines in
+    two blocks, as in Ho et al.'s code (Vaswani et al. interleave them; Ho et al.'s code spaces the
+    exponents as ``i / (half − 1)``). Close timesteps get close vectors; the fast columns tell
+    neighbouring steps apart, the slower ones distant steps.
     ``t`` may be integer (0-based timesteps) or float; an odd ``dim`` gets a final zero column.
     """
     check_int(dim, "dim", low=2)

@@ -47,10 +47,7 @@ class MLP(nn.Module):
     ``x`` enters through :func:`fourier_features` with ``fourier_octaves`` frequencies (0: raw x).
     The timestep enters through ``sinusoidal_embedding(t, time_dim)`` (Vaswani et al. 2017
     §3.5, as in Ho et al. 2020 Appendix B), passed through a small MLP and added in every
-    residual block. That time pathway runs once per example, like the rest of the network: it is
-    small beside the data pathway, and finding the distinct t of a batch first (``torch.unique``)
-    would make a GPU wait for the device on every step. The output layer starts at zero, so the
-    untrained model predicts 0.
+    residual block. The output layer starts at zero, so the untrained model predicts 0.
     """
 
     def __init__(self, data_dim: int = 2, hidden: int = 128, num_blocks: int = 3, time_dim: int = 32,
@@ -72,8 +69,7 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         if y is not None:  # a clear error instead of "forward() takes 3 positional arguments"
-            raise ValueError("the MLP is unconditional: it takes model(x, t) and no class labels y; train it with "
-                             "p_uncond=None, or use a UNet(num_classes=...) for labels")
+            raise ValueError("the MLP is unconditional: call it as model(x, t), with no class labels y")
         if x.ndim != 2 or x.shape[1] != self.data_dim:
             raise ValueError(f"x must have shape (B, {self.data_dim}), got {tuple(x.shape)}")
         if t.shape != (x.shape[0],):
