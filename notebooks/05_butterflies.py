@@ -4,6 +4,7 @@
 #   colab:
 #     gpuType: T4
 #   jupytext:
+#     comment_magics: false
 #     formats: ipynb,py:percent
 #     notebook_metadata_filter: accelerator,colab,-jupytext.text_representation.jupytext_version
 #     text_representation:
@@ -1273,7 +1274,7 @@ for resolution in (8, 16, 32):
 # `--signal` sends SIGTERM two minutes before the time limit, and the run checkpoints and stops):
 #
 # ```bash
-# !/bin/bash
+# #!/bin/bash
 # #SBATCH --nodes=2 --ntasks-per-node=1 --gpus-per-node=4 --cpus-per-task=16 --time=02:00:00 --signal=TERM@120
 # head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
 # srun torchrun --nnodes="$SLURM_NNODES" --nproc_per_node=4 --rdzv-backend=c10d --rdzv-endpoint="$head:29500" \
