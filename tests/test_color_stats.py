@@ -8,6 +8,7 @@ from ddpm_helpers.evaluation.color_stats import (
     band_shares,
     hue_histogram,
     pixel_hues,
+    resampled_distances,
     split_half_distances,
     total_variation,
 )
@@ -76,6 +77,32 @@ def test_split_half_floor_is_computed_on_the_given_images():
         reds_first, reds_second = is_red[order[:3]].sum().item(), is_red[order[3:6]].sum().item()
         assert distance.item() == pytest.approx(abs(reds_first - reds_second) / 3)
     assert distances.shape == (8,) and distances.max() > 0
+
+
+def test_resampled_distances_draw_with_replacement_and_apply_the_transform():
+    reds, greens = _image([(1, 0, 0)] * 16), _image([(0, 1, 0)] * 16)
+    is_red = torch.tensor([1.0, 1, 0, 0, 1])
+    mixed = torch.stack([reds if red else greens for red in is_red])
+    target = hue_histogram(mixed)  # 3/5 red, 2/5 green
+    distances = resampled_distances(mixed, target, n=4, num_draws=6, seed=3)
+    generator = torch.Generator().manual_seed(3)  # the same draws, by hand
+    for distance in distances:
+        drawn = torch.randint(5, (4,), generator=generator)
+        assert distance.item() == pytest.approx(abs(is_red[drawn].mean().item() - 0.6))
+    assert resampled_distances(torch.stack([reds] * 3), hue_histogram(reds[None]), n=5).tolist() == [0.0] * 20
+    seen = []
+
+    def to_green(batch, generator):
+        seen.append(generator)
+        return greens.expand_as(batch).clone()
+
+    assert resampled_distances(mixed, hue_histogram(reds[None]), n=3, num_draws=2, transform=to_green).tolist() == [
+        pytest.approx(1.0)] * 2
+    assert len(seen) == 2 and all(isinstance(g, torch.Generator) for g in seen)
+    with pytest.raises(ValueError, match="n=0"):
+        resampled_distances(mixed, target, n=0)
+    with pytest.raises(ValueError, match="num_draws=0"):
+        resampled_distances(mixed, target, n=3, num_draws=0)
 
 
 def test_band_shares_count_images_whose_band_covers_enough_pixels():

@@ -53,3 +53,20 @@ def test_a_planted_shifted_copy_is_caught_and_an_unseen_image_is_not(butterflies
     assert (found.distances[:3] < 0.3 * floor).all() and (found.distances[:3] <= plain).all()
     assert (plain > 0.9 * floor).sum() >= 1  # the plain search calls a shifted copy a different butterfly
     assert (found.distances[3:] > 0.5 * floor).all()  # an image the references do not hold is no copy
+
+
+def test_exclude_leaves_out_every_view_of_the_querys_own_source():
+    references = torch.rand(7, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    queries = flip_and_crop(references[[2, 5, 5]], torch.Generator().manual_seed(2))
+    exclude = torch.tensor([2, 5, 0])
+    found = nearest_views(queries, references, chunk=3, exclude=exclude)  # the excluded rows cross chunk borders
+    assert found.indices[2] == 5 and found.distances[2] < 0.2  # a view of image 5, searched with image 0 left out
+    for q in range(2):
+        others = [r for r in range(7) if r != exclude[q]]
+        alone = nearest_views(queries[q:q + 1], references[others])
+        assert found.indices[q] == others[alone.indices[0]] and found.indices[q] != exclude[q]
+        torch.testing.assert_close(found.distances[q], alone.distances[0])
+    with pytest.raises(ValueError, match=r"shape \(3,\)"):
+        nearest_views(queries, references, exclude=torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="at least 2 references"):
+        nearest_views(queries[:1], references[:1], exclude=torch.tensor([0]))

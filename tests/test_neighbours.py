@@ -83,6 +83,19 @@ def test_leave_one_out_excludes_the_image_itself_and_its_mirror():
     assert (leave_one_out_distances(symmetric) > 0.1).all()
 
 
+def test_exclude_measures_each_query_to_the_nearest_other_reference():
+    x = images(8, seed=9)
+    x[6] = x[1].flip(-1)  # a mirrored duplicate of image 1
+    own = torch.arange(8)
+    found = nearest_neighbours(x, x, k=2, exclude=own)
+    torch.testing.assert_close(found.distances[:, 0], leave_one_out_distances(x))  # leave-one-out, query by query
+    assert found.indices[1, 0] == 6 and found.indices[6, 0] == 1 and (found.indices != own[:, None]).all()
+    queries = torch.stack([x[3], x[3]])  # the same image, excluded from one search only
+    both = nearest_neighbours(queries, x, exclude=torch.tensor([3, 0]))
+    assert both.indices[:, 0].tolist()[1] == 3 and both.distances[1, 0] == pytest.approx(0, abs=1e-6)
+    assert both.indices[0, 0] != 3 and both.distances[0, 0] > 0.1
+
+
 def test_distance_statistics():
     samples = torch.tensor([0.01, 0.02, 0.30, 0.40])
     train = torch.tensor([0.2, 0.3, 0.4])
@@ -102,6 +115,10 @@ def test_distance_statistics():
         (lambda: nearest_neighbours(images(2), images(3), k=4), "k=4"),
         (lambda: nearest_neighbours(images(2), images(3), k=0), "k=0"),
         (lambda: leave_one_out_distances(images(1)), "at least 2"),
+        (lambda: nearest_neighbours(images(2), images(3), exclude=torch.tensor([0])), r"shape \(2,\)"),
+        (lambda: nearest_neighbours(images(2), images(3), exclude=torch.tensor([0, 3])), r"got values in \[0, 3\]"),
+        (lambda: nearest_neighbours(images(2), images(3), exclude=torch.tensor([0.0, 1.0])), "integer Tensor"),
+        (lambda: nearest_neighbours(images(2), images(3), k=3, exclude=torch.tensor([0, 1])), "k=3"),
         (lambda: distance_statistics(torch.tensor([]), torch.ones(2), 0.1), "sample_distances"),
         (lambda: distance_statistics(torch.ones(2), torch.ones(2), -1.0), "-1.0"),
     ],

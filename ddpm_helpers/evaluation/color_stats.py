@@ -10,10 +10,15 @@ count (a mask, no weighting); the white background and dark shadows of the butte
   move to other hue bins to turn one histogram into the other.
 - ``split_half_distances``: the same distance between random halves of one set: how far two samples of the *same*
   images already are, the floor below which a difference says nothing.
+- ``resampled_distances``: the distance of ``n`` images drawn at random from a set (augmented, if the model saw
+  augmented images) to a target histogram: what a model that drew exactly from that set would score with ``n``
+  samples, the null for a distance of ``n`` samples.
 - ``band_shares``: the share of images in which a hue band (red, pink, …) covers at least ``min_cover`` of the pixels.
 """
 
 from __future__ import annotations
+
+from typing import Callable
 
 import torch
 from matplotlib.colors import rgb_to_hsv
@@ -105,6 +110,30 @@ def split_half_distances(images: Tensor, num_splits: int = 20, seed: int = 0, **
         first, second = images[order[:half]], images[order[half : 2 * half]]
         distances.append(total_variation(hue_histogram(first, **histogram_options),
                                          hue_histogram(second, **histogram_options)))
+    return torch.tensor(distances)
+
+
+def resampled_distances(images: Tensor, target: Tensor, n: int, num_draws: int = 20, seed: int = 0,
+                        transform: Callable[[Tensor, torch.Generator], Tensor] | None = None,
+                        **histogram_options) -> Tensor:
+    """Total variation between ``target`` (a hue histogram) and the hue histogram of ``n`` images drawn uniformly,
+    with replacement, from ``images``, each passed through ``transform(batch, generator)`` when given (e.g.
+    ``datasets.flip_and_crop``), for ``num_draws`` seeded draws.
+
+    A model that drew exactly from the distribution of (augmented) ``images`` would score this with ``n`` samples:
+    the null a distance of ``n`` samples from ``target`` is to be set against.
+    """
+    n = check_int(n, "n", low=1)
+    num_draws = check_int(num_draws, "num_draws", low=1)
+    if not torch.is_tensor(images) or images.ndim != 4 or len(images) == 0:
+        raise ValueError("images must be a non-empty tensor of RGB images (N, 3, H, W)")
+    generator = torch.Generator().manual_seed(check_int(seed, "seed", low=0))
+    distances = []
+    for _ in range(num_draws):
+        drawn = images[torch.randint(len(images), (n,), generator=generator)]
+        if transform is not None:
+            drawn = transform(drawn, generator)
+        distances.append(total_variation(hue_histogram(drawn, **histogram_options), target))
     return torch.tensor(distances)
 
 

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ddpm_helpers.checks import check_int
-from ddpm_helpers.evaluation.neighbours import _check_pair, pairwise_rms_distances
+from ddpm_helpers.evaluation.neighbours import _check_exclude, _check_pair, pairwise_rms_distances
 
 CROP_SCALES = (0.85, 0.90, 0.95, 1.0)  # the side of the crop, as a share of the image's (flip_and_crop's range)
 
@@ -69,10 +69,17 @@ def crop_views(images: Tensor, grid: list[tuple[float, int, int]]) -> Tensor:
 
 
 def nearest_views(queries: Tensor, references: Tensor, scales: tuple[float, ...] = CROP_SCALES,
-                  chunk: int = 16) -> ViewNeighbours:
+                  chunk: int = 16, exclude: Tensor | None = None) -> ViewNeighbours:
     """The nearest view of a reference image for every query: the min of ‖q − view‖₂/√D over both flips of every
-    reference and every crop of :func:`crop_grid` (``chunk`` references rendered at a time, to bound memory)."""
+    reference and every crop of :func:`crop_grid` (``chunk`` references rendered at a time, to bound memory).
+
+    ``exclude`` (optional, ``(Q,)``): for each query a reference row whose views are all left out of its search, e.g.
+    the training image an augmented view was made from: the view is then measured to the views of *other* images.
+    """
     _check_pair(queries, references, "queries", "references")
+    exclude = _check_exclude(exclude, len(queries), len(references))
+    if exclude is not None and len(references) < 2:
+        raise ValueError("exclude leaves nothing to search: it needs at least 2 references")
     chunk = check_int(chunk, "chunk", low=1)
     grid = crop_grid(references.shape[-1], scales)
     best = torch.full((len(queries),), math.inf)
@@ -81,6 +88,9 @@ def nearest_views(queries: Tensor, references: Tensor, scales: tuple[float, ...]
         block = references[start:start + chunk].detach().cpu().float()
         views = torch.stack([crop_views(block, grid), crop_views(block.flip(-1), grid)], dim=1)  # (n, 2, V, C, H, W)
         distances = pairwise_rms_distances(queries, views.flatten(0, 2))  # (Q, n·2·V)
+        if exclude is not None:  # every view of the query's own source image is out of reach
+            source = (torch.arange(distances.shape[1]) // (2 * len(grid)) + start)[None, :]  # reference row of a view
+            distances = distances.masked_fill(source == exclude[:, None], math.inf)
         nearest, where = distances.min(dim=1)
         closer = nearest < best
         best = torch.where(closer, nearest, best)

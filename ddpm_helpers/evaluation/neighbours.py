@@ -84,11 +84,34 @@ def _flip_aware_distances(queries: Tensor, references: Tensor, flips: bool) -> t
     return torch.where(flipped, mirrored, direct), flipped
 
 
-def nearest_neighbours(queries: Tensor, references: Tensor, k: int = 1, flips: bool = True) -> Neighbours:
-    """The ``k`` references nearest to each query in pixel space (mirrored references count when ``flips``)."""
+def _check_exclude(exclude: Tensor | None, num_queries: int, num_references: int) -> Tensor | None:
+    """``exclude``: None, or for each query the row of the reference set to leave out (a LongTensor ``(Q,)``)."""
+    if exclude is None:
+        return None
+    if not isinstance(exclude, Tensor) or exclude.shape != (num_queries,) or exclude.is_floating_point():
+        got = (f"shape {tuple(exclude.shape)}, dtype {exclude.dtype}" if isinstance(exclude, Tensor)
+               else type(exclude).__name__)
+        raise ValueError(f"exclude must be an integer Tensor of shape ({num_queries},), one reference row per query, "
+                         f"got {got}")
+    if len(exclude) and (int(exclude.min()) < 0 or int(exclude.max()) >= num_references):
+        raise ValueError(f"exclude must hold reference rows in [0, {num_references - 1}], got values in "
+                         f"[{int(exclude.min())}, {int(exclude.max())}]")
+    return exclude.long().cpu()
+
+
+def nearest_neighbours(queries: Tensor, references: Tensor, k: int = 1, flips: bool = True,
+                       exclude: Tensor | None = None) -> Neighbours:
+    """The ``k`` references nearest to each query in pixel space (mirrored references count when ``flips``).
+
+    ``exclude`` (optional, ``(Q,)``): for each query a reference row left out of its search, e.g. the training image
+    an augmented view was made from, so that the view is measured to the nearest *other* image.
+    """
     _check_pair(queries, references, "queries", "references")
-    k = check_int(k, "k", low=1, high=len(references))  # at most the number of references
+    exclude = _check_exclude(exclude, len(queries), len(references))
+    k = check_int(k, "k", low=1, high=len(references) - (exclude is not None))  # at most the references searched
     distances, flipped = _flip_aware_distances(queries, references, flips)
+    if exclude is not None:
+        distances[torch.arange(len(queries)), exclude] = float("inf")  # the query's own source (and its mirror)
     nearest, indices = distances.topk(k, dim=1, largest=False)  # ascending: nearest first
     return Neighbours(distances=nearest, indices=indices, flipped=flipped.gather(1, indices))
 
