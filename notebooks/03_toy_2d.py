@@ -73,7 +73,7 @@ from pathlib import Path
 
 HELPERS_SOURCE = "git+https://github.com/ddpm-from-scratch/ddpm-from-scratch"  # [project.urls] Source
 HELPERS_VERSION = "0.4.0"  # the ddpm_helpers.__version__ this notebook was written for
-HELPERS_REF = "742ef57099e7c4d8e3ab5f03a908682be462904c"  # a commit that installs it
+HELPERS_REF = "94291c44ca0dcd8a8a9ebb50b9709d528fa65983"  # a commit that installs it
 
 clone = Path.cwd().parent  # a notebook opened from a clone runs in the clone's notebooks/ folder
 pyproject = clone / "pyproject.toml"
