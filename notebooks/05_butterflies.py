@@ -54,7 +54,7 @@
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU, 2 cores | ≈ 30 s | TODO-NUMBER min with the committed weights (the 512 samples and the 2.5-minute memorization run of section 5 included); training adds its 30-minute budget (the committed weights: 5761 steps of 32 images in 24.3 min) |
+# | CPU, 2 cores | ≈ 30 s (estimate) | 4.7 min with the committed weights (the 512 samples and the 2.5-minute memorization run of section 5 included); training adds its 30-minute budget (the committed weights: 5761 steps of 32 images in 24.3 min) |
 # | GPU (Colab T4; *estimated*) | ≈ 1 min | ≈ 45 min: a 40-minute training budget (≈ 16,900 steps of 64 images, from the FLOPs of a step, section 3), sampling and the 2.5-minute run |
 #
 # **Papers.** Equation numbers refer to Ho, Jain & Abbeel (2020), *Denoising Diffusion
@@ -395,8 +395,8 @@ print(f"twice as wide: {count_parameters(variant_models[-1]) / count_parameters(
 #
 # - **Attention at 8×8 is cheap** — 628,299 parameters against 590,283, and a small share of the
 #   step — because the 8×8 maps have only 64 positions. At 16×16 and 8×8 it costs
-#   TODO-NUMBER × the baseline, and with 32×32 added the 1024×1024 attention matrices dominate the step
-#   (TODO-NUMBER ×), although the
+#   1.30 × the baseline, and with 32×32 added the 1024×1024 attention matrices dominate the step
+#   (4.36 ×), although the
 #   parameter count hardly moves (664,155): the cost of attention is in the positions, not in
 #   the weights.
 # - **Dropout adds no parameters, but it is not free**: drawing and applying a random mask touches every
@@ -405,9 +405,9 @@ print(f"twice as wide: {count_parameters(variant_models[-1]) / count_parameters(
 #   can swap them. What dropout buys is regularization, not capacity.
 # - **Width is the expensive knob**: doubling the channels multiplies the convolution weights
 #   by about four (2,499,603 parameters against 628,299); the step time grew less,
-#   TODO-NUMBER ×.
+#   2.2 ×.
 # - **Depth** (a second residual block per level) costs
-#   TODO-NUMBER × the time of ours.
+#   1.6 × the time of ours.
 #
 # With a 30-minute budget on a CPU, every second per step is steps we do not take. Our choice,
 # the row marked "ours", adds the cheap attention and the regularizing dropout to the baseline and
@@ -951,7 +951,7 @@ show_beside_nearest_views(memorized, memorized_views, range(8),
                           "the model fine-tuned on 8 images: its samples (top) and their nearest views (bottom)")
 
 # %% [markdown]
-# This is what memorization looks like, and what the test detects: in the run saved here 31 of the
+# This is what memorization looks like, and what the test detects: in the run saved here 32 of the
 # fine-tuned model's 32 samples fall below the copy line when the search covers the views, and 32 in the
 # plain search: these copies are of the images as stored, which the plain search sees too, against its
 # higher line (0.178). Set beside it, our model's samples (2 of 512 below the same
@@ -1190,7 +1190,7 @@ check_exercise_2(my_attention_flops)
 #   copies — provided the search covers the views the model trained on: a copy shifted by a pixel or two
 #   is as far from its original, pixel by pixel, as another butterfly. With 128 images, this check belongs
 #   next to every sample grid. Here 2 of 512 samples fell below the copy line of the views, against 6 of
-#   512 fresh views of real butterflies; a model fine-tuned on 8 images had 31 of its 32 samples
+#   512 fresh views of real butterflies; a model fine-tuned on 8 images had 32 of its 32 samples
 #   flagged, so the test can fire.
 # - Colour statistics make colour a measurement: the hue histogram as a whole against the distance that
 #   as many draws from the augmented training set score by chance, and the rare hues — blue, purple, pink — counted
