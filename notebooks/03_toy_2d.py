@@ -43,7 +43,7 @@
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU (measured) | 52 s | 196 s (last cell) |
+# | CPU, 2 cores | ≈ 50 s (estimate) | 174 s (measured, last cell) |
 # | Colab GPU (estimate) | ≈ 30 s | ≈ 1–2 min |
 #
 # **Papers.** Equation and algorithm numbers refer to Ho, Jain & Abbeel (2020), *Denoising Diffusion Probabilistic
@@ -1028,7 +1028,7 @@ plt.show()
 #   with $\tilde\beta_t$, 0.102 with $\beta_t$), and $\beta_t$ leaves more strays, 90.4 against 93.4 % near a mode,
 #   where a mode 5 % too wide would lose only 0.6 points (98.3 against 98.9 %, printed). So the other runs sample with
 #   $\tilde\beta_t$: for our trained models it trades one error for a smaller one. The price of more steps:
-#   $T = 1000$ makes 5× the network calls of $T = 200$ and took 4.65× the time.
+#   $T = 1000$ makes 5× the network calls of $T = 200$ and took 5.32× the time.
 # - **Clipping $\hat x_0$.** The cosine and sigmoid schedules end with $\beta_T$ clipped to 0.999 (Nichol & Dhariwal
 #   2021, §3.2), so the first reverse step divides by $\sqrt{\alpha_T} = \sqrt{0.001}$: by Eq. 11, an error of 0.1 in
 #   $\varepsilon_\theta$ moves the point by about 3. The third table follows the seed-0 models without clipping.
