@@ -75,6 +75,19 @@ def kmeans(x: torch.Tensor, k: int, iterations: int = 30, seed: int = 0) -> torc
     return torch.cdist(x, centres).argmin(1)
 
 
+class AutoGuidance(torch.nn.Module):
+    """strong + w·(strong − weak) with the same condition for both (Karras et al. 2024, Eq. 2)."""
+
+    def __init__(self, strong, weak, scale, labels=None):
+        super().__init__()
+        self.strong, self.weak, self.scale, self.labels = strong, weak, scale, labels
+
+    def forward(self, x, t):
+        extra = () if self.labels is None else (self.labels,)
+        strong = self.strong(x, t, *extra)
+        return strong + self.scale * (strong - self.weak(x, t, *extra))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--condition", choices=("labels", "none", "clusters", "both"), required=True)
@@ -90,6 +103,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="batch (default: the recipe's)")
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
     parser.add_argument("--label-guidance", type=float, default=0.25, help="w of the guided set (labels, both)")
+    parser.add_argument("--autoguidance", type=float, default=None, help="also sample the label-free set "
+                        "autoguided (Karras et al. 2024, Eq. 2) by the EMA of this same run at this fraction of its steps")
+    parser.add_argument("--autoguidance-scales", default="0.5,1", help="w of strong + w·(strong − weak)")
     parser.add_argument("--note", default="", help="free text stored with the result")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
@@ -122,7 +138,24 @@ def main() -> None:
     diffusion = Diffusion.from_schedule("linear", T=1000)
     train_config = recipe.train_config(**changes)
     data = images if condition is None else (images, condition)
-    result = train(model, diffusion, data, train_config, device="cpu", progress=False)
+    snapshot_dir = None
+    if args.autoguidance is not None:  # the EMA at a fraction of the run: a checkpoint there, copied before the next
+        import shutil
+        import tempfile
+
+        from ddpm_helpers.datasets.images import random_batches
+        snapshot_dir = Path(tempfile.mkdtemp())
+        snapshot_step = int(args.autoguidance * train_config.steps)
+        train_config.checkpoint_every = snapshot_step
+        draw = random_batches(data, train_config.batch_size) if condition is None else \
+            random_batches(data[0], train_config.batch_size, labels=data[1])
+
+        def batches(step, generator):
+            if step == snapshot_step + 1:
+                shutil.copy(snapshot_dir / "checkpoint.pt", snapshot_dir / "snapshot.pt")
+            return draw(step, generator)
+    result = train(model, diffusion, data if snapshot_dir is None else batches, train_config, device="cpu",
+                   progress=False, out_dir=snapshot_dir)
     print(f"{args.condition}: {result.steps} steps of {train_config.batch_size} in {result.seconds:.0f} s")
 
     evaluator = mnist_eval.DigitEvaluator()
@@ -153,18 +186,31 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         with args.out.open("a") as f:
             f.write(json.dumps(row) + "\n")
-    for w in [float(v) for v in args.guidance.split(",")] if clustered else [None]:
+    weak = None
+    if snapshot_dir is not None:
+        import copy
+
+        from ddpm_helpers.checkpoint import load_checkpoint
+        weak = copy.deepcopy(net)
+        ema_state = load_checkpoint(snapshot_dir / "snapshot.pt")["ema"]
+        weak.load_state_dict(ema_state["model"] if "model" in ema_state else ema_state)
+        weak.eval()
+    settings = [(w, None) for w in ([float(v) for v in args.guidance.split(",")] if clustered else [None])]
+    if weak is not None:
+        settings += [(None, a) for a in (float(v) for v in args.autoguidance_scales.split(","))]
+    for w, auto in settings:
         for sampler in args.samplers.split(","):
             kind, steps = sampler.split("-")
             generator = torch.Generator().manual_seed(args.seed + 7)
             if clustered:  # cluster ids in proportion to the clusters' sizes
                 drawn = cluster_ids[torch.randint(len(cluster_ids), (args.samples,), generator=generator)]
                 drawn = drawn + (10 if args.condition == "both" else 0)
-                model_fn = ClassifierFreeGuidance(net, drawn, w)
+                model_fn = ClassifierFreeGuidance(net, drawn, w) if auto is None else \
+                    AutoGuidance(net, weak, auto, drawn)
             elif args.condition == "labels":  # 04's label-free set: the null label
                 model_fn = ClassifierFreeGuidance(net, torch.full((args.samples,), NULL_LABEL), 0.0)  # ∅
             else:
-                model_fn = net
+                model_fn = net if auto is None else AutoGuidance(net, weak, auto)
             start = time.perf_counter()
             common = dict(prediction=train_config.prediction, clip_x0=1.0, generator=generator)
             if kind == "dpmpp2m":
@@ -177,14 +223,15 @@ def main() -> None:
             histogram = torch.tensor(metrics.class_histogram, dtype=torch.float)
             gap = (histogram / histogram.sum() - data_share).abs().max().item()
             row = {"condition": args.condition, "set": "label-free", "clusters": args.clusters if clustered else None,
-                   "guidance": w, "sampler": sampler, "seed": args.seed, "minutes": minutes,
+                   "guidance": w, "autoguidance": None if auto is None else [args.autoguidance, auto],
+                   "sampler": sampler, "channels_last": train_config.channels_last, "seed": args.seed, "minutes": minutes,
                    "steps": result.steps, "batch_size": train_config.batch_size, "lr": train_config.lr,
                    "train_seconds": round(result.seconds, 1), "sample_seconds": round(seconds, 1),
                    **{k: round(v, 4) for k, v in metrics.as_dict().items() if isinstance(v, float)},
                    "intervals": {k: [round(a, 4), round(b, 4)] for k, (a, b) in found.items()},
                    "max_class_gap": round(gap, 4), "real": real_metrics,
                    "n": args.samples, "cpu": cpu_name(), "threads": torch.get_num_threads(), "note": args.note}
-            print(f"w={w} {sampler}: Fréchet {row['frechet_distance']:.2f} {found['frechet_distance']} "
+            print(f"w={w} auto={auto} {sampler}: Fréchet {row['frechet_distance']:.2f} {found['frechet_distance']} "
                   f"(real {row['real']['frechet_distance']:.2f}, ratio "
                   f"{row['frechet_distance'] / row['real']['frechet_distance']:.2f}), confident "
                   f"{100 * row['confident_share']:.1f} % {found['confident_share']}, class gap {100 * gap:.1f} pts, "

@@ -132,3 +132,26 @@ def test_gpu_training_and_sampling_steps_never_sync_the_device(mode):
         torch.cuda.set_sync_debug_mode(0)
     assert len(result.losses) == 6 and samples.shape == (4, 3, 16, 16) and torch.isfinite(samples).all()
     assert all(torch.isfinite(output).all() for output in outputs)
+
+
+def test_channels_last_changes_the_memory_format_not_the_training():
+    data = torch.randn(16, 1, 8, 8)
+    weights = {}
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        model = UNet(1, base_channels=8, channel_mults=(1, 2), image_size=8)
+        config = TrainConfig(steps=4, batch_size=4, log_every=1, channels_last=channels_last)
+        result = train(model, Diffusion.from_schedule("linear", T=50), data, config, device="cpu", progress=False)
+        conv = next(p for p in result.ema.model.parameters() if p.ndim == 4 and p.shape[1] > 1 and p.shape[2] > 1)
+        assert conv.is_contiguous(memory_format=torch.channels_last) == channels_last
+        weights[channels_last] = (torch.tensor(result.losses),
+                                  torch.cat([p.detach().flatten() for p in result.ema.model.parameters()]))
+    torch.testing.assert_close(weights[True][0], weights[False][0], rtol=1e-4, atol=0)  # the same losses
+    # the same weights but for rounding, which Adam's normalised steps (≈ lr = 1e-3 each) can amplify
+    torch.testing.assert_close(weights[True][1], weights[False][1], rtol=0, atol=5e-4)
+    with pytest.raises(ValueError, match="channels_last must be True or False, got 'yes'"):
+        TrainConfig(steps=1, batch_size=1, channels_last="yes")
+
+
+def test_only_the_mnist_cpu_recipe_trains_channels_last():
+    assert [name for name, recipe in recipes.RECIPES.items() if recipe.train_config().channels_last] == ["mnist-cpu"]

@@ -139,7 +139,7 @@ def train(model: nn.Module, diffusion: Diffusion, batches, config: TrainConfig, 
     device = _as_device(device)
     ckpt_path = checkpoint_file(out_dir)
     next_batch = _batch_source(batches, config.batch_size)
-    model.to(device)
+    model.to(device, memory_format=torch.channels_last if config.channels_last else torch.preserve_format)
     ema = EMA(model, decay=config.ema_decay)
     precision = MixedPrecision(config.mixed_precision, device)
     optimizer = precision.optimizer(model.parameters(), lr=config.lr)
