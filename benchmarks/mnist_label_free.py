@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default: the recipe's)")
     parser.add_argument("--label-guidance", type=float, default=0.25, help="w of the guided set (labels, both)")
     parser.add_argument("--autoguidance", type=float, default=None, help="also sample the label-free set "
-                        "autoguided (Karras et al. 2024, Eq. 2) by the EMA of this same run at this fraction of its steps")
+                        "autoguided (Karras et al. 2024, Eq. 2) by this run's EMA at this fraction of its steps")
     parser.add_argument("--autoguidance-scales", default="0.5,1", help="w of strong + w·(strong − weak)")
     parser.add_argument("--note", default="", help="free text stored with the result")
     parser.add_argument("--out", type=Path, default=OUT)
@@ -224,7 +224,8 @@ def main() -> None:
             gap = (histogram / histogram.sum() - data_share).abs().max().item()
             row = {"condition": args.condition, "set": "label-free", "clusters": args.clusters if clustered else None,
                    "guidance": w, "autoguidance": None if auto is None else [args.autoguidance, auto],
-                   "sampler": sampler, "channels_last": train_config.channels_last, "seed": args.seed, "minutes": minutes,
+                   "sampler": sampler, "channels_last": train_config.channels_last, "seed": args.seed,
+                   "minutes": minutes,
                    "steps": result.steps, "batch_size": train_config.batch_size, "lr": train_config.lr,
                    "train_seconds": round(result.seconds, 1), "sample_seconds": round(seconds, 1),
                    **{k: round(v, 4) for k, v in metrics.as_dict().items() if isinstance(v, float)},
