@@ -42,7 +42,8 @@ class TrainConfig:
     ("auto": bf16 or fp16 with loss scaling on CUDA, off on a CPU). ``channels_last``: the network's weights (and
     so its activations) in the channels-last memory format, which makes the convolutions of a small U-Net about a
     quarter faster on a CPU (``benchmarks/cpu_throughput.py``); the numbers change only by rounding. Under
-    torchrun ``batch_size`` is per rank: the effective batch is world size × ``batch_size``. Every field is checked here (ValueError naming it).
+    torchrun ``batch_size`` is per rank: the effective batch is world size × ``batch_size``. Every field is
+    checked here (ValueError naming it).
     """
 
     steps: int | None
