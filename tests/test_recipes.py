@@ -10,7 +10,7 @@ from ddpm_helpers.losses import diffusion_loss
 from ddpm_helpers.nn.mlp import MLP
 from ddpm_helpers.nn.unet import UNet
 from ddpm_helpers.samplers import ddim_sample
-from ddpm_helpers.training import TrainConfig, cli, recipes, train
+from ddpm_helpers.training import TrainConfig, cli, precision, recipes, train
 from ddpm_helpers.training.ema import EMA
 from ddpm_helpers.training.precision import MixedPrecision, autocast_dtype
 
@@ -24,7 +24,8 @@ def test_every_recipe_builds_its_unet_and_config(name):
     config = recipe.train_config()
     # full-profile runs fit a calibrated budget; the quick ones keep fixed steps (deterministic tests)
     assert (config.time_budget_s is not None) == (not name.endswith("quick"))
-    assert config.mixed_precision == ("auto" if name.endswith("gpu") else "off")
+    # the quick profile (tests, nbval) stays float32 on every CPU, so CI's outputs do not depend on the CPU kind
+    assert config.mixed_precision == ("auto" if name.endswith("gpu") or name == "mnist-cpu" else "off")
     assert recipe.train_config() is not config  # a fresh config each time
 
 
@@ -66,8 +67,24 @@ def test_cli_rejects_an_image_folder_for_mnist():
         cli.parse_args(["mnist-quick", "--image-folder", "somewhere"])
 
 
-def test_mixed_precision_off_on_a_cpu_and_bad_modes():
+def test_mixed_precision_auto_on_a_cpu_is_bf16_only_where_computed_natively(monkeypatch):
     cpu = torch.device("cpu")
+    for native, expected in ((True, torch.bfloat16), (False, None)):
+        monkeypatch.setattr(precision, "cpu_computes_bf16", lambda native=native: native)
+        assert autocast_dtype("auto", cpu) is expected and MixedPrecision("auto", cpu).dtype is expected
+    assert autocast_dtype("off", cpu) is None
+
+
+def test_cpu_bf16_is_read_from_the_cpu_flags(monkeypatch):
+    for text, expected in (("flags : fpu avx512f amx_bf16 amx_tile\n", True), ("flags : avx512_bf16\n", True),
+                           ("flags : fpu avx2 avx512f avx512_vnni\n", False)):
+        monkeypatch.setattr(precision.Path, "read_text", lambda self, text=text: text)
+        assert precision.cpu_computes_bf16() is expected
+
+
+def test_mixed_precision_off_on_a_cpu_and_bad_modes(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(precision, "cpu_computes_bf16", lambda: False)
     assert autocast_dtype("auto", cpu) is None and autocast_dtype("bf16", cpu) == torch.bfloat16
     with pytest.raises(ValueError, match="'fp16' needs a CUDA device"):
         autocast_dtype("fp16", cpu)

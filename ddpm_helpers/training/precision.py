@@ -7,8 +7,9 @@ scaling; float16 has 5 exponent bits, so small gradients underflow to 0 unless t
 multiplied by a scale S (the gradients by S too) and the gradients divided by S before the
 update — ``torch.amp.GradScaler``, which also skips a step whose scaled gradients overflowed and
 lowers S. ``"auto"`` picks bfloat16 on GPUs that compute in it natively (compute capability ≥ 8,
-e.g. A100, H100, RTX 30xx), float16 + scaling on older ones (T4, V100), and no mixed precision on
-a CPU (where it is off by default: bfloat16 is rarely faster there and changes the numbers).
+e.g. A100, H100, RTX 30xx), float16 + scaling on older ones (T4, V100), bfloat16 on a CPU that
+computes it natively (AMX or AVX-512-BF16: :func:`cpu_computes_bf16`) and no mixed precision on other
+CPUs, where bfloat16 is emulated and slower than float32 (``benchmarks/cpu_throughput.py``).
 
 The training loop must not wait for the GPU at every step: that would stall the queue of kernels
 the CPU runs ahead with. With float16 the optimizer is Adam with ``fused=True``, which reads the
@@ -21,16 +22,30 @@ call ``.item()``). The few places that must read a GPU value (logging the losses
 from __future__ import annotations
 
 from contextlib import contextmanager, nullcontext
+from pathlib import Path
 
 import torch
 
 MIXED_PRECISIONS = ("off", "auto", "bf16", "fp16")
 
 
+def cpu_computes_bf16() -> bool:
+    """Whether this CPU has bfloat16 arithmetic in hardware: the ``amx_bf16`` or ``avx512_bf16`` flag of Linux's
+    /proc/cpuinfo (elsewhere PyTorch's own probe of AVX-512-BF16)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)  # private; absent in some builds
+        return bool(probe and probe())
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
 def autocast_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     """The 16-bit type autocast computes in for ``mode`` on ``device`` (``None``: full float32)."""
     if mode not in MIXED_PRECISIONS:
         raise ValueError(f"mixed_precision must be one of {MIXED_PRECISIONS}, got {mode!r}")
+    if mode == "auto" and device.type == "cpu":
+        return torch.bfloat16 if cpu_computes_bf16() else None
     if mode == "off" or (mode == "auto" and device.type != "cuda"):
         return None
     if mode == "fp16" and device.type != "cuda":

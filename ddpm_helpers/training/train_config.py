@@ -39,11 +39,11 @@ class TrainConfig:
     disables clipping. ``p_uncond=None`` trains an unconditional ``model(x_t, t)`` (labels in the
     batches are ignored); a value in [0, 1) trains ``model(x_t, t, y)`` on ``(x, y)`` batches, each
     label replaced by "no label" with that probability. ``mixed_precision``: one of ``MIXED_PRECISIONS``
-    ("auto": bf16 or fp16 with loss scaling on CUDA, off on a CPU). ``channels_last``: the network's weights (and
-    so its activations) in the channels-last memory format, which makes the convolutions of a small U-Net about a
-    quarter faster on a CPU (``benchmarks/cpu_throughput.py``); the numbers change only by rounding. Under
-    torchrun ``batch_size`` is per rank: the effective batch is world size × ``batch_size``. Every field is
-    checked here (ValueError naming it).
+    ("auto": bf16 or fp16 with loss scaling on CUDA, bf16 on a CPU that computes it natively, else off).
+    ``channels_last``: the network's weights (and so its activations) in the channels-last memory format, which
+    makes the convolutions of a small U-Net about a quarter faster on a CPU (``benchmarks/cpu_throughput.py``);
+    the numbers change only by rounding. Under torchrun ``batch_size`` is per rank: the effective batch is world
+    size × ``batch_size``. Every field is checked here (ValueError naming it).
     """
 
     steps: int | None
