@@ -34,10 +34,10 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from ddpm_helpers import config
 from ddpm_helpers.datasets import mnist_images
+from ddpm_helpers.datasets.clusters import image_clusters
 from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.evaluation import mnist_eval
 from ddpm_helpers.guidance import NULL_LABEL, ClassifierFreeGuidance
@@ -58,21 +58,6 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
-
-
-def kmeans(x: torch.Tensor, k: int, iterations: int = 30, seed: int = 0) -> torch.Tensor:
-    """Cluster ids (N,) of the rows of ``x`` by Lloyd's k-means from a k-means++ start (Arthur & Vassilvitskii 2007)."""
-    generator = torch.Generator().manual_seed(seed)
-    centres = x[torch.randint(len(x), (1,), generator=generator)]
-    for _ in range(k - 1):  # k-means++: the next centre drawn in proportion to the squared distance to the nearest
-        d2 = torch.cdist(x, centres).amin(1) ** 2
-        centres = torch.cat([centres, x[torch.multinomial(d2, 1, generator=generator)]])
-    for _ in range(iterations):
-        assignment = torch.cdist(x, centres).argmin(1)
-        sums = torch.zeros_like(centres).index_add_(0, assignment, x)
-        counts = torch.bincount(assignment, minlength=k).clamp(min=1)[:, None]
-        centres = sums / counts
-    return torch.cdist(x, centres).argmin(1)
 
 
 class AutoGuidance(torch.nn.Module):
@@ -121,9 +106,8 @@ def main() -> None:
     if args.condition == "labels":
         condition, num_classes = labels, 10
     elif args.condition in ("clusters", "both"):
-        features = F.avg_pool2d(images.float(), 4)  # 28 → 7: 49 area-averaged pixels per digit
-        start = time.perf_counter()
-        condition = cluster_ids = kmeans(features.flatten(1), args.clusters, seed=args.seed)
+        start = time.perf_counter()  # k-means on 7×7 area-averaged pixels: 49 numbers per digit
+        condition = cluster_ids = image_clusters(images, args.clusters, seed=args.seed)
         print(f"k-means, k = {args.clusters}: {time.perf_counter() - start:.1f} s; cluster sizes "
               f"{torch.bincount(condition).min().item()}–{torch.bincount(condition).max().item()}")
         num_classes = args.clusters
