@@ -50,6 +50,10 @@ def test_the_judge_gives_intervals_around_its_numbers():
         assert low <= getattr(metrics, name) <= high, name
     low, high = found["label_agreement"]
     assert 0.9 < low < high <= 1.0  # the judge reads real test digits as what they are
+    gap = evaluator.yardstick(digits, asked).splitlines()
+    assert gap[-2].startswith("largest class gap (pts)") and "95 % confidence intervals" in gap[-1]
+    low, high = found["class_share_gap"]
+    assert 0 <= low < high < 0.1  # real digits: their class shares are the data's, up to sampling noise
 
 
 def test_the_jackknife_spread_of_the_frechet_distance_matches_independent_real_sets():

@@ -145,6 +145,16 @@ def test_confident_share_and_coverage_on_constructed_logits():
         confident_share(logits, threshold=1.5)
 
 
+def test_class_share_gap_is_the_largest_difference_from_the_data_shares():
+    eye = np.eye(10) * 0.95 + 0.005
+    logits = _logits_from_probs(np.concatenate([eye[[0, 0, 0, 1]], np.full((2, 10), 0.1)]))  # 3 zeros, 1 one, 2 unsure
+    shares = torch.full((10,), 0.1)
+    assert mnist_eval.class_share_gap(logits, shares) == pytest.approx(0.75 - 0.1)  # zeros: 3 of the 4 confident
+    assert mnist_eval.class_share_gap(_logits_from_probs(eye), shares) == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match="one share per class \\(10\\), got shape \\(9,\\)"):
+        mnist_eval.class_share_gap(logits, torch.full((9,), 0.1))
+
+
 def test_threshold_is_inclusive():
     probs = np.array([[CONFIDENCE_THRESHOLD, 1 - CONFIDENCE_THRESHOLD] + [0.0] * 8]) + 1e-12
     assert confident_share(_logits_from_probs(probs / probs.sum())) == pytest.approx(1.0)

@@ -302,6 +302,22 @@ def class_histogram(logits: Tensor, threshold: float = CONFIDENCE_THRESHOLD) -> 
     return torch.bincount(probs.argmax(-1)[confident], minlength=logits.shape[-1]).tolist()
 
 
+def class_share_gap(logits: Tensor, shares: Tensor, threshold: float = CONFIDENCE_THRESHOLD) -> float:
+    """The largest difference, over the classes, between a class's share among the rows classified with confidence
+    ≥ ``threshold`` and its share ``shares`` (classes,) of the data: max_c |n_c / Σ n − p_c| (a fraction)."""
+    counts = torch.tensor(class_histogram(logits, threshold), dtype=torch.double)
+    shares = torch.as_tensor(shares, dtype=torch.double)
+    if shares.shape != counts.shape:
+        raise ValueError(f"shares must hold one share per class ({len(counts)}), got shape {tuple(shares.shape)}")
+    return (counts / counts.sum().clamp(min=1) - shares).abs().max().item()
+
+
+def training_class_shares() -> Tensor:
+    """Each digit's share of the 60,000 MNIST training labels (10,)."""
+    _, labels = mnist_images(train=True)
+    return torch.bincount(labels, minlength=NUM_CLASSES).double() / len(labels)
+
+
 def class_coverage(logits: Tensor, threshold: float = CONFIDENCE_THRESHOLD) -> int:
     """Number of classes that occur at least once among the confidently classified rows."""
     return sum(count > 0 for count in class_histogram(logits, threshold))
@@ -345,6 +361,7 @@ class DigitEvaluator:
         self.reference = feature_statistics(features)
         subset = torch.randperm(len(features), generator=torch.Generator().manual_seed(0))[:KERNEL_REFERENCE_SIZE]
         self.kernel_reference = features[subset]
+        self.data_shares = training_class_shares()  # for the class-share gap
 
     def evaluate(self, images: Tensor) -> DigitMetrics:
         """Metrics of ``images`` (uint8 or [-1, 1], shape (N, 1, 28, 28)) against the test set."""
@@ -375,6 +392,8 @@ class DigitEvaluator:
             "kernel_distance": jackknife_interval(_kernel_distance_of_subsets(features, self.kernel_reference), n,
                                                   min(groups, n // 2), level, seed),
             "confident_share": wilson_interval(round(confident_share(logits) * n), n, level),  # successes of n
+            "class_share_gap": jackknife_interval(
+                lambda index: class_share_gap(logits[index], self.data_shares), n, min(groups, n // 2), level, seed),
         }
         if labels is not None:
             result["label_agreement"] = wilson_interval(round(label_agreement(logits, labels) * n), n, level)
@@ -397,12 +416,14 @@ class DigitEvaluator:
             metrics = self.evaluate(pixels)
             found = self.intervals(pixels, asked, level, groups, seed)
             values = {**metrics.as_dict()}
+            logits = predict_logits(self.classifier, pixels)
+            values["class_share_gap"] = class_share_gap(logits, self.data_shares)
             if asked is not None:
-                values["label_agreement"] = label_agreement(predict_logits(self.classifier, pixels), asked)
+                values["label_agreement"] = label_agreement(logits, asked)
             rows.append((name, values, found))
-        percent = {"confident_share", "label_agreement"}
+        percent = {"confident_share", "label_agreement", "class_share_gap"}
         lines = [f"{'':26s}" + "".join(f"{name:>28s}" for name, _, _ in rows)]
-        for key in ("frechet_distance", "kernel_distance", "confident_share", "label_agreement"):
+        for key in ("frechet_distance", "kernel_distance", "confident_share", "label_agreement", "class_share_gap"):
             if key not in rows[0][2]:
                 continue
             cells = []
@@ -410,9 +431,12 @@ class DigitEvaluator:
                 scale = 100 if key in percent else 1
                 low, high = found[key]
                 cells.append(f"{scale * values[key]:8.2f} [{scale * low:7.2f}, {scale * high:7.2f}]")
-            unit = " (%)" if key in percent else ""
-            lines.append(f"{key.replace('_', ' ') + unit:26s}" + "".join(f"{cell:>28s}" for cell in cells))
-        lines.append(f"n = {len(images)} each; [{100 * level:.0f} % intervals over another draw of as many images]")
+            label = {"class_share_gap": "largest class gap (pts)"}.get(key, key.replace("_", " ") + (
+                " (%)" if key in percent else ""))
+            lines.append(f"{label:26s}" + "".join(f"{cell:>28s}" for cell in cells))
+        lines.append(f"n = {len(images)} each; [95 % confidence intervals]; class gap: the largest difference between "
+                     "a digit's share of the confident samples and of the training labels"
+                     if level == 0.95 else f"n = {len(images)} each; [{100 * level:g} % confidence intervals]")
         return "\n".join(lines)
 
 
