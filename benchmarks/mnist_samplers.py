@@ -1,46 +1,53 @@
-"""The sampler table of notebook 04: quality and time of each sampler on the notebook's CPU network.
+"""The sampler table of notebook 04: quality and time of each sampler on the notebook's network (issue 23).
 
     DDPM_DATA_DIR=../shared/data python benchmarks/mnist_samplers.py --weights weights/04_mnist_ema.safetensors
-    python benchmarks/mnist_samplers.py --n 200 --n-ddpm 50 --seeds 0 --out /tmp/try.json   # a quick look
+    python benchmarks/mnist_samplers.py --weights … --n 200 --n-ddpm 50 --seeds 0 --out /tmp/try.json   # a quick look
 
-Trains the network of ``recipes.mnist("full")`` on the CPU with its calibrated budget (or loads
-``--weights``, a file exported by notebook 04), then draws samples *without a label* (the unconditional
-DDPM) with each sampler — DDPM-1000, DDIM with 100/50/20/10 steps, DPM-Solver++(2M) with 20/10 — from the
-same starting noise per seed, in batches of equal size, and scores them with ``mnist_eval``'s judge:
-Fréchet distance (beside real digits at the same n, the floor), confident share and the largest gap
-between a class's share of the samples and of the data; the few-step samplers also on their first
-``--n-ddpm`` samples (DDPM-1000's starting noise), for a comparison with DDPM at equal n. Every seed's value
-is stored; the notebook shows mean ± half-range. Writes ``ddpm_helpers/data/mnist_samplers.json`` (read by
-notebook 04). Prints, never asserts. With no ``--weights`` it trains for the recipe's 10 minutes first.
+Draws two sets with each sampler — DDPM-1000, DDIM with 100/50/20/10 steps at η = 0 and η = 1, DPM-Solver++(2M)
+with 20/10 — from a network exported by notebook 04:
+
+- **label-free**: no digit asked for; the network's recorded label-free condition (its metadata's ``label_free``:
+  cluster ids drawn in proportion to the clusters' sizes, guided with its scale) or, without one, the null label;
+- **guided**: the digits 0–9 in turn, classifier-free guidance with the recorded ``guidance_scale`` (0.25).
+
+Per seed, every sampler starts from the same noise x_T, in batches of equal size (``--batch``); DDPM-1000 draws the
+first ``--n-ddpm`` of them, the others ``--n``. Each set is scored by the shipped judge (``mnist_eval``): Fréchet
+and kernel distances, confident share, largest class-share gap, label agreement (guided), each with its 95 %
+confidence interval, and the Fréchet distance of the first ``--n-ddpm`` samples (DDPM-1000's noise: the comparison
+at equal n). The real digits' floor at each n is stored beside them.
+
+Each (set, sampler, seed) row is written to ``--out`` (default ``ddpm_helpers/data/mnist_samplers.json``, read by
+notebook 04 through ``reference_results``) as soon as it finishes; a rerun with the same weights skips the rows the
+file holds, so a long run (DDPM-1000 at n = 500 takes tens of minutes a seed on a 2-core CPU) can be stopped and
+continued. Other weights: the file is refused unless ``--fresh``. Prints, never asserts.
 """
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
 
 import torch
 
-from ddpm_helpers.datasets import mnist_images
+from ddpm_helpers.datasets.clusters import draw_clusters
 from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.evaluation import mnist_eval
 from ddpm_helpers.evaluation.reference_results import results_path, sampler_table
-from ddpm_helpers.nn.unet import UNet
+from ddpm_helpers.guidance import NULL_LABEL, ClassifierFreeGuidance
 from ddpm_helpers.samplers import ddim_sample, ddpm_sample
 from ddpm_helpers.samplers.dpm_solver import dpm_solver_sample
-from ddpm_helpers.training import recipes, train
-from ddpm_helpers.training.pretrained import read_weights
+from ddpm_helpers.training.pretrained import read_weights, sha256_of
 
 SAMPLERS = {  # name: (sampler, network calls, keyword arguments)
     "DDPM, 1000 steps": (ddpm_sample, 1000, {}),
-    "DDIM, 100 steps": (ddim_sample, 100, {"num_steps": 100}),
-    "DDIM, 50 steps": (ddim_sample, 50, {"num_steps": 50}),
-    "DDIM, 20 steps": (ddim_sample, 20, {"num_steps": 20}),
-    "DDIM, 10 steps": (ddim_sample, 10, {"num_steps": 10}),
+    **{f"DDIM, {steps} steps, η = {eta:g}": (ddim_sample, steps, {"num_steps": steps, "eta": eta})
+       for steps in (100, 50, 20, 10) for eta in (0.0, 1.0)},
     "DPM-Solver++(2M), 20 steps": (dpm_solver_sample, 20, {"num_steps": 20}),
     "DPM-Solver++(2M), 10 steps": (dpm_solver_sample, 10, {"num_steps": 10}),
 }
+SETS = ("label-free", "guided")
 
 
 def cpu_name() -> str:
@@ -50,75 +57,100 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def draw(sampler, model, diffusion, x_T: torch.Tensor, seed: int, batch: int, **kwargs) -> tuple[torch.Tensor, float]:
+def conditions(metadata: dict, set_name: str, n: int, seed: int) -> tuple[torch.Tensor, float]:
+    """The classes asked for and the guidance scale of ``set_name`` for ``n`` samples (seeded draws)."""
+    if set_name == "guided":
+        return torch.arange(n) % 10, float(metadata.get("guidance_scale", 0.25))
+    label_free = metadata.get("label_free")
+    if label_free is None:  # the null label ∅: the network's own label-free mode
+        return torch.full((n,), NULL_LABEL), 0.0
+    drawn = draw_clusters(torch.tensor(label_free["shares"]), n, torch.Generator().manual_seed(2000 + seed))
+    return label_free["class_offset"] + drawn, float(label_free["guidance"])
+
+
+def draw(sampler, model, diffusion, x_T, classes, scale, prediction, seed, batch, **kwargs):
     """Samples from ``x_T`` in chunks of ``batch`` (the same chunks for every sampler); return them and the seconds."""
-    generator = torch.Generator().manual_seed(seed)  # DDPM's fresh noise at each step (DDIM η = 0 and DPM++ need none)
+    generator = torch.Generator().manual_seed(seed)  # the fresh noise of DDPM and of DDIM with η > 0
     start, chunks = time.perf_counter(), []
-    for chunk in x_T.split(batch):
-        chunks.append(sampler(model, diffusion, None, x_T=chunk, prediction="v", clip_x0=1.0, generator=generator,
-                              **kwargs).x)
+    for chunk, asked in zip(x_T.split(batch), classes.split(batch)):
+        guided = ClassifierFreeGuidance(model, asked, scale)
+        chunks.append(sampler(guided, diffusion, None, x_T=chunk, prediction=prediction, clip_x0=1.0,
+                              generator=generator, **kwargs).x)
     return torch.cat(chunks), time.perf_counter() - start
+
+
+def write(path: Path, results: dict) -> None:
+    """Write ``results`` atomically (a temporary file renamed over the old one)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1) + "\n")
+    os.replace(tmp, path)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--weights", type=Path, default=Path("weights/04_mnist_ema.safetensors"))
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--weights", type=Path, default=None, help="an exported .safetensors instead of training")
-    parser.add_argument("--n", type=int, default=1000, help="samples per few-step sampler and seed")
-    parser.add_argument("--n-ddpm", type=int, default=500, help="samples of DDPM-1000 per seed")
+    parser.add_argument("--n", type=int, default=1000, help="samples per few-step sampler, set and seed")
+    parser.add_argument("--n-ddpm", type=int, default=500, help="samples of DDPM-1000 per set and seed")
     parser.add_argument("--batch", type=int, default=250, help="batch size of every sampler")
     parser.add_argument("--seeds", type=lambda text: [int(s) for s in text.split(",")], default=[0, 1])
+    parser.add_argument("--sets", type=lambda text: text.split(","), default=list(SETS))
     parser.add_argument("--out", type=Path, default=Path(str(results_path("mnist_samplers"))))
+    parser.add_argument("--fresh", action="store_true", help="start a new file even if --out holds other weights'")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    recipe = recipes.mnist("full", gpu=False)
-    diffusion = Diffusion.from_schedule("linear", T=1000)
-    if args.weights is None:
-        torch.manual_seed(0)
-        model = UNet(**recipe.unet)
-        result = train(model, diffusion, mnist_images(train=True), recipe.train_config(), device="cpu", progress=False)
-        network, training = result.ema.model, {"steps": result.steps, "seconds": round(result.seconds, 1)}
-    else:
-        weights = read_weights(args.weights)
-        network = UNet(**weights.metadata["unet_config"])
-        network.load_state_dict(weights.state_dict)
-        training = {"steps": weights.metadata.get("steps"), "seconds": weights.metadata.get("seconds"),
-                    "weights": str(args.weights)}
-    network.eval()
-    print(f"network: {recipe.name}, {training}", flush=True)
+    weights = read_weights(args.weights)
+    network = weights.network("cpu").eval().to(memory_format=torch.channels_last)  # faster convolutions on a CPU
+    metadata, digest = weights.metadata, sha256_of(args.weights)
+    diffusion = Diffusion.from_schedule(metadata.get("schedule", "linear"), T=int(metadata.get("T", 1000)))
+    results = json.loads(args.out.read_text()) if args.out.is_file() else None
+    if results is not None and results.get("weights_sha256") != digest and not args.fresh:
+        raise SystemExit(f"{args.out} holds results of other weights ({results.get('weights_sha256')}); pass --fresh "
+                         "to replace them")
+    if results is None or results.get("weights_sha256") != digest:
+        results = {"benchmark": "benchmarks/mnist_samplers.py", "weights": str(args.weights),
+                   "weights_sha256": digest, "training": {k: metadata.get(k) for k in ("steps", "seconds")},
+                   "machine": {"cpu": cpu_name(), "threads": args.threads, "torch": torch.__version__},
+                   "batch": args.batch, "n_ddpm": args.n_ddpm, "real_floor": {}, "rows": []}
+    done = {(row["set"], row["sampler"], row["seed"]) for row in results["rows"]}
 
-    evaluator = mnist_eval.DigitEvaluator(mnist_eval.load_classifier(progress=False))
-    _, train_labels = mnist_images(train=True)
-    data_share = torch.bincount(train_labels, minlength=10).float() / len(train_labels)
-    sizes = {name: args.n_ddpm if calls == 1000 else args.n for name, (_, calls, _) in SAMPLERS.items()}
-    floors = {n: evaluator.real_floor(n).as_dict() for n in set(sizes.values())}
-    rows = []
-    for name, (sampler, calls, kwargs) in SAMPLERS.items():
-        row = {"sampler": name, "calls": calls, "n": sizes[name], "frechet_distance": [], "confident_share": [],
-               "class_share_gap": [], "seconds_per_sample": [], f"frechet_distance_{args.n_ddpm}": []}
+    evaluator = mnist_eval.DigitEvaluator()
+    for n in sorted({args.n, args.n_ddpm}):
+        if str(n) not in results["real_floor"]:
+            real, real_labels = mnist_eval.real_digits(n)
+            found = evaluator.intervals(real, real_labels)
+            results["real_floor"][str(n)] = {**{k: v for k, v in evaluator.evaluate(real).as_dict().items()
+                                                if isinstance(v, float)},
+                                             "intervals": {k: list(v) for k, v in found.items()}}
+    for set_name in args.sets:
         for seed in args.seeds:
-            x_T = torch.randn(args.n, 1, 28, 28, generator=torch.Generator().manual_seed(1000 + seed))[:sizes[name]]
-            samples, seconds = draw(sampler, network, diffusion, x_T, seed, args.batch, **kwargs)
-            metrics = evaluator.evaluate(samples)
-            predicted = mnist_eval.predict_logits(evaluator.classifier, samples).argmax(-1)
-            share = torch.bincount(predicted, minlength=10).float() / len(predicted)
-            row["frechet_distance"].append(round(metrics.frechet_distance, 3))
-            row["confident_share"].append(round(metrics.confident_share, 4))
-            row["class_share_gap"].append(round((share - data_share).abs().max().item(), 4))
-            row["seconds_per_sample"].append(round(seconds / len(samples), 5))
-            # the first n_ddpm samples start from DDPM-1000's noise: the same-n comparison with it
-            same_n = evaluator.evaluate(samples[:args.n_ddpm]).frechet_distance
-            row[f"frechet_distance_{args.n_ddpm}"].append(round(same_n, 3))
-            print(f"{name:28s} seed {seed}: {metrics} | {seconds:.0f} s", flush=True)
-        rows.append(row)
-    results = {"benchmark": "benchmarks/mnist_samplers.py", "recipe": recipe.name, "training": training,
-               "machine": {"cpu": cpu_name(), "threads": args.threads, "torch": torch.__version__},
-               "samples": "no label (the unconditional DDPM), clip x0, the same x_T per seed for every sampler",
-               "batch": args.batch, "seeds": args.seeds, "n_ddpm": args.n_ddpm,
-               "real_floor": {str(n): floor for n, floor in sorted(floors.items())}, "rows": rows}
-    args.out.write_text(json.dumps(results, indent=1) + "\n")
-    print(sampler_table(results))
+            x_T = torch.randn(args.n, 1, 28, 28, generator=torch.Generator().manual_seed(1000 + seed))
+            classes, scale = conditions(metadata, set_name, args.n, seed)
+            for name, (sampler, calls, kwargs) in SAMPLERS.items():
+                if (set_name, name, seed) in done:
+                    continue
+                n = args.n_ddpm if calls == 1000 else args.n
+                samples, seconds = draw(sampler, network, diffusion, x_T[:n], classes[:n], scale, weights.prediction,
+                                        seed, args.batch, **kwargs)
+                asked = classes[:n] if set_name == "guided" else None
+                metrics = evaluator.evaluate(samples)
+                found = evaluator.intervals(samples, asked)
+                logits = mnist_eval.predict_logits(evaluator.classifier, samples)
+                row = {"set": set_name, "sampler": name, "calls": calls, "seed": seed, "n": n, "guidance": scale,
+                       "seconds_per_sample": round(seconds / n, 5),
+                       **{k: round(v, 4) for k, v in metrics.as_dict().items() if isinstance(v, float)},
+                       "class_share_gap": round(mnist_eval.class_share_gap(logits, evaluator.data_shares), 4),
+                       f"frechet_distance_{args.n_ddpm}": round(evaluator.evaluate(samples[:args.n_ddpm])
+                                                                .frechet_distance, 3),
+                       "intervals": {k: [round(a, 4), round(b, 4)] for k, (a, b) in found.items()}}
+                if asked is not None:
+                    row["label_agreement"] = round(mnist_eval.label_agreement(logits, asked), 4)
+                results["rows"].append(row)
+                write(args.out, results)  # every row as soon as it is measured
+                print(f"{set_name:10s} {name:28s} seed {seed}: {metrics} | {seconds:.0f} s", flush=True)
+    for set_name in args.sets:
+        print(f"\n{set_name}:\n{sampler_table(results, set_name)}")
     print(f"written to {args.out}")
 
 

@@ -7,15 +7,27 @@ import pytest
 from ddpm_helpers.evaluation.reference_results import load_results, sampler_table
 
 
-def test_sampler_table_shows_mean_and_spread():
+def _row(set_name, sampler, calls, seed, frechet, same_n, confident, gap, agreement=None):
+    row = {"set": set_name, "sampler": sampler, "calls": calls, "seed": seed, "n": 10, "seconds_per_sample": 0.2,
+           "frechet_distance": frechet, "frechet_distance_4": same_n, "confident_share": confident,
+           "class_share_gap": gap, "intervals": {"frechet_distance": [frechet - 1, frechet + 1]}}
+    return row if agreement is None else {**row, "label_agreement": agreement}
+
+
+def test_sampler_table_shows_mean_and_spread_per_set():
     results = {"real_floor": {"10": {"frechet_distance": 2.0}}, "n_ddpm": 4, "rows": [
-        {"sampler": "ddpm", "calls": 50, "n": 10, "frechet_distance": [3.0, 5.0], "frechet_distance_4": [8.0, 8.0],
-         "confident_share": [0.5, 0.7], "class_share_gap": [0.01, 0.03], "seconds_per_sample": [0.1, 0.3]},
-        {"sampler": "s", "calls": 5, "n": 10, "frechet_distance": [3.0, 5.0], "frechet_distance_4": [5.0, 7.0],
-         "confident_share": [0.5, 0.7], "class_share_gap": [0.01, 0.03], "seconds_per_sample": [0.1, 0.3]}]}
-    row = sampler_table(results).splitlines()[2].split()
-    assert row[1:] == ["5", "10", "0.2000", "4.00", "±", "1.00", "2.00", "6.00", "±", "1.00", "0.75",
-                       "60.0", "±", "10.0", "2.0", "±", "1.0"]
+        _row("label-free", "ddpm", 1000, 0, 3.0, 8.0, 0.5, 0.01),
+        _row("label-free", "ddpm", 1000, 1, 5.0, 8.0, 0.7, 0.03),
+        _row("label-free", "s", 5, 0, 3.0, 5.0, 0.5, 0.01), _row("label-free", "s", 5, 1, 5.0, 7.0, 0.7, 0.03),
+        _row("guided", "s", 5, 0, 1.0, 1.0, 0.9, 0.01, 0.8)]}
+    row = sampler_table(results, "label-free").splitlines()[2].split()
+    assert row == ["s", "5", "10", "0.2000", "4.00", "±", "1.00", "[3.0,", "5.0]", "2.00", "6.00", "±", "1.00",
+                   "0.75", "60.0", "±", "10.0", "2.0", "±", "1.0"]
+    guided = sampler_table(results, "guided").splitlines()
+    assert guided[0].split()[-2:] == ["agreement", "%"] and guided[1].split()[-3:] == ["80.0", "±", "0.0"]
+    assert "–" in guided[1]  # no DDPM-1000 row in this set: no ratio to it
+    with pytest.raises(ValueError, match="no rows of the set 'both'"):
+        sampler_table(results, "both")
 
 
 def test_missing_results_name_the_benchmark():
