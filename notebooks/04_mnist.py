@@ -19,43 +19,28 @@
 # %% [markdown]
 # # 04 — MNIST with a small U-Net in ten CPU-minutes: digits on request, and the gap without labels
 #
-# The previous notebooks built the forward process, the reverse process and the training
-# loop on data whose answer we know. Now the same recipe meets real images: the 70,000
-# handwritten digits of MNIST. The denoiser becomes a **U-Net**, and the question that
-# shapes every choice below is a practical one: *how good can the digits get from ten
-# minutes of training on a two-core CPU?* In the committed run the answer is: label-guided digits that the
-# judge of section 5 reads as well as real ones, at a Fréchet distance about twice the real digits', while the
-# unlabelled (unconditional) samples — the DDPM of the paper — remain far from real digits (section 7). Width, attention,
-# prediction target, loss weighting, learning rate, batch size and sampler were chosen from
-# experiments run while developing the notebook (section 8 links their log; depth and the shape
-# of the learning-rate schedule were not varied), and this run's own measurements are printed below.
+# The recipe of notebooks 01–03 meets real images: the 70,000 handwritten digits of MNIST, with a **U-Net**
+# as the denoiser. One practical question shapes every choice below: *how good can the digits get from ten
+# minutes of training on a two-core CPU?*
 #
 # **You will learn**
 # - how MNIST pixels are scaled to $[-1, 1]$ and why that matches the $\mathcal N(0, I)$ prior;
-# - the DDPM U-Net, built in view: residual blocks with GroupNorm and SiLU, the timestep added in every
-#   block, down and up paths joined by a stack of skip connections, and where attention pays;
-# - how to choose a network for *quality per CPU-second*: parameters, FLOPs and ms per step;
-# - training with the shared loop for a calibrated time budget (warmup + cosine LR,
-#   min-SNR-weighted $v$-prediction, EMA, checkpoints), then sampling with the 1000-step DDPM
-#   sampler, with **DDIM** — derived from its non-Markovian forward process — in 100, 50, 20 and 10 steps
-#   written as a loop over one step, and with **DPM-Solver++(2M)**, a second-order solver of the same ODE;
-# - **classifier-free guidance**: one network trained with and without labels, derived from
-#   Bayes' rule, and what it buys on a budget;
-# - how to *measure* generated digits: a small classifier gives a Fréchet distance, an unbiased
-#   kernel distance, a confident-classification rate, class coverage and label agreement, compared
-#   with the same numbers for real digits.
+# - the DDPM U-Net, built in view: residual blocks, the timestep added in every block, skip connections;
+# - how to price a network on a CPU: parameters, FLOPs and milliseconds per training step;
+# - training for a calibrated time budget (min-SNR-weighted $v$-prediction, warmup + cosine LR, EMA,
+#   checkpoints), then sampling with DDPM, with **DDIM** — derived from its non-Markovian forward process and
+#   written as a loop over one step — and with **DPM-Solver++(2M)**, a second-order solver of the same ODE;
+# - **classifier-free guidance**: one network trained with and without labels, derived from Bayes' rule;
+# - how to *measure* generated digits with a small classifier, beside the same numbers for real digits.
 #
-# **You should know** notebooks 01–03 (forward process, reverse process and the loss,
-# training loop), and what a convolution is.
+# **You should know** notebooks 01–03 and what a convolution is.
 #
-# **Run time** (the last cell prints the total). The copy you are reading ran with the committed weights
-# (`DDPM_PRETRAINED=1`, section 3), on 2 CPU cores where section 3 times a training step of this network at
-# 232.4 ms for 64 images; the weights were trained on a machine that took 78 ms for 32 (section 3).
+# **Run time** (the last cell prints the total; "committed weights": `DDPM_PRETRAINED=1`, section 3).
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU, 2 cores | a few minutes (not timed in the committed run) | 275 s measured with the committed weights (no training), most of it sampling — the seven-sampler grids (their titles give the times), the guidance sweep and the 1000 guided samples, then the 1000 unconditional ones (43 s). Training adds its calibrated 10-minute budget: the committed weights are 8167 steps of 32 images in 637 s (78 ms each) on 2 cores of an AMD EPYC with AVX-512 |
-# | GPU (e.g. Colab T4) | not measured | an *estimate*, not a measurement (no GPU run yet): a 4-minute calibrated training budget; 213 GFLOP a step would take 13 ms at an assumed 16 TFLOP/s sustained on a T4, so an assumed 20 ms kernel-launch floor sets the count: ≈ 12,000 steps of 128 images (section 3), then sampling |
+# | CPU, 2 cores | … | 275 s with the committed weights; training adds its 10-minute budget |
+# | GPU (e.g. Colab T4) | … | estimate: … (a 4-minute training budget, then sampling) |
 #
 # **Papers.** Ho, Jain & Abbeel (2020), *Denoising Diffusion Probabilistic Models*
 # ([arXiv:2006.11239](https://arxiv.org/abs/2006.11239)); Song, Meng & Ermon (2021), *Denoising
@@ -141,19 +126,15 @@ out_dir = config.outputs_dir("04_mnist")
 # %% [markdown]
 # ## 1. The data: 60,000 digits scaled to $[-1, 1]$
 #
-# `mnist_images` reads MNIST with `torchvision.datasets.MNIST` from `DDPM_DATA_DIR`
-# (downloading it when you are online; offline and missing, it raises an error that says
-# where to put the four files). Pixels are integers $p \in \{0, \dots, 255\}$; we map them
-# linearly to
+# `mnist_images` reads MNIST from `DDPM_DATA_DIR` (downloading it when online; offline, its error says where to
+# put the four files). Pixels are integers $p \in \{0, \dots, 255\}$; we map them linearly to
 #
 # $$x = \frac{p}{127.5} - 1 \in [-1, 1],$$
 #
-# as Ho et al. (§3.3) do. Why? The forward process ends in $\mathcal N(0, I)$, whose mass
-# lies within a few units of 0. Data in $[-1, 1]$ has the same scale, so every step of the
-# chain mixes signal and noise of comparable size, and $\beta_t$ means the same for an
-# image as it did for the 2-D toys. (Scaled to $[0, 255]$, the "pure noise" $x_T$ would
-# still be mostly image.) The inverse map, $p = \mathrm{round}(127.5\,(x + 1))$ after
-# clamping to $[-1, 1]$, turns samples back into pixels.
+# as Ho et al. (§3.3) do. The forward process ends in $\mathcal N(0, I)$, whose mass lies within a few units of 0;
+# data of the same scale makes every step mix signal and noise of comparable size, so $\beta_t$ means the same as
+# for the 2-D toys (scaled to $[0, 255]$, the "pure noise" $x_T$ would still be mostly image). The inverse map,
+# $p = \mathrm{round}(127.5\,(x + 1))$ after clamping to $[-1, 1]$, turns samples back into pixels.
 
 # %%
 train_images, train_labels = mnist_images(train=True)
@@ -168,64 +149,83 @@ plt.show()
 # %% [markdown]
 # ## 2. The U-Net
 #
-# The denoiser must map a noisy image $x_t$ and its timestep $t$ to an image-shaped
-# prediction. Ho et al. (Appendix B) use a U-Net — the PixelCNN++ backbone — and
-# `ddpm_helpers.nn.unet.UNet` is that network, configurable so that notebook 05 reuses it
-# for RGB butterflies. Below we build a small one ourselves, `TinyUNet`, from the helper's
-# blocks, and check that it computes exactly what `UNet` computes. The blocks:
+# The denoiser maps a noisy image $x_t$ and its timestep $t$ to an image-shaped prediction. Ho et al. (Appendix B)
+# use a U-Net, the PixelCNN++ backbone; `ddpm_helpers.nn.unet.UNet` is that network. We write its parts out and
+# check them against the helper:
 #
-# - **Residual block** (`ResBlock`): $h = \mathrm{conv}(\mathrm{SiLU}(\mathrm{GN}(x))) + W\,e(t)$,
-#   then $\mathrm{out} = \mathrm{skip}(x) + \mathrm{conv}(\mathrm{SiLU}(\mathrm{GN}(h)))$. GroupNorm
-#   (Wu & He 2018) normalises groups of channels within each image, so an image's features are
-#   normalised by that image's own statistics. BatchNorm would instead average statistics over
-#   the batch — in diffusion training a mix of images at all noise levels — and apply those
-#   averages to every noise level alike. SiLU, $x\,\sigma(x)$, is the smooth ReLU the DDPM code
-#   uses. The second convolution starts at zero, so a fresh block returns $\mathrm{skip}(x)$: the
-#   identity where the width is unchanged, a $1\times1$ convolution where it changes — a deep
-#   network starts shallow.
-# - **Time embedding**: $t$ → sinusoidal features (notebook 03) → a two-layer MLP → $e(t)$,
-#   **added** to the feature maps in *every* residual block through its own linear map $W$.
-#   One network serves all 1000 noise levels because every block is told which one it sees.
-# - **Down- and upsampling** (`Downsample`, `Upsample`): a stride-2 $3\times3$ convolution halves
-#   the resolution; nearest-neighbour upsampling followed by a $3\times3$ convolution doubles it.
-# - **Attention** (`SelfAttention`, at the resolutions listed in `attention_resolutions`):
-#   single-head self-attention over positions, added to its input through an output projection
-#   that starts at zero. Its cost grows with the *square* of the number of positions: at
-#   $28\times28$ the attention matrix has $784^2 \approx 615{,}000$ entries (and the cost is that times
-#   the channels) — far too many for a CPU — while
-#   at $7\times7$ it is cheap. Section 3 measures whether it pays.
-# - **Class label** (optional, `num_classes=10`): a learned vector per digit class, plus one
-#   for "no label" (`NULL_LABEL`), **added to the time embedding** — so every block that is
-#   told the noise level is also told which digit to draw, for the price of an `nn.Embedding`
-#   (its size is printed below). Section 6 explains why we want both the labelled and the
-#   unlabelled network, and how one training run gives both.
+# - **Residual block**: $h = \mathrm{conv}(\mathrm{SiLU}(\mathrm{GN}(x))) + W\,e(t)$, then
+#   $\mathrm{out} = \mathrm{skip}(x) + \mathrm{conv}(\mathrm{SiLU}(\mathrm{GN}(h)))$. GroupNorm (Wu & He 2018)
+#   normalises each image by its own statistics (BatchNorm would average over a batch of all noise levels); SiLU,
+#   $x\,\sigma(x)$, is a smooth ReLU. The second convolution starts at zero: a deep network starts shallow.
+# - **Time embedding**: $t$ → sinusoidal features (notebook 03) → a two-layer MLP → $e(t)$, **added** in *every*
+#   residual block through its own linear map $W$, so every block knows the noise level it sees.
+# - **Down- and upsampling**: a stride-2 $3\times3$ convolution halves the resolution; nearest-neighbour
+#   upsampling and a $3\times3$ convolution double it.
+# - **Attention** (at the resolutions in `attention_resolutions`): single-head self-attention over positions,
+#   added through a zero-initialised projection. Its cost grows with the *square* of the number of positions:
+#   $784^2 \approx 615{,}000$ entries at $28\times28$, cheap at $7\times7$.
+# - **Class label** (`num_classes=10`): a learned vector per digit, plus one for "no label" (`NULL_LABEL`),
+#   **added to the time embedding**, so every block is also told which digit to draw (section 6).
+#
+# The residual block, written out line by line:
 
 # %%
-# One residual block on its own: the timestep really enters (same x, two t, two outputs).
-block = ResBlock(16, 16, time_dim=64, dropout=0.0, num_groups=8)
-torch.nn.init.normal_(block.conv2.weight, std=0.1)  # undo the zero init, just for this demo
-x_demo, emb = torch.randn(1, 16, 7, 7).repeat(2, 1, 1, 1), torch.randn(2, 64)
-with torch.no_grad():
-    out = block(x_demo, emb)
-print("block output shape:", tuple(out.shape), "| differs between the two time embeddings:", not torch.allclose(out[0], out[1]))
-
-# %% [markdown]
-# **The U, written out.** A stem convolution; a **down path** of `num_res_blocks` residual blocks
-# per entry of `channel_mults`, with a downsampling between levels ($28 \to 14 \to 7$ for MNIST); a
-# **middle** of two blocks at the lowest resolution, where each position sees most of the digit
-# (with attention between them when that resolution is listed); and an **up path** that mirrors
-# the down path. Every activation of the down path — the stem's, each block's, each downsampling's —
-# is **pushed** on a stack; each up block **pops** the latest, which has its own resolution, and
-# **concatenates** it to its input on the channels (the skip connections, the horizontal lines of the
-# "U"), so fine detail need not squeeze through the $7\times7$ bottleneck. Since the stem and the
-# downsamplings push too, each up level has one block more than its down level. The output
-# convolution is zero-initialised like the blocks' second convolutions, so the untrained network
-# predicts 0. `TinyUNet` below is that, with the helper's layer names (and without its patch
-# folding, `time_dim` option and input checks).
-
-# %%
+import torch.nn.functional as F
 from torch import nn
 
+
+class MyResBlock(nn.Module):
+    """out = skip(x) + conv(dropout(SiLU(GN(h)))), h = conv(SiLU(GN(x))) + W e(t): the helper's ResBlock."""
+
+    def __init__(self, in_channels, out_channels, time_dim, dropout, num_groups):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(num_groups, in_channels)  # GN: each image's channels, normalised in groups
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)  # 3×3 convolution, in → out channels
+        self.time_proj = nn.Linear(time_dim, out_channels)  # W: e(t) → one number per output channel
+        self.norm2 = nn.GroupNorm(num_groups, out_channels)
+        self.dropout = nn.Dropout(dropout)  # 0 in the MNIST recipes
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)  # the second convolution starts at zero,
+        nn.init.zeros_(self.conv2.bias)  # so a fresh block returns skip(x)
+        # skip path: the identity where the width stays, a 1×1 convolution where it changes
+        self.skip = nn.Identity() if in_channels == out_channels else nn.Conv2d(in_channels, out_channels, 1)
+
+    def forward(self, x, emb):
+        h = self.conv1(F.silu(self.norm1(x)))  # conv(SiLU(GN(x))), SiLU(a) = a·σ(a)
+        h = h + self.time_proj(emb)[:, :, None, None]  # + W e(t): the same number on every pixel of a channel
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))  # conv(dropout(SiLU(GN(h))))
+        return self.skip(x) + h  # the residual connection
+
+
+# %%
+# Is it the helper's ResBlock? The same weights (shaken off the zero init, else conv2 adds 0 in both), one x, two t.
+for c_in, c_out in ((16, 16), (16, 32)):  # an identity skip and a 1×1-convolution skip
+    torch.manual_seed(0)
+    helper_block = ResBlock(c_in, c_out, time_dim=64, dropout=0.0, num_groups=8)
+    with torch.no_grad():
+        for parameter in helper_block.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    block = MyResBlock(c_in, c_out, time_dim=64, dropout=0.0, num_groups=8)
+    block.load_state_dict(helper_block.state_dict(), strict=True)  # fails on any name or shape that differs
+    x_demo, emb = torch.randn(1, c_in, 7, 7).repeat(2, 1, 1, 1), torch.randn(2, 64)  # one image, two embeddings
+    with torch.no_grad():
+        ours, helpers = block(x_demo, emb), helper_block(x_demo, emb)
+    print(f"{c_in} → {c_out} channels: MyResBlock == ResBlock: {torch.allclose(ours, helpers, atol=1e-6)} (largest "
+          f"difference {(ours - helpers).abs().max():.1e}, outputs of mean size {helpers.abs().mean():.2f}); "
+          f"the two time embeddings give different outputs: {not torch.allclose(ours[0], ours[1])}")
+
+# %% [markdown]
+# **The U, written out.** A stem convolution; a **down path** of `num_res_blocks` residual blocks per entry of
+# `channel_mults`, with a downsampling between levels ($28 \to 14 \to 7$ for MNIST); a **middle** of two blocks
+# at the lowest resolution (attention between them when that resolution is listed); an **up path** that mirrors
+# the down path. Every activation of the down path — the stem's, each block's, each downsampling's — is
+# **pushed** on a stack; each up block **pops** the latest and **concatenates** it to its input on the channels
+# (the skip connections, the horizontal lines of the "U"), so fine detail need not squeeze through the
+# $7\times7$ bottleneck. Since the stem and the downsamplings push too, each up level has one block more than
+# its down level; the output convolution starts at zero. `TinyUNet` is that, built from the helper's blocks
+# (`ResBlock` as checked above), with the helper's layer names.
+
+# %%
 from ddpm_helpers.training import recipes
 from ddpm_helpers.nn.embeddings import sinusoidal_embedding
 from ddpm_helpers.nn.unet import Downsample, SelfAttention, Upsample
@@ -291,10 +291,9 @@ class TinyUNet(nn.Module):
         return self.head(h)
 
 # %% [markdown]
-# **Is it the helper's network?** For the CPU network of section 3 and for the GPU one (two blocks
-# per level, attention at $7\times7$), build `UNet`, shake its weights off their zero initialisation
-# (else both networks output 0 and agree trivially), load them into `TinyUNet` — `strict=True`
-# fails on any name or shape that does not line up — and compare the outputs on a random batch.
+# **Is it the helper's network?** For the CPU network of section 3 and the GPU one (two blocks per level,
+# attention at $7\times7$): build `UNet`, shake its weights off their zero initialisation, load them into
+# `TinyUNet` (`strict=True`) and compare the outputs on a random batch.
 
 # %%
 for kind in ("cpu", "gpu"):
@@ -324,18 +323,20 @@ plot_unet(cpu_unet, title=f"UNet(**recipes.MNIST['cpu'].unet): {count_parameters
 plt.show()
 
 # %% [markdown]
-# ## 3. Choosing width and depth for quality per CPU-second
+# ## 3. Choosing the network for a CPU budget
 #
-# On a CPU, compute is the budget: a network twice as wide costs about four times the FLOPs,
-# and ten minutes buy a fixed number of FLOPs. A bigger network learns more per *step*;
-# a smaller one takes more steps. Which wins within ten minutes is an empirical question,
-# so here are the candidates, measured on this machine: parameters, forward FLOPs per image
-# (counted with `torch.utils.flop_counter.FlopCounterMode`, a multiply-add counted as 2) and
-# milliseconds per training step for a batch of 64 (`ddpm_helpers.training.timing.fastest_training_steps`: the
-# candidates take turns, and the fastest of three steps is kept, so a burst of load hits all alike).
+# On a CPU, compute is the budget: a network twice as wide costs about four times the FLOPs, and ten minutes
+# buy a fixed number of them. A bigger network learns more per *step*; a smaller one takes more steps. The cell
+# measures the cost side on this machine: parameters, forward FLOPs per image (`FlopCounterMode`, a multiply-add
+# counted as 2) and milliseconds per training step for a batch of 64 (`fastest_training_steps`: the networks
+# take turns and the fastest of three steps counts, so a burst of load hits all alike). The last row times the
+# narrowest network again with its weights, and so its activations, in the **channels-last** memory format.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
+import copy
+
+
 def forward_flops(model):
     """FLOPs of one forward pass on one image (FlopCounterMode counts a multiply-add as 2)."""
     model = model.to(device).eval()
@@ -352,42 +353,34 @@ candidates = {
 }
 torch.manual_seed(0)
 models = [UNet(1, **kwargs).to(device) for kwargs in candidates.values()]
+models.append(copy.deepcopy(models[0]).to(memory_format=torch.channels_last))  # base 16, same weights, channels-last
+names = [*candidates, "base 16, (1,2,2), channels-last"]
 timing_batch = torch.randn(config.pick(quick=8, full=64), 1, 28, 28, generator=torch.Generator().manual_seed(0)).to(device)
 seconds = fastest_training_steps(models, Diffusion.from_schedule("linear", T=1000), timing_batch,
                                  repeats=config.pick(quick=1, full=3))  # the models take turns; fastest step of each
-for (name, model), step_seconds in zip(zip(candidates, models), seconds):
+for name, model, step_seconds in zip(names, models, seconds):
     print(f"{name:36s} {count_parameters(model) / 1e6:5.2f} M params  {forward_flops(model) / 1e6:6.1f} MFLOP/image  "
           f"{1000 * step_seconds:7.1f} ms/step")
+print(f"channels-last trains base 16 at {seconds[0] / seconds[-1]:.2f}× the steps per second of the default layout")
 
 # %% [markdown]
-# **What the measurements say.** The table above was measured in this run (batch 64, two
-# threads; on a busy machine the timings wobble). The FLOPs grow with the square of the
-# width — 93.0 → 209.0 → 371.2 MFLOP, in ratio 1 : 2.2 : 4.0 — and here the time per step follows them
-# less than proportionally: 232.4 → 471.0 → 643.0 ms is 1 : 2.0 : 2.8, so the narrow network does
-# fewer FLOPs per millisecond on this CPU. It is still by far the cheapest per step: in the same
-# time it takes 2.8 times as many steps as base 32. Which wins was measured while developing
-# the notebook (the experiment log of section 8): trained for the same CPU time, the narrowest
-# network reached the lowest held-out error and Fréchet distance, and the widest the highest —
-# many more updates beat about four times the parameters (0.26 M against 1.05 M; at a 170 s
-# budget, one seed each). Two more
-# measurements: **attention** at $7\times7$ adds 2.4 % of the FLOPs (371.2 → 380.1 MFLOP) and
-# 9.0 % of the time in this run (643.0 → 700.7 ms), and at $7\times7$ a
-# $3\times3$ convolution in the middle already sees most of the digit: left out
-# on the CPU. The **`channels_last`** memory format was slower in a development measurement on
-# this CPU (not logged; GroupNorm has no fast channels-last kernel here), so the default layout
-# stays.
+# **What the measurements say.** The FLOPs grow with the square of the width and the time per step grows too (on
+# a CPU a narrow network does fewer FLOPs per millisecond), so the narrowest network takes the most steps in a given
+# time. Whether that buys the best digits is a question of quality, not cost: trained for the same CPU time, the
+# narrowest network reached the lowest held-out error and Fréchet distance
+# ([the experiment log](https://github.com/ddpm-from-scratch/ddpm-from-scratch/blob/main/benchmarks/mnist_experiment_log.md)).
+# Attention at $7\times7$ adds few FLOPs but more time (compare the two base-32 rows), and there a $3\times3$
+# convolution already sees most of the digit: no attention on the CPU. The last line compares the memory formats of the same network: where channels-last is faster, as on the
+# CPUs this recipe was tuned on, the recipe's `channels_last=True` buys more steps in the same ten minutes.
 #
-# The choice for a CPU is therefore the narrowest network: 16 channels at $28\times28$, 32 at
-# $14\times14$ and $7\times7$, one residual block per level, no attention. On a GPU the arithmetic changes: a step of
-# a small network is dominated by kernel-launch overhead, so a wider, deeper network with
-# attention at $7\times7$ should cost little extra per step (not yet measured on a GPU), and the
-# notebook picks it automatically when `config.get_device().type == "cuda"`.
+# The CPU choice: 16 channels at $28\times28$, 32 at $14\times14$ and $7\times7$, one residual block per level, no
+# attention. On a GPU a small network's step is dominated by kernel-launch overhead, so the GPU recipe, picked on
+# `cuda`, is wider and deeper, with attention at $7\times7$.
 
 # %%
 # The configurations live in ddpm_helpers.training.recipes, shared with `python -m ddpm_helpers.train_cli mnist-gpu` (and torchrun).
-# CPU: the narrow network chosen above, as many steps as fit a 10-minute calibrated budget; GPU: twice as wide, two blocks per level,
-# attention at 7×7, batch 128, mixed precision and a 4-minute calibrated budget (the steps are planned and re-planned from
-# the measured step time, so the cosine schedule ends at the last planned step, close to the budget, on any GPU).
+# CPU: the narrow network chosen above, channels-last, as many steps as fit a 10-minute calibrated budget; GPU: twice as wide,
+# two blocks per level, attention at 7×7, batch 128, mixed precision and a 4-minute calibrated budget.
 from ddpm_helpers.training import recipes
 
 recipe = recipes.mnist(config.profile(), gpu=on_gpu)
@@ -400,18 +393,14 @@ flops = forward_flops(model)
 # %% [markdown]
 # ### ▶ Skip training? (optional)
 #
-# Section 4 trains for about ten minutes on a CPU. To see results at once (in Colab or Binder, say),
-# set `USE_PRETRAINED = True` in the cell below (or the environment variable `DDPM_PRETRAINED=1`) and run
-# the notebook from the top: it loads the EMA weights of the committed full-profile training run,
-# `weights/04_mnist_ema.safetensors` — from your clone when you have one, else downloaded from the
-# repository on GitHub — after checking the file's SHA-256 against `weights/SHA256SUMS`. The
-# network and training settings become that run's (whatever this machine would train), section 4
-# shows its loss curve instead of training, and everything after it samples from its weights.
+# Section 4 trains for about ten minutes on a CPU. To see results at once, set `USE_PRETRAINED = True` below (or
+# `DDPM_PRETRAINED=1`) and run from the top: it loads the EMA weights of the committed full-profile run,
+# `weights/04_mnist_ema.safetensors` (from your clone, else from GitHub), checked against `weights/SHA256SUMS`.
+# The network and settings become that run's, and section 4 shows its loss curve instead of training.
 #
-# **Keep a long run across disconnects.** Training writes a checkpoint to `DDPM_OUTPUT_DIR`
-# (default `outputs/`), and running the training cell again resumes from it. A Colab runtime loses
-# its disk when it disconnects, so put the outputs on Google Drive: add a cell at the very top, run
-# it before everything else, then run the notebook as usual.
+# **Keep a long run across disconnects.** Training checkpoints to `DDPM_OUTPUT_DIR` (default `outputs/`), and
+# rerunning the training cell resumes. A Colab runtime loses its disk when it disconnects, so put the outputs on
+# Google Drive with a cell at the very top:
 #
 # ```python
 # from google.colab import drive
@@ -448,70 +437,41 @@ print(f"{count_parameters(model):,} parameters, {flops / 1e6:.1f} MFLOP per forw
 print(train_config)
 
 # %% [markdown]
-# **The GPU profile, priced (estimates computed from FLOPs: no GPU run of this notebook yet).** A
-# training step is a forward and a backward pass; `FlopCounterMode` counts both on the CPU, and the
-# cost grows linearly with the batch. The GPU recipe (base 32, two blocks per level, attention at
-# $7\times7$, batch 128) computes under autocast in float16 (a T4 has no fast bfloat16; 65 TFLOP/s
-# peak on its tensor cores) and trains for a **calibrated budget** of 4 minutes: the loop times its
-# first steps, plans how many fit and re-plans as it goes (the plans are stored in the checkpoint), so
-# the cosine schedule ends inside the budget on any GPU. How many that is on a T4 we can only estimate, assuming 16 TFLOP/s
-# sustained (a quarter of the peak) and at least 20 ms a step for launching the kernels of a U-Net
-# this deep:
-
-# %%
-gpu_recipe = recipes.MNIST["gpu"]
-estimate = recipes.t4_estimate(gpu_recipe)
-print(f"{gpu_recipe.name}: {estimate['flops_per_step'] / 1e9:.0f} GFLOP per training step "
-      f"(batch {gpu_recipe.train_config().batch_size}; FlopCounterMode, forward + backward)")
-print(f"T4 estimate (assumed {recipes.T4_ASSUMED_FLOPS / 1e12:.0f} TFLOP/s, ≥ {1e3 * recipes.T4_ASSUMED_MIN_STEP_S:.0f} ms "
-      f"a step): {1e3 * estimate['seconds_per_step']:.0f} ms per step, ≈ {estimate['steps_in_budget']:,} steps "
-      f"in the {gpu_recipe.train['time_budget_s'] / 60:.0f}-minute budget")
-
-# %% [markdown]
 # ## 4. Training: what makes the ten minutes count
 #
-# The loop is the shared `ddpm_helpers.training.train` (Algorithm 1 of Ho et al.), with the
-# choices that won in the development experiments (section 8 links their log):
+# The loop is the shared `ddpm_helpers.training.train` (Algorithm 1 of Ho et al.), with these choices (section 8):
 #
 # - **Prediction target $v$** (Salimans & Ho 2022): the network predicts
-#   $v = \sqrt{\bar\alpha_t}\,\epsilon - \sqrt{1-\bar\alpha_t}\,x_0$ instead of $\epsilon$.
-#   Near $t = T$ predicting $\epsilon$ is trivial ($x_t \approx \epsilon$) and
+#   $v = \sqrt{\bar\alpha_t}\,\epsilon - \sqrt{1-\bar\alpha_t}\,x_0$ instead of $\epsilon$. Near $t = T$ predicting
+#   $\epsilon$ is trivial ($x_t \approx \epsilon$), and
 #   $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,\hat\epsilon)/\sqrt{\bar\alpha_t}$ amplifies every error by
-#   $\sqrt{1-\bar\alpha_t}/\sqrt{\bar\alpha_t}$ ($\approx 1/\sqrt{\bar\alpha_t}$ near $T$); $v$ interpolates between the two targets and stays well scaled.
-#   Since $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon$ and $v$ are a rotation of $(x_0, \epsilon)$, a
-#   predicted $\hat v$ gives back both: $\hat x_0 = \sqrt{\bar\alpha_t}\,x_t - \sqrt{1-\bar\alpha_t}\,\hat v$ and
+#   $\sqrt{1-\bar\alpha_t}/\sqrt{\bar\alpha_t}$; $v$ interpolates between the two targets and stays well scaled.
+#   $(x_t, v)$ is a rotation of $(x_0, \epsilon)$, so a predicted $\hat v$ gives back both:
+#   $\hat x_0 = \sqrt{\bar\alpha_t}\,x_t - \sqrt{1-\bar\alpha_t}\,\hat v$ and
 #   $\hat\epsilon = \sqrt{1-\bar\alpha_t}\,x_t + \sqrt{\bar\alpha_t}\,\hat v$ (notebook 02 §6).
-# - **Min-SNR weighting** (Hang et al. 2023): each timestep's loss is weighted so that its
-#   implied $x_0$-loss weight is $\min(\mathrm{SNR}(t), \gamma)$ with $\gamma = 5$; for $v$ that is
-#   $w(t) = \min(\mathrm{SNR}, 5)/(\mathrm{SNR} + 1)$. The nearly-clean timesteps, whose
-#   gradients conflict with the rest and add little to sample quality, stop dominating.
-# - **A high learning rate with warmup and cosine decay to 0**: fast progress early, and the
-#   decay anneals the weights at the end — with few steps that is worth more than a long EMA.
-# - **A short EMA** (decay $d = 0.995$) with the warm-up rule $d_n = \min\big(d, \frac{1+n}{10+n}\big)$ for
-#   update $n$: the decay starts small, so the random initial weights are forgotten within the
-#   first updates (notebook 03 follows the share each update keeps in the average), and it
-#   reaches 0.995 after 1790 updates; from then on the average covers roughly the last
-#   $1/(1-d) = 200$ steps of weights that the cosine schedule is annealing. The DDPM value 0.9999
-#   is meant for runs of hundreds of thousands of steps: here its cap would never act
-#   ($\frac{1+n}{10+n}$ reaches 0.9999 only after about 90,000 updates), and the average would be
-#   the warm-up rule's, over a much longer stretch of the run.
-# - **Small batches, many steps**: batch 32, as many steps as the budget holds (8167 in the training
-#   run of the committed weights, 78 ms each) — early in training more, smaller updates are worth more than fewer precise ones
-#   (row 8 of the experiment log, section 8).
-# - **Labels, dropped 10 % of the time** (`p_uncond=0.1`; Ho & Salimans 2022, Algorithm 1): each
-#   training digit comes with its class, and one time in ten the class is replaced by "no
-#   label". One network thus learns both $\epsilon_\theta(x_t, t, y)$ and $\epsilon_\theta(x_t, t)$ —
-#   the unconditional DDPM of the paper *and* a model told which digit to draw. Section 5 samples
-#   the unconditional one; section 6 shows what the labels buy.
-# - **A calibrated budget** (`time_budget_s=600`, `steps=None`, `calibration_steps=200`): the loop times
-#   steps 50 to 200, plans how many steps fit into 10 minutes, and re-plans halfway through what is
-#   left of each plan from the step time measured since (the plans are stored in the checkpoint, so a
-#   resumed run continues them); the cosine schedule follows the plans to its end. A
-#   faster machine trains more steps and a slower laptop fewer, but on every machine the
-#   learning rate decays to 0 at the planned step, close to the budget. The committed weights were
-#   trained with the earlier setting of 20 calibration steps (the configuration printed above, in section 3, is
-#   theirs): 8167 steps in 637 s for the 600 s budget, the later steps and the checkpoints about 6 %
-#   slower than the 15 timed ones — the reason the window is longer now.
+# - **Min-SNR weighting** (Hang et al. 2023): each timestep's loss is weighted so that its implied $x_0$-loss weight
+#   is $\min(\mathrm{SNR}(t), \gamma)$, $\gamma = 5$. For $v$, subtracting the two formulas for $x_0$ and
+#   $\hat x_0$ gives, with $\mathrm{SNR} = \bar\alpha_t/(1-\bar\alpha_t)$,
+#
+#   $$x_0 - \hat x_0 = -\sqrt{1-\bar\alpha_t}\,(v - \hat v)
+#     \;\Rightarrow\; \lVert v - \hat v\rVert^2 = \frac{\lVert x_0 - \hat x_0\rVert^2}{1-\bar\alpha_t}
+#     = (\mathrm{SNR} + 1)\,\lVert x_0 - \hat x_0\rVert^2
+#     \;\Rightarrow\; w(t) = \frac{\min(\mathrm{SNR}, 5)}{\mathrm{SNR} + 1}.$$
+#   The nearly clean timesteps, which add little to the samples, stop dominating.
+# - **A high learning rate with warmup and cosine decay to 0**: fast progress early, annealed weights at the end.
+# - **A short EMA** (decay $d = 0.995$) with the warm-up rule $d_n = \min\big(d, \frac{1+n}{10+n}\big)$ for update
+#   $n$: the random initial weights are forgotten within the first updates (notebook 03), the cap acts after 1790
+#   updates, and from then on the average covers roughly the last $1/(1-d) = 200$ steps. With DDPM's 0.9999 the cap
+#   would act only after about 90,000 updates, so the average would be the warm-up rule's, over about the last
+#   tenth of the run.
+# - **Small batches, many steps**: batch 32; early in training, more small updates beat fewer precise ones.
+# - **Labels, dropped 10 % of the time** (`p_uncond=0.1`; Ho & Salimans 2022, Algorithm 1): one time in ten a
+#   digit's class is replaced by "no label", so one network learns both $\epsilon_\theta(x_t, t, y)$ and
+#   $\epsilon_\theta(x_t, t)$ — a model told which digit to draw, *and* its label-free mode. Section 6 explains why.
+# - **A calibrated budget** (`time_budget_s=600`, `steps=None`): the loop times its first steps, plans how many fit
+#   into 10 minutes and re-plans halfway through what is left of each plan (stored in the checkpoint, so a resumed
+#   run continues them). A faster machine trains more steps, but on every machine the learning rate reaches 0 at
+#   the planned step, close to the budget.
 #
 # Checkpoints go to `outputs/04_mnist/`; re-running the cell resumes from the last one.
 
@@ -522,7 +482,8 @@ if pretrained is None:
     result = train(model, diffusion, (train_images, train_labels), train_config, device=device, out_dir=run_dir)
 else:  # USE_PRETRAINED: the committed run's weights, steps, time and losses
     result = pretrained.train_result(model.to(device))
-print(f"{result.steps} steps (planned: {result.planned_steps}) of {train_config.batch_size} images in {result.seconds:.0f} s "
+planned = "" if result.planned_steps is None else f" (planned: {result.planned_steps})"  # a calibrated run's plan
+print(f"{result.steps} steps{planned} of {train_config.batch_size} images in {result.seconds:.0f} s "
       f"({1000 * result.seconds / max(result.steps, 1):.0f} ms/step); final loss {sum(result.losses[-50:]) / len(result.losses[-50:]):.4f}")
 ema_model = result.ema.model.eval()
 save_checkpoint(out_dir / "ema_checkpoint.pt", {"model": ema_model.state_dict(), "unet_config": unet_config,
@@ -534,53 +495,32 @@ plot_loss_curve(result.losses, window=config.pick(quick=5, full=50), title="min-
 # %% [markdown]
 # ## 5. Sampling: 1000 DDPM steps, DDIM and a second-order solver
 #
-# Ancestral DDPM sampling (Algorithm 2) needs all 1000 network evaluations per sample —
-# expensive on a CPU. DDIM (Song et al. 2021, Eq. 12 with $\eta = 0$)
-# reuses the same trained network on a sub-sequence of timesteps and is deterministic. DDIM's
-# $\eta$ moves between the two: each step adds fresh noise of standard deviation
-# $\sigma_t = \eta\,\sqrt{(1-\bar\alpha_s)/(1-\bar\alpha_t)}\,\sqrt{1-\bar\alpha_t/\bar\alpha_s}$ (Eq. 16, $s$ the next
-# visited step), and with $\eta = 1$ on all 1000 steps it *is* the DDPM sampler with
-# $\sigma_t^2 = \tilde\beta_t$ (derived below).
-# In all of them, the prediction is turned into $\hat x_0$, clipped to $[-1, 1]$ (the data range) and
-# used to form the next state. The samples of this section are those of the **unconditional** model —
-# the DDPM of the paper, asked for no particular digit (the label input set to "no label").
+# Ancestral DDPM sampling (Algorithm 2) needs 1000 network evaluations per sample. DDIM (Song et al. 2021, Eq. 12
+# with $\eta = 0$) reuses the same network on a sub-sequence of timesteps and is deterministic; with $\eta = 1$ on all
+# 1000 steps it *is* the DDPM sampler (derived below). Each turns the prediction into $\hat x_0$, clipped to
+# $[-1, 1]$, to form the next state. This section samples the **label-free mode of our network** ("no label").
 #
-# **How we score samples: a classifier as the judge.** Eyes are good judges but do not scale, and the
-# likelihood (notebook 03) says little about how samples look. For MNIST a small CNN trained on the real
-# training digits gives the numbers used from here on. It was trained once and ships with the repository
-# (`weights/mnist_judge.safetensors`, checked by its SHA-256), so every reader measures with the same
-# instrument; the cell after the DDIM derivation prints its test accuracy.
+# **How we score samples: a classifier as the judge.** A small CNN trained on the training digits ships with the
+# repository (`weights/mnist_judge.safetensors`), so every reader measures with the same instrument.
 #
-# 1. **Fréchet distance** (the recipe of FID, Heusel et al. 2017, with this CNN's 128
-#    penultimate features in place of Inception's): fit Gaussians $\mathcal N(\mu_g, \Sigma_g)$ to the
-#    generated digits' features and $\mathcal N(\mu_r, \Sigma_r)$ to the 10,000 test digits', then
+# 1. **Fréchet distance** (the recipe of FID, Heusel et al. 2017, with this CNN's 128 penultimate features in
+#    place of Inception's): fit Gaussians $\mathcal N(\mu_g, \Sigma_g)$ to the generated digits' features and
+#    $\mathcal N(\mu_r, \Sigma_r)$ to the 10,000 test digits', then
 #
 #    $$d^2 = \lVert \mu_g - \mu_r \rVert^2 + \operatorname{Tr}\big(\Sigma_g + \Sigma_r - 2(\Sigma_g \Sigma_r)^{1/2}\big).$$
-#    It falls when samples look right *and* vary like the data. It is biased upwards for
-#    small $n$ (a covariance estimated from few samples is noisy), so we always compare it with real
-#    training digits at the same $n$: the **floor**, what real digits score at that $n$ — a yardstick,
-#    not a bound (a generator's samples can land below it by chance).
-# 2. **Kernel distance** (KID, Bińkowski et al. 2018): the squared maximum mean discrepancy between the
-#    same features under the kernel $k(a, b) = (a^\top b/d + 1)^3$, estimated without bias — its
-#    expectation is 0 for samples from the data distribution at any $n$, so at small $n$ it can be read
-#    without a floor (single estimates can be slightly negative).
-# 3. **Confident share**: the fraction of samples whose largest class probability is at least
-#    0.9 — a digit the classifier reads without hesitation. Blobs and chimeras score low.
-# 4. **Class coverage and class shares**: how many of the ten classes occur among the confident samples,
-#    and how far each class's share of the samples is from its share of the training digits (the
-#    largest gap, in percentage points). A model that only draws ones could have a perfect confident
-#    share but would cover 1 class.
+#    It falls when samples look right *and* vary like the data. Biased upwards at small $n$, it is compared with
+#    what as many real training digits score (the **floor**, a yardstick, not a bound).
+# 2. **Kernel distance** (KID, Bińkowski et al. 2018): the squared maximum mean discrepancy between the same
+#    features under $k(a, b) = (a^\top b/d + 1)^3$, estimated without bias: 0 on average for samples of the data
+#    distribution at any $n$ (single estimates can be slightly negative).
+# 3. **Confident share**: the fraction of samples whose largest class probability is at least 0.9.
+# 4. **Class coverage and class shares**: how many of the ten classes occur among the confident samples, and how
+#    far each class's share of the samples is from its share of the training digits.
 #
-# Every one of these numbers is measured on random samples, so another draw of as many samples would give a
-# slightly different one. We print each with a 95 % interval for the score this model gets on average at
-# this $n$ (`DigitEvaluator.intervals`): the Wilson interval for the shares (a binomial proportion), and for
-# the two distances the delete-a-group jackknife — leave out one of 20 groups of the samples at a time and see
-# how much the distance moves (a bootstrap would resample with replacement, and the duplicates alone shift a
-# Fréchet distance by more than its spread). An interval measures how much a score moves from one draw of $n$
-# samples to the next; it does not remove the Fréchet distance's small-$n$ bias. The intervals hold the judge
-# and the 10,000 test digits the samples are compared with fixed: they say whether *these samples* score
-# reliably, not whether another training run would. Two overlapping intervals do not show that two sets
-# score alike: comparing separate intervals is a conservative test.
+# Each number is measured on random samples, so we print it with its **95 % confidence interval**
+# (`DigitEvaluator.intervals`): Wilson intervals for the shares, and for the distances the delete-a-group
+# jackknife over 20 groups of samples (a bootstrap's duplicates would shift a Fréchet distance). They cover another
+# draw of samples from *these* weights, not another training run, and do not remove the small-$n$ bias.
 
 # %% [markdown]
 # **Where DDIM comes from** (Song, Meng & Ermon 2021). DDIM writes $\alpha_t$ for DDPM's $\bar\alpha_t$; here DDPM's
@@ -665,13 +605,14 @@ plot_loss_curve(result.losses, window=config.pick(quick=5, full=50), title="min-
 #   function of $x_T$ alone (an "implicit" model, §4.1). This is the step the DPM-Solver paragraph below starts from.
 #
 # The cell checks (a) Lemma 1 by Monte Carlo: it runs Eq. 7 backwards along the 10-step sub-sequence that DDIM-10
-# visits, for three fixed pixel values $x_0$ and 200,000 chains each, with $\eta = 0$, $0.5$ and $1$, and compares the
+# visits, for three fixed pixel values $x_0$ and 200,000 chains each, with $\eta = 0.5$ and $1$, and compares the
 # mean and variance at every visited step with $\mathcal N(\sqrt{\bar\alpha_s}\,x_0, 1-\bar\alpha_s)$. Each error comes
 # with its standard error; of the 54 errors per $\eta$ (3 pixels, 9 steps, mean and variance) the largest should be
 # within about 3 standard errors. For scale it also prints how far off the variance would be without the $-\sigma_t^2$
-# under the square root. (b) `ddim_step` with $\eta = 1$ on all steps, given a known $\hat x_0$, must be
-# $\tilde\mu_t(x_t, \hat x_0) + \sqrt{\tilde\beta_t}\,z$ built from the `Diffusion` tables, and `ddpm_step` for the same
-# noise $z$, up to rounding error (the cell works in float64).
+# under the square root. The $\eta = 0$ row is an *illustration*, not a check: with $\sigma_t = 0$ every state is
+# the starting noise rescaled, so it shows only the Monte Carlo scatter. (b) `ddim_step` with $\eta = 1$ on all
+# steps, given a known $\hat x_0$, must be $\tilde\mu_t(x_t, \hat x_0) + \sqrt{\tilde\beta_t}\,z$ built from the
+# `Diffusion` tables, and `ddpm_step` for the same noise $z$, up to rounding error (in float64).
 
 # %%
 from ddpm_helpers.samplers import ddpm_step
@@ -702,7 +643,8 @@ for eta in (0.0, 0.5, 1.0):
         sigma2_in_se.append(sigma.item() ** 2 / se_var)  # the −σ_t² under the root, in standard errors
     (m, m_se), (v, v_se) = max(mean_errors), max(var_errors)
     worst = max(error / se for error, se in mean_errors + var_errors)
-    print(f"η = {eta}, {len(mean_errors)} steps × 3 pixels: largest |mean − √ᾱ_s x_0| = {m:.1e} (standard error "
+    kind = " (an illustration: the starting noise rescaled)" if eta == 0 else ""
+    print(f"η = {eta}{kind}, {len(mean_errors)} steps × 3 pixels: largest |mean − √ᾱ_s x_0| = {m:.1e} (standard error "
           f"{m_se:.1e}), largest |variance − (1 − ᾱ_s)| = {v:.1e} (standard error {v_se:.1e}); "
           f"the worst of the {2 * 3 * len(mean_errors)} errors is {worst:.1f} standard errors")
     if eta:  # what the check would see if the direction term were √(1 − ᾱ_s) ε̂ instead
@@ -731,14 +673,13 @@ print(f"η = 1, s = t − 1, all {diffusion.T} steps (float64, round-off below 1
       f"ddim_step = μ̃_t + √β̃_t z: {tables_gap < 1e-10}; ddim_step = ddpm_step: {ddpm_gap < 1e-10}")
 
 # %% [markdown]
-# **A second-order solver: DPM-Solver++(2M)** (Lu et al. 2022). Deterministic DDIM follows an
-# ordinary differential equation, and writing it in a better variable lets us take larger steps. Let
-# $a_t = \sqrt{\bar\alpha_t}$, $s_t = \sqrt{1-\bar\alpha_t}$ (Lu et al. write $\alpha_t, \sigma_t$) and
-# $\lambda_t = \log(a_t/s_t)$, half the log-SNR, which grows as the noise falls. DDIM's step
-# from $t$ to a less noisy $u$, $x_u = a_u\,\hat x_0 + s_u\,\hat\epsilon$ with
-# $\hat\epsilon = (x_t - a_t \hat x_0)/s_t$, rearranges to
+# **A second-order solver: DPM-Solver++(2M)** (Lu et al. 2022). Deterministic DDIM discretises an ordinary
+# differential equation, and writing it in a better variable allows larger steps. Let $a_t = \sqrt{\bar\alpha_t}$,
+# $s_t = \sqrt{1-\bar\alpha_t}$ (Lu et al. write $\alpha_t, \sigma_t$) and $\lambda_t = \log(a_t/s_t)$, half the
+# log-SNR, which grows as the noise falls. DDIM's step from $t$ to a less noisy $u$,
+# $x_u = a_u\,\hat x_0 + s_u\,\hat\epsilon$ with $\hat\epsilon = (x_t - a_t \hat x_0)/s_t$, rearranges to
 # $\frac{x_u}{s_u} = \frac{x_t}{s_t} + \big(e^{\lambda_u} - e^{\lambda_t}\big)\,\hat x_0$ (using $a/s = e^{\lambda}$).
-# As the steps shrink, this is the probability-flow ODE
+# As the steps shrink, this becomes the ODE that DDIM discretises:
 #
 # $$\frac{d}{d\lambda}\Big(\frac{x_\lambda}{s_\lambda}\Big) = e^{\lambda}\,\hat x_0(x_\lambda, \lambda),
 #   \qquad\text{so exactly}\qquad
@@ -757,17 +698,18 @@ print(f"η = 1, s = t − 1, all {diffusion.T} steps (float64, round-off below 1
 #
 #   $$D = \Big(1 + \frac{1}{2r}\Big)\hat x_0^{(t)} - \frac{1}{2r}\,\hat x_0^{(p)}, \qquad
 #     x_u = \frac{s_u}{s_t}\,x_t + a_u\,(1 - e^{-h})\,D,$$
-#   with an error of $O(h^3)$ per step and $O(h^2)$ overall, still **one network call per step**.
+#   with an error of $O(h^3)$ per step and $O(h^2)$ overall, still **one network call per step**. Why replace the
+#   exact coefficient? The order is the same, and the step keeps DDIM's form with a corrected guess $D$ in place of
+#   $\hat x_0$ (its weights sum to 1); Lu et al.'s code offers the exact coefficient too (`solver_type="taylor"`)
+#   and recommends theirs, noting that the choice affects results only slightly.
 #
 # The first step has no previous guess and is a DDIM step. The last jump, from $t = 1$ (code `t = 0`) to clean data
-# ($s_u = 0$, $\lambda_u = \infty$), is $x_0 = \hat x_0$ as in DDIM — the extrapolation has no limit there.
-# We also take the step *into* $t = 1$ at first order (like the `lower_order_final` option of Lu et
-# al.'s code, which there applies only below 10 steps; here always):
-# on DDIM's evenly spaced timesteps it spans $h \approx 2.9$ after $h_p \approx 0.7$ (20 steps), and
-# extrapolating $\hat x_0$ that far overshoots. On the exact denoiser of a Gaussian and steps uniform
-# in $\lambda$ the error then falls 4× per halving of the step, against DDIM's 2×; on the linear
-# schedule's time-uniform steps the tests measure 0.34× DDIM's error at 20 steps
-# (`tests/test_dpm_solver.py`).
+# ($s_u = 0$, $\lambda_u = \infty$), is $x_0 = \hat x_0$ as in DDIM. We also take the step *into* $t = 1$ at first
+# order (Lu et al.'s `lower_order_final`, there only below 10 steps): on DDIM's evenly spaced timesteps it spans
+# $h \approx 2.9$ after $h_p \approx 0.7$ (20 steps), and extrapolating $\hat x_0$ that far overshoots. Lu et al.
+# space their steps uniformly in $\lambda$ instead (`skip_type="logSNR"`), where no step is that long: on the
+# exact denoiser of a Gaussian the error then falls 4× per halving of the step, against DDIM's 2×
+# (`tests/test_dpm_solver.py`). The distance table below has one row with such steps.
 
 # %% [markdown]
 # **A sampler is a loop over one step.** `ddim_sample` is nothing but `ddim_step` (Eq. 12 with
@@ -803,103 +745,135 @@ def timed_samples(sampler, n, seed=0, model=None, **kwargs):
     return x, time.perf_counter() - start
 
 
+def label_agreement(samples, labels):
+    """Share of samples the judge reads with confidence ≥ 0.9 as the label they were asked for (mnist_eval)."""
+    return mnist_eval.label_agreement(mnist_eval.predict_logits(evaluator.classifier, samples), labels.cpu())
+
+
+def yardstick(images, labels=None):
+    """The judge's table: the scores of ``images`` beside as many real digits', each with its 95 % confidence interval."""
+    table = evaluator.yardstick(images, labels).rsplit("\n", 1)[0]  # the helper's table without its footer line
+    return f"{table}\nn = {len(images)} each; [95 % confidence intervals]"
+
+
 # %% [markdown]
-# **Seven samplers, the same noise.** Each sampler below starts from the same 16 noise images $x_T$
-# (DDPM's fresh noise at each step comes from its own seeded generator), so the grids differ only by the
-# sampler. The time above each grid is that of this batch of 16 on this machine.
+# **The samplers on shared noise.** Each sampler below starts from the same noise images $x_T$ (DDPM's fresh noise
+# at each step comes from its own seeded generator), so the grids differ only by the sampler. The time above each
+# grid is that of this small batch on this machine.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-grid_samplers = {"DDPM, 1000 steps": (ddpm_sample, {}),
-                 **{f"DDIM, {k} steps": (ddim_sample, {"num_steps": k}) for k in (100, 50, 20, 10)},
-                 **{f"DPM++(2M), {k} steps": (dpm_solver_sample, {"num_steps": k}) for k in (20, 10)}}
-x_T_grid = torch.randn(16, 1, 28, 28, generator=torch.Generator().manual_seed(8)).to(device)
-grids = {}
-for name, (sampler, kwargs) in grid_samplers.items():
+grid_samplers = {"DDPM, 1000 steps": (ddpm_sample, {}), "DDIM, 20 steps": (ddim_sample, {"num_steps": 20}),
+                 "DPM++(2M), 20 steps": (dpm_solver_sample, {"num_steps": 20}),
+                 "DDIM, 10 steps": (ddim_sample, {"num_steps": 10})}
+x_T_grid = torch.randn(config.pick(quick=4, full=8), 1, 28, 28, generator=torch.Generator().manual_seed(8)).to(device)
+fig, axes = plt.subplots(1, len(grid_samplers), figsize=(2.8 * len(grid_samplers), 1.4 * len(x_T_grid) / 2 + 0.9))
+for ax, (name, (sampler, kwargs)) in zip(axes, grid_samplers.items()):
     start = time.perf_counter()
     x = sampler(ema_model, diffusion, None, x_T=x_T_grid, prediction=train_config.prediction, clip_x0=1.0,
                 generator=torch.Generator(device=device).manual_seed(0), **kwargs).x
-    grids[name] = (x.cpu(), time.perf_counter() - start)
-call_ms = 1000 * grids["DDIM, 100 steps"][1] / (len(x_T_grid) * 100)  # one image through the network, batch 16
-benchmark_calls = 2 * (500 * 1000 + 1000 * (100 + 50 + 20 + 10 + 20 + 10))  # benchmarks/mnist_samplers.py, 2 seeds
-print(f"{call_ms:.1f} ms per image and network call here (batch 16): the benchmark's {benchmark_calls / 1e6:.2f} M "
-      f"calls would take at most ≈ {benchmark_calls * call_ms / 3.6e6:.1f} h on this machine (its batches of 250 cost "
-      "less per image)")
-fig, axes = plt.subplots(1, len(grids), figsize=(2.5 * len(grids), 2.9))
-for ax, (name, (x, seconds)) in zip(axes, grids.items()):
-    show_images(x, nrow=4, ax=ax, title=f"{name}\n{seconds:.1f} s for 16")
-fig.suptitle("the same 16 starting noises $x_T$ for every sampler, no label (the unconditional model)", y=1.04);
+    show_images(x.cpu(), nrow=2, ax=ax, title=f"{name}\n{time.perf_counter() - start:.1f} s for {len(x)}")
+fig.suptitle("the same starting noises $x_T$ for every sampler, no label", y=1.02);
 
 # %% [markdown]
-# **Ranking the samplers needs more samples than a grid.** Sixteen samples show what the digits look
-# like but cannot rank the samplers: a Fréchet distance at small $n$ is dominated by its bias, and a
-# confident share of 16 samples has a standard error of about 12 points. `benchmarks/mnist_samplers.py`
-# measures the full table — 1000 samples per few-step sampler and 500 for DDPM-1000, two seeds, equal
-# batches of 250, the same starting noise for every sampler — on the committed weights of this recipe.
-# That is 1.42 million passes of an image through the network; the cell above prints what they would
-# cost on the machine this copy ran on. Its results are not committed yet, so this notebook ranks the
-# samplers only by the grids and by the distance to the ODE's solution below.
-#
-# **How far from the ODE's solution?** Deterministic DDIM and DPM-Solver++(2M) both approximate
-# the same probability-flow ODE, so on the same starting noise they should land on the same
-# digit as the steps grow. The cell solves the ODE finely (DDIM with all 1000 steps) from eight
-# noise images and measures how far each few-step solver ends from it.
+# **Ranking the samplers needs more samples than a grid.** A grid shows what the digits look like but cannot rank
+# samplers: at small $n$ a Fréchet distance is dominated by its bias, and a confident share of eight samples
+# moves by tens of points from one draw to the next. `benchmarks/mnist_samplers.py` measures the table — hundreds
+# of samples per sampler, two seeds, equal batches, the same starting noise for every sampler — on the committed
+# weights of this recipe; each cell is the mean ± half the range over the seeds.
+
+# %%
+from ddpm_helpers.evaluation.reference_results import load_results, results_path, sampler_table
+
+if results_path("mnist_samplers").is_file():  # the committed results of benchmarks/mnist_samplers.py
+    print(sampler_table(load_results("mnist_samplers")))
+else:
+    print("The sampler table is produced by benchmarks/mnist_samplers.py (its results are not committed yet).")
+
+# %% [markdown]
+# **How far from the ODE's solution?** Deterministic DDIM and DPM-Solver++(2M) approximate the same ODE, so from
+# the same noise they should land on the same digit as the steps grow. The cell solves the ODE finely — DPM-Solver++(2M)
+# with many steps, and again with half as many to show that it has converged (for a second-order solver the finer
+# solution is then within about a third of their distance of the exact one) — and measures how far each few-step
+# solver ends from it, the last row on steps uniform in $\lambda$.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
+from ddpm_helpers.samplers import dpm_solver_step, sample_loop
+
 x_T_ode = torch.randn((8, 1, 28, 28), generator=torch.Generator().manual_seed(5)).to(device)
 ode = dict(prediction=train_config.prediction, clip_x0=1.0, x_T=x_T_ode)
-reference = ddim_sample(ema_model, diffusion, None, num_steps=1000, **ode).x  # the ODE, solved finely
-print("RMS distance to the ODE's solution from the same x_T (pixels in [-1, 1])")
-for steps in (10, 20, 50):
-    ddim_error, dpm_error = ((sampler(ema_model, diffusion, None, num_steps=steps, **ode).x - reference).pow(2).mean().sqrt()
-                             for sampler in (ddim_sample, dpm_solver_sample))
-    print(f"{steps:3d} network calls:  DDIM {ddim_error:.4f}   DPM-Solver++(2M) {dpm_error:.4f}")
+fine_steps = config.pick(quick=200, full=1000)
+reference = dpm_solver_sample(ema_model, diffusion, None, num_steps=fine_steps, **ode).x  # the ODE, solved finely
+coarser = dpm_solver_sample(ema_model, diffusion, None, num_steps=fine_steps // 2, **ode).x
+
+
+def distance(x):
+    """RMS distance to the reference solution (pixels in [-1, 1])."""
+    return (x - reference).pow(2).mean().sqrt().item()
+
+
+def lambda_uniform_sample(num_steps):
+    """DPM-Solver++(2M) on steps uniform in λ = ½ log SNR (Lu et al.'s skip_type="logSNR"), first order into t = 0."""
+    lam = 0.5 * diffusion.log_snr  # λ at the 0-based t, falling as t grows
+    steps = [int((lam - target).abs().argmin()) for target in torch.linspace(lam[-1].item(), lam[0].item(), num_steps)]
+    for i in range(num_steps - 2, -1, -1):  # near t = 0 neighbours can round to the same t: keep them descending
+        steps[i] = max(steps[i], steps[i + 1] + 1)
+
+    def step(diffusion, output, x, t, t_next, tt, previous):  # the rule of dpm_solver_sample: first order into t = 0
+        first_order = t_next is None or t_next == 0
+        return dpm_solver_step(diffusion, output, x, t, t_next, previous=None if first_order else previous,
+                               prediction=train_config.prediction, clip_x0=1.0)
+
+    return sample_loop(ema_model, diffusion, step, steps, x_T=x_T_ode).x
+
+
+print(f"reference: DPM-Solver++(2M), {fine_steps} steps; with {fine_steps // 2} steps it ends {distance(coarser):.1e} "
+      "from it")
+print(f"RMS distance to the reference from the same x_T {'10 calls':>10s} {'20 calls':>10s} {'50 calls':>10s}")
+solvers = {"DDIM": lambda k: ddim_sample(ema_model, diffusion, None, num_steps=k, **ode).x,
+           "DPM-Solver++(2M)": lambda k: dpm_solver_sample(ema_model, diffusion, None, num_steps=k, **ode).x,
+           "DPM-Solver++(2M), λ-uniform steps": lambda_uniform_sample}
+for name, solve in solvers.items():
+    print(f"{name:47s}" + "".join(f"{distance(solve(k)):11.4f}" for k in (10, 20, 50)))
 
 # %% [markdown]
-# **Reading the grids and the distances.** The deterministic samplers — DDIM at every step count and
-# DPM-Solver++(2M) — turn each noise image into nearly the same digit, so the grids differ in detail only;
-# DDPM-1000 adds fresh noise at each of its steps and ends on other digits altogether, at about ten times
-# the time of DDIM-100 (the titles). The distances show the difference between the two ODE solvers: from
-# the same noise, DPM-Solver++(2M) ends 1.9× closer to the finely solved ODE than DDIM at 10 calls (RMS
-# 0.0555 vs 0.1064), 2.9× at 20 (0.0196 vs 0.0563) and 3.8× at 50 (0.0079 vs 0.0298). Doubling the calls
-# from 10 to 20 shrinks DDIM's distance 1.9× and DPM-Solver++'s 2.8× — not the 2× and 4× of the tests'
-# λ-uniform steps (on time-uniform steps the first-order step into paper $t = 1$ spans a long, slowly
-# shrinking stretch of λ), but the second-order solver gains faster. Whether that buys better digits, and
-# how DDPM-1000 compares at equal $n$, is what the benchmark measures; here, by eye, about half of these
-# unconditional samples are clear digits and the rest chimeras — the subject of section 6.
+# **Reading the grids and the distances.** The deterministic samplers turn each noise image into nearly the same
+# digit; DDPM-1000 adds fresh noise at each step and ends on other digits, at many times the cost (the titles).
+# DPM-Solver++(2M) ends closer to the ODE's solution than DDIM, and doubling the calls shrinks its distance faster.
 #
-# **A denoising strip.** Below, one DDIM run with 50 steps records the state $x_t$ (top row)
-# and the network's current guess $\hat x_0$ (bottom row) on the way from pure noise to a digit.
-# The guess is a blurry average of plausible digits at first — at high noise many digits are
-# consistent with $x_t$, and the mean-squared-error-optimal guess is their mean — and sharpens
-# as the noise leaves room for only one.
+# **A denoising strip.** One DDIM run with 50 steps records the state $x_t$ (top) and the network's guess $\hat x_0$
+# (bottom); of eight samples, the cell shows the one the judge reads most confidently. The guess is first a blurry
+# average of the digits consistent with $x_t$ (the mean-squared-error-optimal guess is their mean) and sharpens as
+# the noise leaves room for fewer.
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 strip_steps = ddim_timesteps(diffusion.T, 50)[::7]  # 8 of the 50 visited steps, from T−1 down to 0
-strip = ddim_sample(ema_model, diffusion, (4, 1, 28, 28), num_steps=50, prediction=train_config.prediction, clip_x0=1.0,
+strip = ddim_sample(ema_model, diffusion, (8, 1, 28, 28), num_steps=50, prediction=train_config.prediction, clip_x0=1.0,
                     generator=torch.Generator(device=device).manual_seed(1), device=device, record=strip_steps)
+probabilities = mnist_eval.predict_logits(evaluator.classifier, strip.x.cpu()).softmax(-1)
+shown = int(probabilities.max(-1).values.argmax())  # the sample the judge reads most confidently
 fig, axes = plt.subplots(2, len(strip.timesteps), figsize=(1.3 * len(strip.timesteps), 3.0))
 for column, t in enumerate(strip.timesteps):
     for row, (images, label) in enumerate(((strip.xs, "x_t"), (strip.x0_preds, "x̂_0"))):
-        axes[row, column].imshow(make_grid(images[column][:1].clamp(-1, 1), nrow=1, padding=0)[0], cmap="gray", vmin=0, vmax=1)
+        axes[row, column].imshow(make_grid(images[column][shown:shown + 1].clamp(-1, 1), nrow=1, padding=0)[0],
+                                 cmap="gray", vmin=0, vmax=1)
         axes[row, column].set_axis_off()
         axes[row, column].set_title(f"{label}, t={t + 1}", fontsize=8)
 fig.suptitle("DDIM, 50 steps: the state (top) and the network's guess of the clean digit (bottom); paper t")
-print("recorded 0-based timesteps:", strip.timesteps)
+print(f"recorded 0-based timesteps: {strip.timesteps}; shown: sample {shown} of 8, read as "
+      f"{int(probabilities[shown].argmax())} with probability {probabilities[shown].max():.2f}")
 
 # %% [markdown]
 # ## 6. Telling the network which digit: classifier-free guidance
 #
-# Look at the unconditional samples again: the strokes are clean, but many digits are
-# chimeras — the top of a 4 on the bottom of a 9. The decision *which* digit a sample becomes
-# is made early, at high noise, where $x_t$ is consistent with every class; a plausible reading (not
-# measured here) is that a network ten minutes into training hedges there, and the blend survives to the end. If we tell the
-# network the digit, it no longer has to decide.
+# Without a label, many samples are chimeras — the top of a 4 on the bottom of a 9. *Which* digit a sample becomes
+# is decided early, at high noise; told the digit, the network no longer has to decide.
 #
 # **The conditional model.** Training with labels (section 4) gives
 # $\epsilon_\theta(x_t, t, y) \approx \mathbb E[\epsilon \mid x_t, y]$ for $y \in \{0, \dots, 9\}$ and, from the
-# ≈ 10 % of training examples whose label was dropped, $\epsilon_\theta(x_t, t) \approx \mathbb E[\epsilon \mid x_t]$ — the same
+# ≈ 10 % of examples whose label was dropped, $\epsilon_\theta(x_t, t) \approx \mathbb E[\epsilon \mid x_t]$ — the same
 # network, with the label input set to "no label" (Ho & Salimans 2022, Algorithm 1).
 #
 # **Guidance.** By Tweedie's formula (notebook 02), a noise prediction is a scaled score:
@@ -911,36 +885,28 @@ print("recorded 0-based timesteps:", strip.timesteps)
 #
 # Guidance replaces the score at each noise level by that of
 # $\tilde q(x_t \mid y) \propto q(x_t \mid y)\,q(y \mid x_t)^{w}$: the conditional distribution tilted, with
-# strength $w \ge 0$, towards images the (implicit) classifier reads as $y$ with confidence. (The
-# tilted densities at different noise levels are not the noised versions of one tilted data
-# distribution, so the samples follow $\tilde q$ only approximately. Ho & Salimans add a related
-# caveat: the guided prediction is built from unconstrained network outputs, so in general no
-# classifier has it as its guided score.) Its score is $\nabla\log q(x_t \mid y) + w\,\nabla\log q(y \mid x_t)$; multiplied by
+# strength $w \ge 0$, towards images the (implicit) classifier reads as $y$ with confidence. (The tilted densities
+# at different noise levels are not the noised versions of one tilted data distribution, so the samples follow
+# $\tilde q$ only approximately.) Its score is $\nabla\log q(x_t \mid y) + w\,\nabla\log q(y \mid x_t)$; multiplied by
 # $-\sqrt{1-\bar\alpha_t}$ it is the noise prediction
 #
 # $$\tilde\epsilon_\theta(x_t, t, y) = \epsilon_\theta(x_t, t, y) + w\,\big(\epsilon_\theta(x_t, t, y) - \epsilon_\theta(x_t, t)\big)
 #   = (1 + w)\,\epsilon_\theta(x_t, t, y) - w\,\epsilon_\theta(x_t, t)
 #   \qquad \text{(Ho \& Salimans 2022, Eq. 6).}$$
 #
-# $w = 0$ is the plain conditional model; $w > 0$ extrapolates *away* from the unconditional
-# prediction. (Diffusers writes the same combination as $\epsilon_\varnothing + g\,(\epsilon_y - \epsilon_\varnothing)$
-# with `guidance_scale` $g = 1 + w$: its common default 7.5 is $w = 6.5$, and our final $w = 0.25$ is $g = 1.25$.)
-# **Why drop the label 10 % of the time?** The unconditional mode needs only a small share of the
-# training: Ho & Salimans (2022, §4.2) compared $p_\text{uncond} \in \{0.1, 0.2, 0.5\}$ and found 0.1 and
-# 0.2 better than 0.5 for guided samples. The price, on our budget, is that the unconditional mode sees
-# only a tenth of the examples — possibly one reason the samples of section 5 lag behind the guided ones
-# (a hypothesis: the weights are shared, and the same recipe trained without labels did not do much
-# better; the experiment log).
+# $w = 0$ is the plain conditional model; $w > 0$ extrapolates *away* from the label-free prediction. (Diffusers
+# writes $\epsilon_\varnothing + g\,(\epsilon_y - \epsilon_\varnothing)$ with `guidance_scale` $g = 1 + w$: its common
+# default 7.5 is $w = 6.5$.) **Why drop the label 10 % of the time?** The label-free mode needs only a small share of
+# the training: Ho & Salimans (2022, §4.2) found $p_\text{uncond} = 0.1$ and $0.2$ better than $0.5$ for guided samples.
 #
-# Nothing about the samplers changes: `ClassifierFreeGuidance(model, labels, w)`
-# wraps the network as an ordinary `model(x_t, t)` that computes both predictions in one call
-# on a doubled batch — so each step costs two network evaluations.
+# The samplers do not change: `ClassifierFreeGuidance(model, labels, w)` wraps the network as an ordinary
+# `model(x_t, t)` computing both predictions on a doubled batch (two network evaluations per step).
 #
 # **Why guiding $v$ is the same as guiding $\epsilon$.** Our network predicts $v$. For fixed $x_t$ and $t$,
-# $\epsilon = \sqrt{1-\bar\alpha_t}\,x_t + \sqrt{\bar\alpha_t}\,v$ (Salimans & Ho 2022, §4) is affine in $v$ with
-# the same coefficients for both calls, and the weights $(1+w)$ and $-w$ sum to 1, so
+# $\epsilon = \sqrt{1-\bar\alpha_t}\,x_t + \sqrt{\bar\alpha_t}\,v$ (Salimans & Ho 2022, §4) is affine in $v$ with the same
+# coefficients for both calls, and the weights $(1+w)$ and $-w$ sum to 1, so
 # $(1+w)\,\epsilon(v_y) - w\,\epsilon(v_\varnothing) = \epsilon\big((1+w)\,v_y - w\,v_\varnothing\big)$. The next cell checks
-# both identities on the trained network.
+# that the wrapper computes the guided $v$, and *illustrates* the affine identity, which holds for any outputs.
 
 # %%
 w_check = 2.0
@@ -952,91 +918,33 @@ with torch.no_grad():
     v_label = ema_model(x_check, t_check, digits)  # v_θ(x_t, t, y)
     v_none = ema_model(x_check, t_check, torch.full_like(digits, NULL_LABEL))  # v_θ(x_t, t, ∅)
     eps_of = lambda v: diffusion.predict_eps_from_v(x_check, t_check, v)  # ε = √(1−ᾱ) x_t + √ᾱ v
-print("guided v = (1 + w) v(y) − w v(∅):", torch.allclose(v_guided, (1 + w_check) * v_label - w_check * v_none, rtol=1e-3, atol=1e-4))
-print("ε of the guided v = (1 + w) ε(y) − w ε(∅):",
+print("check: the wrapper's guided v = (1 + w) v(y) − w v(∅):",
+      torch.allclose(v_guided, (1 + w_check) * v_label - w_check * v_none, rtol=1e-3, atol=1e-4))
+print("illustration: ε of the guided v = (1 + w) ε(y) − w ε(∅):",
       torch.allclose(eps_of(v_guided), (1 + w_check) * eps_of(v_label) - w_check * eps_of(v_none), rtol=1e-3, atol=1e-4))
-print("the label changes the prediction:", not torch.allclose(v_label, v_none))
-
-# %% [markdown]
-# **How strong?** Guidance trades variety for fidelity, so we sweep $w$ and score each set
-# with the judge of section 5. Every set asks for the ten digits in turn ($y = 0, 1, \dots, 9,
-# 0, 1, \dots$) and uses DDIM with 20 steps and $\eta = 1$, the stochastic variant (for $w > 0$ that is 40
-# network evaluations per sample, two per step). With the labels asked for in
-# turn, every set covers the ten classes by construction, so the table leaves coverage out and shows
-# **label agreement** instead: the share of samples the judge reads, with confidence, as the digit that was
-# asked for. At $n = 200$ the Fréchet distance carries a large bias (compare its floor); the kernel
-# distance, unbiased, is printed beside it.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-n_guided = config.pick(quick=20, full=200)
-guidance_scales = (0.0, 0.25, 0.5, 1.0)
-asked = torch.arange(n_guided, device=device) % 10  # 0, 1, …, 9, 0, 1, …
-
-
-def label_agreement(samples, labels):
-    """Share of samples the judge reads with confidence ≥ 0.9 as the label they were asked for (mnist_eval)."""
-    return mnist_eval.label_agreement(mnist_eval.predict_logits(evaluator.classifier, samples), labels.cpu())
-
-
-guided_runs = {"no label (y = ∅)": timed_samples(ddim_sample, n_guided, seed=3, num_steps=20, eta=1.0)}
-for w in guidance_scales:
-    guided_runs[f"w = {w:g}"] = timed_samples(ddim_sample, n_guided, seed=3, num_steps=20, eta=1.0,
-                                              model=ClassifierFreeGuidance(ema_model, asked, w))
-guided_floor = evaluator.real_floor(n_guided)
-print(f"real digits at n = {n_guided}: Fréchet {guided_floor.frechet_distance:.2f}, KID {guided_floor.kernel_distance:.2f}, "
-      f"confident {100 * guided_floor.confident_share:.1f} %; [95 % intervals]")
-print(f"{'sampler':18s} {'s/sample':>9s} {'Fréchet':>22s} {'KID':>22s} {'confident %':>20s} {'label agreement %':>20s}")
-for name, (x, seconds) in guided_runs.items():
-    m = evaluator.evaluate(x)
-    found = evaluator.intervals(x, None if name.startswith("no label") else asked.cpu())
-    cells = [f"{m.frechet_distance:6.2f} [{found['frechet_distance'][0]:5.1f}, {found['frechet_distance'][1]:5.1f}]",
-             f"{m.kernel_distance:6.2f} [{found['kernel_distance'][0]:5.1f}, {found['kernel_distance'][1]:5.1f}]",
-             f"{100 * m.confident_share:5.1f} [{100 * found['confident_share'][0]:4.1f}, {100 * found['confident_share'][1]:5.1f}]",
-             "—" if name.startswith("no label") else f"{100 * label_agreement(x, asked):5.1f} "
-             f"[{100 * found['label_agreement'][0]:4.1f}, {100 * found['label_agreement'][1]:5.1f}]"]
-    print(f"{name:18s} {seconds / len(x):9.3f} " + " ".join(f"{cell:>22s}" for cell in cells))
-fig, axes = plt.subplots(1, len(guided_runs), figsize=(3.4 * len(guided_runs), 1.9))
-for ax, (name, (x, seconds)) in zip(axes, guided_runs.items()):
-    show_images(x[:min(20, n_guided)], nrow=10, ax=ax, title=name)
-fig.suptitle("columns ask for 0, 1, …, 9 (the unconditional row asks for nothing)", y=1.08);
+print(f"the label moves the prediction by {(v_label - v_none).norm() / v_none.norm():.1%} of its size "
+      "(norms over the ten digits at t = 500)")
 
 # %% [markdown]
-# **Reading the guidance table** (n = 200 per row; real digits score Fréchet 18.00 at this $n$, and their
-# kernel distance, −5.91, shows how far from 0 the unbiased estimate scatters at this $n$; the brackets are
-# 95 % intervals for another draw of 200 samples). Lead with label agreement: the label alone transforms the
-# samples. The same network, at about the same cost per sample (0.026 s against 0.023 s), goes from 46.5 % to
-# 91.0 % confident and from Fréchet 92.14 to 17.82 — the real digits' level — and 90.5 % of the digits are read,
-# with confidence, as the one asked for. Guidance then moves along a trade-off: label agreement rises to 97.0 %
-# at $w = 0.25$, 98.5 % at $w = 0.5$ and 99.5 % at $w = 1$, while the Fréchet distance rises with $w$ (20.25,
-# 27.92, 43.24; the intervals of neighbouring scales overlap, those of $w = 0$ and $w = 1$ do not). The kernel
-# distance is near or below 0 at $w = 0$ and $0.25$ (−6.57, −7.27) and positive at $0.5$ and $1$ (2.49, 28.77),
-# but at this $n$ every guided row's interval contains 0, so it cannot tell any of them from real digits; only
-# the unlabelled row, 68.92 [50.4, 87.4], stands clearly apart. So in this sweep the
-# lowest Fréchet distance is at $w = 0$, and $w = 0.25$ is the smallest scale above 95 % label agreement —
-# though at $n = 200$ its interval, 93.6 to 98.6 %, reaches below it. At $w = 1$ the digits are bold and
-# uniform (compare the grids): fidelity bought with variety. A guided step evaluates the network on a doubled
-# batch: 0.057 to 0.064 s per sample against 0.026 s for $w = 0$.
+# **How strong?** Guidance trades variety for fidelity: as $w$ grows, more digits are read as the one asked for, and
+# the Fréchet distance rises with the lost variety. Section 7 uses $w = 0.25$, chosen on a validation set before the
+# final run; the sweep over $w$ is in [the experiment log](https://github.com/ddpm-from-scratch/ddpm-from-scratch/blob/main/benchmarks/mnist_experiment_log.md).
 
 # %% [markdown]
 # ## 7. The final samples, judged
 #
-# The final set: N = 1000 samples (full profile), a hundred of each digit, with guidance $w = 0.25$ and
-# DDIM with 20 steps and $\eta = 1$ (40 network evaluations per sample) — saved as uint8 pixels, with the
-# labels that were asked for beside them. The scale was chosen on an earlier network (the experiment log,
-# section 8), and the sampler *before* this run, with that scale fixed, on the committed weights and 1000
-# samples from other noise than this set's (same log): there they met
-# the three guided marks (below), while deterministic DPM-Solver++(2M) with 20 steps did not (at $w = 0.25$ too few
-# digits were read as the one asked for; at $w = 0.5$ in this notebook's first run the Fréchet distance was
-# 2.14× the floor). We keep sampler and scale fixed rather than pick them from the sweep of section 6.
+# The final set: N = 1000 samples (full profile), a hundred of each digit, with guidance $w = 0.25$ and DDIM with
+# 20 steps and $\eta = 1$ (40 network evaluations per sample), saved as uint8 pixels with the labels asked for.
+# Sampler and scale were fixed on a validation set before this run ([the experiment log](https://github.com/ddpm-from-scratch/ddpm-from-scratch/blob/main/benchmarks/mnist_experiment_log.md)).
 #
-# What to compare with, at $n = 1000$: real digits. The judge reads about 95 % of real digits confidently and
-# as their own label, so "95 % confident" and "95 % label agreement" mean *as readable as real digits* (the
-# real digits here are 1000 training digits, which the judge has seen; the 10,000 test digits are the Fréchet
-# reference); a Fréchet distance twice the real digits' is the mark for the guided samples, and for the
-# unconditional ones the marks are 85 % confident, four times the real digits' Fréchet distance, and every
-# class's share within 3 points of its share in the data. The cells print
-# each number beside the real digits' with its interval, so you can see how far apart the two are.
+# What to compare with: as many real digits. The judge reads about 95 % of real digits confidently and as their
+# own label, so "95 % confident" and "95 % label agreement" mean *as readable as real digits* (the real digits
+# are training digits, which the judge has seen; the 10,000 test digits are the Fréchet reference). The marks: for
+# the guided samples a Fréchet distance twice the real digits'; for the label-free ones 85 % confident, four times
+# the real digits' Fréchet distance, and every class's share within 3 points of its share in the data.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -1050,26 +958,22 @@ torch.save(final_labels.cpu(), out_dir / "sample_labels.pt")
 plt.imsave(out_dir / "samples.png", make_grid(final[:100], nrow=10)[0].numpy(), cmap="gray", vmin=0, vmax=1)
 metrics, floor = evaluator.evaluate(final_pixels), evaluator.real_floor(n_final)
 final_agreement = label_agreement(final_pixels, final_labels)
-print(evaluator.yardstick(final_pixels, final_labels.cpu()))  # the samples beside as many real digits
+print(yardstick(final_pixels, final_labels.cpu()))  # the samples beside as many real digits
 print("class histogram (confident samples):", metrics.class_histogram)
 print(f"Fréchet distance / real digits': {metrics.frechet_distance / floor.frechet_distance:.2f}")
 summary = {"profile": config.profile(), "device": device.type, "unet_config": unet_config, "train_config": vars(train_config),
            "parameters": count_parameters(model), "forward_mflop": flops / 1e6, "train_seconds": result.seconds,
            "steps": result.steps, "final_sampler": f"DDIM, 20 steps, eta=1, clip x0, classifier-free guidance w={w_final:g}, labels 0-9 in turn",
            "sample_seconds": final_seconds, "classifier_test_accuracy": mnist_eval.judge_test_accuracy(),
-           "generated": metrics.as_dict(), "label_agreement": final_agreement, "real_floor": floor.as_dict(),
-           "samplers": "not measured in this run: benchmarks/mnist_samplers.py",
-           "guidance": {name: {"n": len(x), "seconds": s, **evaluator.evaluate(x).as_dict()} for name, (x, s) in guided_runs.items()}}
+           "generated": metrics.as_dict(), "label_agreement": final_agreement, "real_floor": floor.as_dict()}
 (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
-show_images(final[:100], nrow=10, title=f"{n_final} samples, guidance w = {w_final:g}, DDIM 20 steps, η = 1 (first 100; columns 0–9)", scale=0.5);
+show_images(final[:100], nrow=10, title=f"{n_final} samples, guidance w = {w_final:g}, DDIM 20 steps, η = 1 (first 100; columns 0–9)", scale=0.7);
 
 # %% [markdown]
-# **The unconditional model at n = 1000.** The DDPM of the paper is the same network asked for no
-# label. We draw 1000 such samples with DPM-Solver++(2M) in 20 steps (20 network calls each, half
-# of the guided set's 40), save them as `samples_unconditional.pt` beside `samples.pt`,
-# and score them the same way. Without labels nothing forces the classes into their data
-# proportions, so the cell also compares the share of samples the judge assigns to each digit
-# with that digit's share of the training set.
+# **The label-free mode at n = 1000.** The same network asked for no label: 1000 samples with DPM-Solver++(2M) in 20
+# steps (20 network calls each, half of the guided set's 40), saved as `samples_unconditional.pt` and scored the same
+# way. Without labels nothing forces the classes into their data proportions, so the cell also compares each digit's
+# share of the samples with its share of the training set.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -1081,7 +985,7 @@ predicted = mnist_eval.predict_logits(evaluator.classifier, unconditional_pixels
 sample_share = torch.bincount(predicted, minlength=10).float() / len(predicted)  # share of samples read as c
 data_share = torch.bincount(train_labels, minlength=10).float() / len(train_labels)  # share of c in the data
 print(f"{n_final} unconditional samples (DPM-Solver++(2M), 20 steps) in {unconditional_seconds:.0f} s")
-print(evaluator.yardstick(unconditional_pixels))
+print(yardstick(unconditional_pixels))
 share_intervals = [wilson_interval(int(count), n_final) for count in torch.bincount(predicted, minlength=10)]
 print("share read as 0–9, samples [95 %]:", " ".join(f"{100 * p:4.1f} [{100 * low:4.1f}, {100 * high:4.1f}]"
                                                   for p, (low, high) in zip(sample_share.tolist(), share_intervals)))
@@ -1097,36 +1001,26 @@ show_images(unconditional[:100], nrow=10, title="unconditional samples (no label
             scale=0.5);
 
 # %% [markdown]
-# **How close is this to real digits?** The guided set — the committed weights (8167 steps of 32 in 637 s),
-# then 1000 samples with $w = 0.25$ and DDIM-20 with $\eta = 1$ — is read as well as real digits:
-# **96.0 % confident** [94.6, 97.0] against 95.3 % [93.8, 96.5] for 1000 real training digits, and **95.4 %
-# label agreement** [93.9, 96.5] (that share is read, with confidence, as the digit that was asked for) against
-# 95.2 % for real digits read as their own labels. Its **Fréchet distance, 10.51 [8.59, 12.43], is 2.15× the
-# real digits' 4.89 [3.24, 6.53]**: just above the 2× mark we aimed at, and with intervals this wide the ratio
-# could lie anywhere from about 1.3 to 3.8 (dividing the ends of the two intervals, 8.59/6.53 to 12.43/3.24: a
-# generous range, wider than a 95 % interval for the ratio); the kernel distance, 1.96 [−0.85, 4.76] against 0.90 [−3.41, 5.22],
-# cannot tell the two sets apart. All ten classes occur (92 to 99 confident samples of each digit), as the
-# labels asked for in turn all but guarantee.
+# **How close is this to real digits?** The guided set is read as well as real digits: **96.0 % confident**
+# [94.6, 97.0] against 95.3 % [93.8, 96.5] for 1000 real training digits, and **95.4 % label agreement** [93.9, 96.5]
+# against 95.2 % for real digits read as their own labels. Its **Fréchet distance, 10.51 [8.59, 12.43], is 2.15× the
+# real digits' 4.89 [3.24, 6.53]**, just above the 2× mark; the kernel distance, 1.96 [−0.85, 4.76] against
+# 0.90 [−3.41, 5.22], cannot tell the two sets apart. All ten classes occur (92 to 99 confident samples of each).
 #
-# The unconditional samples of the same network — the DDPM of the paper (DPM-Solver++(2M), 20 steps, 43 s
-# for 1000) — are far from real digits: **49.9 % confident** [46.8, 53.0] (the mark is 85 %), a **Fréchet
-# distance of 58.30 [51.19, 65.41], 11.93× the real digits'** (the mark is 4×), and class shares off by up to
-# **4.3 percentage points** (the mark is 3): the judge reads 9 in 14.2 % [12.2, 16.5] of the samples (9.9 % of
-# the training digits) and 6 in 6.2 % [4.9, 7.9] (9.9 %). Half of these samples
-# are not read confidently, so part of the gap may be how the judge reads chimeras. What was tried against
-# it — the same recipe trained without labels, and autoguidance by a weaker copy of the network —
-# is in the experiment log (section 8); neither came near the marks. On this budget the labels, which
-# cost no extra compute, are what turns clean strokes into the digits that were asked for.
+# The label-free samples of the same network are far from real digits: **49.9 % confident** [46.8, 53.0] (the mark
+# is 85 %), a **Fréchet distance of 58.30 [51.19, 65.41], 11.93× the real digits'** (the mark is 4×), and class
+# shares off by up to **4.3 percentage points** (the mark is 3).
+
+# %% [markdown]
+# <!-- LEAD: label-free design goes here -->
 
 # %% [markdown]
 # ## 8. The experiments behind the choices
 #
-# The choices of sections 3 to 7 — the narrow network without attention, $v$-prediction with min-SNR
-# weighting, the learning rate, batch 32, the short EMA, no `torch.compile`, labels for guidance and
-# the sampler and scale of the final set — come from experiments run while developing earlier versions of
-# this notebook, at other budgets and sample sizes, mostly one run and one seed each. Their log is
-# [benchmarks/mnist_experiment_log.md](https://github.com/ddpm-from-scratch/ddpm-from-scratch/blob/main/benchmarks/mnist_experiment_log.md);
-# its numbers come from those runs, not from this one, and `benchmarks/mnist.py` reruns any row.
+# The choices of sections 3 to 7 — the narrow network without attention, $v$-prediction with min-SNR weighting, the
+# learning rate, batch 32, the short EMA, labels for guidance, the sampler and scale of the final set — come from
+# experiments at other budgets and sample sizes, mostly one run and one seed each. Their log is
+# [benchmarks/mnist_experiment_log.md](https://github.com/ddpm-from-scratch/ddpm-from-scratch/blob/main/benchmarks/mnist_experiment_log.md); `benchmarks/mnist.py` reruns any row.
 
 # %% [markdown]
 # ## 9. Exercises
@@ -1218,26 +1112,22 @@ check_exercise_2(lambda logits, threshold: (logits.softmax(-1).max(-1).values >=
 # ## Summary
 #
 # - MNIST in $[-1, 1]$ has the scale of the $\mathcal N(0, I)$ prior.
-# - The U-Net, written out as `TinyUNet` and equal to the helper's `UNet`: residual blocks (GroupNorm, SiLU,
-#   the timestep added in every block), a $28\to14\to7$ down path whose activations are pushed on a stack,
-#   an up path that pops them as skip connections, attention only where it is cheap.
-# - On a CPU, quality per second comes from a narrow network trained for many steps (8167 in the
-#   calibrated 10-minute budget of the committed weights) with a well-scaled target ($v$), min-SNR weighting,
-#   a high LR with warmup and cosine decay, and a short EMA.
-# - DDIM follows from a non-Markovian forward process with DDPM's marginals (Song et al., Eq. 7 and
-#   Lemma 1, checked by Monte Carlo); $\eta = 1$ on every step is DDPM's ancestral step, $\eta = 0$ an ODE
-#   solver. DPM-Solver++(2M), a second-order solver of the same ODE at one call per step, ends 2.9× closer
-#   to the ODE's solution than DDIM at 20 calls. Ranking the samplers' digits needs the benchmark's 1000
-#   samples per sampler, not a grid.
+# - The U-Net, written out (`MyResBlock`, `TinyUNet`) and equal to the helper's: residual blocks (GroupNorm, SiLU,
+#   the timestep added in every block), a $28\to14\to7$ down path whose activations are pushed on a stack, an up
+#   path that pops them as skip connections, attention only where it is cheap.
+# - On a CPU the narrowest network takes the most steps in ten minutes; with $v$-prediction, min-SNR weighting,
+#   warmup and cosine decay and a short EMA it made the best digits in the experiment log.
+# - DDIM follows from a non-Markovian forward process with DDPM's marginals (Song et al., Eq. 7 and Lemma 1,
+#   checked by Monte Carlo); $\eta = 1$ on every step is DDPM's ancestral step, $\eta = 0$ an ODE solver.
+#   DPM-Solver++(2M), second order at one call per step, ends closer to the ODE's solution than DDIM. Ranking the
+#   samplers' digits takes the benchmark's hundreds of samples, not a grid.
 # - Classifier-free guidance: train with labels dropped 10 % of the time, sample with
-#   $(1+w)\,\epsilon_\theta(x_t, t, y) - w\,\epsilon_\theta(x_t, t)$ (diffusers' `guidance_scale` $= 1 + w$). The
-#   label is the largest gain on a budget (46.5 % → 91.0 % confident, 90.5 % label agreement, n = 200);
-#   guidance raises label agreement towards 100 % and the Fréchet distance with it. The final set
-#   ($w = 0.25$, DDIM-20 with $\eta = 1$, chosen before this run) is read as well as real digits (96.0 %
-#   confident, 95.4 % label agreement; real digits 95.3 % and 95.2 %) at a Fréchet distance 2.15× theirs.
-#   The unconditional samples are not (49.9 % confident, 11.93× the real digits' Fréchet distance).
-# - A classifier turns "looks like digits" into numbers: Fréchet and kernel distances, confident share,
-#   class coverage and label agreement — always next to the same numbers for real digits.
+#   $(1+w)\,\epsilon_\theta(x_t, t, y) - w\,\epsilon_\theta(x_t, t)$ (diffusers' `guidance_scale` $= 1 + w$). The final
+#   guided set ($w = 0.25$, DDIM-20 with $\eta = 1$) is read as well as real digits (96.0 % confident, 95.4 % label
+#   agreement; real digits 95.3 % and 95.2 %) at a Fréchet distance 2.15× theirs. The label-free samples are not
+#   (49.9 % confident, 11.93× the real digits' Fréchet distance).
+# - A classifier turns "looks like digits" into numbers, always beside real digits' and with 95 % confidence
+#   intervals.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
