@@ -3,7 +3,14 @@
 import pytest
 import torch
 
-from ddpm_helpers.datasets.clusters import cluster_shares, draw_clusters, image_clusters, kmeans, pooled_features
+from ddpm_helpers.datasets.clusters import (
+    cluster_shares,
+    draw_clusters,
+    image_clusters,
+    kmeans,
+    labels_and_clusters,
+    pooled_features,
+)
 
 
 def test_kmeans_finds_separated_blobs_whatever_their_order():
@@ -42,3 +49,14 @@ def test_image_clusters_split_bright_from_dark_and_draws_follow_the_shares():
     drawn = draw_clusters(shares, 20_000, torch.Generator().manual_seed(0))
     share = (drawn == ids[0]).double().mean().item()  # the dark cluster's share of the draws
     assert abs(share - 0.75) < 4 * (0.75 * 0.25 / 20_000) ** 0.5
+
+
+def test_labels_and_clusters_doubles_the_set_with_label_and_cluster_classes():
+    images = torch.cat([torch.full((30, 1, 8, 8), -1.0), torch.full((10, 1, 8, 8), 1.0)])
+    labels = torch.arange(40) % 3  # classes 0, 1, 2
+    twice, classes, shares = labels_and_clusters(images, labels, k=2)
+    assert torch.equal(twice, torch.cat([images, images])) and torch.equal(classes[:40], labels)
+    assert set(classes[40:].tolist()) == {3, 4} and classes[40] != classes[-1]  # clusters after the labels
+    assert sorted(shares.tolist()) == [0.25, 0.75]
+    with pytest.raises(ValueError, match="one per image \\(40\\), got torch.float32 \\(40,\\)"):
+        labels_and_clusters(images, labels.float(), k=2)

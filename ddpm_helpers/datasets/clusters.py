@@ -57,3 +57,16 @@ def cluster_shares(ids: Tensor, k: int) -> Tensor:
 def draw_clusters(shares: Tensor, n: int, generator: torch.Generator | None = None) -> Tensor:
     """``n`` cluster ids drawn with probabilities ``shares`` (k,)."""
     return torch.multinomial(torch.as_tensor(shares, dtype=torch.double), n, replacement=True, generator=generator)
+
+
+def labels_and_clusters(images: Tensor, labels: Tensor, k: int, seed: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+    """The training set of a network that draws digits on request *and* without labels (notebook 04): every image
+    twice, once with its label (classes ``0 … L−1``) and once with its k-means cluster (classes ``L … L+k−1``, by
+    :func:`image_clusters`). Returns ``(images, classes, shares)``: 2N images, their 2N classes, and the clusters'
+    shares of the data (k,) for drawing label-free samples (class ``L + draw_clusters(shares, …)``)."""
+    if labels.shape != images.shape[:1] or labels.dtype.is_floating_point:
+        raise ValueError(f"labels must be integer classes, one per image ({len(images)}), got {labels.dtype} "
+                         f"{tuple(labels.shape)}")
+    num_labels = int(labels.max()) + 1
+    ids = image_clusters(images, k, seed=seed)
+    return (torch.cat([images, images]), torch.cat([labels, num_labels + ids]), cluster_shares(ids, k))
