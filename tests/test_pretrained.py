@@ -211,6 +211,29 @@ def test_draw_samples_with_labels_guides_towards_them(monkeypatch):
         pretrained.draw_samples("05_butterflies_ema", labels=[0], num_steps=2)
 
 
+def test_draw_samples_without_labels_draws_the_recorded_clusters(tmp_path, monkeypatch):
+    """A network trained on labels and clusters (notebook 04) records how to draw label-free samples: clusters in
+    proportion to their shares, guided with its scale; draw_samples follows it."""
+    torch.manual_seed(0)
+    unet = dict(TINY, in_channels=1, num_classes=5)
+    model = UNet(**unet).eval()
+    label_free = {"class_offset": 2, "shares": [0.0, 0.25, 0.75], "guidance": 1.0}
+    folder = tmp_path / "weights"
+    pretrained.export_weights(model, folder / f"{NAME}.safetensors", unet_config=unet, prediction="v", T=50,
+                              label_free=label_free)
+    pin(monkeypatch, folder)
+    monkeypatch.setattr(pretrained.config, "_CHECKOUT", folder.parent)
+    monkeypatch.delenv("DDPM_WEIGHTS_URL", raising=False)
+    drawn = pretrained.draw_samples(NAME, 6, num_steps=2, seed=3)
+    classes = 2 + torch.multinomial(torch.tensor([0.0, 0.25, 0.75], dtype=torch.double), 6, replacement=True,
+                                    generator=torch.Generator().manual_seed(3))
+    assert set(classes.tolist()) <= {3, 4}  # never the empty cluster
+    guided = ClassifierFreeGuidance(model, classes, 1.0)
+    by_hand = ddim_sample(guided, Diffusion.from_schedule("linear", T=50), (6, 1, 8, 8), num_steps=2, prediction="v",
+                          clip_x0=1.0, generator=torch.Generator().manual_seed(3)).x
+    assert torch.equal(drawn, by_hand)
+
+
 def test_the_pinned_sha256_are_the_committed_sums():
     """The package's own SHA-256 and sizes (what downloads are checked against) equal weights/SHA256SUMS."""
     sums = pretrained._read_sums(COMMITTED / "SHA256SUMS")

@@ -55,6 +55,20 @@ def test_cli_trains_a_recipe_and_resumes(tmp_path, monkeypatch, capsys):
     assert load_checkpoint(tmp_path / "cosine" / "ema.pt")["schedule"] == "cosine"
 
 
+def test_cli_trains_mnist_on_labels_and_clusters(tmp_path, monkeypatch):
+    """The MNIST recipes train one network on the labels and on k-means clusters (classes 10 …); the EMA file
+    records the clusters' shares for label-free sampling."""
+    monkeypatch.setenv("DDPM_DATA_DIR", "../shared/data")
+    monkeypatch.setenv("DDPM_DEVICE", "cpu")
+    cli.main(["mnist-quick", "--steps", "5", "--batch-size", "2", "--out-dir", str(tmp_path), "--no-progress"])
+    saved = load_checkpoint(tmp_path / "ema.pt")
+    recipe = recipes.get("mnist-quick")
+    assert recipe.unet["num_classes"] == 10 + recipe.clusters == 50
+    label_free = saved["label_free"]
+    assert label_free["class_offset"] == 10 and len(label_free["shares"]) == recipe.clusters
+    assert abs(sum(label_free["shares"]) - 1) < 1e-9 and min(label_free["shares"]) > 0.005  # 40 real clusters
+
+
 def test_cli_refuses_an_empty_out_dir_and_a_negative_sample_count(capsys):
     for flag, value in (("--out-dir", ""), ("--out-dir", "  "), ("--samples", "-3"), ("--samples", "x")):
         with pytest.raises(SystemExit):

@@ -21,6 +21,7 @@ import torch
 
 from ddpm_helpers import config, datasets, schedules
 from ddpm_helpers.checkpoint import save_checkpoint
+from ddpm_helpers.datasets.clusters import labels_and_clusters
 from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.nn.unet import UNet
 from ddpm_helpers.training import distributed, recipes
@@ -92,9 +93,20 @@ def load_batches(recipe: recipes.Recipe, batch_size: int, image_folder: Path | N
             else:
                 data = datasets.butterfly_images(recipe.image_size).images
         distributed.barrier(ranks)
+    if recipe.data == "mnist" and recipe.clusters:  # each digit with its label and with its k-means cluster
+        images, classes, shares = labels_and_clusters(*data, recipe.clusters)
+        return (images, classes), len(data[0]), shares
     if recipe.data == "mnist":
-        return data, len(data[0])  # (images, labels): random minibatches of both
-    return datasets.random_batches(data, batch_size, transform=datasets.flip_and_crop), len(data)
+        return data, len(data[0]), None  # (images, labels): random minibatches of both
+    return datasets.random_batches(data, batch_size, transform=datasets.flip_and_crop), len(data), None
+
+
+def label_free_metadata(shares) -> dict:
+    """What a network trained on labels and clusters records for drawing label-free samples: the first cluster's
+    class, the clusters' shares and the guidance scale over them (``{}`` for other networks)."""
+    if shares is None:
+        return {}
+    return {"label_free": {"class_offset": 10, "shares": shares.tolist(), "guidance": recipes.LABEL_FREE_GUIDANCE}}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -103,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     ranks, device = distributed.init(config.get_device().type)
     train_config = recipe.train_config(**_changes(args))
     out_dir = args.out_dir or config.outputs_dir("train") / recipe.name
-    batches, num_images = load_batches(recipe, train_config.batch_size, args.image_folder, ranks)
+    batches, num_images, shares = load_batches(recipe, train_config.batch_size, args.image_folder, ranks)
 
     config.seed_everything(args.seed)
     model = UNet(**recipe.unet)
@@ -120,7 +132,8 @@ def main(argv: list[str] | None = None) -> None:
               f"{' (stopped early)' if result.stopped_early else ''}")
         save_checkpoint(out_dir / "ema.pt", {"model": result.ema.model.state_dict(), "unet_config": recipe.unet,
                                              "recipe": recipe.name, "steps": result.steps, "schedule": args.schedule,
-                                             "prediction": train_config.prediction, "T": diffusion.T})
+                                             "prediction": train_config.prediction, "T": diffusion.T,
+                                             **label_free_metadata(shares)})
         if args.samples > 0:
             _save_samples(result.ema.model, diffusion, recipe, train_config.prediction, args.samples, device,
                           out_dir / "samples.png")

@@ -257,7 +257,9 @@ def draw_samples(name: str, num_images: int | None = None, *, labels=None, guida
     ``labels`` (one class per image, e.g. ``range(10)``), a class-conditional network is steered towards them by
     classifier-free guidance of scale ``guidance_scale`` (Ho & Salimans 2022, Eq. 6; 0.25 is notebook 04's
     choice); ``num_images`` then
-    defaults to ``len(labels)``, else to 16. ``seed`` fixes the noise: the same call draws the same images.
+    defaults to ``len(labels)``, else to 16. Without labels, a network trained on labels and k-means clusters
+    (its metadata's ``label_free``, notebook 04) is guided by clusters drawn in proportion to their sizes. ``seed``
+    fixes the noise: the same call draws the same images.
     """
     from ddpm_helpers.diffusion import Diffusion
     from ddpm_helpers.guidance import ClassifierFreeGuidance
@@ -273,8 +275,14 @@ def draw_samples(name: str, num_images: int | None = None, *, labels=None, guida
             raise ValueError(f"{name} is not class-conditional: draw from it without labels")
         model = ClassifierFreeGuidance(model, labels, guidance_scale)
         num_images = len(labels)
-    elif num_images is None:
-        num_images = 16
+    else:
+        num_images = 16 if num_images is None else num_images
+        label_free = weights.metadata.get("label_free")
+        if label_free is not None:  # trained on labels and clusters: guided by clusters drawn in proportion to size
+            from ddpm_helpers.datasets.clusters import draw_clusters
+
+            drawn = draw_clusters(torch.tensor(label_free["shares"]), num_images, torch.Generator().manual_seed(seed))
+            model = ClassifierFreeGuidance(model, label_free["class_offset"] + drawn, label_free["guidance"])
     unet_config, metadata = weights.metadata["unet_config"], weights.metadata
     shape = (num_images, unet_config.get("in_channels", 3), unet_config["image_size"], unet_config["image_size"])
     diffusion = Diffusion.from_schedule(metadata.get("schedule", "linear"), T=int(metadata.get("T", 1000)))
