@@ -60,6 +60,10 @@ def cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
+def clustered_run(args) -> bool:
+    return args.condition in ("clusters", "both")
+
+
 class AutoGuidance(torch.nn.Module):
     """strong + w·(strong − weak) with the same condition for both (Karras et al. 2024, Eq. 2)."""
 
@@ -91,6 +95,9 @@ def main() -> None:
     parser.add_argument("--autoguidance", type=float, default=None, help="also sample the label-free set "
                         "autoguided (Karras et al. 2024, Eq. 2) by this run's EMA at this fraction of its steps")
     parser.add_argument("--autoguidance-scales", default="0.5,1", help="w of strong + w·(strong − weak)")
+    parser.add_argument("--label-copies", type=int, default=1, help="both: each digit this many times with its label "
+                        "(and once with its cluster)")
+    parser.add_argument("--save", type=Path, default=None, help="export the EMA network here (.safetensors)")
     parser.add_argument("--note", default="", help="free text stored with the result")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
@@ -112,8 +119,9 @@ def main() -> None:
               f"{torch.bincount(condition).min().item()}–{torch.bincount(condition).max().item()}")
         num_classes = args.clusters
         if args.condition == "both":  # each digit twice: with its label, and with its cluster (10, 11, …)
-            images, condition, num_classes = images.repeat(2, 1, 1, 1), torch.cat([labels, 10 + condition]), \
-                10 + args.clusters
+            copies = args.label_copies + 1
+            images, condition, num_classes = images.repeat(copies, 1, 1, 1), torch.cat(
+                [labels] * args.label_copies + [10 + condition]), 10 + args.clusters
     else:
         condition, num_classes = None, None
         changes["p_uncond"] = None
@@ -142,6 +150,14 @@ def main() -> None:
                    progress=False, out_dir=snapshot_dir)
     print(f"{args.condition}: {result.steps} steps of {train_config.batch_size} in {result.seconds:.0f} s")
 
+    if args.save is not None:
+        from ddpm_helpers.datasets.clusters import cluster_shares
+        from ddpm_helpers.training.pretrained import export_weights
+        extra = {} if not clustered_run(args) else {"label_free": {
+            "class_offset": 10 if args.condition == "both" else 0, "guidance": 1.0,
+            "shares": cluster_shares(cluster_ids, args.clusters).tolist()}}
+        export_weights(result.ema.model, args.save, result=result, unet_config=unet,
+                       train_config=vars(train_config), schedule="linear", T=1000, **extra)
     evaluator = mnist_eval.DigitEvaluator()
     real, _ = mnist_eval.real_digits(args.samples)
     data_share = torch.bincount(labels, minlength=10).float() / len(labels)
@@ -211,6 +227,7 @@ def main() -> None:
                    "sampler": sampler, "channels_last": train_config.channels_last, "seed": args.seed,
                    "minutes": minutes,
                    "steps": result.steps, "batch_size": train_config.batch_size, "lr": train_config.lr,
+                   "label_copies": args.label_copies,
                    "train_seconds": round(result.seconds, 1), "sample_seconds": round(seconds, 1),
                    **{k: round(v, 4) for k, v in metrics.as_dict().items() if isinstance(v, float)},
                    "intervals": {k: [round(a, 4), round(b, 4)] for k, (a, b) in found.items()},
