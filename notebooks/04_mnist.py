@@ -167,8 +167,8 @@ plt.show()
 # - **Attention** (at the resolutions in `attention_resolutions`): single-head self-attention over positions,
 #   added through a zero-initialised projection. Its cost grows with the *square* of the number of positions:
 #   $784^2 \approx 615{,}000$ entries at $28\times28$, cheap at $7\times7$.
-# - **Class label** (`num_classes=10`): a learned vector per digit, plus one for "no label" (`NULL_LABEL`),
-#   **added to the time embedding**, so every block is also told which digit to draw (section 6).
+# - **Class** (`num_classes=50`: the ten digits and 40 clusters of section 4): a learned vector per class, plus one
+#   for "no label" (`NULL_LABEL`), **added to the time embedding**, so every block is also told what to draw.
 #
 # The residual block, written out line by line:
 
@@ -244,7 +244,7 @@ class TinyUNet(nn.Module):
         time_dim = 4 * base_channels  # width of e(t)
         self.base_channels, self.num_classes, self.image_size = base_channels, num_classes, image_size
         self.time_mlp = nn.Sequential(nn.Linear(base_channels, time_dim), nn.SiLU(), nn.Linear(time_dim, time_dim))
-        self.label_embedding = nn.Embedding(num_classes + 1, time_dim)  # a row per digit; row num_classes: no label
+        self.label_embedding = nn.Embedding(num_classes + 1, time_dim)  # a row per class; row num_classes: no label
         self.stem = nn.Conv2d(in_channels, base_channels, 3, padding=1)  # pixels → base_channels feature maps
 
         def res(c_in, c_out):  # a residual block from c_in to c_out channels
@@ -300,7 +300,7 @@ class TinyUNet(nn.Module):
 
 # %%
 for kind in ("cpu", "gpu"):
-    kwargs = recipes.MNIST[kind].unet  # in_channels=1, image_size=28, base_channels, channel_mults, …, num_classes=10
+    kwargs = recipes.MNIST[kind].unet  # in_channels=1, image_size=28, base_channels, channel_mults, …, num_classes=50
     torch.manual_seed(0)
     helper_unet, tiny = UNet(**kwargs), TinyUNet(**kwargs)
     with torch.no_grad():
