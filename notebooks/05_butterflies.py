@@ -581,19 +581,21 @@ save_animation(frames, outputs / "denoising.gif", titles=titles, fps=4, size=3.0
 
 # %%
 columns = sorted({round(i * (len(run.timesteps) - 1) / 5) for i in range(6)})  # six recorded steps from first to last
-fig, axes = plt.subplots(4, len(columns), figsize=(1.5 * len(columns), 6.2))
+fig, axes = plt.subplots(4, len(columns) + 1, figsize=(1.5 * (len(columns) + 1), 6.2))  # + a last column: x_0
 for row, sample_index in enumerate([0, 1]):
-    for col, k in enumerate(columns):
+    for col, k in enumerate([*columns, None]):
         for offset, (stack, label) in enumerate([(run.xs, "x_t"), (run.x0_preds, "x̂_0")]):
             ax = axes[2 * row + offset, col]
-            ax.imshow(make_grid(stack[k, sample_index:sample_index + 1].clamp(-1, 1), padding=0).permute(1, 2, 0).numpy())
+            # the last column: the sample x_0, which the final step (from paper t = 1) returns as its x̂_0
+            image = samples[sample_index:sample_index + 1] if k is None else stack[k, sample_index:sample_index + 1]
+            ax.imshow(make_grid(image.clamp(-1, 1), padding=0).permute(1, 2, 0).numpy())
             ax.set_xticks([])
             ax.set_yticks([])
             if col == 0:
                 ax.set_ylabel(label)
             if offset == 0 and row == 0:
-                ax.set_title(f"t = {run.timesteps[k] + 1}", fontsize=9)  # the paper's t
-fig.suptitle("two samples: the state x_t and the model's prediction x̂_0")
+                ax.set_title("x_0 (sample)" if k is None else f"t = {run.timesteps[k] + 1}", fontsize=9)  # the paper's t
+fig.suptitle("two samples: the state x_t and the model's prediction x̂_0, then the sample x_0")
 plt.tight_layout()
 plt.show()
 
@@ -920,6 +922,15 @@ for band in BANDS:
     low, high = wilson_interval(k, num_samples)
     print(f"{band:14} {k_stored:8d} of {n_train} {train_bands[band]:7.1%} {k:4d} of {num_samples} "
           f"({k / num_samples:5.1%}; {low:5.1%}–{high:5.1%}) {k_later:4d} (expected {train_bands[band] * n_later:5.1f})")
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+# The training images (indices into data.images; section 1's grid shows 0–31) in which a rare band covers ≥ 3 %
+hues, coloured_pixels = pixel_hues(train_images)  # the hue of every pixel, and which pixels are coloured enough to count
+for band in ("cyan/blue", "purple", "pink/magenta"):
+    start, end = BANDS[band]
+    cover = ((hues >= start) & (hues < end) & coloured_pixels).float().mean(1)  # the band's share of each image's pixels
+    print(f"{band:14} training images {(cover >= 0.03).nonzero().flatten().tolist()}")
 
 # %%
 centres = (torch.arange(len(target_hues)) * 360 / len(target_hues)).tolist()
