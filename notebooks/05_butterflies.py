@@ -347,7 +347,7 @@ print(f"twice as wide: {count_parameters(variant_models[-1]) / count_parameters(
       f"{wider / ours:.1f} × the time of ours; two blocks per level: {deeper / ours:.1f} × the time")
 
 # %% [markdown]
-# How to read it (this run's timings, on the threads the first line names):
+# How to read it (this run's timings, on the threads its first line names; read the ratios):
 #
 # - **Attention at 8×8 is cheap** — 628,299 parameters against 590,283, a small share of the step — because the 8×8
 #   maps have only 64 positions. At 16×16 and 8×8 it costs 1.30 × the baseline; with 32×32 added the 1024×1024
@@ -564,8 +564,8 @@ plt.show()
 
 # %% [markdown]
 # **Watching a batch denoise.** The recorded states $x_t$ of sixteen samples, from pure noise at $t = T = 1000$ to
-# the image: coarse shape and colour settle first, wing pattern last. The animation is also saved as a GIF. Its
-# frame titles, like those of the next figure, use the paper's $t$ (the code's 0-based $t$ + 1).
+# the image: coarse shape and colour settle first, wing pattern last. The frame titles, like those of the next
+# figure, use the paper's $t$ (the code's 0-based $t$ + 1).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -576,7 +576,7 @@ save_animation(frames, outputs / "denoising.gif", titles=titles, fps=4, size=3.0
 # %% [markdown]
 # What the network believes at each step: its prediction $\hat x_0$ from $x_t$ (bottom row of each pair) is a
 # blurry average of the butterflies that could lie under the noise at large $t$, and sharpens as $t$ falls. The
-# recorded steps stop before the last one, so the last column shows the sample $x_0$ itself: the final step, from
+# recorded steps stop at $t = 21$ in this run, so the last column adds the sample $x_0$: the final step, from
 # $t = 1$, returns its $\hat x_0$ as $x_0$.
 
 # %%
@@ -958,7 +958,7 @@ plt.show()
 #
 # The band counts show what the histogram averages away. Cyan/blue, purple and pink/magenta cover at least 3 % of 4,
 # 1 and 6 of the 128 training images (2.7 %, 1.3 % and 4.7 % of the target) and of 0, 1 and 7 of the 512 samples.
-# The names can mislead, as the cell above shows: the purple-looking specimen in the top row of section 1's grid
+# The names can mislead, as the cell under the table shows: the purple-looking specimen in the top row of section 1's grid
 # (training image 3) counts in pink/magenta, where the hue of its violet patches lies (285–345°); the one image of
 # the purple band (108) is a brown specimen with a violet sheen. Each band is a 5 % test and there are seven, so a
 # borderline call can be chance.
@@ -1073,7 +1073,7 @@ check_exercise_2(my_attention_flops)
 #   and planted copies, tell new samples from copies: 2 of 512 samples fell below the copy line, against 6 of 512
 #   fresh views of real butterflies, while a model fine-tuned on 8 images had 32 of its 32 samples flagged.
 # - Colour statistics show the model drawing the common orange and brown more often and the rare blue and pink less
-#   often than its training set. An average can hide what a model leaves out.
+#   often than its training set.
 #
 # **Artifacts** in `outputs/05_butterflies/`: `ema_unet<size>.pt` and `05_butterflies_ema.safetensors` (the EMA
 # weights), `samples.pt` and `samples.png` (the samples, the grid), `denoising.gif`, and the checkpoints
