@@ -20,42 +20,32 @@
 # %% [markdown]
 # # 05 — The butterfly U-Net: unconditional generation of colour images
 #
-# Notebook 04 trained a small U-Net to turn noise into MNIST digits. Digits are grey, tiny
-# and plentiful (60 000 of them). Here we move to **colour photographs of butterflies**, and
-# to a much harder situation: **only 128 training images**. The network is the same helper
-# class, `ddpm_helpers.nn.unet.UNet`, *configured* for the new job — wider, with
-# self-attention at the low resolutions and with dropout — and trained with the same shared
-# loop as before. The last part asks the question every small-data generative model must
-# answer: **does it create new butterflies, or does it hand back copies of its training images?**
+# Notebook 04 trained a small U-Net on 60 000 grey digits. Here the same class, `ddpm_helpers.nn.unet.UNet`, is
+# configured for **colour photographs of butterflies** — wider, with self-attention and dropout — and trained with
+# the same loop on **only 128 images**. The last part asks the question every small-data generative model must
+# answer: **does it create new butterflies, or hand back copies of its training images?**
 #
 # **You will learn**
 # - how to feed a diffusion model colour images: scaling to $[-1, 1]$, random flips and light crops;
-# - what the butterfly U-Net adds to notebook 04's CPU network (built in 04 §2; Ho et al. 2020, Appendix B):
-#   colour channels, self-attention, dropout and more width — drawn as a diagram, traced shape by shape, and priced
-#   in parameters and CPU time per training step;
-# - how to train within a fixed time budget with an exponential moving average (EMA) of the
-#   weights and checkpoints that resume;
-# - how to sample a grid with DDIM (Song et al. 2021) and watch a batch denoise;
-# - how to test for memorization: nearest training images in pixel space (mirror images
-#   included), then over the flipped and cropped views the model trained on, with distances of
-#   samples compared with those of fresh augmented views of training images and of planted shifted
-#   copies — and what the test reports when a model does memorize (a short fine-tune on 8 images);
-# - how to measure whether the samples keep the colours of the training set: hue histograms,
-#   their distance against its chance level, and the share of images that show a given hue.
+# - what the butterfly U-Net adds to notebook 04's CPU network (Ho et al. 2020, Appendix B): colour, self-attention,
+#   dropout and width — drawn, traced shape by shape, and priced;
+# - how to train within a fixed time budget, with an exponential moving average (EMA) of the weights and
+#   checkpoints that resume;
+# - how to sample with DDIM (Song et al. 2021) and watch a batch denoise;
+# - how to test for memorization against yardsticks of new butterflies and planted copies, and what the test
+#   reports when a model does copy;
+# - how to measure whether the samples keep the colours of the training set.
 #
-# **You should know** notebook 04 (the U-Net on MNIST, the training loop, sampling) and,
-# through it, notebooks 01–03 (forward process, reverse process, the loss $L_\text{simple}$).
+# **You should know** notebook 04 (the U-Net on MNIST, the training loop, sampling) and, through it, notebooks
+# 01–03.
 #
-# **Run time.** The full profile trains at 32×32 pixels on a CPU and at 64×64 with a larger
-# model on a GPU, on a *calibrated time budget*: the loop times its first steps and then fixes how many
-# fit, so a slow laptop trains fewer steps rather than taking longer (section 3). The copy you are reading
-# loaded the committed weights (`DDPM_PRETRAINED=1`) instead of training: it shows their training run's
-# figures.
+# **Run time.** Training runs on a *calibrated budget*: the loop times its first steps and fits the number of
+# steps to the budget (section 3). The copy you are reading loaded the committed weights (`DDPM_PRETRAINED=1`).
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU, 2 cores | ≈ 30 s (estimate) | 4.7 min with the committed weights (the 512 samples and the 2.5-minute memorization run of section 5 included); training adds its 30-minute budget (the committed weights: 5761 steps of 32 images in 24.3 min) |
-# | GPU (Colab T4; *estimated*) | ≈ 1 min | ≈ 45 min: a 40-minute training budget (≈ 16,900 steps of 64 images, from the FLOPs of a step, section 3), sampling and the 2.5-minute run |
+# | CPU, 2 cores | ≈ 30 s (estimate) | 4.7 min with the committed weights (sampling and section 5's 2.5-minute fine-tune included); training adds up to 30 min (the committed weights: 5761 steps of 32 images at 32×32 in 24.3 min) |
+# | GPU (Colab T4) | ≈ 1 min (estimate) | ≈ 45 min (estimate): a 40-minute budget, ≈ 16,900 steps of 64 images at 64×64 (2.27 TFLOP a step, counted in section 3, at an assumed 16 TFLOP/s), then sampling |
 #
 # **Papers.** Equation numbers refer to Ho, Jain & Abbeel (2020), *Denoising Diffusion
 # Probabilistic Models* ([arXiv:2006.11239](https://arxiv.org/abs/2006.11239)) unless another
@@ -67,8 +57,7 @@
 # Source: "Representative images of Lepidoptera from the Natural History Museum", Zenodo,
 # https://zenodo.org/record/4307612. Modified: background removed (by the authors of
 # github.com/JVP15/butterfly-gan), padded to a square, resized to 128x128 px and converted
-# to PNG. (The NHM does not endorse this project. Online, the loader downloads these same 128
-# photos and checks every file; see section 1.)
+# to PNG. The NHM does not endorse this project.
 
 # %%
 # The helper package: inside a clone of the repository, the clone's own ddpm_helpers (no network needed); elsewhere
@@ -176,18 +165,14 @@ print(f"profile {config.profile()}, device {device.type}: training a {image_size
 # %% [markdown]
 # ### ▶ Skip training? (optional)
 #
-# Section 3 trains for up to half an hour on a CPU (24.3 min for the committed weights). To see results at once (in Colab or Binder,
-# say), set `USE_PRETRAINED = True` in the cell below (or the environment variable `DDPM_PRETRAINED=1`) and
-# run the notebook from the top: it loads the EMA weights of the committed full-profile training run,
-# `weights/05_butterflies_ema.safetensors` — from your clone when you have one, else downloaded from
-# the repository on GitHub — after checking the file's SHA-256 against `weights/SHA256SUMS`. The
-# network and image size become that run's (whatever this machine would train), section 3 shows
-# its loss curve instead of training, and everything after it samples from its weights.
+# Section 3 trains for up to half an hour on a CPU. To see results at once, set `USE_PRETRAINED = True` in the cell
+# below (or `DDPM_PRETRAINED=1`) and run from the top: the notebook loads the EMA weights of the committed
+# full-profile run, `weights/05_butterflies_ema.safetensors` (from your clone, else downloaded), after checking
+# its SHA-256 against `weights/SHA256SUMS`; section 3 then shows that run's loss curve instead of training.
 #
-# **Keep a long run across disconnects.** Training writes a checkpoint to `DDPM_OUTPUT_DIR`
-# (default `outputs/`) every two minutes of training, and running the training cell again resumes from
-# it. A Colab runtime loses its disk when it disconnects, so put the outputs on Google Drive: add
-# a cell at the very top, run it before everything else, then run the notebook as usual.
+# **Keep a long run across disconnects.** Training writes a checkpoint to `DDPM_OUTPUT_DIR` (default `outputs/`)
+# every two minutes, and running the training cell again resumes from it. A Colab runtime loses its disk when it
+# disconnects, so put the outputs on Google Drive, in a cell run before everything else:
 #
 # ```python
 # from google.colab import drive
@@ -216,27 +201,16 @@ if USE_PRETRAINED:
 # %% [markdown]
 # ## 1. The data: 128 butterflies
 #
-# Every reader trains on the same **128 photos of pinned specimens from the Natural History
-# Museum, London** (© The Trustees of the NHM, CC BY 4.0, credited above), whichever machine
-# runs this notebook. `datasets.butterfly_images` is the one loader for them in the series:
+# Every reader trains on the same **128 photos of pinned specimens from the Natural History Museum, London**
+# (credited above). `datasets.butterfly_images` reads them from `<DDPM_DATA_DIR>/butterflies`, or downloads the
+# source files once (≈ 17 MiB) from a pinned commit of JVP15/butterfly-gan, checks each file's SHA-256 against a
+# manifest shipped with the package and caches the same pixels, bit for bit; with neither folder nor network it
+# stops with an error that says how to get them.
 #
-# - **offline**, it reads the image folder `<DDPM_DATA_DIR>/butterflies` (a clone's `data/`,
-#   or `../shared/data/` in the project's CI) when it holds images;
-# - **online** (Colab, Binder, a fresh laptop), with no such folder, `ddpm_helpers.datasets.butterflies`
-#   downloads the 128 source JPEGs once (≈ 17 MiB) from the pinned commit of the public repository
-#   they were taken from (JVP15/butterfly-gan), checks each file's size and SHA-256 against the
-#   manifest shipped with the package (a truncated or altered file is fetched again, or named in the
-#   error, never used), applies the exact steps that made the offline copy, and caches the 128 PNGs
-#   in that folder: the same pixels, bit for bit, as the offline images.
-#
-# Each photo is padded to a white square (so no wing tip is cut), resized with a Lanczos filter
-# (first to 128×128, then to the model's size) and scaled from $\{0, \dots, 255\}$ to $[-1, 1]$ by
-# $x = p / 127.5 - 1$ (Ho et al. §3.3), the scale of the $\mathcal N(0, I)$ prior. With neither
-# folder nor network it stops with an error that says how to get them — nothing is ever faked.
-# A different, larger data set is an explicit choice only: `butterfly_images(image_size,
-# source="smithsonian")` loads the 1 000 CC0 Smithsonian butterflies of the Hugging Face hub
-# (`huggan/smithsonian_butterflies_subset` at a pinned revision; needs `pip install datasets`),
-# but the numbers and the memorization yardsticks of this notebook describe the 128 NHM photos.
+# Each photo is padded to a white square, resized with a Lanczos filter and scaled from $\{0, \dots, 255\}$ to
+# $[-1, 1]$ by $x = p / 127.5 - 1$ (Ho et al. §3.3), the scale of the $\mathcal N(0, I)$ prior.
+# (`source="smithsonian"` loads 1 000 CC0 Smithsonian butterflies instead; this notebook's numbers describe the 128
+# NHM photos.)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -247,19 +221,17 @@ show_images(data.images[:32], nrow=16, title=f"training images at {image_size}×
 plt.show()
 
 # %% [markdown]
-# **Why augment, and how much.** With 128 images a network with 0.63 million parameters can
-# learn every image by heart. Two augmentations make the training set look larger without
-# changing what a butterfly is:
+# **Why augment.** With 128 images, a network of 0.63 million parameters can learn every image by heart. Two
+# augmentations make the set look larger without changing what a butterfly is:
 #
-# - **horizontal flips** (probability ½): a butterfly seen in a mirror is still a plausible
-#   butterfly (its left and right wings are nearly mirror images anyway). Vertical flips would
-#   not be: no photo shows a butterfly upside down, and the model would learn to make those too;
-# - **light random crops**: a square of 85–100 % of the side, anywhere in the image, resized
-#   back. The wing tips are never cut far, and the model sees each specimen at slightly
-#   different positions and sizes.
+# - **horizontal flips** (probability ½): a mirrored butterfly is still a plausible one; an upside-down one, from a
+#   vertical flip, is not;
+# - **light random crops**: a square of 85–100 % of the side, anywhere in the image, resized back, so the model sees
+#   each specimen at slightly different positions and sizes.
 #
-# `flip_and_crop` draws every random number from the generator it is given, so training is
-# reproducible and resumes exactly. Here are four images and six augmented versions of each:
+# Resizing a crop back interpolates between pixels (bilinearly), so the views are slightly blurred: the samples can
+# inherit some blur from their training data, besides any the model adds. `flip_and_crop` draws every random number
+# from the generator it is given, so training is reproducible. Four images and six augmented versions of each:
 
 # %%
 generator = torch.Generator().manual_seed(0)
@@ -272,14 +244,11 @@ plt.show()
 # %% [markdown]
 # ## 2. The U-Net of notebook 04, configured for butterflies
 #
-# The denoiser maps a noisy image and its timestep to an image of the same shape: in Ho et
-# al. the noise $\hat\epsilon = \epsilon_\theta(x_t, t)$; here, trained on the $v$ target of
-# section 3, $\hat v$ — the same network, only the target differs. It is the `UNet` class of
-# notebook 04, whose section 2 builds it piece by piece: the time embedding, residual blocks
-# that all receive it, the down path, the middle, the up path with its skip connections, and
-# the zero-initialized head. Here is the same class with the settings we use on a CPU at 32×32
-# (`UNET_32` above). Each box is one layer, drawn at the height of the resolution it outputs;
-# its height and number give its channels; the dashed arcs are the skip connections.
+# The denoiser maps a noisy image and its timestep to an image of the same shape: here $\hat v$, the target of
+# section 3 (Ho et al. predict $\hat\varepsilon$; only the target differs). It is the `UNet` class that notebook
+# 04 builds piece by piece in its section 2, here with the settings we use on a CPU at 32×32 (`UNET_32`). Each box
+# is one layer, drawn at the height of the resolution it outputs; its number gives its channels; the dashed arcs
+# are the skip connections.
 
 # %%
 explained = UNet(**UNET_32)
@@ -287,33 +256,24 @@ plot_unet(explained, title=f"UNet(**UNET_32): {count_parameters(explained):,} pa
 plt.show()
 
 # %% [markdown]
-# What is new compared with notebook 04's CPU network (16/32/32 channels at 28×28, no
-# attention, no dropout, a class label):
+# What is new compared with notebook 04's CPU network (16/32/32 channels at 28×28, no attention, no dropout,
+# a class label):
 #
-# 1. **Colour.** Three channels in (red, green, blue) and three out; only the stem, a 3×3
-#    convolution from 3 to 24 channels, and the head, a 3×3 convolution back to 3, see the
-#    difference. No class label: these samples are unconditional.
-# 2. **Image size and width.** At 32×32 the three resolutions are 32 → 16 → 8 (MNIST: 28 → 14
-#    → 7), with 24/48/48 channels instead of 16/32/32: the table below prices that choice.
-# 3. **Self-attention** at 8×8, after the residual blocks of the 8×8 level on the way down and
-#    up and in the middle. Convolutions only mix neighbouring pixels; attention lets *every*
-#    position look at *every* other one:
-#    $\text{out} = x + W_o\, \mathrm{softmax}\!\big(QK^\top/\sqrt{C}\big)\, V$ with
-#    $Q, K, V$ linear maps of the normalized features at the $HW$ positions. The hope is that it
-#    helps a butterfly's left wing match its right one — though at 8×8 the wings are a few positions
-#    apart, within reach of the middle blocks' convolutions too (notebook 04 left attention out for
-#    that reason); we keep it because it is cheap and follows Ho et al., not because it was measured
-#    to help. The price is an
-#    $HW \times HW$ matrix per image: 64² = 4 096 entries at 8×8, but 1024² ≈ 10⁶ at 32×32 —
-#    which is why Ho et al. use attention only at 16×16 and why we use it at 8×8 (exercise 2
-#    counts its operations). Its output map $W_o$ starts at zero, so a fresh attention block is
-#    the identity, like a fresh residual block.
-# 4. **Dropout** (probability 0.1) inside every residual block, between its second
-#    normalization and its second convolution:
-#    $\text{out} = \operatorname{skip}(x) + \mathrm{conv}(\mathrm{dropout}(\mathrm{SiLU}(\mathrm{GN}(h))))$.
-#    It randomly zeroes features while training (and does nothing when sampling). Ho et al.
-#    found that without it their CIFAR-10 model gave poorer samples with overfitting artifacts.
-#    With 128 images, overfitting is *the* risk of this notebook.
+# 1. **Colour.** Three channels in and three out; only the stem (a 3×3 convolution from 3 to 24 channels) and the
+#    head (back to 3) see the difference. No class label: these samples are unconditional.
+# 2. **Width.** Three resolutions, 32 → 16 → 8, with 24/48/48 channels instead of 16/32/32.
+# 3. **Self-attention** at 8×8, after the residual blocks of that level and in the middle. Convolutions mix
+#    neighbouring pixels; attention lets *every* position look at *every* other one:
+#    $\text{out} = x + W_o\, \mathrm{softmax}\!\big(QK^\top/\sqrt{C}\big)\, V$ with $Q, K, V$ linear maps of the
+#    normalized features at the $HW$ positions. It is meant to help a left wing match the right one; we keep it
+#    because it is cheap and follows Ho et al., not because it was measured to help here. Its price is an
+#    $HW \times HW$ matrix per image: 64² = 4 096 entries at 8×8, but 1024² ≈ 10⁶ at 32×32 (exercise 2 counts the
+#    operations). $W_o$ starts at zero, so a fresh attention block is the identity.
+# 4. **Dropout** (probability 0.1) in every residual block, before its second convolution:
+#    $\text{out} = \operatorname{skip}(x) + \mathrm{conv}(\mathrm{dropout}(\mathrm{SiLU}(\mathrm{GN}(h))))$. It zeroes
+#    random features while training, not when sampling. Notebook 04's recipes use none, since 60 000 digits leave a
+#    short run little to overfit; with 128 images overfitting is *the* risk, and Ho et al. found that without
+#    dropout their CIFAR-10 model gave poorer samples with overfitting artifacts.
 #
 # The code of the residual block, now with its dropout, and of the attention block:
 
@@ -351,13 +311,10 @@ print(f"{'time_mlp':10} {'Sequential':13} {'':>16} {'':>14} {count_parameters(ex
 print(f"total parameters: {count_parameters(explained):,}")
 
 # %% [markdown]
-# **What each choice costs.** Attention, dropout, width and depth each add something. The
-# table prices them: parameters, and the time of one training step (forward, backward, Adam)
-# on the CPU for a batch of 16 images of 32×32, the fastest of three steps (in the quick
-# profile: a batch of 2, one step), measured by `timing.fastest_training_steps`, which lets
-# the models take turns so that a burst of load hits all of them alike. On a busy machine the
-# times are still noisy; the ratios are what to read. All variants have three resolutions (32, 16, 8) and widths 24/48/48 unless
-# the row says otherwise.
+# **What each choice costs.** Parameters, and the time of one training step (forward, backward, Adam) on the CPU
+# for a batch of 16 images of 32×32, the fastest of three (quick profile: a batch of 2, one step).
+# `timing.fastest_training_steps` lets the models take turns, so a burst of load hits all of them alike; read the
+# ratios. All variants have widths 24/48/48 unless the row says otherwise.
 
 # %%
 diffusion = Diffusion.from_schedule("linear", T=1000)  # Ho et al. §4: T = 1000, β from 1e-4 to 0.02
@@ -390,72 +347,53 @@ print(f"twice as wide: {count_parameters(variant_models[-1]) / count_parameters(
       f"{wider / ours:.1f} × the time of ours; two blocks per level: {deeper / ours:.1f} × the time")
 
 # %% [markdown]
-# How to read it (the timings are those of the run this notebook was saved with, on the CPU
-# threads the first line names; on a busy machine they wobble, so read the ratios):
+# How to read it (this run's timings, on the threads its first line names; read the ratios):
 #
-# - **Attention at 8×8 is cheap** — 628,299 parameters against 590,283, and a small share of the
-#   step — because the 8×8 maps have only 64 positions. At 16×16 and 8×8 it costs
-#   1.30 × the baseline, and with 32×32 added the 1024×1024 attention matrices dominate the step
-#   (4.36 ×), although the
-#   parameter count hardly moves (664,155): the cost of attention is in the positions, not in
-#   the weights.
-# - **Dropout adds no parameters, but it is not free**: drawing and applying a random mask touches every
-#   feature map at every resolution, while attention at 8×8 touches only the smallest ones. The verdict line
-#   under the table says which of the two cost more in this run; they are close enough that a noisy timing
-#   can swap them. What dropout buys is regularization, not capacity.
-# - **Width is the expensive knob**: doubling the channels multiplies the convolution weights
-#   by about four (2,499,603 parameters against 628,299); the step time grew less,
-#   2.2 ×.
-# - **Depth** (a second residual block per level) costs
-#   1.6 × the time of ours.
+# - **Attention at 8×8 is cheap** — 628,299 parameters against 590,283, a small share of the step — because the 8×8
+#   maps have only 64 positions. At 16×16 and 8×8 it costs 1.30 × the baseline; with 32×32 added the 1024×1024
+#   matrices dominate (4.36 ×) while the parameters hardly move (664,155): attention costs positions, not weights.
+# - **Dropout adds no parameters, but time**: its mask touches every feature map at every resolution. The verdict
+#   line says whether it cost more than the attention in this run; noise can swap the two.
+# - **Width is the expensive knob**: doubling the channels multiplies the weights by about four (2,499,603) and,
+#   here, the step time by 2.2. **Depth** (two residual blocks per level) costs 1.6 × the time of ours.
 #
-# With a 30-minute budget on a CPU, every second per step is steps we do not take. Our choice,
-# the row marked "ours", adds the cheap attention and the regularizing dropout to the baseline and
-# stays at widths 24/48/48: wider than notebook 04's 16/32/32. The table prices a step; it says
-# nothing about which width gives the best samples in the budget, and on MNIST the equal-CPU-time
-# comparison that notebook 04 reports in its section 3 found the narrowest network best, because more
-# updates beat more parameters. So width 24 is a choice, not a measured optimum: we kept it on the guess
-# that three colour channels carry more detail per pixel than one grey one, although a narrower model
-# would take more steps in the same 30 minutes. Trying width 16 here is a good experiment. Width pays on
-# a GPU, where the full profile uses 64/128/128/128 at 64×64 pixels.
+# **Width 24 is a choice, not a measured optimum.** The table prices a step, not the samples a budget buys, and
+# notebook 04's equal-CPU-time comparison (its section 3) found the narrowest MNIST network best: more updates beat
+# more parameters. By that evidence, width 16 would be the default here too; we keep 24 on the guess that three
+# colour channels carry more detail per pixel than one grey one, and pay for it in steps. Trying 16 is a good
+# experiment. On a GPU the full profile uses 64/128/128/128 at 64×64.
 
 # %% [markdown]
 # ## 3. Training with the shared loop
 #
-# Training is Algorithm 1 of Ho et al. with the loop from `ddpm_helpers.training`:
-# sample $x_0$ from the (augmented) data, $t \sim \mathcal U\{1, \dots, T\}$ (the code's 0-based `t` is $t - 1$) and
-# $\epsilon \sim \mathcal N(0, I)$, form $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\epsilon$
-# (Eq. 4) and take an Adam step on the network's error. We keep the three choices that won the
-# measurements of notebook 04 (section 4 there; the log in its section 8), because they matter even more when every CPU
-# second counts:
+# Training is Algorithm 1 of Ho et al. with the loop from `ddpm_helpers.training`: sample $x_0$ from the
+# (augmented) data, $t \sim \mathcal U\{1, \dots, T\}$ (the code's 0-based `t` is $t - 1$) and
+# $\varepsilon \sim \mathcal N(0, I)$, form $x_t = \sqrt{\bar\alpha_t}\,x_0 + \sqrt{1-\bar\alpha_t}\,\varepsilon$
+# (Eq. 4) and take an Adam step on the network's error. We keep the choices that won notebook 04's measurements
+# (its section 4):
 #
-# - the network predicts $v = \sqrt{\bar\alpha_t}\,\epsilon - \sqrt{1-\bar\alpha_t}\,x_0$
-#   (Salimans & Ho 2022) instead of $\epsilon$ (Eq. 14), so its guess of the clean image
-#   $\hat x_0 = \sqrt{\bar\alpha_t}\,x_t - \sqrt{1-\bar\alpha_t}\,\hat v$ stays well scaled at high
-#   noise, where $\hat x_0$ from $\hat\epsilon$ divides every error by $\sqrt{\bar\alpha_t}$ (0.006 at $t = T$);
-# - each timestep's loss is weighted by min-SNR-5 (Hang et al. 2023), so the nearly clean
-#   timesteps do not dominate;
-# - the learning rate warms up, then decays to zero on a cosine over the planned steps.
+# - the network predicts $v = \sqrt{\bar\alpha_t}\,\varepsilon - \sqrt{1-\bar\alpha_t}\,x_0$ (Salimans & Ho 2022)
+#   instead of $\varepsilon$ (Eq. 14), so $\hat x_0 = \sqrt{\bar\alpha_t}\,x_t - \sqrt{1-\bar\alpha_t}\,\hat v$ stays
+#   well scaled at high noise, where $\hat x_0$ from $\hat\varepsilon$ divides every error by $\sqrt{\bar\alpha_t}$
+#   (0.006 at $t = T$);
+# - each timestep's loss is weighted by min-SNR-5 (Hang et al. 2023), so the nearly clean timesteps do not dominate;
+# - the learning rate warms up, then decays to zero on a cosine over the planned steps. Its peak, $10^{-3}$, is half
+#   of notebook 04's: a cautious setting for a wider network with attention, not one tuned here.
 #
 # Around it the loop keeps:
 #
-# - an **EMA** of the weights, $\theta_\text{EMA} \leftarrow d\,\theta_\text{EMA} + (1 - d)\,\theta$,
-#   which averages away the noise of the last few hundred steps; we sample with it
-#   (Ho et al. use $d = 0.9999$ over 800 000 steps; we set $d = 0.999$, but the EMA's
-#   warm-up $d_n = \min\big(d, \tfrac{1+n}{10+n}\big)$ at update $n$ reaches that cap only after
-#   ≈ 8,990 updates. The CPU run of the committed weights made 5761 updates, so the warm-up set the decay
-#   throughout: it ended at $\tfrac{1+5761}{10+5761} \approx 0.9984$ (printed by the training cell), an average over roughly the
-#   last $1/(1-d) \approx 641$ steps. Only a longer run, such as the GPU profile's, reaches 0.999);
-# - **checkpoints** in `outputs/05_butterflies/<run>/checkpoint.pt`, written atomically (with a
-#   checksum) every two minutes of training, at the end, and when the kernel is interrupted:
-#   interrupt the cell (or lose the Colab session) and run it again, and training continues
-#   where it stopped;
-# - a **calibrated budget**: `time_budget_s` is 30 minutes of training on a CPU. The loop times
-#   steps 50 to 200 (`calibration_steps=200`), plans how many steps fit into the budget and re-plans
-#   as the run goes (stored in the checkpoint), with the cosine schedule following the plans — so on a
-#   slower laptop the run takes about the same time, trains fewer steps, and its learning rate still
-#   decays to zero. The run of the committed weights trained 5761 steps in 24.3 min at 0.25 s per step
-#   (the printout below), less than its budget: a plan is only as good as the step times it was made from.
+# - an **EMA** of the weights, $\theta_\text{EMA} \leftarrow d\,\theta_\text{EMA} + (1 - d)\,\theta$, which we sample
+#   with, warmed up as $d_n = \min\big(d, \tfrac{1+n}{10+n}\big)$ at update $n$. Its cap $d = 0.999$ is higher than
+#   notebook 04's 0.995, so the average keeps lengthening through a long run instead of settling on the last 200
+#   steps after 1,790 updates: a choice, not a measurement. The warm-up reaches 0.999 after ≈ 8,990 updates; the
+#   committed run made 5761 and ended at $\tfrac{1+5761}{10+5761} \approx 0.9984$ (printed by the training cell), an
+#   average over roughly the last 641 steps;
+# - **checkpoints** in `outputs/05_butterflies/<run>/checkpoint.pt`, written atomically every two minutes, at the end
+#   and on an interrupt: run the cell again and training continues where it stopped;
+# - a **calibrated budget** of 30 minutes on a CPU: the loop times steps 50 to 200, plans how many steps fit and
+#   re-plans as it goes, with the cosine schedule following the plans, so a slower laptop trains fewer steps in about
+#   the same time. The committed weights took 5761 steps in 24.3 min at 0.25 s per step (printed below), less than
+#   the budget: a plan is only as good as the step times it was made from.
 
 # %%
 # recipes.BUTTERFLIES: quick 30 steps of 8; CPU batch 32 (lr 1e-3), steps fitted to a 30-minute calibrated budget; GPU batch 64,
@@ -465,13 +403,9 @@ run_dir = outputs / f"unet{image_size}_{config.profile()}"  # one folder per mod
 batches = random_batches(data.images, train_config.batch_size, transform=flip_and_crop)
 
 # %% [markdown]
-# **The GPU profile, priced (estimates: no GPU run of this notebook yet).** The 64×64 network costs
-# 2.27 TFLOP per training step at batch 64 (the cell below counts it: forward and backward, about
-# three times the forward pass). The step runs under autocast in float16 (the T4's tensor cores;
-# bfloat16 on Ampere and newer) and the run has a **calibrated budget** of 40 minutes: the loop times its first
-# steps, plans how many fit and re-plans as it goes (stored in the checkpoint), and the cosine schedule
-# ends inside the budget whatever the GPU. The step count on a T4 below assumes 16 TFLOP/s sustained, a quarter of
-# the 65 TFLOP/s float16 peak:
+# **The GPU profile.** The header's GPU estimate comes from the floating-point operations of one training step of
+# the GPU recipes, counted forward and backward (about three times the forward pass), at an assumed 16 TFLOP/s
+# on a T4, a quarter of its float16 peak:
 
 # %%
 for name in ("gpu", "gpu128"):
@@ -500,18 +434,14 @@ plot_loss_curve(result.losses, window=100, title="training loss (min-SNR-weighte
 plt.show()
 
 # %% [markdown]
-# The loss falls fast and then flattens (the mean of the last 100 steps is 0.0076 in the run
-# saved here). With min-SNR
-# weights the loss is $\min(1, 5/\mathrm{SNR}_t)\,\lVert\hat\epsilon - \epsilon\rVert^2$ in terms of the
-# noise, so the nearly clean steps hardly count and most of it comes from moderate noise
-# levels, where even a perfect model cannot tell exactly which image lies under the noise:
-# that part of the loss never goes away. It is a poor progress bar for sample quality — the
-# samples below are the real test.
+# The loss falls fast and then flattens (0.0076 over the last 100 steps here). With min-SNR weights it is
+# $\min(1, 5/\mathrm{SNR}_t)\,\lVert\hat\varepsilon - \varepsilon\rVert^2$ in terms of the noise, so most of it comes
+# from moderate noise levels, where even a perfect model cannot tell which image lies under the noise: that part
+# never goes away. The samples, not the loss, are the test.
 #
-# **Resuming.** Run the training call again with a *fresh, untrained* model and the same
-# `out_dir`: `train` finds the checkpoint, loads the weights, the EMA, the optimizer state,
-# the random generators and the loss history, and trains only the steps still missing. We ask
-# for exactly the steps the first call trained (`steps=result.steps`), so nothing is left to train:
+# **Resuming.** Run the training call again with a *fresh, untrained* model and the same `out_dir`: `train` loads
+# the checkpoint (weights, EMA, optimizer state, random generators, losses) and trains only the missing steps. We
+# ask for the steps the first call trained (`steps=result.steps`), so none are missing:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -531,19 +461,15 @@ if pretrained is None:  # (a copy run with the committed weights prints nothing 
     print(f"same weights as the trained model: {same_weights}; same EMA weights: {same_ema}")
 
 # %% [markdown]
-# When this notebook trains, the two cells above print how many steps the second call trained, how long it
-# took, and whether its weights and EMA weights equal the first call's; with the committed weights there is
-# nothing to resume, and they print nothing.
+# When this notebook trains, the two cells above print how many steps the second call trained and whether its
+# weights and EMA weights equal the first call's; with the committed weights they print nothing.
 #
-# **Resuming, in miniature.** That check only asks for nothing more. The real promise is stronger: a run
-# of a fixed number of steps that is interrupted, however often, and resumed from its checkpoints ends with
-# *exactly* the weights of a run that was never interrupted — the same minibatches, the same noise, the same
-# Adam state, the same EMA. (A run on a time budget re-plans its count from measured step times, so resumed
-# on another machine it can end at another step.)
-# A tiny model shows it in seconds, whether or not this notebook trains: the quick recipe (30 steps of
-# 8 images at 16×16) trained once in one call, and once in calls that a time limit of a nanosecond stops
-# after every single step, each call starting from a *different* random initialization, so that only the
-# checkpoint can carry the run on. Both run on the CPU, where every operation gives the same bits each time.
+# **Resuming, in miniature.** A run of a fixed number of steps, interrupted however often and resumed, ends with
+# *exactly* the weights of a run never interrupted: the same minibatches, noise, Adam state and EMA. (A run on a
+# time budget re-plans from measured step times, so resumed elsewhere it can end at another step.) The quick recipe
+# (30 steps of 8 images at 16×16) shows it in seconds: trained once in one call, and once in calls that a time
+# limit of a nanosecond stops after every step, each starting from a *different* random initialization, so that only
+# the checkpoint carries the run on. Both run on the CPU, where every operation gives the same bits each time.
 
 # %%
 demo = recipes.BUTTERFLIES["quick"]  # 30 steps of batch 8 at 16×16: seconds, in either profile
@@ -595,20 +521,17 @@ print(f"{ema_path.name}: EMA weights after {saved['steps']} steps, {count_parame
 # %% [markdown]
 # ## 4. Samples
 #
-# We sample with **DDIM** (Song, Meng & Ermon 2021, Eq. 12) with $\eta = 0$: 50 of the 1000
-# timesteps, evenly spaced. Each step turns the network's $\hat v$ into
-# $\hat x_0 = \sqrt{\bar\alpha_t}\,x_t - \sqrt{1-\bar\alpha_t}\,\hat v$ (clipped, see below) and
-# $\hat\epsilon = (x_t - \sqrt{\bar\alpha_t}\,\hat x_0)/\sqrt{1-\bar\alpha_t}$, then jumps to the next
-# visited timestep $s$: $x_s = \sqrt{\bar\alpha_s}\,\hat x_0 + \sqrt{1-\bar\alpha_s}\,\hat\epsilon$. It is twenty times faster than the 1000 ancestral steps of
-# Algorithm 2; Song et al. (Table 1) show that DDIM loses little sample quality at 50 steps,
-# where ancestral sampling with as few steps degrades much more. $\hat x_0$ is clipped to
-# $[-1, 1]$, the range of the data. The noise comes from a CPU generator, so the same seed
+# We sample with **DDIM** (Song, Meng & Ermon 2021, Eq. 12) at $\eta = 0$, visiting 50 of the 1000 timesteps. Each
+# step turns the network's $\hat v$ into $\hat x_0 = \sqrt{\bar\alpha_t}\,x_t - \sqrt{1-\bar\alpha_t}\,\hat v$,
+# clipped to $[-1, 1]$ (the range of the data), and
+# $\hat\varepsilon = (x_t - \sqrt{\bar\alpha_t}\,\hat x_0)/\sqrt{1-\bar\alpha_t}$, then jumps to the next visited
+# timestep $s$: $x_s = \sqrt{\bar\alpha_s}\,\hat x_0 + \sqrt{1-\bar\alpha_s}\,\hat\varepsilon$. That is twenty times
+# fewer network calls than Algorithm 2's 1000 ancestral steps, and Song et al. (Table 1) show that DDIM loses little
+# quality at 50 steps, where ancestral sampling degrades much more. The noise comes from a CPU generator, so a seed
 # gives the same starting noise on every device.
 #
-# We draw more samples than we show: the grid shows the first 64, and all 512 go into the measurements of
-# section 5. A share counted on 64 images moves by several points from one draw to the next; on 512 the
-# interval around it is about three times narrower (√8), enough to tell a hue that a few percent of the
-# images show from one that none shows.
+# The grid shows the first 64 samples; all 512 go into section 5, where a share counted on 512 images has an
+# interval about √8 ≈ 3 times narrower than on 64.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -640,11 +563,9 @@ show_images(samples[:num_shown], nrow=8, scale=1.0,
 plt.show()
 
 # %% [markdown]
-# **Watching a batch denoise.** The recorded states $x_t$ of sixteen samples, from pure
-# noise at $t = T = 1000$ to the image. Coarse shape and colour settle first, wing pattern last —
-# the forward process of notebook 01 run backwards. The animation is also saved as a GIF. Its
-# frame titles, like those of the next figure and of notebooks 03 and 04, use the paper's $t$
-# (the code's 0-based $t$ + 1).
+# **Watching a batch denoise.** The recorded states $x_t$ of sixteen samples, from pure noise at $t = T = 1000$ to
+# the image: coarse shape and colour settle first, wing pattern last. The frame titles, like those of the next
+# figure, use the paper's $t$ (the code's 0-based $t$ + 1).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -653,54 +574,51 @@ titles = [f"x_t, t = {t + 1}" for t in run.timesteps] + ["x_0"] * 4  # the paper
 save_animation(frames, outputs / "denoising.gif", titles=titles, fps=4, size=3.0, nrow=4)  # an <img>: shows on GitHub too
 
 # %% [markdown]
-# What the network believes at each step: its prediction $\hat x_0$ from $x_t$ (bottom row of
-# each pair) is a blurry average of the butterflies that could lie under the noise at large
-# $t$, and sharpens as $t$ falls.
+# What the network believes at each step: its prediction $\hat x_0$ from $x_t$ (bottom row of each pair) is a
+# blurry average of the butterflies that could lie under the noise at large $t$, and sharpens as $t$ falls. The
+# recorded steps stop at $t = 21$ in this run, so the last column adds the sample $x_0$: the final step, from
+# $t = 1$, returns its $\hat x_0$ as $x_0$.
 
 # %%
 columns = sorted({round(i * (len(run.timesteps) - 1) / 5) for i in range(6)})  # six recorded steps from first to last
-fig, axes = plt.subplots(4, len(columns), figsize=(1.5 * len(columns), 6.2))
+fig, axes = plt.subplots(4, len(columns) + 1, figsize=(1.5 * (len(columns) + 1), 6.2))  # + a last column: x_0
 for row, sample_index in enumerate([0, 1]):
-    for col, k in enumerate(columns):
+    for col, k in enumerate([*columns, None]):
         for offset, (stack, label) in enumerate([(run.xs, "x_t"), (run.x0_preds, "x̂_0")]):
             ax = axes[2 * row + offset, col]
-            ax.imshow(make_grid(stack[k, sample_index:sample_index + 1].clamp(-1, 1), padding=0).permute(1, 2, 0).numpy())
+            # the last column: the sample x_0, which the final step (from paper t = 1) returns as its x̂_0
+            image = samples[sample_index:sample_index + 1] if k is None else stack[k, sample_index:sample_index + 1]
+            ax.imshow(make_grid(image.clamp(-1, 1), padding=0).permute(1, 2, 0).numpy())
             ax.set_xticks([])
             ax.set_yticks([])
             if col == 0:
                 ax.set_ylabel(label)
             if offset == 0 and row == 0:
-                ax.set_title(f"t = {run.timesteps[k] + 1}", fontsize=9)  # the paper's t
-fig.suptitle("two samples: the state x_t and the model's prediction x̂_0")
+                ax.set_title("x_0 (sample)" if k is None else f"t = {run.timesteps[k] + 1}", fontsize=9)  # the paper's t
+fig.suptitle("two samples: the state x_t and the model's prediction x̂_0, then the sample x_0")
 plt.tight_layout()
 plt.show()
 
 # %% [markdown]
 # ## 5. Creation or memorization?
 #
-# With 128 training images, a model that has learnt its data perfectly has learnt 128 images:
-# the optimal denoiser of an empirical data set turns noise back into *exactly* those
-# images. Generalization only comes from what the network cannot, or is not given the time
-# to, fit. Large diffusion models have been caught reproducing training images (Somepalli et
-# al. 2023; Carlini et al. 2023). So we look up, for every sample, its **nearest training
+# With 128 training images, a model that has learnt its data perfectly has learnt 128 images: the optimal denoiser
+# of an empirical data set turns noise back into *exactly* those images. Generalization only comes from what the
+# network cannot, or is not given the time to, fit, and large diffusion models have been caught reproducing
+# training images (Somepalli et al. 2023; Carlini et al. 2023). So we look up each sample's **nearest training
 # image** in pixel space.
 #
 # The distance is the root-mean-square pixel difference $d(a, b) = \lVert a - b\rVert_2 / \sqrt{D}$,
-# $D = 3 \cdot H \cdot W$, in the $[-1, 1]$ scale: 0 means identical, 2 means black against
-# white everywhere. Since the model saw every training image mirrored too, a mirrored copy is
-# still a copy: we compare with each training image **and its mirror image** and keep the
-# smaller distance (⇋ in the titles marks a match with the mirror image).
+# $D = 3 \cdot H \cdot W$, in the $[-1, 1]$ scale: 0 means identical, 2 black against white everywhere. The model
+# saw every image mirrored too, so we also compare with each training image's **mirror image** and keep the smaller
+# distance (⇋ marks a mirror match). Three yardsticks give a distance its meaning:
 #
-# A distance means nothing alone, so we need yardsticks:
-#
-# - **a new butterfly**: a fresh augmented view (flip and light crop, as training draws them) of a
-#   training image, measured to its nearest *other* training image — how far a butterfly the set
-#   lacks lands from it. A model that creates new butterflies "in the style" of the data should
-#   land about as far from the training set;
-# - **a copy**: a sample closer to some training image than *any* two different training
-#   images are to each other (each one measured to its nearest other one) we count as a copy;
-# - **a shifted copy**: how far an augmented version of a training image is from its own
-#   original. This one is a warning rather than a threshold, as we will see.
+# - **a new butterfly**: a fresh augmented view of a training image, measured to its nearest *other* training
+#   image — how far a butterfly the set lacks lands from it;
+# - **a copy**: a sample closer to some training image than *any* two different training images are to each other
+#   (the closest pair sets the copy line);
+# - **a shifted copy**: an augmented view measured to its own original — a warning rather than a threshold, as we
+#   will see.
 
 # %%
 train_images = data.images  # the un-augmented training set at the model's resolution
@@ -764,37 +682,30 @@ flipped_share = neighbours.flipped[:, 0].float().mean().item()
 print(f"nearest match is a mirror image for {flipped_share:.0%} of the samples")
 
 # %% [markdown]
-# **How to read the numbers.** The ratio sets the samples' median against the new-butterfly
-# yardstick. Well below 1, with samples below the copy line, means the model mostly hands back
-# (possibly mirrored) training images — memorization. Near 1 means the samples are as far from the
-# training set as a butterfly it lacks: new butterflies, or at least new blends, as far as pixels can tell.
+# **How to read the numbers.** A ratio of the medians (samples over new butterflies) well below 1, with samples
+# below the copy line, means the model mostly hands back training images; near 1, its samples are as far from the
+# training set as butterflies it lacks: new butterflies, or new blends.
 #
-# In the run saved here the median sample lies 0.307 from its nearest training image, against 0.309 for
-# the fresh augmented views: a ratio of 0.99. Against the stored images' distance to each other, 0.256, it
-# would read 1.20, but the model never saw the images as stored, and crops move every distance. 0 of the
-# 512 samples fall below the copy line of 0.178 (the closest sample is 0.185 away); 3 of the 512 augmented
-# views of real butterflies do. By this search, no sample is a copy.
+# Here the median sample lies 0.307 from its nearest training image, against 0.309 for the fresh augmented views: a
+# ratio of 0.99. (Against the stored images' distance to each other, 0.256, it would read 1.20, but the model never
+# saw the images as stored, and crops move every distance.) 0 of the 512 samples fall below the copy line of 0.178
+# (the closest is 0.185 away); 3 of the 512 augmented views of real butterflies do.
 #
-# Pixel distance is a blunt tool, and the grey histogram shows how blunt: a training image
-# shifted and rescaled by a few pixels (our light crop) lies 0.285 from its original at the
-# median — farther than a *different* butterfly (0.256). So a sample could be a slightly shifted
-# copy without falling anywhere near the copy line, and this search would never know. Yet shifted
-# copies are exactly what a memorizing model would make here: it never saw a training image as it is
-# stored, only flipped and cropped views of it. (A sample can also be a recombination — the wing shape
-# of one specimen with the colours of another — without being near any single image; no pixel
-# distance catches that, and the pictures of the nearest neighbours are the complement to the numbers.)
+# Pixel distance is blunt, as the grey histogram shows: a training image shifted and rescaled by our light crop lies
+# 0.285 from its original at the median — farther than a *different* butterfly (0.256). So a shifted copy need not
+# come near the copy line, and shifted copies are exactly what a memorizing model would make here: it only ever saw
+# flipped and cropped views. (A recombination — one specimen's wings in another's colours — is near no single image;
+# the nearest-neighbour pictures complement the numbers.)
 #
 # ### Searching over the views the model was trained on
 #
-# The cure is to compare each sample not with the 128 stored images but with the *views* the model
-# trained on: every training image, mirrored or not, under a grid of the crops `flip_and_crop` draws —
-# sides of 85, 90, 95 and 100 % of the image, shifted by whole pixels anywhere in the free margin — each
-# resampled exactly as the augmentation does, keeping the nearest (`ddpm_helpers.evaluation.copies.nearest_views`).
-# The yardsticks move with it: each training image's nearest view of *another* training image (the closest
-# of them is the new copy line); the fresh augmented views, searched over the views of the *other* images;
-# and the augmented copies from above, now searched over the views too. A crop that falls between
-# the grid's scales and pixels is not on the grid, so a planted copy does not come out at 0, but it
-# should land well below the distance between different butterflies.
+# So we compare each sample with the *views* the model trained on: every training image, mirrored or not, under a
+# grid of the crops `flip_and_crop` draws (sides of 85, 90, 95 and 100 %, shifted by whole pixels), resampled as the
+# augmentation does, keeping the nearest (`ddpm_helpers.evaluation.copies.nearest_views`). The yardsticks move with
+# it: each training image's nearest view of *another* image (the closest sets the new copy line), the fresh views
+# against the views of the *other* images, and the augmented copies against all views. A crop between the grid's
+# points is not on the grid, so a planted copy does not come out at 0, but it should land well below the distance
+# between different butterflies.
 
 # %%
 grid = crop_grid(image_size)  # (scale, dx, dy) of every crop on the grid
@@ -862,20 +773,17 @@ print(f"copies as sharp as the planted ones: at most ≈ {flagged_high / caught_
       "share's upper bound over the caught share's lower bound)" if caught_low > 0 else "no planted copy caught")
 
 # %% [markdown]
-# **Reading it.** The augmented copies now sit far below the distance between different butterflies
-# (median 0.101 against 0.242), and 111 of the 128 fall below the copy line, where the plain search caught
-# 33: the view search sees shifted copies. The rest were cropped between the grid's scales and pixels (for
-# all 128 the nearest view is still of their own original). This copy line, 0.153, lies below the plain one,
-# 0.178: with 72 views of each image, some view of another butterfly comes closer than any stored image.
-# The intervals are 95 % Wilson intervals: the range of true shares consistent with the count (95 %
-# confidence).
+# **Reading it.** The augmented copies now sit far below the distance between different butterflies (median 0.101
+# against 0.242): 111 of the 128 fall below the copy line, where the plain search caught 33, and for all 128 the
+# nearest view is of their own original (the rest were cropped between the grid's points). This copy line, 0.153,
+# lies below the plain one, 0.178: with 72 views of each image, some view of another butterfly comes closer than any
+# stored image. The intervals are 95 % Wilson intervals: the range of true shares consistent with the count.
 #
-# The samples land where new butterflies would: median 0.220 against 0.225 for the fresh views, a ratio
-# of 0.98, and 2 of 512 below the line — where 6 of 512 fresh views of real butterflies fall too. Two is
-# no alarm; the cell below shows them beside their nearest views, to be judged by eye. Nor is there a sign
-# of copying at scale: with at most 1.4 % of the samples flagged and at least 79.8 % of the planted copies
-# caught, copies as sharp as those are at most about 1.8 % of the samples (a blurred copy could escape).
-# But a test that never fires proves little until we have seen it fire. So let us make a model memorize.
+# The samples land where new butterflies would: median 0.220 against 0.225 for the fresh views, a ratio of 0.98, and
+# 2 of 512 below the line — where 6 of 512 fresh views of real butterflies fall too. Two is no alarm; the cell below
+# shows them beside their nearest views. Nor is there a sign of copying at scale: with at most 1.4 % of the samples
+# flagged and at least 79.8 % of the planted copies caught, copies as sharp as those are at most about 1.8 % of the
+# samples (a blurred copy could escape). But a test that never fires proves little until we have seen it fire.
 
 # %%
 def nearest_view_image(neighbours, i):
@@ -915,13 +823,11 @@ else:
 # %% [markdown]
 # ### Memorization, on purpose
 #
-# The quickest way to make a model copy is to give a trained one very little to learn: start from our
-# model's weights and fine-tune it on only **8** of the training images (spread over the 128), *as stored* —
-# no flips, no crops, no dropout, a short EMA (decay 0.99) — for a calibrated budget of 2.5 minutes in the
-# full profile (the quick profile trains a few seconds, too short to copy anything). The settings are
-# chosen so that it copies fast. With 8 images the ideal denoiser is within reach: at low noise it
-# snaps every noisy image to the nearest of the 8, and a network close to it hands them back. We sample it
-# as the real model and run the same test against all 128 training images, with the same copy line.
+# Start from our model's weights and fine-tune it on only **8** of the training images (spread over the 128), *as
+# stored* — no flips, no crops, no dropout, a short EMA (decay 0.99) — for a calibrated budget of 2.5 minutes in the
+# full profile (the quick profile's few seconds copy nothing). The settings are chosen so that it copies fast: with
+# 8 images the ideal denoiser is within reach, snapping every noisy image at low noise to the nearest of the 8. We
+# sample it as the real model and run the same test against all 128 training images, with the same copy lines.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -951,54 +857,43 @@ show_beside_nearest_views(memorized, memorized_views, range(8),
                           "the model fine-tuned on 8 images: its samples (top) and their nearest views (bottom)")
 
 # %% [markdown]
-# This is what memorization looks like, and what the test detects: in the run saved here 32 of the
-# fine-tuned model's 32 samples fall below the copy line when the search covers the views, and 32 in the
-# plain search: these copies are of the images as stored, which the plain search sees too, against its
-# higher line (0.178). Set beside it, our model's samples (2 of 512 below the same
-# line) are not copies. The demo changes four things at once — 8 images, no augmentation, no dropout, a
-# short EMA — on top of the 24.3 minutes that trained our model, so it does not say which of them makes a
-# model copy; it shows what the test reports when one does.
+# This is what memorization looks like, and what the test detects: 32 of the fine-tuned model's 32 samples fall
+# below the copy line when the search covers the views, and 32 in the plain search, since these copies are of the
+# images as stored. Set beside it, our model's samples (2 of 512 below the same line) are not copies. The demo
+# changes four things at once — 8 images, no augmentation, no dropout, a short EMA — on top of the 24.3 minutes that
+# trained our model, so it does not say which of them makes a model copy; it shows what the test reports when one
+# does.
 #
-# Back to our model: two more counts of the plain search say *where* its samples land. The nearest match
-# is a mirror image for 46 % of the samples — about half, as a model that saw every image flipped with
-# probability ½ should give. And the 512 samples have 93 distinct nearest training images out of 128.
-# Uniform picks would reach $128\,\big(1 - (1 - 1/128)^{512}\big) \approx 125.7$, but neighbours in pixel
-# space are not uniform: a few smooth, low-contrast "hub" images are nearest to many points. The measured
-# reference is the 512 fresh augmented views, each matched to its nearest *other* training image: they
-# name 97. So the samples spread over the training set about as new butterflies would. (For memorization
-# the count says nothing by itself: a copying model would also name its copies' originals.)
+# **Longer runs.** The risk grows with training: a longer run — the GPU profile, or a fresh CPU run with a longer
+# budget (`recipe.train_config(time_budget_s=...)` and a new output folder) — fits the 128 images more closely,
+# towards the denoiser that hands them back. Dropout and augmentation slow that down; more data is the real cure.
+# Run this test on such a model's samples before trusting them.
 #
-# The grids suggest what this count misses: that the samples keep the common brown, orange and yellow
-# specimens and lose the rare colours — the blue, purple and pink wings of a few training specimens
-# (two pink ones are in the grid of the first 32 training images; the blue and purple ones come later in the set).
-# The next cells measure it.
+# Back to our model: the nearest match is a mirror image for 46 % of the samples, about half, as training on images
+# flipped with probability ½ should give. And the 512 samples name 93 distinct nearest training images out of 128.
+# Uniform picks would name $128\,\big(1 - (1 - 1/128)^{512}\big) \approx 125.7$, but pixel space has "hubs": a few
+# smooth, low-contrast images are nearest to many points. The measured reference, the 512 fresh views matched to
+# their nearest *other* training image, names 97: the samples spread over the training set about as new butterflies
+# would. (A copying model would also name its copies' originals, so this count says nothing about memorization.)
 #
-# **Colour, measured** (`ddpm_helpers.evaluation.color_stats`). The target is what the model learned
-# from: the training images *as augmented*, measured on 40 flipped and cropped views of each (crops zoom
-# in, so a specimen covers more of the picture than in the stored image). Three numbers and a table:
+# ### Colour, measured
 #
-# - the **hue histogram** of a set of images: each pixel's hue (its angle on the colour wheel
-#   of the HSV representation: 0° red, 60° yellow, 120° green, 240° blue, 300° magenta), counted
-#   only where the pixel has a hue worth the name — saturation ≥ 0.25 and value (brightness)
-#   ≥ 0.2, which drops the white background, greys and dark shadows — in twelve 30° bins centred
-#   on red, orange, yellow, …; each image's histogram sums to 1 and the set's is their mean, so
-#   every image counts once, whatever the size of its specimen;
-# - the **distance** between two hue histograms $p$ and $q$, their total variation
-#   $\tfrac12 \sum_k |p_k - q_k|$: the share of the colour that would have to move to other bins
-#   to turn one into the other, 0 for equal histograms and 1 for disjoint ones;
-# - its **chance level**: the same distance for as many images as samples drawn at random from the
-#   augmented training set (20 draws; mean ± standard deviation) — what a model that reproduced its
-#   training distribution exactly would score. A distance of the samples says something only when it
-#   is clearly larger.
+# The grids suggest what these counts miss: that the samples keep the common brown, orange and yellow and lose the
+# rare blue, purple and pink wings of a few specimens. `ddpm_helpers.evaluation.color_stats` measures it against what
+# the model learned from, the training images *as augmented* (40 flipped and cropped views of each):
 #
-# A histogram is dominated by the colours that cover the most pixels — orange and brown — so a
-# hue that only a few specimens show moves it very little. The **band shares** look at the rare
-# hues directly: for each band of hues, the number of images in which it covers at least 3 % of
-# the pixels, for the target and for the samples. The samples' share is measured on a random draw, so it
-# comes with its 95 % Wilson interval (`ddpm_helpers.evaluation.intervals.wilson_interval`). The last
-# column counts the samples after the first 64 alone: the bands below
-# were singled out after looking at the first 64 samples, so only the others test the choice without
-# having suggested it.
+# - the **hue histogram** of a set: each pixel's hue (its angle on the HSV colour wheel: 0° red, 60° yellow, 240°
+#   blue, 300° magenta), counted where saturation ≥ 0.25 and value ≥ 0.2 (dropping the white background, greys and
+#   shadows), in twelve 30° bins; each image's histogram sums to 1 and the set's is their mean;
+# - the **distance** between histograms $p$ and $q$, their total variation $\tfrac12 \sum_k |p_k - q_k|$: the share
+#   of the colour that must move to other bins (0 for equal histograms, 1 for disjoint ones);
+# - its **chance level**: the distance for as many images drawn from the augmented training set (20 draws) — what a
+#   model that reproduced its training distribution exactly would score.
+#
+# A histogram is dominated by the colours that cover the most pixels. The **band shares** look at rare hues
+# directly: for each band, the number of images in which it covers at least 3 % of the pixels, with the samples' 95 %
+# Wilson interval. The last column counts only the samples after the first 64: the bands were singled out after
+# looking at those, so only the others test the choice.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -1029,6 +924,15 @@ for band in BANDS:
           f"({k / num_samples:5.1%}; {low:5.1%}–{high:5.1%}) {k_later:4d} (expected {train_bands[band] * n_later:5.1f})")
 
 # %%
+# NBVAL_IGNORE_OUTPUT
+# The training images (indices into data.images; section 1's grid shows 0–31) in which a rare band covers ≥ 3 %
+hues, coloured_pixels = pixel_hues(train_images)  # the hue of every pixel, and which pixels are coloured enough to count
+for band in ("cyan/blue", "purple", "pink/magenta"):
+    start, end = BANDS[band]
+    cover = ((hues >= start) & (hues < end) & coloured_pixels).float().mean(1)  # the band's share of each image's pixels
+    print(f"{band:14} training images {(cover >= 0.03).nonzero().flatten().tolist()}")
+
+# %%
 centres = (torch.arange(len(target_hues)) * 360 / len(target_hues)).tolist()
 fig, ax = plt.subplots(figsize=(7.5, 3.2))
 ax.bar(centres, target_hues.numpy(), width=24, color=[hsv_to_rgb((c / 360, 0.75, 0.9)) for c in centres],
@@ -1047,49 +951,34 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **Reading the colours.** In the run saved here the samples' hue histogram lies 0.107 from the
-# target's, where as many images drawn from the augmented training set score 0.015 ± 0.006 (20 draws, at
-# most 0.031): a small difference, but several times what chance gives. Orange and brown dominate both,
-# and the log scale of the figure is needed to see the rest at all. The samples are not greyer: 39.1 % of
-# their pixels are coloured enough to count, against 37.9 % of the target's.
+# **Reading the colours.** The samples' hue histogram lies 0.107 from the target's, where as many images drawn from
+# the augmented training set score 0.015 ± 0.006 (at most 0.031 in 20 draws): a small difference, but several times
+# what chance gives. The samples are not greyer: 39.1 % of their pixels are coloured enough to count, against
+# 37.9 % of the target's.
 #
-# The band counts show what the histogram averages away, and 512 samples set what they can show. The hues
-# that are rare in the training set but cover a few percent of some specimens — cyan/blue in 4, purple in 1
-# and pink/magenta in 6 of the 128 training images (2.7 %, 1.3 % and 4.7 % of the target) — appear in 0,
-# 1 and 7 of the 512 samples. The samples' interval is the range of true shares consistent with the count
-# (95 % confidence): a target share outside it points to a real difference; inside it, this many samples
-# cannot tell the two apart. Each band is a 5 % test and there are seven, so a borderline call can be
-# chance. What the counts cannot show:
+# The band counts show what the histogram averages away. Cyan/blue, purple and pink/magenta cover at least 3 % of 4,
+# 1 and 6 of the 128 training images (2.7 %, 1.3 % and 4.7 % of the target) and of 0, 1 and 7 of the 512 samples.
+# The names can mislead, as the cell under the table shows: the purple-looking specimen in the top row of section 1's grid
+# (training image 3) counts in pink/magenta, where the hue of its violet patches lies (285–345°); the one image of
+# the purple band (108) is a brown specimen with a violet sheen. Each band is a 5 % test and there are seven, so a
+# borderline call can be chance.
 #
-# - **a rare band resting on one specimen.** Purple is one butterfly of 128: the "target share" of such a
-#   band describes one image rather than a kind of butterfly;
-# - **a choice made after looking.** These bands were singled out because the first 64 samples seemed to lack
-#   them, so counts that include those 64 flatter the conclusion; the last column counts only the samples drawn
-#   after them, against what as many images drawn like the target would show;
-# - **why.** Small blue or purple patches smeared below the 3 % cover by blur would vanish from the counts
-#   without any change of colour; this measure cannot tell a narrower colour range from a blurrier one;
-# - **another training run.** The intervals cover another draw of samples from *these* weights, not another
-#   training run: whether the rare hues thin out in every run is a question for several seeds;
-# - **independence.** The bands are not independent (one blue-violet specimen can count in two of them).
+# What the counts support: **the model draws the common colour more often and the rare ones less often than its
+# training set.** Orange/brown covers 94.3 % of the samples (interval 92.0–96.0 %) against 89.4 % of the target;
+# cyan/blue (0 of 512, interval up to 0.7 %), purple (0.2 %, up to 1.1 %) and pink/magenta (1.4 %, 0.7–2.8 %) lie
+# below their target shares, and so do red and yellow, by less (yellow's 21.6 % just above the interval's 21.3 %).
+# The samples after the first 64 say the same: 0 blue where 11.9 would be expected, 6 pink where 21.0 would. What
+# the counts cannot show:
 #
-# What they do support: **the model draws the common colour more often and the rare ones less often than its
-# training set.** Orange/brown covers 94.3 % of the samples (interval 92.0–96.0 %) against 89.4 % of the
-# target; cyan/blue (0 of 512, interval up to 0.7 %), purple (0.2 %, up to 1.1 %) and pink/magenta (1.4 %,
-# 0.7–2.8 %) lie below their target shares of 2.7 %, 1.3 % and 4.7 %, and so do red and yellow, by less
-# (yellow's 21.6 % only just above the interval's 21.3 %). The samples after the first 64, which played no
-# part in choosing the bands, say the same: 0 blue where 11.9 would be expected, 6 pink where 21.0 would.
-# Purple, one specimen, is the band least to be generalized.
+# - **a kind of butterfly from one specimen**: purple rests on one image, so its share describes that image;
+# - **why**: small patches smeared below the 3 % cover by blur — the model's, or the crops' resampling (section 1) —
+#   vanish from the counts without any change of colour;
+# - **another training run**: the intervals cover another draw of samples from *these* weights only;
+# - **vividness**: the red band (17.0 % of the target, 13.1 % of the samples) holds the dark red-brown of many
+#   brown specimens as well as the bright red of a red admiral; whether bright reds are rarer is read off the grids.
 #
-# The red band shows another limit of the measure: 17.0 % of the target and 13.1 % of the
-# samples. Hue does not see how vivid a colour is, and the dark red-brown of many brown specimens lies in the
-# same band as the bright red of a red admiral or a peacock; whether the bright reds are rarer in the samples
-# is read off the grids, not off the hue.
-#
-# Why would a model drop rare colours? Its loss averages over the training images, so a colour
-# that a few of them show is a small part of it, and a short run learns the bulk first. Train much longer (a
-# GPU run, or a fresh CPU run with a longer budget, `recipe.train_config(time_budget_s=...)` and a new output
-# folder — re-running the training cell only resumes the finished run) and watch the ratio: with so few
-# images it is expected to fall. Dropout and augmentation slow that down; more data is the real cure.
+# Why drop rare colours? The loss averages over the training images, so a colour that a few of them show is a small
+# part of it, and a short run learns the bulk first.
 
 # %% [markdown]
 # ## 6. Exercises
@@ -1172,38 +1061,23 @@ check_exercise_2(my_attention_flops)
 # %% [markdown]
 # ## Summary
 #
-# - Colour images enter a diffusion model like grey ones: scaled to $[-1, 1]$, one channel
-#   per colour. With little data, random horizontal flips and light crops enlarge the set
-#   without inventing impossible butterflies.
-# - The butterfly U-Net is notebook 04's class with other settings: three colour channels,
-#   more width, self-attention where the maps are small enough to afford it, dropout against
-#   overfitting. Attention costs positions squared (exercise 2: it overtakes a residual block
-#   beyond $7C$ positions); width costs channels squared in weights; dropout costs no weights
-#   but some time, comparable to the attention at 8×8 (section 2's verdict line).
-# - The shared training loop adds an EMA of the weights (after 5761 steps its warm-up, not the
-#   0.999 cap, still set the decay), atomic checkpoints that resume exactly (a 30-step run stopped after
-#   every step ends with the weights of one never stopped), and a calibrated
-#   time budget that plans the number of steps from the first ones: the committed weights are
-#   5761 steps in 24.3 of 30 minutes.
-# - Nearest neighbours in pixel space (mirror images included), set against fresh augmented views of
-#   training images and against planted copies, tell whether samples are new or
-#   copies — provided the search covers the views the model trained on: a copy shifted by a pixel or two
-#   is as far from its original, pixel by pixel, as another butterfly. With 128 images, this check belongs
-#   next to every sample grid. Here 2 of 512 samples fell below the copy line of the views, against 6 of
-#   512 fresh views of real butterflies; a model fine-tuned on 8 images had 32 of its 32 samples
-#   flagged, so the test can fire.
-# - Colour statistics make colour a measurement: the hue histogram as a whole against the distance that
-#   as many draws from the augmented training set score by chance, and the rare hues — blue, purple, pink — counted
-#   image by image, with an interval that says what 512 samples can and cannot show: here the model draws
-#   the common orange and brown more often and the rare blue and pink less often than its training set. An
-#   average can hide what a model leaves out.
+# - Colour images enter a diffusion model like grey ones: scaled to $[-1, 1]$, one channel per colour. With little
+#   data, random flips and light crops enlarge the set without inventing impossible butterflies.
+# - The butterfly U-Net is notebook 04's class with three colour channels, more width (a choice, not a measured
+#   optimum), self-attention where the maps are small and dropout against overfitting. Attention costs positions
+#   squared (it overtakes a residual block beyond $7C$ positions, exercise 2); width costs channels squared in
+#   weights; dropout costs time, no weights.
+# - The shared loop adds an EMA of the weights, checkpoints that resume exactly, and a calibrated time budget: the
+#   committed weights are 5761 steps in 24.3 of 30 minutes.
+# - Nearest neighbours, searched over the views the model trained on and set against fresh views of training images
+#   and planted copies, tell new samples from copies: 2 of 512 samples fell below the copy line, against 6 of 512
+#   fresh views of real butterflies, while a model fine-tuned on 8 images had 32 of its 32 samples flagged.
+# - Colour statistics show the model drawing the common orange and brown more often and the rare blue and pink less
+#   often than its training set.
 #
-# **Artifacts** in `outputs/05_butterflies/`: `ema_unet<size>.pt` (EMA weights and the
-# settings to rebuild the U-Net), `05_butterflies_ema.safetensors` and `SHA256SUMS` (the same
-# weights in the form `weights/` keeps for `USE_PRETRAINED`), `samples.pt` (all the samples as uint8
-# pixels), `samples.png` (the grid), `denoising.gif` (the animation),
-# `unet<size>_<profile>/checkpoint.pt` (the full training state, for resuming) and
-# `resume_demo/checkpoint.pt` (the miniature resumed run of section 3).
+# **Artifacts** in `outputs/05_butterflies/`: `ema_unet<size>.pt` and `05_butterflies_ema.safetensors` (the EMA
+# weights), `samples.pt` and `samples.png` (the samples, the grid), `denoising.gif`, and the checkpoints
+# `unet<size>_<profile>/checkpoint.pt` and `resume_demo/checkpoint.pt`.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -1255,35 +1129,6 @@ for resolution in (8, 16, 32):
 # %% [markdown]
 # ## Appendix: bigger butterflies on one or many GPUs
 #
-# The same network and loop train from a shell with `ddpm_helpers.train_cli`, which takes its
-# configurations from `ddpm_helpers.training.recipes` like this notebook. The data is the butterfly folder of
-# `DDPM_DATA_DIR` (else the 128 NHM butterflies, downloaded once and checked), or your own folder:
-#
-# ```bash
-# python -m ddpm_helpers.train_cli butterflies-gpu --samples 64        # 64×64, one GPU, 40-minute budget
-# python -m ddpm_helpers.train_cli butterflies128-gpu --image-folder ~/my_butterflies --budget-min 120
-# torchrun --standalone --nproc_per_node=4 -m ddpm_helpers.train_cli butterflies-gpu   # 4 GPUs, one machine
-# ```
-#
-# Under `torchrun` every process drives one GPU and trains a `DistributedDataParallel` copy of the
-# U-Net on its own random minibatches (`--batch-size` per process, so 4 GPUs see 4 × 64 images a
-# step) with its own noise, seeded from the run's seed and its rank. Rank 0 decides when to stop
-# (budget, time limit, Ctrl-C, SIGTERM), tells the others, and alone writes
-# `outputs/train/<recipe>/checkpoint.pt`; running the same command again resumes. On several
-# machines, start the same command on each with a rendezvous point, e.g. with SLURM (2 machines × 4 GPUs;
-# `--signal` sends SIGTERM two minutes before the time limit, and the run checkpoints and stops):
-#
-# ```bash
-# #!/bin/bash
-# #SBATCH --nodes=2 --ntasks-per-node=1 --gpus-per-node=4 --cpus-per-task=16 --time=02:00:00 --signal=TERM@120
-# head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
-# srun torchrun --nnodes="$SLURM_NNODES" --nproc_per_node=4 --rdzv-backend=c10d --rdzv-endpoint="$head:29500" \
-#      --rdzv-id="$SLURM_JOB_ID" -m ddpm_helpers.train_cli butterflies128-gpu --budget-min 110 \
-#      --out-dir "$PWD/outputs/train/butterflies128"   # a folder all machines share
-# ```
-#
-# **Time per step (estimates, not measured: this series has not yet run on a GPU).** A step of
-# `butterflies-gpu` (64×64) or `butterflies128-gpu` (128×128 through a 2×2 patch stem, so the same
-# levels) is about 2.3 TFLOP at batch 64 per GPU (counted above); at an assumed 16 TFLOP/s under
-# float16 autocast on a T4 that is ≈ 0.14 s, ≈ 16 900 steps in 40 minutes. Faster GPUs and more of
-# them change only how many steps the budget buys: the loop measures its own step time and prints it.
+# The same network and loop train from a shell, on one GPU, several, or several machines under SLURM: see
+# [Training on GPUs, several GPUs and several machines](https://github.com/ddpm-from-scratch/ddpm-from-scratch#training-on-gpus-several-gpus-and-several-machines)
+# in the README.
