@@ -175,7 +175,7 @@ def test_the_committed_weights_download_verify_and_sample(name, channels, size, 
     assert torch.isfinite(x).all() and x.abs().max() <= 1.0 + 1e-6
 
 
-@pytest.mark.parametrize("name, size, num_classes", [("04_mnist_ema", 28, 10), ("05_butterflies_ema", 32, None)])
+@pytest.mark.parametrize("name, size, num_classes", [("04_mnist_ema", 28, 50), ("05_butterflies_ema", 32, None)])
 def test_load_network_gives_the_committed_networks_ready_to_sample(name, size, num_classes, monkeypatch):
     """What notebook 01's opening grid uses: the committed networks, built from their own metadata, in eval mode."""
     monkeypatch.delenv("DDPM_WEIGHTS_URL", raising=False)
