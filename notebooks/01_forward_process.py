@@ -37,7 +37,7 @@
 #
 # | runtime | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU | ≈ 16 s (estimate: the same work as `full`) | 16.4 s (measured) |
+# | CPU | ≈ 16 s (estimate: the same work as `full`) | 16.8 s (measured) |
 # | GPU (Colab) | the same: the GPU is not used | the same |
 #
 # **Papers.** Equation numbers refer to Ho, Jain & Abbeel (2020), *Denoising Diffusion
