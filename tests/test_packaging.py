@@ -313,7 +313,7 @@ LESSON_MODULES = {"__init__", "config", "checks", "utils", "checkpoint", "schedu
 FOLDERS = {
     "nn": {"__init__", "embeddings", "mlp", "unet", "unet_diagram"},
     "samplers": {"__init__", "loop", "ddpm", "ddim", "dpm_solver"},
-    "datasets": {"__init__", "images", "mnist", "butterflies", "toy2d"},
+    "datasets": {"__init__", "images", "mnist", "butterflies", "toy2d", "clusters"},
     "training": {"__init__", "loop", "train_config", "plan", "resume", "ema", "precision", "distributed", "recipes",
                  "cli", "pretrained", "timing"},
     "evaluation": {"__init__", "metrics2d", "mnist_eval", "neighbours", "copies", "intervals", "color_stats",
