@@ -814,7 +814,8 @@ fig.suptitle("the same starting noises $x_T$ and clusters for every sampler, no 
 from ddpm_helpers.evaluation.reference_results import load_results, results_path, sampler_table
 
 if results_path("mnist_samplers").is_file():  # the committed results of benchmarks/mnist_samplers.py
-    print(sampler_table(load_results("mnist_samplers")))
+    for set_name in ("label-free", "guided"):
+        print(f"{set_name}:\n{sampler_table(load_results('mnist_samplers'), set_name)}\n")
 else:
     print("The sampler table is produced by benchmarks/mnist_samplers.py (its results are not committed yet).")
 

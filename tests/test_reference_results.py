@@ -39,3 +39,24 @@ def test_missing_results_name_the_benchmark():
 def test_a_results_name_cannot_leave_the_package_folder(name):
     with pytest.raises(ValueError, match=re.escape(f"name={name!r}")):
         load_results(name)
+
+
+def test_notebook_04_shows_the_committed_sampler_table():
+    """The table in 04's committed outputs is the one the committed results file gives (or, with no file yet, the
+    line saying so): rerun 04 after committing new results."""
+    import json
+    from pathlib import Path
+
+    from ddpm_helpers.evaluation.reference_results import results_path
+
+    notebook = json.loads((Path(__file__).resolve().parents[1] / "notebooks" / "04_mnist.ipynb").read_text())
+    cell = next(c for c in notebook["cells"] if c["cell_type"] == "code" and 'results_path("mnist_samplers")' in
+                "".join(c["source"]))
+    printed = "".join("".join(o.get("text", "")) for o in cell["outputs"] if o.get("output_type") == "stream")
+    if results_path("mnist_samplers").is_file():
+        results = load_results("mnist_samplers")
+        expected = "".join(f"{name}:\n{sampler_table(results, name)}\n\n" for name in ("label-free", "guided"))
+    else:
+        expected = ("The sampler table is produced by benchmarks/mnist_samplers.py (its results are not committed "
+                    "yet).\n")
+    assert printed == expected
