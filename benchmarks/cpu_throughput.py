@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import torch
+from common import cpu_name
 
 from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.nn.unet import UNet
@@ -35,14 +36,6 @@ from ddpm_helpers.training.precision import MixedPrecision
 
 OUT = Path(__file__).resolve().parent / "results" / "cpu_throughput.jsonl"
 RECIPE = recipes.MNIST["cpu"]
-
-
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo."""
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def step_seconds(batch: int, channels_last: bool, threads: int, bf16: bool, steps: int, warmup: int = 5) -> float:

@@ -13,12 +13,11 @@ the ratio old / new, and whether both averages came out bit for bit equal. Print
 """
 
 import argparse
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
+from common import cpu_name
 
 from ddpm_helpers.nn.unet import UNet
 from ddpm_helpers.training import recipes
@@ -41,13 +40,6 @@ def reference_loop_update(ema: EMA, model: torch.nn.Module) -> None:
         else:
             ema_value.copy_(value)
     ema.num_updates += 1
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def seconds_per_update(update, ema: EMA, model: torch.nn.Module, updates: int) -> float:

@@ -29,11 +29,11 @@ with the CPU it ran on. Prints, never asserts.
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
 import torch
+from common import cpu_name
 
 from ddpm_helpers import config
 from ddpm_helpers.datasets import mnist_images
@@ -47,17 +47,6 @@ from ddpm_helpers.samplers.dpm_solver import dpm_solver_sample
 from ddpm_helpers.training import recipes, train
 
 OUT = Path(__file__).resolve().parent / "results" / "mnist_label_free.jsonl"
-
-
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo (``platform.processor()`` elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def clustered_run(args) -> bool:

@@ -24,18 +24,14 @@ continued. Other weights: the file is refused unless ``--fresh``. Prints, never 
 
 import argparse
 import json
-import os
-import platform
-import time
 from pathlib import Path
 
 import torch
+from common import SETS, conditions, cpu_name, draw, score, write_json
 
-from ddpm_helpers.datasets.clusters import draw_clusters
 from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.evaluation import mnist_eval
 from ddpm_helpers.evaluation.reference_results import results_path, sampler_table
-from ddpm_helpers.guidance import NULL_LABEL, ClassifierFreeGuidance
 from ddpm_helpers.samplers import ddim_sample, ddpm_sample
 from ddpm_helpers.samplers.dpm_solver import dpm_solver_sample
 from ddpm_helpers.training.pretrained import read_weights, sha256_of
@@ -47,43 +43,6 @@ SAMPLERS = {  # name: (sampler, network calls, keyword arguments)
     "DPM-Solver++(2M), 20 steps": (dpm_solver_sample, 20, {"num_steps": 20}),
     "DPM-Solver++(2M), 10 steps": (dpm_solver_sample, 10, {"num_steps": 10}),
 }
-SETS = ("label-free", "guided")
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def conditions(metadata: dict, set_name: str, n: int, seed: int) -> tuple[torch.Tensor, float]:
-    """The classes asked for and the guidance scale of ``set_name`` for ``n`` samples (seeded draws)."""
-    if set_name == "guided":
-        return torch.arange(n) % 10, float(metadata.get("guidance_scale", 0.25))
-    label_free = metadata.get("label_free")
-    if label_free is None:  # the null label ∅: the network's own label-free mode
-        return torch.full((n,), NULL_LABEL), 0.0
-    drawn = draw_clusters(torch.tensor(label_free["shares"]), n, torch.Generator().manual_seed(2000 + seed))
-    return label_free["class_offset"] + drawn, float(label_free["guidance"])
-
-
-def draw(sampler, model, diffusion, x_T, classes, scale, prediction, seed, batch, **kwargs):
-    """Samples from ``x_T`` in chunks of ``batch`` (the same chunks for every sampler); return them and the seconds."""
-    generator = torch.Generator().manual_seed(seed)  # the fresh noise of DDPM and of DDIM with η > 0
-    start, chunks = time.perf_counter(), []
-    for chunk, asked in zip(x_T.split(batch), classes.split(batch)):
-        guided = ClassifierFreeGuidance(model, asked, scale)
-        chunks.append(sampler(guided, diffusion, None, x_T=chunk, prediction=prediction, clip_x0=1.0,
-                              generator=generator, **kwargs).x)
-    return torch.cat(chunks), time.perf_counter() - start
-
-
-def write(path: Path, results: dict) -> None:
-    """Write ``results`` atomically (a temporary file renamed over the old one)."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=1) + "\n")
-    os.replace(tmp, path)
 
 
 def main() -> None:
@@ -134,21 +93,14 @@ def main() -> None:
                 samples, seconds = draw(sampler, network, diffusion, x_T[:n], classes[:n], scale, weights.prediction,
                                         seed, args.batch, **kwargs)
                 asked = classes[:n] if set_name == "guided" else None
-                metrics = evaluator.evaluate(samples)
-                found = evaluator.intervals(samples, asked)
-                logits = mnist_eval.predict_logits(evaluator.classifier, samples)
                 row = {"set": set_name, "sampler": name, "calls": calls, "seed": seed, "n": n, "guidance": scale,
-                       "seconds_per_sample": round(seconds / n, 5),
-                       **{k: round(v, 4) for k, v in metrics.as_dict().items() if isinstance(v, float)},
-                       "class_share_gap": round(mnist_eval.class_share_gap(logits, evaluator.data_shares), 4),
+                       "seconds_per_sample": round(seconds / n, 5), **score(evaluator, samples, asked),
                        f"frechet_distance_{args.n_ddpm}": round(evaluator.evaluate(samples[:args.n_ddpm])
-                                                                .frechet_distance, 3),
-                       "intervals": {k: [round(a, 4), round(b, 4)] for k, (a, b) in found.items()}}
-                if asked is not None:
-                    row["label_agreement"] = round(mnist_eval.label_agreement(logits, asked), 4)
+                                                                .frechet_distance, 3)}
                 results["rows"].append(row)
-                write(args.out, results)  # every row as soon as it is measured
-                print(f"{set_name:10s} {name:28s} seed {seed}: {metrics} | {seconds:.0f} s", flush=True)
+                write_json(args.out, results)  # every row as soon as it is measured
+                print(f"{set_name:10s} {name:28s} seed {seed}: Fréchet {row['frechet_distance']:.2f}, confident "
+                      f"{100 * row['confident_share']:.1f} % | {seconds:.0f} s", flush=True)
     for set_name in args.sets:
         print(f"\n{set_name}:\n{sampler_table(results, set_name)}")
     print(f"written to {args.out}")

@@ -76,6 +76,14 @@ def test_cli_refuses_an_empty_out_dir_and_a_negative_sample_count(capsys):
         assert f"argument {flag}: {value!r} is" in capsys.readouterr().err
 
 
+def test_cli_stop_at_and_lr_schedule_reach_the_config():
+    args = cli.parse_args(["mnist-quick", "--steps", "40", "--stop-at", "12", "--lr-schedule", "wsd"])
+    config = recipes.get("mnist-quick").train_config(**cli._changes(args))
+    assert (config.steps, config.stop_at_step, config.lr_schedule, config.time_budget_s) == (40, 12, "wsd", None)
+    assert recipes.get("mnist-quick").train_config(**cli._changes(cli.parse_args(["mnist-quick"]))).lr_schedule == \
+        "cosine"  # the recipe's own without the flag
+
+
 def test_cli_rejects_an_image_folder_for_mnist():
     with pytest.raises(SystemExit):
         cli.parse_args(["mnist-quick", "--image-folder", "somewhere"])

@@ -172,6 +172,59 @@ def test_lr_warmup_then_cosine():
     assert lr_at_step(50, TrainConfig(steps=110, batch_size=1, lr=2.0)) == 2.0
 
 
+
+def test_lr_warmup_then_stable_then_linear_cooldown():
+    config = TrainConfig(steps=110, batch_size=1, lr=1.0, warmup_steps=10, lr_schedule="wsd", cooldown=0.2)
+    assert lr_at_step(9, config) == pytest.approx(1.0)
+    assert lr_at_step(89, config) == pytest.approx(1.0)  # p = 0.79: still the full rate
+    assert lr_at_step(100, config) == pytest.approx(0.5)  # p = 0.9: half-way through the cool-down
+    assert 0 < lr_at_step(109, config) < 0.06
+    assert training.branch_step(110, config) == 90  # w + ⌊0.8·(110 − 10)⌋
+    with pytest.raises(ValueError, match="wsd"):
+        training.branch_step(110, replace(config, lr_schedule="cosine"))
+    with pytest.raises(ValueError, match="steps"):
+        training.branch_step(10, config)
+
+
+def test_a_short_wsd_run_branches_off_a_longer_one(tmp_path):
+    config = _config(steps=40, warmup_steps=4, lr_schedule="wsd", cooldown=0.25, checkpoint_every=0)
+    short = _run(replace(config, steps=20))  # trained on its own
+    fork = training.branch_step(20, config)
+    trunk = _run(replace(config, stop_at_step=fork), out_dir=tmp_path / "trunk")  # the 40-step run, stopped
+    assert trunk.stopped_early and trunk.steps == fork
+    (tmp_path / "branch").mkdir()
+    (tmp_path / "branch" / "checkpoint.pt").write_bytes((tmp_path / "trunk" / "checkpoint.pt").read_bytes())
+    branch = _run(replace(config, steps=20), out_dir=tmp_path / "branch")
+    _assert_same_weights(short.model, branch.model)
+    _assert_same_weights(short.ema.model, branch.ema.model)
+    finished = _run(config, out_dir=tmp_path / "trunk")  # the trunk trains on to its own end
+    assert not finished.stopped_early and finished.steps == 40
+    _assert_same_weights(finished.model, _run(config).model)
+    late = tmp_path / "late"  # a fork 3 steps too late: the trunk's full rate ran where the branch cools down
+    _run(replace(config, stop_at_step=fork + 3), out_dir=late)
+    late_branch = _run(replace(config, steps=20), out_dir=late)
+    assert late_branch.steps == 20
+    assert not torch.equal(next(iter(late_branch.model.parameters())), next(iter(short.model.parameters())))
+
+
+def test_stop_at_step_on_a_resumed_run_trains_nothing_more(tmp_path):
+    config = _config(steps=20, checkpoint_every=0)
+    _run(replace(config, stop_at_step=8), out_dir=tmp_path)
+    again = _run(replace(config, stop_at_step=5), out_dir=tmp_path)
+    assert again.stopped_early and again.steps == 8 and load_checkpoint(tmp_path / "checkpoint.pt")["step"] == 8
+
+
+def test_a_checkpoint_older_than_the_cooldown_field_resumes(tmp_path):
+    config = _config(steps=10, checkpoint_every=0)
+    _run(replace(config, stop_at_step=5), out_dir=tmp_path)
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    del state["config"]["cooldown"]
+    save_checkpoint(tmp_path / "checkpoint.pt", state)
+    assert _run(config, out_dir=tmp_path).steps == 10
+    with pytest.raises(ValueError, match="cooldown"):
+        _run(replace(config, steps=12, cooldown=0.5), out_dir=tmp_path)
+
+
 # ---------------------------------------------------------------- bad configs and inputs, refused up front
 
 
@@ -188,6 +241,8 @@ def test_lr_warmup_then_cosine():
     (dict(time_limit_s=0), "time_limit_s"), (dict(time_budget_s=float("inf")), "time_budget_s"),
     (dict(time_budget_s=-5), "time_budget_s"), (dict(calibration_steps=1), "calibration_steps"),
     (dict(checkpoint_every=-1), "checkpoint_every"), (dict(checkpoint_interval_s=0), "checkpoint_interval_s"),
+    (dict(cooldown=0.0), "cooldown=0.0"), (dict(cooldown=1.5), "cooldown=1.5"), (dict(stop_at_step=-1), "stop_at_step"),
+    (dict(stop_at_step=2.5), "stop_at_step"),
 ])
 def test_bad_config_fields_are_refused_in_the_constructor(fields, pattern):
     with pytest.raises(ValueError, match=re.escape(pattern)):

@@ -10,6 +10,6 @@ weights) and ``timing.py`` (fair step timings).
 
 from ddpm_helpers.training.loop import TrainResult, train
 from ddpm_helpers.training.resume import CHECKPOINT_NAME
-from ddpm_helpers.training.train_config import LR_SCHEDULES, TrainConfig, lr_at_step
+from ddpm_helpers.training.train_config import LR_SCHEDULES, TrainConfig, branch_step, lr_at_step
 
-__all__ = ["CHECKPOINT_NAME", "LR_SCHEDULES", "TrainConfig", "TrainResult", "lr_at_step", "train"]
+__all__ = ["CHECKPOINT_NAME", "LR_SCHEDULES", "TrainConfig", "TrainResult", "branch_step", "lr_at_step", "train"]

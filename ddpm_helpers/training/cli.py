@@ -27,6 +27,7 @@ from ddpm_helpers.nn.unet import UNet
 from ddpm_helpers.training import distributed, recipes
 from ddpm_helpers.training.loop import train
 from ddpm_helpers.training.precision import MIXED_PRECISIONS
+from ddpm_helpers.training.train_config import LR_SCHEDULES
 from ddpm_helpers.utils import count_parameters
 
 
@@ -39,6 +40,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, help="number of steps (with a budget: the most it may plan)")
     parser.add_argument("--budget-min", type=float, help="calibrated training budget in minutes (steps fitted to it)")
     parser.add_argument("--time-limit-min", type=float, help="hard stop of this call after so many minutes")
+    parser.add_argument("--stop-at", type=int, help="hard stop of this call at this step (the next call trains on)")
+    parser.add_argument("--lr-schedule", choices=LR_SCHEDULES, help="instead of the recipe's (wsd: runs of many "
+                        "lengths branch off one trunk, see TrainConfig)")
     parser.add_argument("--batch-size", type=int, help="minibatch per process")
     parser.add_argument("--mixed-precision", choices=MIXED_PRECISIONS)
     parser.add_argument("--out-dir", type=_folder, help="default: <DDPM_OUTPUT_DIR>/train/<recipe>")
@@ -76,6 +80,7 @@ def _changes(args: argparse.Namespace) -> dict:
     elif args.steps is not None:
         changes.update(steps=args.steps, time_budget_s=None)  # a fixed number of steps
     for field, value in (("time_limit_s", args.time_limit_min and 60 * args.time_limit_min),
+                         ("stop_at_step", args.stop_at), ("lr_schedule", args.lr_schedule),
                          ("batch_size", args.batch_size), ("mixed_precision", args.mixed_precision)):
         if value is not None:
             changes[field] = value

@@ -215,7 +215,8 @@ def train(model: nn.Module, diffusion: Diffusion, batches, config: TrainConfig, 
     model.train()
     with tqdm(total=plan.end if plan.end < math.inf else None, initial=step, disable=not show,
               desc="training") as bar, DeferredStop(enabled=ckpt_path is not None) as stop:
-        while run.step < plan.end:
+        stop_at = math.inf if config.stop_at_step is None else config.stop_at_step
+        while run.step < min(plan.end, stop_at):
             x0, labels = _as_x0_and_labels(next_batch(run.step, data_gen), run.step, device,
                                            config.p_uncond is not None, getattr(model, "num_classes", None),
                                            weights_dtype)
@@ -234,7 +235,7 @@ def train(model: nn.Module, diffusion: Diffusion, batches, config: TrainConfig, 
                 due, out_of_time, stop.signum = bool(due), bool(out_of_time), int(signum) or None
             if replan_due:
                 replan()
-            stopped_early = run.step < plan.end and (stop.requested or out_of_time)
+            stopped_early = run.step < plan.end and (stop.requested or out_of_time or run.step >= stop_at)
             if run.step % config.log_every == 0 or due or stopped_early or run.step >= plan.end:
                 flush()
             if ckpt_path is not None and (due or stopped_early):
@@ -242,6 +243,7 @@ def train(model: nn.Module, diffusion: Diffusion, batches, config: TrainConfig, 
             if stopped_early:
                 break
         flush()
+    stopped_early = run.step < plan.end  # a signal, a time limit or stop_at_step ended this call before the plan
     if ckpt_path is not None and run.saved_step != run.step:  # the final checkpoint, unless just written
         checkpoint()
     stop.propagate(f"training interrupted after step {run.step}; checkpoint written to {ckpt_path}")

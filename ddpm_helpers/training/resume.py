@@ -19,8 +19,8 @@ from ddpm_helpers.training.train_config import TrainConfig
 
 CHECKPOINT_NAME = "checkpoint.pt"
 # Fields that must agree between a checkpoint and the config that resumes from it.
-_RESUME_FIELDS = ("batch_size", "lr", "warmup_steps", "lr_schedule", "grad_clip", "ema_decay",
-                  "prediction", "weighting", "min_snr_gamma", "seed", "p_uncond", "time_budget_s", "calibration_steps")
+_RESUME_FIELDS = ("batch_size", "lr", "warmup_steps", "lr_schedule", "grad_clip", "ema_decay", "prediction",
+                  "weighting", "min_snr_gamma", "seed", "p_uncond", "time_budget_s", "calibration_steps", "cooldown")
 # What a checkpoint of train() holds (besides "planned_steps", absent in checkpoints of older versions).
 _CHECKPOINT_KEYS = ("model", "ema", "optimizer", "step", "losses", "seconds", "rng", "config", "betas")
 
@@ -145,8 +145,9 @@ def load_training_state(path: Path, config: TrainConfig, diffusion: Diffusion, d
 def check_resumable(state: dict, config: TrainConfig, diffusion: Diffusion, path: Path, world_size: int) -> None:
     """ValueError naming what differs when a checkpoint was written by another run."""
     saved = state["config"]
-    differ = [f"{k}: checkpoint {saved.get(k)!r} vs now {getattr(config, k)!r}"
-              for k in _RESUME_FIELDS if saved.get(k) != getattr(config, k)]
+    fields = TrainConfig.__dataclass_fields__  # a field newer than the checkpoint: its default
+    differ = [f"{k}: checkpoint {saved.get(k, fields[k].default)!r} vs now {getattr(config, k)!r}"
+              for k in _RESUME_FIELDS if saved.get(k, fields[k].default) != getattr(config, k)]
     if state.get("world_size", 1) != world_size:  # the effective batch is world size × batch_size
         differ.append(f"processes: checkpoint {state.get('world_size', 1)} vs now {world_size}")
     betas = state["betas"].to(diffusion.betas.device, diffusion.betas.dtype)

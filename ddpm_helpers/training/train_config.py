@@ -10,7 +10,7 @@ from ddpm_helpers.diffusion import PREDICTIONS
 from ddpm_helpers.losses import WEIGHTINGS
 from ddpm_helpers.training.precision import MIXED_PRECISIONS
 
-LR_SCHEDULES = ("constant", "cosine")
+LR_SCHEDULES = ("constant", "cosine", "wsd")
 
 
 @dataclass
@@ -27,8 +27,14 @@ class TrainConfig:
     schedule follows the progress through them and ends at its floor at the last step; the last plan is
     ``TrainResult.planned_steps``. Until the first plan the LR after the warmup is held at ``lr``. Keep
     fixed ``steps`` where a run must be reproducible step for step (tests, the quick profile).
-    ``time_limit_s`` is a hard stop of one call after that many wall-clock seconds
-    (``TrainResult.stopped_early``); it changes no schedule, and the next call trains on.
+    ``time_limit_s`` is a hard stop of one call after that many wall-clock seconds, ``stop_at_step`` one at that
+    step (``TrainResult.stopped_early``); neither changes the schedule, and the next call trains on.
+
+    **Learning rate.** A linear warmup over ``warmup_steps``, then ``lr_schedule``: "constant", "cosine" (decay to 0
+    at the last step) or "wsd" (warmup–stable–decay: constant, then a linear cool-down to 0 over the last
+    ``cooldown`` fraction of the run). Under "wsd" a run of N steps is, up to :func:`branch_step` of N, the same run
+    as any longer one: its checkpoint there can be resumed with ``steps=N`` (a *branch*), so runs of many lengths
+    share one trunk (``benchmarks/mnist_curve.py``).
 
     **Checkpoints** (when ``train`` is given ``out_dir``): every ``checkpoint_every`` steps when it is set
     (``0``: only at the end and when stopped), otherwise every ``checkpoint_interval_s`` seconds of
@@ -66,6 +72,8 @@ class TrainConfig:
     checkpoint_interval_s: float = 120.0
     mixed_precision: str = "off"
     channels_last: bool = False
+    cooldown: float = 0.2
+    stop_at_step: int | None = None
 
     def __post_init__(self):
         self.validate()
@@ -86,6 +94,9 @@ class TrainConfig:
         self.warmup_steps = check_int(self.warmup_steps, "warmup_steps", low=0)
         self.calibration_steps = check_int(self.calibration_steps, "calibration_steps", low=2)
         self.seed = check_int(self.seed, "seed", low=0, high=2**32 - 2)  # seed + 1 seeds the noise generator
+        self.cooldown = check_number(self.cooldown, "cooldown", 0.0, 1.0, low_open=True)
+        if self.stop_at_step is not None:
+            self.stop_at_step = check_int(self.stop_at_step, "stop_at_step", low=0)
         if self.checkpoint_every is not None:
             self.checkpoint_every = check_int(self.checkpoint_every, "checkpoint_every", low=0)
         for name in ("lr", "min_snr_gamma", "checkpoint_interval_s") + tuple(
@@ -123,10 +134,23 @@ def lr_at_step(step: int, config: TrainConfig, total_steps: int | None = None) -
 def scheduled_lr(step: int, config: TrainConfig, progress: float | None) -> float:
     """Learning rate of 0-based ``step`` at ``progress`` p ∈ [0, 1] through the run's plan (None: not planned yet).
 
-    warmup: lr·(step+1)/warmup_steps; cosine: lr·½(1 + cos(π·p)) (Loshchilov & Hutter 2017, without restarts).
+    warmup: lr·(step+1)/warmup_steps; cosine: lr·½(1 + cos(π·p)) (Loshchilov & Hutter 2017, without restarts);
+    wsd: lr·min(1, (1 − p)/c) with c = ``cooldown`` (a constant rate, then a linear cool-down; Hägele et al. 2024).
     """
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps  # linear warmup
     if config.lr_schedule == "constant" or progress is None:
         return config.lr
+    if config.lr_schedule == "wsd":
+        return config.lr * min(1.0, (1.0 - min(progress, 1.0)) / config.cooldown)  # lr·min(1, (1 − p)/c)
     return config.lr * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))  # cosine decay
+
+
+def branch_step(steps: int, config: TrainConfig) -> int:
+    """The last step at which a "wsd" run of ``steps`` steps still trains at the full rate: up to here it is the same
+    run as any longer one of ``config`` (same seed, data and rate), so a longer run's checkpoint at this step,
+    resumed with ``steps``, trains exactly this run. Step w + ⌊(1 − c)(N − w)⌋ (w: warmup steps, c: ``cooldown``)."""
+    if config.lr_schedule != "wsd":
+        raise ValueError(f"runs branch off a longer one only under lr_schedule='wsd', not {config.lr_schedule!r}")
+    steps = check_int(steps, "steps", low=config.warmup_steps + 1)
+    return config.warmup_steps + math.floor((1.0 - config.cooldown) * (steps - config.warmup_steps))
