@@ -7,11 +7,11 @@
 Notebook 04's recipe (``mnist-cpu``: the U-Net trained on the labels and on 40 k-means clusters, v-prediction,
 min-SNR, EMA) with a warmup–stable–decay learning rate (``--lr-schedule wsd``: constant, then a linear cool-down
 over the last 20 % of a run; Hägele et al. 2024) instead of the cosine. A point of ``m`` minutes is a run of
-N = m·60 / s steps, s the step time measured at the start of the trunk on this machine (its steps 100–300; an idle
-machine gives the figure the step counts are fixed from, once, in ``--out``; those 300 steps are the trunk's first). One trunk trains the longest run
-(``--long-min``) at the full rate; each shorter run branches off it at ``training.branch_step(N)``, the last step it
-shares with every longer run, and trains its own cool-down from a copy of the trunk's checkpoint. So the curve
-costs the long run plus the cool-downs, not the sum of its points. Every run is a command of the command line:
+N = m·60 / s steps, s the step time measured at the start on this machine (steps 100–300; on an idle machine, once:
+``--out`` keeps it; those 300 steps are the trunk's first). One trunk trains the longest run (``--long-min``) at
+the full rate; each shorter run branches off it at ``training.branch_step(N)``, the last step it shares with every
+longer run, and trains its own cool-down from a copy of the trunk's checkpoint. So the curve costs the long run
+plus the cool-downs, not the sum of its points. Every run is a command of the command line:
 
     python -m ddpm_helpers.train_cli mnist-cpu --steps N --lr-schedule wsd --out-dir D [--stop-at B]
 
@@ -19,7 +19,8 @@ costs the long run plus the cool-downs, not the sum of its points. Every run is 
 its own length reaches. Each point is judged like notebook 04: 1000 label-free digits (clusters drawn in proportion
 to their sizes, guidance w = 1) and 1000 guided digits (0–9 in turn, w = 0.25), DDIM with 20 steps and η = 1, the
 shipped judge with 95 % intervals, beside real digits at the same n. The trunk's end is the long run, exported to
-``--export`` as safetensors. Rows go to ``--out`` (JSON) as they finish; finished points are skipped when rerun.
+``--export`` as safetensors. Rows go to ``--out`` (default ``ddpm_helpers/data/mnist_curve.json``, which notebook
+04 plots through ``reference_results.curve_figure``) as they finish; finished points are skipped when rerun.
 Prints, never asserts.
 """
 
@@ -36,13 +37,13 @@ from ddpm_helpers import config
 from ddpm_helpers.checkpoint import load_checkpoint
 from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.evaluation import mnist_eval
+from ddpm_helpers.evaluation.reference_results import results_path
 from ddpm_helpers.nn.unet import UNet
 from ddpm_helpers.samplers import ddim_sample
 from ddpm_helpers.training import branch_step, cli, recipes
 from ddpm_helpers.training.pretrained import export_weights
 
 RECIPE = recipes.MNIST["cpu"]
-OUT = Path(__file__).resolve().parent / "results" / "mnist_curve.json"
 
 
 def minutes(text: str) -> list[float]:
@@ -98,7 +99,7 @@ def main() -> None:
                         "<DDPM_OUTPUT_DIR>/curve)")
     parser.add_argument("--export", type=Path, default=None, help="write the long run's EMA weights here "
                         "(.safetensors), e.g. weights/04_mnist_long_ema.safetensors")
-    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--out", type=Path, default=Path(str(results_path("mnist_curve"))))
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)

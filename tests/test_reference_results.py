@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from ddpm_helpers.evaluation.reference_results import load_results, sampler_table
+from ddpm_helpers.evaluation.reference_results import curve_figure, curve_points, load_results, sampler_table
 
 
 def _row(set_name, sampler, calls, seed, frechet, same_n, confident, gap, agreement=None):
@@ -28,6 +28,28 @@ def test_sampler_table_shows_mean_and_spread_per_set():
     assert "–" in guided[1]  # no DDPM-1000 row in this set: no ratio to it
     with pytest.raises(ValueError, match="no rows of the set 'both'"):
         sampler_table(results, "both")
+
+
+def _curve_row(schedule, minutes, frechet, confident):
+    found = {"frechet_distance": frechet, "confident_share": confident,
+             "intervals": {"frechet_distance": [frechet - 1, frechet + 2], "confident_share": [confident - 0.1,
+                                                                                              confident + 0.05]}}
+    return {"schedule": schedule, "minutes": minutes, "label-free": found, "guided": {**found, "frechet_distance":
+                                                                                      frechet + 1}}
+
+
+def test_curve_points_and_figure_read_the_rows():
+    results = {"real_floor": {"frechet_distance": 2.0}, "rows": [
+        _curve_row("wsd", 10, 8.0, 0.9), _curve_row("wsd", 2.5, 20.0, 0.5), _curve_row("cosine", 2.5, 18.0, 0.6)]}
+    points = curve_points(results, "label-free")
+    assert points["minutes"] == [2.5, 10] and points["ratio"] == [10.0, 4.0] and points["ratio_high"] == [11.0, 5.0]
+    assert points["confident"] == pytest.approx([50.0, 90.0]) and points["confident_low"] == pytest.approx([40, 80])
+    assert curve_points(results, "guided", "cosine")["ratio"] == [9.5]
+    with pytest.raises(ValueError, match="no rows of the schedule 'constant'"):
+        curve_points(results, "guided", "constant")
+    figure = curve_figure(results)
+    drawn = {tuple(line.get_ydata()) for ax in figure.axes for line in ax.get_lines() if len(line.get_ydata()) > 1}
+    assert (10.0, 4.0) in drawn and (50.0, 90.0) in drawn  # the label-free ratios and shares, as plotted
 
 
 def test_missing_results_name_the_benchmark():

@@ -4,7 +4,8 @@ read and show.
 ``benchmarks/mnist_samplers.py`` measures the samplers of notebook 04 on its label-free and guided sets (n = 1000
 per few-step sampler, n = 500 for DDPM-1000, two seeds, equal batches), writes
 ``ddpm_helpers/data/mnist_samplers.json`` and prints it with :func:`sampler_table`; installed with the package,
-the file reaches a notebook in Colab as well.
+the file reaches a notebook in Colab as well. ``benchmarks/mnist_curve.py`` measures both sets against training
+minutes (``mnist_curve.json``), drawn by :func:`curve_figure`.
 """
 
 from __future__ import annotations
@@ -80,3 +81,51 @@ def sampler_table(results: dict, set_name: str = "label-free") -> str:
                  + ", ".join(f"{v['frechet_distance']:.2f} at n = {k}" for k, v in sorted(
                      results["real_floor"].items(), key=lambda item: int(item[0]))))
     return "\n".join(lines)
+
+
+def curve_points(results: dict, set_name: str, schedule: str = "wsd") -> dict[str, list[float]]:
+    """The points of ``results["rows"]`` (``benchmarks/mnist_curve.py``) of one set and schedule, in order of
+    training minutes: ``minutes``, ``ratio`` (Fréchet distance over the real digits' floor) with its 95 % interval
+    (``ratio_low``, ``ratio_high``), and ``confident`` (the confidently read share, %) with its interval."""
+    rows = sorted((row for row in results["rows"] if row["schedule"] == schedule), key=lambda row: row["minutes"])
+    if not rows:
+        raise ValueError(f"no rows of the schedule {schedule!r}; schedules: "
+                         f"{sorted({row['schedule'] for row in results['rows']})}")
+    floor = results["real_floor"]["frechet_distance"]
+    found = [row[set_name] for row in rows]
+    return {"minutes": [row["minutes"] for row in rows],
+            "ratio": [f["frechet_distance"] / floor for f in found],
+            "ratio_low": [f["intervals"]["frechet_distance"][0] / floor for f in found],
+            "ratio_high": [f["intervals"]["frechet_distance"][1] / floor for f in found],
+            "confident": [100 * f["confident_share"] for f in found],
+            "confident_low": [100 * f["intervals"]["confident_share"][0] for f in found],
+            "confident_high": [100 * f["intervals"]["confident_share"][1] for f in found]}
+
+
+def curve_figure(results: dict):
+    """Fréchet distance (× the real digits' floor) and confident share against training minutes, label-free and
+    guided, with 95 % intervals: the runs of one trunk and its branches (``wsd``) and, where measured, runs of
+    their own length with the cosine schedule. Returns the matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    schedules = [s for s in ("wsd", "cosine") if any(row["schedule"] == s for row in results["rows"])]
+    for set_name, color in (("label-free", "C0"), ("guided", "C1")):
+        for schedule in schedules:
+            points = curve_points(results, set_name, schedule)
+            style = dict(color=color, marker="o" if schedule == "wsd" else "s", capsize=3,
+                         linestyle="-" if schedule == "wsd" else "none",
+                         label=set_name + (" (branches of one run)" if schedule == "wsd" else " (cosine, own run)"))
+            for ax, key in zip(axes, ("ratio", "confident")):
+                low = [max(0.0, v - lo) for v, lo in zip(points[key], points[key + "_low"])]  # a bias-corrected
+                high = [max(0.0, hi - v) for v, hi in zip(points[key], points[key + "_high"])]  # interval may miss v
+                ax.errorbar(points["minutes"], points[key], yerr=[low, high], **style)
+    axes[0].set(xscale="log", yscale="log", xlabel="training minutes (2-core CPU)",
+                ylabel="Fréchet distance ÷ real digits'", title="distance to the data (lower is better)")
+    axes[1].set(xscale="log", xlabel="training minutes (2-core CPU)", ylabel="confidently read (%)",
+                title="digits the judge reads (higher is better)")
+    for ax in axes:
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
