@@ -27,22 +27,31 @@
 # - how to jump from $x_0$ to any $x_t$ in one step with $q(x_t \mid x_0)$, derived step by step and checked by Monte Carlo;
 # - why noise erases fine detail first and coarse shape last, read off the image's power spectrum;
 # - how the linear, cosine and sigmoid schedules differ ($\bar\alpha_t$, signal-to-noise ratio, what they do to a digit, a butterfly and a 2-D point cloud);
-# - why $T$ and $\beta_{\max}$ must make $\bar\alpha_T \approx 0$, measured by the prior term $L_T$ of the training objective.
+# - why $T$ and $\beta_{\max}$ must make $\bar\alpha_T \approx 0$, measured by the prior term $L_T$ of the variational bound (Eq. 5).
 #
 # **You should know** basic probability (Gaussian distributions, mean and variance of a
 # sum of independent variables) and enough PyTorch to read tensor code. Apart from the
 # trained networks that draw the opening grid, no neural network appears in this notebook.
 #
-# **Run time.** Both profiles do the same small computations, on the CPU.
+# **Run time.** Both profiles run the same small computations, on the CPU; the GPU is not used.
 #
-# | runtime | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
-# | --- | --- | --- |
-# | CPU | ≈ 16 s (estimate: the same work as `full`) | 16.8 s (measured) |
-# | GPU (Colab) | the same: the GPU is not used | the same |
+# | machine | `DDPM_PROFILE=quick` or `full` |
+# | --- | --- |
+# | CPU | 16.8 s (measured, last cell; both profiles run the same cells) |
 #
 # **Papers.** Equation numbers refer to Ho, Jain & Abbeel (2020), *Denoising Diffusion
 # Probabilistic Models* ([arXiv:2006.11239](https://arxiv.org/abs/2006.11239)) unless another
-# paper is named. The full list is in
+# paper is named. Also used:
+# Sohl-Dickstein et al. (2015) on small Gaussian steps ([arXiv:1503.03585](https://arxiv.org/abs/1503.03585)),
+# Nichol & Dhariwal (2021) for the cosine schedule, Eq. 17 ([arXiv:2102.09672](https://arxiv.org/abs/2102.09672)),
+# Jabri et al. (2023) and Chen (2023) for the sigmoid schedule
+# ([arXiv:2212.11972](https://arxiv.org/abs/2212.11972), [arXiv:2301.10972](https://arxiv.org/abs/2301.10972)),
+# Kingma et al. (2021) for the signal-to-noise ratio ([arXiv:2107.00630](https://arxiv.org/abs/2107.00630)),
+# Song & Ermon (2019) and Song et al. (2021) for variance-exploding noise
+# ([arXiv:1907.05600](https://arxiv.org/abs/1907.05600), [arXiv:2011.13456](https://arxiv.org/abs/2011.13456)),
+# Hoogeboom et al. (2023) on schedules and image size ([arXiv:2301.11093](https://arxiv.org/abs/2301.11093)),
+# and Lin et al. (2024) on chains that do not end in noise ([arXiv:2305.08891](https://arxiv.org/abs/2305.08891)).
+# The full list is in
 # [`papers/README.md`](https://github.com/ddpm-from-scratch/ddpm-from-scratch/blob/main/papers/README.md);
 # every symbol is in [`papers/notation.md`](https://github.com/ddpm-from-scratch/ddpm-from-scratch/blob/main/papers/notation.md).
 
@@ -103,7 +112,7 @@ from ddpm_helpers.datasets import butterfly_images, mnist_images, sample_toy
 from ddpm_helpers.diffusion import Diffusion, extract
 from ddpm_helpers.elbo import bits_per_dim, prior_kl
 from ddpm_helpers.plotting import show_images
-from ddpm_helpers.training.pretrained import draw_samples
+from ddpm_helpers.training.pretrained import draw_samples, load_pretrained
 
 notebook_start = time.perf_counter()
 config.seed_everything(0)
@@ -123,17 +132,20 @@ torch.set_num_threads(1)  # the tensors here are small: one CPU thread is enough
 # %%
 # NBVAL_IGNORE_OUTPUT
 # How this works: notebooks 02–05.
+num_steps = 20  # the shortcut sampler's steps
 start = time.perf_counter()
-drawn_butterflies = draw_samples("05_butterflies_ema", 16)  # 16 butterflies, network of notebook 05
-drawn_digits = draw_samples("04_mnist_ema", labels=range(10))  # the digits 0–9, network of notebook 04
+drawn_butterflies = draw_samples("05_butterflies_ema", 16, num_steps=num_steps)  # 16 butterflies, network of notebook 05
+drawn_digits = draw_samples("04_mnist_ema", labels=range(10), num_steps=num_steps)  # the digits 0–9, notebook 04's
 seconds = time.perf_counter() - start
+chain_T = {load_pretrained(name).metadata.get("T", 1000) for name in ["05_butterflies_ema", "04_mnist_ema"]}  # trained T
 fig, axes = plt.subplots(1, 2, figsize=(11, 2.6), gridspec_kw=dict(width_ratios=[8, 5]))
 show_images(drawn_butterflies, nrow=8, ax=axes[0], title="notebook 05: butterflies, 32×32")
 show_images(drawn_digits, nrow=5, ax=axes[1], title="notebook 04: the digits 0–9, 28×28")
 fig.suptitle("Drawn from pure noise by the trained networks of notebooks 04 and 05")
 plt.tight_layout()
 plt.show()
-print(f"two networks loaded and 26 images drawn in {seconds:.1f} s on the CPU")
+print(f"two networks loaded and 26 images drawn in {seconds:.1f} s on the CPU, "
+      f"each with {num_steps} of the chain's T = {' and '.join(map(str, sorted(chain_T)))} steps")
 
 # %% [markdown]
 # ## 1. Intuition: destroy structure slowly, then learn to undo it
@@ -193,7 +205,7 @@ plt.show()
 # Three things to notice, each made precise below:
 #
 # 1. **Fine detail goes first, coarse shape last.** After 10 steps the butterfly's orange
-#    bands and white spots are still plain; after 50 they are hard to make out, while the
+#    bands and white spots are still clearly visible; after 50 they are hard to make out, while the
 #    digit's stroke is still there and the butterfly's silhouette can be made out even
 #    after 100. Section 6.1 measures this with the image's power spectrum.
 # 2. **The end point forgets the start.** After 500 steps both panels are the same kind of
@@ -207,22 +219,21 @@ plt.show()
 # %% [markdown]
 # ## 2. Notation
 #
-# | symbol | meaning | in code (index $i = t - 1$) |
+# | symbol | meaning | in code (0-based) |
 # | --- | --- | --- |
 # | $x_0$ | a data point (an image scaled to $[-1, 1]$, Ho et al. §3.3) | `x0` |
 # | $x_1, \dots, x_T$ | progressively noisier versions of $x_0$, same shape | `xt` |
 # | $T$ | number of noising steps (Ho et al. use $T = 1000$) | `T` |
-# | $\beta_t \in (0, 1)$ | variance of the noise added at step $t$: the **noise schedule** | `betas[i]` |
-# | $\alpha_t = 1 - \beta_t$ | fraction of the variance kept at step $t$ | `alphas[i]` |
-# | $\bar\alpha_t = \prod_{s=1}^{t} \alpha_s$ | fraction kept after $t$ steps | `alpha_bar[i]` |
+# | $\beta_t \in (0, 1)$ | variance of the noise added at step $t$: the **noise schedule** | `betas[t-1]` |
+# | $\alpha_t = 1 - \beta_t$ | fraction of the variance kept at step $t$ | `alphas[t-1]` |
+# | $\bar\alpha_t = \prod_{s=1}^{t} \alpha_s$ | fraction kept after $t$ steps | `alpha_bar[t-1]` |
 # | $\varepsilon \sim \mathcal N(0, I)$ | standard Gaussian noise, same shape as $x_0$ | `eps` |
 # | $\mathcal N(x; \mu, \sigma^2 I)$ | Gaussian density of $x$ with mean $\mu$ and variance $\sigma^2$ per dimension | — |
 #
 # **One timestep convention.** Equations use the paper's steps $t = 1, \dots, T$. Python
-# indexes from 0, so the paper's step $t$ lives at index $i = t - 1$ (the table's `i`):
-# `betas[0]` is $\beta_1$. Every code `t` in this series is such a 0-based index:
-# `alpha_bar[t]` is $\bar\alpha_{t+1}$, and the helper call `q_sample(x0, t)` returns the
-# paper's $x_{t+1}$.
+# indexes from 0, so the paper's step $t$ lives at index $t - 1$: `betas[0]` is $\beta_1$.
+# Every code `t` in this series is such a 0-based index: `alpha_bar[t]` is
+# $\bar\alpha_{t+1}$, and the helper call `q_sample(x0, t)` returns the paper's $x_{t+1}$.
 
 # %% [markdown]
 # ## 3. One forward step
@@ -310,13 +321,10 @@ print(inspect.getsource(schedules.linear_beta_schedule))
 # the two families their names, variance-exploding and variance-preserving. DDPM is the
 # variance-preserving one.)
 #
-# Numerically, with 100 000 independent chains and data $x_0 = \pm 1$ (mean 0, variance 1)
-# or $x_0 = \pm\tfrac12$ (variance $\tfrac14$), the same noise for all three rules. A
-# variance $v$ measured on $n$ chains has a standard error of $v\sqrt{2/n}$ only for Gaussian
-# $x$, and these $x_t$ are not (at $t = 0$ they are two spikes), so the cell estimates each
-# standard error from the chains, $\sqrt{(m_4 - v^2)/n}$ with $m_4$ the mean of $(x - \bar x)^4$.
-# The last line gives the largest gap from the exact value in those units, for $t \ge 10$:
-# at $t = 0$ the chains hold $x_0$ itself, exact by construction.
+# We run 100 000 independent chains with data $x_0 = \pm 1$ (mean 0, variance 1) or
+# $x_0 = \pm\tfrac12$ (variance $\tfrac14$), the same noise for all three rules, and compare
+# the variance of $x_t$ with these formulas. The last line gives the largest gap in Monte Carlo
+# standard errors.
 
 # %%
 n_chains = 100_000
@@ -381,9 +389,14 @@ plt.show()
 # \approx 11$ here). This is why images are scaled to $[-1, 1]$: pixel values of the same
 # order as the $\mathcal N(0, I)$ noise the chain ends in.
 #
+# (A note on the standard errors: $v\sqrt{2/n}$ holds only for Gaussian $x$, and these $x_t$
+# are not — at $t = 0$ they are two spikes — so the cell estimates each from the chains as
+# $\sqrt{(m_4 - v^2)/n}$, with $m_4$ the mean of $(x - \bar x)^4$. The largest gap leaves out
+# $t = 0$, where the chains hold $x_0$ itself.)
+#
 # ## 4. Jumping to any $t$ in one step: $q(x_t \mid x_0)$
 #
-# Training (notebook 03) needs noisy versions $x_t$ at random $t$, millions of times.
+# Training (notebooks 02–03) needs noisy versions $x_t$ at random $t$, millions of times.
 # Running $t$ steps of the chain each time would be slow; fortunately a chain of Gaussian
 # steps collapses into a single Gaussian (Ho et al. 2020, **Eq. 4**):
 #
@@ -417,14 +430,15 @@ plt.show()
 #
 # Two steps behave like one step with $\alpha = \alpha_t\alpha_{t-1}$.
 #
-# *Induction.* Suppose $x_{t-1} = \sqrt{\bar\alpha_{t-1}}\, x_0 + \sqrt{1-\bar\alpha_{t-1}}\,\bar\varepsilon$
+# *Induction.* Suppose $x_{t-1} = \sqrt{\bar\alpha_{t-1}}\, x_0 + \sqrt{1-\bar\alpha_{t-1}}\,\bar\varepsilon_{t-1}$,
+# with $\bar\varepsilon_{t-1}$ the combined noise of the first $t - 1$ steps
 # (true for $t - 1 = 1$, where $\bar\alpha_1 = \alpha_1$ and this is Eq. 2). One more step adds
-# $\varepsilon_t$. Since $\bar\varepsilon$ depends only on $\varepsilon_1, \dots, \varepsilon_{t-1}$, it is
+# $\varepsilon_t$. Since $\bar\varepsilon_{t-1}$ depends only on $\varepsilon_1, \dots, \varepsilon_{t-1}$, it is
 # independent of $\varepsilon_t$, so their variances add:
 #
 # $$
 # x_t = \sqrt{\alpha_t}\sqrt{\bar\alpha_{t-1}}\; x_0 +
-#     \underbrace{\sqrt{\alpha_t(1-\bar\alpha_{t-1})}\;\bar\varepsilon + \sqrt{1-\alpha_t}\;\varepsilon_t}_{\text{variance } \alpha_t - \alpha_t\bar\alpha_{t-1} + 1 - \alpha_t \;=\; 1 - \bar\alpha_t}
+#     \underbrace{\sqrt{\alpha_t(1-\bar\alpha_{t-1})}\;\bar\varepsilon_{t-1} + \sqrt{1-\alpha_t}\;\varepsilon_t}_{\text{variance } \alpha_t - \alpha_t\bar\alpha_{t-1} + 1 - \alpha_t \;=\; 1 - \bar\alpha_t}
 #     = \sqrt{\bar\alpha_t}\; x_0 + \sqrt{1-\bar\alpha_t}\;\varepsilon ,
 # $$
 #
@@ -596,7 +610,7 @@ for ax, title in zip(axes.flat, titles):
 axes[0, 0].set_ylabel("β_t")
 axes[0, 1].set_ylabel("ᾱ_t")
 axes[1, 0].set_ylabel("coefficient")
-axes[1, 1].set_ylabel("log SNR (nats)")
+axes[1, 1].set_ylabel("log SNR (natural log)")
 fig.suptitle("Three noise schedules, T = 1000")
 plt.tight_layout()
 plt.show()
@@ -612,11 +626,25 @@ for name, d in diffusions.items():
 # The numbers quoted below the table:
 first_below = int((diffusions["linear"].log_snr < -2.5).nonzero()[0]) + 1  # the paper's t = 0-based t + 1
 gap = (diffusions["cosine"].alpha_bar - diffusions["sigmoid"].alpha_bar).abs().max()
-print(f"linear: ᾱ_600 = {diffusions['linear'].alpha_bar[599]:.4f}; log SNR < −2.5 first at paper t = {first_below}")
-print(f"cosine vs sigmoid: max_t |ᾱ_t(cosine) − ᾱ_t(sigmoid)| = {gap:.4f}")
-# Every β_t > 0, so ᾱ_t and with it the SNR must fall at every step: a check of the three tables.
-falling = {name: bool((d.log_snr.diff() < 0).all()) for name, d in diffusions.items()}
-print(f"log SNR falls at every step: {falling}")
+print(f"linear: ᾱ_600 = {diffusions['linear'].alpha_bar[599]:.4f}; "
+      f"log SNR < −2.5 (SNR < {math.exp(-2.5):.3f}) first at paper t = {first_below}")
+print(f"cosine vs sigmoid: max_t |ᾱ_t(cosine) − ᾱ_t(sigmoid)| = {gap:.4f}; "
+      f"ᾱ_T(sigmoid) / ᾱ_T(cosine) = {diffusions['sigmoid'].alpha_bar[-1] / diffusions['cosine'].alpha_bar[-1]:.0f}")
+
+# A check of the helper's cosine and sigmoid tables: the formulas above, evaluated directly at u = t/T.
+u = torch.arange(1, T + 1, dtype=torch.float64) / T  # u = t/T at the paper's t = 1 … T
+cosine_s = 0.008  # Nichol & Dhariwal's offset s
+logistic_3 = torch.sigmoid(torch.tensor([3.0, -3.0], dtype=torch.float64))  # σ(3), σ(−3)
+by_formula = {
+    "cosine": (torch.cos((u + cosine_s) / (1 + cosine_s) * math.pi / 2) ** 2  # f(t)/f(0), Eq. 17
+               / math.cos(cosine_s / (1 + cosine_s) * math.pi / 2) ** 2),
+    "sigmoid": (logistic_3[0] - torch.sigmoid(6 * u - 3)) / (logistic_3[0] - logistic_3[1]),  # (σ(3) − σ(6u − 3))/(σ(3) − σ(−3))
+}
+for name, alpha_bar_formula in by_formula.items():
+    d = diffusions[name]
+    kept = int((d.betas < 0.999).long().cumprod(0).sum())  # steps before the first β_t clipped to 0.999
+    agree = torch.allclose(d.alpha_bar[:kept], alpha_bar_formula[:kept], rtol=1e-12, atol=0)
+    print(f"{name}: helper's ᾱ_t = the formula at t = 1 … {kept} (β_t clipped from t = {kept + 1} on): {agree}")
 
 # %% [markdown]
 # How to read these curves:
@@ -629,17 +657,19 @@ print(f"log SNR falls at every step: {falling}")
 #   as the cosine one: $\bar\alpha_t$ differs by at most 0.016. It departs from it only at
 #   the two ends: a larger $\beta_1$ ($3\cdot10^{-4}$ against $4\cdot10^{-5}$, so its log-SNR starts lower,
 #   8.1 against 10.1) and a *smaller* fall of log-SNR at the very end (it stops at $-15$, the cosine
-#   schedule at $-20$: the sigmoid's $\bar\alpha_T$ is about 120 times larger, though still negligible). Its
+#   schedule at $-20$: the sigmoid's $\bar\alpha_T$ is 124 times larger, though still negligible). Its
 #   parameters are what make it useful: Chen (2023) moves start, end and $\tau$ to put
 #   more or fewer steps at high noise, which matters most for large images.
 # - In log-SNR the differences are clearest. The cosine schedule's log-SNR is close to a
 #   straight line in the middle ($\log\mathrm{SNR} \approx -2\log\tan(\frac{\pi}{2}\cdot\frac{t/T+s}{1+s})$,
 #   since $f(0) \approx 1$); the linear one crosses 0 — equal signal and noise — much
-#   earlier and drops below $-2.5$ at $t = 504$. Since log-SNR falls at every step (the
-#   last line checks it for all three tables), it stays below for almost the whole second half.
+#   earlier and drops below $-2.5$ (an SNR below 0.082: nearly pure noise) at $t = 504$.
+#   Since every $\beta_t > 0$, $\bar\alpha_t$ and with it log-SNR fall at every step, so it
+#   stays below for almost the whole second half.
 # - All three start with a small $\beta_1$ (high SNR: $x_1$ is almost $x_0$) and end at
 #   $\bar\alpha_T \approx 0$. The cosine and sigmoid schedules hit $\beta_T = 0.999$, the
-#   clipping value, so their $\bar\alpha_T$ is essentially zero.
+#   clipping value, so their $\bar\alpha_T$ is essentially zero. Before that last step the
+#   helper's tables are the formulas above: the last two lines check them.
 #
 # ## 6. The forward process on real data
 #
@@ -712,7 +742,8 @@ for name, d in diffusions.items():
 for step in [300, 500]:
     a = diffusions["linear"].alpha_bar[step - 1]  # 0-based t = step − 1
     later = {name: int((diffusions[name].alpha_bar <= a).nonzero()[0]) + 1 for name in ["cosine", "sigmoid"]}
-    print(f"linear ᾱ_{step} = {a:.3f} is reached by cosine at t = {later['cosine']}, by sigmoid at t = {later['sigmoid']}")
+    print(f"linear ᾱ_{step} = {a:.3f} is reached by cosine at t = {later['cosine']}, by sigmoid at t = {later['sigmoid']}: "
+          f"{later['cosine'] - step} and {later['sigmoid'] - step} steps later")
 
 # %% [markdown]
 # The same story in three kinds of data. Read by eye from the figures: under the linear
@@ -882,14 +913,15 @@ for mu, var in [(0.5, 0.3), (-1.2, 2.0)]:
           f"within 4 standard errors: {abs(estimate - closed_form) < 4 * standard_error}")
 
 # %% [markdown]
-# **The prior term.** The training objective measures the mismatch at the end of the chain
-# with this divergence, in its first term, the **prior term** (Ho et al. 2020, **Eq. 5**):
+# **The prior term.** The variational bound on the likelihood (Ho et al. 2020, **Eq. 5**)
+# measures the mismatch at the end of the chain with this divergence, in its first term, the
+# **prior term**:
 #
 # $$
 # L_T = D_{\mathrm{KL}}\!\left(q(x_T \mid x_0)\,\middle\|\,p(x_T)\right), \qquad p(x_T) = \mathcal N(0, I).
 # $$
 #
-# It has no learnable parameters: it depends only on the schedule. Per dimension, with
+# It has no learnable parameters: it depends only on the schedule and the data. Per dimension, with
 # $\mu = \sqrt{\bar\alpha_T}\,x_0$ and $\sigma^2 = 1-\bar\alpha_T$,
 #
 # $$
@@ -907,7 +939,8 @@ for mu, var in [(0.5, 0.3), (-1.2, 2.0)]:
 # "unit data", $\mathbb E[x_0^2] = 1$, the exact value is $-\tfrac12\log(1-\bar\alpha_T)$.
 # Dividing by $\log 2$ gives bits per dimension, the unit in which likelihoods of image
 # models are reported: on CIFAR-10 the whole bound comes to 3.70 bits/dim for Ho et al. 2020
-# (their Table 1) and 2.65 for Kingma et al. 2021.
+# (their Table 1, the model trained on the bound itself; the $L_\text{simple}$ model this
+# series rebuilds has 3.75) and 2.65 for Kingma et al. 2021.
 #
 # We compare Ho et al.'s schedule with shorter or gentler ones. The two "unrescaled"
 # rows keep $\beta_1 = 10^{-4}$ and $\beta_T = 0.02$ while cutting $T$ — a common mistake
@@ -987,9 +1020,10 @@ print("equal for every digit:", torch.allclose(by_formula.sum(dim=(1, 2, 3)), by
 # for Ho et al.'s schedule.
 #
 # Ho et al.'s choice leaves $L_T \approx 3 \cdot 10^{-5}$ bits/dim — negligible (their §4
-# quotes $L_T \approx 10^{-5}$ bits/dim). On MNIST, halving $\beta_{\max}$ raises it about 160-fold,
+# quotes $L_T \approx 10^{-5}$ bits/dim on CIFAR-10, whose colour photos, mostly far from
+# $\pm 1$, have a smaller $\mathbb E[x_0^2]$). On MNIST, halving $\beta_{\max}$ raises it about 160-fold,
 # halving it twice about 2000-fold; shortening the chain to $T = 100$ without rescaling
-# raises it 11 000-fold, to a third of a bit per dimension. There $\bar\alpha_T \approx 0.36$,
+# raises it about 11 400-fold, to a third of a bit per dimension. There $\bar\alpha_T \approx 0.36$,
 # and **the digit is still there at $t = T$**.
 # A model trained on that chain never sees pure noise during training, but sampling hands
 # it pure noise at its first step — the train/test mismatch Lin et al. (2024) found in
@@ -1028,10 +1062,11 @@ plt.tight_layout()
 plt.show()
 for name, x in x_T.items():
     print(f"{name:28s} pixels of x_T: mean {x.double().mean():+.3f}, std {x.double().std():.3f}   (N(0, 1): mean 0, std 1)")
+print(f"a background pixel (x0 = −1) of the unrescaled T = 100 chain ends near −√ᾱ_T = {-bad.alpha_bar[-1].sqrt():.2f}")
 
 # %% [markdown]
 # With Ho et al.'s schedule the pixels of $x_T$ are indistinguishable from $\mathcal N(0, 1)$.
-# With the bad chain they peak near $\sqrt{\bar\alpha_T}\cdot(-1) \approx -0.6$ (the black
+# With the bad chain they peak near $\sqrt{\bar\alpha_T}\cdot(-1) \approx -0.60$ (the black
 # background), are skewed to the right by the white strokes and are too narrow: the
 # digits are still visible at $t = T$, while sampling would start from the structureless
 # noise of the bottom row.
@@ -1040,8 +1075,9 @@ for name, x in x_T.items():
 # you change $T$ or the schedule. Keep each $\beta_t$ small (Ho et al. use at most $0.02$ for
 # $T = 1000$), since the reverse steps are only close to Gaussian when the forward steps are
 # small (Sohl-Dickstein et al. 2015; notebook 02 §1 measures it). For a *short* chain these two
-# rules pull against each other: $\bar\alpha_T \approx e^{-\sum_t\beta_t}$ needs a total
-# $\sum_t\beta_t$ of about 10 whatever $T$ is, so fewer steps must be larger steps. Rescaling by
+# rules pull against each other: since $\bar\alpha_T \approx e^{-\sum_t\beta_t}$, reaching Ho et al.'s
+# $\bar\alpha_T \approx 4\cdot10^{-5}$ needs a total $\sum_t\beta_t$ of about 10 whatever $T$ is, so
+# fewer steps must be larger steps. Rescaling by
 # $1000/T$, as `linear_beta_schedule` does, keeps $\bar\alpha_T \approx 0$ and makes the steps
 # larger in proportion:
 
@@ -1050,20 +1086,29 @@ for T_short in [1000, 200, 100, 50]:
     d = Diffusion.from_schedule("linear", T=T_short)
     print(f"rescaled linear, T = {T_short:4d}: β_T = {d.betas[-1]:.3f}, mean β = {d.betas.mean():.4f}, "
           f"Σβ = {d.betas.sum():.2f}, ᾱ_T = {d.alpha_bar[-1]:.1e}")
+d50 = Diffusion.from_schedule("linear", T=50)
+for step in [13, 20, 25, 50]:  # the paper's t; 0-based t = step − 1
+    print(f"rescaled linear, T = 50, t = {step:2d}: β_t = {d50.betas[step - 1]:.3f}, "
+          f"the step starts from ᾱ_(t−1) = {d50.alpha_bar_prev[step - 1]:.2g}")
 for name in ["cosine", "sigmoid"]:
     d = diffusions[name]
     large = d.betas > 0.1
-    print(f"{name}: β_t > 0.1 in the last {int(large.sum())} steps, where ᾱ_t ≤ {d.alpha_bar[large].max():.4f}")
+    print(f"{name}, T = 1000: β_t > 0.1 in the last {int(large.sum())} steps, where ᾱ_t ≤ {d.alpha_bar[large].max():.4f}")
 
 # %% [markdown]
-# At $T = 50$ the last step has $\beta_T = 0.4$, twenty times Ho et al.'s largest step: the
-# prior term is fine, but the last reverse steps are far from Gaussian, and a model with
-# Gaussian reverse steps pays for it (notebook 02 §11 shows the error with a perfect noise
-# predictor; notebook 03 §6 trains with $T = 50$). Short chains are a compromise, not a
-# free speed-up; samplers that skip steps of a long chain (DDIM, notebook 04) are the usual way
-# out. The cosine and sigmoid schedules raise $\beta_t$ above 0.1 only in their last 10–20
-# steps, where $x_t$ is already essentially pure noise ($\bar\alpha_t < 0.003$), so their
-# large final steps cost nothing.
+# What matters is where the large steps fall. A large $\beta_t$ costs nothing where $x_{t-1}$ is
+# already pure noise: there $q(x_{t-1})$ is close to $\mathcal N(0, I)$ and the reverse step is
+# close to Gaussian whatever $\beta_t$ is. So the last step of the $T = 50$ chain, with
+# $\beta_T = 0.4$, twenty times Ho et al.'s largest step, is harmless ($\bar\alpha_{T-1} = 1.3\cdot10^{-5}$).
+# The steps that hurt are the middle ones: $\beta_t$ is about 0.1 at $t = 13$, where
+# $\bar\alpha_{t-1} = 0.56$, and about 0.2 at $t = 25$, where $\bar\alpha_{t-1} = 0.086$ and $x_t$ still
+# carries structure. Those reverse steps are far from Gaussian, and a model with Gaussian
+# reverse steps pays for it (notebook 02 §11 shows the error with a perfect noise
+# predictor; notebook 03 §6 trains with $T = 50$). The prior term is fine, yet short chains are
+# a compromise, not a free speed-up; samplers that skip steps of a long chain (DDIM, notebook 04)
+# are the usual way out. The cosine and sigmoid schedules raise $\beta_t$ above 0.1 only in
+# their last 10–20 steps, where $x_t$ is already essentially pure noise ($\bar\alpha_t < 0.003$),
+# so their large final steps cost nothing.
 
 # %% [markdown]
 # ## 8. Exercises
@@ -1114,7 +1159,8 @@ check_exercise_1(my_q_sample)
 # %% [markdown]
 # **Exercise 2 — where signal and noise are equal.** For each schedule with $T = 1000$,
 # find the first **paper** timestep $t$ at which $\mathrm{SNR}(t) = \bar\alpha_t / (1-\bar\alpha_t)$
-# drops below 1 (equivalently $\bar\alpha_t < \tfrac12$). Fill in a dict
+# drops below 1 (equivalently $\bar\alpha_t < \tfrac12$). The sigmoid's SNR is exactly 1 at
+# $t = T/2$ in exact arithmetic, so for it both $T/2$ and the step after count. Fill in a dict
 # `{"linear": ..., "cosine": ..., "sigmoid": ...}` of integers. *Hint:* the tables are in
 # `diffusions[name].alpha_bar` or `.snr`; remember paper $t$ = code index + 1.
 
@@ -1132,7 +1178,8 @@ def check_exercise_2(answer):
     for name, step in answer.items():  # step: the paper's t; the 0-based t is step − 1
         snr = diffusions[name].snr
         assert 1 <= step <= T, f"{name}: t = {step} is not a paper timestep in 1 … {T}"
-        assert snr[step - 1] < 1 and (step == 1 or snr[step - 2] >= 1), (
+        tol = 1e-9  # rounding: the sigmoid's SNR(T/2) is exactly 1, and 1.0000000000000004 in float64
+        assert snr[step - 1] < 1 + tol and (step == 1 or snr[step - 2] >= 1 - tol), (
             f"{name}: at paper t = {step} the SNR is {snr[step - 1]:.4f} and at t − 1 it is "
             f"{snr[step - 2]:.4f}; find the first t where it drops below 1 (did you forget the +1 "
             "between the code index and the paper's t?)"
@@ -1148,7 +1195,7 @@ check_exercise_2(equal_snr_step)
 # from section 7). Choose a $\beta_{\max} \le 0.3$ for which the prior term for unit data,
 # $L_T = -\tfrac12\log(1-\bar\alpha_T)$, is at most $10^{-4}$ nats per dimension. For a
 # bonus, find the smallest such $\beta_{\max}$ to two decimals and compare it with the
-# rescaled value $0.02 \cdot 1000/100 = 0.2$. *Hint:* $\log\bar\alpha_T = \sum_t \log(1-\beta_t)$.
+# rescaled schedule's $\beta_T = 0.02 \cdot 1000/100 = 0.2$ (which also raises $\beta_1$ to $10^{-3}$). *Hint:* $\log\bar\alpha_T = \sum_t \log(1-\beta_t)$.
 
 # %%
 short_chain_beta_max = None  # TODO: a float in (0, 0.3]
@@ -1245,4 +1292,5 @@ short_chain_beta_max_solution = next(
     float(b) for b in candidates if -0.5 * torch.log1p(-torch.prod(1 - linear_betas(100, float(b)))) <= 1e-4
 )
 check_exercise_3(short_chain_beta_max_solution)
-print(f"rescaled choice 0.2 gives ᾱ_T = {torch.prod(1 - linear_betas(100, 0.2)):.2e}")
+print(f"β from 1e-4 to 0.2 (the rescaled β_T, unrescaled β_1) gives ᾱ_T = {torch.prod(1 - linear_betas(100, 0.2)):.2e}; "
+      f"the rescaled schedule (β from 1e-3 to 0.2, section 7's table) {Diffusion.from_schedule('linear', T=100).alpha_bar[-1]:.2e}")
