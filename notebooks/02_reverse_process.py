@@ -169,10 +169,10 @@ def timesteps(t, batch_size):
 #    where $\nabla\log q(x_t)$ is the score of the marginal of $x_t$, the noised data distribution at step $t$: the
 #    mean is exact, the shape and the variance are approximations. The reverse of a small Gaussian step has the same
 #    functional form as the forward step (Feller 1949; Sohl-Dickstein et al. 2015, §2.2). A large $T$ makes most steps
-#    small, so Gaussian reverse steps fit most of the chain. The first few steps are not small against the data's
-#    spread, whatever $T$ (Section 11.1), and there the step's variance needs care. Where $\log q(x_{t-1})$ is convex ($\kappa < 0$,
-#    between two modes) the precision $\alpha_t/\beta_t+\kappa$ can even be negative: no Gaussian fits, and the step
-#    splits in two.
+#    small, so Gaussian reverse steps fit most of the chain; the first few steps, though, are not small against
+#    $\ell^2$, whatever $T$ (Section 11.1), and there the step's variance needs care. Where $\log q(x_{t-1})$ is convex
+#    ($\kappa < 0$, between two modes) the precision $\alpha_t/\beta_t+\kappa$ can even be negative: no Gaussian fits,
+#    and the step splits in two.
 # 3. **Conditioning on $x_0$ makes it exact.** If we also know where the chain started, then
 #    $q(x_{t-1}\mid x_t, x_0)\propto q(x_t\mid x_{t-1})\,q(x_{t-1}\mid x_0)$ is a product of two Gaussians in
 #    $x_{t-1}$: exactly Gaussian for *any* $\beta_t$ (Section 2). We cannot sample with it ($x_0$ is what we are
@@ -1427,8 +1427,8 @@ for T_steps in [1000, 4000]:
 # The bimodal is a picture, not a step of the chain: there $\beta_t$ reaches 0.01 only near $t = 498$, where
 # $q(x_{t-1})$ is blurred by noise of variance 0.92. A blur caps the curvature. Let $x = y+n$, with $y\sim p$ for any
 # density $p$ and independent Gaussian noise $n$ of variance $\tau^2$. Section 1's computation gives the score
-# $\partial\log q(x) = (\mathbb E[y\mid x]-x)/\tau^2$. The posterior weights $\propto\mathcal N(x;y,\tau^2)\,p(y)$
-# have $\partial_x$ of their log equal to $(y-x)/\tau^2$ minus its posterior mean, so
+# $\partial\log q(x) = (\mathbb E[y\mid x]-x)/\tau^2$. The posterior weight of each $y$,
+# $\mathcal N(x;y,\tau^2)\,p(y)/q(x)$, has log-derivative in $x$ equal to $(y-x)/\tau^2$ minus its posterior mean, so
 # $\partial\,\mathbb E[y\mid x] = \operatorname{Cov}\big(y,(y-x)/\tau^2\mid x\big) = \operatorname{Var}(y\mid x)/\tau^2$ and
 #
 # $$\kappa = -\partial^2\log q(x) = \frac{1}{\tau^2}-\frac{\operatorname{Var}(y\mid x)}{\tau^4}\le\frac{1}{\tau^2}.$$
