@@ -1118,8 +1118,9 @@ for name, x in [(f"fresh data, N={N_shares}", many_fresh), (f"sampler, N={N_shar
 
 # %% [markdown]
 # With 20 000 samples the sampler's shares, like those of fresh data, lie within 1.3 standard errors of the truth:
-# the exact-$\varepsilon$ sampler puts the right mass into each mode. Its mode widths miss the data's by at most 3.0
-# standard errors, those of fresh data by 2.6: no more than chance. The snapshots show how
+# the exact-$\varepsilon$ sampler puts the right mass into each mode. Its mode widths are off by at most 3.0
+# standard errors (fresh data's by 2.6); Section 11 finds that $\sigma_t^2=\beta_t$ widens such modes by up to 1 %.
+# The snapshots show how
 # the chain gets there: at every step the cloud of $x_t$ follows the noised data distribution $q(x_t)$ (contours,
 # from `mixture.noised(ᾱ_t)`).
 
