@@ -21,9 +21,8 @@
 # **backwards**, which is how a diffusion model generates data, and derives the loss that teaches a network to do it.
 #
 # **You will learn**
-# - when the reverse of a noising step is Gaussian (log-density close to quadratic over the step) with variance
-#   $\beta_t$ (step small against the local variance), and why conditioning on $x_0$ makes it exactly Gaussian: the
-#   posterior of Ho et al. 2020, Eqs. 6–7;
+# - when the reverse of a noising step is nearly Gaussian, and why conditioning on $x_0$ makes it exactly Gaussian:
+#   the posterior of Ho et al. 2020, Eqs. 6–7;
 # - the variational bound (Eq. 3) split into $L_T$, $L_{t-1}$, $L_0$ (Eq. 5), and how it turns into mean matching
 #   (Eq. 8), noise prediction (Eqs. 9–12) and $L_\text{simple}$ (Eq. 14);
 # - Tweedie's formula: the best noise predictor is the score of the noised data, and it gives the exact reverse mean;
@@ -39,15 +38,15 @@
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU, 2 cores | ≈ the full time (estimate: same work) | 35 s (measured, last cell) |
-# | GPU runtime (e.g. Colab) | ≈ the CPU time (estimate) | ≈ the CPU time (estimate) |
+# | any (runs on the CPU, one thread) | the full time (same work) | 35 s (measured, last cell) |
 #
 # **Papers.** Equation numbers refer to Ho, Jain & Abbeel (2020), *Denoising Diffusion Probabilistic Models*
 # ([arXiv:2006.11239](https://arxiv.org/abs/2006.11239)) unless another paper is named: Sohl-Dickstein et al. (2015),
 # *Deep Unsupervised Learning using Nonequilibrium Thermodynamics* ([arXiv:1503.03585](https://arxiv.org/abs/1503.03585)),
 # Salimans & Ho (2022), *Progressive Distillation for Fast Sampling of Diffusion Models*
 # ([arXiv:2202.00512](https://arxiv.org/abs/2202.00512)), and Kingma et al. (2021), *Variational Diffusion Models*
-# ([arXiv:2107.00630](https://arxiv.org/abs/2107.00630)). The full list is in
+# ([arXiv:2107.00630](https://arxiv.org/abs/2107.00630)). Also cited: Feller (1949), Efron (2011), *Tweedie's Formula
+# and Selection Bias*, and Székely & Rizzo (2013), *Energy Statistics*. The full list is in
 # [`papers/README.md`](https://github.com/ddpm-from-scratch/ddpm-from-scratch/blob/main/papers/README.md);
 # every symbol is in [`papers/notation.md`](https://github.com/ddpm-from-scratch/ddpm-from-scratch/blob/main/papers/notation.md).
 
@@ -98,7 +97,8 @@ if ddpm_helpers.__version__ != HELPERS_VERSION:
 # **Timestep convention.** The paper counts $t = 1,\dots,T$; code counts from 0. Code index `t` is the paper's step
 # $t+1$: `diffusion.betas[t]` is $\beta_{t+1}$, `diffusion.alpha_bar[t]` is $\bar\alpha_{t+1}$ and
 # `diffusion.alpha_bar_prev[t]` is $\bar\alpha_t$ with $\bar\alpha_0 = 1$. Sampling runs `t = T-1, …, 0`. The prose
-# uses the paper's numbering; in code a 0-based step is called `t_code` or `t`, and comments give the paper's step.
+# uses the paper's numbering; in code a 0-based step is called `t_code` or `t`, and comments always write the paper's
+# indices: `betas[t]` is commented $\beta_t$.
 
 # %%
 import math
@@ -148,30 +148,31 @@ def timesteps(t, batch_size):
 #    That is what a neural network will have to learn.
 # 2. **For a small step it is almost Gaussian.** As a function of $x_{t-1}$, the likelihood is
 #    $q(x_t\mid x_{t-1}) \propto \exp\big(-\|x_t-\sqrt{\alpha_t}x_{t-1}\|^2/2\beta_t\big)
-#    = \exp\big(-\|x_{t-1}-c\|^2/(2\beta_t/\alpha_t)\big)$ with $c := x_t/\sqrt{\alpha_t}$: a narrow Gaussian bump
-#    of width $\sqrt{\beta_t/\alpha_t}$ around $c$. Over such a narrow window the smooth log-density of the
-#    **previous step's marginal** is close to its second-order Taylor polynomial at $c$ (one coordinate, for brevity):
+#    = \exp\big(-\|x_{t-1}-\xi\|^2/(2\beta_t/\alpha_t)\big)$ with $\xi := x_t/\sqrt{\alpha_t}$: a narrow Gaussian bump
+#    of width $\sqrt{\beta_t/\alpha_t}$ around $\xi$. Over such a narrow window the smooth log-density of the
+#    **previous step's marginal** is close to its second-order Taylor polynomial at $\xi$ (one coordinate, for brevity):
 #
-#    $$\log q(x_{t-1}) \approx \text{const} + g\,(x_{t-1}-c) - \tfrac12\kappa\,(x_{t-1}-c)^2,\qquad
-#    g := \partial\log q_{t-1}(c),\qquad \kappa := -\partial^2\log q_{t-1}(c).$$
+#    $$\log q(x_{t-1}) \approx \text{const} + g\,(x_{t-1}-\xi) - \tfrac12\kappa\,(x_{t-1}-\xi)^2,\qquad
+#    g := \frac{d\log q(x_{t-1})}{dx_{t-1}}\Big|_{\xi},\qquad \kappa := -\frac{d^2\log q(x_{t-1})}{dx_{t-1}^2}\Big|_{\xi}.$$
 #    Where this holds over the whole window (higher derivatives small there), the step is a Gaussian times the
 #    exponential of a quadratic: **a Gaussian**. The precisions add, so its variance is
 #    $(\alpha_t/\beta_t+\kappa)^{-1} = \beta_t/(\alpha_t+\beta_t\kappa)$. Where $\kappa > 0$ we call $\ell^2 := 1/\kappa$
 #    the **local variance** of $q(x_{t-1})$ (for a Gaussian, its variance), and the step's variance is **close to
-#    $\beta_t$** only if also $\beta_t\ll\ell^2$. These are two separate conditions. The mean needs no expansion: with
-#    $y := \sqrt{\alpha_t}\,x_{t-1}$, $x_t$ is $y$ plus noise of variance $\beta_t$, and differentiating
-#    $q_t(x_t) = \int\mathcal N(x_t; y, \beta_t I)\,q(y)\,dy$ under the integral gives, with Bayes' rule,
+#    $\beta_t$** only if also $\beta_t\ll\ell^2$. The mean needs no expansion:
+#    differentiating $q(x_t) = \int\mathcal N(x_t; \sqrt{\alpha_t}x_{t-1}, \beta_t I)\,q(x_{t-1})\,dx_{t-1}$ under the
+#    integral gives, with Bayes' rule,
 #
-#    $$\nabla\log q_t(x_t) = \int -\frac{x_t-y}{\beta_t}\,\frac{\mathcal N(x_t;y,\beta_t I)\,q(y)}{q_t(x_t)}\,dy
+#    $$\nabla\log q(x_t) = \int -\frac{x_t-\sqrt{\alpha_t}x_{t-1}}{\beta_t}\,\frac{\mathcal N(x_t;\sqrt{\alpha_t}x_{t-1},\beta_t I)\,q(x_{t-1})}{q(x_t)}\,dx_{t-1}
 #    = \frac{\sqrt{\alpha_t}\,\mathbb E[x_{t-1}\mid x_t]-x_t}{\beta_t}\quad\text{for any }\beta_t.\ \text{So}$$
 #
-#    $$q(x_{t-1}\mid x_t)\approx\mathcal N\Big(x_{t-1};\ \tfrac{1}{\sqrt{\alpha_t}}\big(x_t+\beta_t\nabla\log q_t(x_t)\big),\ \beta_t I\Big),$$
-#    where $\nabla\log q_t(x_t)$ is the score of the marginal of $x_t$, the noised data distribution at step $t$: the
+#    $$q(x_{t-1}\mid x_t)\approx\mathcal N\Big(x_{t-1};\ \tfrac{1}{\sqrt{\alpha_t}}\big(x_t+\beta_t\nabla\log q(x_t)\big),\ \beta_t I\Big),$$
+#    where $\nabla\log q(x_t)$ is the score of the marginal of $x_t$, the noised data distribution at step $t$: the
 #    mean is exact, the shape and the variance are approximations. The reverse of a small Gaussian step has the same
-#    functional form as the forward step (Feller 1949; Sohl-Dickstein et al. 2015, §2.2). This is why the model below
-#    can use Gaussian reverse steps, and why $T$ must be large. Where $\log q(x_{t-1})$ is convex ($\kappa < 0$,
-#    between two modes) the precision $\alpha_t/\beta_t+\kappa$ can even be negative: no Gaussian fits, and the step
-#    splits in two.
+#    functional form as the forward step (Feller 1949; Sohl-Dickstein et al. 2015, §2.2). A large $T$ makes most steps
+#    small, so Gaussian reverse steps fit most of the chain; the first few steps, though, are not small against
+#    $\ell^2$, whatever $T$ (Section 11.1), and there the step's variance needs care. Where $\log q(x_{t-1})$ is convex
+#    ($\kappa < 0$, between two modes) the precision $\alpha_t/\beta_t+\kappa$ can even be negative: no Gaussian fits,
+#    and the step splits in two.
 # 3. **Conditioning on $x_0$ makes it exact.** If we also know where the chain started, then
 #    $q(x_{t-1}\mid x_t, x_0)\propto q(x_t\mid x_{t-1})\,q(x_{t-1}\mid x_0)$ is a product of two Gaussians in
 #    $x_{t-1}$: exactly Gaussian for *any* $\beta_t$ (Section 2). We cannot sample with it ($x_0$ is what we are
@@ -180,39 +181,39 @@ def timesteps(t, batch_size):
 # Observation 2 in pictures. A bimodal 1-D distribution stands in for $q(x_{t-1})$ (grey): modes at $\pm1$ with
 # standard deviation 0.15, so near a mode $\ell^2 = 0.15^2 = 0.0225$. For a value of $x_t$ and a step size $\beta$ we
 # compute the exact reverse step on a fine grid (prior × likelihood) and overlay the Gaussian with the same mean and
-# variance (dashed) and the formula above (dotted; $q_t$, the bimodal after one step, has a closed-form score). The
+# variance (dashed) and the formula above (dotted; $q(x_t)$, the bimodal after one step, has a closed-form score). The
 # total variation (TV) between the exact step and the matched Gaussian runs from 0 (Gaussian) to 1 (disjoint).
 
 # %%
 bimodal = GaussianMixture(weights=[0.5, 0.5], means=[[-1.0], [1.0]], variances=[0.15**2, 0.15**2])  # q(x_{t−1})
-grid = torch.linspace(-2.5, 2.5, 10001)  # values of x_{t−1}
-dx = float(grid[1] - grid[0])
-log_prior = bimodal.log_prob(grid[:, None])  # log q(x_{t−1})
+bimodal_grid = torch.linspace(-2.5, 2.5, 10001)  # values of x_{t−1}
+bimodal_dx = float(bimodal_grid[1] - bimodal_grid[0])
+bimodal_log_prior = bimodal.log_prob(bimodal_grid[:, None])  # log q(x_{t−1})
 
 
 def reverse_step(x_t, beta):
     """The exact q(x_{t−1} | x_t) on the grid, one row per value of ``x_t``; its mean and variance; the Gaussian with
     the same mean and variance; the total variation between the two."""
-    x_t = torch.as_tensor(x_t, dtype=grid.dtype).reshape(-1, 1)
-    log_lik = -0.5 * (x_t - math.sqrt(1 - beta) * grid) ** 2 / beta  # log q(x_t | x_{t−1}) + const (Eq. 2)
-    density = torch.softmax(log_lik + log_prior, dim=1) / dx  # ∝ likelihood × prior (Bayes' rule), as a density
-    mean = (grid * density).sum(1, keepdim=True) * dx  # E[x_{t−1} | x_t]
-    var = ((grid - mean) ** 2 * density).sum(1, keepdim=True) * dx  # Var[x_{t−1} | x_t]
-    matched = torch.exp(-0.5 * (grid - mean) ** 2 / var) / torch.sqrt(2 * math.pi * var)
-    tv = 0.5 * (density - matched).abs().sum(1) * dx  # total variation, in [0, 1]
+    x_t = torch.as_tensor(x_t, dtype=bimodal_grid.dtype).reshape(-1, 1)
+    log_lik = -0.5 * (x_t - math.sqrt(1 - beta) * bimodal_grid) ** 2 / beta  # log q(x_t | x_{t−1}) + const (Eq. 2)
+    density = torch.softmax(log_lik + bimodal_log_prior, dim=1) / bimodal_dx  # ∝ likelihood × prior (Bayes), a density
+    mean = (bimodal_grid * density).sum(1, keepdim=True) * bimodal_dx  # E[x_{t−1} | x_t]
+    var = ((bimodal_grid - mean) ** 2 * density).sum(1, keepdim=True) * bimodal_dx  # Var[x_{t−1} | x_t]
+    matched = torch.exp(-0.5 * (bimodal_grid - mean) ** 2 / var) / torch.sqrt(2 * math.pi * var)
+    tv = 0.5 * (density - matched).abs().sum(1) * bimodal_dx  # total variation, in [0, 1]
     return density, mean.squeeze(1), var.squeeze(1), matched, tv
 
 
 def formula_mean(x_t, beta):
-    """The mean of the small-step formula, (x_t + β ∇log q_t(x_t))/√α; its variance is β."""
-    x_t = torch.as_tensor(x_t, dtype=grid.dtype).reshape(-1, 1)
-    score = bimodal.noised(1 - beta).score(x_t)  # q_t: the bimodal after one forward step, again a mixture
+    """The mean of the small-step formula, (x_t + β ∇log q(x_t))/√α; its variance is β."""
+    x_t = torch.as_tensor(x_t, dtype=bimodal_grid.dtype).reshape(-1, 1)
+    score = bimodal.noised(1 - beta).score(x_t)  # ∇log q(x_t): q(x_t) is the bimodal after one step, a mixture
     return ((x_t + beta * score) / math.sqrt(1 - beta)).squeeze(1)
 
 
 def curvature(x, h=1e-4):
     """κ = −∂² log q(x_{t−1}) of the bimodal at x, by central differences (ℓ² = 1/κ where κ > 0)."""
-    x = torch.as_tensor(x, dtype=grid.dtype).reshape(-1, 1)
+    x = torch.as_tensor(x, dtype=bimodal_grid.dtype).reshape(-1, 1)
     return -(bimodal.log_prob(x + h) - 2 * bimodal.log_prob(x) + bimodal.log_prob(x - h)) / h**2
 
 
@@ -228,20 +229,20 @@ print(f"{'x_t':>5}{'beta':>8}{'beta*kappa':>12}{'exact mean':>12}{'formula mean'
 fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
 for ax, (x_t, beta) in zip(axes, panels):
     density, mean, var, matched, tv = (v[0] for v in reverse_step(x_t, beta))
-    kappa_c = float(curvature(x_t / math.sqrt(1 - beta)))  # κ at c = x_t/√α
-    precision = (1 - beta) / beta + kappa_c  # α/β + κ(c)
+    kappa_c = float(curvature(x_t / math.sqrt(1 - beta)))  # κ at ξ = x_t/√α
+    precision = (1 - beta) / beta + kappa_c  # α/β + κ(ξ)
     quadratic = f"{1 / precision / beta:32.3f}" if precision > 0 else f"{'none (convex)':>32}"
     f_mean = float(formula_mean(x_t, beta)[0])
     print(f"{x_t:5}{beta:8g}{beta * kappa_c:+12.2f}{mean:+12.4f}{f_mean:+14.4f}{var / beta:18.3f}{quadratic}{tv:7.3f}")
-    window = (grid - mean).abs() < 6 * var.sqrt()  # where the step has its mass
-    g = grid[window]
-    prior_in_window = log_prior.exp()[window]
+    window = (bimodal_grid - mean).abs() < 6 * var.sqrt()  # where the step has its mass
+    g = bimodal_grid[window]
+    prior_in_window = bimodal_log_prior.exp()[window]
     ax.fill_between(g, prior_in_window * float(density.max()) / float(prior_in_window.max()), color="0.85",
                     label=r"$q(x_{t-1})$ (rescaled in each panel)")
     ax.plot(g, density[window], "C0", lw=2, label=r"exact $q(x_{t-1}\mid x_t)$")
     ax.plot(g, matched[window], "C1--", lw=1.5, label="Gaussian, same mean and variance")
     ax.plot(g, torch.exp(-0.5 * (g - f_mean) ** 2 / beta) / math.sqrt(2 * math.pi * beta), "C3:", lw=1.5,
-            label=r"formula: mean $(x_t+\beta\nabla\log q_t)/\sqrt{\alpha}$, variance $\beta$")
+            label=r"formula: mean $(x_t+\beta\nabla\log q(x_t))/\sqrt{\alpha}$, variance $\beta$")
     ax.set_title(rf"$x_t = {x_t}$, $\beta = {beta:g}$: TV = {tv:.3f}")
     ax.set_xlabel(r"$x_{t-1}$")
 axes[0].set_ylabel("density")
@@ -254,70 +255,11 @@ plt.show()
 # %% [markdown]
 # At $x_t = 0.4$ only the right mode contributes: $\log q(x_{t-1})$ is a parabola there with $\ell^2 = 0.0225$, and
 # the step is Gaussian (TV 0.000). But $\beta = 0.01$ is not small against $\ell^2$ ($\beta\kappa = 0.44$): the exact
-# variance is $\beta/(\alpha+\beta\kappa) = 0.697\,\beta$, 30 % below the formula's $\beta$, while the formula's mean
-# is exact. At $x_t = 0$, between the modes, $\log q$ is convex ($\kappa = -1931$) and the same step splits in two
+# variance is $\beta/(\alpha+\beta\kappa) = 0.697\,\beta$, well below the formula's $\beta$, while the formula's
+# mean is exact. At $x_t = 0$, between the modes, $\log q$ is convex ($\kappa = -1931$) and the same step splits in two
 # (TV 0.489). A step small against $1/|\kappa| = 5.2\cdot10^{-4}$, such as $\beta = 10^{-4}$, is Gaussian again
 # (TV 0.004), but with variance $1.19\,\beta$: $\beta|\kappa| = 0.19$ is not negligible, and even the quadratic
-# prediction ($1.24\,\beta$) is only approximate. Now against $x_t$:
-
-# %%
-x_values = torch.linspace(-2.0, 2.0, 401)  # x_values[200] = 0, x_values[240] = 0.4
-wide = torch.linspace(-3.0, 3.0, 1201)  # holds q(x_t), for the average over x_t ~ q(x_t)
-fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
-print(f"{'beta':>8}{'TV at x_t = 0':>15}{'TV at x_t = 0.4':>17}{'largest TV':>12}{'mean TV over x_t ~ q(x_t)':>28}")
-for i, beta in enumerate([1e-4, 1e-3, 1e-2, 0.05, 0.5]):
-    _, _, var, _, tv = reverse_step(x_values, beta)
-    axes[0].plot(x_values, tv, color=f"C{i}", label=rf"$\beta = {beta:g}$")
-    axes[1].plot(x_values, var / beta, color=f"C{i}", label=rf"$\beta = {beta:g}$")
-    if beta < 0.5:  # the quadratic prediction of the variance, where it exists
-        precision = (1 - beta) / beta + curvature(x_values / math.sqrt(1 - beta))  # α/β + κ(c)
-        axes[1].plot(x_values, torch.where(precision > 0, 1 / precision / beta, torch.nan), ":", color=f"C{i}", lw=1.5)
-    weight = bimodal.noised(1 - beta).log_prob(wide[:, None]).softmax(0)  # q(x_t) on the grid, normalized
-    mean_tv = float((weight * reverse_step(wide, beta)[4]).sum())
-    print(f"{beta:8g}{float(tv[200]):15.3f}{float(tv[240]):17.3f}{float(tv.max()):12.3f}{mean_tv:28.1e}")
-axes[1].plot([], [], ":", color="0.4", lw=1.5, label=r"dotted: $\beta/(\alpha+\beta\kappa)$, quadratic $\log q$")
-axes[0].set_ylabel("TV from the matched Gaussian")
-axes[0].set_title("How far from Gaussian the exact reverse step is")
-axes[1].set_yscale("log")
-axes[1].set_ylabel(r"$\mathrm{Var}(x_{t-1}\mid x_t)\,/\,\beta$ (formula: 1)")
-axes[1].set_title(r"Its variance, against the formula's $\beta$")
-for ax in axes:
-    ax.set_xlabel("$x_t$")
-    ax.legend(fontsize=7)
-fig.tight_layout()
-plt.show()
-
-largest_kappa = float(curvature(grid).max())
-print(f"largest kappa of the bimodal on the grid: {largest_kappa:.2f}; "
-      f"bound 1/0.15^2 = {1 / 0.15**2:.2f} (two points blurred with variance 0.15^2)")
-assert largest_kappa <= (1 + 1e-6) / 0.15**2, "a Gaussian blur of variance 0.15^2 has kappa above 1/0.15^2"
-print(f"linear schedule, T = 1000: beta_t = 0.01 near paper t = {int((diffusion.betas - 0.01).abs().argmin()) + 1}, "
-      f"where 1 - alpha_bar_(t-1) = {1 - diffusion.alpha_bar_prev[(diffusion.betas - 0.01).abs().argmin()]:.2f}")
-for T_steps in [1000, 4000]:
-    d = Diffusion.from_schedule("linear", T=T_steps)  # β rescaled by 1000/T
-    worst = d.betas[1:] / (1 - d.alpha_bar_prev[1:])  # β_t/(1 − ᾱ_{t−1}) for paper t ≥ 2: the largest β_t κ
-    print(f"T = {T_steps}: beta_t / (1 - alpha_bar_(t-1)) at paper t = 2, 3, 5, 10: "
-          + ", ".join(f"{worst[paper_t - 2]:.2f}" for paper_t in [2, 3, 5, 10]))
-
-# %% [markdown]
-# Left: only the valley between the modes is far from Gaussian, and the smaller $\beta$, the narrower it is; $q(x_t)$
-# is so small there that the TV averaged over $x_t\sim q(x_t)$ stays below $10^{-7}$ up to $\beta = 0.01$. With
-# $\beta = 0.5$ one step can jump to either mode from almost anywhere. Right: the exact variance (solid) is close to
-# the quadratic prediction (dotted, same colour) where $\beta|\kappa|$ is small, and it approaches the formula's
-# $\beta$ only for $\beta\ll\ell^2$.
-#
-# The bimodal is a picture, not a step of the chain: there $\beta_t$ reaches 0.01 only near $t = 498$, where
-# $q(x_{t-1})$ is blurred by noise of variance 0.92. In the chain $q(x_{t-1})$ is the scaled data
-# $y = \sqrt{\bar\alpha_{t-1}}x_0$ blurred with variance $1-\bar\alpha_{t-1}$, and a blur caps the curvature:
-# differentiating the formula above once more, with
-# $\partial\,\mathbb E[y\mid x] = \operatorname{Var}(y\mid x)/(1-\bar\alpha_{t-1})$,
-#
-# $$\kappa = \frac{1}{1-\bar\alpha_{t-1}}-\frac{\operatorname{Var}(y\mid x_{t-1})}{(1-\bar\alpha_{t-1})^2}\le\frac{1}{1-\bar\alpha_{t-1}},$$
-# so $\ell^2\ge1-\bar\alpha_{t-1}$ wherever $\kappa>0$ (the bimodal attains its bound, printed), with equality for a
-# single data point, where $\beta_t/(\alpha_t+\beta_t\kappa)$ is exactly Eq. 7's $\tilde\beta_t$ (Section 2). The
-# worst-case $\beta_t\kappa$, $\beta_t/(1-\bar\alpha_{t-1})$, is small for most of the chain but 1.20, 0.64, 0.35, 0.17
-# at $t$ = 2, 3, 5, 10, and hardly falls as $T$ grows: whatever $T$, the first steps' variance may be far from
-# $\beta_t$.
+# prediction ($1.24\,\beta$) is only approximate.
 
 # %% [markdown]
 # ## 2. The forward-process posterior $q(x_{t-1}\mid x_t, x_0)$ (Eqs. 6–7)
@@ -336,22 +278,22 @@ for T_steps in [1000, 4000]:
 # \begin{aligned}
 # \log q(x_{t-1}\mid x_t,x_0)
 # &= -\frac{(x_t-\sqrt{\alpha_t}\,x_{t-1})^2}{2\beta_t}-\frac{(x_{t-1}-\sqrt{\bar\alpha_{t-1}}\,x_0)^2}{2(1-\bar\alpha_{t-1})}+C(x_t,x_0)\\
-# &= -\frac12\Big[\underbrace{\Big(\frac{\alpha_t}{\beta_t}+\frac{1}{1-\bar\alpha_{t-1}}\Big)}_{=:\,a}\,x_{t-1}^2
-#    -2\underbrace{\Big(\frac{\sqrt{\alpha_t}}{\beta_t}\,x_t+\frac{\sqrt{\bar\alpha_{t-1}}}{1-\bar\alpha_{t-1}}\,x_0\Big)}_{=:\,b}\,x_{t-1}\Big]+C'(x_t,x_0)\\
-# &= -\frac{a}{2}\Big(x_{t-1}-\frac{b}{a}\Big)^2+C''(x_t,x_0).
+# &= -\frac12\Big[\underbrace{\Big(\frac{\alpha_t}{\beta_t}+\frac{1}{1-\bar\alpha_{t-1}}\Big)}_{=:\,P}\,x_{t-1}^2
+#    -2\underbrace{\Big(\frac{\sqrt{\alpha_t}}{\beta_t}\,x_t+\frac{\sqrt{\bar\alpha_{t-1}}}{1-\bar\alpha_{t-1}}\,x_0\Big)}_{=:\,h}\,x_{t-1}\Big]+C'(x_t,x_0)\\
+# &= -\frac{P}{2}\Big(x_{t-1}-\frac{h}{P}\Big)^2+C''(x_t,x_0).
 # \end{aligned}
 # $$
-# A log-density that is quadratic in $x_{t-1}$ is a Gaussian with variance $1/a$ and mean $b/a$ (Eq. 6):
+# A log-density that is quadratic in $x_{t-1}$ is a Gaussian with variance $1/P$ and mean $h/P$ (Eq. 6):
 # $q(x_{t-1}\mid x_t,x_0)=\mathcal N\big(x_{t-1};\ \tilde\mu_t(x_t,x_0),\ \tilde\beta_t I\big)$.
 #
-# *Variance.* Over a common denominator, $a = \frac{\alpha_t(1-\bar\alpha_{t-1})+\beta_t}{\beta_t(1-\bar\alpha_{t-1})}$, and
+# *Variance.* Over a common denominator, $P = \frac{\alpha_t(1-\bar\alpha_{t-1})+\beta_t}{\beta_t(1-\bar\alpha_{t-1})}$, and
 # the numerator simplifies with $\bar\alpha_t = \alpha_t\bar\alpha_{t-1}$ and $\beta_t = 1-\alpha_t$:
 # $\alpha_t-\bar\alpha_t+1-\alpha_t = 1-\bar\alpha_t$. Hence
 #
-# $$\tilde\beta_t = \frac1a = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\,\beta_t \qquad\text{(Eq. 7)}$$
+# $$\tilde\beta_t = \frac1P = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\,\beta_t \qquad\text{(Eq. 7)}$$
 # *Mean.*
 #
-# $$\tilde\mu_t(x_t,x_0)=\frac ba=\tilde\beta_t\,b
+# $$\tilde\mu_t(x_t,x_0)=\frac hP=\tilde\beta_t\,h
 # =\frac{(1-\bar\alpha_{t-1})\beta_t}{1-\bar\alpha_t}\Big(\frac{\sqrt{\alpha_t}}{\beta_t}x_t+\frac{\sqrt{\bar\alpha_{t-1}}}{1-\bar\alpha_{t-1}}x_0\Big)
 # =\frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1-\bar\alpha_t}\,x_0+\frac{\sqrt{\alpha_t}\,(1-\bar\alpha_{t-1})}{1-\bar\alpha_t}\,x_t \qquad\text{(Eq. 7)}$$
 #
@@ -363,16 +305,14 @@ for T_steps in [1000, 4000]:
 
 # %%
 def posterior_mean_variance(diffusion, x0, xt, t):
-    """Mean and variance of the posterior of paper step t+1, q(x_t | x_{t+1}, x0), for the 0-based t (Eqs. 6-7).
-
-    ``xt`` is the paper's x_{t+1}; the comments use the paper's indices."""
-    beta = extract(diffusion.betas, t, xt)  # β_{t+1}
-    alpha = extract(diffusion.alphas, t, xt)  # α_{t+1} = 1 − β_{t+1}
-    alpha_bar = extract(diffusion.alpha_bar, t, xt)  # ᾱ_{t+1}
-    alpha_bar_prev = extract(diffusion.alpha_bar_prev, t, xt)  # ᾱ_t (ᾱ_0 = 1 at the first step)
-    beta_tilde = (1 - alpha_bar_prev) / (1 - alpha_bar) * beta  # β̃_{t+1} = (1 − ᾱ_t)/(1 − ᾱ_{t+1}) β_{t+1}
-    mean = (alpha_bar_prev.sqrt() * beta / (1 - alpha_bar) * x0  # √ᾱ_t β_{t+1}/(1 − ᾱ_{t+1}) x0
-            + alpha.sqrt() * (1 - alpha_bar_prev) / (1 - alpha_bar) * xt)  # + √α_{t+1} (1 − ᾱ_t)/(1 − ᾱ_{t+1}) x_{t+1}
+    """Mean and variance of the posterior q(x_{t−1} | x_t, x0) (Eqs. 6-7) at the 0-based ``t`` (paper step t)."""
+    beta = extract(diffusion.betas, t, xt)  # β_t
+    alpha = extract(diffusion.alphas, t, xt)  # α_t = 1 − β_t
+    alpha_bar = extract(diffusion.alpha_bar, t, xt)  # ᾱ_t
+    alpha_bar_prev = extract(diffusion.alpha_bar_prev, t, xt)  # ᾱ_{t−1} (ᾱ_0 = 1 at the first step)
+    beta_tilde = (1 - alpha_bar_prev) / (1 - alpha_bar) * beta  # β̃_t = (1 − ᾱ_{t−1})/(1 − ᾱ_t) β_t
+    mean = (alpha_bar_prev.sqrt() * beta / (1 - alpha_bar) * x0  # √ᾱ_{t−1} β_t/(1 − ᾱ_t) x0
+            + alpha.sqrt() * (1 - alpha_bar_prev) / (1 - alpha_bar) * xt)  # + √α_t (1 − ᾱ_{t−1})/(1 − ᾱ_t) x_t
     return mean, beta_tilde
 
 
@@ -455,7 +395,7 @@ axes[1].plot(paper_steps, ratio, "C2")
 axes[1].set_xscale("log")
 axes[1].set_xlabel("paper step $t$ (log scale)")
 axes[1].set_ylabel(r"$\tilde\beta_t / \beta_t$")
-axes[1].set_title(r"$\tilde\beta_t/\beta_t = (1-\bar\alpha_{t-1})/(1-\bar\alpha_t)$: differ only at small $t$")
+axes[1].set_title(r"$\tilde\beta_t/\beta_t = (1-\bar\alpha_{t-1})/(1-\bar\alpha_t)$")
 fig.tight_layout()
 plt.show()
 
@@ -523,7 +463,7 @@ plt.show()
 #   closed form.
 #
 # In code the KL term of the 0-based step `t` (for `t = 1, …, T-1`) compares `p_mean_variance` at `t` with
-# `q_posterior` at `t`, and the decoder is the step `t = 0`. Section 12 checks that Eqs. 3 and 5 agree.
+# `q_posterior` at `t`, and the decoder is the step `t = 0`. The optional Section 12 checks that Eqs. 3 and 5 agree.
 
 # %% [markdown]
 # ## 4. From KL divergences to mean matching (Eq. 8)
@@ -545,8 +485,8 @@ B, D = 256, 2
 t = torch.randint(1, T, (B,), generator=gen)  # 0-based t ≥ 1: paper t ≥ 2, where β̃_t > 0
 mu_tilde = torch.randn(B, D, generator=gen)
 mu_theta = mu_tilde + 0.1 * torch.randn(B, D, generator=gen)  # some imperfect model mean
-beta_tilde = extract(diffusion.posterior_variance, t, mu_tilde)  # β̃_{t+1} (paper index of the 0-based t), (B, 1)
-sigma2 = extract(diffusion.betas, t, mu_tilde)  # σ_{t+1}² = β_{t+1}
+beta_tilde = extract(diffusion.posterior_variance, t, mu_tilde)  # β̃_t, (B, 1)
+sigma2 = extract(diffusion.betas, t, mu_tilde)  # σ_t² = β_t
 kl = normal_kl(mu_tilde, beta_tilde.log(), mu_theta, sigma2.log()).sum(dim=1)  # KL per example, summed over dims
 C = D / 2 * (beta_tilde / sigma2 - 1 - torch.log(beta_tilde / sigma2)).squeeze(1)  # constant of Eq. 8
 mean_matching = ((mu_tilde - mu_theta) ** 2).sum(dim=1) / (2 * sigma2.squeeze(1))  # ‖μ̃ − μ_θ‖² / (2σ_t²)
@@ -599,17 +539,16 @@ print("KL = mean matching + C:", torch.allclose(kl, mean_matching + C, rtol=1e-1
 # weight $L_\text{simple}$ drops like the others. Checks: the $\tilde\mu_t$ identity inside Eq. 10 against
 # `q_posterior`, Eq. 11 against `p_mean_variance`, Eq. 12 against `normal_kl`, the last line above, and the first line
 # against the exact bin probability (`discretized_gaussian_log_likelihood`, with $\sigma_1^2 = \beta_1$, at
-# $x_0 = 0$, a value inside $[-1, 1]$): for offsets up to $2\sigma_1$ they differ by at most 0.073 nats, since
-# $\sigma_1 = 0.01$ is about one bin wide.
+# $x_0 = 0$): at offsets 0, 1 and $2\sigma_1$ they differ by at most 0.073 nats, since $\sigma_1 = 0.01$ is about
+# one bin wide.
 
 # %%
 def mean_from_eps(diffusion, xt, t, eps):
-    """Eq. 11 of Ho et al. 2020 for the 0-based t, i.e. paper step t+1 (``xt`` is the paper's x_{t+1}):
-    μ_θ = (x_{t+1} − β_{t+1}/√(1 − ᾱ_{t+1}) · ε) / √α_{t+1}."""
-    beta = extract(diffusion.betas, t, xt)  # β_{t+1}
-    alpha = extract(diffusion.alphas, t, xt)  # α_{t+1}
-    alpha_bar = extract(diffusion.alpha_bar, t, xt)  # ᾱ_{t+1}
-    return (xt - beta / (1 - alpha_bar).sqrt() * eps) / alpha.sqrt()  # (x_{t+1} − β_{t+1}/√(1−ᾱ_{t+1}) ε)/√α_{t+1}
+    """Eq. 11 of Ho et al. 2020 at the 0-based ``t`` (paper step t): μ_θ = (x_t − β_t/√(1 − ᾱ_t) · ε) / √α_t."""
+    beta = extract(diffusion.betas, t, xt)  # β_t
+    alpha = extract(diffusion.alphas, t, xt)  # α_t
+    alpha_bar = extract(diffusion.alpha_bar, t, xt)  # ᾱ_t
+    return (xt - beta / (1 - alpha_bar).sqrt() * eps) / alpha.sqrt()  # (x_t − β_t/√(1 − ᾱ_t) ε)/√α_t
 
 
 gen = torch.Generator().manual_seed(4)
@@ -626,10 +565,10 @@ helper = diffusion.p_mean_variance(eps_theta, xt, t, prediction="eps", variance=
 print("Eq. 11: mean_from_eps = p_mean_variance(...)['mean']:      ",
       torch.allclose(mean_from_eps(diffusion, xt, t, eps_theta), helper.mean, rtol=0, atol=1e-10))
 
-sigma2 = extract(diffusion.betas, t, xt)  # σ_{t+1}² = β_{t+1} (paper index of the 0-based t)
+sigma2 = extract(diffusion.betas, t, xt)  # σ_t² = β_t
 kl = normal_kl(mu_tilde, log_beta_tilde, helper.mean, sigma2.log()).sum(dim=1)
 C = D / 2 * (beta_tilde / sigma2 - 1 - torch.log(beta_tilde / sigma2)).squeeze(1)
-lam = (extract(diffusion.betas, t, xt) ** 2  # λ_{t+1} = β_{t+1}² / (2σ² α_{t+1} (1 − ᾱ_{t+1}))
+lam = (extract(diffusion.betas, t, xt) ** 2  # λ_t = β_t² / (2σ_t² α_t (1 − ᾱ_t))
        / (2 * sigma2 * extract(diffusion.alphas, t, xt) * (1 - extract(diffusion.alpha_bar, t, xt)))).squeeze(1)
 print("Eq. 12: KL - C = lambda_t * |eps - eps_theta|^2:            ",
       torch.allclose(kl - C, lam * ((eps - eps_theta) ** 2).sum(dim=1), rtol=1e-8, atol=1e-12))
@@ -647,6 +586,7 @@ bin_nll = -discretized_gaussian_log_likelihood(pixel, means, 0.5 * sigma2_1.log(
 density_nll = -gaussian_log_likelihood(pixel, means, sigma2_1.log()) - math.log(2 / 255)  # −log(density × Δ)
 for offset, exact, approx in zip(offsets, bin_nll, density_nll):
     print(f"x0 - mu = {offset:.0f} sigma_1: -log(bin probability) = {exact:.3f}, -log(density x bin width) = {approx:.3f}")
+print(f"largest difference: {(bin_nll - density_nll).abs().max():.3f} nats")
 
 # %% [markdown]
 # ### 5.1 The weight $\lambda_t$ that $L_\text{simple}$ drops
@@ -666,13 +606,14 @@ print(f"sigma^2 = beta      : lambda_1 / min_t lambda_t = {lambda_beta[0] / lamb
       f"the minimum at paper t = {int(lambda_beta.argmin()) + 1}")
 
 fig, ax = plt.subplots(figsize=(6.5, 3.6))
-ax.plot(paper_steps, lambda_beta, label=r"$\lambda_t$ with $\sigma_t^2=\beta_t$")
-ax.plot(paper_steps[1:], lambda_tilde, "--", label=r"$\lambda_t$ with $\sigma_t^2=\tilde\beta_t$ ($t\geq 2$)")
-ax.axhline(1.0, color="k", lw=1, ls=":", label=r"$L_\mathrm{simple}$: weight 1 for every $t$")
+ax.plot(paper_steps, lambda_beta / lambda_beta.mean(), label=r"$\lambda_t$ with $\sigma_t^2=\beta_t$ (mean 1)")
+ax.plot(paper_steps[1:], lambda_tilde / lambda_tilde.mean(), "--",
+        label=r"$\lambda_t$ with $\sigma_t^2=\tilde\beta_t$ ($t\geq 2$, mean 1)")
+ax.axhline(1.0, color="k", lw=1, ls=":", label=r"$L_\mathrm{simple}$: the same weight for every $t$")
 ax.set_xscale("log")
 ax.set_yscale("log")
 ax.set_xlabel("paper step $t$ (log scale)")
-ax.set_ylabel(r"weight on $\|\varepsilon-\varepsilon_\theta\|^2$")
+ax.set_ylabel(r"weight on $\|\varepsilon-\varepsilon_\theta\|^2$ (mean over $t$: 1)")
 ax.set_title(r"Eq. 12 weight $\lambda_t=\beta_t^2/(2\sigma_t^2\alpha_t(1-\bar\alpha_t))$ vs $L_\mathrm{simple}$")
 ax.legend()
 plt.show()
@@ -720,11 +661,13 @@ plt.show()
 # with $\varepsilon^*$ gives the **exact** mean of the true reverse step, for any step size: a sampler with the exact
 # $\varepsilon^*$ can err only through the variance and the Gaussian shape of its steps (Sections 8, 9, 11, 12).
 #
-# **Check by Monte Carlo**, on the 2-D Gaussian mixture of Section 9 at paper step $t = 100$. The left sides are
-# posterior means, estimated without any formula by self-normalized importance sampling (with standard errors): for
-# $\mathbb E[\varepsilon\mid x_t]$, 400 000 draws $x_0^{(i)}$ from the data weighted by $q(x_t\mid x_0^{(i)})$
-# average the noises $\varepsilon(x_0^{(i)}, x_t)$; for $\mathbb E[x_{t-1}\mid x_t]$, 400 000 draws
-# $x_{t-1}^{(i)}\sim q(x_{t-1})$ are weighted by $q(x_t\mid x_{t-1}^{(i)})$ (Eq. 2). The right sides: the autograd
+# **Check by Monte Carlo**, on a 2-D Gaussian mixture (defined here, reused in Section 9) at paper step $t = 100$.
+# The left sides are posterior means, estimated without any formula. By Bayes' rule $\mathbb E[\varepsilon\mid x_t]$
+# is $\int\varepsilon(x_0,x_t)\,q(x_t\mid x_0)\,q(x_0)\,dx_0$ divided by $\int q(x_t\mid x_0)\,q(x_0)\,dx_0$, so
+# 400 000 draws $x_0^{(i)}$ from the data, weighted by $q(x_t\mid x_0^{(i)})$ normalized to sum 1, average the
+# noises $\varepsilon(x_0^{(i)}, x_t)$ into an estimate (*self-normalized importance sampling*, with standard errors).
+# Likewise 400 000 draws $x_{t-1}^{(i)}\sim q(x_{t-1})$, weighted by $q(x_t\mid x_{t-1}^{(i)})$ (Eq. 2), give
+# $\mathbb E[x_{t-1}\mid x_t]$. The right sides: the autograd
 # gradient of `mixture.noised(ᾱ_t).log_prob`, which `optimal_eps` must match, and Eq. 11 with `optimal_eps`.
 
 # %%
@@ -780,9 +723,10 @@ assert z_mean < 4, "Monte Carlo and the exact reverse mean disagree"
 # and $v = \frac{d x_t}{d\phi_t}$ (differentiate $x_t = \cos\phi_t\,x_0 + \sin\phi_t\,\varepsilon$). A rotation keeps
 # lengths, so $\|x_t\|^2+\|v\|^2 = \|x_0\|^2+\|\varepsilon\|^2$ for every example. From $\varepsilon$ alone, $\hat x_0 = \frac{1}{\sqrt{\bar\alpha_t}}(x_t-\sqrt{1-\bar\alpha_t}\,\hat\varepsilon)$
 # (Ho et al. 2020, Eq. 15). Given $x_t$, any one of $\hat\varepsilon$, $\hat x_0$, $\hat v$ determines the other two,
-# and the reverse mean is always $\mu_\theta = \tilde\mu_t(x_t, \hat x_0)$. Checks: the helper's $v$ against its
-# definition, and its conversions against the $x_0$ and $\varepsilon$ that made $x_t$. The rotation identities hold by construction once
-# $\cos\phi_t = \sqrt{\bar\alpha_t}$, so they are printed as an illustration, not as checks.
+# and the reverse mean is always $\mu_\theta = \tilde\mu_t(x_t, \hat x_0)$. Checks: the helper's $v$ against
+# $(\varepsilon-\sqrt{1-\bar\alpha_t}\,x_t)/\sqrt{\bar\alpha_t}$ with $x_t$ from `q_sample`, and its conversions
+# against the $x_0$ and $\varepsilon$ that made $x_t$. The rotation identities hold by construction, so they are
+# printed as an illustration.
 
 # %%
 gen = torch.Generator().manual_seed(5)
@@ -797,25 +741,25 @@ def close(a, b):
     return torch.allclose(a, b, rtol=0, atol=1e-9)
 
 
-cos_phi = extract(diffusion.sqrt_alpha_bar, t, x0)  # cos φ = √ᾱ (ᾱ of paper step t+1 for the 0-based t)
-sin_phi = extract(diffusion.sqrt_one_minus_alpha_bar, t, x0)  # sin φ = √(1 − ᾱ)
-v_by_definition = cos_phi * eps - sin_phi * x0  # v := √ᾱ ε − √(1 − ᾱ) x0
+cos_phi = extract(diffusion.sqrt_alpha_bar, t, x0)  # cos φ_t = √ᾱ_t
+sin_phi = extract(diffusion.sqrt_one_minus_alpha_bar, t, x0)  # sin φ_t = √(1 − ᾱ_t)
+v_from_xt = (eps - sin_phi * xt) / cos_phi  # v = (ε − √(1 − ᾱ_t) x_t)/√ᾱ_t, the rotation solved for v
 phi = torch.atan2(sin_phi, cos_phi)  # φ_t
 h = 1e-5
 dxt_dphi = ((phi + h).cos() * x0 + (phi + h).sin() * eps
             - (phi - h).cos() * x0 - (phi - h).sin() * eps) / (2 * h)  # (x_t(φ + h) − x_t(φ − h)) / 2h
 checks = {
-    "v = sqrt(ab) eps - sqrt(1 - ab) x0 (definition)": close(v, v_by_definition),
-    "training_target(..., 'v') is that v              ": close(training_target(diffusion, x0, t, eps, "v"),
-                                                              v_by_definition),
+    "v = (eps - sqrt(1 - ab) x_t) / sqrt(ab), x_t by q_sample": close(v, v_from_xt),
+    "training_target(..., 'v') is that v                     ": close(training_target(diffusion, x0, t, eps, "v"),
+                                                                     v_from_xt),
 }
 for name, ok in checks.items():
     print(f"check        {name}: {ok}")
-assert all(checks.values()), "the helper's v disagrees with its definition"
+assert all(checks.values()), "the helper's v disagrees with x_t and eps"
 illustrations = {
-    "x_t = cos(phi) x0 + sin(phi) eps                 ": close(xt, phi.cos() * x0 + phi.sin() * eps),
-    "|x_t|^2 + |v|^2 = |x0|^2 + |eps|^2 (rotation)    ": close((xt**2 + v**2).sum(1), (x0**2 + eps**2).sum(1)),
-    "dx_t/dphi = v (central differences, h = 1e-5)    ": torch.allclose(dxt_dphi, v, rtol=0, atol=1e-8),
+    "x_t = cos(phi) x0 + sin(phi) eps                        ": close(xt, phi.cos() * x0 + phi.sin() * eps),
+    "|x_t|^2 + |v|^2 = |x0|^2 + |eps|^2 (rotation)           ": close((xt**2 + v**2).sum(1), (x0**2 + eps**2).sum(1)),
+    "dx_t/dphi = v (central differences, h = 1e-5)           ": torch.allclose(dxt_dphi, v, rtol=0, atol=1e-8),
 }
 for name, ok in illustrations.items():
     print(f"illustration {name}: {ok}")
@@ -873,8 +817,8 @@ x0_hat = x0 + 0.1 * torch.randn(B, D, generator=gen)  # an imperfect x0 predicti
 mu_tilde, _, log_beta_tilde = diffusion.q_posterior(x0, xt, t)  # μ̃_t(x_t, x0), log β̃_t
 mu_theta = diffusion.q_posterior(x0_hat, xt, t)[0]  # μ_θ = μ̃_t(x_t, x̂0)
 kl = normal_kl(mu_tilde, log_beta_tilde, mu_theta, log_beta_tilde).sum(dim=1)  # L_{t−1} with σ_t² = β̃_t
-snr_now = extract(diffusion.snr, t, xt).squeeze(1)  # SNR of paper step t+1
-snr_prev = extract(diffusion.alpha_bar_prev / (1 - diffusion.alpha_bar_prev), t, xt).squeeze(1)  # SNR of paper step t
+snr_now = extract(diffusion.snr, t, xt).squeeze(1)  # SNR(t)
+snr_prev = extract(diffusion.alpha_bar_prev / (1 - diffusion.alpha_bar_prev), t, xt).squeeze(1)  # SNR(t−1)
 print("check L_(t-1) = (SNR(t-1) - SNR(t)) |x0 - x0_hat|^2 / 2           :",
       torch.allclose(kl, 0.5 * (snr_prev - snr_now) * ((x0 - x0_hat) ** 2).sum(dim=1), rtol=1e-8, atol=1e-12))
 snr_table = diffusion.snr  # SNR(t) for paper t = 1..T
@@ -1002,7 +946,7 @@ for variance in ["beta", "beta_tilde"]:
 # ## 8. Sampling with a perfect denoiser: Gaussian data
 #
 # The best noise predictor is $\varepsilon^*(x_t,t) = \mathbb E[\varepsilon\mid x_t]$ (Section 5.2). For Gaussian data $x_0\sim\mathcal N(\mu, s^2 I)$ everything is jointly Gaussian:
-# $x_t\sim\mathcal N\big(\sqrt{\bar\alpha_t}\mu,\ v_t I\big)$ with $v_t := \bar\alpha_t s^2+1-\bar\alpha_t$, and
+# $x_t\sim\mathcal N\big(\sqrt{\bar\alpha_t}\mu,\ \nu_t I\big)$ with $\nu_t := \bar\alpha_t s^2+1-\bar\alpha_t$, and
 # $\operatorname{Cov}(\varepsilon, x_t) = \sqrt{1-\bar\alpha_t}\,I$, so
 #
 # $$\varepsilon^*(x_t,t) = \frac{\sqrt{1-\bar\alpha_t}}{\bar\alpha_t s^2+1-\bar\alpha_t}\big(x_t-\sqrt{\bar\alpha_t}\,\mu\big) = -\sqrt{1-\bar\alpha_t}\,\nabla\log q(x_t).$$
@@ -1016,7 +960,7 @@ for variance in ["beta", "beta_tilde"]:
 def gaussian_eps(diffusion, mu, s2):
     """E[ε | x_t] for data x0 ~ N(mu, s2 I): √(1 − ᾱ_t)(x_t − √ᾱ_t mu) / (ᾱ_t s2 + 1 − ᾱ_t)."""
     def model(xt, t):
-        ab = extract(diffusion.alpha_bar, t, xt)  # ᾱ_{t+1} for the 0-based t
+        ab = extract(diffusion.alpha_bar, t, xt)  # ᾱ_t
         return (1 - ab).sqrt() * (xt - ab.sqrt() * mu) / (ab * s2 + 1 - ab)  # √(1 − ᾱ)(x − √ᾱ mu)/(ᾱ s2 + 1 − ᾱ)
     return model
 
@@ -1030,9 +974,9 @@ def sampler_moments(diffusion, mu, s2, scale=1.0, bias=0.0, variance="beta"):
     for t_code in range(diffusion.T - 1, -1, -1):  # paper t = t_code + 1 = T, …, 1; comments use the paper's t
         ab, alpha, beta = diffusion.alpha_bar[t_code], diffusion.alphas[t_code], diffusion.betas[t_code]
         k = scale * (1 - ab).sqrt() / (ab * s2 + 1 - ab)  # ε_θ = k (x_t − √ᾱ_t mu) + bias
-        c = beta / (1 - ab).sqrt()  # μ_θ = (x_t − c ε_θ)/√α_t  (Eq. 11)
-        a = (1 - c * k) / alpha.sqrt()  # x_{t−1} = a x_t + b + σ_t z
-        b = (c * k * ab.sqrt() * mu - c * bias) / alpha.sqrt()
+        coef_eps = beta / (1 - ab).sqrt()  # μ_θ = (x_t − coef_eps ε_θ)/√α_t  (Eq. 11)
+        a = (1 - coef_eps * k) / alpha.sqrt()  # x_{t−1} = a x_t + b + σ_t z
+        b = (coef_eps * k * ab.sqrt() * mu - coef_eps * bias) / alpha.sqrt()
         sigma2 = 0.0 if t_code == 0 else (beta if variance == "beta" else diffusion.posterior_variance[t_code])
         m, V = a * m + b, a**2 * V + sigma2
     return m, V.sqrt()
@@ -1054,7 +998,9 @@ print(f"{'':24}{'mean':>8}{'std':>8}")
 print(f"{'data N(1, 0.5^2)':24}{mu:8.4f}{s:8.4f}")
 print(f"{'sampler, exact moments':24}{exact_mean.item():8.4f}{exact_std.item():8.4f}")
 print(f"{f'sampler, {N} samples':24}{samples.mean():8.4f}{samples.std():8.4f}"
-      f"   (Monte-Carlo error of the mean: ±{s / math.sqrt(N):.4f})")
+      f"   (Monte-Carlo errors: mean ±{s / math.sqrt(N):.4f}, std ±{s / math.sqrt(2 * N):.4f})")  # s/√N, s/√(2N)
+print(f"exact sampler std / data std - 1 = {100 * (exact_std.item() / s - 1):+.1f} %; "
+      f"Monte-Carlo error of a {N}-sample std: ±{100 / math.sqrt(2 * N):.1f} %")
 
 grid_1d = torch.linspace(-1.5, 3.0, 400)
 fig, ax = plt.subplots(figsize=(6.5, 3.6))
@@ -1068,9 +1014,8 @@ plt.show()
 
 # %% [markdown]
 # The sampler is not *exactly* right even with the perfect $\varepsilon^*$: its output standard deviation is
-# 0.5008 instead of 0.5. Its means are exact (Section 5.2), but its steps have the fixed variance $\sigma_t^2=\beta_t$,
-# while the true reverse step of this data has a slightly different one (Section 11). With $T = 1000$ small steps
-# the error is 0.2 %, below the Monte-Carlo noise of 10 000 samples.
+# 0.5008 instead of 0.5: its steps' means are exact (Section 5.2), their fixed variance $\beta_t$ is not (Section 11).
+# With $T = 1000$ small steps the error is 0.2 %, below the Monte-Carlo error of a 10 000-sample std (0.7 %).
 
 # %% [markdown]
 # ## 9. A perfect denoiser for a 2-D Gaussian mixture
@@ -1134,8 +1079,11 @@ def print_share_changes(rows, baseline, mixture):
         print(f"{name:22}" + "".join(f"{c.mean():+9.3f} ± {c.std() / math.sqrt(len(c)):.3f}" for c in changes))
 
 
-print_mode_table({f"fresh data, N={N2}": mixture.sample(N2, generator=torch.Generator().manual_seed(15)),
-                  "sampler, exact eps": result.x}, mixture)
+fresh_2000 = mixture.sample(N2, generator=torch.Generator().manual_seed(15))
+print_mode_table({f"fresh data, N={N2}": fresh_2000, "sampler, exact eps": result.x}, mixture)
+for name, x in [("fresh data", fresh_2000), ("sampler", result.x)]:
+    share_error = (mode_stats(x, mixture)[0] - mixture.weights).abs()  # |share − w| per mode
+    print(f"{name}: largest |share - w| = {share_error.max():.3f} (mode {int(share_error.argmax())})")
 null_energy = torch.tensor([energy_distance(mixture.sample(N2, generator=torch.Generator().manual_seed(100 + k)),
                                             reference) for k in range(20)])  # same distribution: pure noise
 print(f"energy distance of 20 more fresh data sets (N={N2}): mean {null_energy.mean():+.4f}, "
@@ -1154,18 +1102,25 @@ many_samples = ddpm_sample(eps_mixture, diffusion, None, x_T=many_x_T, variance=
                            generator=torch.Generator().manual_seed(23)).x
 many_fresh = mixture.sample(N_shares, generator=torch.Generator().manual_seed(24))
 print(f"{'':26}" + "".join(f"{f'mode {j}':>18}" for j in range(3)))
-print(f"{'data (exact)':26}" + "".join(f"{w:9.4f}{'':9}" for w in mixture.weights))
+print(f"{'data (exact): share':26}" + "".join(f"{w:9.4f}{'':9}" for w in mixture.weights))
+print(f"{'              std':26}" + "".join(f"{sd:9.4f}{'':9}" for sd in mixture.variances.sqrt()))
 for name, x in [(f"fresh data, N={N_shares}", many_fresh), (f"sampler, N={N_shares}", many_samples)]:
-    shares, _ = mode_stats(x, mixture)
+    shares, stds = mode_stats(x, mixture)
     se = (shares * (1 - shares) / N_shares).sqrt()  # √(w(1 − w)/N)
     z = (shares - mixture.weights) / se
-    print(f"{name:26}" + "".join(f"{w:9.4f} ± {e:.4f}" for w, e in zip(shares, se))
+    std_se = stds / (4 * shares * N_shares).sqrt()  # std over 2 n_k pooled coordinates: ≈ std/√(2 · 2 n_k)
+    z_std = (stds - mixture.variances.sqrt()) / std_se
+    print(f"{name + ': share':26}" + "".join(f"{w:9.4f} ± {e:.4f}" for w, e in zip(shares, se))
           + f"   largest |share − w| = {z.abs().max():.1f} SE")
+    print(f"{'  std':26}" + "".join(f"{sd:9.4f} ± {e:.4f}" for sd, e in zip(stds, std_se))
+          + f"   largest |std − s|   = {z_std.abs().max():.1f} SE")
     assert z.abs().max() < 4, f"{name}: a share is more than 4 standard errors from the truth"
 
 # %% [markdown]
 # With 20 000 samples the sampler's shares, like those of fresh data, lie within 1.3 standard errors of the truth:
-# the exact-$\varepsilon$ sampler puts the right mass into each mode, with the right widths. The snapshots show how
+# the exact-$\varepsilon$ sampler puts the right mass into each mode. Its mode widths are off by at most 3.0
+# standard errors (fresh data's by 2.6); Section 11 finds that $\sigma_t^2=\beta_t$ widens such modes by up to 1 %.
+# The snapshots show how
 # the chain gets there: at every step the cloud of $x_t$ follows the noised data distribution $q(x_t)$ (contours,
 # from `mixture.noised(ᾱ_t)`).
 
@@ -1220,7 +1175,8 @@ for name, (scale, bias) in perturbations.items():
         return scale * eps_star(xt, t) + bias
     x = algorithm2(wrong_eps, diffusion, x_T_1d, "beta", generator=torch.Generator().manual_seed(11))
     m, sd = sampler_moments(diffusion, mu, s**2, scale=scale, bias=bias)
-    print(f"{name:12}{m.item():12.4f}{sd.item():11.4f}{x.mean():13.4f}{x.std():12.4f}")
+    print(f"{name:12}{m.item():12.4f}{sd.item():11.4f}{x.mean():13.4f}{x.std():12.4f}"
+          f"   exact std {100 * (sd.item() / s - 1):+4.0f} % off")
 pushes = -0.05 * diffusion.betas / (diffusion.alphas.sqrt() * diffusion.sqrt_one_minus_alpha_bar)  # per step, Eq. 11
 offset_mean, _ = sampler_moments(diffusion, mu, s**2, bias=0.05)
 print(f"eps + 0.05: the pushes of all {T} steps sum to {pushes.sum():+.3f}; the mean moves by {offset_mean.item() - mu:+.4f}")
@@ -1229,8 +1185,9 @@ print(f"eps + 0.05: the pushes of all {T} steps sum to {pushes.sum():+.3f}; the 
 # A 10 % error in $\varepsilon$ becomes a 9–12 % error in the spread: too little denoising ($\times0.9$) leaves the
 # samples too spread out, too much ($\times1.1$) too concentrated. The offset moves the whole distribution by
 # $-0.077$: each step pushes the mean by $-\frac{\beta_t}{\sqrt{\alpha_t}\sqrt{1-\bar\alpha_t}}\times0.05$ (Eq. 11),
-# and the chain forgets most of it: undamped, the pushes would add up to $-0.574$, but at large $t$ each step
-# contracts towards the mean. On the mixture, errors can also move mass between modes:
+# and the chain forgets most of it: undamped, the pushes would add up to $-0.574$, but every step contracts towards
+# the mean ($a_t = (1-\beta_t/\nu_t)/\sqrt{\alpha_t}\le\sqrt{\alpha_t}$ for $s\le1$, Section 8), so a push made at
+# large $t$ is shrunk by all the steps after it. On the mixture, errors can also move mass between modes:
 
 # %%
 def perturbed(model, scale=1.0, bias=0.0, when=None):
@@ -1300,14 +1257,14 @@ print(f"noise std at paper t = 100: sqrt(1 - alpha_bar_100) = {diffusion.sqrt_on
 # ## 11. $\sigma_t^2 = \beta_t$ versus $\tilde\beta_t$ with the exact $\varepsilon$
 #
 # For Gaussian data $\mathcal N(\mu, s^2)$ the *true* reverse step is Gaussian with a variance we can write down. As in
-# Section 2.3, $(x_{t-1}, x_t)$ is jointly Gaussian, now with $\operatorname{Var}(x_t) = v_t = \bar\alpha_t s^2+1-\bar\alpha_t$ and
-# $\operatorname{Cov}(x_{t-1},x_t) = \sqrt{\alpha_t}\,v_{t-1}$, so
+# Section 2.3, $(x_{t-1}, x_t)$ is jointly Gaussian, now with $\operatorname{Var}(x_t) = \nu_t = \bar\alpha_t s^2+1-\bar\alpha_t$ and
+# $\operatorname{Cov}(x_{t-1},x_t) = \sqrt{\alpha_t}\,\nu_{t-1}$, so
 #
-# $$\operatorname{Var}(x_{t-1}\mid x_t) = v_{t-1}-\frac{\alpha_t v_{t-1}^2}{v_t} = \beta_t\,\frac{v_{t-1}}{v_t}
-# \qquad\text{(using } v_t-\alpha_t v_{t-1} = \beta_t\text{)}.$$
-# For $s = 1$ ($\mathcal N(0, I)$ data): $v_t = 1$ and the variance is $\beta_t$. For $s = 0$ (a single point):
-# $v_t = 1-\bar\alpha_t$ and it is $\tilde\beta_t$. For $s \le 1$, $v_{t-1}\le v_t$ (as
-# $v_t - v_{t-1} = \bar\alpha_{t-1}\beta_t(1-s^2)$), so the truth lies between $\tilde\beta_t$ and $\beta_t$: Ho et al.'s
+# $$\operatorname{Var}(x_{t-1}\mid x_t) = \nu_{t-1}-\frac{\alpha_t \nu_{t-1}^2}{\nu_t} = \beta_t\,\frac{\nu_{t-1}}{\nu_t}
+# \qquad\text{(using } \nu_t-\alpha_t \nu_{t-1} = \beta_t\text{)}.$$
+# For $s = 1$ ($\mathcal N(0, I)$ data): $\nu_t = 1$ and the variance is $\beta_t$. For $s = 0$ (a single point):
+# $\nu_t = 1-\bar\alpha_t$ and it is $\tilde\beta_t$. For $s \le 1$, $\nu_{t-1}\le \nu_t$ (as
+# $\nu_t - \nu_{t-1} = \bar\alpha_{t-1}\beta_t(1-s^2)$), so the truth lies between $\tilde\beta_t$ and $\beta_t$: Ho et al.'s
 # two extremes (§3.2), for data of unit variance per coordinate. For any data $\tilde\beta_t$ is a lower bound, by the
 # law of total variance (knowing $x_0$ as well can only reduce the uncertainty about $x_{t-1}$):
 #
@@ -1315,23 +1272,24 @@ print(f"noise std at paper t = 100: sqrt(1 - alpha_bar_100) = {diffusion.sqrt_on
 # \operatorname{Var}(\mathbb E[x_{t-1}\mid x_t,x_0]\mid x_t) \ge \tilde\beta_t .$$
 # $\beta_t$ is no upper bound in general: Gaussian data with $s > 1$ exceeds it, and between the modes of multimodal
 # data a step may jump to either side (Section 1: $10\,\beta$ at $x_t = 0$). Where between the extremes? Since
-# $v_{t-1}(1-\bar\alpha_t)-v_t(1-\bar\alpha_{t-1}) = s^2(\bar\alpha_{t-1}-\bar\alpha_t)$ and
+# $\nu_{t-1}(1-\bar\alpha_t)-\nu_t(1-\bar\alpha_{t-1}) = s^2(\bar\alpha_{t-1}-\bar\alpha_t)$ and
 # $\beta_t-\tilde\beta_t = \beta_t(\bar\alpha_{t-1}-\bar\alpha_t)/(1-\bar\alpha_t)$ (Eq. 7),
 #
 # $$\frac{\operatorname{Var}(x_{t-1}\mid x_t)-\tilde\beta_t}{\beta_t-\tilde\beta_t}
-# = \frac{\beta_t\big(v_{t-1}(1-\bar\alpha_t)-v_t(1-\bar\alpha_{t-1})\big)/\big(v_t(1-\bar\alpha_t)\big)}{\beta_t(\bar\alpha_{t-1}-\bar\alpha_t)/(1-\bar\alpha_t)}
-# = \frac{s^2}{v_t}:$$
-# 1 while the data's spread dominates ($v_t\approx s^2$), falling to $s^2$ once the noise dominates ($v_t\to1$).
+# = \frac{\beta_t\big(\nu_{t-1}(1-\bar\alpha_t)-\nu_t(1-\bar\alpha_{t-1})\big)/\big(\nu_t(1-\bar\alpha_t)\big)}{\beta_t(\bar\alpha_{t-1}-\bar\alpha_t)/(1-\bar\alpha_t)}
+# = \frac{s^2}{\nu_t}:$$
+# 1 while the data's spread dominates ($\nu_t\approx s^2$), falling to $s^2$ once the noise dominates ($\nu_t\to1$).
 
 # %%
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
 for data_std in [0.05, 0.2, 0.5, 1.0]:
-    v = alpha_bar * data_std**2 + 1 - alpha_bar  # v_t = Var(x_t)
-    v_prev = alpha_bar_prev * data_std**2 + 1 - alpha_bar_prev  # v_{t−1}
-    true_var = betas * v_prev / v  # Var(x_{t−1} | x_t)
+    nu = alpha_bar * data_std**2 + 1 - alpha_bar  # ν_t = Var(x_t)
+    nu_prev = alpha_bar_prev * data_std**2 + 1 - alpha_bar_prev  # ν_{t−1}
+    true_var = betas * nu_prev / nu  # Var(x_{t−1} | x_t)
     position = (true_var[1:] - diffusion.posterior_variance[1:]) / (betas[1:] - diffusion.posterior_variance[1:])
-    assert torch.allclose(position, data_std**2 / v[1:], rtol=1e-6), "the position is not s^2 / v_t"
-    print(f"s = {data_std:4}: position = s^2 / v_t for every t: True; at paper t = 10: {position[8]:.3f}, "
+    matches = torch.allclose(position, data_std**2 / nu[1:], rtol=1e-6)
+    assert matches, "the position is not s^2 / nu_t"
+    print(f"s = {data_std:4}: position = s^2 / nu_t for every t: {matches}; at paper t = 10: {position[8]:.3f}, "
           f"t = 1000: {position[-1]:.4f} (s^2 = {data_std**2:.4f})")
     axes[0].plot(paper_steps[1:], position, label=f"data std s = {data_std}")
 for paper_t in [10, 30]:
@@ -1343,17 +1301,19 @@ axes[0].set_ylabel(r"$(\mathrm{Var}(x_{t-1}|x_t)-\tilde\beta_t)\,/\,(\beta_t-\ti
 axes[0].set_title(r"True reverse variance: 0 = $\tilde\beta_t$, 1 = $\beta_t$")
 axes[0].legend(fontsize=8)
 
-data_stds = torch.logspace(-2, 0.3, 60)
-wide_enough = data_stds >= 0.05
+data_stds = torch.logspace(-2, 0.3, 60)  # s from 0.01 to 2 (no grid point at s = 1)
+below_1, above_1 = (data_stds >= 0.05) & (data_stds < 1), data_stds > 1
 std_ratio_summary = []
 for T_steps, style in [(1000, "-"), (50, "--")]:
     d = Diffusion.from_schedule("linear", T=T_steps)
     for variance, color in [("beta", "C0"), ("beta_tilde", "C1")]:
         _, out_std = sampler_moments(d, 0.0, data_stds**2, variance=variance)
         ratio = out_std / data_stds  # sample std / data std, exact
+        worst = 100 * (ratio[below_1] - 1).abs().max()  # largest error in %, 0.05 ≤ s < 1
         std_ratio_summary.append(f"T = {T_steps:4d}, sigma^2 = {variance:10}: sample std / data std in "
-                                 f"[{ratio[wide_enough].min():.3f}, {ratio[wide_enough].max():.3f}] for s >= 0.05, "
-                                 f"{ratio[0]:.3f} at s = {data_stds[0]:.2f}")
+                                 f"[{ratio[below_1].min():.3f}, {ratio[below_1].max():.3f}] for 0.05 <= s < 1 "
+                                 f"(off by up to {worst:.0f} %), [{ratio[above_1].min():.3f}, "
+                                 f"{ratio[above_1].max():.3f}] for s > 1, {ratio[0]:.3f} at s = {data_stds[0]:.2f}")
         label = (r"$\sigma_t^2=\beta_t$" if variance == "beta" else r"$\sigma_t^2=\tilde\beta_t$") + f", T = {T_steps}"
         axes[1].plot(data_stds, out_std / data_stds, style, color=color, label=label)
 axes[1].axhline(1.0, color="k", lw=0.8, ls=":")
@@ -1367,20 +1327,19 @@ plt.show()
 print("\n".join(std_ratio_summary))
 
 # %% [markdown]
-# Left: at small $t$, while the accumulated noise is much smaller than the data's spread $s$, the data looks wide and
-# the true reverse variance is $\beta_t$ (position 1). Once the noise exceeds $s$, the position falls, the sooner the
-# narrower the data, and levels off at $s^2$ (printed): near $\tilde\beta_t$ for narrow data, a quarter of the way to
-# $\beta_t$ for $s = 0.5$. There, though, $\tilde\beta_t\approx\beta_t$ anyway. The two differ in the first few dozen
-# steps ($\tilde\beta_t/\beta_t$ = 0.85 at $t = 10$, 0.94 at $t = 30$), and there the truth is nearer $\tilde\beta_t$
-# only for data narrower than the noise, $s^2\lesssim1-\bar\alpha_t$: $s$ below about 0.04–0.11 (the noise std at
-# $t$ = 10–30). At $s = 0.05$ the position is still 0.57 at $t = 10$.
+# Left: while the accumulated noise is much smaller than the data's spread $s$, the data looks wide and the true
+# reverse variance is $\beta_t$ (position 1). Once the noise exceeds $s$ the position falls, the sooner the narrower
+# the data, and levels off at $s^2$ (printed). There, though, $\tilde\beta_t\approx\beta_t$ anyway (Section 2.3).
+# Where they differ ($\tilde\beta_t/\beta_t$ = 0.85 at $t = 10$, 0.94 at $t = 30$), the truth is nearer
+# $\tilde\beta_t$ only for data narrower than the noise, $s^2\lesssim1-\bar\alpha_t$: $s$ below about 0.04–0.11 (the
+# noise std at $t$ = 10–30); even at $s = 0.05$ the position is 0.57 at $t = 10$.
 #
-# Right, and the printed ranges: the exact spread of the samples. With $T = 1000$ and $s\ge 0.05$,
+# Right, and the printed ranges: the exact spread of the samples. With $T = 1000$ and $0.05\le s<1$,
 # $\sigma_t^2=\beta_t$ is within 1 % and $\tilde\beta_t$ up to 7 % too narrow. Narrower data is shrunk by both (at
-# $s = 0.01$ to 0.84 and 0.66 of its width): the last step returns a mean, not a sample, and so drops the spread of
-# order $\sqrt{\beta_1} = 0.01$ it should add. With $T = 50$ (larger steps) the
-# choice matters: $\beta_t$ over-disperses data with $0.05\le s<1$ by up to 26 % (and still halves $s = 0.01$), and
-# $\tilde\beta_t$ under-disperses everything. The same on the mixture, whose modes are narrow ($s$ = 0.10 – 0.25):
+# $s = 0.01$ to 0.84 and 0.66 of its width): the last step returns a mean and so drops the spread of order
+# $\sqrt{\beta_1} = 0.01$ it should add. With $T = 50$ the choice matters: for $0.05\le s<1$, $\beta_t$
+# over-disperses by up to 26 % and $\tilde\beta_t$ under-disperses by up to 40 %. For $s>1$ the truth exceeds
+# $\beta_t$ (above), so both under-disperse. The same on the mixture, whose modes are narrow ($s$ = 0.10–0.25):
 
 # %%
 diffusion_50 = Diffusion.from_schedule("linear", T=50)
@@ -1391,6 +1350,9 @@ variance_samples = {
     "T=50, sigma2=b_tilde": sample_2d(optimal_eps(mixture, diffusion_50), "beta_tilde", diffusion_50),
 }
 print_mode_table(variance_samples, mixture)
+for name in ["T=50, sigma2=beta", "T=50, sigma2=b_tilde"]:
+    width_ratio = mode_stats(variance_samples[name], mixture)[1] / mixture.variances.sqrt()  # mode std / data std
+    print(f"{name}: mode std / data std - 1 = " + ", ".join(f"{100 * (r - 1):+.0f} %" for r in width_ratio))
 
 fig, axes = plt.subplots(1, 2, figsize=(7, 3.4))
 for ax, name in zip(axes, ["T=50, sigma2=beta", "T=50, sigma2=b_tilde"]):
@@ -1407,9 +1369,75 @@ fig.tight_layout()
 plt.show()
 
 # %% [markdown]
-# With 50 steps, $\beta_t$ makes the modes 13–22 % too wide and $\tilde\beta_t$ 12–27 % too narrow. Yet the too-wide
-# set has the smallest energy distance ($-0.0002$): at $N = 2000$ the energy distance is within its noise and blind
-# to such errors of width; read the mode widths.
+# With 50 steps, $\beta_t$ makes the modes 12–22 % too wide and $\tilde\beta_t$ 11–27 % too narrow. Yet the too-wide
+# set has the smallest energy distance ($-0.0002$): at $N = 2000$ it cannot see such errors (Section 9); read the
+# mode widths.
+
+# %% [markdown]
+# ### 11.1 Beyond Gaussian data: how wide can a step be?
+#
+# Back to Section 1's bimodal, now against every $x_t$: how far from Gaussian the exact reverse step is, and its
+# variance against $\beta$.
+
+# %%
+x_values = torch.linspace(-2.0, 2.0, 401)  # x_values[200] = 0, x_values[240] = 0.4
+wide = torch.linspace(-3.0, 3.0, 1201)  # holds q(x_t), for the average over x_t ~ q(x_t)
+fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
+print(f"{'beta':>8}{'TV at x_t = 0':>15}{'TV at x_t = 0.4':>17}{'largest TV':>12}{'mean TV over x_t ~ q(x_t)':>28}")
+for i, beta in enumerate([1e-4, 1e-3, 1e-2, 0.05, 0.5]):
+    _, _, var, _, tv = reverse_step(x_values, beta)
+    axes[0].plot(x_values, tv, color=f"C{i}", label=rf"$\beta = {beta:g}$")
+    axes[1].plot(x_values, var / beta, color=f"C{i}", label=rf"$\beta = {beta:g}$")
+    if beta < 0.5:  # the quadratic prediction of the variance, where it exists
+        precision = (1 - beta) / beta + curvature(x_values / math.sqrt(1 - beta))  # α/β + κ(ξ)
+        axes[1].plot(x_values, torch.where(precision > 0, 1 / precision / beta, torch.nan), ":", color=f"C{i}", lw=1.5)
+    weight = bimodal.noised(1 - beta).log_prob(wide[:, None]).softmax(0)  # q(x_t) on the grid, normalized
+    mean_tv = float((weight * reverse_step(wide, beta)[4]).sum())
+    print(f"{beta:8g}{float(tv[200]):15.3f}{float(tv[240]):17.3f}{float(tv.max()):12.3f}{mean_tv:28.1e}")
+axes[1].plot([], [], ":", color="0.4", lw=1.5, label=r"dotted: $\beta/(\alpha+\beta\kappa)$, quadratic $\log q$")
+axes[0].set_ylabel("TV from the matched Gaussian")
+axes[0].set_title("How far from Gaussian the exact reverse step is")
+axes[1].set_yscale("log")
+axes[1].set_ylabel(r"$\mathrm{Var}(x_{t-1}\mid x_t)\,/\,\beta$ (formula: 1)")
+axes[1].set_title(r"Its variance, against the formula's $\beta$")
+for ax in axes:
+    ax.set_xlabel("$x_t$")
+    ax.legend(fontsize=7)
+fig.tight_layout()
+plt.show()
+
+largest_kappa = float(curvature(bimodal_grid).max())
+print(f"largest kappa of the bimodal on the grid: {largest_kappa:.2f}; "
+      f"bound 1/0.15^2 = {1 / 0.15**2:.2f} (two points blurred with variance 0.15^2)")
+assert largest_kappa <= (1 + 1e-6) / 0.15**2, "a Gaussian blur of variance 0.15^2 has kappa above 1/0.15^2"
+print(f"linear schedule, T = 1000: beta_t = 0.01 near paper t = {int((diffusion.betas - 0.01).abs().argmin()) + 1}, "
+      f"where 1 - alpha_bar_(t-1) = {1 - diffusion.alpha_bar_prev[(diffusion.betas - 0.01).abs().argmin()]:.2f}")
+for T_steps in [1000, 4000]:
+    d = Diffusion.from_schedule("linear", T=T_steps)  # β rescaled by 1000/T
+    worst = d.betas[1:] / (1 - d.alpha_bar_prev[1:])  # β_t/(1 − ᾱ_{t−1}) for paper t ≥ 2: the largest β_t κ
+    print(f"T = {T_steps}: beta_t / (1 - alpha_bar_(t-1)) at paper t = 2, 3, 5, 10: "
+          + ", ".join(f"{worst[paper_t - 2]:.2f}" for paper_t in [2, 3, 5, 10]))
+
+# %% [markdown]
+# Left: only the valley between the modes is far from Gaussian, and the smaller $\beta$, the narrower it is; $q(x_t)$
+# is so small there that the TV averaged over $x_t\sim q(x_t)$ stays below $10^{-7}$ up to $\beta = 0.01$. With
+# $\beta = 0.5$ one step can jump to either mode from almost anywhere. Right: the exact variance (solid) is close to
+# the quadratic prediction (dotted, same colour) where $\beta|\kappa|$ is small, and it approaches the formula's
+# $\beta$ only for $\beta\ll\ell^2$.
+#
+# The bimodal is a picture, not a step of the chain: there $\beta_t$ reaches 0.01 only near $t = 498$, where
+# $q(x_{t-1})$ is blurred by noise of variance 0.92. A blur caps the curvature. Let $x = y+n$, with $y\sim p$ for any
+# density $p$ and independent Gaussian noise $n$ of variance $\tau^2$. Section 1's computation gives the score
+# $\partial\log q(x) = (\mathbb E[y\mid x]-x)/\tau^2$. The posterior weight of each $y$,
+# $\mathcal N(x;y,\tau^2)\,p(y)/q(x)$, has log-derivative in $x$ equal to $(y-x)/\tau^2$ minus its posterior mean, so
+# $\partial\,\mathbb E[y\mid x] = \operatorname{Cov}\big(y,(y-x)/\tau^2\mid x\big) = \operatorname{Var}(y\mid x)/\tau^2$ and
+#
+# $$\kappa = -\partial^2\log q(x) = \frac{1}{\tau^2}-\frac{\operatorname{Var}(y\mid x)}{\tau^4}\le\frac{1}{\tau^2}.$$
+# In the chain $y = \sqrt{\bar\alpha_{t-1}}x_0$ and $\tau^2 = 1-\bar\alpha_{t-1}$, so $\ell^2\ge1-\bar\alpha_{t-1}$
+# wherever $\kappa>0$ (the bimodal attains its bound, printed). Equality holds for a single data point, where
+# $\beta_t/(\alpha_t+\beta_t\kappa)$ is exactly Eq. 7's $\tilde\beta_t$. The worst-case $\beta_t\kappa$,
+# $\beta_t/(1-\bar\alpha_{t-1})$, is small for most of the chain but 1.20, 0.64, 0.35, 0.17 at $t$ = 2, 3, 5, 10, and
+# hardly falls as $T$ grows: however large $T$, the first steps' variance may be far from $\beta_t$.
 
 # %% [markdown]
 # ## 12. The ELBO terms of the exact-$\varepsilon$ model
@@ -1422,13 +1450,13 @@ plt.show()
 # over 2000 examples.
 #
 # For Gaussian data the bound also has a **closed form**, which checks `elbo_terms` without Monte-Carlo noise. Take 1-D data $\mathcal N(0, s^2)$ and the exact $\varepsilon^*(x_t) = k_t x_t$,
-# $k_t = \sqrt{1-\bar\alpha_t}/v_t$ (Section 8). Then $\mu_\theta(x_t) = a_t x_t$ with
+# $k_t = \sqrt{1-\bar\alpha_t}/\nu_t$ (Section 8). Then $\mu_\theta(x_t) = a_t x_t$ with
 # $a_t = (1-\beta_t k_t/\sqrt{1-\bar\alpha_t})/\sqrt{\alpha_t}$ (Eq. 11), and with $x_t = \sqrt{\bar\alpha_t}x_0 +
-# \sqrt{1-\bar\alpha_t}\varepsilon$ the mean error of Eq. 8 is $\tilde\mu_t - \mu_\theta = u_t x_0 + w_t\varepsilon$ with
-# $u_t = c_{1,t} + (c_{2,t}-a_t)\sqrt{\bar\alpha_t}$, $w_t = (c_{2,t}-a_t)\sqrt{1-\bar\alpha_t}$ ($c_1, c_2$ the
+# \sqrt{1-\bar\alpha_t}\varepsilon$ the mean error of Eq. 8 is $\tilde\mu_t - \mu_\theta = u_t x_0 + r_t\varepsilon$ with
+# $u_t = c_{1,t} + (c_{2,t}-a_t)\sqrt{\bar\alpha_t}$, $r_t = (c_{2,t}-a_t)\sqrt{1-\bar\alpha_t}$ ($c_1, c_2$ the
 # coefficients of $x_0$ and $x_t$ in $\tilde\mu_t$, Eq. 7). Averaging over $x_0$ and $\varepsilon$:
 #
-# $$L_{t-1} = \tfrac12\Big(\frac{\tilde\beta_t}{\sigma_t^2}-1-\log\frac{\tilde\beta_t}{\sigma_t^2}\Big) + \frac{u_t^2 s^2 + w_t^2}{2\sigma_t^2},\qquad
+# $$L_{t-1} = \tfrac12\Big(\frac{\tilde\beta_t}{\sigma_t^2}-1-\log\frac{\tilde\beta_t}{\sigma_t^2}\Big) + \frac{u_t^2 s^2 + r_t^2}{2\sigma_t^2},\qquad
 # L_0 = \tfrac12\log(2\pi\sigma_1^2) + \frac{(1-a_1\sqrt{\bar\alpha_1})^2 s^2 + a_1^2(1-\bar\alpha_1)}{2\sigma_1^2},$$
 # $L_T = \tfrac12\big(\bar\alpha_T s^2 - \bar\alpha_T - \log(1-\bar\alpha_T)\big)$, where $\sigma_1^2$ is the decoder's
 # variance ($\beta_1$, or $\tilde\beta_2$ for the clipped $\tilde\beta$ of Section 7.2, as in `elbo_terms`). With $x_0^2$ in
@@ -1456,14 +1484,14 @@ def exact_bound_terms(diffusion, s2, variance, x0_squared=None):
     With ``x0_squared`` (a tensor (B,)) each term is the expectation given that example's x0 instead."""
     ab, alphas_, betas_ = diffusion.alpha_bar, diffusion.alphas, diffusion.betas  # whole tables, paper t = 1..T
     m2 = torch.tensor(s2) if x0_squared is None else x0_squared[:, None]  # E[x0²], or x0² per example
-    k = (1 - ab).sqrt() / (ab * s2 + 1 - ab)  # ε* = k_t x_t, k_t = √(1 − ᾱ_t)/v_t
+    k = (1 - ab).sqrt() / (ab * s2 + 1 - ab)  # ε* = k_t x_t, k_t = √(1 − ᾱ_t)/ν_t
     a = (1 - betas_ / (1 - ab).sqrt() * k) / alphas_.sqrt()  # μ_θ = a_t x_t  (Eq. 11)
     c1, c2 = diffusion.posterior_mean_coef_x0, diffusion.posterior_mean_coef_xt  # μ̃_t = c1 x0 + c2 x_t  (Eq. 7)
-    u = c1 + (c2 - a) * ab.sqrt()  # μ̃_t − μ_θ = u_t x0 + w_t ε
-    w = (c2 - a) * (1 - ab).sqrt()
+    u = c1 + (c2 - a) * ab.sqrt()  # μ̃_t − μ_θ = u_t x0 + r_t ε
+    r = (c2 - a) * (1 - ab).sqrt()
     sigma2 = betas_ if variance == "beta" else diffusion.posterior_log_variance_clipped.exp()  # σ_t², β̃ clipped
     ratio = diffusion.posterior_variance[1:] / sigma2[1:]  # β̃_t/σ_t², paper t ≥ 2
-    kl = 0.5 * (ratio - 1 - ratio.log()) + (u[1:] ** 2 * m2 + w[1:] ** 2) / (2 * sigma2[1:])  # L_{t−1}, Eq. 8
+    kl = 0.5 * (ratio - 1 - ratio.log()) + (u[1:] ** 2 * m2 + r[1:] ** 2) / (2 * sigma2[1:])  # L_{t−1}, Eq. 8
     decoder = (0.5 * torch.log(2 * math.pi * sigma2[0])
                + ((1 - a[0] * ab[0].sqrt()) ** 2 * m2 + a[0] ** 2 * (1 - ab[0])) / (2 * sigma2[0]))  # L_0
     prior = 0.5 * (ab[-1] * m2 - ab[-1] - torch.log1p(-ab[-1]))  # L_T = ½(ᾱ_T x0² − ᾱ_T − log(1 − ᾱ_T))
@@ -1527,9 +1555,9 @@ print(f"gap between beta_tilde and beta: {gap_total:.3f} nats = L_0 {gap_decoder
 # With $\sigma_t^2=\beta_t$ the bound equals the entropy: exactly in closed form, and within the Monte-Carlo error for
 # `elbo_terms`, which agrees with the closed form for both variances. The model's reverse chain *is* the true one, so
 # nothing is lost. The $L_{t-1}$ are not zero (they compare with $q(x_{t-1}\mid x_t, x_0)$, which knows $x_0$); the
-# large negative $L_0$ of a very sharp decoder balances them. Each KL term is largest at small $t$, yet the running
-# sum grows by a similar amount in each decade of $t$ (1.39, 2.07 and 1.15 nats for $t$ = 2–9, 10–99, 100–999): every
-# noise level contributes, and only 0.25 nats come after $t = 300$ ($\bar\alpha_{300} = 0.40$). With $\tilde\beta_t$
+# large negative $L_0$ of a very sharp decoder balances them. Each KL term is largest at small $t$, yet each of the
+# ranges $t$ = 2–9, 10–99 and 100–999 adds more than 1 nat (printed): every noise level contributes, and only 0.25
+# nats come after $t = 300$ ($\bar\alpha_{300} = 0.40$). With $\tilde\beta_t$
 # the steps are too narrow at small $t$ (Section 11) and the bound is 0.579 nats worse, all of it early in the chain:
 # 0.114 nats in $L_0$, 0.395 in $t$ = 2–10, 0.065 in $t$ = 11–100 and 0.005 in the remaining 900 steps.
 #
@@ -1564,12 +1592,15 @@ eq5 = elbo_terms(eps_50, diffusion_50, x0, variance="beta", decoder="gaussian",
 print(f"Eq. 3 (whole trajectories): L = {eq3.mean():.4f} ± {eq3.std() / math.sqrt(len(eq3)):.4f} nats")
 print(f"Eq. 5 (KL terms):           L = {eq5.mean():.4f} ± {eq5.std() / math.sqrt(len(eq5)):.4f} nats")
 print(f"data entropy:               H = {0.5 * math.log(2 * math.pi * math.e * s**2):.4f} nats")
+difference = eq3 - eq5  # per example: both estimates share x0, so their errors are correlated
+z_eq = abs(difference.mean()) / (difference.std() / math.sqrt(len(difference)))
+print(f"Eq. 3 - Eq. 5 = {difference.mean():+.4f} nats, {z_eq:.1f} standard errors from 0")
+assert z_eq < 4, "Eq. 3 and Eq. 5 estimate different values"
 
 # %% [markdown]
-# The two agree within their Monte-Carlo errors and lie above the entropy: with 50 steps the Gaussian reverse steps
-# are a little off (Section 11). Eq. 5 integrates each KL term over $x_{t-1}$ in closed form ("Rao-Blackwellized",
-# Ho et al. §2), yet here it is the noisier: its terms use independent draws of $x_t$, while along one trajectory
-# the terms of Eq. 3 partly cancel. Its real gain is that each
+# The two agree within their Monte-Carlo errors (printed) and lie above the entropy: with 50 steps the reverse
+# variances are off (Section 11). Eq. 5 integrates each KL term over $x_{t-1}$ in closed form, yet here it is the
+# noisier. Its real gain is that each
 # term needs a single draw $x_t\sim q(x_t\mid x_0)$ (Eq. 4), so one random $t$ per example gives an unbiased estimate
 # of the whole bound: the same trick Algorithm 1 uses on $L_\text{simple}$, the bound without its weights.
 
@@ -1581,7 +1612,7 @@ print(f"data entropy:               H = {0.5 * math.log(2 * math.pi * math.e * s
 #
 # **Exercise 1 (posterior variance).** Write `beta_tilde_from_betas(betas)` that takes a 0-based table of $\beta$s
 # (a float64 tensor of length $T$) and returns $\tilde\beta_t = \frac{1-\bar\alpha_{t-1}}{1-\bar\alpha_t}\beta_t$
-# for every step, with $\bar\alpha_0 = 1$ (so the first entry is 0). Use only `torch.cumprod` and arithmetic.
+# for every step, with $\bar\alpha_0 = 1$ (so the first entry is 0). Use only `torch.cumprod`, `torch.cat` and arithmetic.
 
 # %%
 beta_tilde_from_betas = None  # your function here
@@ -1642,7 +1673,7 @@ check_exercise_2(eps_from_v)
 
 # %% [markdown]
 # **Exercise 3 (which variance is exact?).** Data is $\mathcal N(0, s^2)$ with $s = 0.3$, the noise predictor is the
-# exact $\varepsilon^*$, and $T = 1000$. Using Section 11's formula $\operatorname{Var}(x_{t-1}\mid x_t) = \beta_t v_{t-1}/v_t$,
+# exact $\varepsilon^*$, and $T = 1000$. Using Section 11's formula $\operatorname{Var}(x_{t-1}\mid x_t) = \beta_t \nu_{t-1}/\nu_t$,
 # compute the true reverse variance at paper step $t = 5$ (code index 4) as a float `true_var_t5`. Is it closer to
 # $\beta_5$ or to $\tilde\beta_5$? Answer with `closer_to = "beta"` or `closer_to = "beta_tilde"`.
 
@@ -1666,7 +1697,7 @@ def check_exercise_3(value, closer_to):
     expected = float(var_prev - cov**2 / var_now)  # Var(x_4 | x_5), a second route to the same number
     assert isinstance(value, float), f"true_var_t5 should be a float, got {type(value).__name__}"
     assert abs(value - expected) < 1e-6 * expected, (
-        f"got {value:.6g}, expected {expected:.6g}. Hint: v_t = alpha_bar_t s^2 + 1 - alpha_bar_t, with alpha_bar_t at "
+        f"got {value:.6g}, expected {expected:.6g}. Hint: nu_t = alpha_bar_t s^2 + 1 - alpha_bar_t, with alpha_bar_t at "
         f"code index t_code and alpha_bar_(t-1) at code index t_code - 1.")
     beta_5, beta_tilde_5 = float(diffusion.betas[t_code]), float(diffusion.posterior_variance[t_code])
     answer = "beta" if abs(expected - beta_5) < abs(expected - beta_tilde_5) else "beta_tilde"
@@ -1684,10 +1715,8 @@ check_exercise_3(true_var_t5, closer_to)
 # %% [markdown]
 # ## 14. Summary and what comes next
 #
-# - A reverse noising step is Gaussian where $\log q(x_{t-1})$ is close to quadratic over the step, with variance
-#   near $\beta_t$ where the step is also small against the local variance $\ell^2$; its mean follows exactly from the
-#   score (Section 1). So the model is a chain of Gaussians
-#   $p_\theta(x_{t-1}\mid x_t) = \mathcal N(\mu_\theta(x_t,t), \sigma_t^2 I)$ (Eq. 1) with many small steps.
+# - A small reverse noising step is nearly Gaussian, and its mean follows exactly from the score (Section 1). So the
+#   model is a chain of Gaussians $p_\theta(x_{t-1}\mid x_t) = \mathcal N(\mu_\theta(x_t,t), \sigma_t^2 I)$ (Eq. 1).
 # - Conditioned on $x_0$ the reverse step is exactly Gaussian: $q(x_{t-1}\mid x_t,x_0) = \mathcal N(\tilde\mu_t,\tilde\beta_t I)$
 #   (Eqs. 6–7).
 # - The variational bound splits into $L_T + \sum_{t>1} L_{t-1} + L_0$ (Eq. 5), each $L_{t-1}$ a KL between Gaussians
@@ -1726,10 +1755,10 @@ def eps_from_v(xt, alpha_bar, v):
 
 
 def reverse_variance(t_code, data_std):
-    """Var(x_{t−1} | x_t) = β_t v_{t−1}/v_t for data N(0, s²), 0-based t."""
-    v = diffusion.alpha_bar[t_code] * data_std**2 + 1 - diffusion.alpha_bar[t_code]  # v_t
-    v_prev = diffusion.alpha_bar_prev[t_code] * data_std**2 + 1 - diffusion.alpha_bar_prev[t_code]  # v_{t−1}
-    return float(diffusion.betas[t_code] * v_prev / v)
+    """Var(x_{t−1} | x_t) = β_t ν_{t−1}/ν_t for data N(0, s²), 0-based t."""
+    nu = diffusion.alpha_bar[t_code] * data_std**2 + 1 - diffusion.alpha_bar[t_code]  # ν_t
+    nu_prev = diffusion.alpha_bar_prev[t_code] * data_std**2 + 1 - diffusion.alpha_bar_prev[t_code]  # ν_{t−1}
+    return float(diffusion.betas[t_code] * nu_prev / nu)
 
 
 true_var_t5 = reverse_variance(4, 0.3)
