@@ -24,8 +24,8 @@
 # - how to hand the timestep $t$ to a network, and why a 2-D denoiser must have it: the sinusoidal embedding
 #   (Vaswani et al. 2017; Ho et al. 2020, Appendix B), plus Fourier features of the input that let a small MLP draw
 #   sharp shapes;
-# - Algorithm 1 of Ho et al. 2020 as a training loop of twenty lines you can read, and what
-#   `ddpm_helpers.training.train` (used again by notebooks 04 and 05) adds to it: a learning-rate schedule, atomic
+# - Algorithm 1 of Ho et al. 2020 as a training loop you can read in full, and what
+#   `ddpm_helpers.training.train` (used again by notebooks 04 and 05) adds to it: a learning-rate schedule,
 #   checkpoints and exact resume;
 # - Algorithm 2 written out, then in pictures: $x_t$ and the predicted $\hat x_0$, trajectories, an animation, and
 #   the learned $\varepsilon$ field next to the exact one;
@@ -39,11 +39,11 @@
 # network in PyTorch.
 #
 # **Run time.** Every network is a small MLP (≤ 175 k parameters) trained for at most a thousand Adam steps; Section 6
-# trains 23 of them. The `quick` profile (what CI runs) trains less and draws fewer points.
+# trains 23 of them. The `quick` profile trains less and draws fewer points.
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU, 2 cores | ≈ 50 s (estimate) | 174 s (measured, last cell) |
+# | CPU (1 thread) | ≈ 50 s (estimate) | 174 s (measured, last cell) |
 # | Colab GPU (estimate) | ≈ 30 s | ≈ 1–2 min |
 #
 # **Papers.** Equation and algorithm numbers refer to Ho, Jain & Abbeel (2020), *Denoising Diffusion Probabilistic
@@ -53,7 +53,8 @@
 # Mildenhall et al. (2020) and Tancik et al. (2020) for Fourier features
 # ([arXiv:2003.08934](https://arxiv.org/abs/2003.08934), [arXiv:2006.10739](https://arxiv.org/abs/2006.10739)),
 # Nichol & Dhariwal (2021) for the cosine schedule ([arXiv:2102.09672](https://arxiv.org/abs/2102.09672)),
-# Jabri et al. (2023) for the sigmoid schedule ([arXiv:2212.11972](https://arxiv.org/abs/2212.11972)),
+# Chen (2023) and Jabri et al. (2023) for the sigmoid schedule ([arXiv:2301.10972](https://arxiv.org/abs/2301.10972),
+# [arXiv:2212.11972](https://arxiv.org/abs/2212.11972)),
 # Salimans & Ho (2022) for $v$-prediction ([arXiv:2202.00512](https://arxiv.org/abs/2202.00512)), Székely & Rizzo
 # (2013) for the energy distance, and Sun et al. (2025) on image denoisers that are not told $t$
 # ([arXiv:2502.13129](https://arxiv.org/abs/2502.13129)). The full list is in
@@ -119,6 +120,7 @@ from matplotlib.colors import LogNorm
 
 from ddpm_helpers import config
 from ddpm_helpers.analytic import GaussianMixture, optimal_eps
+from ddpm_helpers.checkpoint import load_checkpoint
 from ddpm_helpers.datasets import DATASETS, ring_mixture, sample_toy
 from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.elbo import elbo_terms
@@ -134,11 +136,11 @@ from ddpm_helpers.utils import count_parameters
 
 notebook_start = time.perf_counter()
 config.seed_everything(0)
-torch.set_num_threads(1)  # the tensors are small: one CPU thread is nearly as fast as two
+torch.set_num_threads(1)  # one CPU thread, as in the header's run-time table
 device = config.get_device()
 outputs = config.outputs_dir("03_toy_2d")
 
-# Sizes of everything that costs time: the quick profile (CI) trains less and draws fewer points.
+# Sizes of everything that costs time: the quick profile trains less and draws fewer points.
 BARE_STEPS = config.pick(quick=50, full=400)  # Adam steps of the bare training loop (Section 3.1)
 SWISS_STEPS = config.pick(quick=100, full=1000)  # Adam steps of the swiss-roll model trained by `train` (Section 3.2)
 SMALL_STEPS = config.pick(quick=60, full=500)  # steps of the Gaussian-mixture model and of each ablation
@@ -186,7 +188,7 @@ print(f"alpha_bar_T = {diffusion.alpha_bar[-1]:.2e}, sqrt(alpha_bar_T) = {diffus
 
 # %% [markdown]
 # $T = 200$ instead of the paper's 1000: `linear_beta_schedule` rescales the paper's $\beta_1 = 10^{-4}$ …
-# $\beta_T = 0.02$ by $1000/T$ (Nichol & Dhariwal 2021), so $\bar\alpha_t$ follows almost the same curve in $t/T$ and
+# $\beta_T = 0.02$ by $1000/T$ (as Nichol & Dhariwal's code does), so $\bar\alpha_t$ follows almost the same curve in $t/T$ and
 # $\bar\alpha_T = 3.0\cdot10^{-5}$ ($4.0\cdot10^{-5}$ for $T = 1000$, both printed above): the chain still ends at pure
 # noise. A sample then takes 200 network calls instead of 1000; Section 6 measures what that costs in quality.
 #
@@ -205,15 +207,17 @@ ring = ring_mixture()  # the 8-Gaussian ring as an exact GaussianMixture
 eps_star = optimal_eps(ring, diffusion)
 point = ring.means[0:1].float() + torch.tensor([[0.15, 0.0]])  # 0.15 to the right of the first mode's centre
 print(f"x = ({point[0, 0]:.3f}, {point[0, 1]:.3f}); by symmetry eps* = (e, 0), we print e")
+answers = {}  # paper t → e
 for t in [0, 20, 100, 199]:  # 0-based: paper steps 1, 21, 101, 200
-    e = eps_star(point, torch.tensor([t]))[0, 0]
+    e = answers[t + 1] = float(eps_star(point, torch.tensor([t]))[0, 0])
     print(f"paper t = {t + 1:3d}: sqrt(1 - alpha_bar) = {diffusion.sqrt_one_minus_alpha_bar[t]:.3f}   e = {e:+.3f}")
+print(f"e at paper t = 200 over e at paper t = 1: {answers[200] / answers[1]:.1f}")
 
 # %% [markdown]
 # At $t=1$ the noise is tiny ($\sqrt{1-\bar\alpha_1}\approx 0.02$), so the 0.15 offset from the mode centre is mostly
 # the data's own spread: the network should predict a small $\varepsilon$. At $t = 200$ the point is almost pure
 # noise, $x_t\approx\varepsilon$, and the right answer is $x_t$ itself. Same input $x$, answers about five times
-# apart: a network that does not know $t$ could only predict an average over all noise levels, and every reverse step
+# apart (last line): a network that does not know $t$ could only predict an average over all noise levels, and every reverse step
 # of Algorithm 2 would use the wrong one. That is a property of low-dimensional data: one point in the plane cannot
 # show how much noise it carries. An image can, through its thousands of pixels, and many image denoisers lose little
 # when they are not told $t$ (Sun et al. 2025). Every network of
@@ -253,7 +257,10 @@ row = similarity[0]
 print(f"largest |similarity − (2/d) Σ cos(ω_i (t − t'))| over all pairs: {(similarity - formula).abs().max():.1e}")
 print(f"similarity at lag 1: {row[1]:.2f}, lag 3: {row[3]:.2f}; over lags 5–199 it stays between {row[5:].min():.2f} "
       f"and {row[5:].max():.2f}; period of the fastest column, 2π/ω_0 = {2 * torch.pi / omega[0]:.1f} steps")
-print(f"phase that dimension 11 (ω_11 = {omega[11]:.5f}) turns through over the {T - 1} steps: {omega[11] * (T - 1):.2f} rad")
+slow = [i for i in range(16) if omega[i] * (T - 1) < 0.4]  # the columns whose phase ω_i (T − 1) stays below 0.4 rad
+print(f"columns that turn through less than 0.4 rad over the {T - 1} steps: sines {slow[0]}–{slow[-1]}, cosines "
+      f"{slow[0] + 16}–{slow[-1] + 16}; the fastest of them, ω_{slow[0]} = {omega[slow[0]]:.5f}, turns through "
+      f"{omega[slow[0]] * (T - 1):.2f} rad")
 
 # %% [markdown]
 # The right panels show what the network receives. The similarity of two embeddings depends only on the lag
@@ -264,9 +271,10 @@ print(f"phase that dimension 11 (ω_11 = {omega[11]:.5f}) turns through over the
 #
 # which the first printed line checks. It falls from 1 to 0.77 within three steps and then *oscillates* (right
 # panel) instead of decaying to 0: the fastest column ($\omega_0 = 1$) repeats every $2\pi\approx 6.3$ steps, the
-# slower ones add wider swings, and the slowest stay nearly equal for all $t$, which keeps every similarity positive.
-# Far-apart steps are therefore not orthogonal. The fast columns tell neighbouring steps apart but repeat; the middle
-# ones, whose periods are comparable with $T$, separate far-apart steps. The slowest (dimensions ≈ 11–15 and 27–31, at most 0.35 rad of phase over the 200 steps)
+# slower ones add wider swings, and the slowest stay nearly equal for all $t$, which keeps every similarity positive:
+# far-apart steps are not orthogonal. The fast
+# columns tell neighbouring steps apart but repeat; the middle
+# ones, whose periods are comparable with $T$, separate far-apart steps. The slowest (dimensions 11–15 and 27–31, at most 0.35 rad of phase, last line)
 # barely move: they were designed for positions up to 10 000, and some implementations rescale $t$ to $[0, 1000)$ to
 # use more of them.
 #
@@ -279,7 +287,7 @@ print(f"phase that dimension 11 (ω_11 = {omega[11]:.5f}) turns through over the
 # $$\gamma(x) = \big(x,\ \sin(\omega_k x),\ \cos(\omega_k x)\big)_{k=0}^{K-1},\qquad \omega_k = 2^k\,\tfrac{\pi}{2},$$
 # applied to each coordinate — a variant of NeRF's positional encoding (Mildenhall et al. 2020, Eq. 4, which uses $\omega_k = 2^k\pi$; here half
 # that, and $x$ itself kept). With $K=6$ octaves the
-# wavelengths run from 4 (the size of the data) down to 0.125. Section 6 trains the same model without them.
+# wavelengths run from 4 (the size of the data) down to 0.125 (printed below). Section 6 trains the same model without them.
 #
 # ### 2.4 Residual blocks
 #
@@ -288,9 +296,9 @@ print(f"phase that dimension 11 (ω_11 = {omega[11]:.5f}) turns through over the
 # $$h \leftarrow h + W_2\,\mathrm{SiLU}\big(W_1\,\mathrm{LayerNorm}(h) + U\,\mathrm{MLP}(e(t))\big),$$
 # between an input layer $h = W_\text{in}\gamma(x_t)$ and an output layer $\varepsilon_\theta = W_\text{out}\,
 # \mathrm{SiLU}(h)$ that starts at zero. The skip connections keep the signal and its gradient flowing, LayerNorm keeps
-# each block's input at a fixed scale, and adding the time signal inside *every* block lets each layer behave
+# the input of each block's branch at a fixed scale (the stream $h$ itself is not normalized), and adding the time signal inside *every* block lets each layer behave
 # differently at each noise level. Here is the whole network, as `ddpm_helpers.nn` defines it, embedding included
-# (the `check_*` calls and the tests at the top of `forward` only turn wrong sizes and shapes into clear errors):
+# (the `check_*` calls and the tests in `forward` only turn bad input into clear errors):
 
 # %%
 for part in (sinusoidal_embedding, fourier_features, ResidualBlock, MLP):
@@ -299,8 +307,10 @@ for part in (sinusoidal_embedding, fourier_features, ResidualBlock, MLP):
 # %%
 torch.manual_seed(0)
 swiss_model = MLP(data_dim=2, hidden=128, num_blocks=3, time_dim=32, fourier_octaves=6)  # the swiss roll's network
+wavelengths = 2 * torch.pi / (2.0 ** torch.arange(6) * torch.pi / 2)  # 2π/ω_k, k = 0 … 5
 print(f"{count_parameters(swiss_model):,} parameters; "
-      f"input features per point: {fourier_features(swiss_train[:1], 6).shape[1]}")
+      f"input features per point: {fourier_features(swiss_train[:1], 6).shape[1]}; "
+      f"Fourier wavelengths 2π/ω_k from {wavelengths[0]:.3f} (k = 0) to {wavelengths[-1]:.3f} (k = 5)")
 
 # %% [markdown]
 # **Exercise 1 (the time embedding).** Write `my_time_embedding(t, dim)` that returns the $(B, d)$ matrix $e(t)$ of
@@ -340,8 +350,8 @@ check_exercise_1(my_time_embedding)
 #
 # ### 3.1 The bare loop
 #
-# A training loop puts three things around that step: an optimizer (Adam); gradient clipping, which rescales a rare
-# huge gradient to norm 1; and an exponential moving average (EMA) of the weights, which averages out the noise of
+# A training loop puts three things around that step: an optimizer (Adam); gradient clipping, which rescales every
+# gradient of norm above 1 to norm 1 (the loop prints how often that happens); and an exponential moving average (EMA) of the weights, which averages out the noise of
 # the last steps and is what we sample with. Update $n$ of the EMA is
 #
 # $$\theta_\text{ema}\leftarrow d_n\,\theta_\text{ema} + (1-d_n)\,\theta,\qquad d_n = \min\Big(d,\ \frac{1+n}{10+n}\Big):$$
@@ -353,24 +363,25 @@ check_exercise_1(my_time_embedding)
 # %%
 # NBVAL_IGNORE_OUTPUT
 torch.manual_seed(0)
-bare_model = MLP(hidden=128, num_blocks=3, time_dim=32, fourier_octaves=6)  # on the CPU: a few seconds
+bare_model = MLP(hidden=128, num_blocks=3, time_dim=32, fourier_octaves=6)
 bare_ema = copy.deepcopy(bare_model).requires_grad_(False)  # θ_ema: the weights we sample with
 optimizer = torch.optim.Adam(bare_model.parameters(), lr=2e-3)
 generator = torch.Generator().manual_seed(0)
-start, bare_losses = time.perf_counter(), []
+start, bare_losses, clipped = time.perf_counter(), [], 0
 for n in range(1, BARE_STEPS + 1):
     x0 = swiss_train[torch.randint(len(swiss_train), (512,), generator=generator)]  # a batch x_0 ~ q(x_0)
     draws = generator.get_state()  # (kept for the check after the loop)
     t = torch.randint(0, diffusion.T, (512,), generator=generator)  # code t; the paper's t + 1 ~ U{1, …, T}
     eps = torch.randn(x0.shape, generator=generator)  # ε ~ N(0, I)
     alpha_bar = diffusion.alpha_bar[t].float()[:, None]  # ᾱ at code t (the paper's ᾱ_{t+1}), shape (512, 1)
-    xt = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * eps  # x_t, Eq. 4
+    xt = alpha_bar.sqrt() * x0 + (1 - alpha_bar).sqrt() * eps  # the paper's x_{t+1}, Eq. 4
     loss = (bare_model(xt, t) - eps).pow(2).mean()  # L_simple, Eq. 14
     if n == BARE_STEPS:  # once: the helper that `train` uses, given the same draws
         helper_loss = diffusion_loss(bare_model, diffusion, x0, generator=torch.Generator().set_state(draws))
     optimizer.zero_grad()
     loss.backward()  # ∇_θ L_simple
-    torch.nn.utils.clip_grad_norm_(bare_model.parameters(), max_norm=1.0)  # gradient rescaled to norm ≤ 1
+    grad_norm = torch.nn.utils.clip_grad_norm_(bare_model.parameters(), max_norm=1.0)  # g ← g · min(1, 1/‖g‖)
+    clipped += int(grad_norm > 1.0)  # ‖g‖ before the rescaling
     optimizer.step()  # Adam updates θ
     decay = min(0.995, (1 + n) / (10 + n))  # d_n
     with torch.no_grad():
@@ -380,6 +391,7 @@ for n in range(1, BARE_STEPS + 1):
 print(f"{BARE_STEPS} steps in {time.perf_counter() - start:.1f} s; "
       f"mean loss over the last 50 steps: {sum(bare_losses[-50:]) / 50:.4f}")
 print(f"last step: this loop's loss {loss.item():.6f}, diffusion_loss with the same draws {helper_loss.item():.6f}")
+print(f"steps whose gradient norm exceeded 1 and was rescaled: {clipped} of {BARE_STEPS}")
 
 # %% [markdown]
 # Sampling is Algorithm 2: start from $x_T\sim\mathcal N(0, I)$ and apply, for paper $t = T, \dots, 1$,
@@ -393,17 +405,18 @@ print(f"last step: this loop's loss {loss.item():.6f}, diffusion_loss with the s
 # %%
 @torch.no_grad()
 def algorithm2(model, diffusion, n, generator):
-    """Ho et al. 2020, Algorithm 2 for n points in the plane, σ_t² = β̃_t. Code t = T−1, …, 0 is paper t = T, …, 1."""
+    """Ho et al. 2020, Algorithm 2 for n points in the plane, σ_t² = β̃_t. Code t = T−1, …, 0 is paper t = T, …, 1;
+    the comments use paper indices, so code ``t`` is the paper's t + 1."""
     x = torch.randn(n, 2, generator=generator)  # x_T ~ N(0, I)
     for t in range(diffusion.T - 1, -1, -1):
-        eps = model(x, torch.full((n,), t))  # ε_θ(x_t, t); network and tables take the 0-based t
-        alpha, beta = float(diffusion.alphas[t]), float(diffusion.betas[t])  # α, β at code t (paper α_{t+1}, β_{t+1})
-        mean = (x - beta / float(diffusion.sqrt_one_minus_alpha_bar[t]) * eps) / alpha**0.5  # μ_θ(x_t, t), Eq. 11
+        eps = model(x, torch.full((n,), t))  # ε_θ(x_{t+1}, t+1): the network and the tables take the code t
+        alpha, beta = float(diffusion.alphas[t]), float(diffusion.betas[t])  # α_{t+1}, β_{t+1}
+        mean = (x - beta / float(diffusion.sqrt_one_minus_alpha_bar[t]) * eps) / alpha**0.5  # μ_θ(x_{t+1}, t+1), Eq. 11
         if t > 0:
-            sigma = float(diffusion.posterior_variance[t]) ** 0.5  # σ_t = √β̃_t
-            x = mean + sigma * torch.randn(n, 2, generator=generator)  # x_{t−1} = μ_θ + σ_t z
+            sigma = float(diffusion.posterior_variance[t]) ** 0.5  # σ_{t+1} = √β̃_{t+1}
+            x = mean + sigma * torch.randn(n, 2, generator=generator)  # x_t = μ_θ + σ_{t+1} z
         else:
-            x = mean  # paper t = 1: the mean, no noise
+            x = mean  # paper step 1: x_0 = μ_θ(x_1, 1), no noise
     return x
 
 
@@ -425,8 +438,7 @@ plt.show()
 #
 # ### 3.2 What `train` adds
 #
-# `ddpm_helpers.training.train` runs the same step and adds what a real run needs. Notebooks 04 (MNIST) and 05
-# (butterflies) use it unchanged:
+# `ddpm_helpers.training.train` runs the same step and adds what a real run needs:
 #
 # | `TrainConfig` field | what it adds |
 # | --- | --- |
@@ -438,8 +450,9 @@ plt.show()
 # | `time_budget_s` | a budget in seconds; the steps are planned to fit it (notebooks 04, 05) |
 # | `seed`, `time_limit_s` | the same seed gives the same weights; a hard stop for one call |
 #
-# It also stops a run whose loss becomes NaN or infinite. We ask for the EMA of Section 3.1 with $d = 0.995$, and a
-# large learning rate that the cosine schedule brings down to 0. Within 1000 updates $d_n$ never reaches 0.995, so the average is over roughly the last
+# It also stops a run whose loss becomes NaN or infinite. We ask for the EMA of Section 3.1 with $d = 0.995$, and the
+# bare loop's learning rate, reached after a linear warmup and brought down to 0 by the cosine schedule (plotted
+# below). Within 1000 updates $d_n$ never reaches 0.995, so the average is over roughly the last
 # hundred steps, not the $1/(1-d) = 200$ that a fixed $d$ suggests. The cell below follows the weight of every update
 # in the average, for the full profile's 1000 steps:
 
@@ -454,7 +467,8 @@ for n in range(1, 1001):
 mean_age = sum(w * (1000 - n) for n, w in enumerate(shares, start=1))  # Σ_n w_n (1000 − n), in steps
 print(f"after 1000 updates: decay d_1000 = {d_n:.4f}; mean age of the averaged weights = {mean_age:.0f} steps; "
       f"weight left on the initialization = {share_of_initial:.1e}")
-print(f"the decay first reaches 0.995 at update {min(n for n in range(1, 10_000) if (1 + n) / (10 + n) >= 0.995)}")
+print(f"the decay first reaches 0.995 at update {min(n for n in range(1, 10_000) if (1 + n) / (10 + n) >= 0.995)}; "
+      f"a fixed d = 0.995 would average over about 1/(1 - d) = {1 / (1 - 0.995):.0f} steps")
 
 # %%
 swiss_config = TrainConfig(steps=SWISS_STEPS, batch_size=512, lr=2e-3, warmup_steps=100, lr_schedule="cosine",
@@ -477,26 +491,39 @@ plot_loss_curve(swiss_run.losses, window=50, title="L_simple on the swiss roll")
 # exact $\varepsilon^*$, which Section 5 computes for the ring of Gaussians. The per-step loss is noisy because each
 # step sees different $t$'s. The loss curve says little about sample quality: the pictures of Section 4 do.
 #
-# **Checkpoints and resume.** Given an `out_dir`, `train` saves the model, the EMA, Adam's moments, the step, the loss
-# history and the random-generator states, at intervals, at the end and on an interrupt, so training for 50 steps,
-# stopping, and continuing to 100 gives *bit-for-bit* the weights of one 100-step run:
+# **Checkpoints and resume.** Given an `out_dir`, `train` saves the whole training state (model, EMA, Adam's moments,
+# step, losses, random-generator states) every `checkpoint_every` steps, at the end and on Ctrl-C, *atomically*: to a
+# temporary file that then replaces the old one, so a crash never leaves half a checkpoint. Below, a 100-step run with
+# warmup and cosine decay crashes at step 60; called again with the same `TrainConfig`, it resumes from step 50 and
+# ends with *bit-for-bit* the weights of a run that never stopped:
 
 # %%
-def tiny_run(steps, out_dir=None, resume=True):
-    """A small model on the swiss roll, to show resuming; the same seed every time."""
+def tiny_run(out_dir=None, resume=True, crash_at=None):
+    """100 steps of a small model on the swiss roll, warmup and cosine decay, a checkpoint every 25 steps (with
+    ``out_dir``), and an error at step ``crash_at`` as a crash would raise; the same seed every time."""
     torch.manual_seed(0)
     model = MLP(hidden=32, num_blocks=1)
-    run_config = TrainConfig(steps=steps, batch_size=128, lr=2e-3, seed=0)
-    return train(model, diffusion, swiss_train, run_config, device=device, out_dir=out_dir, resume=resume,
-                 progress=False)
+    run_config = TrainConfig(steps=100, batch_size=128, lr=2e-3, warmup_steps=20, lr_schedule="cosine",
+                             checkpoint_every=25, seed=0)
+
+    def batches(step, generator):  # random minibatches of swiss_train
+        if step == crash_at:
+            raise RuntimeError(f"simulated crash at step {step}")
+        return swiss_train[torch.randint(len(swiss_train), (run_config.batch_size,), generator=generator)]
+
+    return train(model, diffusion, batches, run_config, device=device, out_dir=out_dir, resume=resume, progress=False)
 
 
 resume_dir = outputs / "resume_demo"
-first_half = tiny_run(50, out_dir=resume_dir, resume=False)  # "interrupted" after 50 steps
-resumed = tiny_run(100, out_dir=resume_dir)  # picks up checkpoint.pt at step 50
-straight = tiny_run(100)  # one uninterrupted run
+try:
+    tiny_run(out_dir=resume_dir, resume=False, crash_at=60)  # starts afresh, crashes after 60 steps
+except RuntimeError as error:
+    print(f"first call: {error}; the checkpoint on disk holds step "
+          f"{load_checkpoint(resume_dir / 'checkpoint.pt')['step']}")
+resumed = tiny_run(out_dir=resume_dir)  # the same TrainConfig: picks up checkpoint.pt
+straight = tiny_run()  # one run that never stopped
 same = all(torch.equal(a, b) for a, b in zip(resumed.model.state_dict().values(), straight.model.state_dict().values()))
-print(f"first run stopped at step {first_half.steps}; resumed run ended at step {resumed.steps}")
+print(f"second call ended at step {resumed.steps}")
 print(f"resumed weights identical to the uninterrupted run: {same}; loss histories identical: "
       f"{resumed.losses == straight.losses}")
 
@@ -535,11 +562,11 @@ check_exercise_2(my_v_loss)
 # %% [markdown]
 # ## 4. Sampling: Algorithm 2 in pictures
 #
-# From here on the swiss-roll model is the one `train` trained for `SWISS_STEPS` steps. `ddpm_sample` runs the loop
-# of Section 3.1 with its EMA weights (the same noise gives the same points, as checked there) and records, at the
+# From here on the swiss-roll model is the one `train` trained for `SWISS_STEPS` steps. `ddpm_sample` runs
+# `algorithm2` of Section 3.1 with its EMA weights (the same noise gives the same points, as checked there) and records, at the
 # steps we ask for, the incoming $x_t$ and the model's current guess of the clean point,
-# $\hat x_0 = \big(x_t - \sqrt{1-\bar\alpha_t}\,\varepsilon_\theta(x_t,t)\big)/\sqrt{\bar\alpha_t}$ (Eq. 4 solved for
-# $x_0$). We record every step, for the trajectories and the animation:
+# $\hat x_0 = \big(x_t - \sqrt{1-\bar\alpha_t}\,\varepsilon_\theta(x_t,t)\big)/\sqrt{\bar\alpha_t}$ (Eq. 15, which
+# is Eq. 4 solved for $x_0$). We record every step, for the trajectories and the animation:
 
 # %%
 swiss_samples = ddpm_sample(swiss_run.ema.model, diffusion, (N_SAMPLES, 2), record=range(T), device=device,
@@ -567,9 +594,7 @@ plt.show()
 # $\hat x_0$ divides by $\sqrt{\bar\alpha_{200}}\approx 0.0055$, so an error of 0.01 in $\varepsilon_\theta$ moves
 # $\hat x_0$ by about 2. Predicting $\varepsilon$ is a poor way to predict $x_0$ at the highest noise levels, one
 # motivation for $v$-prediction (Section 6); the sampler does not suffer, since it uses $\varepsilon_\theta$ and
-# divides by $\sqrt{\alpha_t}$ only. (Section 6 writes the same mean as $c_1\hat x_0 + c_2x_t$, Eq. 7: there
-# $c_1 = \sqrt{\bar\alpha_{t-1}}\beta_t/(1-\bar\alpha_t)$ turns the $1/\sqrt{\bar\alpha_t}$ of $\hat x_0$ into the
-# $1/\sqrt{\alpha_t}$ of Eq. 11.) From $t\approx 120$ on the guesses sit at the *mean* of the data, the best guess
+# divides by $\sqrt{\alpha_t}$ only. From $t\approx 120$ on the guesses sit at the *mean* of the data, the best guess
 # when the signal is almost gone, and as noise is removed they spread onto the spiral, first to the right region, then
 # to the thin arm, long before the state $x_t$ itself (top row) looks like anything. The final samples (top right) and
 # the data (bottom right) should be hard to tell apart.
@@ -598,7 +623,7 @@ plt.show()
 # %% [markdown]
 # Each segment on the left spans 5 reverse steps. The paths wander like random walks at first (large $\sigma_t$, weak
 # drift), then get pulled onto the spiral and finish with tiny steps (right): $\tilde\beta_t$ shrinks towards 0, so the last steps only polish the position
-# across the arm.
+# across the arm. (The right panel uses only the top of the colour bar.)
 #
 # **The whole process as an animation** (saved as a GIF in `outputs/03_toy_2d/`):
 
@@ -616,7 +641,7 @@ save_animation(frames, outputs / "reverse_process.gif", titles=titles, fps=8, si
 # $$\mathcal E^2(X, Y) = 2\,\mathbb E\|X-Y\| - \mathbb E\|X-X'\| - \mathbb E\|Y-Y'\|,$$
 # is 0 exactly when the two distributions are equal and positive otherwise; `metrics2d.energy_distance` estimates it
 # without bias, so it scatters around 0 for two samples of one distribution. We print it for the samples of both
-# swiss-roll models and, as the yardstick, for a second fresh sample of the data of the same size:
+# swiss-roll models and, as the yardstick, for three fresh samples of the data of the same size:
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -639,8 +664,15 @@ print(f"  {'fresh true samples (3 draws)':36s}{fresh_energies.mean():9.5f} ± {f
 # For the swiss roll we can only compare samples with samples. For the ring of Gaussians we know the density
 # $p(x)=\sum_k w_k\,\mathcal N(x;\mu_k, s^2 I)$ exactly, so we can ask sharper questions. We train a smaller MLP
 # (64 wide, 3 blocks) for `SMALL_STEPS` steps; the same recipe is the baseline of the ablation in Section 6. Its
-# samples are drawn with the predicted $\hat x_0$ clipped to $[-3, 3]$ before the mean is computed from it (Eq. 7), as
-# Ho et al.'s code clips images to $[-1, 1]$; the data lies well inside, and Section 6 shows why the clip is there.
+# samples are drawn with one change to Algorithm 2 (Section 6 shows why): the mean goes through $\hat x_0$ (Eq. 15),
+# clipped to $[-3, 3]$ as Ho et al.'s code clips images to $[-1, 1]$ (the data lies well inside). With $\hat x_0$ in
+# place of $x_0$, the mean of the forward posterior $q(x_{t-1}\mid x_t, x_0)$ (Eq. 7) is
+#
+# $$\tilde\mu_t = c_1\hat x_0 + c_2x_t,\qquad c_1 = \frac{\sqrt{\bar\alpha_{t-1}}\,\beta_t}{1-\bar\alpha_t},\qquad c_2 = \frac{\sqrt{\alpha_t}\,(1-\bar\alpha_{t-1})}{1-\bar\alpha_t},$$
+#
+# and without the clip it is Eq. 11: insert Eq. 15 and use $\sqrt{\bar\alpha_t} = \sqrt{\bar\alpha_{t-1}}\sqrt{\alpha_t}$.
+# The coefficient of $x_t$ becomes $c_2 + c_1/\sqrt{\bar\alpha_t} = \big(\alpha_t(1-\bar\alpha_{t-1}) + \beta_t\big)/\big(\sqrt{\alpha_t}\,(1-\bar\alpha_t)\big) = 1/\sqrt{\alpha_t}$,
+# and that of $\varepsilon_\theta$ becomes $-c_1\sqrt{1-\bar\alpha_t}/\sqrt{\bar\alpha_t} = -\beta_t/\big(\sqrt{\alpha_t}\sqrt{1-\bar\alpha_t}\big)$.
 
 # %%
 ring_train = ring.sample(20_000, generator=torch.Generator().manual_seed(6))
@@ -683,7 +715,38 @@ print(f"L_simple on the {len(ring_train)} training points: trained {per_point['t
       f"{per_point['exact'].mean():.4f} (the floor); difference {above.mean():.4f} ± {above.std() / len(above)**0.5:.4f}")
 
 # %% [markdown]
-# Four numbers, each printed next to its value for fresh samples of the true mixture (same size), which is what a
+# The clipped step in code, checked against the helper on the same noise:
+
+# %%
+@torch.no_grad()
+def algorithm2_clipped(model, diffusion, n, generator, clip=CLIP_X0):
+    """Algorithm 2 with the mean c1 x̂0 + c2 x_t of Eq. 7 and x̂0 (Eq. 15) clipped to [−clip, clip]; σ_t² = β̃_t.
+    Comments use paper indices: code ``t`` is the paper's t + 1."""
+    x = torch.randn(n, 2, generator=generator)  # x_T ~ N(0, I)
+    for t in range(diffusion.T - 1, -1, -1):
+        eps = model(x, torch.full((n,), t))  # ε_θ(x_{t+1}, t+1)
+        root_ab = float(diffusion.sqrt_alpha_bar[t])  # √ᾱ_{t+1}
+        root_1m_ab = float(diffusion.sqrt_one_minus_alpha_bar[t])  # √(1 − ᾱ_{t+1})
+        x0_hat = ((x - root_1m_ab * eps) / root_ab).clamp(-clip, clip)  # x̂0 = (x_{t+1} − √(1−ᾱ) ε_θ)/√ᾱ, clipped
+        c1, c2 = float(diffusion.posterior_mean_coef_x0[t]), float(diffusion.posterior_mean_coef_xt[t])  # Eq. 7's c1, c2
+        mean = c1 * x0_hat + c2 * x  # μ̃_{t+1} = c1 x̂0 + c2 x_{t+1}, Eq. 7
+        if t > 0:
+            sigma = float(diffusion.posterior_variance[t]) ** 0.5  # σ_{t+1} = √β̃_{t+1}
+            x = mean + sigma * torch.randn(n, 2, generator=generator)  # x_t = μ̃_{t+1} + σ_{t+1} z
+        else:
+            x = mean  # paper step 1: x_0 is the mean, no noise
+    return x
+
+
+cpu_model = copy.deepcopy(ring_model).cpu()  # this loop, like algorithm2, runs on the CPU
+clipped_samples = algorithm2_clipped(cpu_model, ring_diffusion, N_EVAL, torch.Generator().manual_seed(7))
+helper_clipped = ddpm_sample(cpu_model, ring_diffusion, (N_EVAL, 2), clip_x0=CLIP_X0,
+                             generator=torch.Generator().manual_seed(7)).x
+print(f"the same noise gives the same points as ddpm_sample(..., clip_x0={CLIP_X0}): "
+      f"{torch.allclose(clipped_samples, helper_clipped, atol=1e-4)}")
+
+# %% [markdown]
+# Five numbers, each printed next to its value for fresh samples of the true mixture (same size), which is what a
 # perfect sampler would score:
 #
 # - **log-likelihood** $\frac1N\sum_i\log p(x_i)$ of the samples under the *true* density: too low when samples land
@@ -730,8 +793,8 @@ plt.show()
 # %% [markdown]
 # The model puts 93.8 % of its samples near a mode, fresh data 98.4 %: the rest lie between the modes, and
 # they pull its log-likelihood down ($-0.635$ against $-0.349$ nats) although its modes are a little narrow
-# (width 0.0911 against 0.0983), which pushes it up. The energy distance cannot separate the two at this
-# size: an unbiased estimate scatters around 0 and may come out negative, as both values do here. The loss of
+# (width 0.0911 against 0.0983), which pushes it up. As for the swiss roll, the energy distance cannot separate the
+# two. The loss of
 # Section 3.2 has its floor here too: on the same draws, the exact $\varepsilon^*$ scores 0.1923 and the trained
 # model $0.0056 \pm 0.0008$ more (printed under the training cell).
 #
@@ -792,21 +855,21 @@ print(f"paper t = 2–6: sqrt(1 - alpha_bar_t) from {ring_diffusion.sqrt_one_min
 # standard errors, and the column "$-$ELBO $-$ true NLL" measures how far. With
 # $\sigma_t^2=\tilde\beta_t$ even the *exact* $\varepsilon^*$ stays about a nat above the true NLL; with
 # $\sigma_t^2=\beta_t$ it comes within about 0.1 nat. The difference sits in the first few steps (last column). There
-# the noise, $\sqrt{1-\bar\alpha_t}$ = 0.039 to 0.102 for paper $t$ = 2–6 (last printed line), is no larger than
-# the width $s = 0.1$ of the modes: seen at that resolution the data is a smooth, wide density, and the true reverse step
-# $q(x_{t-1}\mid x_t)$ has a variance close to $\beta_t$ (notebook 02: $\beta_t$ is exact for data that is wide
-# compared with the noise, $\tilde\beta_t$ for a single point), while $\tilde\beta_t$ is much smaller there:
+# the noise, $\sqrt{1-\bar\alpha_t}$ = 0.039 to 0.102 for paper $t$ = 2–6 (last printed line), is comparable to or
+# smaller than the width $s = 0.1$ of the modes: seen at that resolution the data is a smooth, wide density, and the
+# true reverse step $q(x_{t-1}\mid x_t)$ has a variance close to $\beta_t$ (notebook 02: $\beta_t$ is exact for
+# $\mathcal N(0, I)$ data and nearly right for data wide compared with the noise, $\tilde\beta_t$ for a single point), while $\tilde\beta_t$ is much smaller there:
 # 0.33 of $\beta_t$ at $t = 2$. The fixed variance is a real limitation of the bound; Nichol & Dhariwal (2021) *learn*
-# $\sigma_t^2$ to close this gap. The trained model adds its own error on top: the gap grows from 1.135 to
-# 1.418 nats with $\tilde\beta_t$ and from 0.112 to 0.327 with $\beta_t$, and of the 0.283 ± 0.020 and 0.214 ± 0.013
-# extra nats, 0.258 and 0.198 sit in $\sum L_{t-1}$, the rest in $L_0$ (the two paired lines). $L_T$ is tiny because
+# $\sigma_t^2$ to close this gap. The trained model adds its own error on top, 0.283 and 0.214 nats, almost all of it
+# in $\sum L_{t-1}$ (the two paired lines). $L_T$ is tiny because
 # $\bar\alpha_T\approx 0$ makes $q(x_T\mid x_0)$ almost exactly $\mathcal N(0, I)$.
 #
 # **The learned field.** Since $x_t = \sqrt{\bar\alpha_t}x_0 + \sqrt{1-\bar\alpha_t}\varepsilon$, the vector
-# $-\varepsilon_\theta(x_t,t)$ points from $x_t$ back towards the data, and it is proportional to the score:
-# $\nabla\log p_t(x_t) = -\varepsilon^*(x_t,t)/\sqrt{1-\bar\alpha_t}$ (notebook 02). Arrows of $-\varepsilon$ on a grid,
-# learned (top) and exact (bottom), over a sample of $q(x_t)$ in grey. The lengths range over two orders of
-# magnitude, so every arrow has the same length and shows the *direction* of $-\varepsilon$; its colour shows the
+# $-\varepsilon_\theta(x_t,t)$ points from $x_t$ back towards the data: $-\varepsilon^*$ is proportional to the score,
+# $\nabla\log p_t(x_t) = -\varepsilon^*(x_t,t)/\sqrt{1-\bar\alpha_t}$ (notebook 02), and $-\varepsilon_\theta$
+# approximates it. Arrows of $-\varepsilon$ on a grid,
+# learned (top) and exact (bottom), over a sample of $q(x_t)$ in grey. The lengths run from below 0.01 to about 10
+# (printed), so every arrow has the same length and shows the *direction* of $-\varepsilon$; its colour shows the
 # length $\|\varepsilon\|$ (log scale from 0.1, one colour bar for all panels: the shorter arrows, near the origin and
 # the mode centres, all get its darkest colour).
 
@@ -845,9 +908,43 @@ plt.show()
 # watershed between neighbours, and far from the modes $\|\varepsilon^*\|$ is large (up to 10.021 at $t = 6$): a point
 # that far from every mode can only be explained by a large noise draw. The learned field reproduces the sinks where
 # there is data to learn from; far away, where training points at that noise level never go, its arrows point the
-# right way but are too short (at most 4.826). Its largest length on the grid, 3.554 at $t = 151$ and
-# 3.546 at $t = 41$, both in the same corner, agree to two decimals by chance; it is no ceiling.
-#
+# right way but are too short (at most 4.826).
+
+# %% [markdown]
+# **Exercise 3 (the exact ε for a Gaussian).** If the data were a single Gaussian $\mathcal N(0, s^2 I)$, then $x_t\sim
+# \mathcal N\big(0, (\bar\alpha_t s^2 + 1 - \bar\alpha_t) I\big)$ (Eq. 4). Write `eps_star_gaussian(xt, alpha_bar, s)`
+# that returns $\mathbb E[\varepsilon\mid x_t]$, using $\mathbb E[\varepsilon\mid x_t] = -\sqrt{1-\bar\alpha_t}\,
+# \nabla\log p_t(x_t)$. (`alpha_bar` is a tensor that broadcasts against `xt`.) Which way does $-\varepsilon^*$ point,
+# and how does its length change with $t$?
+
+# %%
+eps_star_gaussian = None  # your function here
+
+
+# %%
+def check_exercise_3(fn):
+    """Compare with optimal_eps of a one-component GaussianMixture."""
+    if fn is None:
+        print("Exercise 3: not attempted yet")
+        return
+    s = 0.5
+    gaussian = GaussianMixture(torch.ones(1), torch.zeros(1, 2), torch.tensor([s**2]))
+    exact = optimal_eps(gaussian, diffusion)
+    xt = torch.randn(64, 2, generator=torch.Generator().manual_seed(13), dtype=torch.float64)
+    for t in (0, 50, 199):
+        tt = torch.full((64,), t)
+        alpha_bar = diffusion.alpha_bar[t]
+        got = fn(xt, alpha_bar, s)
+        assert isinstance(got, torch.Tensor) and got.shape == xt.shape, f"expected shape {tuple(xt.shape)}"
+        assert torch.allclose(got, exact(xt, tt), atol=1e-8), (
+            f"paper t = {t + 1}: got {got[0].tolist()}, expected {exact(xt, tt)[0].tolist()}. Hint: the score of "
+            "N(0, v I) is -x / v with v = alpha_bar s² + 1 - alpha_bar.")
+    print("Exercise 3: correct")
+
+
+check_exercise_3(eps_star_gaussian)
+
+# %% [markdown]
 # ## 6. Ablations at an equal budget
 #
 # Three design choices of a diffusion model, changed one at a time from the baseline of Section 5 ($T = 200$, linear
@@ -859,12 +956,14 @@ plt.show()
 #   network calls. Notebook 02 (Section 11) found that at small $T$ the reverse variance $\sigma_t^2 = \tilde\beta_t$
 #   makes the samples too narrow and $\beta_t$ too wide, so comparing values of $T$ with one variance mixes two
 #   effects: we sample the same trained models with both;
-# - **the schedule**: linear (Ho et al.), cosine (Nichol & Dhariwal 2021, Eq. 17) and sigmoid (Jabri et al. 2023),
+# - **the schedule**: linear (Ho et al.), cosine (Nichol & Dhariwal 2021, Eq. 17) and sigmoid (Chen 2023; Jabri et al. 2023),
 #   which place the noise levels differently along $t$ (notebook 01);
 # - **the prediction target**: the network outputs $\varepsilon$, $x_0$, or $v = \sqrt{\bar\alpha_t}\,\varepsilon -
 #   \sqrt{1-\bar\alpha_t}\,x_0$ (Salimans & Ho 2022), each trained with a plain MSE on its own target. Given $x_t$ the
 #   three are interchangeable (notebook 02), and converting the errors shows how differently the losses weight the
-#   noise levels, with $\mathrm{SNR}(t) = \bar\alpha_t/(1-\bar\alpha_t)$:
+#   noise levels. At fixed $x_t$, Eq. 4 gives $\hat x_0 - x_0 = -\sqrt{(1-\bar\alpha_t)/\bar\alpha_t}\,(\hat\varepsilon-\varepsilon)$
+#   and $\hat v - v = (\hat\varepsilon-\varepsilon)/\sqrt{\bar\alpha_t}$, and $1/\bar\alpha_t = 1 + 1/\mathrm{SNR}(t)$
+#   with $\mathrm{SNR}(t) = \bar\alpha_t/(1-\bar\alpha_t)$, so
 #
 #   $$\|\hat x_0 - x_0\|^2 = \frac{\|\hat\varepsilon-\varepsilon\|^2}{\mathrm{SNR}(t)},\qquad
 #   \|\hat v - v\|^2 = \Big(1 + \frac{1}{\mathrm{SNR}(t)}\Big)\|\hat\varepsilon-\varepsilon\|^2;$$
@@ -908,10 +1007,8 @@ def row(name, seeded, versus=None):
 
 
 HEADER = f"{'run':19s}{'log p':>16s}{'near %':>12s}{'mode width':>14s}{'log p − base':>17s}{'energy ×10³':>15s}"
-covered = [m["modes"] * 8 for seeded in metrics.values() for m in seeded]
 trained = sum(run is not baseline for seeded in runs.values() for run in seeded)
 print(f"{len(SEEDS)} seeds each ({trained} models trained here): mean ± standard deviation over the seeds")
-print(f"modes covered (of 8), over every run and seed: {min(covered):.0f} to {max(covered):.0f}")
 print(HEADER)
 for name, seeded in metrics.items():
     if not name.startswith("T ="):  # the values of T are in the next table
@@ -942,13 +1039,16 @@ for (T_run, variance), (seeded, seconds, _) in by_T.items():
 for variance, seeded in exact_by_variance.items():
     print(row(f"eps*, {variance}", seeded))  # the exact ε* at T = 200
 print(row("true samples", metrics["true samples"]))
+covered = [m["modes"] * 8 for seeded in [*metrics.values(), *(by_T[key][0] for key in by_T),
+                                         *exact_by_variance.values()] for m in seeded]
+print(f"modes covered (of 8), over every row and seed of both tables: {min(covered):.0f} to {max(covered):.0f}")
 gaps = [mean_sd([a["log p"] - b["log p"] for a, b in zip(by_T[T_run, "beta_tilde"][0], by_T[T_run, "beta"][0])],
                 "+.3f") for T_run in (50, 200, 1000)]
 print(f"log p with beta_tilde minus with beta, seed by seed: T = 50 {gaps[0]}, T = 200 {gaps[1]}, T = 1000 {gaps[2]}")
 print("share within 3s of the centre for one Gaussian mode of width 0.95 s, s, 1.05 s: "
       + ", ".join(f"{1 - torch.exp(torch.tensor(-4.5 / k**2)):.1%}" for k in (0.95, 1.0, 1.05)))
 seconds_200, seconds_1000 = (sum(by_T[T_run, "beta_tilde"][1]) for T_run in (200, 1000))
-print(f"T = 1000 against T = 200 (beta_tilde, 3 seeds): {1000 / 200:.0f}x the network calls, "
+print(f"T = 1000 against T = 200 (beta_tilde, 3 seeds): {1000 / 200:.0f}x the network calls (by construction), "
       f"{seconds_1000 / seconds_200:.2f}x the sampling time")
 
 print(f"\nseed-0 models, {N_EVAL} samples: points farther than 4 from the origin, and the farthest |x_t|")
@@ -966,6 +1066,7 @@ for name in ["cosine schedule", "sigmoid schedule"]:
     d_run = runs[name][0]["diffusion"]
     print(f"{name}, first step (paper t = T): 1/sqrt(alpha_T) = {d_run.alphas[-1] ** -0.5:.1f}; posterior mean "
           f"c1 x̂0 + c2 x_T with c1 = {d_run.posterior_mean_coef_x0[-1]:.4f}, c2 = {d_run.posterior_mean_coef_xt[-1]:.4f}")
+print(f"a 2-D eps ~ N(0, I) has P(|eps| > 6) = exp(-6^2/2) = {torch.exp(torch.tensor(-18.0)):.1e}")
 
 # %%
 shown_runs = [name for name in runs if not name.startswith("T =")]  # the runs of the first table
@@ -991,9 +1092,9 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# What to look for in the tables and the grids. Every run covers 8 of 8 modes, so read the other columns. The energy
-# distance, which unlike the log-likelihood does not reward narrow modes, separates only the runs far from the data
-# ($x_0$-prediction, no Fourier features); the others stay within the scatter of fresh data at this size.
+# What to look for in the tables and the grids (which show $[-2.4, 2.4]^2$ only, so far strays are cut off). Every
+# run of both tables covers 8 of 8 modes, so read the other columns. The energy distance separates only the runs far
+# from the data ($x_0$-prediction, no Fourier features).
 #
 # - **Fourier features** matter most at this budget: without them the small MLP draws a smooth, wide ring. Only
 #   54.8 % of its samples lie near a mode, its modes are blurred (width 0.131 against the data's 0.097), and the
@@ -1017,75 +1118,38 @@ plt.show()
 #   baseline), but the mode width shows what coarse steps cost: 0.085, 0.092 and 0.097 against the data's 0.097, too
 #   narrow at small $T$ (notebook 02, Section 11), and the share near a mode (91.7, 93.4, 94.3 %) grows with $T$. With
 #   $\beta_t$ the modes come out too wide (0.116 at $T = 50$) and more samples fall between them (81.6, 90.4, 93.7 %
-#   near a mode). The two variances converge as $T$ grows, but slowly: seed by seed, $\tilde\beta_t$ scores
-#   $+1.352 \pm 0.082$, $+0.428 \pm 0.018$ and $+0.083 \pm 0.016$ nats of log-likelihood above $\beta_t$ at $T$ = 50,
-#   200 and 1000.
+#   near a mode). The two variances converge as $T$ grows, but slowly: $\tilde\beta_t$'s log-likelihood lead over
+#   $\beta_t$, seed by seed, shrinks from $+1.352$ nats at $T = 50$ to $+0.083$ at $T = 1000$.
 #
-#   Which variance is right at $T = 200$? The exact $\varepsilon^*$ rows remove the network's errors: with $\beta_t$
-#   its modes are 0.100 wide, with $\tilde\beta_t$ 0.088, against the data's 0.097, so $\beta_t$ is the closer one, as
-#   the bound of Section 5 said. A trained network adds errors that widen the modes and scatter samples between
-#   them, and $\tilde\beta_t$'s narrowing partly offsets them: the trained widths miss the data's on both sides (0.092
-#   with $\tilde\beta_t$, 0.102 with $\beta_t$), and $\beta_t$ leaves more strays, 90.4 against 93.4 % near a mode,
-#   where a mode 5 % too wide would lose only 0.6 points (98.3 against 98.9 %, printed). So the other runs sample with
-#   $\tilde\beta_t$: for our trained models it trades one error for a smaller one. The price of more steps:
-#   $T = 1000$ makes 5× the network calls of $T = 200$ and took 5.32× the time.
+#   Which variance is right at $T = 200$? Without the network's errors (the exact $\varepsilon^*$ rows) it is
+#   $\beta_t$: modes 0.100 wide, against 0.088 with $\tilde\beta_t$ and the data's 0.097, as the bound of Section 5
+#   said. A trained network's errors widen the modes and scatter samples between them, and $\tilde\beta_t$'s
+#   narrowing partly offsets them: the trained widths miss the data's on both sides (0.092 and 0.102), and $\beta_t$
+#   leaves more strays, 90.4 against 93.4 % near a mode, where a mode 5 % too wide would lose only 0.6 points (98.3
+#   against 98.9 %, printed). So the other runs sample with $\tilde\beta_t$. The price of more steps: $T = 1000$
+#   makes 5× the network calls of $T = 200$ (by construction) and took 5.32× the time.
 # - **Clipping $\hat x_0$.** The cosine and sigmoid schedules end with $\beta_T$ clipped to 0.999 (Nichol & Dhariwal
 #   2021, §3.2), so the first reverse step divides by $\sqrt{\alpha_T} = \sqrt{0.001}$: by Eq. 11, an error of 0.1 in
 #   $\varepsilon_\theta$ moves the point by about 3. The third table follows the seed-0 models without clipping.
 #   After the first step 69 (cosine) and 75 (sigmoid) of the 1000 points lie farther than 4 from the origin, the
 #   farthest near 40. No training point $x_t$ comes near there ($\|x_t\|^2\le\|x_0\|^2+\|\varepsilon\|^2$, and a 2-D
-#   $\|\varepsilon\|$ beyond 6 has probability $e^{-18}$), so the network's $\varepsilon$ there is an extrapolation,
-#   and the next steps, whose $\beta_t$ are still large, amplify its errors again: the farthest points reach 638.5 and
-#   190.4. Most strays are pulled back, but 11 and 10 still end farther than 4. The sampler computes the mean from
-#   $\hat x_0$ (Eq. 7), $\tilde\mu_t = c_1\hat x_0 + c_2 x_t$, and the network enters only through $\hat x_0$.
-#   Clipped to $[-3, 3]$, $\hat x_0$ moves the mean by at most $3c_1$ per coordinate, and at the first step $c_1$ =
-#   0.0078 (cosine) or 0.0389 (sigmoid) and $c_2 = 0.0316$: the mean stays near 0 and $x_{T-1}$ is almost pure noise
-#   $\sigma_T z$, as it should be. With clipping no point gets farther than 5.2 from the origin and none ends beyond 4.
-#   That is why every run here samples with `clip_x0=3.0`.
-#
-# **Exercise 3 (the exact ε for a Gaussian).** If the data were a single Gaussian $\mathcal N(0, s^2 I)$, then $x_t\sim
-# \mathcal N\big(0, (\bar\alpha_t s^2 + 1 - \bar\alpha_t) I\big)$ (Eq. 4). Write `eps_star_gaussian(xt, alpha_bar, s)`
-# that returns $\mathbb E[\varepsilon\mid x_t]$, using $\mathbb E[\varepsilon\mid x_t] = -\sqrt{1-\bar\alpha_t}\,
-# \nabla\log p_t(x_t)$. (`alpha_bar` is a tensor that broadcasts against `xt`.) Which way does $-\varepsilon^*$ point,
-# and how does its length change with $t$?
-
-# %%
-eps_star_gaussian = None  # your function here
-
-
-# %%
-def check_exercise_3(fn):
-    """Compare with optimal_eps of a one-component GaussianMixture."""
-    if fn is None:
-        print("Exercise 3: not attempted yet")
-        return
-    s = 0.5
-    gaussian = GaussianMixture(torch.ones(1), torch.zeros(1, 2), torch.tensor([s**2]))
-    exact = optimal_eps(gaussian, diffusion)
-    xt = torch.randn(64, 2, generator=torch.Generator().manual_seed(13), dtype=torch.float64)
-    for t in (0, 50, 199):
-        tt = torch.full((64,), t)
-        alpha_bar = diffusion.alpha_bar[t]
-        got = fn(xt, alpha_bar, s)
-        assert isinstance(got, torch.Tensor) and got.shape == xt.shape, f"expected shape {tuple(xt.shape)}"
-        assert torch.allclose(got, exact(xt, tt), atol=1e-8), (
-            f"paper t = {t + 1}: got {got[0].tolist()}, expected {exact(xt, tt)[0].tolist()}. Hint: the score of "
-            "N(0, v I) is -x / v with v = alpha_bar s² + 1 - alpha_bar.")
-    print("Exercise 3: correct")
-
-
-check_exercise_3(eps_star_gaussian)
+#   $\|\varepsilon\|$ beyond 6 has probability $e^{-6^2/2} = e^{-18}$, printed), so the network's $\varepsilon$ there
+#   is an extrapolation, and the next steps, whose $\beta_t$ are still large, amplify its errors: the farthest points
+#   reach 638.5 and 190.4, and 11 and 10 still end farther than 4. In the mean $c_1\hat x_0 + c_2 x_t$ of Section 5
+#   the network enters only through $\hat x_0$; clipped to $[-3, 3]$, it moves the mean by at most $3c_1$ per
+#   coordinate, and at the first step $c_1$ = 0.0078 (cosine) or 0.0389 (sigmoid) and $c_2 = 0.0316$: $x_{T-1}$ stays
+#   almost pure noise $\sigma_T z$. With clipping no point gets farther than 5.2 from the origin and none ends beyond 4.
 
 # %% [markdown]
 # ## 7. Summary and what comes next
 #
-# - A 2-D denoiser must know $t$: at a fixed $x$ the exact $\varepsilon^*(x, t)$ changes about fivefold with $t$ (an
-#   image denoiser could estimate the noise level from $x_t$ itself). The sinusoidal embedding turns $t$ into a vector
+# - A 2-D denoiser must know $t$: at a fixed $x$ the exact $\varepsilon^*(x, t)$ changes about fivefold with $t$. The
+#   sinusoidal embedding turns $t$ into a vector
 #   whose similarities depend on the lag only; every residual block receives it. Fourier features of $x$ let a small
 #   MLP draw sharp structure.
-# - Algorithm 1 is a loop of twenty lines: batch, draws of $t$ and $\varepsilon$, $x_t$, the squared error,
-#   backward, clipping, Adam step, EMA update; Algorithm 2 is a short loop over $t$. `ddpm_helpers.training.train`
-#   runs the same step and adds a learning-rate schedule, NaN detection and checkpoints that resume bit-for-bit;
+# - Algorithm 1 is a short loop: batch, draws of $t$ and $\varepsilon$, $x_t$, the squared error,
+#   backward, clipping, Adam step, EMA update; Algorithm 2 is another, over $t$.
+#   `ddpm_helpers.training.train` runs the same step and adds a learning-rate schedule, NaN detection and checkpoints that resume bit-for-bit;
 #   notebooks 04 and 05 use it unchanged.
 # - The predicted $\hat x_0$ finds the data long before $x_t$ does, and the trajectories are random walks that the
 #   drift pulls onto the data.
@@ -1143,10 +1207,12 @@ print(f"s = {s_demo}: |eps*| / |x_t| peaks at {factor[k]:.3f} at paper t = {k + 
 
 # %% [markdown]
 # Exercise 3: $-\varepsilon^*$ points straight at the origin, the data's mean, with length
-# $\sqrt{1-\bar\alpha_t}\,\|x_t\|/(\bar\alpha_t s^2 + 1-\bar\alpha_t)$, which is not monotone in $t$ for $s<1$. Write
-# $u = 1-\bar\alpha_t$: the factor $\sqrt u/(s^2 + u(1-s^2))$ is near 0 at small $t$, where most of $x_t$ is signal;
-# setting its derivative to 0 gives a peak of $1/(2s\sqrt{1-s^2})\ge 1$ at $u = s^2/(1-s^2)\approx s^2$, *above*
-# $\|x_t\|$; at large $t$, where $x_t\approx\varepsilon$, it falls back to $\|x_t\|$ (printed above for $s = 0.5$).
+# $\sqrt{1-\bar\alpha_t}\,\|x_t\|/(\bar\alpha_t s^2 + 1-\bar\alpha_t)$. Write $u = 1-\bar\alpha_t\in(0, 1]$: the
+# factor $\sqrt u/(s^2 + u(1-s^2))$ is near 0 at small $t$, where most of $x_t$ is signal, and 1 at $u = 1$. Its
+# derivative vanishes at $u = s^2/(1-s^2)$ (about $s^2$ for small $s$), inside the range only for $s\le 1/\sqrt2$:
+# there the length is not monotone in $t$, peaks at $1/(2s\sqrt{1-s^2})\ge 1$ times $\|x_t\|$ and falls back to
+# $\|x_t\|$ at large $t$, where $x_t\approx\varepsilon$ (printed above for $s = 0.5$); for $1/\sqrt2 < s < 1$ it
+# rises monotonically to $\|x_t\|$.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
