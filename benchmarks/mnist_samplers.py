@@ -14,7 +14,9 @@ Per seed, every sampler starts from the same noise x_T, in batches of equal size
 first ``--n-ddpm`` of them, the others ``--n``. Each set is scored by the shipped judge (``mnist_eval``): Fréchet
 and kernel distances, confident share, largest class-share gap, label agreement (guided), each with its 95 %
 confidence interval, and the Fréchet distance of the first ``--n-ddpm`` samples (DDPM-1000's noise: the comparison
-at equal n). The real digits' floor at each n is stored beside them.
+at equal n). The real digits' floor at each n is stored beside them, and the seconds of one network call on a batch
+(20 DDIM steps timed; run with ``--retime`` on an idle machine: the table quotes it, since the rows' own seconds
+depend on what else the machine did while they ran).
 
 Each (set, sampler, seed) row is written to ``--out`` (default ``ddpm_helpers/data/mnist_samplers.json``, read by
 notebook 04 through ``reference_results``) as soon as it finishes; a rerun with the same weights skips the rows the
@@ -56,6 +58,8 @@ def main() -> None:
     parser.add_argument("--sets", type=lambda text: text.split(","), default=list(SETS))
     parser.add_argument("--out", type=Path, default=Path(str(results_path("mnist_samplers"))))
     parser.add_argument("--fresh", action="store_true", help="start a new file even if --out holds other weights'")
+    parser.add_argument("--retime", action="store_true", help="measure the cost of a network call again (on an idle "
+                        "machine: the rows' own seconds are kept but the table quotes this one)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -73,6 +77,8 @@ def main() -> None:
                    "machine": {"cpu": cpu_name(), "threads": args.threads, "torch": torch.__version__},
                    "batch": args.batch, "n_ddpm": args.n_ddpm, "real_floor": {}, "rows": []}
     done = {(row["set"], row["sampler"], row["seed"]) for row in results["rows"]}
+    if args.retime:
+        results.pop("seconds_per_call", None)
 
     evaluator = mnist_eval.DigitEvaluator()
     for n in sorted({args.n, args.n_ddpm}):
@@ -82,6 +88,16 @@ def main() -> None:
             results["real_floor"][str(n)] = {**{k: v for k, v in evaluator.evaluate(real).as_dict().items()
                                                 if isinstance(v, float)},
                                              "intervals": {k: list(v) for k, v in found.items()}}
+    for set_name in args.sets:  # the cost of one network call (guided: the conditional and unconditional halves)
+        if set_name not in results.setdefault("seconds_per_call", {}):
+            classes, scale = conditions(metadata, set_name, args.batch, 0)
+            x_T = torch.randn(args.batch, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+            draw(ddim_sample, network, diffusion, x_T, classes, scale, weights.prediction, 0, args.batch,
+                 num_steps=5)  # warm-up
+            _, seconds = draw(ddim_sample, network, diffusion, x_T, classes, scale, weights.prediction, 0, args.batch,
+                              num_steps=20)
+            results["seconds_per_call"][set_name] = round(seconds / 20, 4)
+            write_json(args.out, results)
     for set_name in args.sets:
         for seed in args.seeds:
             x_T = torch.randn(args.n, 1, 28, 28, generator=torch.Generator().manual_seed(1000 + seed))

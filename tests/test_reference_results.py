@@ -21,8 +21,12 @@ def test_sampler_table_shows_mean_and_spread_per_set():
         _row("label-free", "s", 5, 0, 3.0, 5.0, 0.5, 0.01), _row("label-free", "s", 5, 1, 5.0, 7.0, 0.7, 0.03),
         _row("guided", "s", 5, 0, 1.0, 1.0, 0.9, 0.01, 0.8)]}
     row = sampler_table(results, "label-free").splitlines()[2].split()
-    assert row == ["s", "5", "10", "0.2000", "4.00", "±", "1.00", "[3.0,", "5.0]", "2.00", "6.00", "±", "1.00",
+    assert row == ["s", "5", "10", "4.00", "±", "1.00", "[3.0,", "5.0]", "2.00", "6.00", "±", "1.00",
                    "0.75", "60.0", "±", "10.0", "2.0", "±", "1.0"]
+    assert "network call" not in sampler_table(results, "label-free")
+    timed = {**results, "batch": 250, "seconds_per_call": {"label-free": 0.1234}, "machine": {"cpu": "X", "threads": 2}}
+    assert sampler_table(timed, "label-free").splitlines()[-1] == ("one network call on a batch of 250: 0.123 s (X, 2 "
+                                                                  "threads, an idle machine)")
     guided = sampler_table(results, "guided").splitlines()
     assert guided[0].split()[-2:] == ["agreement", "%"] and guided[1].split()[-3:] == ["80.0", "±", "0.0"]
     assert "–" in guided[1]  # no DDPM-1000 row in this set: no ratio to it

@@ -43,10 +43,11 @@ def _spread(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
 
 def sampler_table(results: dict, set_name: str = "label-free") -> str:
     """The rows of ``results["rows"]`` for ``set_name`` ("label-free" or "guided") as a text table, one line per
-    sampler: mean ± half-range over the seeds, and the Fréchet distance's 95 % confidence interval (the seeds'
-    bounds averaged). ``× floor``: the Fréchet distance over real digits' at the same n; ``@n`` and ``÷ DDPM``: the
-    Fréchet distance of a sampler's first ``n_ddpm`` samples (they start from DDPM-1000's noise) and its ratio to
-    DDPM-1000's, the comparison at equal n."""
+    sampler: its network calls, mean ± half-range over the seeds, and the Fréchet distance's 95 % confidence interval
+    (the seeds' bounds averaged); the cost of a call, measured once on an idle machine, closes the table.
+    ``× floor``: the Fréchet distance over real digits' at the same n; ``@n`` and ``÷ DDPM``: the Fréchet distance of
+    a sampler's first ``n_ddpm`` samples (they start from DDPM-1000's noise) and its ratio to DDPM-1000's, the
+    comparison at equal n."""
     rows = [row for row in results["rows"] if row["set"] == set_name]
     if not rows:
         raise ValueError(f"no rows of the set {set_name!r} in these results; sets: "
@@ -58,7 +59,7 @@ def sampler_table(results: dict, set_name: str = "label-free") -> str:
     ddpm_rows = [row[f"frechet_distance_{n_ddpm}"] for row in rows if row["calls"] == 1000]
     ddpm = mean(ddpm_rows) if ddpm_rows else None
     agreement = set_name == "guided"
-    lines = [f"{'sampler':28s} {'calls':>5s} {'n':>5s} {'s/sample':>8s} {'Fréchet':>13s} {'95 % CI':>14s} "
+    lines = [f"{'sampler':28s} {'calls':>5s} {'n':>5s} {'Fréchet':>13s} {'95 % CI':>14s} "
              f"{'× floor':>7s} {'@' + str(n_ddpm):>13s} {'÷ DDPM':>6s} {'confident %':>11s} {'gap pts':>9s}"
              + (f" {'agreement %':>11s}" if agreement else "")]
     for name, runs in by_sampler.items():
@@ -71,7 +72,7 @@ def sampler_table(results: dict, set_name: str = "label-free") -> str:
         high = mean(run["intervals"]["frechet_distance"][1] for run in runs)
         same_n = get(f"frechet_distance_{n_ddpm}")
         ratio = f"{mean(same_n) / ddpm:6.2f}" if ddpm else f"{'–':>6s}"
-        lines.append(f"{name:28s} {runs[0]['calls']:5d} {n:5d} {mean(get('seconds_per_sample')):8.4f} "
+        lines.append(f"{name:28s} {runs[0]['calls']:5d} {n:5d} "
                      f"{_spread(get('frechet_distance')):>13s} {f'[{low:.1f}, {high:.1f}]':>14s} "
                      f"{mean(get('frechet_distance')) / floor:7.2f} {_spread(same_n):>13s} {ratio} "
                      f"{_spread(get('confident_share'), 100, 1):>11s} {_spread(get('class_share_gap'), 100, 1):>9s}"
@@ -80,6 +81,10 @@ def sampler_table(results: dict, set_name: str = "label-free") -> str:
     lines.append(f"mean ± half-range over seeds {seeds}; real digits' Fréchet distance (the floor): "
                  + ", ".join(f"{v['frechet_distance']:.2f} at n = {k}" for k, v in sorted(
                      results["real_floor"].items(), key=lambda item: int(item[0]))))
+    if set_name in results.get("seconds_per_call", {}):
+        lines.append(f"one network call on a batch of {results['batch']}: "
+                     f"{results['seconds_per_call'][set_name]:.3f} s ({results['machine']['cpu']}, "
+                     f"{results['machine']['threads']} threads, an idle machine)")
     return "\n".join(lines)
 
 
