@@ -160,7 +160,7 @@ def test_correct_batch_passes():
 @pytest.mark.parametrize("bug, name, words", [
     ("uint8", "floating point", "uint8"), ("unscaled_float", "range about [−1, 1]", "[0, 255]"),
     ("unit_range", "range about [−1, 1]", "[0, 1]"), ("channels_last", "channels first (B, C, H, W)", "channels last"),
-    ("scrambled", "neighbouring pixels alike", "scrambled")])
+    ("scrambled", "no colour stripes along rows", "scrambled")])
 def test_data_bug_is_named(bug, name, words):
     report = check_data(reader_batch(bug))
     assert report.most_likely.name == name and words in report.most_likely.cause, report
@@ -181,6 +181,8 @@ def test_correct_steps_pass(diffusion):
 def test_step_bug_is_named(diffusion, bug, name, words):
     report = check_sampler(reader_step(bug), diffusion=diffusion)
     assert report.most_likely.name == name and words in report.most_likely.cause, report
+    if bug == "off_by_one":
+        assert "at t -1" in report.most_likely.cause, report
 
 
 def test_ddim_prev_bug_is_named(diffusion):

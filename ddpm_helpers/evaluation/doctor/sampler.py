@@ -73,7 +73,7 @@ def _ddpm_steps(step, diffusion, eps_model, mixture, seed):
             worst = error
             if t > 0:
                 shifted = {s: _mean_error(mean, _ddpm_reference(diffusion, out, xt, s)[0], scale)
-                           for s in (t - 1, min(t + 1, T - 1))}
+                           for s in (t - 1, t + 1) if s < T}
                 hypothesis = min(shifted, key=shifted.get) - t if min(shifted.values()) < 0.3 else None
         if t > 0 and var_bad is None:
             ratio, beta = float(var.mean()) / ref_var, float(diffusion.betas[t])

@@ -60,16 +60,17 @@ def check_schedule(betas, alpha_bar=None) -> Report:
     return Report(findings)
 
 
-def _neighbour_correlation(images: torch.Tensor) -> float:
-    """Correlation of horizontally adjacent pixel values (≈ 0.9 for photos and digits, ≈ 0 for scrambled pixels)."""
-    a, b = images[..., :, :-1].reshape(-1), images[..., :, 1:].reshape(-1)
+def _lag_correlation(images: torch.Tensor, lag: int) -> float:
+    """Correlation of pixel values ``lag`` apart along the rows of every channel."""
+    rows = images.reshape(-1, images.shape[-1])
+    a, b = rows[:, :-lag].reshape(-1), rows[:, lag:].reshape(-1)
     a, b = a - a.mean(), b - b.mean()
     return float((a * b).mean() / (a.std() * b.std()).clamp(min=1e-12))
 
 
 def check_data(batch) -> Report:
     """Check a training batch as the model will see it: floating point, in [−1, 1] and centred rather than in
-    [0, 1] or [0, 255], and, for images ``(B, C, H, W)``, channels first with neighbouring pixels alike."""
+    [0, 1] or [0, 255], and, for images ``(B, C, H, W)``, channels first and not cut into channels in memory order."""
     if not torch.is_tensor(batch):
         raise ValueError(f"batch must be a tensor, got {type(batch).__name__}")
     findings = [Finding(
@@ -93,10 +94,14 @@ def check_data(batch) -> Report:
             "channels first (B, C, H, W)", not channels_last, f"shape {tuple(x.shape)}",
             "channels last: an (H, W, C) image array given to a network that wants (C, H, W)",
             "x = x.permute(0, 3, 1, 2) (never .view or .reshape: they scramble the pixels)"))
-        if not channels_last:
-            correlation = _neighbour_correlation(x)
+        channels = x.shape[1]
+        if not channels_last and channels in (3, 4) and x.shape[-1] > channels:
+            # (H, W, C) numbers cut into (C, H, W) in memory order: along a row, R G B R G B …, so values C apart
+            # (one colour, neighbouring pixels) are more alike than neighbours (two colours of one pixel)
+            near, period = _lag_correlation(x, 1), _lag_correlation(x, channels)
             findings.append(Finding(
-                "neighbouring pixels alike", correlation > 0.3, f"adjacent-pixel correlation {correlation:.2f}",
+                "no colour stripes along rows", near >= period,
+                f"correlation of pixels 1 apart {near:.2f}, {channels} apart {period:.2f}",
                 "pixels scrambled: an (H, W, C) array turned into (C, H, W) with .view or .reshape",
                 "use .permute(2, 0, 1) (one image) or .permute(0, 3, 1, 2) (a batch) to move the channel axis"))
     return Report(findings)
