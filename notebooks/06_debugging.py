@@ -136,7 +136,7 @@ from ddpm_helpers.training.pretrained import load_pretrained
 
 notebook_start = time.perf_counter()
 config.seed_everything(0)
-torch.set_num_threads(min(2, torch.get_num_threads()))
+torch.set_num_threads(1)  # the tensors are small: one CPU thread is nearly as fast as two
 outputs = config.outputs_dir("06_debugging")
 
 # Sizes of everything that costs time: the quick profile (CI) draws fewer points and trains fewer steps.
@@ -213,6 +213,9 @@ def show_clouds(panels, title, cause):
             f"shares {' / '.join(f'{s:.2f}' for s in stats['shares'])}")
         lim = max(3.0, float(finite.abs().max())) if len(finite) else 3.0  # widen the window for far-off samples
         scatter_2d(finite.float(), ax=ax, lim=lim, title=f"{name}\n{numbers}")
+        if lim > 3.0:  # far-off samples: five ticks per axis instead of one per unit
+            ax.set_xticks(torch.linspace(-lim, lim, 5).round().tolist())
+            ax.set_yticks(torch.linspace(-lim, lim, 5).round().tolist())
         print(f"{name:>12}: {'not finite' if stats is None else describe(stats)}")
     fig.suptitle(title, fontweight="bold")
     fig.text(0.5, -0.02, f"cause: {cause}", ha="center", va="top", wrap=True)
@@ -296,8 +299,8 @@ show_clouds({"correct": correct_points, "1/ᾱ − 1": sample_points(ddpm_body()
 
 # %% [markdown]
 # A wrong coefficient in the mean moves every sample by a little at every step, and over a thousand steps the
-# little adds up: here the points pile up in the wrong places, with shares that have nothing to do with the
-# mixture's. Whenever the samples are off in a way the noise level cannot explain, write out Eqs. 7, 11 and 15
+# little adds up: here most points land off the modes, and the shares of those that land on one have little to do
+# with the mixture's. Whenever the samples are off in a way the noise level cannot explain, write out Eqs. 7, 11 and 15
 # beside your code and compare them symbol by symbol.
 #
 # ### 2.4 Noise added at the last step
@@ -353,8 +356,7 @@ show_clouds({"correct DDIM": sample_points(ddim_body(), timesteps=ddim_steps),
 
 # %% [markdown]
 # Each jump keeps almost all of its noise, so the chain arrives at $t = 0$ still noisy, and the final
-# $\hat x_0$ (which DDIM returns as the sample) is a one-shot guess from a noisy $x$: modes blurred into one
-# another, and a mean pulled towards the middle. When DDIM with few steps gives noise but DDPM with all steps
+# $\hat x_0$ (which DDIM returns as the sample) is a one-shot guess from a noisy $x$: few points land on a mode. When DDIM with few steps gives noise but DDPM with all steps
 # works, look at $\bar\alpha_\text{prev}$ first.
 # %% [markdown]
 # ## 3. Sampler bugs on real digits
@@ -391,7 +393,7 @@ def judged(images):
 
 def show_digits(panels, title, cause):
     """Sample grids side by side, each titled with the judge's verdict; the cause underneath."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.0))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 2.6))
     for ax, (name, images) in zip(axes, panels.items()):
         outside = float((images.abs() > 1.05).double().mean())
         show_images(images.clamp(-1, 1), nrow=10, ax=ax,
@@ -420,8 +422,9 @@ show_digits({"correct": correct_digits, "alpha_bar[t - 1]": sample_digits(off_by
 
 # %% [markdown]
 # The digits are formed by the early and middle steps, where one index makes no difference; the last step reads
-# $\hat x_0$ as if the image were pure noise and overwrites them. Dark or inverted, speckled images at the very end
-# of an otherwise sound chain are the signature.
+# $\hat x_0$ as if the image were pure noise and overwrites them with speckle. Noise that appears only at the very
+# end of an otherwise sound chain (record $\hat x_0$ along the way, as notebook 04 does, and watch it vanish) is the
+# signature.
 #
 # ### 3.2 DDIM's $\bar\alpha_\text{prev}$, on images
 
@@ -566,8 +569,8 @@ print(f"loss over the last 50 steps: correct {sum(good_losses[-50:]) / 50:.3f}, 
       f"t never seen {sum(blind_losses[-50:]) / 50:.3f}")
 
 # %% [markdown]
-# The loss is only a little higher than the correct run's, which is why this bug survives for a while: the loss
-# averages over all $t$, and at high noise the best answer barely depends on $t$. The samples tell the truth:
+# The loss is higher than the correct run's, but nothing about it says why, which is how this bug survives for a
+# while: the loss averages over all $t$, and at high noise the best answer barely depends on $t$. The samples tell the truth:
 # the modes are blurred, and points land between them.
 #
 # ### 4.2 The timestep scaled wrongly
@@ -787,7 +790,8 @@ for piece, run in correct.items():
     print(f"{piece:32s} {run().names(passed=False) or 'none'}")
 
 # %% [markdown]
-# Read the table row by row against the bugs' causes above. The doctor cannot see Bugs 6 and 7: guidance and
+# Read the table row by row against the bugs' causes above. Bug 9 is named through its symptom: the loss stays off
+# the floor at low noise, where $t/T$ makes neighbouring steps look alike. The doctor cannot see Bugs 6 and 7: guidance and
 # clipping only exist for labelled images in a bounded range, and the mixture has neither; for those, the judge of
 # Section 3 is the instrument. Its network checks need held-out data and, for the loss floor, the data's exact
 # distribution: on your own images it still reports whether $t$ reaches the network, the $\varepsilon$ statistics
