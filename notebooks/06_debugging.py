@@ -217,7 +217,7 @@ def show_clouds(panels, title, cause):
             ax.set_xticks(torch.linspace(-lim, lim, 5).round().tolist())
             ax.set_yticks(torch.linspace(-lim, lim, 5).round().tolist())
         print(f"{name:>12}: {'not finite' if stats is None else describe(stats)}")
-    fig.suptitle(title, fontweight="bold")
+    fig.suptitle(title, fontweight="bold", y=1.0, va="bottom")  # above the panel titles
     fig.text(0.5, -0.02, f"cause: {cause}", ha="center", va="top", wrap=True)
     plt.show()
 
@@ -401,7 +401,7 @@ def show_digits(panels, title, cause):
                           f"{100 * outside:.0f} %")
         print(f"{name:>14}: read as the digit asked for {100 * judged(images):.0f} %, "
               f"pixels outside [-1, 1] {100 * outside:.1f} %, pixel mean {images.mean():+.2f}")
-    fig.suptitle(title, fontweight="bold")
+    fig.suptitle(title, fontweight="bold", y=1.0, va="bottom")  # above the panel titles
     fig.text(0.5, -0.02, f"cause: {cause}", ha="center", va="top")
     plt.show()
 
@@ -916,4 +916,4 @@ check_my_step(my_step)
 # %%
 # NBVAL_IGNORE_OUTPUT
 print(f"notebook run time: {time.perf_counter() - notebook_start:.0f} s (profile: {config.profile()}, "
-      f"{torch.get_num_threads()} CPU threads)")
+      f"torch threads: {torch.get_num_threads()})")
