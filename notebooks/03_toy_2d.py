@@ -1102,9 +1102,7 @@ check_exercise_3(eps_star_gaussian)
 # **Next, notebook 04:** images. The MLP becomes a U-Net, the points become 28×28 MNIST digits, and the same
 # `train` function does the work.
 #
-# **If your own samples look wrong** (noise, one blob, modes with the wrong shares): [notebook 06](https://github.com/ddpm-from-scratch/ddpm-from-scratch/blob/main/notebooks/06_debugging.ipynb) plants the
-# classic DDPM bugs one at a time into code like this notebook's, shows what each does to a point cloud, and checks
-# your own step, network and data.
+# If your samples look wrong, see [notebook 06](https://github.com/ddpm-from-scratch/ddpm-from-scratch/blob/main/notebooks/06_debugging.ipynb).
 
 # %% [markdown]
 # ## Solutions

@@ -1165,9 +1165,7 @@ check_exercise_2(lambda logits, threshold: (logits.softmax(-1).max(-1).values >=
 #   labels: 90.4 % confident at 3.84× the real digits' Fréchet distance, against 51.8 % and 13.56×
 #   for the null class of the same network.
 # - A classifier turns "looks like digits" into numbers, beside real digits' and with 95 % confidence intervals.
-# - If your samples look like noise, grey blobs or digits that ignore their labels, see
-#   [notebook 06](https://github.com/ddpm-from-scratch/ddpm-from-scratch/blob/main/notebooks/06_debugging.ipynb): the classic bugs side by side with correct samples, and a doctor that checks your own
-#   step, network and data.
+# - Samples look wrong? See [notebook 06](https://github.com/ddpm-from-scratch/ddpm-from-scratch/blob/main/notebooks/06_debugging.ipynb).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
