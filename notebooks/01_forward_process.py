@@ -64,8 +64,8 @@ import sys
 from pathlib import Path
 
 HELPERS_SOURCE = "git+https://github.com/ddpm-from-scratch/ddpm-from-scratch"  # [project.urls] Source
-HELPERS_VERSION = "0.5.0"  # the ddpm_helpers.__version__ this notebook was written for
-HELPERS_REF = "43d66551c0e510fa17df67679f6c64be96ac8d7a"  # a commit that installs it
+HELPERS_VERSION = "0.6.0"  # the ddpm_helpers.__version__ this notebook was written for
+HELPERS_REF = "291d6d453ee9d332d7191cf0befbac3d5380cfee"  # a commit that installs it
 
 clone = Path.cwd().parent  # a notebook opened from a clone runs in the clone's notebooks/ folder
 pyproject = clone / "pyproject.toml"

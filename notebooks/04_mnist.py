@@ -64,8 +64,8 @@ import sys
 from pathlib import Path
 
 HELPERS_SOURCE = "git+https://github.com/ddpm-from-scratch/ddpm-from-scratch"  # [project.urls] Source
-HELPERS_VERSION = "0.5.0"  # the ddpm_helpers.__version__ this notebook was written for
-HELPERS_REF = "43d66551c0e510fa17df67679f6c64be96ac8d7a"  # a commit that installs it
+HELPERS_VERSION = "0.6.0"  # the ddpm_helpers.__version__ this notebook was written for
+HELPERS_REF = "291d6d453ee9d332d7191cf0befbac3d5380cfee"  # a commit that installs it
 
 clone = Path.cwd().parent  # a notebook opened from a clone runs in the clone's notebooks/ folder
 pyproject = clone / "pyproject.toml"
@@ -1165,6 +1165,7 @@ check_exercise_2(lambda logits, threshold: (logits.softmax(-1).max(-1).values >=
 #   labels: 90.4 % confident at 3.84× the real digits' Fréchet distance, against 51.8 % and 13.56×
 #   for the null class of the same network.
 # - A classifier turns "looks like digits" into numbers, beside real digits' and with 95 % confidence intervals.
+# - Samples look wrong? See [notebook 06](https://github.com/ddpm-from-scratch/ddpm-from-scratch/blob/main/notebooks/06_debugging.ipynb).
 
 # %%
 # NBVAL_IGNORE_OUTPUT

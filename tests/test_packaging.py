@@ -319,6 +319,9 @@ FOLDERS = {
     "evaluation": {"__init__", "metrics2d", "mnist_eval", "neighbours", "copies", "intervals", "color_stats",
                    "reference_results"},
 }
+SUBFOLDERS = {  # one purpose grown past one module: a folder inside a folder
+    "evaluation/doctor": {"__init__", "report", "tables", "sampler", "network"},
+}
 
 
 def test_the_top_level_holds_the_lesson_math_and_the_folders_the_machinery():
@@ -328,6 +331,9 @@ def test_the_top_level_holds_the_lesson_math_and_the_folders_the_machinery():
     folders = {path.name for path in package.iterdir() if (path / "__init__.py").is_file()}
     assert folders == set(FOLDERS)
     for folder, modules in FOLDERS.items():
+        assert {path.stem for path in (package / folder).glob("*.py")} == modules, folder
+    assert {str(path.parent.relative_to(package)) for path in package.glob("*/*/__init__.py")} == set(SUBFOLDERS)
+    for folder, modules in SUBFOLDERS.items():
         assert {path.stem for path in (package / folder).glob("*.py")} == modules, folder
 
 
