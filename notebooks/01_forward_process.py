@@ -37,7 +37,7 @@
 #
 # | machine | `DDPM_PROFILE=quick` or `full` |
 # | --- | --- |
-# | CPU | 16.8 s (measured, last cell; both profiles run the same cells) |
+# | CPU | 15.5 s (measured, last cell; both profiles run the same cells) |
 #
 # **Papers.** Equation numbers refer to Ho, Jain & Abbeel (2020), *Denoising Diffusion
 # Probabilistic Models* ([arXiv:2006.11239](https://arxiv.org/abs/2006.11239)) unless another

@@ -38,7 +38,7 @@
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | any (runs on the CPU, one thread) | the full time (same work) | 35 s (measured, last cell) |
+# | any (runs on the CPU, one thread) | the full time (same work) | 32 s (measured, last cell) |
 #
 # **Papers.** Equation numbers refer to Ho, Jain & Abbeel (2020), *Denoising Diffusion Probabilistic Models*
 # ([arXiv:2006.11239](https://arxiv.org/abs/2006.11239)) unless another paper is named: Sohl-Dickstein et al. (2015),

@@ -43,7 +43,7 @@
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU (1 thread) | ≈ 50 s (estimate) | 174 s (measured, last cell) |
+# | CPU (1 thread) | ≈ 50 s (estimate) | 201 s (measured, last cell) |
 # | Colab GPU (estimate) | ≈ 30 s | ≈ 1–2 min |
 #
 # **Papers.** Equation and algorithm numbers refer to Ho, Jain & Abbeel (2020), *Denoising Diffusion Probabilistic
