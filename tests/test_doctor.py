@@ -278,6 +278,15 @@ def test_near_optimal_x0_network_passes(diffusion, held_out):
     assert report.passed, report
 
 
+def test_v_loss_history_is_compared_with_the_loss_of_predicting_zero_v(diffusion, held_out):
+    """For v the loss of predicting 0 is E[v²] = ᾱ + (1 − ᾱ) E[x0²] averaged over t, not 1: on data of small scale a
+    history that never beats it is no settled training, though it stays below 1."""
+    small = held_out * 0.1
+    report = check_network(lambda x, t: torch.zeros_like(x), diffusion, small, prediction="v", losses=[0.6] * 100)
+    settled = next(f for f in report.findings if f.name == "training loss settled")
+    assert not settled.passed, report
+
+
 @pytest.mark.parametrize("bug, name", [("ema_frozen", "EMA moved from its start"),
                                        ("ema_is_raw", "EMA differs from the raw weights")])
 def test_ema_bug_is_named(diffusion, held_out, bug, name):
