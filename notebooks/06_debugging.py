@@ -32,16 +32,16 @@
 #   what it checked and the most likely cause of what failed.
 #
 # **You should know** notebooks 02 (the reverse step, the exact $\varepsilon^*$), 03 (training an MLP on 2-D data)
-# and 04 (the MNIST U-Net, DDIM, classifier-free guidance).
+# and 04 (the MNIST U-Net, DDIM, classifier-free guidance); Section 5.2 borrows notebook 05's butterflies.
 #
 # **Run time.** No image network is trained: the image bugs run on the network notebook 04 trained
-# (`weights/04_mnist_ema.safetensors`), the training bugs on small MLPs in the plane. The `quick` profile (what CI
-# runs) trains fewer steps and draws fewer points.
+# (`weights/04_mnist_ema.safetensors`), the training bugs on small MLPs in the plane. The `quick` profile trains
+# fewer steps and draws fewer points.
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU, 2 cores | 51 s (measured) | 183 s (measured, last cell) |
-# | Colab GPU (estimate) | ≈ 1 min | ≈ 3 min |
+# | CPU, 2 cores | under 1 min | 183 s (measured, last cell) |
+# | Colab GPU (estimate) | under 1 min | under 3 min |
 #
 # **Papers.** Ho, Jain & Abbeel (2020), *Denoising Diffusion Probabilistic Models*
 # ([arXiv:2006.11239](https://arxiv.org/abs/2006.11239)): equation numbers refer to it unless another paper is named.
@@ -99,6 +99,7 @@ if ddpm_helpers.__version__ != HELPERS_VERSION:
 # %%
 # NBVAL_IGNORE_OUTPUT
 import copy
+import textwrap
 import time
 from functools import partial
 
@@ -124,7 +125,7 @@ from ddpm_helpers.evaluation.doctor import (
 from ddpm_helpers.guidance import ClassifierFreeGuidance
 from ddpm_helpers.losses import draw_training_noise
 from ddpm_helpers.nn.mlp import MLP
-from ddpm_helpers.plotting import plot_loss_curve, scatter_2d, show_images
+from ddpm_helpers.plotting import scatter_2d, show_images
 from ddpm_helpers.samplers import StepResult, ddim_timesteps, sample_loop
 from ddpm_helpers.samplers.ddim import _ddim_step
 from ddpm_helpers.samplers.ddpm import _ddpm_step
@@ -136,10 +137,10 @@ from ddpm_helpers.training.pretrained import load_pretrained
 
 notebook_start = time.perf_counter()
 config.seed_everything(0)
-torch.set_num_threads(1)  # the tensors are small: one CPU thread is nearly as fast as two
+torch.set_num_threads(1)  # the tensors are small
 outputs = config.outputs_dir("06_debugging")
 
-# Sizes of everything that costs time: the quick profile (CI) draws fewer points and trains fewer steps.
+# Sizes of everything that costs time: the quick profile draws fewer points and trains fewer steps.
 N_POINTS = config.pick(quick=500, full=2000)  # points per 2-D sample
 TRAIN_STEPS = config.pick(quick=150, full=1500)  # Adam steps of each 2-D network (Section 4)
 N_DIGITS = config.pick(quick=10, full=20)  # MNIST samples per run, the digits 0-9 in turn (Section 3)
@@ -212,7 +213,10 @@ def show_clouds(panels, title, cause):
             f"spread × {max(stats['std_ratio']):.2f}, near a mode {100 * stats['near']:.0f} %\n"
             f"shares {' / '.join(f'{s:.2f}' for s in stats['shares'])}")
         lim = max(3.0, float(finite.abs().max())) if len(finite) else 3.0  # widen the window for far-off samples
-        scatter_2d(finite.float(), ax=ax, lim=lim, title=f"{name}\n{numbers}")
+        window = f" (window ±{lim:.0f})" if lim > 3.0 else ""
+        scatter_2d(finite.float(), ax=ax, lim=lim, title=f"{name}{window}\n{numbers}")
+        ax.set_xlabel("$x_1$")
+        ax.set_ylabel("$x_2$")
         if lim > 3.0:  # far-off samples: five ticks per axis instead of one per unit
             ax.set_xticks(torch.linspace(-lim, lim, 5).round().tolist())
             ax.set_yticks(torch.linspace(-lim, lim, 5).round().tolist())
@@ -257,15 +261,18 @@ ddim_steps = ddim_timesteps(diffusion.T, 50)  # DDIM: 50 of the 1000 steps
 show_clouds({"correct": correct_points, "DDPM, alpha_bar[t - 1]": sample_points(off_by_one(ddpm_body())),
              "DDIM-50, alpha_bar[t - 1]": sample_points(off_by_one_ddim(ddim_body()), timesteps=ddim_steps)},
             "Bug 1: the ᾱ index off by one",
-            "1-based t used as an index; at t = 0, table[-1] wraps to ᾱ_T")
+            "a 0-based t converted once more: alpha_bar[t − 1]; at t = 0, table[-1] wraps to ᾱ_T")
+print(f"1/√ᾱ_T = {diffusion.alpha_bar[-1].rsqrt():.0f}: the factor of DDIM's last step after the wrap")
 
 # %% [markdown]
 # Off by one step in the middle of a thousand steps barely matters, and in DDPM not even the wrapped last step
 # does: by then $x$ is already clean, and the step read at $\bar\alpha_T$ passes it through almost unchanged. The
-# DDPM cloud looks right; the bug is there all the same, and the doctor finds it (Section 6). DDIM returns the last
-# $\hat x_0$ as its sample, and that $\hat x_0$ is now computed as if $x$ were pure noise: at the very last step
-# the sample is blown up into a copy of the mixture magnified many times over (note the axes of the right panel). In your own code: index every table with the same 0-based `t` the network was called with,
-# and keep $\bar\alpha_0 = 1$ in a separate `alpha_bar_prev` table.
+# DDPM cloud looks right; the bug is there all the same, and the doctor finds it (Section 6). DDIM breaks in two
+# steps: the jump to `t_next = 0` reads index $-1$, i.e. $\bar\alpha_T$, so it throws $x$ back to almost pure
+# noise, $x \approx \hat\varepsilon$; the last step then divides that noise by $\sqrt{\bar\alpha_T}$. The
+# sample is one round blob of noise, blown up by the factor printed above (note the window of the right panel). In
+# your own code: index every table with the same 0-based `t` the network was called with, and keep
+# $\bar\alpha_0 = 1$ in a separate `alpha_bar_prev` table.
 #
 # ### 2.2 The variance used as a standard deviation
 #
@@ -281,10 +288,10 @@ show_clouds({"correct": correct_points, "β̃ z": sample_points(ddpm_body(), on=
 
 # %% [markdown]
 # With almost no noise injected, the steps keep only their mean, and a chain of means is not a sampler: it
-# contracts. The points collapse onto tight dots, most of them onto a single mode, and the spread ratio drops
+# contracts. The points collapse onto tight dots, on a single mode, and the spread ratio drops
 # close to 0. Samples that look *too clean* (digits all alike, one mode like a pin-head) point to missing noise.
 #
-# ### 2.3 A coefficient of the posterior mean
+# ### 2.3 A coefficient of $\hat x_0$
 #
 # The step's mean is $\tilde\mu_t(x_t, \hat x_0)$ (Eq. 7), with $\hat x_0 = (x_t - \sqrt{1-\bar\alpha_t}\,
 # \varepsilon)/\sqrt{\bar\alpha_t}$ (Eq. 15). Drop one square root, writing $(1/\bar\alpha_t - 1)$ where
@@ -294,20 +301,28 @@ show_clouds({"correct": correct_points, "β̃ z": sample_points(ddpm_body(), on=
 # %%
 # NBVAL_IGNORE_OUTPUT
 x0_no_sqrt = planted(diffusion, sqrt_recipm1_alpha_bar=1 / diffusion.alpha_bar - 1)  # √(1/ᾱ − 1) lost its root
-show_clouds({"correct": correct_points, "1/ᾱ − 1": sample_points(ddpm_body(), on=x0_no_sqrt)},
+no_root_points = sample_points(ddpm_body(), on=x0_no_sqrt)
+show_clouds({"correct": correct_points, "1/ᾱ − 1": no_root_points},
             "Bug 3: a wrong coefficient in x̂0 (Eq. 15)", "(1/ᾱ_t − 1) ε where √(1/ᾱ_t − 1) ε belongs")
+r = diffusion.sqrt_recipm1_alpha_bar  # √(1/ᾱ_t − 1)
+kick = diffusion.posterior_mean_coef_x0 * (r**2 - r)  # extra ε̂ in μ̃: c_x0 ((1/ᾱ − 1) − √(1/ᾱ − 1))
+print(f"extra ε̂ in the step mean: {kick[-1]:.2f} ε̂ at t = T − 1, {kick[diffusion.T // 2]:.3f} ε̂ at t = T/2")
+stats = sample_statistics(no_root_points, mixture)
+print("shares among the points near a mode: " + ", ".join(f"{s / stats['near']:.2f}" for s in stats["shares"]))
 
 # %% [markdown]
-# A wrong coefficient in the mean moves every sample by a little at every step, and over a thousand steps the
-# little adds up: here most points land off the modes, and the shares of those that land on one have little to do
-# with the mixture's. Whenever the samples are off in a way the noise level cannot explain, write out Eqs. 7, 11 and 15
+# The wrong coefficient matters where $1/\bar\alpha_t - 1$ is large: the very first step adds several $\hat
+# \varepsilon$ to the mean and throws the points across the plane, while at $t = T/2$ the extra term is already
+# small. The chain cannot recover from that first throw: most points end off the modes, though those that land on one
+# still split roughly as the mixture does. Whenever the samples are off in a way the noise level cannot explain, write out Eqs. 7, 11 and 15
 # beside your code and compare them symbol by symbol.
 #
 # ### 2.4 Noise added at the last step
 #
-# Algorithm 2 adds no noise when it produces $x_0$ (line 3: $z = 0$ if $t = 1$). A loop that adds $\sigma_t z$ at
-# every step, the last included, leaves a film of noise on every sample. The plant adds $\sqrt{\beta_1}\,z$ after
-# the helpers' last step.
+# Algorithm 2 adds no noise when it produces $x_0$ (line 3: $z = 0$ if $t = 1$). With $\sigma_t^2 = \tilde\beta_t$
+# a loop that forgets this adds nothing, since $\tilde\beta_1 = 0$; with $\sigma_t^2 = \beta_t$ (or Ho et al.'s
+# clipped $\tilde\beta$) it leaves a film of noise on every sample. The plant adds that noise, $\sqrt{\beta_1}\,
+# z$, after the helpers' last step.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -331,8 +346,7 @@ print(f"largest difference from the correct samples: {(last_noise - correct_poin
       f"(√β_1 = {diffusion.betas[0].sqrt():.4f})")
 
 # %% [markdown]
-# This one is invisible in the picture: with $T = 1000$ the last $\sigma$ is $\sqrt{\beta_1} = 0.01$, a hundredth of
-# the data's scale. It shows in images as a faint grain on what should be flat background, and it shows to the
+# This one is invisible in the picture: with $T = 1000$ the last $\sigma$ is $\sqrt{\beta_1} = 0.01$. It shows in images as a faint grain on what should be flat background, and it shows to the
 # doctor (Section 6), which runs your last step twice with different noise and asks whether the results differ.
 # A bug the eye cannot see is still a bug: with fewer steps, or data with fine detail, the film thickens.
 #
@@ -365,6 +379,7 @@ show_clouds({"correct DDIM": sample_points(ddim_body(), timesteps=ddim_steps),
 # and is guided by its labels with $w = 0.25$, Ho & Salimans 2022): we ask for the digits 0–9 in turn and sample with
 # DDIM from one fixed $x_T$. The number that gives a bug away here is the judge's (notebook 04, the classifier in
 # `weights/mnist_judge.safetensors`): the share of samples it reads with confidence as the digit we asked for.
+# (The network's 50 classes are the 10 digits and the 40 clusters of notebook 04, Section 4; we ask for digits.)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -376,7 +391,7 @@ judge = mnist_eval.load_judge()
 digit_x_T = torch.randn(N_DIGITS, 1, 28, 28, generator=torch.Generator().manual_seed(0))
 digit_steps = ddim_timesteps(digit_diffusion.T, DIGIT_STEPS)
 print(f"loaded {weights.source}: predicts {weights.prediction}, T = {digit_diffusion.T}, "
-      f"{weights.metadata['unet_config'].get('num_classes')} classes")
+      f"{weights.metadata['unet_config'].get('num_classes')} classes; {N_DIGITS} samples per run")
 
 
 def sample_digits(step, model=None, timesteps=None):
@@ -397,10 +412,10 @@ def show_digits(panels, title, cause):
     for ax, (name, images) in zip(axes, panels.items()):
         outside = float((images.abs() > 1.05).double().mean())
         show_images(images.clamp(-1, 1), nrow=10, ax=ax,
-                    title=f"{name}\nread as asked {100 * judged(images):.0f} %, pixels outside [−1, 1] "
+                    title=f"{name}\nread as asked {100 * judged(images):.0f} %, pixels with |x| > 1.05 "
                           f"{100 * outside:.0f} %")
         print(f"{name:>14}: read as the digit asked for {100 * judged(images):.0f} %, "
-              f"pixels outside [-1, 1] {100 * outside:.1f} %, pixel mean {images.mean():+.2f}")
+              f"pixels with |x| > 1.05 {100 * outside:.1f} % (shown clipped), pixel mean {images.mean():+.2f}")
     fig.suptitle(title, fontweight="bold", y=1.0, va="bottom")  # above the panel titles
     fig.text(0.5, -0.02, f"cause: {cause}", ha="center", va="top")
     plt.show()
@@ -418,13 +433,12 @@ correct_digits = sample_digits(digit_body)
 # %%
 # NBVAL_IGNORE_OUTPUT
 show_digits({"correct": correct_digits, "alpha_bar[t - 1]": sample_digits(off_by_one_ddim(digit_body))},
-            "Bug 1 again: the ᾱ index off by one, on digits", "1-based t used as a 0-based index")
+            "Bug 1 again: the ᾱ index off by one, on digits", "a 0-based t converted once more: alpha_bar[t − 1]")
 
 # %% [markdown]
-# The digits are formed by the early and middle steps, where one index makes no difference; the last step reads
-# $\hat x_0$ as if the image were pure noise and overwrites them with speckle. Noise that appears only at the very
-# end of an otherwise sound chain (record $\hat x_0$ along the way, as notebook 04 does, and watch it vanish) is the
-# signature.
+# As in Section 2.1, the jump to `t_next = 0` reads $\bar\alpha_T$ and throws the image back to noise, and the last
+# step blows that noise up: speckle. Noise that appears only at the very end of an otherwise sound chain (record
+# $\hat x_0$ along the way, as notebook 04 does, and watch it vanish) is the signature.
 #
 # ### 3.2 DDIM's $\bar\alpha_\text{prev}$, on images
 
@@ -432,6 +446,11 @@ show_digits({"correct": correct_digits, "alpha_bar[t - 1]": sample_digits(off_by
 # NBVAL_IGNORE_OUTPUT
 show_digits({"correct": correct_digits, "ᾱ at t − 1": sample_digits(ddim_prev_of_ddpm(digit_body))},
             "Bug 5 again: DDIM with the wrong ᾱ_prev, on digits", "alpha_bar_prev[t] where ᾱ at t_next belongs")
+
+# %% [markdown]
+# As on the points, every jump keeps nearly all its noise, and the last $\hat x_0$ is a guess from a noisy image:
+# the judge reads almost none of them as the digit asked for. With the few samples of this run each one moves the
+# share by several percent, so read these shares as "most" or "almost none", not to the digit.
 
 # %% [markdown]
 # ### 3.3 The guidance sign flipped
@@ -460,8 +479,7 @@ show_digits({"correct": correct_digits,
             "Bug 6: classifier-free guidance with the sign flipped", "(1 + w) f(∅) − w f(y): pushed away from y")
 
 # %% [markdown]
-# The samples are still digit-like, since the unconditional model draws digits too, but they are no longer the
-# digits asked for: the judge's agreement collapses towards chance. The same symptom, digits that ignore their
+# The samples are no longer the digits asked for: the judge's agreement collapses to about chance. The same symptom, digits that ignore their
 # labels, has a second classic cause that this network cannot show because it was trained correctly: the null label
 # $\varnothing$ never dropped in during training (`p_uncond = 0`), so $f(x_t, \varnothing)$ is an untrained output
 # and guidance adds its garbage.
@@ -479,8 +497,8 @@ show_digits({"correct (clipped)": correct_digits,
             "Bug 7: x̂0 not clipped where the sampler relies on it", "clip_x0=None in a few-step DDIM on images")
 
 # %% [markdown]
-# On this network the damage is modest: pixels spill outside $[-1, 1]$ and contrast changes, while most digits
-# survive. Clipping matters more the fewer the steps and the worse the early $\hat x_0$; it is a cheap guard worth
+# On this network the damage is modest: a few pixels spill outside $[-1, 1]$ (the grid shows them clipped), while the
+# judge's verdict is unchanged. Clipping matters more the fewer the steps and the worse the early $\hat x_0$; it is a cheap guard worth
 # keeping for images (and wrong for data that is not bounded, such as the points of Section 2).
 # %% [markdown]
 # ## 4. Training bugs, on points in the plane
@@ -576,8 +594,8 @@ print(f"loss over the last 50 steps: correct {sum(good_losses[-50:]) / 50:.3f}, 
 # ### 4.2 The timestep scaled wrongly
 #
 # A subtler version: the timestep arrives, but as $t/T\in[0, 1)$ instead of the integer $t$, into a sinusoidal
-# embedding whose frequencies were chosen for integers up to $T$ (notebook 03, Section 2.2). Every noise level then
-# gets nearly the same embedding.
+# embedding whose frequencies were chosen for integers up to $T$ (notebook 03, Section 2.2). Only its slowest
+# frequencies still vary, as a smooth code of $t/T$: the time resolution drops.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -587,10 +605,10 @@ show_clouds({"correct": good_points, "t / T embedded": sample_trained(scaled_net
             "sinusoidal_embedding(t / T) in an embedding made for integer t")
 
 # %% [markdown]
-# Neighbouring noise levels now get nearly the same embedding, and low noise, where the answer changes fastest with
-# $t$, suffers first. But the embedding still changes a little from step to step, and a network trained long enough
-# learns to read those small differences: compare the numbers under the figure. Whether this slip costs anything
-# depends on the training budget; the doctor (Section 6) looks at the loss at low noise, where it shows first.
+# Neighbouring noise levels now get nearly the same embedding. That is not always a bug: continuous-time
+# implementations feed $t/T$ on purpose, with an embedding made for it. Here the network learns to read the small
+# differences, and the samples are as good as the correct run's (compare the numbers under the figure). Treat it as
+# a slip that may cost something with less training, not as a cause of broken samples.
 #
 # ### 4.3 A range of $t$ never trained, but sampled from
 #
@@ -608,54 +626,58 @@ show_clouds({"correct": good_points, "t < T/2 only": sample_trained(half_net)},
 # The first half of the chain, at high noise, is now driven by the network's extrapolation of what it learnt at
 # lower noise, and that half decides which mode each point heads for. How much that costs depends on how well the
 # embedding carries over, so the cloud may look only a little off (compare the shares under the figure); the loss
-# per $t$, measured against the exact denoiser, shows the untrained range directly (Section 6).
+# per $t$, measured against the exact denoiser, shows where the network leaves the floor (Section 6).
 #
 # ### 4.4 A learning rate that diverges
 #
 # Adam with a learning rate of 0.3 instead of $3\cdot10^{-3}$: every step overshoots. The loss curve is the first
-# place to look: it explodes, then settles near 1, the loss of a network that predicts $\varepsilon = 0$ whatever
-# it is shown. The run has died, and its samples look like those of Bug 12 below.
+# place to look: a jump, then a loss that does not come back below about 1, the loss of a network that predicts
+# $\varepsilon = 0$ whatever it is shown (both printed under the figure). The run has died, and its samples look
+# like those of Bug 12 below.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 wild_net, _, wild_losses = train_points(lr=0.3)
 show_clouds({"correct": good_points, "lr = 0.3": sample_trained(wild_net)},
-            "Bug 11: a learning rate that diverges", "Adam at lr 0.3: each step overshoots (use 1e-3 to 1e-4)")
+            "Bug 11: a learning rate that diverges", "Adam at lr 0.3: each step overshoots (this run's: 3e-3)")
 fig, ax = plt.subplots(figsize=(6, 3))
-plot_loss_curve(good_losses, ax=ax, window=20, title="training loss")
-ax.plot(torch.tensor(wild_losses).numpy(), color="C3", alpha=0.6, lw=0.8, label="lr = 0.3")
-ax.set_yscale("log")
+for losses, name, color in ((good_losses, "lr = 3e-3", "C0"), (wild_losses, "lr = 0.3", "C3")):
+    ax.plot(torch.tensor(losses).numpy(), color=color, alpha=0.7, lw=0.8, label=name)  # per step, unsmoothed
+ax.set(yscale="log", xlabel="training step", ylabel="loss", title="training loss")
 ax.legend()
 plt.show()
+print(f"lr = 0.3: largest loss {max(wild_losses):.3g}, mean of the last 50 steps {sum(wild_losses[-50:]) / 50:.3f}")
 
 # %% [markdown]
 # ### 4.5 The EMA never updated
 #
-# Samples come from the exponential moving average of the weights (notebook 05), not from the raw weights. If
+# Samples come from the exponential moving average of the weights (notebook 03, Section 3.1), not from the raw
+# weights. If
 # `ema.update(model)` is never called, the EMA stays at the weights the training started from: the sampler is then
 # driven by an untrained network, here one whose output layer starts at zero (it predicts $\varepsilon = 0$).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 frozen_net, frozen_raw, _ = train_points("ema_frozen")
-show_clouds({"correct": good_points, "EMA never updated": sample_trained(frozen_net)},
+show_clouds({"correct": good_points, "EMA never updated": sample_trained(frozen_net),
+             "its raw weights": sample_trained(frozen_raw)},
             "Bug 12: the EMA never updated",
             "ema.update(model) missing after optimizer.step(): sampling an untrained net")
 
 # %% [markdown]
 # A network that always predicts $\varepsilon = 0$ claims that $x_t$ holds no noise at all, so its $\hat x_0 =
 # x_t/\sqrt{\bar\alpha_t}$ is enormous at high noise, and the chain is thrown far off the data (the window of the
-# right panel had to grow to show the points). The raw weights, `frozen_raw`, are fine, which is the clue: when the
-# raw weights sample well and the EMA does not, the EMA is not being updated.
+# middle panel had to grow to show the points). The raw weights of the same run sample fine (right panel), which is
+# the clue: when the raw weights sample well and the EMA does not, the EMA is not being updated.
 #
 # ### 4.6 Data in $[0, 1]$ instead of $[-1, 1]$
 #
 # The forward process ends at $\mathcal N(0, I)$ and assumes data of about unit scale, centred: images scaled to
 # $[-1, 1]$. Leave them in $[0, 1]$ (here: the mixture's box mapped into $[0, 1]^2$) and the data occupies a corner
 # of a space the noise fills evenly; its signal is a quarter as large, so the same network errors count four times
-# as much once the samples are mapped back. How much that costs depends on how good the network is: a briefly
-# trained one shows blurred modes, a well-trained one hides the slip. The doctor's data check (Section 6) does not
-# depend on training: it reads the batch.
+# as much once the samples are mapped back. How much that costs depends on how good the network is (compare the
+# numbers under the figure). The doctor's data check (Section 6) does not depend on training:
+# it reads the batch.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -687,6 +709,7 @@ for ax, (name, x0) in zip(axes, {"[−1, 1]": digits[:10], "0 … 255": raw_digi
     show_images(x_T_seen / x_T_seen.abs().max(), nrow=10, ax=ax,
                 title=f"x_T of data in {name}: std {x_T_seen.std():.1f}")
     print(f"data in {name}: x_T has mean {x_T_seen.mean():+.2f} and std {x_T_seen.std():.2f} (should be 0 and 1)")
+print(f"√ᾱ_T · 255 = {digit_diffusion.alpha_bar[-1].sqrt() * 255:.2f}: the signal a white pixel keeps at t = T")
 fig.suptitle("Bug 14: pixels left in 0 … 255", fontweight="bold")
 plt.show()
 
@@ -714,18 +737,22 @@ for ax, (name, x) in zip(axes, {"permute(0, 3, 1, 2)": right, "reshape(B, 3, 32,
     print(f"{name}: {'; '.join(f.detail for f in report.findings if 'stripes' in f.name)}")
 fig.suptitle("Bug 15: channels moved with reshape instead of permute", fontweight="bold")
 plt.show()
+
+# %% [markdown]
+# Along a row the scrambled batch holds R G B R G B …: values three apart (one colour, neighbouring pixels) are more
+# alike than values two or four apart (two colours), a peak that a correct image, however smooth, never has.
 # %% [markdown]
 # ## 6. The doctor
 #
 # Looking at samples tells you *that* something is wrong; the bugs above show how much alike different causes can
-# look (Bugs 1, 5 and 8 all blur the modes). `ddpm_helpers.evaluation.doctor` asks sharper questions of each piece
+# look (Bugs 5 and 8 both leave most points off the modes). `ddpm_helpers.evaluation.doctor` asks sharper questions of each piece
 # of your own code, with the tools of this notebook:
 #
 # - `check_schedule(betas, alpha_bar)`: β in $(0, 1)$; $\bar\alpha$ the running product of $1-\beta$ *at the same
 #   index* (an `alpha_bar` that starts with 1 is the off-by-one of Bug 1); decreasing; $\bar\alpha_T$ small enough
 #   that $x_T$ is noise;
-# - `check_data(batch)`: floating point, in $[-1, 1]$ and not $[0, 1]$ or $[0, 255]$, channels first, and no
-#   colour stripes along the rows (the R G B R G B … that Bug 15 leaves);
+# - `check_data(batch)`: floating point; images in $[-1, 1]$, points centred with a scale about 1, and neither in
+#   $[0, 1]$ nor $[0, 255]$; channels first, and no colour stripes along the rows (the R G B R G B … of Bug 15);
 # - `check_sampler(step)`: your step function, with the exact $\varepsilon^*$ of the reference mixture. It probes
 #   single steps (their mean and variance over many draws from one $x_t$, next to the correct ones and next to the
 #   correct ones read one index off), then runs the whole chain and compares mean, spread and mode shares;
@@ -763,6 +790,7 @@ print(check_sampler(as_step(ddpm_body())))  # the correct DDPM step: no alarm
 alpha_bar_from_1 = torch.cat([torch.ones(1, dtype=torch.float64), diffusion.alpha_bar[:-1]])  # ᾱ_0 = 1 at index 0
 zoo = {
     "1 ᾱ index off by one (step)": lambda: check_sampler(as_step(off_by_one(ddpm_body()))),
+    "1 ᾱ index off by one (DDIM step)": lambda: check_sampler(as_step(off_by_one_ddim(ddim_body())), kind="ddim"),
     "1 ᾱ index off by one (table)": lambda: check_schedule(diffusion.betas, alpha_bar_from_1),
     "2 σ² used for σ": lambda: check_sampler(as_step(ddpm_body(), on=no_sqrt)),
     "3 wrong coefficient in x̂0": lambda: check_sampler(as_step(ddpm_body(), on=x0_no_sqrt)),
@@ -784,21 +812,22 @@ correct = {
     "schedule": lambda: check_schedule(diffusion.betas, diffusion.alpha_bar),
     "network": lambda: check_network(good_net, train_diffusion, held_out, mixture=mixture, losses=good_losses),
     "EMA": lambda: check_ema(good_net, good_raw, diffusion=train_diffusion, data=held_out),
-    "data": lambda: check_data(digits[:64]),
+    "data (digits)": lambda: check_data(digits[:64]),
+    "data (points)": lambda: check_data(held_out),
 }
-print(f"{'planted bug':32s} the doctor's most likely cause")
+print("planted bug: the doctor's most likely cause")
 for bug, run in zoo.items():
     finding = run().most_likely
-    print(f"{bug:32s} {'no alarm' if finding is None else finding.name + ': ' + finding.cause[:70]}")
+    verdict = "no alarm" if finding is None else f"{finding.name}: {finding.cause}"
+    print(textwrap.fill(f"{bug}: {verdict}", 118, subsequent_indent="    "))
 print(f"\n{'correct piece':32s} alarms")
 for piece, run in correct.items():
     print(f"{piece:32s} {run().names(passed=False) or 'none'}")
 
 # %% [markdown]
-# Read the table row by row against the bugs' causes above. Bug 9 raises an alarm only when it costs something: after
-# a short training the loss stays off the floor at low noise, where $t/T$ makes neighbouring steps look alike; after
-# a long one the network has learnt to read $t/T$, and the doctor finds nothing wrong with it, rightly, since its
-# samples are fine. The doctor cannot see Bugs 6 and 7: guidance and
+# Read the table row by row against the bugs' causes above. Bug 9 is flagged only when it costs something, when the
+# loss at low noise stays off the floor; that depends on the training budget (the quick profile's short training
+# shows it, the full one's does not). The doctor cannot see Bugs 6 and 7: guidance and
 # clipping only exist for labelled images in a bounded range, and the mixture has neither; for those, the judge of
 # Section 3 is the instrument. Its network checks need held-out data and, for the loss floor, the data's exact
 # distribution: on your own images it still reports whether $t$ reaches the network, the $\varepsilon$ statistics
@@ -814,22 +843,23 @@ print(check_network(blind_net, train_diffusion, held_out, mixture=mixture, losse
 # ## 7. Symptom → cause
 #
 # A table to keep beside your own code. "Check" is what to run or print; the doctor runs most of these for you.
+# Symptoms marked *expected* were not shown above.
 #
 # | what you see | most likely causes | check |
 # | --- | --- | --- |
-# | pure noise or a speckled mess at the very end of an otherwise sound chain | $\bar\alpha$ index off by one (the last step reads `alpha_bar[-1]`) | `check_schedule`, `check_sampler`; print `t` and the table index at the last step |
+# | DDPM: nothing visible; DDIM: the last sample blown up into noise (a huge blob of points, speckled digits) | $\bar\alpha$ index off by one (`alpha_bar[-1]` at the last step) | `check_schedule`, `check_sampler` (both kinds); print `t` and the table index at the last step |
 # | samples too clean: modes like pin-heads, digits all alike | σ² used where σ belongs; no noise added at all | `check_sampler` (step variance) |
 # | samples drift off the data, with wrong shares, growing or shrinking each step | a coefficient of Eq. 7, 11 or 15 wrong | `check_sampler` (step mean); write the equations beside the code |
 # | faint grain on flat background | noise added at the last step | `check_sampler` (last step twice) |
 # | DDPM works, DDIM with few steps gives noise or blur | DDIM reads $\bar\alpha$ at $t-1$ instead of at the next step | `check_sampler(kind="ddim")` |
 # | digits that ignore their labels | guidance sign flipped; null label never trained (`p_uncond = 0`) | the judge's agreement at $w = 0$ and $w > 0$ |
 # | few-step image samples washed out or over-saturated | $\hat x_0$ not clipped | pixels outside $[-1, 1]$ |
-# | blurred modes though the loss looks fine | $t$ not reaching the network, or embedded at the wrong scale | `check_network` (output depends on $t$) |
+# | blurred modes though the loss looks fine | $t$ not reaching the network (with little training, *expected*: $t/T$ embedded) | `check_network` (output depends on $t$) |
 # | modes missing or with the wrong shares after training | a range of $t$ never trained (wrong bound, or another $T$) | `check_network` (loss per $t$ against the floor) |
 # | loss that falls, then jumps or climbs; NaN | learning rate too high | `check_network(losses=…)`; lower lr, keep clipping and warmup |
-# | one round blob from a network whose raw weights sample fine | EMA never updated | `check_ema` |
-# | washed-out or shifted samples | data in $[0, 1]$, not $[-1, 1]$ | `check_data` |
-# | $x_T$ still shows the data; samples of the wrong brightness | uint8 pixels converted without rescaling | `check_data`; print dtype, min, max |
+# | points thrown far off the data, while the raw weights sample fine | EMA never updated | `check_ema` |
+# | often nothing after long training; *expected*: blur after short training | data in $[0, 1]$, not $[-1, 1]$ | `check_data` |
+# | $x_T$ still shows the data; *expected*: samples of the wrong brightness | uint8 pixels converted without rescaling | `check_data`; print dtype, min, max |
 # | colour images in stripes or tiles | channels moved with `view`/`reshape` instead of `permute` | `check_data` (colour stripes) |
 #
 # ## 8. Exercise: a broken step

@@ -55,8 +55,11 @@ def check_network(model, diffusion: Diffusion, data: torch.Tensor, *, mixture: G
     """Check a trained ``model(x_t, t)`` on held-out ``data`` (N, …) at ``num_timesteps`` noise levels.
 
     Its outputs must be finite, depend on t, and (with ``mixture``, the data's exact distribution) lose no more than
-    the exact denoiser at every t; its ε prediction must have mean ≈ 0 and variance ≤ 1 (ε* = E[ε | x_t] varies
-    less than ε). ``losses``: the training loss history, if you have it (a diverging run shows there first).
+    the exact denoiser at every t, measured in the space of its own target (``prediction``: ε, x0 or v, so an x0
+    network is not blamed for the 1/√ᾱ-amplified ε error at low noise); its ε prediction must have mean ≈ 0 and
+    variance ≤ 1 (ε* = E[ε | x_t] varies less than ε). ``losses``: the training loss history, if you have it (a
+    diverging run shows there first); it is compared with the loss of predicting 0, so it must be the plain mean
+    squared error of that target, not a weighted one (min-SNR and the like).
     """
     check_name(prediction, PREDICTIONS, "prediction")
     x0 = data[:1000].detach().double().cpu()
@@ -66,15 +69,18 @@ def check_network(model, diffusion: Diffusion, data: torch.Tensor, *, mixture: G
     findings = []
     finite = all(bool(torch.isfinite(eps_hat).all()) for _, eps_hat, _, _ in rows)
     findings.append(Finding("finite predictions", finite, "every prediction finite" if finite else "NaN or inf",
-                            "training diverged: the learning rate is too high", "lower the learning rate (1e-3 to "
-                            "1e-4 for Adam), keep gradient clipping, add a warmup"))
+                            "training diverged: the learning rate is too high", "lower the learning rate (by 3 to "
+                            "10 times), keep gradient clipping, add a warmup"))
     if not finite:
         return Report(findings)
     if losses is not None:
         history = torch.as_tensor(list(losses), dtype=torch.float64)
         width = max(len(history) // 10, 1)
         windows = history[: len(history) // width * width].reshape(-1, width).mean(1)
-        trivial = 1.0 if prediction in ("eps", "v") else float(x0.var())  # the loss of predicting 0
+        second = float(x0.pow(2).mean())  # E[x0²]
+        ab = diffusion.alpha_bar.double()
+        # the loss of predicting 0: E[ε²] = 1, E[x0²], or E[v²] = ᾱ + (1 − ᾱ) E[x0²] averaged over t
+        trivial = {"eps": 1.0, "x0": second, "v": float((ab + (1 - ab) * second).mean())}[prediction]
         settled = bool(torch.isfinite(history).all()) and float(windows[-1]) <= 1.5 * float(windows.min()) \
             and float(windows[-1]) < trivial
         findings.append(Finding(
@@ -82,7 +88,7 @@ def check_network(model, diffusion: Diffusion, data: torch.Tensor, *, mixture: G
             f"loss over the last tenth {float(windows[-1]):.3g}, best tenth {float(windows.min()):.3g} (predicting 0 "
             f"scores {trivial:.3g})",
             "the learning rate diverges: the loss climbed or jumped, or never fell below that of predicting 0",
-            "lower the learning rate (1e-3 to 1e-4 for Adam), keep gradient clipping, add a warmup"))
+            "lower the learning rate (by 3 to 10 times), keep gradient clipping, add a warmup"))
     x = rows[len(rows) // 2][0]  # one x_t, asked at every t
     sensitivity = _sensitivity(_outputs(model, x, grid))
     expected = 0.02 if eps_star is None else 0.3 * _sensitivity(
@@ -93,14 +99,21 @@ def check_network(model, diffusion: Diffusion, data: torch.Tensor, *, mixture: G
         "the timestep does not reach the network: it gives one answer at every noise level",
         "pass the 0-based integer t to the model in training and sampling, into the sinusoidal embedding"))
     if eps_star is not None:
-        excess = [float((eps_hat - eps).pow(2).mean() - (star - eps).pow(2).mean()) for _, eps_hat, eps, star in rows]
+        # excess loss in the space of the network's own target: x̂0 − x0 = −√((1 − ᾱ)/ᾱ) (ε̂ − ε) and
+        # v̂ − v = (ε̂ − ε)/√ᾱ, so the ε-space excess is weighted by (1 − ᾱ)/ᾱ (x0) or 1/ᾱ (v)
+        ab = [float(diffusion.alpha_bar[t]) for t in grid]
+        weight = [{"eps": 1.0, "x0": (1 - a) / a, "v": 1 / a}[prediction] for a in ab]
+        excess = [w * float((eps_hat - eps).pow(2).mean() - (star - eps).pow(2).mean())
+                  for w, (_, eps_hat, eps, star) in zip(weight, rows)]
         bad = [t for t, e in zip(grid, excess) if e > 0.05]
         few = bool(bad) and len(bad) < len(grid) - 1
         cause = "far from the exact denoiser at most t: too few steps, the wrong target, or a diverging learning rate"
         fix = "train longer with a stable learning rate; check the target is the ε that made x_t"
         if few and bad == grid[-len(bad):]:
-            cause = (f"never trained at t in [{bad[0]}, {bad[-1]}]: training drew its t from a narrower range than "
-                     "the sampler visits (a wrong randint bound, or a smaller T in training)")
+            good = grid[len(grid) - len(bad) - 1]
+            cause = (f"loss far above the floor at t in [{bad[0]}, {bad[-1]}] (of the t probed), fine up to "
+                     f"t = {good}: t beyond about {good} probably never drawn in training (a wrong randint bound, "
+                     "or a smaller T in training than in sampling)")
             fix = "draw t ~ U{0, …, T−1} with the same T as the sampler"
         elif few and bad == grid[:len(bad)]:
             cause = (f"not learnt at low noise, t in [{bad[0]}, {bad[-1]}]: the time embedding cannot tell these "
@@ -109,8 +122,10 @@ def check_network(model, diffusion: Diffusion, data: torch.Tensor, *, mixture: G
         findings.append(Finding(
             "loss near the exact denoiser's floor", not bad,
             "excess loss per t " + ", ".join(f"{t}: {e:.3f}" for t, e in zip(grid, excess)), cause, fix))
-    means = [float(eps_hat.mean()) for _, eps_hat, _, _ in rows]
-    variances = [float(eps_hat.var()) for _, eps_hat, _, _ in rows]
+    # an x0 network's ε̂ carries its x̂0 error times √(ᾱ/(1 − ᾱ)): judge its ε statistics only where ᾱ ≤ 0.9
+    kept = [row for t, row in zip(grid, rows) if prediction != "x0" or float(diffusion.alpha_bar[t]) <= 0.9]
+    means = [float(eps_hat.mean()) for _, eps_hat, _, _ in kept]
+    variances = [float(eps_hat.var()) for _, eps_hat, _, _ in kept]
     ok = max(abs(m) for m in means) < 0.15 and max(variances) < 1.25
     findings.append(Finding(
         "ε prediction mean ≈ 0, variance ≤ 1", ok,

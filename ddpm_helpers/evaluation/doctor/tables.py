@@ -16,11 +16,12 @@ def _vector(values, name: str) -> torch.Tensor:
 
 def check_schedule(betas, alpha_bar=None) -> Report:
     """Check a reader's ``betas`` (β_1…β_T, 0-based) and ``alpha_bar`` (ᾱ_t = ∏_{s≤t} (1 − β_s), Ho et al. 2020,
-    Eq. 4): β in (0, 1), ᾱ the product of the α's at the same index (not shifted by one), decreasing, and small
-    enough at the end that x_T is noise."""
+    Eq. 4): β in (0, 1) (β_T = 1 allowed, a zero-terminal-SNR schedule), ᾱ the product of the α's at the same
+    index (not shifted by one), decreasing, and small enough at the end that x_T is noise."""
     betas = _vector(betas, "betas")
     findings = []
     bad = ~((betas > 0) & (betas < 1))
+    bad[-1] = not (0 < float(betas[-1]) <= 1)  # β_T = 1 is allowed: zero terminal SNR (Lin et al. 2024)
     findings.append(Finding(
         "betas in (0, 1)", not bool(bad.any()),
         f"betas range from {betas.min():.3g} to {betas.max():.3g}",
@@ -68,26 +69,46 @@ def _lag_correlation(images: torch.Tensor, lag: int) -> float:
     return float((a * b).mean() / (a.std() * b.std()).clamp(min=1e-12))
 
 
+def _range_finding(x: torch.Tensor) -> Finding:
+    """Images must lie in about [−1, 1]; other data (points, vectors) about centred with a scale near 1. Either
+    fails when it is all ≥ 0 and looks like [0, 1] or like [0, 255]."""
+    low, high, mean = float(x.min()), float(x.max()), float(x.mean())
+    image = x.ndim == 4
+    detail = f"values from {low:.3g} to {high:.3g}, mean {mean:.3g}"
+    if low >= 0 and high > 2:
+        cause, fix = (("pixels still in [0, 255]: converted to float but not rescaled",
+                       "x = x / 127.5 - 1  (or to_unit_range from ddpm_helpers.datasets.images)") if image else
+                      (f"data not normalised: all values ≥ 0 and up to {high:.3g}",
+                       "standardise: x = (x − mean) / std over the training set"))
+    elif low >= 0 and high <= 1.5:
+        cause, fix = ("data in [0, 1], not [−1, 1]: it never reaches the negative half, so at every t the noise is "
+                      "relatively louder than the schedule was designed for",
+                      "x = 2 * x - 1 before training, and (x + 1) / 2 only to display samples")
+    elif image:
+        cause, fix = ("images outside [−1, 1]: scaled by a mean and std (e.g. ImageNet's) instead of mapped to [−1, 1]",
+                      "x = 2 * x - 1 from [0, 1] (or x / 127.5 - 1 from 0 … 255)")
+    else:
+        cause, fix = ("data not normalised: far from centred, or a scale far from 1",
+                      "standardise: x = (x − mean) / std over the training set")
+    if image:
+        ok = low >= -1.5 and high <= 1.5 and not (low >= 0 and high > 0.5)
+        return Finding("range about [−1, 1]", ok, detail, cause, fix)
+    centred = float(x.mean(0).abs().max()) < 1 and 0.2 < float(x.std(0).max()) < 5
+    ok = centred and not (low >= 0 and (high > 2 or high <= 1.5))
+    return Finding("centred, scale about 1", ok, detail, cause, fix)
+
+
 def check_data(batch) -> Report:
-    """Check a training batch as the model will see it: floating point, in [−1, 1] and centred rather than in
-    [0, 1] or [0, 255], and, for images ``(B, C, H, W)``, channels first and not cut into channels in memory order."""
+    """Check a training batch as the model will see it: floating point; for images ``(B, C, H, W)`` in [−1, 1]
+    rather than in [0, 1] or [0, 255], channels first and not cut into channels in memory order; for other data
+    (``(N, D)`` points) centred with a scale about 1, and again not all in [0, 1] or [0, 255]."""
     if not torch.is_tensor(batch):
         raise ValueError(f"batch must be a tensor, got {type(batch).__name__}")
     findings = [Finding(
         "floating point", batch.is_floating_point(), f"dtype {batch.dtype}",
         "uint8 pixels given to the model: no conversion to float", "x = x.float() / 127.5 - 1  (uint8 → [−1, 1])")]
     x = batch.detach().double().cpu()
-    low, high, mean = float(x.min()), float(x.max()), float(x.mean())
-    if high > 2:
-        cause, fix = ("pixels still in [0, 255]: converted to float but not rescaled",
-                      "x = x / 127.5 - 1  (or to_unit_range from ddpm_helpers.datasets.images)")
-    else:
-        cause, fix = ("data in [0, 1], not [−1, 1]: the data never reaches the negative half, the noise is "
-                      "relatively louder and every sample comes out shifted",
-                      "x = 2 * x - 1 before training, and (x + 1) / 2 only to display samples")
-    in_range = low >= -1.5 and high <= 1.5 and not (low >= 0 and high > 0.5)
-    findings.append(Finding("range about [−1, 1]", in_range, f"values from {low:.3g} to {high:.3g}, mean {mean:.3g}",
-                            cause, fix))
+    findings.append(_range_finding(x))
     if x.ndim == 4:
         channels_last = x.shape[1] not in (1, 3, 4) and x.shape[-1] in (1, 3, 4)
         findings.append(Finding(
@@ -95,13 +116,16 @@ def check_data(batch) -> Report:
             "channels last: an (H, W, C) image array given to a network that wants (C, H, W)",
             "x = x.permute(0, 3, 1, 2) (never .view or .reshape: they scramble the pixels)"))
         channels = x.shape[1]
-        if not channels_last and channels in (3, 4) and x.shape[-1] > channels:
+        if not channels_last and channels in (3, 4) and x.shape[-1] > channels + 1:
             # (H, W, C) numbers cut into (C, H, W) in memory order: along a row, R G B R G B …, so values C apart
-            # (one colour, neighbouring pixels) are more alike than neighbours (two colours of one pixel)
-            near, period = _lag_correlation(x, 1), _lag_correlation(x, channels)
+            # (one colour, neighbouring pixels) are more alike than values C − 1 or C + 1 apart (two colours). In a
+            # correct image the correlation only falls with the distance, however smooth the image
+            period = _lag_correlation(x, channels)
+            off = max(_lag_correlation(x, channels - 1), _lag_correlation(x, channels + 1))
             findings.append(Finding(
-                "no colour stripes along rows", near > period + 0.05,
-                f"correlation of pixels 1 apart {near:.2f}, {channels} apart {period:.2f}",
+                "no colour stripes along rows", period < off,
+                f"correlation of pixels {channels} apart {period:.3f}, {channels - 1} or {channels + 1} apart "
+                f"{off:.3f} (a peak at {channels} is the stripe)",
                 "pixels scrambled: an (H, W, C) array turned into (C, H, W) with .view or .reshape",
                 "use .permute(2, 0, 1) (one image) or .permute(0, 3, 1, 2) (a batch) to move the channel axis"))
     return Report(findings)
