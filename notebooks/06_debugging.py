@@ -40,7 +40,7 @@
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU, 2 cores | under 1 min | 183 s (measured, last cell) |
+# | CPU, 2 cores | under 1 min | 190 s (measured, last cell) |
 # | Colab GPU (estimate) | under 1 min | under 3 min |
 #
 # **Papers.** Ho, Jain & Abbeel (2020), *Denoising Diffusion Probabilistic Models*
