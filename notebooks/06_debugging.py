@@ -17,8 +17,8 @@
 # # 06 — When samples are noise: a field guide to diffusion bugs
 #
 # A DDPM that is almost right produces samples that are plainly wrong: pure noise, grey blobs, one mode instead of
-# three, digits that ignore their label. The cause is nearly always one of a dozen small slips, and they hide well,
-# because the training loss of a broken model often looks healthy. This notebook plants each slip, one at a time,
+# three, digits that ignore their label. The cause is nearly always one of fifteen or so small slips, and they hide
+# well, because the training loss of a broken model often looks healthy. This notebook plants each slip, one at a time,
 # into code that works, and shows what it does to the samples: the symptom beside the correct result, the number
 # that gives it away, and the one-line cause.
 #
@@ -40,8 +40,8 @@
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU, 2 cores | under 1 min | 190 s (measured, last cell) |
-# | Colab GPU (estimate) | under 1 min | under 3 min |
+# | CPU, 2 cores | ≈ 1 min (estimate) | 190 s (measured, last cell) |
+# | Colab (estimate) | about the CPU time (everything runs on the CPU) | about the CPU time |
 #
 # **Papers.** Ho, Jain & Abbeel (2020), *Denoising Diffusion Probabilistic Models*
 # ([arXiv:2006.11239](https://arxiv.org/abs/2006.11239)): equation numbers refer to it unless another paper is named.
@@ -232,7 +232,7 @@ correct_points = sample_points(ddpm_body())
 # ## 2. Sampler bugs, seen through the exact denoiser
 #
 # The reference: DDPM ancestral sampling (Algorithm 2) with $\varepsilon^*$ over $T = 1000$ steps lands on the
-# mixture, shares and spread included (printed under each figure; "shares" counts the points within three standard
+# mixture, shares and spread included (printed with each figure; "shares" counts the points within three standard
 # deviations of each mode).
 #
 # ### 2.1 The $\bar\alpha$ index off by one
@@ -258,11 +258,17 @@ def off_by_one_ddim(body):
 
 
 ddim_steps = ddim_timesteps(diffusion.T, 50)  # DDIM: 50 of the 1000 steps
+wrapped_ddim = sample_points(off_by_one_ddim(ddim_body()), timesteps=ddim_steps)
 show_clouds({"correct": correct_points, "DDPM, alpha_bar[t - 1]": sample_points(off_by_one(ddpm_body())),
-             "DDIM-50, alpha_bar[t - 1]": sample_points(off_by_one_ddim(ddim_body()), timesteps=ddim_steps)},
+             "DDIM-50, alpha_bar[t - 1]": wrapped_ddim},
             "Bug 1: the ᾱ index off by one",
             "a 0-based t converted once more: alpha_bar[t − 1]; at t = 0, table[-1] wraps to ᾱ_T")
 print(f"1/√ᾱ_T = {diffusion.alpha_bar[-1].rsqrt():.0f}: the factor of DDIM's last step after the wrap")
+wrapped_std = wrapped_ddim.std(0)  # absolute std per axis
+print(f"std per axis: mixture {', '.join(f'{s:.2f}' for s in mixture.covariance().diagonal().sqrt())}; "
+      f"DDIM sample {', '.join(f'{s:.0f}' for s in wrapped_std)}; "
+      f"× √ᾱ_T (the noise before the last step) "
+      f"{', '.join(f'{s:.2f}' for s in wrapped_std * diffusion.alpha_bar[-1].sqrt())}")
 
 # %% [markdown]
 # Off by one step in the middle of a thousand steps barely matters, and in DDPM not even the wrapped last step
@@ -270,7 +276,8 @@ print(f"1/√ᾱ_T = {diffusion.alpha_bar[-1].rsqrt():.0f}: the factor of DDIM's
 # DDPM cloud looks right; the bug is there all the same, and the doctor finds it (Section 6). DDIM breaks in two
 # steps: the jump to `t_next = 0` reads index $-1$, i.e. $\bar\alpha_T$, so it throws $x$ back to almost pure
 # noise, $x \approx \hat\varepsilon$; the last step then divides that noise by $\sqrt{\bar\alpha_T}$. The
-# sample is one round blob of noise, blown up by the factor printed above (note the window of the right panel). In
+# sample is one round blob of noise, its std about equal on both axes (printed above; note the window of the right
+# panel): the noise before the last step (its std printed, below 1) times $1/\sqrt{\bar\alpha_T}$. In
 # your own code: index every table with the same 0-based `t` the network was called with, and keep
 # $\bar\alpha_0 = 1$ in a separate `alpha_bar_prev` table.
 #
@@ -306,15 +313,15 @@ show_clouds({"correct": correct_points, "1/ᾱ − 1": no_root_points},
             "Bug 3: a wrong coefficient in x̂0 (Eq. 15)", "(1/ᾱ_t − 1) ε where √(1/ᾱ_t − 1) ε belongs")
 r = diffusion.sqrt_recipm1_alpha_bar  # √(1/ᾱ_t − 1)
 kick = diffusion.posterior_mean_coef_x0 * (r**2 - r)  # extra ε̂ in μ̃: c_x0 ((1/ᾱ − 1) − √(1/ᾱ − 1))
-print(f"extra ε̂ in the step mean: {kick[-1]:.2f} ε̂ at t = T − 1, {kick[diffusion.T // 2]:.3f} ε̂ at t = T/2")
+print("extra ε̂ in the step mean: " + ", ".join(f"{kick[t]:.2f} ε̂ at t = {t}" for t in (999, 950, 900, 850, 800, 500)))
 stats = sample_statistics(no_root_points, mixture)
 print("shares among the points near a mode: " + ", ".join(f"{s / stats['near']:.2f}" for s in stats["shares"]))
 
 # %% [markdown]
-# The wrong coefficient matters where $1/\bar\alpha_t - 1$ is large: the very first step adds several $\hat
-# \varepsilon$ to the mean and throws the points across the plane, while at $t = T/2$ the extra term is already
-# small. The chain cannot recover from that first throw: most points end off the modes, though those that land on one
-# still split roughly as the mixture does. Whenever the samples are off in a way the noise level cannot explain, write out Eqs. 7, 11 and 15
+# The wrong coefficient matters where $1/\bar\alpha_t - 1$ is large: each of the first hundred-odd steps adds more
+# than one extra $\hat\varepsilon$ to the mean and pushes the points across the plane, while at $t = T/2$ the extra
+# term is small. The chain cannot recover from those early steps: most points end off the modes, though those that
+# land on one still split roughly as the mixture does. Whenever the samples are off in a way the noise level cannot explain, write out Eqs. 7, 11 and 15
 # beside your code and compare them symbol by symbol.
 #
 # ### 2.4 Noise added at the last step
@@ -437,8 +444,8 @@ show_digits({"correct": correct_digits, "alpha_bar[t - 1]": sample_digits(off_by
 
 # %% [markdown]
 # As in Section 2.1, the jump to `t_next = 0` reads $\bar\alpha_T$ and throws the image back to noise, and the last
-# step blows that noise up: speckle. Noise that appears only at the very end of an otherwise sound chain (record
-# $\hat x_0$ along the way, as notebook 04 does, and watch it vanish) is the signature.
+# step blows that noise up, clipped to $\pm1$ (`clip_x0=1.0`, hence no pixel outside the range): speckle. Noise that
+# appears only at the very end of an otherwise sound chain is the signature.
 #
 # ### 3.2 DDIM's $\bar\alpha_\text{prev}$, on images
 
@@ -479,8 +486,8 @@ show_digits({"correct": correct_digits,
             "Bug 6: classifier-free guidance with the sign flipped", "(1 + w) f(∅) − w f(y): pushed away from y")
 
 # %% [markdown]
-# The samples are no longer the digits asked for: the judge's agreement collapses to about chance. The same symptom, digits that ignore their
-# labels, has a second classic cause that this network cannot show because it was trained correctly: the null label
+# The samples are no longer the digits asked for: the judge's agreement collapses. The same symptom, digits that
+# ignore their labels, has a second classic cause that this network cannot show because it was trained correctly: the null label
 # $\varnothing$ never dropped in during training (`p_uncond = 0`), so $f(x_t, \varnothing)$ is an untrained output
 # and guidance adds its garbage.
 #
@@ -594,7 +601,7 @@ print(f"loss over the last 50 steps: correct {sum(good_losses[-50:]) / 50:.3f}, 
 # ### 4.2 The timestep scaled wrongly
 #
 # A subtler version: the timestep arrives, but as $t/T\in[0, 1)$ instead of the integer $t$, into a sinusoidal
-# embedding whose frequencies were chosen for integers up to $T$ (notebook 03, Section 2.2). Only its slowest
+# embedding whose frequencies were chosen for integers up to $T$ (notebook 03, Section 2.2). Only its fastest
 # frequencies still vary, as a smooth code of $t/T$: the time resolution drops.
 
 # %%
@@ -606,9 +613,8 @@ show_clouds({"correct": good_points, "t / T embedded": sample_trained(scaled_net
 
 # %% [markdown]
 # Neighbouring noise levels now get nearly the same embedding. That is not always a bug: continuous-time
-# implementations feed $t/T$ on purpose, with an embedding made for it. Here the network learns to read the small
-# differences, and the samples are as good as the correct run's (compare the numbers under the figure). Treat it as
-# a slip that may cost something with less training, not as a cause of broken samples.
+# implementations feed $t/T$ on purpose, with an embedding made for it. Here the samples are as good as the correct
+# run's (compare the numbers printed with the figure): in this run it is a slip, not a cause of broken samples.
 #
 # ### 4.3 A range of $t$ never trained, but sampled from
 #
@@ -625,14 +631,15 @@ show_clouds({"correct": good_points, "t < T/2 only": sample_trained(half_net)},
 # %% [markdown]
 # The first half of the chain, at high noise, is now driven by the network's extrapolation of what it learnt at
 # lower noise, and that half decides which mode each point heads for. How much that costs depends on how well the
-# embedding carries over, so the cloud may look only a little off (compare the shares under the figure); the loss
-# per $t$, measured against the exact denoiser, shows where the network leaves the floor (Section 6).
+# embedding carries over, so the cloud may look only a little off (compare the shares printed with the figure); the loss
+# per $t$, measured against the exact denoiser, shows where the network leaves the floor (Section 6; from the few
+# $t$ it probes, the doctor estimates the boundary near, not exactly at, $T/2$).
 #
 # ### 4.4 A learning rate that diverges
 #
 # Adam with a learning rate of 0.3 instead of $3\cdot10^{-3}$: every step overshoots. The loss curve is the first
 # place to look: a jump, then a loss that does not come back below about 1, the loss of a network that predicts
-# $\varepsilon = 0$ whatever it is shown (both printed under the figure). The run has died, and its samples look
+# $\varepsilon = 0$ whatever it is shown (both printed with the figure). The run has died, and its samples look
 # like those of Bug 12 below.
 
 # %%
@@ -676,7 +683,7 @@ show_clouds({"correct": good_points, "EMA never updated": sample_trained(frozen_
 # $[-1, 1]$. Leave them in $[0, 1]$ (here: the mixture's box mapped into $[0, 1]^2$) and the data occupies a corner
 # of a space the noise fills evenly; its signal is a quarter as large, so the same network errors count four times
 # as much once the samples are mapped back. How much that costs depends on how good the network is (compare the
-# numbers under the figure). The doctor's data check (Section 6) does not depend on training:
+# numbers printed with the figure). The doctor's data check (Section 6) does not depend on training:
 # it reads the batch.
 
 # %%
@@ -740,7 +747,7 @@ plt.show()
 
 # %% [markdown]
 # Along a row the scrambled batch holds R G B R G B …: values three apart (one colour, neighbouring pixels) are more
-# alike than values two or four apart (two colours), a peak that a correct image, however smooth, never has.
+# alike than values two or four apart (two colours), a peak that correct images do not have in practice.
 # %% [markdown]
 # ## 6. The doctor
 #
@@ -826,9 +833,8 @@ for piece, run in correct.items():
 
 # %% [markdown]
 # Read the table row by row against the bugs' causes above. Bug 9 is flagged only when it costs something, when the
-# loss at low noise stays off the floor; that depends on the training budget (the quick profile's short training
-# shows it, the full one's does not). The doctor cannot see Bugs 6 and 7: guidance and
-# clipping only exist for labelled images in a bounded range, and the mixture has neither; for those, the judge of
+# loss at low noise stays off the floor, which depends on the training budget. The doctor cannot see Bugs 6 and 7:
+# guidance and clipping only exist for labelled images in a bounded range, and the mixture has neither; for those, the judge of
 # Section 3 is the instrument. Its network checks need held-out data and, for the loss floor, the data's exact
 # distribution: on your own images it still reports whether $t$ reaches the network, the $\varepsilon$ statistics
 # and the loss history, but not how far the loss is from the best possible.
@@ -848,15 +854,15 @@ print(check_network(blind_net, train_diffusion, held_out, mixture=mixture, losse
 # | what you see | most likely causes | check |
 # | --- | --- | --- |
 # | DDPM: nothing visible; DDIM: the last sample blown up into noise (a huge blob of points, speckled digits) | $\bar\alpha$ index off by one (`alpha_bar[-1]` at the last step) | `check_schedule`, `check_sampler` (both kinds); print `t` and the table index at the last step |
-# | samples too clean: modes like pin-heads, digits all alike | σ² used where σ belongs; no noise added at all | `check_sampler` (step variance) |
-# | samples drift off the data, with wrong shares, growing or shrinking each step | a coefficient of Eq. 7, 11 or 15 wrong | `check_sampler` (step mean); write the equations beside the code |
-# | faint grain on flat background | noise added at the last step | `check_sampler` (last step twice) |
-# | DDPM works, DDIM with few steps gives noise or blur | DDIM reads $\bar\alpha$ at $t-1$ instead of at the next step | `check_sampler(kind="ddim")` |
-# | digits that ignore their labels | guidance sign flipped; null label never trained (`p_uncond = 0`) | the judge's agreement at $w = 0$ and $w > 0$ |
-# | few-step image samples washed out or over-saturated | $\hat x_0$ not clipped | pixels outside $[-1, 1]$ |
-# | blurred modes though the loss looks fine | $t$ not reaching the network (with little training, *expected*: $t/T$ embedded) | `check_network` (output depends on $t$) |
-# | modes missing or with the wrong shares after training | a range of $t$ never trained (wrong bound, or another $T$) | `check_network` (loss per $t$ against the floor) |
-# | loss that falls, then jumps or climbs; NaN | learning rate too high | `check_network(losses=…)`; lower lr, keep clipping and warmup |
+# | samples too clean: points on one mode like a pin-head (*expected*: digits all alike) | σ² used where σ belongs (*expected*: no noise added at all) | `check_sampler` (step variance) |
+# | most points off the data, those near a mode in about the right shares | a coefficient of Eq. 7, 11 or 15 wrong | `check_sampler` (step mean); write the equations beside the code |
+# | nothing visible with σ² = β̃ (*expected* with σ² = β: faint grain on flat background) | noise added at the last step | `check_sampler` (last step twice) |
+# | DDPM works, DDIM leaves most points off the modes and digits unreadable | DDIM reads $\bar\alpha$ at $t-1$ instead of at the next step | `check_sampler(kind="ddim")` |
+# | digits that ignore their labels | guidance sign flipped (*expected*: null label never trained, `p_uncond = 0`) | the judge's agreement at $w = 0$ and $w > 0$ |
+# | few-step image samples with a few pixels outside $[-1, 1]$ (*expected* with a weaker network: washed out or over-saturated) | $\hat x_0$ not clipped | pixels outside $[-1, 1]$ |
+# | blurred modes, a loss that does not say why | $t$ not reaching the network (with little training, *expected*: $t/T$ embedded) | `check_network` (output depends on $t$) |
+# | modes a little off after training (*expected*: modes missing) | a range of $t$ never trained (wrong bound, or another $T$) | `check_network` (loss per $t$ against the floor) |
+# | loss that jumps and does not come back (*expected* at higher rates: NaN) | learning rate too high | `check_network(losses=…)`; lower lr, keep clipping and warmup |
 # | points thrown far off the data, while the raw weights sample fine | EMA never updated | `check_ema` |
 # | often nothing after long training; *expected*: blur after short training | data in $[0, 1]$, not $[-1, 1]$ | `check_data` |
 # | $x_T$ still shows the data; *expected*: samples of the wrong brightness | uint8 pixels converted without rescaling | `check_data`; print dtype, min, max |
@@ -872,14 +878,14 @@ print(check_network(blind_net, train_diffusion, held_out, mixture=mixture, losse
 
 # %%
 def broken_step(diffusion, eps, xt, t, t_next, generator=None):
-    """One reverse step x_t → x_{t−1} (Ho et al. 2020, Algorithm 2, with σ² = β̃), written from the paper."""
+    """One reverse step x_t → x_{t−1} (Ho et al. 2020, Algorithm 2, with σ² = β), written from the paper."""
     betas = diffusion.betas.to(xt.dtype)
     alpha_bar = torch.cumprod(1 - betas, dim=0)  # ᾱ_t
     alpha_bar_prev = torch.cat([torch.ones(1, dtype=xt.dtype), alpha_bar[:-1]])  # ᾱ_{t−1}
     beta, ab, ab_prev = betas[t - 1], alpha_bar[t - 1], alpha_bar_prev[t - 1]
     x0_hat = (xt - (1 - ab).sqrt() * eps) / ab.sqrt()  # Eq. 15
     mean = ab_prev.sqrt() * beta / (1 - ab) * x0_hat + (1 - beta).sqrt() * (1 - ab_prev) / (1 - ab) * xt  # Eq. 7
-    variance = (1 - ab_prev) / (1 - ab) * beta  # β̃_t
+    variance = beta  # σ_t² = β_t
     z = torch.randn(xt.shape, dtype=xt.dtype, generator=generator)
     return mean + variance * z
 
@@ -931,23 +937,31 @@ check_my_step(my_step)
 # ## Solution
 #
 # Three bugs: the tables are read at `t - 1` (and at the last step `t - 1 = -1` wraps round to $\bar\alpha_T$); the
-# noise is scaled by the variance instead of its square root; and noise is added at the last step too.
+# noise is scaled by the variance instead of its square root; and noise is added at the last step too. With
+# $\sigma_t^2 = \tilde\beta_t$ the third would be harmless ($\tilde\beta_1 = 0$); with $\sigma_t^2 = \beta_t$ it is not,
+# and the check catches it once the first two are fixed:
 
 # %%
-def my_step(diffusion, eps, xt, t, t_next, generator=None):
-    betas = diffusion.betas.to(xt.dtype)
-    alpha_bar = torch.cumprod(1 - betas, dim=0)  # ᾱ_t
-    alpha_bar_prev = torch.cat([torch.ones(1, dtype=xt.dtype), alpha_bar[:-1]])  # ᾱ_{t−1}
-    beta, ab, ab_prev = betas[t], alpha_bar[t], alpha_bar_prev[t]  # the 0-based t the model was called with
-    x0_hat = (xt - (1 - ab).sqrt() * eps) / ab.sqrt()  # Eq. 15
-    mean = ab_prev.sqrt() * beta / (1 - ab) * x0_hat + (1 - beta).sqrt() * (1 - ab_prev) / (1 - ab) * xt  # Eq. 7
-    if t_next is None:
-        return mean  # the last step returns the mean
-    variance = (1 - ab_prev) / (1 - ab) * beta  # β̃_t
-    z = torch.randn(xt.shape, dtype=xt.dtype, generator=generator)
-    return mean + variance.sqrt() * z  # σ_t z with σ_t = √β̃_t
+def step_with(last_step_noise):
+    """The fixed step; ``last_step_noise=True`` keeps the third bug (σ z added at t = 0 too)."""
+    def step(diffusion, eps, xt, t, t_next, generator=None):
+        betas = diffusion.betas.to(xt.dtype)
+        alpha_bar = torch.cumprod(1 - betas, dim=0)  # ᾱ_t
+        alpha_bar_prev = torch.cat([torch.ones(1, dtype=xt.dtype), alpha_bar[:-1]])  # ᾱ_{t−1}
+        beta, ab, ab_prev = betas[t], alpha_bar[t], alpha_bar_prev[t]  # the 0-based t the model was called with
+        x0_hat = (xt - (1 - ab).sqrt() * eps) / ab.sqrt()  # Eq. 15
+        mean = ab_prev.sqrt() * beta / (1 - ab) * x0_hat + (1 - beta).sqrt() * (1 - ab_prev) / (1 - ab) * xt  # Eq. 7
+        if t_next is None and not last_step_noise:
+            return mean  # the last step returns the mean (Algorithm 2: z = 0 at t = 1)
+        z = torch.randn(xt.shape, dtype=xt.dtype, generator=generator)
+        return mean + beta.sqrt() * z  # σ_t z with σ_t = √β_t
+    return step
 
 
+two_fixed = check_exercise(step_with(last_step_noise=True))  # two bugs fixed, the third left in
+print(f"two of three fixed: {'passed' if two_fixed.passed else 'FAILED'}, most likely: {two_fixed.most_likely.cause}")
+assert not two_fixed.passed, "the check must fail while noise is still added at the last step"
+my_step = step_with(last_step_noise=False)
 check_my_step(my_step)
 
 # %%

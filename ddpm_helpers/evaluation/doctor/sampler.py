@@ -96,9 +96,10 @@ def _ddpm_steps(step, diffusion, eps_model, mixture, seed):
             if not (0.8 < ratio < 1.25 or 0.8 < ratio * ref_var / beta < 1.25):
                 var_bad = (t, ratio, abs(float(var.mean()) / ref_var**2 - 1) < 0.25)
     cause, fix = ("the mean of the step is not μ̃_t(x_t, x̂0) (Eq. 7): a coefficient of x_t or x̂0 wrong (e.g. α_t "
-                  "where √α_t belongs, or ᾱ_t where ᾱ_{t−1} belongs)",
+                  "where √α_t belongs, or ᾱ_t where ᾱ_{t−1} belongs), or one inside x̂0 (Eq. 15, e.g. 1/ᾱ_t − 1 "
+                  "where √(1/ᾱ_t − 1) belongs)",
                   "μ = (x_t − β_t/√(1 − ᾱ_t) ε̂)/√α_t (Eq. 11), or μ̃ = √ᾱ_{t−1}β_t/(1−ᾱ_t) x̂0 + "
-                  "√α_t(1−ᾱ_{t−1})/(1−ᾱ_t) x_t (Eq. 7)")
+                  "√α_t(1−ᾱ_{t−1})/(1−ᾱ_t) x_t (Eq. 7) with x̂0 = (x_t − √(1 − ᾱ_t) ε̂)/√ᾱ_t (Eq. 15)")
     off = shifts == {-1} or not shifts and last == "wrap"
     if off or shifts == {+1}:
         sign = "−" if off else "+"
