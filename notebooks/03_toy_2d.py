@@ -74,7 +74,7 @@ from pathlib import Path
 
 HELPERS_SOURCE = "git+https://github.com/ddpm-from-scratch/ddpm-from-scratch"  # [project.urls] Source
 HELPERS_VERSION = "0.6.0"  # the ddpm_helpers.__version__ this notebook was written for
-HELPERS_REF = "72f4af414d3b4b4af907b1963c8efea631d42d9e"  # a commit that installs it
+HELPERS_REF = "819017afedbc4166ba41d14a8175f41580ff3f99"  # a commit that installs it
 
 clone = Path.cwd().parent  # a notebook opened from a clone runs in the clone's notebooks/ folder
 pyproject = clone / "pyproject.toml"
