@@ -40,7 +40,7 @@
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU, 2 cores | ≈ 1 min (estimate) | 190 s (measured, last cell) |
+# | CPU, 2 cores | ≈ 1 min (estimate) | 185 s (measured, last cell) |
 # | Colab (estimate) | about the CPU time (everything runs on the CPU) | about the CPU time |
 #
 # **Papers.** Ho, Jain & Abbeel (2020), *Denoising Diffusion Probabilistic Models*
