@@ -126,6 +126,12 @@ def main() -> None:
     long_steps = to_steps[plan["long_min"]]
     print(f"{1000 * seconds:.1f} ms per step on {results['machine']['cpu']}: " +
           ", ".join(f"{m:g} min = {n:,} steps" for m, n in sorted(to_steps.items())), flush=True)
+    wsd = RECIPE.train_config(lr_schedule="wsd")
+    early = [m for m in plan["points_min"] if to_steps[m] < long_steps and branch_step(to_steps[m], wsd) < 300]
+    if early:  # the trunk has trained 300 steps (the calibration): a point must fork after them
+        shortest = wsd.warmup_steps + (300 - wsd.warmup_steps) / (1 - wsd.cooldown) + 1  # its fork at step 300
+        raise SystemExit(f"points {early} (minutes) would branch off before step 300, where the trunk already is: "
+                         f"give points of at least {shortest * seconds / 60:.2f} minutes")
     done = {(row["schedule"], row["steps"]) for row in results["rows"]}
     evaluator = mnist_eval.DigitEvaluator()
     if "real_floor" not in results:
@@ -151,7 +157,7 @@ def main() -> None:
         branch = runs / f"wsd-{steps}"
         if trained_steps(branch) < steps:
             if not (branch / "checkpoint.pt").is_file():
-                trunk_to(trunk, long_steps, branch_step(steps, RECIPE.train_config(lr_schedule="wsd")))
+                trunk_to(trunk, long_steps, branch_step(steps, wsd))
                 branch.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(trunk / "checkpoint.pt", branch / "checkpoint.pt")
             train(branch, steps, "wsd")
