@@ -50,8 +50,10 @@ def test_the_judge_gives_intervals_around_its_numbers():
         assert low <= getattr(metrics, name) <= high, name
     low, high = found["label_agreement"]
     assert 0.9 < low < high <= 1.0  # the judge reads real test digits as what they are
-    gap = evaluator.yardstick(digits, asked).splitlines()
-    assert gap[-2].startswith("largest class gap (pts)") and "95 % confidence intervals" in gap[-1]
+    label_free = evaluator.yardstick(digits).splitlines()
+    assert label_free[-2].startswith("largest class gap (pts)") and "95 % confidence intervals" in label_free[-1]
+    guided = evaluator.yardstick(digits, asked).splitlines()  # the labels asked for set the shares: no gap row
+    assert guided[-2].startswith("label agreement (%)") and "class gap" not in "\n".join(guided)
     low, high = found["class_share_gap"]
     assert 0 <= low < high < 0.1  # real digits: their class shares are the data's, up to sampling noise
 

@@ -179,8 +179,9 @@ def test_the_ref_in_the_first_code_cell_installs_the_version_the_notebooks_expec
 @pytest.mark.parametrize(
     "pip_error, cause",
     [
-        ("fatal: could not read Username for 'https://github.com': terminal prompts disabled", "private or has moved"),
-        ("remote: Repository not found.", "private or has moved"),
+        ("fatal: could not read Username for 'https://github.com': terminal prompts disabled",
+         "no repository at this address"),
+        ("remote: Repository not found.", "no repository at this address"),
         ("fatal: unable to access 'https://github.com/x/y/': Could not resolve host: github.com", "no network"),
         ("ERROR: No matching distribution found for torch>=2.5", "No matching distribution found for torch>=2.5"),
     ],

@@ -4,7 +4,13 @@ import re
 
 import pytest
 
-from ddpm_helpers.evaluation.reference_results import curve_figure, curve_points, load_results, sampler_table
+from ddpm_helpers.evaluation.reference_results import (
+    best_sampler,
+    curve_figure,
+    curve_points,
+    load_results,
+    sampler_table,
+)
 
 
 def _row(set_name, sampler, calls, seed, frechet, same_n, confident, gap, agreement=None):
@@ -30,8 +36,20 @@ def test_sampler_table_shows_mean_and_spread_per_set():
     guided = sampler_table(results, "guided").splitlines()
     assert guided[0].split()[-2:] == ["agreement", "%"] and guided[1].split()[-3:] == ["80.0", "±", "0.0"]
     assert "–" in guided[1]  # no DDPM-1000 row in this set: no ratio to it
+    assert "gap" not in guided[0] and len(guided[1].split()) == len(row)  # agreement in place of the gap
     with pytest.raises(ValueError, match="no rows of the set 'both'"):
         sampler_table(results, "both")
+
+
+def test_best_sampler_ranks_by_mean_frechet_distance_within_the_calls():
+    rows = [("ddpm", 1000, 0, 1.0), ("a", 20, 0, 3.0), ("a", 20, 1, 6.0), ("b", 10, 0, 5.0), ("b", 10, 1, 3.0)]
+    results = {"rows": [_row("label-free", name, calls, seed, f, f, 0.9, 0.0) for name, calls, seed, f in rows]
+               + [_row("guided", "a", 20, 0, 0.5, 0.5, 0.9, 0.0, 0.9)]}
+    assert best_sampler(results, "label-free") == "b"  # mean 4.0 against a's 4.5; DDPM-1000 is out of reach
+    assert best_sampler(results, "label-free", max_calls=1000) == "ddpm"
+    assert best_sampler(results, "guided") == "a"
+    with pytest.raises(ValueError, match="max_calls=5"):
+        best_sampler(results, "label-free", max_calls=5)
 
 
 def _curve_row(schedule, minutes, frechet, confident):
@@ -68,21 +86,16 @@ def test_a_results_name_cannot_leave_the_package_folder(name):
 
 
 def test_notebook_04_shows_the_committed_sampler_table():
-    """The table in 04's committed outputs is the one the committed results file gives (or, with no file yet, the
-    line saying so): rerun 04 after committing new results."""
+    """The tables in 04's committed outputs, and the label-free sampler it picks, are those the committed results
+    file gives: rerun 04 after committing new results."""
     import json
     from pathlib import Path
 
-    from ddpm_helpers.evaluation.reference_results import results_path
-
     notebook = json.loads((Path(__file__).resolve().parents[1] / "notebooks" / "04_mnist.ipynb").read_text())
-    cell = next(c for c in notebook["cells"] if c["cell_type"] == "code" and 'results_path("mnist_samplers")' in
+    cell = next(c for c in notebook["cells"] if c["cell_type"] == "code" and 'load_results("mnist_samplers")' in
                 "".join(c["source"]))
     printed = "".join("".join(o.get("text", "")) for o in cell["outputs"] if o.get("output_type") == "stream")
-    if results_path("mnist_samplers").is_file():
-        results = load_results("mnist_samplers")
-        expected = "".join(f"{name}:\n{sampler_table(results, name)}\n\n" for name in ("label-free", "guided"))
-    else:
-        expected = ("The sampler table is produced by benchmarks/mnist_samplers.py (its results are not committed "
-                    "yet).\n")
+    results = load_results("mnist_samplers")
+    expected = "".join(f"{name}:\n{sampler_table(results, name)}\n\n" for name in ("label-free", "guided"))
+    expected += f"lowest Fréchet distance at ≤ 20 network calls, label-free: {best_sampler(results, 'label-free')}\n"
     assert printed == expected

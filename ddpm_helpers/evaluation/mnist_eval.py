@@ -381,7 +381,7 @@ class DigitEvaluator:
         """``level`` intervals of the scores ``images``' model gets on average at this n (``intervals``):
         Wilson for the confident share (and, with the ``labels`` asked for, the label agreement), the jackknife
         over ``groups`` groups of the images for the Fréchet and kernel distances. The judge and the references
-        stay fixed."""
+        stay fixed. The class-share gap's interval is cut at 0 below."""
         logits = predict_logits(self.classifier, images)
         features = extract_features(self.classifier, images)
         n = len(images)
@@ -392,8 +392,8 @@ class DigitEvaluator:
             "kernel_distance": jackknife_interval(_kernel_distance_of_subsets(features, self.kernel_reference), n,
                                                   min(groups, n // 2), level, seed),
             "confident_share": wilson_interval(round(confident_share(logits) * n), n, level),  # successes of n
-            "class_share_gap": jackknife_interval(
-                lambda index: class_share_gap(logits[index], self.data_shares), n, min(groups, n // 2), level, seed),
+            "class_share_gap": _not_below_zero(jackknife_interval(  # a gap is never negative
+                lambda index: class_share_gap(logits[index], self.data_shares), n, min(groups, n // 2), level, seed)),
         }
         if labels is not None:
             result["label_agreement"] = wilson_interval(round(label_agreement(logits, labels) * n), n, level)
@@ -407,24 +407,27 @@ class DigitEvaluator:
 
     def yardstick(self, images: Tensor, labels: Tensor | None = None, level: float = 0.95, groups: int = 20,
                   seed: int = 0) -> str:
-        """A table of the metrics of ``images`` (and, with the ``labels`` asked for, the label agreement) beside
-        those of as many real training digits (:func:`real_digits`, their own labels), each with its ``level``
-        interval (:meth:`intervals`): what the notebooks print instead of pass/fail verdicts."""
+        """A table of the metrics of ``images`` beside those of as many real training digits (:func:`real_digits`,
+        their own labels), each with its ``level`` interval (:meth:`intervals`): what the notebooks print instead of
+        pass/fail verdicts. With the ``labels`` asked for, the label agreement replaces the class-share gap (the
+        labels asked for, not the network, set a guided set's class shares)."""
         real, real_labels = real_digits(len(images), seed)
         rows = []
-        for name, pixels, asked in (("samples", images, labels), ("real digits", real, real_labels)):
+        real_asked = None if labels is None else real_labels  # real digits "asked for" their own labels
+        for name, pixels, asked in (("samples", images, labels), ("real digits", real, real_asked)):
             metrics = self.evaluate(pixels)
             found = self.intervals(pixels, asked, level, groups, seed)
             values = {**metrics.as_dict()}
             logits = predict_logits(self.classifier, pixels)
-            values["class_share_gap"] = class_share_gap(logits, self.data_shares)
-            if asked is not None:
+            if asked is None:
+                values["class_share_gap"] = class_share_gap(logits, self.data_shares)
+            else:
                 values["label_agreement"] = label_agreement(logits, asked)
             rows.append((name, values, found))
         percent = {"confident_share", "label_agreement", "class_share_gap"}
         lines = [f"{'':26s}" + "".join(f"{name:>28s}" for name, _, _ in rows)]
         for key in ("frechet_distance", "kernel_distance", "confident_share", "label_agreement", "class_share_gap"):
-            if key not in rows[0][2]:
+            if key not in rows[0][1]:
                 continue
             cells = []
             for _, values, found in rows:
@@ -434,10 +437,15 @@ class DigitEvaluator:
             label = {"class_share_gap": "largest class gap (pts)"}.get(key, key.replace("_", " ") + (
                 " (%)" if key in percent else ""))
             lines.append(f"{label:26s}" + "".join(f"{cell:>28s}" for cell in cells))
-        lines.append(f"n = {len(images)} each; [95 % confidence intervals]; class gap: the largest difference between "
-                     "a digit's share of the confident samples and of the training labels"
-                     if level == 0.95 else f"n = {len(images)} each; [{100 * level:g} % confidence intervals]")
+        gap = ("; class gap: the largest difference between a digit's share of the confident samples and of the "
+               "training labels") if labels is None else ""
+        lines.append(f"n = {len(images)} each; [{100 * level:g} % confidence intervals]{gap}")
         return "\n".join(lines)
+
+
+def _not_below_zero(interval: tuple[float, float]) -> tuple[float, float]:
+    """An interval of a quantity that cannot be negative, cut at 0."""
+    return max(0.0, interval[0]), max(0.0, interval[1])
 
 
 def real_digits(num_images: int, seed: int = 0) -> tuple[Tensor, Tensor]:

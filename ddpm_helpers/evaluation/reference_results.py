@@ -47,7 +47,8 @@ def sampler_table(results: dict, set_name: str = "label-free") -> str:
     (the seeds' bounds averaged); the cost of a call, measured once on an idle machine, closes the table.
     ``× floor``: the Fréchet distance over real digits' at the same n; ``@n`` and ``÷ DDPM``: the Fréchet distance of
     a sampler's first ``n_ddpm`` samples (they start from DDPM-1000's noise) and its ratio to DDPM-1000's, the
-    comparison at equal n."""
+    comparison at equal n. ``gap pts`` (label-free sets): the largest class-share gap; a guided set shows the label
+    agreement instead (the labels asked for set its class shares)."""
     rows = [row for row in results["rows"] if row["set"] == set_name]
     if not rows:
         raise ValueError(f"no rows of the set {set_name!r} in these results; sets: "
@@ -60,8 +61,8 @@ def sampler_table(results: dict, set_name: str = "label-free") -> str:
     ddpm = mean(ddpm_rows) if ddpm_rows else None
     agreement = set_name == "guided"
     lines = [f"{'sampler':28s} {'calls':>5s} {'n':>5s} {'Fréchet':>13s} {'95 % CI':>14s} "
-             f"{'× floor':>7s} {'@' + str(n_ddpm):>13s} {'÷ DDPM':>6s} {'confident %':>11s} {'gap pts':>9s}"
-             + (f" {'agreement %':>11s}" if agreement else "")]
+             f"{'× floor':>7s} {'@' + str(n_ddpm):>13s} {'÷ DDPM':>6s} {'confident %':>11s} "
+             + (f"{'agreement %':>11s}" if agreement else f"{'gap pts':>9s}")]
     for name, runs in by_sampler.items():
         def get(key, runs=runs):  # one value per seed
             return [run[key] for run in runs]
@@ -75,8 +76,9 @@ def sampler_table(results: dict, set_name: str = "label-free") -> str:
         lines.append(f"{name:28s} {runs[0]['calls']:5d} {n:5d} "
                      f"{_spread(get('frechet_distance')):>13s} {f'[{low:.1f}, {high:.1f}]':>14s} "
                      f"{mean(get('frechet_distance')) / floor:7.2f} {_spread(same_n):>13s} {ratio} "
-                     f"{_spread(get('confident_share'), 100, 1):>11s} {_spread(get('class_share_gap'), 100, 1):>9s}"
-                     + (f" {_spread(get('label_agreement'), 100, 1):>11s}" if agreement else ""))
+                     f"{_spread(get('confident_share'), 100, 1):>11s} "
+                     + (f"{_spread(get('label_agreement'), 100, 1):>11s}" if agreement
+                        else f"{_spread(get('class_share_gap'), 100, 1):>9s}"))
     seeds = sorted({row["seed"] for row in rows})
     lines.append(f"mean ± half-range over seeds {seeds}; real digits' Fréchet distance (the floor): "
                  + ", ".join(f"{v['frechet_distance']:.2f} at n = {k}" for k, v in sorted(
@@ -86,6 +88,18 @@ def sampler_table(results: dict, set_name: str = "label-free") -> str:
                      f"{results['seconds_per_call'][set_name]:.3f} s ({results['machine']['cpu']}, "
                      f"{results['machine']['threads']} threads, an idle machine)")
     return "\n".join(lines)
+
+
+def best_sampler(results: dict, set_name: str = "label-free", max_calls: int = 20) -> str:
+    """The sampler of ``set_name`` with the lowest Fréchet distance, averaged over the seeds, among those with at most
+    ``max_calls`` network calls per sample."""
+    scores: dict[str, list[float]] = {}
+    for row in results["rows"]:
+        if row["set"] == set_name and row["calls"] <= max_calls:
+            scores.setdefault(row["sampler"], []).append(row["frechet_distance"])
+    if not scores:
+        raise ValueError(f"no sampler of the set {set_name!r} with at most max_calls={max_calls} network calls")
+    return min(scores, key=lambda name: mean(scores[name]))
 
 
 def curve_points(results: dict, set_name: str, schedule: str = "wsd") -> dict[str, list[float]]:
