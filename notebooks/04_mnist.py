@@ -64,8 +64,8 @@ import sys
 from pathlib import Path
 
 HELPERS_SOURCE = "git+https://github.com/ddpm-from-scratch/ddpm-from-scratch"  # [project.urls] Source
-HELPERS_VERSION = "0.6.0"  # the ddpm_helpers.__version__ this notebook was written for
-HELPERS_REF = "819017afedbc4166ba41d14a8175f41580ff3f99"  # a commit that installs it
+HELPERS_VERSION = "0.7.0"  # the ddpm_helpers.__version__ this notebook was written for
+HELPERS_REF = "a61d0bc8f5d14d0da2266fc7d6af5bbc80b718be"  # a commit that installs it
 
 clone = Path.cwd().parent  # a notebook opened from a clone runs in the clone's notebooks/ folder
 pyproject = clone / "pyproject.toml"
@@ -78,8 +78,8 @@ else:
         pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", HELPERS_SOURCE], capture_output=True,
                              text=True, env=dict(os.environ, GIT_TERMINAL_PROMPT="0"))  # never ask for a password
         if pip.returncode:
-            private = "prompts disabled" in pip.stderr or "Repository not found" in pip.stderr
-            cause = ("the repository is private or has moved" if private else "there is no network connection"
+            not_found = "prompts disabled" in pip.stderr or "Repository not found" in pip.stderr
+            cause = ("GitHub found no repository at this address" if not_found else "there is no network connection"
                      if "unable to access" in pip.stderr else (pip.stderr.strip().splitlines() or ["pip failed"])[-1])
 
             class HelpersUnavailable(Exception):
@@ -117,6 +117,7 @@ from ddpm_helpers.nn.unet import ResBlock, UNet
 from ddpm_helpers.plotting import make_grid, plot_loss_curve, show_images
 from ddpm_helpers.samplers import ddim_sample, ddim_step, ddim_timesteps, ddpm_sample, dpm_solver_sample
 from ddpm_helpers.training import TrainConfig, train
+from ddpm_helpers.training.cli import label_free_metadata
 from ddpm_helpers.training.timing import fastest_training_steps
 from ddpm_helpers.utils import count_parameters
 
@@ -161,7 +162,8 @@ plt.show()
 #   normalises each image by its own statistics (BatchNorm would average over a batch of all noise levels); SiLU,
 #   $x\,\sigma(x)$, is a smooth ReLU. The second convolution starts at zero: a deep network starts shallow.
 # - **Time embedding**: $t$ → sinusoidal features (notebook 03) → a two-layer MLP → $e(t)$, **added** in *every*
-#   residual block through its own linear map $W$, so every block knows the noise level it sees.
+#   residual block through its own linear map $W$, so every block knows the noise level it sees. (Ho et al.'s code
+#   applies a SiLU to $e(t)$ before $W$; ours feeds $e(t)$ to $W$ directly.)
 # - **Down- and upsampling**: a stride-2 $3\times3$ convolution halves the resolution; nearest-neighbour
 #   upsampling and a $3\times3$ convolution double it.
 # - **Attention** (at the resolutions in `attention_resolutions`): single-head self-attention over positions,
@@ -215,7 +217,8 @@ for c_in, c_out in ((16, 16), (16, 32)):  # an identity skip and a 1×1-convolut
         ours, helpers = block(x_demo, emb), helper_block(x_demo, emb)
     print(f"{c_in} → {c_out} channels: MyResBlock == ResBlock: {torch.allclose(ours, helpers, atol=1e-6)} (largest "
           f"difference {(ours - helpers).abs().max():.1e}, outputs of mean size {helpers.abs().mean():.2f}); "
-          f"the two time embeddings give different outputs: {not torch.allclose(ours[0], ours[1])}")
+          f"the two time embeddings move the output by {(ours[0] - ours[1]).abs().mean():.2f} on average "
+          "(a demonstration that t enters)")
 
 # %% [markdown]
 # **The U, written out.** A stem convolution; a **down path** of `num_res_blocks` residual blocks per entry of
@@ -331,7 +334,7 @@ plt.show()
 # On a CPU, compute is the budget: a network twice as wide costs about four times the FLOPs, and ten minutes
 # buy a fixed number of them. A bigger network learns more per *step*; a smaller one takes more steps. The cell
 # measures the cost side on this machine: parameters, forward FLOPs per image (`FlopCounterMode`, a multiply-add
-# counted as 2) and milliseconds per training step for a batch of 64 (`fastest_training_steps`: the networks
+# counted as 2) and milliseconds per training step for a batch of 32, the CPU recipe's (`fastest_training_steps`: the networks
 # take turns and the fastest of three steps counts, so a burst of load hits all alike). The last row times the
 # narrowest network again with its weights, and so its activations, in the **channels-last** memory format.
 
@@ -358,7 +361,7 @@ torch.manual_seed(0)
 models = [UNet(1, **kwargs).to(device) for kwargs in candidates.values()]
 models.append(copy.deepcopy(models[0]).to(memory_format=torch.channels_last))  # base 16, same weights, channels-last
 names = [*candidates, "base 16, (1,2,2), channels-last"]
-timing_batch = torch.randn(config.pick(quick=8, full=64), 1, 28, 28, generator=torch.Generator().manual_seed(0)).to(device)
+timing_batch = torch.randn(config.pick(quick=8, full=32), 1, 28, 28, generator=torch.Generator().manual_seed(0)).to(device)
 seconds = fastest_training_steps(models, Diffusion.from_schedule("linear", T=1000), timing_batch,
                                  repeats=config.pick(quick=1, full=3))  # the models take turns; fastest step of each
 for name, model, step_seconds in zip(names, models, seconds):
@@ -383,8 +386,6 @@ print(f"channels-last trains base 16 at {seconds[0] / seconds[-1]:.2f}× the ste
 # The configurations live in ddpm_helpers.training.recipes, shared with `python -m ddpm_helpers.train_cli mnist-gpu` (and torchrun).
 # CPU: the narrow network chosen above, channels-last, as many steps as fit a 10-minute calibrated budget; GPU: twice as wide,
 # two blocks per level, attention at 7×7, batch 128, mixed precision and a 4-minute calibrated budget.
-from ddpm_helpers.training import recipes
-
 recipe = recipes.mnist(config.profile(), gpu=on_gpu)
 unet_config, train_config = recipe.unet, recipe.train_config()
 diffusion = Diffusion.from_schedule("linear", T=1000)
@@ -500,7 +501,7 @@ plt.show()
 # %%
 # NBVAL_IGNORE_OUTPUT
 run_dir = out_dir / f"run-{config.profile()}-{device.type}"  # one checkpoint per profile and device kind
-label_free = {"class_offset": 10, "shares": cluster_shares.tolist(), "guidance": recipes.LABEL_FREE_GUIDANCE}
+label_free = label_free_metadata(cluster_shares)["label_free"]  # first cluster's class, shares, w: as train_cli records
 if pretrained is None:
     result = train(model, diffusion, (train_set, train_classes), train_config, device=device, out_dir=run_dir)
 else:  # USE_PRETRAINED: the committed run's weights, steps, time and losses
@@ -634,14 +635,17 @@ plot_loss_curve(result.losses, window=config.pick(quick=5, full=50), title="min-
 # The cell checks (a) Lemma 1 by Monte Carlo: it runs Eq. 7 backwards along the 10-step sub-sequence that DDIM-10
 # visits, for three fixed pixel values $x_0$ and 200,000 chains each, with $\eta = 0.5$ and $1$, and compares the
 # mean and variance at every visited step with $\mathcal N(\sqrt{\bar\alpha_s}\,x_0, 1-\bar\alpha_s)$. Each error comes
-# with its standard error; of the 54 errors per $\eta$ (3 pixels, 9 steps, mean and variance) the largest should be
-# within about 3 standard errors. For scale it also prints how far off the variance would be without the $-\sigma_t^2$
-# under the square root. The $\eta = 0$ row is an *illustration*, not a check: with $\sigma_t = 0$ every state is
+# with its standard error; the verdict asks all 54 errors per $\eta$ (3 pixels, 9 steps, mean and variance) to stay
+# within 3.3 standard errors, the threshold that one of 54 errors of pure chance crosses with a probability of about
+# 5 % (Bonferroni). The variances carry the verdict: the means are right for any $\sigma_t$, so the cell also
+# prints how far off the variance would be without the $-\sigma_t^2$ under the square root. The $\eta = 0$ row is an *illustration*, not a check: with $\sigma_t = 0$ every state is
 # the starting noise rescaled, so it shows only the Monte Carlo scatter. (b) `ddim_step` with $\eta = 1$ on all
 # steps, given a known $\hat x_0$, must be $\tilde\mu_t(x_t, \hat x_0) + \sqrt{\tilde\beta_t}\,z$ built from the
 # `Diffusion` tables, and `ddpm_step` for the same noise $z$, up to rounding error (in float64).
 
 # %%
+from statistics import NormalDist
+
 from ddpm_helpers.samplers import ddpm_step
 
 # (a) Lemma 1: the marginals of Eq. 7, run backwards from x_T ~ q(x_T | x_0), are N(√ᾱ_s x_0, 1 − ᾱ_s).
@@ -670,10 +674,13 @@ for eta in (0.0, 0.5, 1.0):
         sigma2_in_se.append(sigma.item() ** 2 / se_var)  # the −σ_t² under the root, in standard errors
     (m, m_se), (v, v_se) = max(mean_errors), max(var_errors)
     worst = max(error / se for error, se in mean_errors + var_errors)
+    n_errors = 2 * 3 * len(mean_errors)
+    threshold = NormalDist().inv_cdf(1 - 0.05 / (2 * n_errors))  # two-sided, 5 % over all n_errors (Bonferroni)
     kind = " (an illustration: the starting noise rescaled)" if eta == 0 else ""
     print(f"η = {eta}{kind}, {len(mean_errors)} steps × 3 pixels: largest |mean − √ᾱ_s x_0| = {m:.1e} (standard error "
           f"{m_se:.1e}), largest |variance − (1 − ᾱ_s)| = {v:.1e} (standard error {v_se:.1e}); "
-          f"the worst of the {2 * 3 * len(mean_errors)} errors is {worst:.1f} standard errors")
+          f"the worst of the {n_errors} errors is {worst:.1f} standard errors"
+          + (f"; all within {threshold:.1f}: {worst < threshold}" if eta else ""))
     if eta:  # what the check would see if the direction term were √(1 − ᾱ_s) ε̂ instead
         print(f"           without the −σ_t² under the root the variance would be off by up to "
               f"{max(sigma2_in_se):.0f} standard errors")
@@ -808,16 +815,20 @@ fig.suptitle("the same starting noises $x_T$ and clusters for every sampler, no 
 # samplers: at small $n$ a Fréchet distance is dominated by its bias, and a confident share of eight samples
 # moves by tens of points from one draw to the next. `benchmarks/mnist_samplers.py` measures a table — hundreds
 # of samples per sampler, two seeds, equal batches, the same starting noise for every sampler — on the committed
-# weights; once its results are committed, the next cell shows them.
+# weights, and the next cell shows its committed results. The sampler with the lowest Fréchet distance at no more
+# than 20 network calls draws section 7's label-free set.
 
 # %%
-from ddpm_helpers.evaluation.reference_results import load_results, results_path, sampler_table
+from ddpm_helpers.evaluation.reference_results import best_sampler, load_results, sampler_table
 
-if results_path("mnist_samplers").is_file():  # the committed results of benchmarks/mnist_samplers.py
-    for set_name in ("label-free", "guided"):
-        print(f"{set_name}:\n{sampler_table(load_results('mnist_samplers'), set_name)}\n")
-else:
-    print("The sampler table is produced by benchmarks/mnist_samplers.py (its results are not committed yet).")
+sampler_results = load_results("mnist_samplers")  # the committed results of benchmarks/mnist_samplers.py
+for set_name in ("label-free", "guided"):
+    print(f"{set_name}:\n{sampler_table(sampler_results, set_name)}\n")
+label_free_sampler = best_sampler(sampler_results, "label-free", max_calls=20)
+print(f"lowest Fréchet distance at ≤ 20 network calls, label-free: {label_free_sampler}")
+few_step_samplers = {**{f"DDIM, {k} steps, η = {eta:g}": (ddim_sample, {"num_steps": k, "eta": eta})
+                        for k in (20, 10) for eta in (0.0, 1.0)},
+                     **{f"DPM-Solver++(2M), {k} steps": (dpm_solver_sample, {"num_steps": k}) for k in (20, 10)}}
 
 # %% [markdown]
 # **How far from the ODE's solution?** Deterministic DDIM and DPM-Solver++(2M) approximate the same ODE, so from
@@ -843,13 +854,13 @@ def distance(x):
 
 
 def lambda_uniform_sample(num_steps):
-    """DPM-Solver++(2M) on steps uniform in λ = ½ log SNR (Lu et al.'s skip_type="logSNR"), first order into t = 0."""
+    """DPM-Solver++(2M) on steps uniform in λ = ½ log SNR (Lu et al.'s skip_type="logSNR"), first order into `t = 0`."""
     lam = 0.5 * diffusion.log_snr  # λ at the 0-based t, falling as t grows
     steps = [int((lam - target).abs().argmin()) for target in torch.linspace(lam[-1].item(), lam[0].item(), num_steps)]
     for i in range(num_steps - 2, -1, -1):  # near t = 0 neighbours can round to the same t: keep them descending
         steps[i] = max(steps[i], steps[i + 1] + 1)
 
-    def step(diffusion, output, x, t, t_next, tt, previous):  # the rule of dpm_solver_sample: first order into t = 0
+    def step(diffusion, output, x, t, t_next, tt, previous):  # dpm_solver_sample's rule: first order into code t = 0
         first_order = t_next is None or t_next == 0
         return dpm_solver_step(diffusion, output, x, t, t_next, previous=None if first_order else previous,
                                prediction=train_config.prediction, clip_x0=1.0)
@@ -938,7 +949,8 @@ print(f"recorded 0-based timesteps: {strip.timesteps}; shown: sample {shown} of 
 # $\epsilon = \sqrt{1-\bar\alpha_t}\,x_t + \sqrt{\bar\alpha_t}\,v$ (Salimans & Ho 2022, §4) is affine in $v$ with the same
 # coefficients for both calls, and the weights $(1+w)$ and $-w$ sum to 1, so
 # $(1+w)\,\epsilon(v_y) - w\,\epsilon(v_\varnothing) = \epsilon\big((1+w)\,v_y - w\,v_\varnothing\big)$. The next cell checks
-# that the wrapper computes the guided $v$, and *illustrates* the affine identity, which holds for any outputs.
+# that the wrapper computes the guided $v$, and *illustrates* the affine identity, which holds for any outputs; the
+# cell after it measures how much the label changes the prediction at five noise levels.
 
 # %%
 w_check = 2.0
@@ -957,8 +969,15 @@ print("illustration: ε of the guided v = (1 + w) ε(y) − w ε(∅):",
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-print(f"the label moves the prediction by {(v_label - v_none).norm() / v_none.norm():.1%} of its size "
-      "(norms over the ten digits at t = 500)")
+x0_digits, asked = test_images[:10].to(device), test_labels[:10].to(device)  # ten test digits, asked for their labels
+noise_digits = torch.randn(x0_digits.shape, generator=torch.Generator().manual_seed(9)).to(device)
+print("how much the label changes the prediction on noised test digits, ‖v(y) − v(∅)‖ / ‖v(∅)‖:")
+for t in (50, 250, 500, 750, 950):  # code t; the paper's t + 1
+    t_digits = torch.full((10,), t, device=device)
+    x_t = diffusion.q_sample(x0_digits, t_digits, noise_digits)  # √ᾱ x_0 + √(1 − ᾱ) ε
+    with torch.no_grad():
+        v_y, v_0 = ema_model(x_t, t_digits, asked), ema_model(x_t, t_digits, torch.full_like(asked, NULL_LABEL))
+    print(f"  t = {t:3d}: {(v_y - v_0).norm() / v_0.norm():6.1%}")
 
 # %% [markdown]
 # **How strong?** Guidance trades variety for fidelity: as $w$ grows, more digits are read as the one asked for, and
@@ -1002,34 +1021,35 @@ show_images(final[:100], nrow=10, title=f"{n_final} samples, guidance w = {w_fin
 
 # %% [markdown]
 # **Without a label, at n = 1000.** The same network asked for no digit: for each sample a cluster drawn in
-# proportion to the clusters' sizes, guided with $w = 1$, DDIM with 20 steps and $\eta = 1$ as for the guided set;
-# saved as `samples_unconditional.pt` and scored the same way. Only the clusters' sizes keep the digits in their
+# proportion to the clusters' sizes, guided with $w = 1$, drawn with the sampler the table of section 5 ranks best
+# at no more than 20 network calls per sample; saved as `samples_unconditional.pt` and scored the same way. Only the clusters' sizes keep the digits in their
 # data proportions, so the table's last row compares each digit's share of the confident samples with its share
 # of the training labels; for scale, the same network asked for *no class at all* (the null class) draws a set too.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-unconditional, unconditional_seconds = timed_samples(ddim_sample, n_final, seed=7, num_steps=20, eta=1.0)
+sampler, sampler_kwargs = few_step_samplers[label_free_sampler]  # the table's best at ≤ 20 calls (section 5)
+unconditional, unconditional_seconds = timed_samples(sampler, n_final, seed=7, **sampler_kwargs)
 unconditional_pixels = to_uint8(unconditional)  # (N, 1, 28, 28) uint8
 torch.save(unconditional_pixels, out_dir / "samples_unconditional.pt")
 unconditional_metrics = evaluator.evaluate(unconditional_pixels)
-print(f"{n_final} samples without a label (clusters, w = 1, DDIM 20 steps, η = 1) in {unconditional_seconds:.0f} s")
+print(f"{n_final} samples without a label (clusters, w = 1, {label_free_sampler}) in {unconditional_seconds:.0f} s")
 print(evaluator.yardstick(unconditional_pixels))
 histogram = torch.tensor(unconditional_metrics.class_histogram)
 print("share of the confident samples read as 0–9:", " ".join(f"{100 * p:4.1f}" for p in (histogram / histogram.sum()).tolist()))
 print("share of 0–9 in the training labels:       ", " ".join(f"{100 * p:4.1f}" for p in evaluator.data_shares.tolist()))
 print(f"Fréchet distance / real digits': {unconditional_metrics.frechet_distance / floor.frechet_distance:.2f}")
 null_class = ClassifierFreeGuidance(ema_model, torch.full((n_final,), NULL_LABEL, device=device), 0.0)  # no class
-no_class, _ = timed_samples(ddim_sample, n_final, seed=7, model=null_class, num_steps=20, eta=1.0)
+no_class, _ = timed_samples(sampler, n_final, seed=7, model=null_class, **sampler_kwargs)
 no_class_metrics = evaluator.evaluate(to_uint8(no_class))
 print(f"the null class instead: {no_class_metrics}, Fréchet distance / real digits' "
       f"{no_class_metrics.frechet_distance / floor.frechet_distance:.2f}")
-summary["unconditional"] = {"sampler": "DDIM, 20 steps, eta=1, clip x0, clusters in proportion, guidance w=1",
+summary["unconditional"] = {"sampler": f"{label_free_sampler}, clip x0, clusters in proportion, guidance w=1",
                             "seconds": unconditional_seconds, **unconditional_metrics.as_dict(),
                             "null_class": no_class_metrics.as_dict()}
 (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
-show_images(unconditional[:100], nrow=10, title="no label: clusters drawn in proportion to their sizes, w = 1, DDIM 20 steps, η = 1 (first 100)",
-            scale=0.5);
+show_images(unconditional[:100], nrow=10, title=f"no label: clusters drawn in proportion to their sizes, w = 1, {label_free_sampler} "
+            "(first 100)", scale=0.5);
 
 # %% [markdown]
 # **How close is this to real digits?** The guided set: **93.7 % confident** [92.0, 95.1] against

@@ -68,8 +68,8 @@ import sys
 from pathlib import Path
 
 HELPERS_SOURCE = "git+https://github.com/ddpm-from-scratch/ddpm-from-scratch"  # [project.urls] Source
-HELPERS_VERSION = "0.6.0"  # the ddpm_helpers.__version__ this notebook was written for
-HELPERS_REF = "819017afedbc4166ba41d14a8175f41580ff3f99"  # a commit that installs it
+HELPERS_VERSION = "0.7.0"  # the ddpm_helpers.__version__ this notebook was written for
+HELPERS_REF = "a61d0bc8f5d14d0da2266fc7d6af5bbc80b718be"  # a commit that installs it
 
 clone = Path.cwd().parent  # a notebook opened from a clone runs in the clone's notebooks/ folder
 pyproject = clone / "pyproject.toml"
@@ -82,8 +82,8 @@ else:
         pip = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", HELPERS_SOURCE], capture_output=True,
                              text=True, env=dict(os.environ, GIT_TERMINAL_PROMPT="0"))  # never ask for a password
         if pip.returncode:
-            private = "prompts disabled" in pip.stderr or "Repository not found" in pip.stderr
-            cause = ("the repository is private or has moved" if private else "there is no network connection"
+            not_found = "prompts disabled" in pip.stderr or "Repository not found" in pip.stderr
+            cause = ("GitHub found no repository at this address" if not_found else "there is no network connection"
                      if "unable to access" in pip.stderr else (pip.stderr.strip().splitlines() or ["pip failed"])[-1])
 
             class HelpersUnavailable(Exception):
