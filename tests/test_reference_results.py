@@ -31,7 +31,7 @@ def test_sampler_table_shows_mean_and_spread_per_set():
                    "0.75", "60.0", "±", "10.0", "2.0", "±", "1.0"]
     assert "network call" not in sampler_table(results, "label-free")
     timed = {**results, "batch": 250, "seconds_per_call": {"label-free": 0.1234}, "machine": {"cpu": "X", "threads": 2}}
-    assert sampler_table(timed, "label-free").splitlines()[-1] == ("one network call on a batch of 250: 0.123 s (X, 2 "
+    assert sampler_table(timed, "label-free").splitlines()[-1] == ("one network call on a batch of 250: 0.123 s (2 CPU "
                                                                   "threads, an idle machine)")
     guided = sampler_table(results, "guided").splitlines()
     assert guided[0].split()[-2:] == ["agreement", "%"] and guided[1].split()[-3:] == ["80.0", "±", "0.0"]

@@ -44,7 +44,8 @@ def _spread(values: list[float], scale: float = 1.0, digits: int = 2) -> str:
 def sampler_table(results: dict, set_name: str = "label-free") -> str:
     """The rows of ``results["rows"]`` for ``set_name`` ("label-free" or "guided") as a text table, one line per
     sampler: its network calls, mean ± half-range over the seeds, and the Fréchet distance's 95 % confidence interval
-    (the seeds' bounds averaged); the cost of a call, measured once on an idle machine, closes the table.
+    (the seeds' bounds averaged); the cost of a call, measured once on an idle machine, closes the table (the
+    CPU's name stays in the results file).
     ``× floor``: the Fréchet distance over real digits' at the same n; ``@n`` and ``÷ DDPM``: the Fréchet distance of
     a sampler's first ``n_ddpm`` samples (they start from DDPM-1000's noise) and its ratio to DDPM-1000's, the
     comparison at equal n. ``gap pts`` (label-free sets): the largest class-share gap; a guided set shows the label
@@ -85,8 +86,8 @@ def sampler_table(results: dict, set_name: str = "label-free") -> str:
                      results["real_floor"].items(), key=lambda item: int(item[0]))))
     if set_name in results.get("seconds_per_call", {}):
         lines.append(f"one network call on a batch of {results['batch']}: "
-                     f"{results['seconds_per_call'][set_name]:.3f} s ({results['machine']['cpu']}, "
-                     f"{results['machine']['threads']} threads, an idle machine)")
+                     f"{results['seconds_per_call'][set_name]:.3f} s ({results['machine']['threads']} CPU threads, "
+                     "an idle machine)")
     return "\n".join(lines)
 
 
