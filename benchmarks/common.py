@@ -6,7 +6,6 @@ Imported by the scripts beside it (``python benchmarks/<script>.py`` puts this f
 
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -15,19 +14,9 @@ import torch
 from ddpm_helpers.datasets.clusters import draw_clusters
 from ddpm_helpers.evaluation import mnist_eval
 from ddpm_helpers.guidance import NULL_LABEL, ClassifierFreeGuidance
+from ddpm_helpers.training.timing import cpu_name  # noqa: F401  (the scripts import it from here)
 
 SETS = ("label-free", "guided")
-
-
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo (``platform.processor()`` elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
 
 
 def write_json(path: Path, results: dict) -> None:

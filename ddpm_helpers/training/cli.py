@@ -9,24 +9,30 @@ The recipes (``ddpm_helpers.training.recipes``) are the configurations the noteb
 each rank trains on its own random minibatches of ``--batch-size`` (effective batch: world size ×
 batch size) and rank 0 writes ``<out>/checkpoint.pt`` (the training state: run the same command
 again to resume), ``<out>/ema.pt`` (the EMA weights and the settings to rebuild the U-Net) and,
-with ``--samples``, ``<out>/samples.png``.
+with ``--samples``, ``<out>/samples.png``. ``--export`` writes the EMA weights as safetensors for ``weights/``
+(with the settings, the per-step losses and a ``SHA256SUMS`` line beside them); ``--log`` appends one JSON line per
+call (the steps it trained, its minutes, the CPU), the training log of a run trained in several sittings.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import time
 from pathlib import Path
 
 import torch
 
 from ddpm_helpers import config, datasets, schedules
-from ddpm_helpers.checkpoint import save_checkpoint
+from ddpm_helpers.checkpoint import load_checkpoint, save_checkpoint
 from ddpm_helpers.datasets.clusters import labels_and_clusters
 from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.nn.unet import UNet
 from ddpm_helpers.training import distributed, recipes
 from ddpm_helpers.training.loop import train
 from ddpm_helpers.training.precision import MIXED_PRECISIONS
+from ddpm_helpers.training.pretrained import export_weights
+from ddpm_helpers.training.timing import cpu_name
 from ddpm_helpers.training.train_config import LR_SCHEDULES
 from ddpm_helpers.utils import count_parameters
 
@@ -48,6 +54,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out-dir", type=_folder, help="default: <DDPM_OUTPUT_DIR>/train/<recipe>")
     parser.add_argument("--no-resume", action="store_true", help="train afresh even if out-dir holds a checkpoint")
     parser.add_argument("--samples", type=_count, default=0, help="DDIM samples (50 steps) drawn with the EMA weights")
+    parser.add_argument("--export", type=Path, help="also write the EMA weights here as safetensors (e.g. "
+                        "weights/05_butterflies64_ema.safetensors), with SHA256SUMS beside them")
+    parser.add_argument("--log", type=Path, help="append a JSON line per call: steps trained, minutes, CPU")
     parser.add_argument("--schedule", choices=schedules.SCHEDULES, default="linear",
                         help="the noise schedule (see ddpm_helpers.schedules), T = 1000 steps")
     parser.add_argument("--seed", type=int, default=0)
@@ -125,9 +134,12 @@ def main(argv: list[str] | None = None) -> None:
     config.seed_everything(args.seed)
     model = UNet(**recipe.unet)
     diffusion = Diffusion.from_schedule(args.schedule, T=1000)
+    resumed = out_dir / "checkpoint.pt"
+    first_step = load_checkpoint(resumed)["step"] if resumed.is_file() and not args.no_resume else 0
     if ranks.is_main:
         print(f"{recipe.name}: {count_parameters(model):,} parameters, {num_images} training images, "
               f"{ranks.world_size} process(es) × batch {train_config.batch_size} on {device.type}\n{train_config}")
+    started = time.perf_counter()
     result = train(model, diffusion, batches, train_config, device=device, out_dir=out_dir,
                    resume=not args.no_resume, progress=not args.no_progress)
     if ranks.is_main:
@@ -135,14 +147,31 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{result.steps} steps in {result.seconds / 60:.1f} min: {seconds_per_step:.3f} s/step, "
               f"{ranks.world_size * train_config.batch_size / seconds_per_step:.1f} images/s"
               f"{' (stopped early)' if result.stopped_early else ''}")
-        save_checkpoint(out_dir / "ema.pt", {"model": result.ema.model.state_dict(), "unet_config": recipe.unet,
-                                             "recipe": recipe.name, "steps": result.steps, "schedule": args.schedule,
-                                             "prediction": train_config.prediction, "T": diffusion.T,
-                                             **label_free_metadata(shares)})
+        settings = {"unet_config": recipe.unet, "recipe": recipe.name, "schedule": args.schedule,
+                    "prediction": train_config.prediction, "T": diffusion.T, **label_free_metadata(shares)}
+        save_checkpoint(out_dir / "ema.pt", {"model": result.ema.model.state_dict(), "steps": result.steps, **settings})
+        if args.export is not None:
+            export_weights(result.ema.model, args.export, result=result, train_config=vars(train_config), **settings)
+            print(f"EMA weights exported to {args.export}")
+        if args.log is not None:
+            _log_call(args.log, recipe.name, first_step, result, time.perf_counter() - started)
         if args.samples > 0:
             _save_samples(result.ema.model, diffusion, recipe, train_config.prediction, args.samples, device,
                           out_dir / "samples.png")
     distributed.shutdown()
+
+
+def _log_call(path: Path, recipe: str, first_step: int, result, seconds: float) -> None:
+    """Append this call's segment of the run to the JSON-lines file ``path``."""
+    losses = result.losses[first_step:]
+    line = {"recipe": recipe, "from_step": first_step, "to_step": result.steps, "minutes": round(seconds / 60, 2),
+            "run_minutes": round(result.seconds / 60, 2), "stopped_early": result.stopped_early,
+            "mean_loss": round(sum(losses) / len(losses), 5) if losses else None, "cpu": cpu_name(),
+            "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as log:
+        log.write(json.dumps(line) + "\n")
 
 
 def _save_samples(model, diffusion, recipe, prediction: str, count: int, device, path: Path) -> None:

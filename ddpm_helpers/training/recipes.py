@@ -89,6 +89,14 @@ BUTTERFLIES = {
                        attention_resolutions=(8,), dropout=0.1, image_size=32),
                   dict(_BUTTERFLY_TRAIN, steps=None, time_budget_s=30 * 60, batch_size=32, lr=1e-3, warmup_steps=100,
                        ema_decay=0.999, log_every=50, calibration_steps=200)),  # 20 left the run ~19 % short
+    # 64×64 on 2 CPU cores (issue 24): 05's CPU network, a little wider, behind a 2×2 patch stem (its levels run at
+    # 32, 16 and 8 pixels); a fixed step count, about two hours at the 0.47 s a step measured on an idle 2-core Intel
+    # Xeon (benchmarks/butterflies64_log.md), trained from the command line and resumable
+    "cpu64": Recipe("butterflies64-cpu", "butterflies",
+                    dict(in_channels=3, base_channels=32, channel_mults=(1, 2, 2), num_res_blocks=1,
+                         attention_resolutions=(8,), dropout=0.1, image_size=64, patch_size=2),
+                    dict(_BUTTERFLY_TRAIN, steps=15_000, batch_size=32, lr=1e-3, warmup_steps=200, ema_decay=0.999,
+                         log_every=50, channels_last=True)),
     # 64×64 on a T4-class GPU: a 40-minute calibrated budget
     "gpu": Recipe("butterflies-gpu", "butterflies", _UNET_64,
                   dict(_BUTTERFLY_TRAIN, steps=None, time_budget_s=40 * 60, batch_size=64, lr=2e-4, warmup_steps=100,

@@ -1,8 +1,11 @@
-"""Fair timing of training steps, for the cost tables of the notebooks and benchmarks."""
+"""Fair timing of training steps, for the cost tables of the notebooks and benchmarks, and the name of the CPU
+that a time was measured on."""
 
 from __future__ import annotations
 
+import platform
 import time
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -36,3 +39,15 @@ def fastest_training_steps(models: list[nn.Module], diffusion, x0: Tensor, repea
             if repeat > 0:  # the first round is the warm-up
                 fastest[index] = min(fastest[index], time.perf_counter() - start)
     return fastest
+
+
+def cpu_name() -> str:
+    """The CPU's model name from /proc/cpuinfo (``platform.processor()`` elsewhere): step times are only comparable
+    on the same kind of CPU."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
