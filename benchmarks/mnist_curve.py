@@ -17,8 +17,9 @@ plus the cool-downs, not the sum of its points. Every run is a command of the co
 
 ``--cosine`` trains some points separately with 04's cosine schedule, to show that a branch reaches what a run of
 its own length reaches. Each point is judged like notebook 04: 1000 label-free digits (clusters drawn in proportion
-to their sizes, guidance w = 1) and 1000 guided digits (0–9 in turn, w = 0.25), DDIM with 20 steps and η = 1, the
-shipped judge with 95 % intervals, beside real digits at the same n. The trunk's end is the long run, exported to
+to their sizes, guidance w = 1, the sampler the committed sampler table ranks best at ≤ 20 calls) and 1000 guided
+digits (0–9 in turn, w = 0.25, DDIM with 20 steps and η = 1), the shipped judge with 95 % intervals, beside real
+digits at the same n. The trunk's end is the long run, exported to
 ``--export`` as safetensors. Rows go to ``--out`` (default ``ddpm_helpers/data/mnist_curve.json``, which notebook
 04 plots through ``reference_results.curve_figure``) as they finish; finished points are skipped when rerun.
 Prints, never asserts.
@@ -31,15 +32,14 @@ import time
 from pathlib import Path
 
 import torch
-from common import SETS, conditions, cpu_name, draw, score, write_json
+from common import GUIDED_SAMPLER, SAMPLERS, SETS, conditions, cpu_name, draw, score, write_json
 
 from ddpm_helpers import config
 from ddpm_helpers.checkpoint import load_checkpoint
 from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.evaluation import mnist_eval
-from ddpm_helpers.evaluation.reference_results import results_path
+from ddpm_helpers.evaluation.reference_results import best_sampler, load_results, results_path
 from ddpm_helpers.nn.unet import UNet
-from ddpm_helpers.samplers import ddim_sample
 from ddpm_helpers.training import branch_step, cli, recipes
 from ddpm_helpers.training.pretrained import export_weights
 
@@ -67,20 +67,27 @@ def trunk_to(trunk: Path, long_steps: int, step: int) -> None:
         train(trunk, long_steps, "wsd", stop_at=None if step >= long_steps else step)
 
 
-def judge(folder: Path, evaluator, args) -> dict:
-    """Both sets of notebook 04 from ``folder``'s EMA weights, scored with intervals."""
+def ema_network(folder: Path) -> tuple[dict, UNet]:
+    """``folder``'s ``ema.pt`` (train_cli's EMA weights and settings) and the U-Net rebuilt from it."""
     saved = load_checkpoint(folder / "ema.pt")
     network = UNet(**saved["unet_config"])
     network.load_state_dict(saved["model"])
+    return saved, network
+
+
+def judge(folder: Path, evaluator, args) -> dict:
+    """Both sets of notebook 04 from ``folder``'s EMA weights, scored with intervals."""
+    saved, network = ema_network(folder)
     network = network.eval().to(memory_format=torch.channels_last)
     diffusion = Diffusion.from_schedule(saved["schedule"], T=saved["T"])
     x_T = torch.randn(args.n, 1, 28, 28, generator=torch.Generator().manual_seed(1000))
     found = {"steps": saved["steps"]}
     for set_name in SETS:
         classes, scale = conditions(saved, set_name, args.n, seed=0)
-        samples, seconds = draw(ddim_sample, network, diffusion, x_T, classes, scale, saved["prediction"], 0, 250,
-                                num_steps=20, eta=1.0)
-        found[set_name] = {"guidance": scale, "sample_seconds": round(seconds, 1),
+        name = GUIDED_SAMPLER if set_name == "guided" else best_sampler(load_results("mnist_samplers"), "label-free")
+        sampler, _, kwargs = SAMPLERS[name]  # notebook 04's samplers
+        samples, seconds = draw(sampler, network, diffusion, x_T, classes, scale, saved["prediction"], 0, 250, **kwargs)
+        found[set_name] = {"guidance": scale, "sampler": name, "sample_seconds": round(seconds, 1),
                            **score(evaluator, samples, classes if set_name == "guided" else None)}
         print(f"  {set_name}: Fréchet {found[set_name]['frechet_distance']:.2f}, confident "
               f"{100 * found[set_name]['confident_share']:.1f} %", flush=True)
@@ -166,9 +173,7 @@ def main() -> None:
     if ("wsd", long_steps) not in done:
         finish(trunk, "wsd", plan["long_min"], long_steps)
     if args.export is not None:
-        saved = load_checkpoint(trunk / "ema.pt")
-        network = UNet(**saved["unet_config"])
-        network.load_state_dict(saved["model"])
+        saved, network = ema_network(trunk)
         export_weights(network, args.export, **{k: v for k, v in saved.items() if k != "model"},
                        seconds=round(load_checkpoint(trunk / "checkpoint.pt")["seconds"], 1),
                        train_config=vars(RECIPE.train_config(steps=long_steps, lr_schedule="wsd", time_budget_s=None)))

@@ -29,22 +29,13 @@ import json
 from pathlib import Path
 
 import torch
-from common import SETS, conditions, cpu_name, draw, score, write_json
+from common import SAMPLERS, SETS, conditions, cpu_name, draw, score, write_json
 
 from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.evaluation import mnist_eval
 from ddpm_helpers.evaluation.reference_results import results_path, sampler_table
-from ddpm_helpers.samplers import ddim_sample, ddpm_sample
-from ddpm_helpers.samplers.dpm_solver import dpm_solver_sample
+from ddpm_helpers.samplers import ddim_sample
 from ddpm_helpers.training.pretrained import read_weights, sha256_of
-
-SAMPLERS = {  # name: (sampler, network calls, keyword arguments)
-    "DDPM, 1000 steps": (ddpm_sample, 1000, {}),
-    **{f"DDIM, {steps} steps, η = {eta:g}": (ddim_sample, steps, {"num_steps": steps, "eta": eta})
-       for steps in (100, 50, 20, 10) for eta in (0.0, 1.0)},
-    "DPM-Solver++(2M), 20 steps": (dpm_solver_sample, 20, {"num_steps": 20}),
-    "DPM-Solver++(2M), 10 steps": (dpm_solver_sample, 10, {"num_steps": 10}),
-}
 
 
 def main() -> None:
