@@ -679,12 +679,13 @@ for eta in (0.0, 0.5, 1.0):
         var_errors.append(((x.var(0) - (1 - ab_s)).abs().max().item(), se_var))  # vs 1 − ᾱ_s
         sigma2_in_se.append(sigma.item() ** 2 / se_var)  # the −σ_t² under the root, in standard errors
     (m, m_se), (v, v_se) = max(mean_errors), max(var_errors)
-    worst = max(error / se for error, se in var_errors)  # the variance errors, in standard errors
-    threshold = NormalDist().inv_cdf(1 - 0.05 / (2 * len(var_errors)))  # two-sided, 5 % over all of them (Bonferroni)
+    worst = max(error / se for error, se in var_errors)  # the largest variance error, in standard errors
+    n_var = 3 * len(var_errors)  # one variance error per pixel and step
+    threshold = NormalDist().inv_cdf(1 - 0.05 / (2 * n_var))  # two-sided, 5 % over all of them (Bonferroni)
     kind = " (an illustration: the starting noise rescaled)" if eta == 0 else ""
     print(f"η = {eta}{kind}, {len(mean_errors)} steps × 3 pixels: largest |mean − √ᾱ_s x_0| = {m:.1e} (standard error "
           f"{m_se:.1e}), largest |variance − (1 − ᾱ_s)| = {v:.1e} (standard error {v_se:.1e}); the worst of the "
-          f"{len(var_errors)} variance errors is {worst:.1f} standard errors"
+          f"{n_var} variance errors is {worst:.1f} standard errors"
           + (f"; all within {threshold:.1f}: {worst < threshold}" if eta else ""))
     if eta:  # what the check would see if the direction term were √(1 − ᾱ_s) ε̂ instead
         print(f"           without the −σ_t² under the root the variance would be off by up to "
