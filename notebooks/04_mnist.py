@@ -39,7 +39,7 @@
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU, 2 cores | ≈ 2 min (estimate) | 840 s measured, 599 s of it the 10-minute training budget; with the committed weights ≈ 4 min (estimate) |
+# | CPU, 2 cores | ≈ 2 min (estimate) | 978 s measured, 600 s of it the 10-minute training budget; with the committed weights ≈ 4 min (estimate) |
 # | GPU (e.g. Colab T4) | ≈ 1 min (estimate) | ≈ 6 min (estimate: a 4-minute training budget, then sampling) |
 #
 # **Papers.** Ho, Jain & Abbeel (2020), *Denoising Diffusion Probabilistic Models*
@@ -371,12 +371,12 @@ for name, model, step_seconds in zip(names, models, seconds):
 print(f"channels-last trains base 16 at {seconds[0] / seconds[-1]:.2f}× the steps per second of the default layout")
 
 # %% [markdown]
-# **What the measurements say.** The FLOPs grow with the square of the width and so does the time per step: the
+# **What the measurements say.** The FLOPs grow with the square of the width and the time per step grows too: the
 # narrowest network takes the most steps in a given time, and trained for the same CPU time it reached the lowest
 # held-out error and Fréchet distance
 # ([the experiment log](https://github.com/ddpm-from-scratch/ddpm-from-scratch/blob/main/benchmarks/mnist_experiment_log.md)).
-# Attention at $7\times7$ adds few FLOPs but more time (the two base-32 rows), where a $3\times3$ convolution
-# already sees most of the digit. Where channels-last is faster (last line), the recipe's `channels_last=True`
+# Attention at $7\times7$ adds few FLOPs (the two base-32 rows), and there a $3\times3$ convolution already sees
+# most of the digit. Where channels-last is faster (last line), the recipe's `channels_last=True`
 # buys more steps.
 #
 # The CPU choice: 16 channels at $28\times28$, 32 at $14\times14$ and $7\times7$, one residual block per level, no
@@ -479,8 +479,6 @@ print(train_config)
 # - **A calibrated budget** (`time_budget_s=600`): the loop times its first steps, plans how many fit into 10
 #   minutes and re-plans halfway; on every machine the learning rate reaches 0 at the planned step.
 #
-# Checkpoints go to `outputs/04_mnist/`; re-running the cell resumes from the last one.
-#
 # **Classes without labels.** A network told *which* digit to draw learns faster than one that must also decide
 # (the experiment log measures how much). Without labels we can still hand it classes: split the digits into 40
 # groups of similar-looking ones with k-means (Lloyd's algorithm from a k-means++ start) on each digit averaged over
@@ -552,9 +550,9 @@ plot_loss_curve(result.losses, window=config.pick(quick=5, full=50), title="min-
 #    far each class's share of the samples is from its share of the training digits.
 #
 # Each number is measured on random samples, so we print it with its **95 % confidence interval**
-# (`DigitEvaluator.intervals`): Wilson intervals for the shares, and for the distances and the class gap the delete-a-group
-# jackknife over 20 groups of samples (a bootstrap's duplicates would shift a Fréchet distance). They cover another
-# draw of samples from *these* weights, not another training run, and do not remove the small-$n$ bias.
+# (`DigitEvaluator.intervals`): Wilson intervals for the shares, and for the distances and the class gap the
+# delete-a-group jackknife over 20 groups of samples. They cover another draw of samples from *these* weights, not
+# another training run, and do not remove the small-$n$ bias.
 
 # %% [markdown]
 # **Where DDIM comes from** (Song, Meng & Ermon 2021). DDIM writes $\alpha_t$ for DDPM's $\bar\alpha_t$; here DDPM's
@@ -887,8 +885,8 @@ for name, solve in solvers.items():
 # %% [markdown]
 # **Reading the grids and the distances.** The deterministic samplers turn each noise image into nearly the same
 # digit; DDPM-1000 adds fresh noise at each step and ends on other digits, at many times the cost (the titles).
-# In this run DPM-Solver++(2M) ends closer to the ODE's solution than DDIM at 10 and 20 calls but not at 50, and the
-# λ-uniform steps end farther than DPM-Solver++(2M) on DDIM's steps. These distances use the null class (no `y`).
+# In this run DPM-Solver++(2M) ends closer to the ODE's solution than DDIM at every count (twice as close at 50
+# calls), and on λ-uniform steps it ends farther than both. These distances use the null class (no `y`).
 #
 # **A denoising strip.** One DDIM run with 50 steps records the state $x_t$ (top) and the network's guess $\hat x_0$
 # (bottom); of eight samples, the cell shows the one the judge reads most confidently. The guess is first a blurry
@@ -986,6 +984,9 @@ for t in (50, 250, 500, 750, 950):  # code t; the paper's t + 1
     print(f"  code t = {t:3d}: {(v_y - v_0).norm() / v_0.norm():6.1%}")
 
 # %% [markdown]
+# The label's pull grows with the noise: a few per cent at code t ≤ 250, a fifth to a third from t = 500 on. Which
+# digit a sample becomes is decided early.
+#
 # **How strong?** Guidance trades variety for fidelity: as $w$ grows, more digits are read as the one asked for, and
 # past a small $w$ the Fréchet distance rises with the lost variety. Section 7 uses $w = 0.25$, chosen on validation
 # draws; the sweep is in [the experiment log](https://github.com/ddpm-from-scratch/ddpm-from-scratch/blob/main/benchmarks/mnist_experiment_log.md).
@@ -995,8 +996,8 @@ for t in (50, 250, 500, 750, 950):  # code t; the paper's t + 1
 #
 # The final set: N = 1000 samples (full profile), a hundred of each digit, with guidance $w = 0.25$ and DDIM with
 # 20 steps and $\eta = 1$, saved as uint8 pixels with the labels asked for. In the table of section 5 it is the
-# 20-call sampler with the highest label agreement: $\eta = 1$ reads 3–4 points more confidently than $\eta = 0$,
-# at a higher Fréchet distance.
+# 20-call sampler with the highest label agreement: $\eta = 1$ is about 3 points more confident and 4 points more
+# often the digit asked for than $\eta = 0$, at a higher Fréchet distance.
 #
 # What to compare with: as many real digits. The judge reads about 95 % of real digits confidently and as their
 # own label, so "95 % confident" and "95 % label agreement" mean *as readable as real digits* (the real digits
@@ -1062,21 +1063,21 @@ show_images(unconditional[:100], nrow=10, title=f"no label: clusters drawn in pr
             "(first 100)", scale=0.5);
 
 # %% [markdown]
-# **How close is this to real digits?** The guided set: **93.7 % confident** [92.0, 95.1] against
-# 95.3 % for 1000 real training digits, **91.9 % label agreement** [90.0, 93.4] against
-# 95.2 % for real digits read as their own labels, and a **Fréchet distance of 13.97 [12.31, 15.63],
-# 2.86× the real digits' 4.89**. It misses the marks above.
+# **How close is this to real digits?** The guided set: **91.5 % confident** [89.6, 93.1] against
+# 95.3 % for 1000 real training digits, **89.4 % label agreement** [87.3, 91.2] against
+# 95.2 % for real digits read as their own labels, and a **Fréchet distance of 15.90 [13.71, 18.09],
+# 3.25× the real digits' 4.89**. It misses the marks above.
 #
-# Without a label: **90.4 % confident** [88.4, 92.1] (the mark is 85 %), a **Fréchet distance of 18.74 [12.13, 25.34],
-# 3.84× the real digits'** (the mark is 5×), but digit shares within only **4.4 points** of the data's (the mark
-# is 3; real digits' own gap at this n, from chance alone, is 1.4): zeros come out too often (14.3 % against
-# 9.9 %).
+# Without a label: **88.5 % confident** [86.4, 90.3] (the mark is 85 %), a **Fréchet distance of 19.95 [13.47, 26.44],
+# 4.08× the real digits'** (the mark is 5×), but digit shares within only **4.5 points** of the data's (the mark
+# is 3; real digits' own gap at this n, from chance alone, is 1.4): zeros and ones come out too often (14.4 % and
+# 14.0 % against 9.9 % and 11.2 %).
 #
-# **What the clusters buy.** Asked for no class at all, the same network draws 51.8 % confident digits at
-# 13.56× the real digits' Fréchet distance: the null class saw a tenth of the examples. Clusters turn one hard
-# label-free problem into forty conditional ones. A network of the same size trained with no class at all, for a
-# similar number of steps, does better than the null class but far worse than the clusters (the experiment log:
-# 6.75× and 60 % confident).
+# **What the clusters buy.** Asked for no class at all, the same network draws 47.8 % confident digits at
+# 13.81× the real digits' Fréchet distance: the null class saw a tenth of the examples. Clusters turn one hard
+# label-free problem into forty conditional ones. A network of the same size trained with no class at all for 5200
+# steps does better than the null class but far worse than the clusters (the experiment log: 6.75× and 60 %
+# confident).
 
 # %% [markdown]
 # ## 8. The experiments behind the choices
@@ -1186,8 +1187,8 @@ check_exercise_2(lambda logits, threshold: (logits.softmax(-1).max(-1).values >=
 # - DDIM follows from a non-Markovian forward process with DDPM's marginals (Eq. 7, Lemma 1); $\eta = 1$ on every
 #   step is DDPM's ancestral step, $\eta = 0$ an ODE solver, and DPM-Solver++(2M) a second-order one.
 # - Classifier-free guidance: labels dropped 10 % of the time, then $(1+w)\,\epsilon_\theta(x_t, t, y) - w\,\epsilon_\theta(x_t, t)$.
-#   Guided digits: 93.7 % confident, 91.9 % as asked (real digits 95.3 % and 95.2 %), Fréchet 2.86× theirs.
-# - Without labels, k-means clusters as classes: 90.4 % confident at 3.84×, against 51.8 % and 13.56× for the
+#   Guided digits: 91.5 % confident, 89.4 % as asked (real digits 95.3 % and 95.2 %), Fréchet 3.25× theirs.
+# - Without labels, k-means clusters as classes: 88.5 % confident at 4.08×, against 47.8 % and 13.81× for the
 #   null class.
 # - Samples look wrong? See [notebook 06](https://github.com/ddpm-from-scratch/ddpm-from-scratch/blob/main/notebooks/06_debugging.ipynb).
 
