@@ -50,9 +50,10 @@ def main() -> None:
     summary = json.loads((folder / "metrics.json").read_text())
     print(f"# notebook 04's targets: {folder} ({summary['profile']} profile, {summary['device']}); judged on "
           f"{cpu_name()}")
-    seconds, steps = summary["train_seconds"], summary["steps"]
-    verdict = "met" if seconds <= 600 + seconds / steps else "missed"  # a calibrated budget ends within its last step
-    print(f"training: {steps} steps in {seconds:.1f} s; target ≤ 600 s (within one step): {verdict}")
+    minutes = round(summary["train_seconds"] / 60, 1)  # a calibrated budget ends a fraction of a second after it
+    verdict = "met" if minutes <= 10 else "missed"
+    print(f"training: {summary['steps']} steps in {summary['train_seconds']:.1f} s = {minutes} min; target ≤ 10 min: "
+          f"{verdict}")
     evaluator = mnist_eval.DigitEvaluator()
     for file, (name, labels_file, targets) in SETS.items():
         if not (folder / file).is_file():
