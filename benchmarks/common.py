@@ -14,17 +14,9 @@ import torch
 from ddpm_helpers.datasets.clusters import draw_clusters
 from ddpm_helpers.evaluation import mnist_eval
 from ddpm_helpers.guidance import NULL_LABEL, ClassifierFreeGuidance
-from ddpm_helpers.samplers import ddim_sample, ddpm_sample, dpm_solver_sample
 from ddpm_helpers.training.timing import cpu_name  # noqa: F401  (the scripts import it from here)
 
 SETS = ("label-free", "guided")
-SAMPLERS = {  # the rows of notebook 04's sampler table, name: (sampler, network calls, keyword arguments)
-    "DDPM, 1000 steps": (ddpm_sample, 1000, {}),
-    **{f"DDIM, {steps} steps, η = {eta:g}": (ddim_sample, steps, {"num_steps": steps, "eta": eta})
-       for steps in (100, 50, 20, 10) for eta in (0.0, 1.0)},
-    "DPM-Solver++(2M), 20 steps": (dpm_solver_sample, 20, {"num_steps": 20}),
-    "DPM-Solver++(2M), 10 steps": (dpm_solver_sample, 10, {"num_steps": 10}),
-}
 GUIDED_SAMPLER = "DDIM, 20 steps, η = 1"  # notebook 04's guided set (the label-free one: the table's best_sampler)
 
 

@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import torch
-from common import GUIDED_SAMPLER, SAMPLERS, SETS, conditions, cpu_name, draw, score, write_json
+from common import GUIDED_SAMPLER, SETS, conditions, cpu_name, draw, score, write_json
 
 from ddpm_helpers import config
 from ddpm_helpers.checkpoint import load_checkpoint
@@ -40,6 +40,7 @@ from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.evaluation import mnist_eval
 from ddpm_helpers.evaluation.reference_results import best_sampler, load_results, results_path
 from ddpm_helpers.nn.unet import UNet
+from ddpm_helpers.samplers import by_name
 from ddpm_helpers.training import branch_step, cli, recipes
 from ddpm_helpers.training.pretrained import export_weights
 
@@ -85,7 +86,7 @@ def judge(folder: Path, evaluator, args) -> dict:
     for set_name in SETS:
         classes, scale = conditions(saved, set_name, args.n, seed=0)
         name = GUIDED_SAMPLER if set_name == "guided" else best_sampler(load_results("mnist_samplers"), "label-free")
-        sampler, _, kwargs = SAMPLERS[name]  # notebook 04's samplers
+        sampler, kwargs = by_name(name)  # notebook 04's samplers
         samples, seconds = draw(sampler, network, diffusion, x_T, classes, scale, saved["prediction"], 0, 250, **kwargs)
         found[set_name] = {"guidance": scale, "sampler": name, "sample_seconds": round(seconds, 1),
                            **score(evaluator, samples, classes if set_name == "guided" else None)}

@@ -29,12 +29,13 @@ import json
 from pathlib import Path
 
 import torch
-from common import SAMPLERS, SETS, conditions, cpu_name, draw, score, write_json
+from common import SETS, conditions, cpu_name, draw, score, write_json
 
 from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.evaluation import mnist_eval
 from ddpm_helpers.evaluation.reference_results import results_path, sampler_table
 from ddpm_helpers.samplers import ddim_sample
+from ddpm_helpers.samplers.named import DDPM_CALLS, NAMED, network_calls
 from ddpm_helpers.training.pretrained import read_weights, sha256_of
 
 
@@ -93,10 +94,11 @@ def main() -> None:
         for seed in args.seeds:
             x_T = torch.randn(args.n, 1, 28, 28, generator=torch.Generator().manual_seed(1000 + seed))
             classes, scale = conditions(metadata, set_name, args.n, seed)
-            for name, (sampler, calls, kwargs) in SAMPLERS.items():
+            for name, (sampler, kwargs) in NAMED.items():
+                calls = network_calls(name)
                 if (set_name, name, seed) in done:
                     continue
-                n = args.n_ddpm if calls == 1000 else args.n
+                n = args.n_ddpm if calls == DDPM_CALLS else args.n
                 samples, seconds = draw(sampler, network, diffusion, x_T[:n], classes[:n], scale, weights.prediction,
                                         seed, args.batch, **kwargs)
                 asked = classes[:n] if set_name == "guided" else None

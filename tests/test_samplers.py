@@ -303,3 +303,22 @@ def test_a_network_that_returns_nan_is_named_once_at_the_end(sampler):
         run(generator=torch.Generator().manual_seed(0))
     with pytest.raises(FloatingPointError, match=r"first recorded step with a non-finite x_t or x̂0 is t=\d+"):
         run(generator=torch.Generator().manual_seed(0), record=range(50))
+
+
+# ------------------------------------------------------------------ samplers by name (notebook 04's table)
+
+
+def test_by_name_gives_the_sampler_and_settings_a_table_row_names():
+    from ddpm_helpers.evaluation.reference_results import load_results
+
+    assert samplers.by_name("DDIM, 20 steps, η = 1") == (ddim_sample, {"num_steps": 20, "eta": 1.0})
+    assert samplers.by_name("DPM-Solver++(2M), 10 steps") == (samplers.dpm_solver_sample, {"num_steps": 10})
+    assert samplers.by_name("DDPM, 1000 steps") == (ddpm_sample, {})
+    assert samplers.network_calls("DDPM, 1000 steps") == 1000 and samplers.network_calls("DDIM, 50 steps, η = 0") == 50
+    kwargs = samplers.by_name("DDIM, 10 steps, η = 0")[1]
+    kwargs["num_steps"] = 99  # a caller's edit must not change the table
+    assert samplers.by_name("DDIM, 10 steps, η = 0")[1]["num_steps"] == 10
+    table = load_results("mnist_samplers")  # every row of the committed table names a sampler found here
+    assert {row["sampler"] for row in table["rows"]} <= set(samplers.named.NAMED)
+    with pytest.raises(ValueError, match="unknown sampler 'DDIM, 7 steps'"):
+        samplers.by_name("DDIM, 7 steps")
