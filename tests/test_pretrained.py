@@ -232,6 +232,9 @@ def test_draw_samples_without_labels_draws_the_recorded_clusters(tmp_path, monke
     by_hand = ddim_sample(guided, Diffusion.from_schedule("linear", T=50), (6, 1, 8, 8), num_steps=2, prediction="v",
                           clip_x0=1.0, generator=torch.Generator().manual_seed(3)).x
     assert torch.equal(drawn, by_hand)
+    network = pretrained.load_pretrained(NAME).label_free_network(6, seed=3)  # the same network, for any sampler
+    assert isinstance(network, ClassifierFreeGuidance) and torch.equal(network.labels, classes)
+    assert network.scale == 1.0
 
 
 def test_the_pinned_sha256_are_the_committed_sums():

@@ -67,6 +67,20 @@ class PretrainedWeights:
         model.load_state_dict(self.state_dict)
         return model.to(device).eval()
 
+    def label_free_network(self, num_images: int, seed: int = 0, device: str | torch.device = "cpu") -> nn.Module:
+        """The network asked for no digit, for ``num_images`` samples: a network trained on labels and clusters
+        (its metadata's ``label_free``, notebook 04) guided towards a cluster per image, drawn in proportion to the
+        clusters' sizes (seeded by ``seed``), with the recorded guidance scale; any other network as it is."""
+        model = self.network(device)
+        label_free = self.metadata.get("label_free")
+        if label_free is None:
+            return model
+        from ddpm_helpers.datasets.clusters import draw_clusters
+        from ddpm_helpers.guidance import ClassifierFreeGuidance
+
+        drawn = draw_clusters(torch.tensor(label_free["shares"]), num_images, torch.Generator().manual_seed(seed))
+        return ClassifierFreeGuidance(model, label_free["class_offset"] + drawn, label_free["guidance"])
+
     def train_result(self, model: nn.Module):
         """Load the weights into ``model`` and return a ``training.TrainResult`` of the recorded run (its steps,
         planned steps, seconds and losses), whose ``.model`` and ``.ema.model`` both hold these weights; the EMA
@@ -266,23 +280,18 @@ def draw_samples(name: str, num_images: int | None = None, *, labels=None, guida
     from ddpm_helpers.samplers import ddim_sample
 
     weights = load_pretrained(name, "cpu", timeout)
-    model = weights.network(device)
     if labels is not None:
         labels = list(labels)
         if num_images is not None and num_images != len(labels):
             raise ValueError(f"num_images={num_images} but {len(labels)} labels: give one label per image")
+        model = weights.network(device)
         if not getattr(model, "num_classes", None):
             raise ValueError(f"{name} is not class-conditional: draw from it without labels")
         model = ClassifierFreeGuidance(model, labels, guidance_scale)
         num_images = len(labels)
     else:
         num_images = 16 if num_images is None else num_images
-        label_free = weights.metadata.get("label_free")
-        if label_free is not None:  # trained on labels and clusters: guided by clusters drawn in proportion to size
-            from ddpm_helpers.datasets.clusters import draw_clusters
-
-            drawn = draw_clusters(torch.tensor(label_free["shares"]), num_images, torch.Generator().manual_seed(seed))
-            model = ClassifierFreeGuidance(model, label_free["class_offset"] + drawn, label_free["guidance"])
+        model = weights.label_free_network(num_images, seed, device)
     unet_config, metadata = weights.metadata["unet_config"], weights.metadata
     shape = (num_images, unet_config.get("in_channels", 3), unet_config["image_size"], unet_config["image_size"])
     diffusion = Diffusion.from_schedule(metadata.get("schedule", "linear"), T=int(metadata.get("T", 1000)))
