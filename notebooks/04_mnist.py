@@ -27,8 +27,8 @@
 # - how MNIST pixels are scaled to $[-1, 1]$ and why that matches the $\mathcal N(0, I)$ prior;
 # - the DDPM U-Net, built in view;
 # - how to price a network on a CPU: parameters, FLOPs and milliseconds per training step;
-# - training for a calibrated time budget, then sampling with DDPM, with **DDIM** (derived from its non-Markovian
-#   forward process) and with **DPM-Solver++(2M)**, a second-order solver of the same ODE;
+# - training for a calibrated time budget, then sampling with DDPM, **DDIM** (derived from its non-Markovian
+#   forward process) and **DPM-Solver++(2M)**, a second-order solver of the same ODE;
 # - **classifier-free guidance**: one network trained with and without labels, derived from Bayes' rule;
 # - digits **without labels** from classes the data gives for free: k-means clusters of the digits;
 # - how to *measure* generated digits with a small classifier, beside the same numbers for real digits.
@@ -130,8 +130,8 @@ out_dir = config.outputs_dir("04_mnist")
 # %% [markdown]
 # ## 1. The data: 60,000 digits scaled to $[-1, 1]$
 #
-# `mnist_images` reads MNIST from `DDPM_DATA_DIR` (downloading it when online; offline, its error says where to
-# put the four files). Pixels are integers $p \in \{0, \dots, 255\}$; we map them linearly to
+# `mnist_images` reads MNIST from `DDPM_DATA_DIR`. Pixels are integers $p \in \{0, \dots, 255\}$; we map them
+# linearly to
 #
 # $$x = \frac{p}{127.5} - 1 \in [-1, 1],$$
 #
@@ -163,8 +163,7 @@ plt.show()
 #   normalises each image by its own statistics (BatchNorm would average over a batch of all noise levels); SiLU,
 #   $x\,\sigma(x)$, is a smooth ReLU. The second convolution starts at zero: a deep network starts shallow.
 # - **Time embedding**: $t$ → sinusoidal features (notebook 03) → a two-layer MLP → $e(t)$, **added** in *every*
-#   residual block through its own linear map $W$, so every block knows the noise level it sees. (Ho et al.'s code
-#   applies a SiLU to $e(t)$ before $W$; ours feeds $e(t)$ to $W$ directly.)
+#   residual block through its own linear map $W$, so every block knows the noise level it sees.
 # - **Down- and upsampling**: a stride-2 $3\times3$ convolution halves the resolution; nearest-neighbour
 #   upsampling and a $3\times3$ convolution double it.
 # - **Attention** (at the resolutions in `attention_resolutions`): single-head self-attention over positions,
@@ -229,8 +228,8 @@ for c_in, c_out in ((16, 16), (16, 32)):  # an identity skip and a 1×1-convolut
 # **pushed** on a stack; each up block **pops** the latest and **concatenates** it to its input on the channels
 # (the skip connections, the horizontal lines of the "U"), so fine detail need not squeeze through the
 # $7\times7$ bottleneck. Since the stem and the downsamplings push too, each up level has one block more than
-# its down level; the output convolution starts at zero. `TinyUNet` is that, built from the helper's blocks
-# (`ResBlock` as checked above), with the helper's layer names.
+# its down level; the output convolution starts at zero. `TinyUNet` builds it from the helper's blocks, with the
+# helper's layer names.
 
 # %%
 from ddpm_helpers.training import recipes
@@ -335,9 +334,9 @@ plt.show()
 # On a CPU, compute is the budget: a network twice as wide costs about four times the FLOPs, and ten minutes
 # buy a fixed number of them. A bigger network learns more per *step*; a smaller one takes more steps. The cell
 # measures the cost side on this machine: parameters, forward FLOPs per image (`FlopCounterMode`, a multiply-add
-# counted as 2) and milliseconds per training step for a batch of 32, the CPU recipe's (`fastest_training_steps`: the networks
-# take turns and the fastest of three steps counts, so a burst of load hits all alike). The last row times the
-# narrowest network again with its weights, and so its activations, in the **channels-last** memory format.
+# counted as 2) and milliseconds per training step for a batch of 32, the CPU recipe's (the fastest of three steps,
+# the networks taking turns). The last row times the narrowest network again with its weights, and so its
+# activations, in the **channels-last** memory format.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -371,17 +370,16 @@ for name, model, step_seconds in zip(names, models, seconds):
 print(f"channels-last trains base 16 at {seconds[0] / seconds[-1]:.2f}× the steps per second of the default layout")
 
 # %% [markdown]
-# **What the measurements say.** The FLOPs grow with the square of the width and the time per step grows too: the
-# narrowest network takes the most steps in a given time, and trained for the same CPU time it reached the lowest
-# held-out error and Fréchet distance
+# **What the measurements say.** FLOPs and time per step grow with the width: the narrowest network takes the most
+# steps in a given time, and trained for the same CPU time it reached the lowest held-out error and Fréchet distance
 # ([the experiment log](https://github.com/ddpm-from-scratch/ddpm-from-scratch/blob/main/benchmarks/mnist_experiment_log.md)).
 # Attention at $7\times7$ adds few FLOPs (the two base-32 rows), and there a $3\times3$ convolution already sees
 # most of the digit. Where channels-last is faster (last line), the recipe's `channels_last=True`
 # buys more steps.
 #
 # The CPU choice: 16 channels at $28\times28$, 32 at $14\times14$ and $7\times7$, one residual block per level, no
-# attention. A GPU runs a wider network at little extra time per step, so the GPU recipe, picked on `cuda`, is
-# wider and deeper, with attention at $7\times7$.
+# attention. The GPU recipe, picked on `cuda`, is wider and deeper, with attention at $7\times7$: a GPU runs it at
+# little extra time per step.
 
 # %%
 # The configurations live in ddpm_helpers.training.recipes, shared with `python -m ddpm_helpers.train_cli mnist-gpu` (and torchrun).
@@ -398,13 +396,11 @@ flops = forward_flops(model)
 # ### ▶ Skip training? (optional)
 #
 # Section 4 trains for about ten minutes on a CPU. To see results at once, set `USE_PRETRAINED = True` below (or
-# `DDPM_PRETRAINED=1`) and run from the top: it loads the shipped EMA weights, `weights/04_mnist_ema.safetensors`
-# (from your clone, else from GitHub), checked against `weights/SHA256SUMS`; section 4 then shows their run's loss
-# curve instead of training.
+# `DDPM_PRETRAINED=1`) and run from the top: it loads the shipped EMA weights, `weights/04_mnist_ema.safetensors`;
+# section 4 then shows their run's loss curve instead of training.
 #
-# **Keep a long run across disconnects.** Training checkpoints to `DDPM_OUTPUT_DIR` (default `outputs/`), and
-# rerunning the training cell resumes. A Colab runtime loses its disk when it disconnects, so put the outputs on
-# Google Drive with a cell at the very top:
+# **Keep a long run across disconnects.** Training checkpoints to `DDPM_OUTPUT_DIR` (default `outputs/`) and
+# resumes when rerun. Colab loses its disk on a disconnect: put the outputs on Google Drive with a cell at the top:
 #
 # ```python
 # from google.colab import drive
@@ -469,13 +465,13 @@ print(train_config)
 #   The nearly clean timesteps, which add little to the samples, stop dominating.
 # - **A high learning rate with warmup and cosine decay to 0**: fast progress early, annealed weights at the end.
 # - **A short EMA** (decay $d = 0.995$) with the warm-up rule $d_n = \min\big(d, \frac{1+n}{10+n}\big)$ for update
-#   $n$ (notebook 03): the samples come from an average of the last few hundred steps; exercise 3 asks how many,
-#   and why DDPM's 0.9999 suits a run this short less well.
+#   $n$ (notebook 03): the samples average the last few hundred steps (exercise 3: how many, and why not DDPM's
+#   0.9999).
 # - **Small batches, many steps**: batch 32; early in training, more small updates beat fewer precise ones.
 # - **Labels and clusters as classes, dropped 10 % of the time** (`p_uncond=0.1`; Ho & Salimans 2022, Algorithm 1):
-#   every digit appears twice in the training set, once with its label (classes 0–9) and once with the number of
-#   its k-means cluster (classes 10–49, next cell); one time in ten the class is replaced by "no label". One network
-#   learns to draw a digit asked for, a digit of a given cluster, and a digit of no class. Sections 6 and 7 say why.
+#   every digit appears twice in the training set, once with its label (classes 0–9) and once with its k-means
+#   cluster (classes 10–49, next cell). One network learns to draw a digit asked for, a digit of a given cluster,
+#   and a digit of no class. Sections 6 and 7 say why.
 # - **A calibrated budget** (`time_budget_s=600`): the loop times its first steps, plans how many fit into 10
 #   minutes and re-plans halfway; on every machine the learning rate reaches 0 at the planned step.
 #
@@ -483,8 +479,8 @@ print(train_config)
 # (the experiment log measures how much). Without labels we can still hand it classes: split the digits into 40
 # groups of similar-looking ones with k-means (Lloyd's algorithm from a k-means++ start) on each digit averaged over
 # blocks of 4×4 pixels, and use a digit's group as its class (Bao et al. 2022 cluster learned features). To draw
-# without asking for a digit, pick a cluster in proportion to its size and ask for it. The clusters are found
-# without the labels; most hold mostly one digit (below), a few mix look-alikes.
+# without asking for a digit, pick a cluster in proportion to its size and ask for it. Most clusters hold mostly one
+# digit (below); a few mix look-alikes.
 
 # %%
 train_set, train_classes, cluster_shares = labels_and_clusters(train_images, train_labels, recipe.clusters)
@@ -528,12 +524,12 @@ plot_loss_curve(result.losses, window=config.pick(quick=5, full=50), title="min-
 # DDIM (Song et al. 2021, Eq. 12
 # with $\eta = 0$) reuses the same network on a sub-sequence of timesteps and is deterministic; with $\eta = 1$ on all
 # 1000 steps it *is* the DDPM sampler (derived below). Each turns the prediction into $\hat x_0$, clipped to
-# $[-1, 1]$, to form the next state. This section draws digits **without a label**: each asks the network for a
-# cluster drawn in proportion to the clusters' sizes and is pushed towards it by the guidance of section 6 (scale
-# $w = 1$, the lowest Fréchet distance in the experiment log).
+# $[-1, 1]$, to form the next state. This section draws digits **without a label**: each asks for a cluster drawn
+# in proportion to its size (section 4) and is guided towards it (section 6; $w = 1$, the lowest Fréchet distance
+# in the experiment log).
 #
-# **How we score samples: a classifier as the judge.** A small CNN trained on the training digits ships with the
-# repository (`weights/mnist_judge.safetensors`), so every reader measures with the same instrument.
+# **How we score samples: a classifier as the judge.** A small CNN trained on the training digits, shipped in
+# `weights/mnist_judge.safetensors`, is the same instrument for every reader.
 #
 # 1. **Fréchet distance** (the recipe of FID, Heusel et al. 2017, with this CNN's 128 penultimate features in
 #    place of Inception's): fit Gaussians $\mathcal N(\mu_g, \Sigma_g)$ to the generated digits' features and
@@ -552,7 +548,7 @@ plot_loss_curve(result.losses, window=config.pick(quick=5, full=50), title="min-
 # Each number is measured on random samples, so we print it with its **95 % confidence interval**
 # (`DigitEvaluator.intervals`): Wilson intervals for the shares, and for the distances and the class gap the
 # delete-a-group jackknife over 20 groups of samples. They cover another draw of samples from *these* weights, not
-# another training run, and do not remove the small-$n$ bias.
+# another training run.
 
 # %% [markdown]
 # **Where DDIM comes from** (Song, Meng & Ermon 2021). DDIM writes $\alpha_t$ for DDPM's $\bar\alpha_t$; here DDPM's
@@ -604,8 +600,7 @@ plot_loss_curve(result.losses, window=config.pick(quick=5, full=50), title="min-
 # $$x_s = \sqrt{\bar\alpha_s}\,\hat x_0 + \sqrt{1-\bar\alpha_s-\sigma_t^2}\;\hat\epsilon + \sigma_t z,
 #   \qquad z \sim \mathcal N(0, I) \qquad \text{(Eq. 12)}.$$
 # This is, term by term, what `ddim_step(diffusion, model_output, x_t, t, t_next, eta=η)` computes, where the code's
-# `t` and `t_next` are the paper's $t - 1$ and $s - 1$, so `alpha_bar[t]` and `alpha_bar[t_next]` hold the paper's
-# $\bar\alpha_t$ and $\bar\alpha_s$. With
+# `t` and `t_next` are the paper's $t - 1$ and $s - 1$. With
 # `clip_x0` the guess $\hat x_0$ is clamped first and $\hat\epsilon$ recomputed from it, so the pair stays consistent
 # with $x_t$. The last jump, `t_next=None`, goes to the paper's $x_0$: $\bar\alpha_0 = 1$, so $\sigma = 0$ and
 # $x_0 = \hat x_0$.
@@ -634,16 +629,16 @@ plot_loss_curve(result.losses, window=config.pick(quick=5, full=50), title="min-
 #   step (Algorithm 2).
 # - $\eta = 0$: $\sigma_t = 0$, no fresh noise;
 #   $x_s = \sqrt{\bar\alpha_s}\,\hat x_0 + \sqrt{1-\bar\alpha_s}\,\hat\epsilon$ is a function of $x_t$, and the sample a
-#   function of $x_T$ alone (an "implicit" model, §4.1). This is the step the DPM-Solver paragraph below starts from.
+#   function of $x_T$ alone (an "implicit" model, §4.1).
 #
 # The cell checks (a) Lemma 1 by Monte Carlo: it runs Eq. 7 backwards along the 10-step sub-sequence that DDIM-10
 # visits, for three fixed pixel values $x_0$ and 200,000 chains each, with $\eta = 0.5$ and $1$, and compares the
-# mean and variance at every visited step with $\mathcal N(\sqrt{\bar\alpha_s}\,x_0, 1-\bar\alpha_s)$. Each error comes
-# with its standard error. The means are right for any $\sigma_t$, so the verdict rests on the 27 variance errors
+# mean and variance at every visited step with $\mathcal N(\sqrt{\bar\alpha_s}\,x_0, 1-\bar\alpha_s)$, in standard
+# errors. The means are right for any $\sigma_t$, so the verdict rests on the 27 variance errors
 # per $\eta$ (3 pixels, 9 steps): all within 3.1 standard errors, which one of 27 errors of pure chance crosses with a
 # probability of about 5 % (Bonferroni). For scale the cell prints how far off the variance would be without the
-# $-\sigma_t^2$ under the square root. The $\eta = 0$ row is an *illustration*, not a check: with $\sigma_t = 0$ every state is
-# the starting noise rescaled, so it shows only the Monte Carlo scatter. (b) `ddim_step` with $\eta = 1$ on all
+# $-\sigma_t^2$ under the square root. The $\eta = 0$ row only *illustrates*: with $\sigma_t = 0$ every state is
+# the starting noise rescaled, so it shows just the Monte Carlo scatter. (b) `ddim_step` with $\eta = 1$ on all
 # steps, given a known $\hat x_0$, must be $\tilde\mu_t(x_t, \hat x_0) + \sqrt{\tilde\beta_t}\,z$ built from the
 # `Diffusion` tables, and `ddpm_step` for the same noise $z$, up to rounding error (in float64).
 
@@ -738,22 +733,20 @@ print(f"η = 1, s = t − 1, all {diffusion.T} steps (float64, round-off below 1
 #     x_u = \frac{n_u}{n_t}\,x_t + a_u\,(1 - e^{-h})\,D,$$
 #   with an error of $O(h^3)$ per step and $O(h^2)$ overall, still **one network call per step**. Why replace the
 #   exact coefficient? The order is the same, and the step keeps DDIM's form with a corrected guess $D$ in place of
-#   $\hat x_0$ (its weights sum to 1); Lu et al.'s code offers the exact coefficient too (`solver_type="taylor"`)
-#   and recommends theirs, noting that the choice affects results only slightly.
+#   $\hat x_0$ (its weights sum to 1).
 #
 # The first step has no previous guess and is a DDIM step. The last jump, from $t = 1$ (code `t = 0`) to clean data
 # ($n_u = 0$, $\lambda_u = \infty$), is $x_0 = \hat x_0$ as in DDIM. We also take the step *into* $t = 1$ at first
 # order (Lu et al.'s `lower_order_final`, there only below 10 steps): on DDIM's evenly spaced timesteps it spans
 # $h \approx 2.9$ after $h_p \approx 0.7$ (20 steps), and extrapolating $\hat x_0$ that far overshoots. Lu et al.
-# space their steps uniformly in $\lambda$ instead (`skip_type="logSNR"`), where no step is that long; the distance
-# table below has one row with such steps.
+# space their steps uniformly in $\lambda$ instead (`skip_type="logSNR"`), where no step is that long.
 
 # %% [markdown]
 # **A sampler is a loop over one step.** `ddim_sample` is nothing but `ddim_step` (Eq. 12 with
 # $\sigma_t$ of Eq. 16) called on a descending list of timesteps; `ddpm_step` and
-# `dpm_solver_step` play the same part for the other two samplers (diffusers calls this
-# `scheduler.step`). The three share one signature, `step(diffusion, model_output, x_t, t, t_next, ...)`, with
-# `t_next` the step it goes to (`None`: clean data), and one loop, `samplers.sample_loop`.
+# `dpm_solver_step` play the same part for the other two samplers (diffusers' `scheduler.step`). The three share
+# one signature, `step(diffusion, model_output, x_t, t, t_next, ...)` (`t_next=None`: clean data), and one loop,
+# `samplers.sample_loop`.
 # Written out by hand, the loop gives the helper's samples bit for bit:
 
 # %%
@@ -796,8 +789,8 @@ def label_agreement(samples, labels):
 
 # %% [markdown]
 # **The samplers on shared noise.** Each sampler below starts from the same noise images $x_T$ (DDPM's fresh noise
-# at each step comes from its own seeded generator), so the grids differ only by the sampler. The time above each
-# grid is that of this small batch on this machine.
+# from a seeded generator), so the grids differ only by the sampler; each title gives this small batch's time on
+# this machine.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -814,9 +807,9 @@ for ax, (name, (sampler, kwargs)) in zip(axes, grid_samplers.items()):
 fig.suptitle("the same starting noises $x_T$ and clusters for every sampler, no label", y=1.02);
 
 # %% [markdown]
-# **Ranking the samplers needs more samples than a grid.** A grid shows what the digits look like but cannot rank
-# samplers: at small $n$ a Fréchet distance is dominated by its bias, and a confident share of eight samples
-# moves by tens of points from one draw to the next. `benchmarks/mnist_samplers.py` measures a table on the network
+# **Ranking the samplers needs more samples than a grid.** At small $n$ a Fréchet distance is dominated by its
+# bias, and a confident share of eight samples moves by tens of points from one draw to the next.
+# `benchmarks/mnist_samplers.py` measures a table on the network
 # shipped in `weights/`: 1000 samples per sampler (500 for DDPM-1000), the same starting noises for all, two seeds
 # (mean ± half the range). *× floor* divides the Fréchet distance by the real digits' at the same n; DDPM-1000 is
 # compared at its n in the columns *@500* (each sampler's first 500 samples, from DDPM-1000's noises) and *÷ DDPM*.
@@ -914,8 +907,8 @@ print(f"recorded 0-based timesteps: {strip.timesteps}; shown: sample {shown} of 
 # %% [markdown]
 # ## 6. Telling the network which digit: classifier-free guidance
 #
-# Asked for no class at all, many samples are chimeras — the top of a 4 on the bottom of a 9. *Which* digit a sample becomes
-# is decided early, at high noise; told the digit, the network no longer has to decide.
+# Asked for no class at all, many samples are chimeras — the top of a 4 on the bottom of a 9. *Which* digit a sample
+# becomes is decided early, at high noise.
 #
 # **The conditional model.** Training with classes (section 4) gives
 # $\epsilon_\theta(x_t, t, y) \approx \mathbb E[\epsilon \mid x_t, y]$ for the labels $y \in \{0, \dots, 9\}$ and the
@@ -932,8 +925,8 @@ print(f"recorded 0-based timesteps: {strip.timesteps}; shown: sample {shown} of 
 #
 # Guidance replaces the score at each noise level by that of
 # $\tilde q(x_t \mid y) \propto q(x_t \mid y)\,q(y \mid x_t)^{w}$: the conditional distribution tilted, with
-# strength $w \ge 0$, towards images the (implicit) classifier reads as $y$ with confidence. (The tilted densities
-# at different noise levels are not the noised versions of one tilted data distribution, so the samples follow
+# strength $w \ge 0$, towards images the (implicit) classifier reads as $y$ with confidence. (These tilted densities
+# are not the noised versions of one tilted data distribution, so the samples follow
 # $\tilde q$ only approximately.) Its score is $\nabla\log q(x_t \mid y) + w\,\nabla\log q(y \mid x_t)$; multiplied by
 # $-\sqrt{1-\bar\alpha_t}$ it is the noise prediction
 #
@@ -941,10 +934,10 @@ print(f"recorded 0-based timesteps: {strip.timesteps}; shown: sample {shown} of 
 #   = (1 + w)\,\epsilon_\theta(x_t, t, y) - w\,\epsilon_\theta(x_t, t)
 #   \qquad \text{(Ho \& Salimans 2022, Eq. 6).}$$
 #
-# $w = 0$ is the plain conditional model; $w > 0$ extrapolates *away* from the label-free prediction. (Diffusers
-# writes $\epsilon_\varnothing + g\,(\epsilon_y - \epsilon_\varnothing)$ with `guidance_scale` $g = 1 + w$: its common
-# default 7.5 is $w = 6.5$.) **Why drop the label 10 % of the time?** The label-free mode needs only a small share of
-# the training: Ho & Salimans (2022, §4.2) found $p_\text{uncond} = 0.1$ and $0.2$ better than $0.5$ for guided samples.
+# $w = 0$ is the plain conditional model; $w > 0$ extrapolates *away* from the label-free prediction. (In diffusers,
+# `guidance_scale` is $1 + w$.) **Why drop the label 10 % of the time?** The label-free mode needs only a small
+# share of the training: Ho & Salimans (2022, §4.2) found $p_\text{uncond} = 0.1$ and $0.2$ better than $0.5$ for
+# guided samples.
 #
 # The samplers do not change: `ClassifierFreeGuidance(model, labels, w)` wraps the network as an ordinary
 # `model(x_t, t)` computing both predictions on a doubled batch (two network evaluations per step).
@@ -952,9 +945,9 @@ print(f"recorded 0-based timesteps: {strip.timesteps}; shown: sample {shown} of 
 # **Why guiding $v$ is the same as guiding $\epsilon$.** Our network predicts $v$. For fixed $x_t$ and $t$,
 # $\epsilon = \sqrt{1-\bar\alpha_t}\,x_t + \sqrt{\bar\alpha_t}\,v$ (Salimans & Ho 2022, §4) is affine in $v$ with the same
 # coefficients for both calls, and the weights $(1+w)$ and $-w$ sum to 1, so
-# $(1+w)\,\epsilon(v_y) - w\,\epsilon(v_\varnothing) = \epsilon\big((1+w)\,v_y - w\,v_\varnothing\big)$. The next cell checks
-# that the wrapper computes the guided $v$, and *illustrates* the affine identity, which holds for any outputs; the
-# cell after it measures how much the label changes the prediction at five noise levels.
+# $(1+w)\,\epsilon(v_y) - w\,\epsilon(v_\varnothing) = \epsilon\big((1+w)\,v_y - w\,v_\varnothing\big)$. The next
+# cell checks the wrapper's guided $v$ and *illustrates* the affine identity (true for any outputs); the cell after
+# measures how much the label changes the prediction at five noise levels.
 
 # %%
 w_check = 2.0
@@ -984,8 +977,7 @@ for t in (50, 250, 500, 750, 950):  # code t; the paper's t + 1
     print(f"  code t = {t:3d}: {(v_y - v_0).norm() / v_0.norm():6.1%}")
 
 # %% [markdown]
-# The label's pull grows with the noise: a few per cent at code t ≤ 250, a fifth to a third from t = 500 on. Which
-# digit a sample becomes is decided early.
+# The label's pull grows with the noise: a few per cent at code t ≤ 250, a fifth to a third from t = 500 on.
 #
 # **How strong?** Guidance trades variety for fidelity: as $w$ grows, more digits are read as the one asked for, and
 # past a small $w$ the Fréchet distance rises with the lost variety. Section 7 uses $w = 0.25$, chosen on validation
@@ -995,8 +987,8 @@ for t in (50, 250, 500, 750, 950):  # code t; the paper's t + 1
 # ## 7. The final samples, judged
 #
 # The final set: N = 1000 samples (full profile), a hundred of each digit, with guidance $w = 0.25$ and DDIM with
-# 20 steps and $\eta = 1$, saved as uint8 pixels with the labels asked for. In the table of section 5 it is the
-# 20-call sampler with the highest label agreement: $\eta = 1$ is about 3 points more confident and 4 points more
+# 20 steps and $\eta = 1$. In the table of section 5 it is the 20-call sampler with the highest label agreement:
+# $\eta = 1$ is about 3 points more confident and 4 points more
 # often the digit asked for than $\eta = 0$, at a higher Fréchet distance.
 #
 # What to compare with: as many real digits. The judge reads about 95 % of real digits confidently and as their
@@ -1029,11 +1021,11 @@ summary = {"profile": config.profile(), "device": device.type, "unet_config": un
 show_images(final[:100], nrow=10, title=f"{n_final} samples, guidance w = {w_final:g}, DDIM 20 steps, η = 1 (first 100; columns 0–9)", scale=0.7);
 
 # %% [markdown]
-# **Without a label, at n = 1000.** The same network asked for no digit: for each sample a cluster drawn in
-# proportion to the clusters' sizes, guided with $w = 1$, drawn with the sampler the table of section 5 ranks best
-# at no more than 20 network calls per sample; saved as `samples_unconditional.pt` and scored the same way. Only the clusters' sizes keep the digits in their
-# data proportions, so the table's last row compares each digit's share of the confident samples with its share
-# of the training labels; for scale, the same network asked for *no class at all* (the null class) draws a set too.
+# **Without a label, at n = 1000.** The same network asked for no digit as in section 5 (clusters in proportion to
+# their sizes, $w = 1$), with that section's best sampler at no more than 20 network calls per sample, scored the
+# same way. Only the clusters' sizes keep the digits in their data proportions, so the table's last row compares
+# each digit's share of the confident samples with its share of the training labels; for scale, the null class (no
+# class at all) draws a set too.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -1082,9 +1074,8 @@ show_images(unconditional[:100], nrow=10, title=f"no label: clusters drawn in pr
 # %% [markdown]
 # ## 8. The experiments behind the choices
 #
-# The choices of sections 3 to 7 — the narrow network without attention, $v$-prediction with min-SNR weighting, the
-# learning rate, batch 32, the short EMA, labels for guidance, the sampler and scale of the final set — come from
-# experiments at other budgets and sample sizes, mostly one run and one seed each. Their log is
+# The choices of sections 3 to 7 come from experiments at other budgets and sample sizes, mostly one run and one
+# seed each. Their log is
 # [benchmarks/mnist_experiment_log.md](https://github.com/ddpm-from-scratch/ddpm-from-scratch/blob/main/benchmarks/mnist_experiment_log.md); `benchmarks/mnist.py` reruns any row.
 
 # %% [markdown]
