@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ddpm_helpers.datasets import butterfly_images, flip_and_crop
-from ddpm_helpers.evaluation.copies import crop_grid, crop_views, nearest_views
+from ddpm_helpers.evaluation.copies import copy_test, crop_grid, crop_views, nearest_views
 from ddpm_helpers.evaluation.neighbours import leave_one_out_distances, nearest_neighbours
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -70,3 +70,17 @@ def test_exclude_leaves_out_every_view_of_the_querys_own_source():
         nearest_views(queries, references, exclude=torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="at least 2 references"):
         nearest_views(queries[:1], references[:1], exclude=torch.tensor([0]))
+
+
+def test_copy_test_flags_augmented_copies_and_not_unseen_butterflies(butterflies):
+    train, unseen = butterflies[:24], butterflies[24:32]
+    copies = flip_and_crop(train[:8], torch.Generator().manual_seed(9))  # what a memorizing model would draw
+    copied, new = copy_test(copies, train), copy_test(unseen, train)
+    assert copied.copy_line == new.copy_line == pytest.approx(
+        nearest_views(train, train, exclude=torch.arange(24)).distances.min().item())
+    assert copied.below_line()["samples"][0] >= 6 and new.below_line()["samples"] == (0, 8)
+    assert copied.below_line()["planted"][0] >= 18  # the yardstick copies are caught too (24 of them)
+    assert copied.median_ratio() < 0.5 < 0.8 < new.median_ratio()
+    torch.testing.assert_close(new.fresh, copied.fresh)  # the same seeded views, whatever the samples
+    with pytest.raises(ValueError, match="samples"):
+        copy_test(unseen[:, :1], train)

@@ -6,7 +6,8 @@ reproduces such *views* of its training images, and a plain nearest-neighbour se
 shifted by two pixels as a distant image. This search renders every training image under a grid of the
 augmentation's own transforms — both flips, scales 0.85, 0.90, 0.95 and 1, shifts on a 1-pixel grid of the free
 margin — with the same resampling, and keeps for each query the nearest view. Distances are those of
-``neighbours``: ‖a − b‖₂/√D for images in [−1, 1].
+``neighbours``: ‖a − b‖₂/√D for images in [−1, 1]. :func:`copy_test` runs notebook 05's whole test (section 5) on a
+set of samples in one call, as its section 6 and ``benchmarks/butterfly_copies.py`` do.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ddpm_helpers.checks import check_int
+from ddpm_helpers.datasets.images import flip_and_crop
 from ddpm_helpers.evaluation.neighbours import _check_exclude, _check_pair, pairwise_rms_distances
 
 CROP_SCALES = (0.85, 0.90, 0.95, 1.0)  # the side of the crop, as a share of the image's (flip_and_crop's range)
@@ -100,3 +102,40 @@ def nearest_views(queries: Tensor, references: Tensor, scales: tuple[float, ...]
     crops = torch.tensor(grid, dtype=torch.float64)[crop]
     return ViewNeighbours(distances=best, indices=index, flipped=flipped.bool(), scales=crops[:, 0].float(),
                           shifts=crops[:, 1:].long())
+
+
+@dataclass
+class CopyTest:
+    """Notebook 05's copy test of a set of samples against the training images (section 5, in one call): the
+    nearest-view distance of every ``samples`` image, of as many ``fresh`` augmented views of training images measured
+    to the *other* images (new butterflies), and of one ``planted`` augmented copy of each training image; the
+    ``copy_line`` is the closest any training image comes to a view of another one."""
+
+    copy_line: float
+    samples: Tensor
+    fresh: Tensor
+    planted: Tensor
+
+    def below_line(self) -> dict[str, tuple[int, int]]:
+        """``(count, n)`` below the copy line for the samples, the fresh views and the planted copies."""
+        return {name: (int((values < self.copy_line).sum()), len(values))
+                for name, values in (("samples", self.samples), ("fresh", self.fresh), ("planted", self.planted))}
+
+    def median_ratio(self) -> float:
+        """Median nearest-view distance of the samples over that of the fresh views (≈ 1: as far as new ones)."""
+        return (self.samples.median() / self.fresh.median()).item()
+
+
+def copy_test(samples: Tensor, train: Tensor, seed: int = 3) -> CopyTest:
+    """Search ``samples`` and the three yardsticks over the views of ``train`` (:func:`nearest_views`); the
+    augmentation is ``datasets.flip_and_crop`` drawn from seeds ``seed`` (planted copies) and ``seed + 1`` (fresh
+    views of the training images in turn, as many as samples)."""
+    _check_pair(samples, train, "samples", "train")
+    n_train = len(train)
+    line = nearest_views(train, train, exclude=torch.arange(n_train)).distances.min().item()
+    source = torch.arange(len(samples)) % n_train
+    views = flip_and_crop(train[source], torch.Generator().manual_seed(seed + 1))
+    planted = flip_and_crop(train, torch.Generator().manual_seed(seed))
+    return CopyTest(copy_line=line, samples=nearest_views(samples, train).distances,
+                    fresh=nearest_views(views, train, exclude=source).distances,
+                    planted=nearest_views(planted, train).distances)
