@@ -37,7 +37,7 @@
 #
 # | machine | `DDPM_PROFILE=quick` or `full` |
 # | --- | --- |
-# | CPU | 15.5 s (measured, last cell; both profiles run the same cells) |
+# | CPU | 16.5 s (measured, last cell; both profiles run the same cells) |
 #
 # **Papers.** Equation numbers refer to Ho, Jain & Abbeel (2020), *Denoising Diffusion
 # Probabilistic Models* ([arXiv:2006.11239](https://arxiv.org/abs/2006.11239)) unless another
@@ -64,8 +64,8 @@ import sys
 from pathlib import Path
 
 HELPERS_SOURCE = "git+https://github.com/ddpm-from-scratch/ddpm-from-scratch"  # [project.urls] Source
-HELPERS_VERSION = "0.7.0"  # the ddpm_helpers.__version__ this notebook was written for
-HELPERS_REF = "a61d0bc8f5d14d0da2266fc7d6af5bbc80b718be"  # a commit that installs it
+HELPERS_VERSION = "0.8.0"  # the ddpm_helpers.__version__ this notebook was written for
+HELPERS_REF = "b6a459ab642b09da84da7955350288aa9369b772"  # a commit that installs it
 
 clone = Path.cwd().parent  # a notebook opened from a clone runs in the clone's notebooks/ folder
 pyproject = clone / "pyproject.toml"
@@ -123,23 +123,23 @@ torch.set_num_threads(1)  # the tensors here are small: one CPU thread is enough
 #
 # First, a look at the goal. Every picture below started as pure Gaussian noise, which a
 # trained network removed step by step in a few seconds on a CPU (a shortcut sampler from
-# notebook 04 visits 20 of the 1000 steps): sixteen butterflies from the network of notebook
-# 05, and each digit 0–9, asked for by its label, from the network of notebook 04. These
-# butterflies are 32×32 pixels; the butterfly this lesson adds noise to is 64×64. By notebook
-# 05 you will have trained both networks yourself. This notebook builds the first piece: the
-# process that turns a picture into noise, which the networks learn to run backwards.
+# notebook 04 visits 20 of the 1000 steps): sixteen 64×64 butterflies from the longest run of
+# notebook 05, and each digit 0–9, asked for by its label, from the network of notebook 04.
+# By notebook 05 you will have trained both kinds of network yourself. This notebook builds
+# the first piece: the process that turns a picture into noise, which the networks learn to
+# run backwards.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 # How this works: notebooks 02–05.
 num_steps = 20  # the shortcut sampler's steps
 start = time.perf_counter()
-drawn_butterflies = draw_samples("05_butterflies_ema", 16, num_steps=num_steps)  # 16 butterflies, network of notebook 05
+drawn_butterflies = draw_samples("05_butterflies64_ema", 16, num_steps=num_steps)  # 16 butterflies, notebook 05's
 drawn_digits = draw_samples("04_mnist_ema", labels=range(10), num_steps=num_steps)  # the digits 0–9, notebook 04's
 seconds = time.perf_counter() - start
-chain_T = {load_pretrained(name).metadata.get("T", 1000) for name in ["05_butterflies_ema", "04_mnist_ema"]}  # trained T
-fig, axes = plt.subplots(1, 2, figsize=(11, 2.6), gridspec_kw=dict(width_ratios=[8, 5]))
-show_images(drawn_butterflies, nrow=8, ax=axes[0], title="notebook 05: butterflies, 32×32")
+chain_T = {load_pretrained(name).metadata.get("T", 1000) for name in ["05_butterflies64_ema", "04_mnist_ema"]}  # trained T
+fig, axes = plt.subplots(1, 2, figsize=(11, 2.9), gridspec_kw=dict(width_ratios=[8, 5]))
+show_images(drawn_butterflies, nrow=8, ax=axes[0], title="notebook 05: butterflies, 64×64")
 show_images(drawn_digits, nrow=5, ax=axes[1], title="notebook 04: the digits 0–9, 28×28")
 fig.suptitle("Drawn from pure noise by the trained networks of notebooks 04 and 05")
 plt.tight_layout()

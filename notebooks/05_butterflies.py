@@ -44,7 +44,7 @@
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU, 2 cores | ≈ 30 s (estimate) | 4.7 min with the committed weights (sampling and section 5's 2.5-minute fine-tune included); training adds up to 30 min (the committed weights: 5761 steps of 32 images at 32×32 in 24.3 min) |
+# | CPU, 2 cores | ≈ 30 s (estimate) | 7.8 min with the committed weights (sampling, section 5's 2.5-minute fine-tune and section 6's 64×64 samples included); training adds up to 30 min (the committed weights: 5761 steps of 32 images at 32×32 in 24.3 min) |
 # | GPU (Colab T4) | ≈ 1 min (estimate) | ≈ 45 min (estimate): a 40-minute budget, ≈ 16,900 steps of 64 images at 64×64 (2.27 TFLOP a step, counted in section 3, at an assumed 16 TFLOP/s), then sampling |
 #
 # **Papers.** Equation numbers refer to Ho, Jain & Abbeel (2020), *Denoising Diffusion
@@ -68,8 +68,8 @@ import sys
 from pathlib import Path
 
 HELPERS_SOURCE = "git+https://github.com/ddpm-from-scratch/ddpm-from-scratch"  # [project.urls] Source
-HELPERS_VERSION = "0.7.0"  # the ddpm_helpers.__version__ this notebook was written for
-HELPERS_REF = "a61d0bc8f5d14d0da2266fc7d6af5bbc80b718be"  # a commit that installs it
+HELPERS_VERSION = "0.8.0"  # the ddpm_helpers.__version__ this notebook was written for
+HELPERS_REF = "b6a459ab642b09da84da7955350288aa9369b772"  # a commit that installs it
 
 clone = Path.cwd().parent  # a notebook opened from a clone runs in the clone's notebooks/ folder
 pyproject = clone / "pyproject.toml"
@@ -118,13 +118,12 @@ from ddpm_helpers.datasets import butterfly_images, flip_and_crop, random_batche
 from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.evaluation.color_stats import (BANDS, band_shares, hue_histogram, pixel_hues, resampled_distances,
                                                  total_variation)
-from ddpm_helpers.evaluation.copies import crop_grid, crop_views, nearest_views
+from ddpm_helpers.evaluation.copies import copy_test, crop_grid, crop_views, nearest_views
 from ddpm_helpers.evaluation.intervals import wilson_interval
 from ddpm_helpers.evaluation.neighbours import (
     distance_statistics,
     leave_one_out_distances,
     nearest_neighbours,
-    pairwise_rms_distances,
     rms_distance,
 )
 from ddpm_helpers.nn.unet import Downsample, ResBlock, SelfAttention, UNet, Upsample
@@ -358,10 +357,9 @@ print(f"twice as wide: {count_parameters(variant_models[-1]) / count_parameters(
 #   here, the step time by 2.2. **Depth** (two residual blocks per level) costs 1.6 × the time of ours.
 #
 # **Width 24 is a choice, not a measured optimum.** The table prices a step, not the samples a budget buys, and
-# notebook 04's equal-CPU-time comparison (its section 3) found the narrowest MNIST network best: more updates beat
-# more parameters. By that evidence, width 16 would be the default here too; we keep 24 on the guess that three
-# colour channels carry more detail per pixel than one grey one, and pay for it in steps. Trying 16 is a good
-# experiment. On a GPU the full profile uses 64/128/128/128 at 64×64.
+# notebook 04's equal-CPU-time comparison (its section 3) found the narrowest MNIST network best. We keep 24 on the
+# guess that colour carries more detail per pixel than grey; trying 16 is a good experiment. On a GPU the full
+# profile uses 64/128/128/128 at 64×64.
 
 # %% [markdown]
 # ## 3. Training with the shared loop
@@ -713,10 +711,7 @@ view_neighbours = nearest_views(samples, train_images)  # each sample's nearest 
 planted = nearest_views(shifted_copies, train_images)  # the augmented copies above, searched the same way
 augmented_views = nearest_views(augmented, train_images, exclude=augmented_source)  # new butterflies: other images
 # between training images: each one's nearest view of another training image (its own views left out)
-train_views = torch.stack([crop_views(train_images, grid), crop_views(train_images.flip(-1), grid)], dim=1)
-between = pairwise_rms_distances(train_images, train_views.flatten(0, 2)).view(n_train, n_train, -1)
-between[torch.arange(n_train), torch.arange(n_train)] = float("inf")  # an image's own views do not count
-train_view_nn = between.amin(dim=(1, 2))
+train_view_nn = nearest_views(train_images, train_images, exclude=torch.arange(n_train)).distances
 view_copy_line = train_view_nn.min().item()  # closer than any view of one training image comes to another
 
 bins = torch.linspace(0, max(view_neighbours.distances.max(), train_view_nn.max(), planted.distances.max(),
@@ -786,20 +781,21 @@ print(f"copies as sharp as the planted ones: at most ≈ {flagged_high / caught_
 # samples (a blurred copy could escape). But a test that never fires proves little until we have seen it fire.
 
 # %%
-def nearest_view_image(neighbours, i):
-    """The view of a training image that nearest_views found nearest to query ``i`` (flip, then crop)."""
-    image = train_images[neighbours.indices[i]]
+def nearest_view_image(neighbours, i, references):
+    """The view of ``references[j]`` that nearest_views found nearest to query ``i`` (flip, then crop)."""
+    image = references[neighbours.indices[i]]
     image = image.flip(-1) if neighbours.flipped[i] else image
     dx, dy = neighbours.shifts[i].tolist()
     return crop_views(image[None], [(neighbours.scales[i].item(), dx, dy)])[0, 0]
 
 
-def show_beside_nearest_views(images, neighbours, columns, title):
-    """``images[i]`` for i in ``columns`` (top row) above their nearest views (bottom row), with the distance."""
+def show_beside_nearest_views(images, neighbours, columns, title, references=train_images, size=1.1):
+    """``images[i]`` for i in ``columns`` (top row) above their nearest views of ``references`` (bottom row), with
+    the distance; ``size``: inches per picture."""
     columns = list(columns)
-    fig, axes = plt.subplots(2, len(columns), figsize=(1.1 * len(columns) + 0.6, 2.8), squeeze=False)
+    fig, axes = plt.subplots(2, len(columns), figsize=(size * len(columns) + 0.6, 2.5 * size + 0.05), squeeze=False)
     for col, i in enumerate(columns):
-        for row, picture in enumerate([images[i], nearest_view_image(neighbours, i)]):
+        for row, picture in enumerate([images[i], nearest_view_image(neighbours, i, references)]):
             axes[row, col].imshow(make_grid(picture[None], padding=0).permute(1, 2, 0).numpy())
             axes[row, col].set_xticks([])
             axes[row, col].set_yticks([])
@@ -862,19 +858,12 @@ show_beside_nearest_views(memorized, memorized_views, range(8),
 # images as stored. Set beside it, our model's samples (2 of 512 below the same line) are not copies. The demo
 # changes four things at once — 8 images, no augmentation, no dropout, a short EMA — on top of the 24.3 minutes that
 # trained our model, so it does not say which of them makes a model copy; it shows what the test reports when one
-# does.
+# does. The risk grows with training: section 6 tests a longer run.
 #
-# **Longer runs.** The risk grows with training: a longer run — the GPU profile, or a fresh CPU run with a longer
-# budget (`recipe.train_config(time_budget_s=...)` and a new output folder) — fits the 128 images more closely,
-# towards the denoiser that hands them back. Dropout and augmentation slow that down; more data is the real cure.
-# Run this test on such a model's samples before trusting them.
-#
-# Back to our model: the nearest match is a mirror image for 46 % of the samples, about half, as training on images
-# flipped with probability ½ should give. And the 512 samples name 93 distinct nearest training images out of 128.
-# Uniform picks would name $128\,\big(1 - (1 - 1/128)^{512}\big) \approx 125.7$, but pixel space has "hubs": a few
-# smooth, low-contrast images are nearest to many points. The measured reference, the 512 fresh views matched to
-# their nearest *other* training image, names 97: the samples spread over the training set about as new butterflies
-# would. (A copying model would also name its copies' originals, so this count says nothing about memorization.)
+# Back to our model: the nearest match is a mirror image for 46 % of the samples, as flips with probability ½ should
+# give. The 512 samples name 93 distinct nearest training images of 128, the 512 fresh views 97 (uniform picks
+# would name $128\,\big(1 - (1 - 1/128)^{512}\big) \approx 125.7$, but a few smooth, low-contrast images are nearest
+# to many points): the samples spread over the training set about as new butterflies would.
 #
 # ### Colour, measured
 #
@@ -974,14 +963,98 @@ plt.show()
 # - **why**: small patches smeared below the 3 % cover by blur — the model's, or the crops' resampling (section 1) —
 #   vanish from the counts without any change of colour;
 # - **another training run**: the intervals cover another draw of samples from *these* weights only;
-# - **vividness**: the red band (17.0 % of the target, 13.1 % of the samples) holds the dark red-brown of many
-#   brown specimens as well as the bright red of a red admiral; whether bright reds are rarer is read off the grids.
+# - **vividness**: the red band (17.0 % of the target, 13.1 % of the samples) holds dark red-brown as well as
+#   bright red.
 #
 # Why drop rare colours? The loss averages over the training images, so a colour that a few of them show is a small
 # part of it, and a short run learns the bulk first.
 
 # %% [markdown]
-# ## 6. Exercises
+# ## 6. What more hours buy: butterflies at 64×64
+#
+# Thirty CPU-minutes buy thumbnails. The same recipe at 64×64 pixels,
+# trained for 2.4 hours, shows what more compute buys. Its network is section 2's a little wider (32 channels
+# at the top, attention at 8×8) behind a **2×2 patch stem**: the first layer folds each 2×2 block of pixels into
+# channels and the last unfolds them (Hoogeboom et al. 2023), so the U-Net works on 32×32 maps, not 64×64 ones. It
+# trained from a shell, 15,000 steps of 32 images, resumable through its checkpoint like section 3's run:
+#
+# ```bash
+# python -m ddpm_helpers.train_cli butterflies64-cpu --export weights/05_butterflies64_ema.safetensors
+# ```
+#
+# Here we only sample its committed EMA weights.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+long_run = load_pretrained("05_butterflies64_ema")  # SHA-256 checked before use
+network_64 = long_run.network(device)
+size_64 = long_run.metadata["unet_config"]["image_size"]
+for name, steps, batch, seconds, net in [
+        (long_run.source, long_run.metadata["steps"], long_run.metadata["train_config"]["batch_size"],
+         long_run.metadata["seconds"], network_64), ("section 3's run", result.steps, train_config.batch_size,
+                                                     result.seconds, sampler)]:
+    print(f"{name}: {steps:,} steps of batch {batch} in {seconds / 3600:.2f} h ({seconds / steps:.2f} s/step), "
+          f"{count_parameters(net):,} parameters")
+num_64 = config.pick(quick=8, full=256)
+start = time.perf_counter()
+options_64 = dict(options, prediction=long_run.prediction, generator=torch.Generator().manual_seed(2025))
+samples_64 = torch.cat([ddim_sample(network_64, diffusion, (min(num_shown, num_64 - i), 3, size_64, size_64),
+                                    **options_64).x for i in range(0, num_64, num_shown)]).clamp(-1, 1).cpu()
+save_checkpoint(outputs / "samples_64.pt", {"samples": to_uint8(samples_64)})  # like samples.pt: uint8, (N, 3, 64, 64)
+print(f"{num_64} samples at {size_64}×{size_64} in {time.perf_counter() - start:.1f} s")
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(12, 6.3))
+for ax, images, name in [(axes[0], samples, f"section 4: {image_size}×{image_size}, {result.seconds / 60:.0f} min"),
+                         (axes[1], samples_64, f"{size_64}×{size_64}, {long_run.metadata['seconds'] / 60:.0f} min")]:
+    ax.imshow(make_grid(images[:16], nrow=4).permute(1, 2, 0).numpy(), interpolation="nearest")  # pixels as squares
+    ax.set_title(f"{name} of training", fontsize=10)
+    ax.axis("off")
+plt.tight_layout()
+plt.show()
+show_images(samples_64[:4], nrow=4, scale=3.5, title=f"four samples at {size_64}×{size_64}, enlarged")
+plt.show()
+
+# %% [markdown]
+# **Many epochs over 128 images invite copies.** A long run fits its small training set more closely, towards the
+# denoiser that hands the images back (section 5); dropout and augmentation slow that down, more data is the real
+# cure. So: section 5's test, recomputed at 64×64.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+train_64 = butterfly_images(size_64).images
+test_64 = copy_test(samples_64, train_64)  # section 5's test in one call (evaluation.copies), at 64×64
+epochs_64 = long_run.metadata["steps"] * long_run.metadata["train_config"]["batch_size"] / n_train
+print(f"passes over the {n_train} images: {epochs_64:,.0f} (section 3's run: "
+      f"{result.steps * train_config.batch_size / n_train:,.0f})")
+print(f"copy line at {size_64}×{size_64}: {test_64.copy_line:.3f} (closest view of another training image)")
+for name, distances in [("planted copies", test_64.planted), ("fresh views", test_64.fresh),
+                        ("samples", test_64.samples)]:
+    print(f"{name} below it: {count_share(distances < test_64.copy_line)}")
+print(f"median distance to the nearest view: samples {test_64.samples.median():.3f}, fresh views "
+      f"{test_64.fresh.median():.3f} (ratio {test_64.median_ratio():.2f})")
+hues_64 = hue_histogram(flip_and_crop(train_64.repeat(10, 1, 1, 1), torch.Generator().manual_seed(5)))
+null_64 = resampled_distances(train_64, hues_64, num_64, num_draws=20, seed=6, transform=flip_and_crop)
+print(f"hue-histogram distance to the augmented training set: {total_variation(hue_histogram(samples_64), hues_64):.3f} "
+      f"(chance: {null_64.mean():.3f} ± {null_64.std():.3f})")
+
+# %%
+closest_64 = test_64.samples.argsort()[:8]
+show_beside_nearest_views(samples_64[closest_64], nearest_views(samples_64[closest_64], train_64), range(8),
+                          f"the 8 samples at {size_64}×{size_64} closest to a view of a training image, and that view",
+                          references=train_64, size=1.6)
+
+# %% [markdown]
+# **Reading it.** The 64×64 run made 3,750 passes over the 128 images, against 1,440 for section 3's, and its
+# samples show wing patterns, bodies and orange tips that the 32×32 ones blur away. They pass the copy test, by a
+# smaller margin: 4 of 256 below the copy line where 2 of 256 fresh views of real butterflies
+# fall (the intervals overlap), and a median distance to the nearest view of 0.246 against 0.263, a ratio of 0.93
+# (section 5's run: 0.98). Several of the closest samples look like one pale specimen: not copies by the test, but
+# the direction a longer run would take. Their colours are nearer the training set's (hue distance 0.060, chance
+# 0.025 ± 0.011 at n = 256) than the 32×32 run's.
+
+# %% [markdown]
+# ## 7. Exercises
 #
 # Each exercise has a cell for your answer (it starts as `None`, "not attempted") and a
 # cell that checks it. Worked solutions are at the end of the notebook — try first!
