@@ -123,9 +123,9 @@ torch.set_num_threads(1)  # the tensors here are small: one CPU thread is enough
 #
 # First, a look at the goal. Every picture below started as pure Gaussian noise, which a
 # trained network removed step by step in a few seconds on a CPU (a shortcut sampler from
-# notebook 04 visits 20 of the 1000 steps): sixteen 64×64 butterflies from the longest run of
-# notebook 05, and each digit 0–9, asked for by its label, from the network of notebook 04.
-# By notebook 05 you will have trained both kinds of network yourself. This notebook builds
+# notebook 04 visits 20 of the 1000 steps): sixteen 64×64 butterflies from a 2.4-hour CPU run
+# that notebook 05 samples, and each digit 0–9, asked for by its label, from the network of
+# notebook 04. By notebook 05 you will have trained both kinds of network yourself. This notebook builds
 # the first piece: the process that turns a picture into noise, which the networks learn to
 # run backwards.
 
