@@ -312,7 +312,7 @@ LESSON_MODULES = {"__init__", "config", "checks", "utils", "checkpoint", "schedu
                   "guidance", "analytic", "plotting", "train_cli"}
 FOLDERS = {
     "nn": {"__init__", "embeddings", "mlp", "unet", "unet_diagram"},
-    "samplers": {"__init__", "loop", "ddpm", "ddim", "dpm_solver"},
+    "samplers": {"__init__", "loop", "ddpm", "ddim", "dpm_solver", "named"},
     "datasets": {"__init__", "images", "mnist", "butterflies", "toy2d", "clusters"},
     "training": {"__init__", "loop", "train_config", "plan", "resume", "ema", "precision", "distributed", "recipes",
                  "cli", "pretrained", "timing"},
