@@ -175,8 +175,9 @@ def main() -> None:
         finish(trunk, "wsd", plan["long_min"], long_steps)
     if args.export is not None:
         saved, network = ema_network(trunk)
+        state = load_checkpoint(trunk / "checkpoint.pt")  # the run's seconds and per-step losses, for the header
         export_weights(network, args.export, **{k: v for k, v in saved.items() if k != "model"},
-                       seconds=round(load_checkpoint(trunk / "checkpoint.pt")["seconds"], 1),
+                       seconds=round(state["seconds"], 1), losses=[float(f"{loss:.5g}") for loss in state["losses"]],
                        train_config=vars(RECIPE.train_config(steps=long_steps, lr_schedule="wsd", time_budget_s=None)))
         print(f"the long run's EMA weights: {args.export}")
     for m in sorted(plan["cosine_min"]):  # the same points trained on their own, cosine: does a branch match?

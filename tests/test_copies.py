@@ -82,5 +82,8 @@ def test_copy_test_flags_augmented_copies_and_not_unseen_butterflies(butterflies
     assert copied.below_line()["planted"][0] >= 18  # the yardstick copies are caught too (24 of them)
     assert copied.median_ratio() < 0.5 < 0.8 < new.median_ratio()
     torch.testing.assert_close(new.fresh, copied.fresh)  # the same seeded views, whatever the samples
+    assert copied.nearest.distances is copied.samples and new.nearest.indices.shape == (8,)
+    assert (copied.nearest.indices[copied.samples < copied.copy_line] < 8).all()  # a copy's nearest: its source
+    assert copied.median_ratio() == pytest.approx((copied.samples.quantile(0.5) / copied.fresh.quantile(0.5)).item())
     with pytest.raises(ValueError, match="samples"):
         copy_test(unseen[:, :1], train)

@@ -8,6 +8,7 @@ from ddpm_helpers.evaluation.reference_results import (
     best_sampler,
     curve_figure,
     curve_points,
+    curve_table,
     load_results,
     sampler_table,
 )
@@ -74,6 +75,20 @@ def test_curve_points_and_figure_read_the_rows():
     assert (10.0, 4.0) in drawn and (50.0, 90.0) in drawn  # the label-free ratios and shares, as plotted
 
 
+def test_curve_table_has_a_line_per_run_in_order_with_its_steps_and_both_sets():
+    rows = [_curve_row("wsd", 10, 8.0, 0.9), _curve_row("cosine", 2.5, 18.0, 0.6), _curve_row("wsd", 2.5, 20.0, 0.5)]
+    for row, steps in zip(rows, (1000, 260, 250)):
+        row["steps"] = steps
+    results = {"real_floor": {"frechet_distance": 2.0}, "rows": rows, "step_seconds": 0.1188,
+               "machine": {"cpu": "Some CPU", "threads": 2}}
+    lines = curve_table(results).splitlines()
+    assert [line.split()[:4] for line in lines[2:5]] == [["wsd,", "2.5", "min", "250"], ["wsd,", "10", "min", "1,000"],
+                                                        ["cosine,", "2.5", "min", "260"]]
+    assert re.findall(r"\d+\.\d+", lines[3]) == ["4.00", "3.50", "5.00", "90.0", "80.0", "95.0",  # label-free
+                                                "4.50", "3.50", "5.00", "90.0", "80.0", "95.0"]  # guided: Fréchet + 1
+    assert lines[-1] == "one step: 0.119 s on 2 threads of Some CPU"
+
+
 def test_missing_results_name_the_benchmark():
     with pytest.raises(FileNotFoundError, match="benchmarks/no_such_results.py"):
         load_results("no_such_results")
@@ -99,3 +114,16 @@ def test_notebook_04_shows_the_committed_sampler_table():
     expected = "".join(f"{name}:\n{sampler_table(results, name)}\n\n" for name in ("label-free", "guided"))
     expected += f"lowest Fréchet distance at ≤ 20 network calls, label-free: {best_sampler(results, 'label-free')}\n"
     assert printed == expected
+
+
+def test_notebook_04_shows_the_committed_curve():
+    """The curve table in 04's committed outputs is the one the committed results file gives: rerun 04 after
+    committing new results."""
+    import json
+    from pathlib import Path
+
+    notebook = json.loads((Path(__file__).resolve().parents[1] / "notebooks" / "04_mnist.ipynb").read_text())
+    cell = next(c for c in notebook["cells"] if c["cell_type"] == "code" and 'load_results("mnist_curve")' in
+                "".join(c["source"]))
+    printed = "".join("".join(o.get("text", "")) for o in cell["outputs"] if o.get("output_type") == "stream")
+    assert printed == curve_table(load_results("mnist_curve")) + "\n"

@@ -109,12 +109,14 @@ class CopyTest:
     """Notebook 05's copy test of a set of samples against the training images (section 5, in one call): the
     nearest-view distance of every ``samples`` image, of as many ``fresh`` augmented views of training images measured
     to the *other* images (new butterflies), and of one ``planted`` augmented copy of each training image; the
-    ``copy_line`` is the closest any training image comes to a view of another one."""
+    ``copy_line`` is the closest any training image comes to a view of another one. ``nearest`` keeps the samples'
+    whole search (each one's nearest training image, flip and crop), to show them beside their nearest views."""
 
     copy_line: float
     samples: Tensor
     fresh: Tensor
     planted: Tensor
+    nearest: ViewNeighbours
 
     def below_line(self) -> dict[str, tuple[int, int]]:
         """``(count, n)`` below the copy line for the samples, the fresh views and the planted copies."""
@@ -122,8 +124,9 @@ class CopyTest:
                 for name, values in (("samples", self.samples), ("fresh", self.fresh), ("planted", self.planted))}
 
     def median_ratio(self) -> float:
-        """Median nearest-view distance of the samples over that of the fresh views (≈ 1: as far as new ones)."""
-        return (self.samples.median() / self.fresh.median()).item()
+        """Median nearest-view distance of the samples over that of the fresh views (≈ 1: as far as new ones); the
+        median of an even count is the mean of its two middle values (``quantile(0.5)``, as notebook 05 computes it)."""
+        return (self.samples.quantile(0.5) / self.fresh.quantile(0.5)).item()
 
 
 def copy_test(samples: Tensor, train: Tensor, seed: int = 3) -> CopyTest:
@@ -136,6 +139,7 @@ def copy_test(samples: Tensor, train: Tensor, seed: int = 3) -> CopyTest:
     source = torch.arange(len(samples)) % n_train
     views = flip_and_crop(train[source], torch.Generator().manual_seed(seed + 1))
     planted = flip_and_crop(train, torch.Generator().manual_seed(seed))
-    return CopyTest(copy_line=line, samples=nearest_views(samples, train).distances,
+    nearest = nearest_views(samples, train)
+    return CopyTest(copy_line=line, samples=nearest.distances,
                     fresh=nearest_views(views, train, exclude=source).distances,
-                    planted=nearest_views(planted, train).distances)
+                    planted=nearest_views(planted, train).distances, nearest=nearest)

@@ -122,6 +122,25 @@ def curve_points(results: dict, set_name: str, schedule: str = "wsd") -> dict[st
             "confident_high": [100 * f["intervals"]["confident_share"][1] for f in found]}
 
 
+def curve_table(results: dict) -> str:
+    """The rows of ``results["rows"]`` (``benchmarks/mnist_curve.py``) as a text table, one line per run in order of
+    schedule and training minutes: its steps, and for each set the Fréchet distance over the real digits' floor and
+    the confident share, each with its 95 % interval; the step time and the CPU close the table."""
+    columns = f"{'× floor [95 % CI]':>22s} {'confident % [95 % CI]':>20s}"
+    lines = [f"{'':24s}   {'label-free':<43s}   guided", f"{'run':17s} {'steps':>6s}   {columns}   {columns}"]
+    for schedule in [s for s in ("wsd", "cosine") if any(row["schedule"] == s for row in results["rows"])]:
+        points = {set_name: curve_points(results, set_name, schedule) for set_name in ("label-free", "guided")}
+        steps = sorted(row["steps"] for row in results["rows"] if row["schedule"] == schedule)
+        for i, minutes in enumerate(points["guided"]["minutes"]):
+            cells = "   ".join(f"{p['ratio'][i]:7.2f} [{p['ratio_low'][i]:5.2f}, {p['ratio_high'][i]:5.2f}] "
+                               f"{p['confident'][i]:6.1f} [{p['confident_low'][i]:4.1f}, {p['confident_high'][i]:5.1f}]"
+                               for p in points.values())
+            lines.append(f"{schedule + f', {minutes:g} min':17s} {steps[i]:6,d}   {cells}")
+    machine = results["machine"]
+    lines.append(f"one step: {results['step_seconds']:.3f} s on {machine['threads']} threads of {machine['cpu']}")
+    return "\n".join(lines)
+
+
 def curve_figure(results: dict):
     """Fréchet distance (× the real digits' floor) and confident share against training minutes, label-free and
     guided, with 95 % intervals: the runs of one trunk and its branches (``wsd``) and, where measured, runs of

@@ -36,6 +36,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 # The committed weights/ files: name → (SHA-256, bytes). tests/test_pretrained.py keeps it equal to weights/SHA256SUMS.
 PINNED: dict[str, tuple[str, int]] = {
     "04_mnist_ema.safetensors": ("dc3b00aef111d0e0669852e329767f88b248a1caaf82680871005dd618301a34", 1128180),
+    "04_mnist_long_ema.safetensors": ("138770b646ddc3b4e60292ab1e94399e75507300d4e007772996a210f2d21ee5", 1380220),
     "05_butterflies64_ema.safetensors": ("3bd012f454bb40d6a57ad0edc8855829bbc72c21cbeef0fda8985d84b67810b1", 4652504),
     "05_butterflies_ema.safetensors": ("d60df2ea1920383385dd43327a8fb9023895a29c0a10613169fb3fe8c3a7e36a", 2588252),
     "mnist_judge.safetensors": ("57c913f1d8c62cc1cee32542a3f1d7a3d4e449ebaaf21173566be8998b6f7c2e", 1687344),
