@@ -159,11 +159,19 @@ def curve_figure(results: dict):
                 low = [max(0.0, v - lo) for v, lo in zip(points[key], points[key + "_low"])]  # a bias-corrected
                 high = [max(0.0, hi - v) for v, hi in zip(points[key], points[key + "_high"])]  # interval may miss v
                 ax.errorbar(points["minutes"], points[key], yerr=[low, high], **style)
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
     axes[0].set(xscale="log", yscale="log", xlabel="training minutes (2-core CPU)",
                 ylabel="Fréchet distance ÷ real digits'", title="distance to the data (lower is better)")
+    axes[0].yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 3.0, 5.0)))
+    axes[0].yaxis.set_major_formatter(FormatStrFormatter("%g"))
     axes[1].set(xscale="log", xlabel="training minutes (2-core CPU)", ylabel="confidently read (%)",
                 title="digits the judge reads (higher is better)")
+    minutes = sorted({row["minutes"] for row in results["rows"]})
     for ax in axes:
+        ax.set_xticks(minutes, [f"{m:g}" for m in minutes])  # the measured points, in plain numbers
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_minor_formatter(NullFormatter())
         ax.grid(alpha=0.3, which="both")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
