@@ -34,7 +34,8 @@
 # - how to sample with DDIM (Song et al. 2021) and watch a batch denoise;
 # - how to test for memorization against yardsticks of new butterflies and planted copies, and what the test
 #   reports when a model does copy;
-# - how to measure whether the samples keep the colours of the training set.
+# - how to measure whether the samples keep the colours of the training set;
+# - what more hours buy: 64×64 butterflies from a longer run, tested for copies.
 #
 # **You should know** notebook 04 (the U-Net on MNIST, the training loop, sampling) and, through it, notebooks
 # 01–03.
@@ -68,8 +69,8 @@ import sys
 from pathlib import Path
 
 HELPERS_SOURCE = "git+https://github.com/ddpm-from-scratch/ddpm-from-scratch"  # [project.urls] Source
-HELPERS_VERSION = "0.8.0"  # the ddpm_helpers.__version__ this notebook was written for
-HELPERS_REF = "b6a459ab642b09da84da7955350288aa9369b772"  # a commit that installs it
+HELPERS_VERSION = "0.9.0"  # the ddpm_helpers.__version__ this notebook was written for
+HELPERS_REF = "911c1377e65bdbe51d9125792b1e802f5f13271f"  # a commit that installs it
 
 clone = Path.cwd().parent  # a notebook opened from a clone runs in the clone's notebooks/ folder
 pyproject = clone / "pyproject.toml"
@@ -685,8 +686,8 @@ print(f"nearest match is a mirror image for {flipped_share:.0%} of the samples")
 # training set as butterflies it lacks: new butterflies, or new blends.
 #
 # Here the median sample lies 0.307 from its nearest training image, against 0.309 for the fresh augmented views: a
-# ratio of 0.99. (Against the stored images' distance to each other, 0.256, it would read 1.20, but the model never
-# saw the images as stored, and crops move every distance.) 0 of the 512 samples fall below the copy line of 0.178
+# ratio of 0.99. (Against the stored images' distance to each other, 0.256, it would read 1.20; but the model saw
+# only augmented views.) 0 of the 512 samples fall below the copy line of 0.178
 # (the closest is 0.185 away); 3 of the 512 augmented views of real butterflies do.
 #
 # Pixel distance is blunt, as the grey histogram shows: a training image shifted and rescaled by our light crop lies
@@ -821,8 +822,8 @@ else:
 #
 # Start from our model's weights and fine-tune it on only **8** of the training images (spread over the 128), *as
 # stored* — no flips, no crops, no dropout, a short EMA (decay 0.99) — for a calibrated budget of 2.5 minutes in the
-# full profile (the quick profile's few seconds copy nothing). The settings are chosen so that it copies fast: with
-# 8 images the ideal denoiser is within reach, snapping every noisy image at low noise to the nearest of the 8. We
+# full profile. With 8 images the ideal denoiser, which snaps every noisy image at low noise to the nearest of the
+# 8, is within reach. We
 # sample it as the real model and run the same test against all 128 training images, with the same copy lines.
 
 # %%
@@ -853,12 +854,12 @@ show_beside_nearest_views(memorized, memorized_views, range(8),
                           "the model fine-tuned on 8 images: its samples (top) and their nearest views (bottom)")
 
 # %% [markdown]
-# This is what memorization looks like, and what the test detects: 32 of the fine-tuned model's 32 samples fall
+# This is what the test reports for memorization: 32 of the fine-tuned model's 32 samples fall
 # below the copy line when the search covers the views, and 32 in the plain search, since these copies are of the
 # images as stored. Set beside it, our model's samples (2 of 512 below the same line) are not copies. The demo
 # changes four things at once — 8 images, no augmentation, no dropout, a short EMA — on top of the 24.3 minutes that
 # trained our model, so it does not say which of them makes a model copy; it shows what the test reports when one
-# does. The risk grows with training: section 6 tests a longer run.
+# does. Section 6 tests a longer run of a larger model.
 #
 # Back to our model: the nearest match is a mirror image for 46 % of the samples, as flips with probability ½ should
 # give. The 512 samples name 93 distinct nearest training images of 128, the 512 fresh views 97 (uniform picks
@@ -947,7 +948,7 @@ plt.show()
 #
 # The band counts show what the histogram averages away. Cyan/blue, purple and pink/magenta cover at least 3 % of 4,
 # 1 and 6 of the 128 training images (2.7 %, 1.3 % and 4.7 % of the target) and of 0, 1 and 7 of the 512 samples.
-# The names can mislead, as the cell under the table shows: the purple-looking specimen in the top row of section 1's grid
+# Names mislead (the cell under the table): the purple-looking specimen in the top row of section 1's grid
 # (training image 3) counts in pink/magenta, where the hue of its violet patches lies (285–345°); the one image of
 # the purple band (108) is a brown specimen with a violet sheen. Each band is a 5 % test and there are seven, so a
 # borderline call can be chance.
@@ -972,11 +973,10 @@ plt.show()
 # %% [markdown]
 # ## 6. What more hours buy: butterflies at 64×64
 #
-# Thirty CPU-minutes buy thumbnails. The same recipe at 64×64 pixels,
-# trained for 2.4 hours, shows what more compute buys. Its network is section 2's a little wider (32 channels
-# at the top, attention at 8×8) behind a **2×2 patch stem**: the first layer folds each 2×2 block of pixels into
-# channels and the last unfolds them (Hoogeboom et al. 2023), so the U-Net works on 32×32 maps, not 64×64 ones. It
-# trained from a shell, 15,000 steps of 32 images, resumable through its checkpoint like section 3's run:
+# Thirty CPU-minutes buy thumbnails. The same recipe at 64×64 pixels, trained for 2.4 hours on 2 CPU cores, shows
+# what more compute buys. Its network is section 2's a little wider (32 channels at the top) behind a **2×2 patch
+# stem**: `pixel_unshuffle` moves each 2×2 block of pixels into channels, a 3×3 convolution follows, and the last
+# layer unfolds them (Hoogeboom et al. 2023), so the U-Net works on 32×32 maps. It trained from a shell, 15,000 steps of 32 images, resumable through its checkpoint like section 3's run:
 #
 # ```bash
 # python -m ddpm_helpers.train_cli butterflies64-cpu --export weights/05_butterflies64_ema.safetensors
@@ -1017,8 +1017,7 @@ plt.show()
 
 # %% [markdown]
 # **Many epochs over 128 images invite copies.** A long run fits its small training set more closely, towards the
-# denoiser that hands the images back (section 5); dropout and augmentation slow that down, more data is the real
-# cure. So: section 5's test, recomputed at 64×64.
+# denoiser that hands the images back (section 5); dropout, augmentation and more data are the usual defences. So: section 5's test, recomputed at 64×64.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -1147,6 +1146,8 @@ check_exercise_2(my_attention_flops)
 #   fresh views of real butterflies, while a model fine-tuned on 8 images had 32 of its 32 samples flagged.
 # - Colour statistics show the model drawing the common orange and brown more often and the rare blue and pink less
 #   often than its training set.
+# - At 64×64 after 2.4 hours (section 6), wing patterns and bodies appear; 4 of 256 samples fall below the copy
+#   line, against 2 of 256 fresh views.
 #
 # **Artifacts** in `outputs/05_butterflies/`: `ema_unet<size>.pt` and `05_butterflies_ema.safetensors` (the EMA
 # weights), `samples.pt` and `samples.png` (the samples, the grid), `samples_64.pt` (section 6), `denoising.gif`, and
