@@ -154,8 +154,8 @@ def test_bad_names_are_refused(tmp_path):
 COMMITTED = Path(__file__).resolve().parent.parent / "weights"
 
 
-@pytest.mark.parametrize("name, channels, size", [("04_mnist_ema", 1, 28), ("05_butterflies_ema", 3, 32),
-                                                 ("05_butterflies64_ema", 3, 64)])
+@pytest.mark.parametrize("name, channels, size", [("04_mnist_ema", 1, 28), ("04_mnist_long_ema", 1, 28),
+                                                 ("05_butterflies_ema", 3, 32), ("05_butterflies64_ema", 3, 64)])
 def test_the_committed_weights_download_verify_and_sample(name, channels, size, monkeypatch):
     """The repository's weights/ (the committed full-profile runs), served over HTTP like GitHub would serve them."""
     sums = pretrained._read_sums(COMMITTED / "SHA256SUMS")
@@ -176,8 +176,9 @@ def test_the_committed_weights_download_verify_and_sample(name, channels, size, 
     assert torch.isfinite(x).all() and x.abs().max() <= 1.0 + 1e-6
 
 
-@pytest.mark.parametrize("name, size, num_classes", [("04_mnist_ema", 28, 50), ("05_butterflies_ema", 32, None),
-                                                     ("05_butterflies64_ema", 64, None)])
+@pytest.mark.parametrize("name, size, num_classes", [
+    ("04_mnist_ema", 28, 50), ("04_mnist_long_ema", 28, 50), ("05_butterflies_ema", 32, None),
+    ("05_butterflies64_ema", 64, None)])
 def test_load_network_gives_the_committed_networks_ready_to_sample(name, size, num_classes, monkeypatch):
     """What notebook 01's opening grid uses: the committed networks, built from their own metadata, in eval mode."""
     monkeypatch.delenv("DDPM_WEIGHTS_URL", raising=False)
