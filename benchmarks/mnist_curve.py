@@ -1,7 +1,7 @@
 """What more compute buys on MNIST: label-free and guided quality against training minutes, and the long run
 (issue 24). Resumable: run the same command again after an interruption.
 
-    DDPM_DATA_DIR=../shared/data python benchmarks/mnist_curve.py          # the curve, the long run, the check
+    DDPM_DATA_DIR=../shared/data python benchmarks/mnist_curve.py --export weights/04_mnist_long_ema.safetensors
     python benchmarks/mnist_curve.py --points 0.5,1 --long-min 2 --cosine 0.5 --out /tmp/try.json   # a quick look
 
 Notebook 04's recipe (``mnist-cpu``: the U-Net trained on the labels and on 40 k-means clusters, v-prediction,
@@ -98,8 +98,8 @@ def judge(folder: Path, evaluator, args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--points", type=minutes, default=[2.5, 5, 10, 20, 40], help="training minutes of the curve")
-    parser.add_argument("--long-min", type=float, default=75.0, help="minutes of the long run (the trunk)")
-    parser.add_argument("--cosine", type=minutes, default=[2.5, 5, 10], help="points also trained on their own, "
+    parser.add_argument("--long-min", type=float, default=60.0, help="minutes of the long run (the trunk)")
+    parser.add_argument("--cosine", type=minutes, default=[2.5, 5], help="points also trained on their own, "
                         "with the recipe's cosine schedule")
     parser.add_argument("--n", type=int, default=1000, help="samples per set")
     parser.add_argument("--threads", type=int, default=2)

@@ -154,18 +154,18 @@ def curve_figure(results: dict):
             points = curve_points(results, set_name, schedule)
             style = dict(color=color, marker="o" if schedule == "wsd" else "s", capsize=3,
                          linestyle="-" if schedule == "wsd" else "none",
-                         label=set_name + (" (branches of one run)" if schedule == "wsd" else " (cosine, own run)"))
+                         label=set_name + (" (one run, its branches)" if schedule == "wsd" else " (cosine, own run)"))
             for ax, key in zip(axes, ("ratio", "confident")):
                 low = [max(0.0, v - lo) for v, lo in zip(points[key], points[key + "_low"])]  # a bias-corrected
                 high = [max(0.0, hi - v) for v, hi in zip(points[key], points[key + "_high"])]  # interval may miss v
                 ax.errorbar(points["minutes"], points[key], yerr=[low, high], **style)
     from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
-    axes[0].set(xscale="log", yscale="log", xlabel="training minutes (2-core CPU)",
+    axes[0].set(xscale="log", yscale="log", xlabel="training minutes (steps × step time, 2 CPU cores)",
                 ylabel="Fréchet distance ÷ real digits'", title="distance to the data (lower is better)")
     axes[0].yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 3.0, 5.0)))
     axes[0].yaxis.set_major_formatter(FormatStrFormatter("%g"))
-    axes[1].set(xscale="log", xlabel="training minutes (2-core CPU)", ylabel="confidently read (%)",
+    axes[1].set(xscale="log", xlabel="training minutes (steps × step time, 2 CPU cores)", ylabel="confidently read (%)",
                 title="digits the judge reads (higher is better)")
     minutes = sorted({row["minutes"] for row in results["rows"]})
     for ax in axes:
