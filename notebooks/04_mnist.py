@@ -41,7 +41,7 @@
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU, 2 cores | ≈ 2 min (estimate) | 370 s measured with the committed weights; training adds its 10-minute budget (4991 steps in 599 s) |
+# | CPU, 2 cores | ≈ 2 min (estimate) | 376 s measured with the committed weights; training adds its 10-minute budget (4991 steps in 599 s) |
 # | GPU (e.g. Colab T4) | ≈ 1 min (estimate) | ≈ 6 min (estimate: a 4-minute training budget, then sampling) |
 #
 # **Papers.** Ho, Jain & Abbeel (2020), *Denoising Diffusion Probabilistic Models*
