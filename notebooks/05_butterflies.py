@@ -989,12 +989,15 @@ plt.show()
 long_run = load_pretrained("05_butterflies64_ema")  # SHA-256 checked before use
 network_64 = long_run.network(device)
 size_64 = long_run.metadata["unet_config"]["image_size"]
-for name, steps, batch, seconds, net in [
+for name, steps, batch, seconds, net, net_config in [
         (long_run.source, long_run.metadata["steps"], long_run.metadata["train_config"]["batch_size"],
-         long_run.metadata["seconds"], network_64), ("section 3's run", result.steps, train_config.batch_size,
-                                                     result.seconds, sampler)]:
+         long_run.metadata["seconds"], network_64, long_run.metadata["unet_config"]),
+        ("section 3's run", result.steps, train_config.batch_size, result.seconds, sampler, unet_config)]:
+    widths = "/".join(str(net_config["base_channels"] * m) for m in net_config["channel_mults"])
     print(f"{name}: {steps:,} steps of batch {batch} in {seconds / 3600:.2f} h ({seconds / steps:.2f} s/step), "
-          f"{count_parameters(net):,} parameters")
+          f"{count_parameters(net):,} parameters; {net_config['image_size']}-px images, patch "
+          f"{net_config.get('patch_size', 1)}, channels {widths}, attention at "
+          f"{', '.join(f'{r}×{r}' for r in net_config['attention_resolutions'])}")
 num_64 = config.pick(quick=8, full=256)
 start = time.perf_counter()
 options_64 = dict(options, prediction=long_run.prediction, generator=torch.Generator().manual_seed(2025))
@@ -1030,8 +1033,8 @@ print(f"copy line at {size_64}×{size_64}: {test_64.copy_line:.3f} (closest view
 for name, distances in [("planted copies", test_64.planted), ("fresh views", test_64.fresh),
                         ("samples", test_64.samples)]:
     print(f"{name} below it: {count_share(distances < test_64.copy_line)}")
-print(f"median distance to the nearest view: samples {test_64.samples.median():.3f}, fresh views "
-      f"{test_64.fresh.median():.3f} (ratio {test_64.median_ratio():.2f})")
+print(f"median distance to the nearest view: samples {test_64.samples.quantile(0.5):.3f}, fresh views "
+      f"{test_64.fresh.quantile(0.5):.3f} (ratio {test_64.median_ratio():.2f})")
 hues_64 = hue_histogram(flip_and_crop(train_64.repeat(10, 1, 1, 1), torch.Generator().manual_seed(5)))
 null_64 = resampled_distances(train_64, hues_64, num_64, num_draws=20, seed=6, transform=flip_and_crop)
 print(f"hue-histogram distance to the augmented training set: {total_variation(hue_histogram(samples_64), hues_64):.3f} "
@@ -1039,7 +1042,7 @@ print(f"hue-histogram distance to the augmented training set: {total_variation(h
 
 # %%
 closest_64 = test_64.samples.argsort()[:8]
-show_beside_nearest_views(samples_64[closest_64], nearest_views(samples_64[closest_64], train_64), range(8),
+show_beside_nearest_views(samples_64, test_64.nearest, closest_64,  # the test's own search: each sample's nearest view
                           f"the 8 samples at {size_64}×{size_64} closest to a view of a training image, and that view",
                           references=train_64, size=1.6)
 
