@@ -51,10 +51,11 @@ def minutes(text: str) -> list[float]:
     return [float(m) for m in text.split(",") if m.strip()]
 
 
-def train(folder: Path, steps: int, schedule: str, stop_at: int | None = None) -> None:
-    """One call of the command line (it resumes from ``folder``'s checkpoint)."""
+def train(folder: Path, steps: int, schedule: str, stop_at: int | None = None, log: Path | None = None) -> None:
+    """One call of the command line (it resumes from ``folder``'s checkpoint; ``log``: its training log)."""
     argv = ["mnist-cpu", "--steps", str(steps), "--lr-schedule", schedule, "--out-dir", str(folder), "--no-progress"]
-    cli.main(argv + ([] if stop_at is None else ["--stop-at", str(stop_at)]))
+    argv += [] if stop_at is None else ["--stop-at", str(stop_at)]
+    cli.main(argv + ([] if log is None else ["--log", str(log)]))
 
 
 def trained_steps(folder: Path) -> int:
@@ -62,10 +63,10 @@ def trained_steps(folder: Path) -> int:
     return load_checkpoint(path)["step"] if path.is_file() else 0
 
 
-def trunk_to(trunk: Path, long_steps: int, step: int) -> None:
+def trunk_to(trunk: Path, long_steps: int, step: int, log: Path | None) -> None:
     """Train the trunk (the long run) on to ``step``, unless it is there already."""
     if trained_steps(trunk) < step:
-        train(trunk, long_steps, "wsd", stop_at=None if step >= long_steps else step)
+        train(trunk, long_steps, "wsd", stop_at=None if step >= long_steps else step, log=log)
 
 
 def ema_network(folder: Path) -> tuple[dict, UNet]:
@@ -108,6 +109,8 @@ def main() -> None:
     parser.add_argument("--export", type=Path, default=None, help="write the long run's EMA weights here "
                         "(.safetensors), e.g. weights/04_mnist_long_ema.safetensors")
     parser.add_argument("--out", type=Path, default=Path(str(results_path("mnist_curve"))))
+    parser.add_argument("--log", type=Path, default=None, help="the long run's training log: one JSON line per "
+                        "call that trains the trunk (train_cli --log)")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -121,9 +124,9 @@ def main() -> None:
         calibration = runs / "calibration"
         if trunk.exists() or calibration.exists():
             raise SystemExit(f"{runs} holds runs but {args.out} no step time: remove them, or pass that --out")
-        train(calibration, 10**6, "wsd", stop_at=100)
+        train(calibration, 10**6, "wsd", stop_at=100, log=args.log)
         before = load_checkpoint(calibration / "checkpoint.pt")["seconds"]
-        train(calibration, 10**6, "wsd", stop_at=300)
+        train(calibration, 10**6, "wsd", stop_at=300, log=args.log)
         results["step_seconds"] = round((load_checkpoint(calibration / "checkpoint.pt")["seconds"] - before) / 200, 5)
         calibration.rename(trunk)  # at the full rate until the first fork: these 300 steps are the trunk's too
         results["plan"] = {"points_min": args.points, "long_min": args.long_min, "cosine_min": args.cosine}
@@ -165,19 +168,19 @@ def main() -> None:
         branch = runs / f"wsd-{steps}"
         if trained_steps(branch) < steps:
             if not (branch / "checkpoint.pt").is_file():
-                trunk_to(trunk, long_steps, branch_step(steps, wsd))
+                trunk_to(trunk, long_steps, branch_step(steps, wsd), args.log)
                 branch.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(trunk / "checkpoint.pt", branch / "checkpoint.pt")
             train(branch, steps, "wsd")
         finish(branch, "wsd", m, steps)
-    trunk_to(trunk, long_steps, long_steps)
+    trunk_to(trunk, long_steps, long_steps, args.log)
     if ("wsd", long_steps) not in done:
         finish(trunk, "wsd", plan["long_min"], long_steps)
     if args.export is not None:
         saved, network = ema_network(trunk)
         state = load_checkpoint(trunk / "checkpoint.pt")  # the run's seconds and per-step losses, for the header
         export_weights(network, args.export, **{k: v for k, v in saved.items() if k != "model"},
-                       seconds=round(state["seconds"], 1), losses=[float(f"{loss:.5g}") for loss in state["losses"]],
+                       seconds=round(state["seconds"], 1), losses=state["losses"],
                        train_config=vars(RECIPE.train_config(steps=long_steps, lr_schedule="wsd", time_budget_s=None)))
         print(f"the long run's EMA weights: {args.export}")
     for m in sorted(plan["cosine_min"]):  # the same points trained on their own, cosine: does a branch match?

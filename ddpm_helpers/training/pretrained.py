@@ -38,7 +38,7 @@ PINNED: dict[str, tuple[str, int]] = {
     "04_mnist_ema.safetensors": ("dc3b00aef111d0e0669852e329767f88b248a1caaf82680871005dd618301a34", 1128180),
     "04_mnist_long_ema.safetensors": ("138770b646ddc3b4e60292ab1e94399e75507300d4e007772996a210f2d21ee5", 1380220),
     "05_butterflies64_ema.safetensors": ("3bd012f454bb40d6a57ad0edc8855829bbc72c21cbeef0fda8985d84b67810b1", 4652504),
-    "05_butterflies_ema.safetensors": ("d60df2ea1920383385dd43327a8fb9023895a29c0a10613169fb3fe8c3a7e36a", 2588252),
+    "05_butterflies_ema.safetensors": ("981141bbbae8c8e66aa880909a37fa96753ff4676cfe7f4ee4afaa5d1283a2fb", 2584060),
     "mnist_judge.safetensors": ("57c913f1d8c62cc1cee32542a3f1d7a3d4e449ebaaf21173566be8998b6f7c2e", 1687344),
 }
 
@@ -123,7 +123,8 @@ def export_weights(model: nn.Module, path: str | Path, result=None, **metadata) 
     """Write ``model``'s weights to the safetensors file ``path`` and its SHA-256 into ``SHA256SUMS`` beside it.
 
     ``metadata`` (JSON-serializable: e.g. ``unet_config``, ``prediction``) is stored in the file's
-    header; with a ``training.TrainResult`` as ``result``, its steps, seconds and per-step losses too.
+    header; with a ``training.TrainResult`` as ``result``, its steps, seconds and per-step losses too. Losses are
+    kept to 5 significant digits.
     """
     from safetensors.torch import save_file
 
@@ -132,7 +133,9 @@ def export_weights(model: nn.Module, path: str | Path, result=None, **metadata) 
         raise ValueError(f"path must name a file like 05_butterflies_ema{SUFFIX}, got {path}")
     if result is not None:
         metadata.update(steps=result.steps, planned_steps=result.planned_steps, seconds=round(result.seconds, 1),
-                        stopped_early=result.stopped_early, losses=[float(f"{loss:.5g}") for loss in result.losses])
+                        stopped_early=result.stopped_early, losses=result.losses)
+    if "losses" in metadata:
+        metadata["losses"] = [float(f"{loss:.5g}") for loss in metadata["losses"]]
     header = {_METADATA_KEY: json.dumps(metadata)}  # raises TypeError for values JSON cannot hold
     tensors = {name: value.detach().cpu().contiguous() for name, value in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
