@@ -41,11 +41,11 @@
 # 01–03.
 #
 # **Run time.** Training runs on a *calibrated budget*: the loop times its first steps and fits the number of
-# steps to the budget (section 3). The copy you are reading loaded the committed weights (`DDPM_PRETRAINED=1`).
+# steps to the budget (section 3). This copy trained in the notebook; `DDPM_PRETRAINED=1` loads its committed weights.
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU, 2 cores | ≈ 30 s (estimate) | 7.8 min with the committed weights (sampling, section 5's 2.5-minute fine-tune and section 6's 64×64 samples included); training adds up to 30 min (the committed weights: 5761 steps of 32 images at 32×32 in 24.3 min) |
+# | CPU, 2 cores | ≈ 30 s (estimate) | 36.3 min: 30.0 min of training (5,377 steps of 32 images at 32×32), then sampling, section 5's 2.5-minute fine-tune and section 6's 64×64 samples; about 6 min with the committed weights |
 # | GPU (Colab T4) | ≈ 1 min (estimate) | ≈ 45 min (estimate): a 40-minute budget, ≈ 16,900 steps of 64 images at 64×64 (2.27 TFLOP a step, counted in section 3, at an assumed 16 TFLOP/s), then sampling |
 #
 # **Papers.** Equation numbers refer to Ho, Jain & Abbeel (2020), *Denoising Diffusion
@@ -69,8 +69,8 @@ import sys
 from pathlib import Path
 
 HELPERS_SOURCE = "git+https://github.com/ddpm-from-scratch/ddpm-from-scratch"  # [project.urls] Source
-HELPERS_VERSION = "0.9.0"  # the ddpm_helpers.__version__ this notebook was written for
-HELPERS_REF = "60108c5d42b8a5226b47397d2a2e393789cc2bd1"  # a commit that installs it
+HELPERS_VERSION = "0.9.1"  # the ddpm_helpers.__version__ this notebook was written for
+HELPERS_REF = "3c22658d1133f517d3947b4e6bb6d05900107ba5"  # a commit that installs it
 
 clone = Path.cwd().parent  # a notebook opened from a clone runs in the clone's notebooks/ folder
 pyproject = clone / "pyproject.toml"
@@ -350,12 +350,12 @@ print(f"twice as wide: {count_parameters(variant_models[-1]) / count_parameters(
 # How to read it (this run's timings, on the threads its first line names; read the ratios):
 #
 # - **Attention at 8×8 is cheap** — 628,299 parameters against 590,283, a small share of the step — because the 8×8
-#   maps have only 64 positions. At 16×16 and 8×8 it costs 1.30 × the baseline; with 32×32 added the 1024×1024
-#   matrices dominate (4.36 ×) while the parameters hardly move (664,155): attention costs positions, not weights.
+#   maps have only 64 positions. At 16×16 and 8×8 it costs 1.31 × the baseline; with 32×32 added the 1024×1024
+#   matrices dominate (4.87 ×) while the parameters hardly move (664,155): attention costs positions, not weights.
 # - **Dropout adds no parameters, but time**: its mask touches every feature map at every resolution. The verdict
 #   line says whether it cost more than the attention in this run; noise can swap the two.
 # - **Width is the expensive knob**: doubling the channels multiplies the weights by about four (2,499,603) and,
-#   here, the step time by 2.2. **Depth** (two residual blocks per level) costs 1.6 × the time of ours.
+#   here, the step time by 2.5. **Depth** (two residual blocks per level) costs 1.5 × the time of ours.
 #
 # **Width 24 is a choice, not a measured optimum.** The table prices a step, not the samples a budget buys, and
 # notebook 04's equal-CPU-time comparison (its section 3) found the narrowest MNIST network best. We keep 24 on the
@@ -385,14 +385,14 @@ print(f"twice as wide: {count_parameters(variant_models[-1]) / count_parameters(
 #   with, warmed up as $d_n = \min\big(d, \tfrac{1+n}{10+n}\big)$ at update $n$. Its cap $d = 0.999$ is higher than
 #   notebook 04's 0.995, so the average keeps lengthening through a long run instead of settling on the last 200
 #   steps after 1,790 updates: a choice, not a measurement. The warm-up reaches 0.999 after ≈ 8,990 updates; the
-#   committed run made 5761 and ended at $\tfrac{1+5761}{10+5761} \approx 0.9984$ (printed by the training cell), an
-#   average over roughly the last 641 steps;
+#   committed run made 5377 and ended at $\tfrac{1+5377}{10+5377} \approx 0.9983$ (printed by the training cell), an
+#   average over roughly the last 599 steps;
 # - **checkpoints** in `outputs/05_butterflies/<run>/checkpoint.pt`, written atomically every two minutes, at the end
 #   and on an interrupt: run the cell again and training continues where it stopped;
 # - a **calibrated budget** of 30 minutes on a CPU: the loop times steps 50 to 200, plans how many steps fit and
 #   re-plans as it goes, with the cosine schedule following the plans, so a slower laptop trains fewer steps in about
-#   the same time. The committed weights took 5761 steps in 24.3 min at 0.25 s per step (printed below), less than
-#   the budget: a plan is only as good as the step times it was made from.
+#   the same time. This run planned 5,319 steps at step 200, re-planned five times as the step time moved
+#   (0.32–0.36 s) and trained 5377 in 30.0 min.
 
 # %%
 # recipes.BUTTERFLIES: quick 30 steps of 8; CPU batch 32 (lr 1e-3), steps fitted to a 30-minute calibrated budget; GPU batch 64,
@@ -433,7 +433,7 @@ plot_loss_curve(result.losses, window=100, title="training loss (min-SNR-weighte
 plt.show()
 
 # %% [markdown]
-# The loss falls fast and then flattens (0.0076 over the last 100 steps here). With min-SNR weights it is
+# The loss falls fast and then flattens (0.0074 over the last 100 steps here). With min-SNR weights it is
 # $\min(1, 5/\mathrm{SNR}_t)\,\lVert\hat\varepsilon - \varepsilon\rVert^2$ in terms of the noise, so most of it comes
 # from moderate noise levels, where even a perfect model cannot tell which image lies under the noise: that part
 # never goes away. The samples, not the loss, are the test.
@@ -685,10 +685,10 @@ print(f"nearest match is a mirror image for {flipped_share:.0%} of the samples")
 # below the copy line, means the model mostly hands back training images; near 1, its samples are as far from the
 # training set as butterflies it lacks: new butterflies, or new blends.
 #
-# Here the median sample lies 0.307 from its nearest training image, against 0.309 for the fresh augmented views: a
-# ratio of 0.99. (Against the stored images' distance to each other, 0.256, it would read 1.20; but the model saw
+# Here the median sample lies 0.306 from its nearest training image, against 0.309 for the fresh augmented views: a
+# ratio of 0.99. (Against the stored images' distance to each other, 0.256, it would read 1.19; but the model saw
 # only augmented views.) 0 of the 512 samples fall below the copy line of 0.178
-# (the closest is 0.185 away); 3 of the 512 augmented views of real butterflies do.
+# (the closest is 0.186 away); 3 of the 512 augmented views of real butterflies do.
 #
 # Pixel distance is blunt, as the grey histogram shows: a training image shifted and rescaled by our light crop lies
 # 0.285 from its original at the median — farther than a *different* butterfly (0.256). So a shifted copy need not
@@ -775,7 +775,7 @@ print(f"copies as sharp as the planted ones: at most ≈ {flagged_high / caught_
 # lies below the plain one, 0.178: with 72 views of each image, some view of another butterfly comes closer than any
 # stored image. The intervals are 95 % Wilson intervals: the range of true shares consistent with the count.
 #
-# The samples land where new butterflies would: median 0.220 against 0.225 for the fresh views, a ratio of 0.98, and
+# The samples land where new butterflies would: median 0.221 against 0.225 for the fresh views, a ratio of 0.98, and
 # 2 of 512 below the line — where 6 of 512 fresh views of real butterflies fall too. Two is no alarm; the cell below
 # shows them beside their nearest views. Nor is there a sign of copying at scale: with at most 1.4 % of the samples
 # flagged and at least 79.8 % of the planted copies caught, copies as sharp as those are at most about 1.8 % of the
@@ -854,15 +854,15 @@ show_beside_nearest_views(memorized, memorized_views, range(8),
                           "the model fine-tuned on 8 images: its samples (top) and their nearest views (bottom)")
 
 # %% [markdown]
-# This is what the test reports for memorization: 32 of the fine-tuned model's 32 samples fall
-# below the copy line when the search covers the views, and 32 in the plain search, since these copies are of the
-# images as stored. Set beside it, our model's samples (2 of 512 below the same line) are not copies. The demo
-# changes four things at once — 8 images, no augmentation, no dropout, a short EMA — on top of the 24.3 minutes that
+# This is what the test reports for memorization: 31 of the fine-tuned model's 32 samples fall below the copy line
+# when the search covers the views, and 31 in the plain search, since these copies are of the images as stored; for
+# 31 of the 32 the nearest view is of one of the 8. Set beside it, our model's samples (2 of 512 below the same
+# line) are not copies. The demo changes four things at once — 8 images, no augmentation, no dropout, a short EMA — on top of the 30 minutes that
 # trained our model, so it does not say which of them makes a model copy; it shows what the test reports when one
 # does. Section 6 tests a longer run of a larger model.
 #
-# Back to our model: the nearest match is a mirror image for 46 % of the samples, as flips with probability ½ should
-# give. The 512 samples name 93 distinct nearest training images of 128, the 512 fresh views 97 (uniform picks
+# Back to our model: the nearest match is a mirror image for 44 % of the samples, as flips with probability ½ should
+# give. The 512 samples name 90 distinct nearest training images of 128, the 512 fresh views 97 (uniform picks
 # would name $128\,\big(1 - (1 - 1/128)^{512}\big) \approx 125.7$, but a few smooth, low-contrast images are nearest
 # to many points): the samples spread over the training set about as new butterflies would.
 #
@@ -941,13 +941,13 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **Reading the colours.** The samples' hue histogram lies 0.107 from the target's, where as many images drawn from
+# **Reading the colours.** The samples' hue histogram lies 0.112 from the target's, where as many images drawn from
 # the augmented training set score 0.015 ± 0.006 (at most 0.031 in 20 draws): a small difference, but several times
-# what chance gives. The samples are not greyer: 39.1 % of their pixels are coloured enough to count, against
+# what chance gives. The samples are not greyer: 39.2 % of their pixels are coloured enough to count, against
 # 37.9 % of the target's.
 #
 # The band counts show what the histogram averages away. Cyan/blue, purple and pink/magenta cover at least 3 % of 4,
-# 1 and 6 of the 128 training images (2.7 %, 1.3 % and 4.7 % of the target) and of 0, 1 and 7 of the 512 samples.
+# 1 and 6 of the 128 training images (2.7 %, 1.3 % and 4.7 % of the target) and of 0, 0 and 5 of the 512 samples.
 # Names mislead (the cell under the table): the purple-looking specimen in the top row of section 1's grid
 # (training image 3) counts in pink/magenta, where the hue of its violet patches lies (285–345°); the one image of
 # the purple band (108) is a brown specimen with a violet sheen. Each band is a 5 % test and there are seven, so a
@@ -955,16 +955,16 @@ plt.show()
 #
 # What the counts support: **the model draws the common colour more often and the rare ones less often than its
 # training set.** Orange/brown covers 94.3 % of the samples (interval 92.0–96.0 %) against 89.4 % of the target;
-# cyan/blue (0 of 512, interval up to 0.7 %), purple (0.2 %, up to 1.1 %) and pink/magenta (1.4 %, 0.7–2.8 %) lie
-# below their target shares, and so do red and yellow, by less (yellow's 21.6 % just above the interval's 21.3 %).
-# The samples after the first 64 say the same: 0 blue where 11.9 would be expected, 6 pink where 21.0 would. What
+# cyan/blue and purple (0 of 512 each, interval up to 0.7 %) and pink/magenta (1.0 %, 0.4–2.3 %) lie
+# below their target shares, and so do red and yellow, by less (yellow's 21.6 % just above the interval's 20.9 %).
+# The samples after the first 64 say the same: 0 blue where 11.9 would be expected, 4 pink where 21.0 would. What
 # the counts cannot show:
 #
 # - **a kind of butterfly from one specimen**: purple rests on one image, so its share describes that image;
 # - **why**: small patches smeared below the 3 % cover by blur — the model's, or the crops' resampling (section 1) —
 #   vanish from the counts without any change of colour;
 # - **another training run**: the intervals cover another draw of samples from *these* weights only;
-# - **vividness**: the red band (17.0 % of the target, 13.1 % of the samples) holds dark red-brown as well as
+# - **vividness**: the red band (17.0 % of the target, 12.3 % of the samples) holds dark red-brown as well as
 #   bright red.
 #
 # Why drop rare colours? The loss averages over the training images, so a colour that a few of them show is a small
@@ -1047,13 +1047,13 @@ show_beside_nearest_views(samples_64, test_64.nearest, closest_64,  # the test's
                           references=train_64, size=1.6)
 
 # %% [markdown]
-# **Reading it.** The 64×64 run made 3,750 passes over the 128 images, against 1,440 for section 3's, and its
+# **Reading it.** The 64×64 run made 3,750 passes over the 128 images, against 1,344 for section 3's, and its
 # samples show wing patterns, bodies and orange tips that the 32×32 ones blur away. The test still works at this
 # size (124 of 128 planted copies caught); the samples pass it by a smaller margin than section 5's: 4 of 256
 # fall below the copy line where 2 of 256 fresh views of real butterflies do (the intervals overlap), and their
 # median distance to the nearest view is 0.246 against 0.263, a ratio of 0.93 (section 5: 0.98). Several of the
 # closest samples look like one pale specimen. Their colours are nearer the training set's than the 32×32 run's
-# (hue distance 0.060 against 0.107), though above chance (0.025 ± 0.011, n = 256).
+# (hue distance 0.060 against 0.112), though above chance (0.025 ± 0.011, n = 256).
 
 # %% [markdown]
 # ## 7. Exercises
@@ -1143,10 +1143,10 @@ check_exercise_2(my_attention_flops)
 #   squared (it overtakes a residual block beyond $7C$ positions, exercise 2); width costs channels squared in
 #   weights; dropout costs time, no weights.
 # - The shared loop adds an EMA of the weights, checkpoints that resume exactly, and a calibrated time budget: the
-#   committed weights are 5761 steps in 24.3 of 30 minutes.
+#   committed weights are 5377 steps in 30.0 of 30 minutes.
 # - Nearest neighbours, searched over the views the model trained on and set against fresh views of training images
 #   and planted copies, tell new samples from copies: 2 of 512 samples fell below the copy line, against 6 of 512
-#   fresh views of real butterflies, while a model fine-tuned on 8 images had 32 of its 32 samples flagged.
+#   fresh views of real butterflies, while a model fine-tuned on 8 images had 31 of its 32 samples flagged.
 # - Colour statistics show the model drawing the common orange and brown more often and the rare blue and pink less
 #   often than its training set.
 # - At 64×64 after 2.4 hours (section 6), wing patterns and bodies appear; 4 of 256 samples fall below the copy
