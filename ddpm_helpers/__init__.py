@@ -5,4 +5,4 @@ submodules directly, e.g. ``from ddpm_helpers.diffusion import Diffusion``. The 
 the machinery lives in ``samplers/``, ``datasets/``, ``training/`` and ``evaluation/``.
 """
 
-__version__ = "0.9.1"  # notebooks check it (their first cell); bump it with CHANGELOG.md
+__version__ = "0.9.2"  # notebooks check it (their first cell); bump it with CHANGELOG.md

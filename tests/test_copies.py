@@ -85,5 +85,7 @@ def test_copy_test_flags_augmented_copies_and_not_unseen_butterflies(butterflies
     assert copied.nearest.distances is copied.samples and new.nearest.indices.shape == (8,)
     assert (copied.nearest.indices[copied.samples < copied.copy_line] < 8).all()  # a copy's nearest: its source
     assert copied.median_ratio() == pytest.approx((copied.samples.quantile(0.5) / copied.fresh.quantile(0.5)).item())
+    low, high = new.median_ratio_interval()
+    assert low < new.median_ratio() < high  # the bootstrap interval lies around the ratio
     with pytest.raises(ValueError, match="samples"):
         copy_test(unseen[:, :1], train)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from scipy import stats
 
-from ddpm_helpers.evaluation.intervals import jackknife_interval, wilson_interval
+from ddpm_helpers.evaluation.intervals import jackknife_interval, median_ratio_interval, wilson_interval
 
 
 @pytest.mark.parametrize("successes, n", [(0, 10), (3, 10), (958, 1000), (1000, 1000), (50, 100)])
@@ -20,6 +20,10 @@ def test_bad_arguments_are_named():
         wilson_interval(1, 10, level=1.0)
     with pytest.raises(ValueError, match="groups"):
         jackknife_interval(lambda index: 0.0, 10, groups=6)
+    with pytest.raises(ValueError, match="b must be a 1-D Tensor"):
+        median_ratio_interval(torch.rand(5), torch.rand(1))
+    with pytest.raises(ValueError, match="draws"):
+        median_ratio_interval(torch.rand(5), torch.rand(5), draws=10)
 
 
 def test_the_jackknife_interval_of_a_mean_has_the_textbook_width_and_coverage():
@@ -34,6 +38,22 @@ def test_the_jackknife_interval_of_a_mean_has_the_textbook_width_and_coverage():
         low, high = jackknife_interval(lambda index: y[index].mean().item(), 60, groups=20, seed=trial)
         covered += low <= 0.0 <= high
     assert 176 <= covered <= 199  # 95 % of 200 = 190, give or take three binomial standard errors
+
+
+def test_the_bootstrap_interval_of_a_median_ratio_covers_the_true_ratio():
+    generator = torch.Generator().manual_seed(1)
+    covered, widths = 0, []
+    for trial in range(100):  # exponential distances; the true ratio of the medians is 0.8
+        a = -0.8 * torch.rand(300, generator=generator).log()
+        b = -torch.rand(300, generator=generator).log()
+        low, high = median_ratio_interval(a, b, draws=500, seed=trial)
+        covered += low <= 0.8 <= high
+        widths.append(high - low)
+    assert 85 <= covered <= 100  # 95 of 100, give or take three binomial standard errors
+    # the delta method: SE of log(median) = 1/(2 f(m) m √n) = 1/(ln 2 · √n) for an exponential; two sets: × √2
+    expected = 2 * 1.96 * 0.8 * (2 / 300) ** 0.5 / torch.log(torch.tensor(2.0)).item()
+    assert sum(widths) / len(widths) == pytest.approx(expected, rel=0.2)
+    assert median_ratio_interval(a, b, seed=3) == median_ratio_interval(a, b, seed=3)  # seeded
 
 
 def test_the_judge_gives_intervals_around_its_numbers():

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from ddpm_helpers.checks import check_int
 from ddpm_helpers.datasets.images import flip_and_crop
+from ddpm_helpers.evaluation.intervals import median_ratio_interval
 from ddpm_helpers.evaluation.neighbours import _check_exclude, _check_pair, pairwise_rms_distances
 
 CROP_SCALES = (0.85, 0.90, 0.95, 1.0)  # the side of the crop, as a share of the image's (flip_and_crop's range)
@@ -127,6 +128,11 @@ class CopyTest:
         """Median nearest-view distance of the samples over that of the fresh views (≈ 1: as far as new ones); the
         median of an even count is the mean of its two middle values (``quantile(0.5)``, as notebook 05 computes it)."""
         return (self.samples.quantile(0.5) / self.fresh.quantile(0.5)).item()
+
+    def median_ratio_interval(self, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+        """Bootstrap interval of :meth:`median_ratio` (``evaluation.intervals.median_ratio_interval``): how far
+        another draw of as many samples and fresh views could move it."""
+        return median_ratio_interval(self.samples, self.fresh, level=level, seed=seed)
 
 
 def copy_test(samples: Tensor, train: Tensor, seed: int = 3) -> CopyTest:

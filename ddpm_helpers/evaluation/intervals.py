@@ -9,6 +9,10 @@
   Efron & Tibshirani 1993, §11.2) leaves out one of g groups of the samples at a time, so every estimate sees
   distinct images: SE² = (g − 1)/g · Σ_k (θ_(k) − θ̄)², and the interval is θ̂ ± z·SE.
 
+- A **ratio of two medians** (a set's nearest-neighbour distances over a yardstick's, notebook 05): the percentile
+  bootstrap (Efron & Tibshirani 1993, §13), each set resampled with replacement on its own; a median needs no
+  distinct images, so the bootstrap's duplicates do not bias it as they do a Fréchet distance.
+
 Both hold the judge and the real-data reference fixed and vary only the generated samples: they answer "would
 another 1000 samples of this model score the same?", not "would another training run?" (that needs seeds).
 """
@@ -55,3 +59,24 @@ def jackknife_interval(statistic: Callable[[Tensor], float], n: int, groups: int
                              for k in range(groups)], dtype=torch.float64)  # θ_(k)
     spread = ((groups - 1) / groups * (left_out - left_out.mean()).pow(2).sum()).sqrt().item()  # SE
     return estimate - z * spread, estimate + z * spread
+
+
+def median_ratio_interval(a: Tensor, b: Tensor, level: float = 0.95, draws: int = 2000,
+                          seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of median(a) / median(b) for two independent sets of positive values: ``draws``
+    resamples of each set with replacement (seeded), and the (1 ∓ level)/2 quantiles of their ratios."""
+    for name, values in (("a", a), ("b", b)):
+        if not isinstance(values, Tensor) or values.ndim != 1 or len(values) < 2:
+            raise ValueError(f"{name} must be a 1-D Tensor of at least 2 values, got "
+                             f"{tuple(values.shape) if isinstance(values, Tensor) else type(values).__name__}")
+    _z(level)  # names a level outside (0, 1)
+    draws = check_int(draws, "draws", low=100)
+    generator = torch.Generator().manual_seed(check_int(seed, "seed", low=0))
+
+    def medians(values: Tensor) -> Tensor:  # the median of each resample, (draws,)
+        index = torch.randint(len(values), (draws, len(values)), generator=generator)
+        return values.double().cpu()[index].quantile(0.5, dim=1)
+
+    ratios = medians(a) / medians(b)
+    low, high = ratios.quantile(torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)).tolist()
+    return low, high
