@@ -45,7 +45,7 @@
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU, 2 cores | ≈ 30 s (estimate) | 36.3 min: 30.0 min of training (5,377 steps of 32 images at 32×32), then sampling, section 5's 2.5-minute fine-tune and section 6's 64×64 samples; about 6 min with the committed weights |
+# | CPU, 2 cores | ≈ 30 s (estimate) | 36.3 min: 30.0 min of training (5,377 steps of 32 images at 32×32), then sampling, section 5's 2.5-minute fine-tune and section 6's 64×64 samples; about 6 min with the committed weights (estimate) |
 # | GPU (Colab T4) | ≈ 1 min (estimate) | ≈ 45 min (estimate): a 40-minute budget, ≈ 16,900 steps of 64 images at 64×64 (2.27 TFLOP a step, counted in section 3, at an assumed 16 TFLOP/s), then sampling |
 #
 # **Papers.** Equation numbers refer to Ho, Jain & Abbeel (2020), *Denoising Diffusion
@@ -69,8 +69,8 @@ import sys
 from pathlib import Path
 
 HELPERS_SOURCE = "git+https://github.com/ddpm-from-scratch/ddpm-from-scratch"  # [project.urls] Source
-HELPERS_VERSION = "0.9.1"  # the ddpm_helpers.__version__ this notebook was written for
-HELPERS_REF = "3c22658d1133f517d3947b4e6bb6d05900107ba5"  # a commit that installs it
+HELPERS_VERSION = "0.9.2"  # the ddpm_helpers.__version__ this notebook was written for
+HELPERS_REF = "4e094cdb0e73b6353459ecfddfbd5bb930c01b0a"  # a commit that installs it
 
 clone = Path.cwd().parent  # a notebook opened from a clone runs in the clone's notebooks/ folder
 pyproject = clone / "pyproject.toml"
@@ -120,7 +120,7 @@ from ddpm_helpers.diffusion import Diffusion
 from ddpm_helpers.evaluation.color_stats import (BANDS, band_shares, hue_histogram, pixel_hues, resampled_distances,
                                                  total_variation)
 from ddpm_helpers.evaluation.copies import copy_test, crop_grid, crop_views, nearest_views
-from ddpm_helpers.evaluation.intervals import wilson_interval
+from ddpm_helpers.evaluation.intervals import median_ratio_interval, wilson_interval
 from ddpm_helpers.evaluation.neighbours import (
     distance_statistics,
     leave_one_out_distances,
@@ -209,7 +209,7 @@ if USE_PRETRAINED:
 #
 # Each photo is padded to a white square, resized with a Lanczos filter and scaled from $\{0, \dots, 255\}$ to
 # $[-1, 1]$ by $x = p / 127.5 - 1$ (Ho et al. §3.3), the scale of the $\mathcal N(0, I)$ prior.
-# (`source="smithsonian"` loads 1 000 CC0 Smithsonian butterflies instead; this notebook's numbers describe the 128
+# (`source="smithsonian"` loads a larger CC0 set of Smithsonian butterflies instead; this notebook's numbers describe the 128
 # NHM photos.)
 
 # %%
@@ -266,7 +266,7 @@ plt.show()
 #    neighbouring pixels; attention lets *every* position look at *every* other one:
 #    $\text{out} = x + W_o\, \mathrm{softmax}\!\big(QK^\top/\sqrt{C}\big)\, V$ with $Q, K, V$ linear maps of the
 #    normalized features at the $HW$ positions. It is meant to help a left wing match the right one; we keep it
-#    because it is cheap and follows Ho et al., not because it was measured to help here. Its price is an
+#    because it is cheap and follows Ho et al. Its price is an
 #    $HW \times HW$ matrix per image: 64² = 4 096 entries at 8×8, but 1024² ≈ 10⁶ at 32×32 (exercise 2 counts the
 #    operations). $W_o$ starts at zero, so a fresh attention block is the identity.
 # 4. **Dropout** (probability 0.1) in every residual block, before its second convolution:
@@ -278,7 +278,7 @@ plt.show()
 # The code of the residual block, now with its dropout, and of the attention block:
 
 # %%
-# NBVAL_IGNORE_OUTPUT  (prints the helper's current source, which may be edited independently)
+# NBVAL_IGNORE_OUTPUT
 print(inspect.getsource(ResBlock.forward))
 print(inspect.getsource(SelfAttention.forward))
 
@@ -347,7 +347,7 @@ print(f"twice as wide: {count_parameters(variant_models[-1]) / count_parameters(
       f"{wider / ours:.1f} × the time of ours; two blocks per level: {deeper / ours:.1f} × the time")
 
 # %% [markdown]
-# How to read it (this run's timings, on the threads its first line names; read the ratios):
+# How to read it (this run's timings):
 #
 # - **Attention at 8×8 is cheap** — 628,299 parameters against 590,283, a small share of the step — because the 8×8
 #   maps have only 64 positions. At 16×16 and 8×8 it costs 1.31 × the baseline; with 32×32 added the 1024×1024
@@ -357,7 +357,8 @@ print(f"twice as wide: {count_parameters(variant_models[-1]) / count_parameters(
 # - **Width is the expensive knob**: doubling the channels multiplies the weights by about four (2,499,603) and,
 #   here, the step time by 2.5. **Depth** (two residual blocks per level) costs 1.5 × the time of ours.
 #
-# **Width 24 is a choice, not a measured optimum.** The table prices a step, not the samples a budget buys, and
+# **Untuned choices.** Width 24, attention at 8×8, and section 3's learning rate and EMA cap are choices, not
+# measured optima. The table prices a step, not the samples a budget buys, and
 # notebook 04's equal-CPU-time comparison (its section 3) found the narrowest MNIST network best. We keep 24 on the
 # guess that colour carries more detail per pixel than grey; trying 16 is a good experiment. On a GPU the full
 # profile uses 64/128/128/128 at 64×64.
@@ -377,15 +378,15 @@ print(f"twice as wide: {count_parameters(variant_models[-1]) / count_parameters(
 #   (0.006 at $t = T$);
 # - each timestep's loss is weighted by min-SNR-5 (Hang et al. 2023), so the nearly clean timesteps do not dominate;
 # - the learning rate warms up, then decays to zero on a cosine over the planned steps. Its peak, $10^{-3}$, is half
-#   of notebook 04's: a cautious setting for a wider network with attention, not one tuned here.
+#   of notebook 04's: a cautious setting for a wider network with attention.
 #
 # Around it the loop keeps:
 #
 # - an **EMA** of the weights, $\theta_\text{EMA} \leftarrow d\,\theta_\text{EMA} + (1 - d)\,\theta$, which we sample
 #   with, warmed up as $d_n = \min\big(d, \tfrac{1+n}{10+n}\big)$ at update $n$. Its cap $d = 0.999$ is higher than
 #   notebook 04's 0.995, so the average keeps lengthening through a long run instead of settling on the last 200
-#   steps after 1,790 updates: a choice, not a measurement. The warm-up reaches 0.999 after ≈ 8,990 updates; the
-#   committed run made 5377 and ended at $\tfrac{1+5377}{10+5377} \approx 0.9983$ (printed by the training cell), an
+#   steps after 1,790 updates. The warm-up reaches 0.999 after ≈ 8,990 updates; the
+#   run made 5377 and ended at $\tfrac{1+5377}{10+5377} \approx 0.9983$ (printed by the training cell), an
 #   average over roughly the last 599 steps;
 # - **checkpoints** in `outputs/05_butterflies/<run>/checkpoint.pt`, written atomically every two minutes, at the end
 #   and on an interrupt: run the cell again and training continues where it stopped;
@@ -403,17 +404,16 @@ batches = random_batches(data.images, train_config.batch_size, transform=flip_an
 
 # %% [markdown]
 # **The GPU profile.** The header's GPU estimate comes from the floating-point operations of one training step of
-# the GPU recipes, counted forward and backward (about three times the forward pass), at an assumed 16 TFLOP/s
+# the GPU recipe, counted forward and backward (about three times the forward pass), at an assumed 16 TFLOP/s
 # on a T4, a quarter of its float16 peak:
 
 # %%
-for name in ("gpu", "gpu128"):
-    gpu_recipe = recipes.BUTTERFLIES[name]
-    estimate = recipes.t4_estimate(gpu_recipe)
-    print(f"{gpu_recipe.name}: {estimate['flops_per_step'] / 1e12:.2f} TFLOP per training step (batch "
-          f"{gpu_recipe.train_config().batch_size}; FlopCounterMode, forward + backward) | T4 estimate: "
-          f"{estimate['seconds_per_step']:.2f} s per step, ≈ {estimate['steps_in_budget']:,} steps in "
-          f"{gpu_recipe.train['time_budget_s'] / 60:.0f} min")
+gpu_recipe = recipes.BUTTERFLIES["gpu"]
+estimate = recipes.t4_estimate(gpu_recipe)
+print(f"{gpu_recipe.name}: {estimate['flops_per_step'] / 1e12:.2f} TFLOP per training step (batch "
+      f"{gpu_recipe.train_config().batch_size}; FlopCounterMode, forward + backward) | T4 estimate: "
+      f"{estimate['seconds_per_step']:.2f} s per step, ≈ {estimate['steps_in_budget']:,} steps in "
+      f"{gpu_recipe.train['time_budget_s'] / 60:.0f} min")
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -423,8 +423,8 @@ if pretrained is None:
     result = train(model, diffusion, batches, train_config, device=device, out_dir=run_dir)
 else:  # USE_PRETRAINED: the committed run's weights, steps, time and losses
     result = pretrained.train_result(model.to(device))
-planned = "" if result.planned_steps is None else f" (planned: {result.planned_steps})"  # the weights' file records no plan
-print(f"{result.steps} steps{planned} of batch {train_config.batch_size} in {result.seconds / 60:.1f} min "
+planned = "" if result.planned_steps is None else f" (planned: {result.planned_steps:,})"  # a fixed-step run has none
+print(f"{result.steps:,} steps{planned} of batch {train_config.batch_size} in {result.seconds / 60:.1f} min "
       f"({result.seconds / max(result.steps, 1):.2f} s/step){' — stopped by the time limit' if result.stopped_early else ''}; "
       f"mean loss of the last 100 steps {sum(result.losses[-100:]) / len(result.losses[-100:]):.4f}")
 final_decay = result.ema.current_decay()  # d_n = min(d, (1 + n)/(10 + n)) after the run's updates
@@ -433,14 +433,15 @@ plot_loss_curve(result.losses, window=100, title="training loss (min-SNR-weighte
 plt.show()
 
 # %% [markdown]
-# The loss falls fast and then flattens (0.0074 over the last 100 steps here). With min-SNR weights it is
-# $\min(1, 5/\mathrm{SNR}_t)\,\lVert\hat\varepsilon - \varepsilon\rVert^2$ in terms of the noise, so most of it comes
-# from moderate noise levels, where even a perfect model cannot tell which image lies under the noise: that part
-# never goes away. The samples, not the loss, are the test.
+# The loss falls fast, then slowly (0.0074 over the last 100 steps here). With min-SNR weights it is
+# $\min(1, 5/\mathrm{SNR}_t)\,\lVert\hat\varepsilon - \varepsilon\rVert^2$ in terms of the noise, with
+# $\mathrm{SNR}_t = \bar\alpha_t/(1-\bar\alpha_t)$. At moderate noise even a perfect model cannot tell which image
+# lies under the noise, so the loss never reaches zero. The samples, not the loss, are the test.
 #
 # **Resuming.** Run the training call again with a *fresh, untrained* model and the same `out_dir`: `train` loads
 # the checkpoint (weights, EMA, optimizer state, random generators, losses) and trains only the missing steps. We
-# ask for the steps the first call trained (`steps=result.steps`), so none are missing:
+# ask for the steps the first call trained (`steps=result.steps`), so none are missing: a demonstration that the
+# checkpoint loads back exactly (the miniature below interrupts a run for real).
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -453,16 +454,13 @@ if pretrained is None:  # with USE_PRETRAINED nothing was trained here, so there
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-if pretrained is None:  # (a copy run with the committed weights prints nothing here)
+if pretrained is None:
     same_weights = all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), model.state_dict().values()))
     same_ema = all(torch.equal(a, b) for a, b in zip(resumed.ema.model.state_dict().values(), result.ema.model.state_dict().values()))
     print(f"steps trained by the second call: {resumed.steps - result.steps}")
     print(f"same weights as the trained model: {same_weights}; same EMA weights: {same_ema}")
 
 # %% [markdown]
-# When this notebook trains, the two cells above print how many steps the second call trained and whether its
-# weights and EMA weights equal the first call's; with the committed weights they print nothing.
-#
 # **Resuming, in miniature.** A run of a fixed number of steps, interrupted however often and resumed, ends with
 # *exactly* the weights of a run never interrupted: the same minibatches, noise, Adam state and EMA. (A run on a
 # time budget re-plans from measured step times, so resumed elsewhere it can end at another step.) The quick recipe
@@ -507,14 +505,13 @@ ema_path = save_checkpoint(outputs / f"ema_unet{image_size}.pt", {
     "model": result.ema.model.state_dict(), "unet_config": unet_config, "steps": result.steps,
     "prediction": train_config.prediction, "schedule": "linear", "T": diffusion.T,
 })
-# The same EMA weights as safetensors with their SHA-256, the form `weights/` of the repository keeps
-# for USE_PRETRAINED (copy this file and the SHA256SUMS beside it there after a full-profile run):
+# The same EMA weights as safetensors with their SHA-256, the form USE_PRETRAINED loads
 export_weights(result.ema.model, outputs / "05_butterflies_ema.safetensors", result=result, unet_config=unet_config,
                prediction=train_config.prediction, schedule="linear", T=diffusion.T)
 saved = load_checkpoint(ema_path)
 sampler = UNet(**saved["unet_config"]).to(device).eval()
 sampler.load_state_dict(saved["model"])
-print(f"{ema_path.name}: EMA weights after {saved['steps']} steps, {count_parameters(sampler):,} parameters, "
+print(f"{ema_path.name}: EMA weights after {saved['steps']:,} steps, {count_parameters(sampler):,} parameters, "
       f"{ema_path.stat().st_size / 2**20:.1f} MiB")
 
 # %% [markdown]
@@ -661,6 +658,13 @@ plt.show()
 
 # %%
 # NBVAL_IGNORE_OUTPUT
+def count_share(flags):
+    """'k of n (share, 95 % Wilson interval)' for a boolean tensor."""
+    k, n = int(flags.sum()), len(flags)
+    low, high = wilson_interval(k, n)
+    return f"{k} of {n} ({k / n:.1%}; 95 % interval {low:.1%}–{high:.1%})"
+
+
 stats = distance_statistics(sample_nn, augmented_nn, copy_threshold)  # the samples against new butterflies
 print(f"median distance, augmented copy → its original:           {copy_nn.quantile(0.5).item():.3f}")
 print(f"median distance, training image → nearest other:          {train_nn.quantile(0.5).item():.3f} "
@@ -670,15 +674,20 @@ print(f"median distance, augmented view → nearest other training: {stats['trai
 print(f"median distance, sample → nearest training image:         {stats['sample_median']:.3f} "
       f"(closest: {sample_nn.min().item():.3f}; {round(stats['copy_fraction'] * num_samples)} of {num_samples} "
       "below the copy line)")
-print(f"ratio of the medians, sample / augmented view: {stats['ratio']:.2f} "
-      f"(sample / training image: {stats['sample_median'] / train_nn.quantile(0.5).item():.2f})")
+ratio_low, ratio_high = median_ratio_interval(sample_nn, augmented_nn)  # bootstrap: another draw of both sets
+print(f"ratio of the medians, sample / augmented view: {stats['ratio']:.2f} (95 % interval {ratio_low:.2f}–"
+      f"{ratio_high:.2f}; sample / training image: {stats['sample_median'] / train_nn.quantile(0.5).item():.2f})")
 distinct = neighbours.indices[:, 0].unique().numel()
 distinct_augmented = augmented_neighbours.indices[:, 0].unique().numel()  # the same count for new butterflies
 uniform = n_train * (1 - (1 - 1 / n_train) ** num_samples)  # expected for uniform random picks
 print(f"training images that are some sample's nearest neighbour: {distinct} of {n_train}; some augmented view's "
       f"nearest other: {distinct_augmented} ({num_samples} uniform random picks: {uniform:.1f} on average)")
-flipped_share = neighbours.flipped[:, 0].float().mean().item()
-print(f"nearest match is a mirror image for {flipped_share:.0%} of the samples")
+print(f"nearest match is a mirror image for {count_share(neighbours.flipped[:, 0])} of the samples, "
+      f"{count_share(augmented_neighbours.flipped[:, 0])} of the augmented views")
+for name, found in [("samples", neighbours.indices[:, 0]), ("augmented views", augmented_neighbours.indices[:, 0])]:
+    counts = torch.bincount(found, minlength=n_train)  # how often each training image is the nearest
+    print(f"most frequent nearest training images of the {name}: "
+          + ", ".join(f"{j} ({counts[j]} times)" for j in counts.argsort(descending=True)[:3].tolist()))
 
 # %% [markdown]
 # **How to read the numbers.** A ratio of the medians (samples over new butterflies) well below 1, with samples
@@ -734,13 +743,6 @@ plt.show()
 
 # %%
 # NBVAL_IGNORE_OUTPUT
-def count_share(flags):
-    """'k of n (share, 95 % Wilson interval)' for a boolean tensor."""
-    k, n = int(flags.sum()), len(flags)
-    low, high = wilson_interval(k, n)
-    return f"{k} of {n} ({k / n:.1%}; 95 % interval {low:.1%}–{high:.1%})"
-
-
 print(f"{len(grid)} crops × 2 flips = {2 * len(grid)} views of each of the {n_train} training images at "
       f"{image_size}×{image_size}")
 view_median = {name: distances.quantile(0.5).item() for name, distances in [
@@ -752,7 +754,9 @@ print(f"median distance to the nearest view, training image → other:        {v
 print(f"median distance to the nearest view, augmented view → other images: {view_median['augmented']:.3f}")
 print(f"median distance to the nearest view, sample:                        {view_median['sample']:.3f} "
       f"(closest: {view_neighbours.distances.min().item():.3f})")
-print(f"ratio of the medians, sample / augmented view: {view_median['sample'] / view_median['augmented']:.2f}\n")
+view_low, view_high = median_ratio_interval(view_neighbours.distances, augmented_views.distances)
+print(f"ratio of the medians, sample / augmented view: {view_median['sample'] / view_median['augmented']:.2f} "
+      f"(95 % interval {view_low:.2f}–{view_high:.2f})\n")
 caught = planted.distances < view_copy_line
 planted_plain = nearest_neighbours(shifted_copies, train_images).distances[:, 0]  # the same copies, plain search
 print(f"augmented copies below the copy line, searching the views: {count_share(caught)}")
@@ -770,8 +774,8 @@ print(f"copies as sharp as the planted ones: at most ≈ {flagged_high / caught_
 
 # %% [markdown]
 # **Reading it.** The augmented copies now sit far below the distance between different butterflies (median 0.101
-# against 0.242): 111 of the 128 fall below the copy line, where the plain search caught 33, and for all 128 the
-# nearest view is of their own original (the rest were cropped between the grid's points). This copy line, 0.153,
+# against 0.242): 111 of the 128 fall below the copy line (the rest were cropped between the grid's points), where
+# the plain search caught 33, and for all 128 the nearest view is of their own original. This copy line, 0.153,
 # lies below the plain one, 0.178: with 72 views of each image, some view of another butterfly comes closer than any
 # stored image. The intervals are 95 % Wilson intervals: the range of true shares consistent with the count.
 #
@@ -814,6 +818,7 @@ flagged = (view_neighbours.distances < view_copy_line).nonzero().flatten().tolis
 if flagged:
     show_beside_nearest_views(samples, view_neighbours, flagged, "our samples below the copy line, "
                               "and their nearest views")
+    print("their nearest training images:", view_neighbours.indices[flagged].tolist())
 else:
     print("no sample below the copy line")
 
@@ -882,8 +887,8 @@ show_beside_nearest_views(memorized, memorized_views, range(8),
 #
 # A histogram is dominated by the colours that cover the most pixels. The **band shares** look at rare hues
 # directly: for each band, the number of images in which it covers at least 3 % of the pixels, with the samples' 95 %
-# Wilson interval. The last column counts only the samples after the first 64: the bands were singled out after
-# looking at those, so only the others test the choice.
+# Wilson interval. The last column counts only the samples after the first 64: the bands were chosen
+# from those, so only the other 448 test them.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -967,16 +972,17 @@ plt.show()
 # - **vividness**: the red band (17.0 % of the target, 12.3 % of the samples) holds dark red-brown as well as
 #   bright red.
 #
-# Why drop rare colours? The loss averages over the training images, so a colour that a few of them show is a small
+# Why drop rare colours? One likely reason, not tested here: the loss averages over the training images, so a colour that a few of them show is a small
 # part of it, and a short run learns the bulk first.
 
 # %% [markdown]
 # ## 6. What more hours buy: butterflies at 64×64
 #
-# Thirty CPU-minutes buy thumbnails. The same recipe at 64×64 pixels, trained for 2.4 hours on 2 CPU cores, shows
-# what more compute buys. Its network is section 2's a little wider (32 channels at the top) behind a **2×2 patch
-# stem**: `pixel_unshuffle` moves each 2×2 block of pixels into channels, a 3×3 convolution follows, and the last
-# layer unfolds them (Hoogeboom et al. 2023), so the U-Net works on 32×32 maps. It trained from a shell, 15,000 steps of 32 images, resumable through its checkpoint like section 3's run:
+# Thirty CPU-minutes buy thumbnails. The same training settings at 64×64 pixels (batch 32, $v$, min-SNR, EMA
+# 0.999), for a fixed 15,000 steps that took 2.4 hours on a CPU, show what more compute buys. Its network is section
+# 2's a little wider (32 channels at the top) behind a **2×2 patch stem**: `pixel_unshuffle` moves each 2×2 block of
+# pixels into channels, a 3×3 convolution follows, and the last layer unfolds them (Hoogeboom et al. 2023), so the
+# U-Net works on 32×32 maps. It trained from a shell, resumable through its checkpoint like section 3's run:
 #
 # ```bash
 # python -m ddpm_helpers.train_cli butterflies64-cpu --export weights/05_butterflies64_ema.safetensors
@@ -1034,14 +1040,20 @@ for name, distances in [("planted copies", test_64.planted), ("fresh views", tes
                         ("samples", test_64.samples)]:
     print(f"{name} below it: {count_share(distances < test_64.copy_line)}")
 print(f"median distance to the nearest view: samples {test_64.samples.quantile(0.5):.3f}, fresh views "
-      f"{test_64.fresh.quantile(0.5):.3f} (ratio {test_64.median_ratio():.2f})")
+      f"{test_64.fresh.quantile(0.5):.3f} (ratio {test_64.median_ratio():.2f}, 95 % interval "
+      f"{'–'.join(f'{r:.2f}' for r in test_64.median_ratio_interval())})")
+counts_64 = torch.bincount(test_64.nearest.indices, minlength=n_train)  # how often each image is a sample's nearest
+print("most frequent nearest training images of the samples: "
+      + ", ".join(f"{j} ({counts_64[j]} times)" for j in counts_64.argsort(descending=True)[:3].tolist()))
 hues_64 = hue_histogram(flip_and_crop(train_64.repeat(10, 1, 1, 1), torch.Generator().manual_seed(5)))
 null_64 = resampled_distances(train_64, hues_64, num_64, num_draws=20, seed=6, transform=flip_and_crop)
 print(f"hue-histogram distance to the augmented training set: {total_variation(hue_histogram(samples_64), hues_64):.3f} "
       f"(chance: {null_64.mean():.3f} ± {null_64.std():.3f})")
 
 # %%
+# NBVAL_IGNORE_OUTPUT
 closest_64 = test_64.samples.argsort()[:8]
+print("nearest training images of the 8 closest samples:", test_64.nearest.indices[closest_64].tolist())
 show_beside_nearest_views(samples_64, test_64.nearest, closest_64,  # the test's own search: each sample's nearest view
                           f"the 8 samples at {size_64}×{size_64} closest to a view of a training image, and that view",
                           references=train_64, size=1.6)
@@ -1138,8 +1150,7 @@ check_exercise_2(my_attention_flops)
 #
 # - Colour images enter a diffusion model like grey ones: scaled to $[-1, 1]$, one channel per colour. With little
 #   data, random flips and light crops enlarge the set without inventing impossible butterflies.
-# - The butterfly U-Net is notebook 04's class with three colour channels, more width (a choice, not a measured
-#   optimum), self-attention where the maps are small and dropout against overfitting. Attention costs positions
+# - The butterfly U-Net is notebook 04's class with three colour channels, more width, self-attention where the maps are small and dropout against overfitting. Attention costs positions
 #   squared (it overtakes a residual block beyond $7C$ positions, exercise 2); width costs channels squared in
 #   weights; dropout costs time, no weights.
 # - The shared loop adds an EMA of the weights, checkpoints that resume exactly, and a calibrated time budget: the
