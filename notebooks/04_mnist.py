@@ -36,12 +36,12 @@
 #
 # **You should know** notebooks 01–03 and what a convolution is.
 #
-# **Run time** (the last cell prints the total). The copy you are reading loaded the committed weights
-# (`DDPM_PRETRAINED=1`, section 3).
+# **Run time** (the last cell prints the total). The copy you are reading trained in the notebook (section 4);
+# `DDPM_PRETRAINED=1` loads the committed weights instead.
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU, 2 cores | ≈ 2 min (estimate) | 376 s measured with the committed weights; training adds its 10-minute budget (4991 steps in 599 s) |
+# | CPU, 2 cores | ≈ 2 min (estimate) | 1018 s measured, 599 s of it training (4,724 steps); about 7 min with the committed weights (estimate) |
 # | GPU (e.g. Colab T4) | ≈ 1 min (estimate) | ≈ 6 min (estimate: a 4-minute training budget, then sampling) |
 #
 # **Papers.** Ho, Jain & Abbeel (2020), *Denoising Diffusion Probabilistic Models*
@@ -67,8 +67,8 @@ import sys
 from pathlib import Path
 
 HELPERS_SOURCE = "git+https://github.com/ddpm-from-scratch/ddpm-from-scratch"  # [project.urls] Source
-HELPERS_VERSION = "0.9.0"  # the ddpm_helpers.__version__ this notebook was written for
-HELPERS_REF = "60108c5d42b8a5226b47397d2a2e393789cc2bd1"  # a commit that installs it
+HELPERS_VERSION = "0.9.2"  # the ddpm_helpers.__version__ this notebook was written for
+HELPERS_REF = "4e094cdb0e73b6353459ecfddfbd5bb930c01b0a"  # a commit that installs it
 
 clone = Path.cwd().parent  # a notebook opened from a clone runs in the clone's notebooks/ folder
 pyproject = clone / "pyproject.toml"
@@ -888,9 +888,9 @@ print(f"DDIM-20's last two steps in λ: h_p = {(lam[ddim20[-2]] - lam[ddim20[-3]
 # %% [markdown]
 # **Reading the grids and the distances.** The deterministic samplers turn each noise image into nearly the same
 # digit; DDPM-1000 adds fresh noise at each step and ends on other digits, at many times the cost (the titles).
-# Here DPM-Solver++(2M) ends closer to the ODE's solution than DDIM at 10 and 20 calls, not at 50 (its error
-# grows from 20 to 50 calls, unexplained). On this linear schedule λ-uniform steps do not help: they put 6 of the 20 at code t < 40 (printed),
-# where the digit is already fixed, and stretch the steps that decide it. These distances use the null class (no `y`).
+# Here DPM-Solver++(2M) ends closer to the ODE's solution than DDIM at every count, but its error hardly falls
+# from 20 to 50 calls (unexplained; its long first-order last step is a suspect). λ-uniform steps help only at 50
+# calls: at 20 they put 6 of the 20 at code t < 40 (printed), where the digit is already fixed. These distances use the null class (no `y`).
 #
 # **A denoising strip.** One DDIM run with 50 steps records the state $x_t$ (top) and the network's guess $\hat x_0$
 # (bottom); of eight samples, the cell shows the one the judge reads most confidently. The guess is first a blurry
@@ -1070,17 +1070,17 @@ show_images(unconditional[:100], nrow=10, title=f"no label: clusters drawn in pr
             "(first 100)", scale=0.5);
 
 # %% [markdown]
-# **How close is this to real digits?** The guided set: **93.7 % confident** [92.02, 95.05] against
-# 95.3 % for 1000 real training digits (the 95 % mark lies inside the interval), **91.9 % label agreement**
-# [90.04, 93.44] against 95.2 % for real digits read as their own labels (a miss), and a **Fréchet distance of 13.97
-# [12.31, 15.63], 2.86× the real digits' 4.89**: both miss; η = 0 comes nearer 2× (2.21×, section 5) at lower agreement.
+# **How close is this to real digits?** The guided set: **93.3 % confident** [91.58, 94.69] against
+# 95.3 % for 1000 real training digits (a miss: the interval ends at 94.69), **91.7 % label agreement**
+# [89.83, 93.25] against 95.2 % for real digits read as their own labels (a miss), and a **Fréchet distance of 15.53
+# [13.44, 17.61], 3.18× the real digits' 4.89** (a miss; η = 0 comes nearer 2×, 2.21× in section 5, at lower agreement).
 #
-# Without a label: **90.0 % confident** [87.98, 91.71] (the mark is 85 %), a **Fréchet distance of 16.34 [10.85,
-# 21.84], 3.35× the real digits'** (the mark is 5×), and digit shares within **4.1 points** [2.11, 6.14] of the
-# data's (the mark is 3, inside the interval; real digits' own gap is 1.4): zeros come out too often (14.0 % against 9.9 %).
+# Without a label: **90.1 % confident** [88.09, 91.80] (the mark is 85 %), a **Fréchet distance of 18.75 [13.22,
+# 24.29], 3.84× the real digits'** (the mark is 5×), and digit shares within **4.3 points** [2.36, 6.31] of the
+# data's (the mark is 3, inside the interval; real digits' own gap is 1.4): zeros come out too often (14.2 % against 9.9 %).
 #
-# **What the clusters buy.** Asked for no class at all, the same network draws 50.2 % confident digits at
-# 11.83× the real digits' Fréchet distance: the null class saw a tenth of the examples. Clusters turn one hard
+# **What the clusters buy.** Asked for no class at all, the same network draws 45.8 % confident digits at
+# 13.27× the real digits' Fréchet distance: the null class saw a tenth of the examples. Clusters turn one hard
 # label-free problem into forty conditional ones. A network trained with no class at all for 5200 steps does better
 # than the null class, far worse than the clusters (the experiment log: 6.75–9.04×, 56–60 % confident, two seeds).
 
@@ -1126,7 +1126,7 @@ plt.show()
 # intervals, and only the hour against ten minutes is resolved (93.4 % confident). Guided digits reach 98.1 %
 # confident, yet 2.45× stays above the 2× mark. The cosine squares do no better than the branches (at 2.5 minutes,
 # worse: 15.33× against 13.07×). Drawn again, the hour's digits are 92.4 % confident [90.59, 93.89] at 2.69× (the
-# table's draw: 93.4 %, 2.51×), against 90.0 % and 3.35× for the ten-minute network above: intervals overlap.
+# table's draw: 93.4 %, 2.51×), against 90.1 % and 3.84× for the ten-minute network above: intervals overlap.
 
 # %% [markdown]
 # ## 8. The experiments behind the choices
@@ -1235,11 +1235,11 @@ check_exercise_2(lambda logits, threshold: (logits.softmax(-1).max(-1).values >=
 # - DDIM follows from a non-Markovian forward process with DDPM's marginals (Eq. 7, Lemma 1); $\eta = 1$ on every
 #   step is DDPM's ancestral step, $\eta = 0$ an ODE solver, and DPM-Solver++(2M) a second-order one.
 # - Classifier-free guidance: labels dropped 10 % of the time, then $(1+w)\,\epsilon_\theta(x_t, t, y) - w\,\epsilon_\theta(x_t, t)$.
-#   Guided digits: 93.7 % confident, 91.9 % as asked (real digits 95.3 % and 95.2 %), Fréchet 2.86× theirs.
-# - Without labels, k-means clusters as classes: 90.0 % confident at 3.35×, against 50.2 % and 11.83× for the
+#   Guided digits: 93.3 % confident, 91.7 % as asked (real digits 95.3 % and 95.2 %), Fréchet 3.18× theirs.
+# - Without labels, k-means clusters as classes: 90.1 % confident at 3.84×, against 45.8 % and 13.27× for the
 #   null class.
 # - Training longer: the first ten minutes buy most; after an hour, label-free digits are 92.4 % confident at 2.69×
-#   (ten minutes: 90.0 %, 3.35×).
+#   (ten minutes: 90.1 %, 3.84×).
 # - Samples look wrong? See [notebook 06](https://github.com/ddpm-from-scratch/ddpm-from-scratch/blob/main/notebooks/06_debugging.ipynb).
 
 # %%
