@@ -377,8 +377,7 @@ print(f"channels-last trains base 16 at {seconds[0] / seconds[-1]:.2f}× the ste
 # **What the measurements say.** FLOPs and time per step grow with the width: the narrowest network takes the most
 # steps in a given time, and trained for the same CPU time it reached the lowest held-out error and Fréchet distance
 # ([the experiment log](https://github.com/ddpm-from-scratch/ddpm-from-scratch/blob/main/benchmarks/mnist_experiment_log.md)).
-# Where channels-last is faster (last line), the recipe's `channels_last=True`
-# buys more steps.
+# The recipe trains channels-last; the last line says whether that layout is faster on your CPU (here it was not).
 #
 # The CPU choice: 16 channels at $28\times28$, 32 at $14\times14$ and $7\times7$, one residual block per level, no
 # attention. The GPU recipe, picked on `cuda`, is wider and deeper, with attention at $7\times7$: a GPU runs it at
@@ -511,7 +510,7 @@ planned = "" if result.planned_steps is None else f" (planned: {result.planned_s
 print(f"{result.steps} steps{planned} of {train_config.batch_size} images in {result.seconds:.0f} s "
       f"({1000 * result.seconds / max(result.steps, 1):.0f} ms/step); final loss {sum(result.losses[-50:]) / len(result.losses[-50:]):.4f}")
 ema_model = result.ema.model.eval()
-if train_config.channels_last:  # the committed weights load in the default layout: sample in the faster one too
+if train_config.channels_last:  # the committed weights load in the default layout: sample in the training layout
     ema_model = ema_model.to(memory_format=torch.channels_last)
 save_checkpoint(out_dir / "ema_checkpoint.pt", {"model": ema_model.state_dict(), "unet_config": unet_config,
                                                  "prediction": train_config.prediction, "schedule": "linear", "T": diffusion.T})
@@ -888,8 +887,8 @@ print(f"DDIM-20's last two steps in λ: h_p = {(lam[ddim20[-2]] - lam[ddim20[-3]
 # %% [markdown]
 # **Reading the grids and the distances.** The deterministic samplers turn each noise image into nearly the same
 # digit; DDPM-1000 adds fresh noise at each step and ends on other digits, at many times the cost (the titles).
-# Here DPM-Solver++(2M) ends closer to the ODE's solution than DDIM at every count, but its error hardly falls
-# from 20 to 50 calls (unexplained; its long first-order last step is a suspect). λ-uniform steps help only at 50
+# Here DPM-Solver++(2M) ends closer to the ODE's solution than DDIM at every count, but its error does not fall
+# from 20 to 50 calls (unexplained; suspects: the long first-order last step, the clipping of $\hat x_0$). λ-uniform steps help only at 50
 # calls: at 20 they put 6 of the 20 at code t < 40 (printed), where the digit is already fixed. These distances use the null class (no `y`).
 #
 # **A denoising strip.** One DDIM run with 50 steps records the state $x_t$ (top) and the network's guess $\hat x_0$
@@ -999,8 +998,8 @@ for t in (50, 250, 500, 750, 950):  # code t; the paper's t + 1
 # ## 7. The final samples, judged
 #
 # The final set: N = 1000 samples (full profile), a hundred of each digit, with guidance $w = 0.25$ and DDIM with
-# 20 steps and $\eta = 1$. In the table of section 5 it is the 20-call sampler with the highest label agreement:
-# $\eta = 1$ is about 3 points more confident and 4 points more
+# 20 steps and $\eta = 1$. In the table of section 5 (the shipped network) it is the 20-call sampler with the
+# highest label agreement: $\eta = 1$ is about 3 points more confident and 4 points more
 # often the digit asked for than $\eta = 0$, at a higher Fréchet distance.
 #
 # What to compare with: as many real digits. The judge reads about 95 % of real digits confidently and as their
@@ -1073,7 +1072,8 @@ show_images(unconditional[:100], nrow=10, title=f"no label: clusters drawn in pr
 # **How close is this to real digits?** The guided set: **93.3 % confident** [91.58, 94.69] against
 # 95.3 % for 1000 real training digits (a miss: the interval ends at 94.69), **91.7 % label agreement**
 # [89.83, 93.25] against 95.2 % for real digits read as their own labels (a miss), and a **Fréchet distance of 15.53
-# [13.44, 17.61], 3.18× the real digits' 4.89** (a miss; η = 0 comes nearer 2×, 2.21× in section 5, at lower agreement).
+# [13.44, 17.61], 3.18× the real digits' 4.89** (a miss; on the shipped network of section 5, η = 0 comes nearer 2× than η = 1:
+# 2.21× against 2.95×, at lower agreement).
 #
 # Without a label: **90.1 % confident** [88.09, 91.80] (the mark is 85 %), a **Fréchet distance of 18.75 [13.22,
 # 24.29], 3.84× the real digits'** (the mark is 5×), and digit shares within **4.3 points** [2.36, 6.31] of the
@@ -1081,8 +1081,7 @@ show_images(unconditional[:100], nrow=10, title=f"no label: clusters drawn in pr
 #
 # **What the clusters buy.** Asked for no class at all, the same network draws 45.8 % confident digits at
 # 13.27× the real digits' Fréchet distance: the null class saw a tenth of the examples. Clusters turn one hard
-# label-free problem into forty conditional ones. A network trained with no class at all for 5200 steps does better
-# than the null class, far worse than the clusters (the experiment log: 6.75–9.04×, 56–60 % confident, two seeds).
+# label-free problem into forty conditional ones.
 
 # %% [markdown]
 # ### What more training buys
@@ -1122,11 +1121,12 @@ plt.show()
 
 # %% [markdown]
 # **Reading the curve.** From 2.5 to 10 minutes the label-free Fréchet distance falls from 13.07× to 3.25× the real
-# digits' and the confident share climbs from 63.1 % to 88.9 %; after that neighbouring points overlap within their
-# intervals, and only the hour against ten minutes is resolved (93.4 % confident). Guided digits reach 98.1 %
-# confident, yet 2.45× stays above the 2× mark. The cosine squares do no better than the branches (at 2.5 minutes,
-# worse: 15.33× against 13.07×). Drawn again, the hour's digits are 92.4 % confident [90.59, 93.89] at 2.69× (the
-# table's draw: 93.4 %, 2.51×), against 90.1 % and 3.84× for the ten-minute network above: intervals overlap.
+# digits' and the confident share climbs from 63.1 % to 88.9 %. After that the Fréchet intervals overlap, while the
+# confident share keeps rising: 40 and 60 minutes are resolved from ten (92.8 % and 93.4 %). Guided digits reach
+# 98.1 % confident at 2.45× [1.86, 3.04], the 2× mark inside the interval. The cosine squares do no better than
+# the branches (guided at 2.5 minutes, worse: 11.48× against 9.37×). Drawn again, the hour's digits are 92.4 %
+# confident [90.59, 93.89] at 2.69× (the curve table's draw: 93.4 %, 2.51×), against 90.1 % and 3.84× for the
+# ten-minute network above: intervals overlap.
 
 # %% [markdown]
 # ## 8. The experiments behind the choices
@@ -1239,7 +1239,7 @@ check_exercise_2(lambda logits, threshold: (logits.softmax(-1).max(-1).values >=
 # - Without labels, k-means clusters as classes: 90.1 % confident at 3.84×, against 45.8 % and 13.27× for the
 #   null class.
 # - Training longer: the first ten minutes buy most; after an hour, label-free digits are 92.4 % confident at 2.69×
-#   (ten minutes: 90.1 %, 3.84×).
+#   (ten minutes: 90.1 %, 3.84×; the intervals overlap).
 # - Samples look wrong? See [notebook 06](https://github.com/ddpm-from-scratch/ddpm-from-scratch/blob/main/notebooks/06_debugging.ipynb).
 
 # %%
