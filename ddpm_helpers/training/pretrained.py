@@ -38,7 +38,7 @@ PINNED: dict[str, tuple[str, int]] = {
     "04_mnist_ema.safetensors": ("dc3b00aef111d0e0669852e329767f88b248a1caaf82680871005dd618301a34", 1128180),
     "04_mnist_long_ema.safetensors": ("138770b646ddc3b4e60292ab1e94399e75507300d4e007772996a210f2d21ee5", 1380220),
     "05_butterflies64_ema.safetensors": ("3bd012f454bb40d6a57ad0edc8855829bbc72c21cbeef0fda8985d84b67810b1", 4652504),
-    "05_butterflies_ema.safetensors": ("981141bbbae8c8e66aa880909a37fa96753ff4676cfe7f4ee4afaa5d1283a2fb", 2584060),
+    "05_butterflies_ema.safetensors": ("dcc0d2a11185e529338846b585e5213f4e7f6d018fd75031578cf0b47de86d85", 2583900),
     "mnist_judge.safetensors": ("57c913f1d8c62cc1cee32542a3f1d7a3d4e449ebaaf21173566be8998b6f7c2e", 1687344),
 }
 
