@@ -68,7 +68,7 @@ from pathlib import Path
 
 HELPERS_SOURCE = "git+https://github.com/ddpm-from-scratch/ddpm-from-scratch"  # [project.urls] Source
 HELPERS_VERSION = "0.9.2"  # the ddpm_helpers.__version__ this notebook was written for
-HELPERS_REF = "4e094cdb0e73b6353459ecfddfbd5bb930c01b0a"  # a commit that installs it
+HELPERS_REF = "d4a94f7b04cb37a6f002461887c2f39b90154e35"  # a commit that installs it
 
 clone = Path.cwd().parent  # a notebook opened from a clone runs in the clone's notebooks/ folder
 pyproject = clone / "pyproject.toml"

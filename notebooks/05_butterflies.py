@@ -45,7 +45,7 @@
 #
 # | machine | `DDPM_PROFILE=quick` | `DDPM_PROFILE=full` |
 # | --- | --- | --- |
-# | CPU, 2 cores | ≈ 30 s (estimate) | 36.3 min: 30.0 min of training (5,377 steps of 32 images at 32×32), then sampling, section 5's 2.5-minute fine-tune and section 6's 64×64 samples; about 6 min with the committed weights (estimate) |
+# | CPU, 2 cores | ≈ 30 s (estimate) | 35.6 min: 30.0 min of training (5,360 steps of 32 images at 32×32), then sampling, section 5's 2.5-minute fine-tune and section 6's 64×64 samples; about 6 min with the committed weights (estimate) |
 # | GPU (Colab T4) | ≈ 1 min (estimate) | ≈ 45 min (estimate): a 40-minute budget, ≈ 16,900 steps of 64 images at 64×64 (2.27 TFLOP a step, counted in section 3, at an assumed 16 TFLOP/s), then sampling |
 #
 # **Papers.** Equation numbers refer to Ho, Jain & Abbeel (2020), *Denoising Diffusion
@@ -70,7 +70,7 @@ from pathlib import Path
 
 HELPERS_SOURCE = "git+https://github.com/ddpm-from-scratch/ddpm-from-scratch"  # [project.urls] Source
 HELPERS_VERSION = "0.9.2"  # the ddpm_helpers.__version__ this notebook was written for
-HELPERS_REF = "4e094cdb0e73b6353459ecfddfbd5bb930c01b0a"  # a commit that installs it
+HELPERS_REF = "d4a94f7b04cb37a6f002461887c2f39b90154e35"  # a commit that installs it
 
 clone = Path.cwd().parent  # a notebook opened from a clone runs in the clone's notebooks/ folder
 pyproject = clone / "pyproject.toml"
@@ -350,12 +350,12 @@ print(f"twice as wide: {count_parameters(variant_models[-1]) / count_parameters(
 # How to read it (this run's timings):
 #
 # - **Attention at 8×8 is cheap** — 628,299 parameters against 590,283, a small share of the step — because the 8×8
-#   maps have only 64 positions. At 16×16 and 8×8 it costs 1.31 × the baseline; with 32×32 added the 1024×1024
-#   matrices dominate (4.87 ×) while the parameters hardly move (664,155): attention costs positions, not weights.
+#   maps have only 64 positions. At 16×16 and 8×8 it costs 1.33 × the baseline; with 32×32 added the 1024×1024
+#   matrices dominate (4.73 ×) while the parameters hardly move (664,155): attention costs positions, not weights.
 # - **Dropout adds no parameters, but time**: its mask touches every feature map at every resolution. The verdict
 #   line says whether it cost more than the attention in this run; noise can swap the two.
 # - **Width is the expensive knob**: doubling the channels multiplies the weights by about four (2,499,603) and,
-#   here, the step time by 2.5. **Depth** (two residual blocks per level) costs 1.5 × the time of ours.
+#   here, the step time by 2.4. **Depth** (two residual blocks per level) costs 1.5 × the time of ours.
 #
 # **Untuned choices.** Width 24, attention at 8×8, and section 3's learning rate and EMA cap are choices, not
 # measured optima. The table prices a step, not the samples a budget buys, and
@@ -386,14 +386,14 @@ print(f"twice as wide: {count_parameters(variant_models[-1]) / count_parameters(
 #   with, warmed up as $d_n = \min\big(d, \tfrac{1+n}{10+n}\big)$ at update $n$. Its cap $d = 0.999$ is higher than
 #   notebook 04's 0.995, so the average keeps lengthening through a long run instead of settling on the last 200
 #   steps after 1,790 updates. The warm-up reaches 0.999 after ≈ 8,990 updates; the
-#   run made 5377 and ended at $\tfrac{1+5377}{10+5377} \approx 0.9983$ (printed by the training cell), an
-#   average over roughly the last 599 steps;
+#   run made 5,360 and ended at $\tfrac{1+5360}{10+5360} \approx 0.9983$ (printed by the training cell), an
+#   average over roughly the last 597 steps;
 # - **checkpoints** in `outputs/05_butterflies/<run>/checkpoint.pt`, written atomically every two minutes, at the end
 #   and on an interrupt: run the cell again and training continues where it stopped;
 # - a **calibrated budget** of 30 minutes on a CPU: the loop times steps 50 to 200, plans how many steps fit and
 #   re-plans as it goes, with the cosine schedule following the plans, so a slower laptop trains fewer steps in about
-#   the same time. This run planned 5,319 steps at step 200, re-planned five times as the step time moved
-#   (0.32–0.36 s) and trained 5377 in 30.0 min.
+#   the same time. This run planned 5,495 steps at step 200, re-planned five times as the step time moved
+#   (0.30–0.35 s) and trained 5,360 in 30.0 min.
 
 # %%
 # recipes.BUTTERFLIES: quick 30 steps of 8; CPU batch 32 (lr 1e-3), steps fitted to a 30-minute calibrated budget; GPU batch 64,
@@ -433,7 +433,7 @@ plot_loss_curve(result.losses, window=100, title="training loss (min-SNR-weighte
 plt.show()
 
 # %% [markdown]
-# The loss falls fast, then slowly (0.0074 over the last 100 steps here). With min-SNR weights it is
+# The loss falls fast, then slowly (0.0073 over the last 100 steps here). With min-SNR weights it is
 # $\min(1, 5/\mathrm{SNR}_t)\,\lVert\hat\varepsilon - \varepsilon\rVert^2$ in terms of the noise, with
 # $\mathrm{SNR}_t = \bar\alpha_t/(1-\bar\alpha_t)$. At moderate noise even a perfect model cannot tell which image
 # lies under the noise, so the loss never reaches zero. The samples, not the loss, are the test.
@@ -695,9 +695,9 @@ for name, found in [("samples", neighbours.indices[:, 0]), ("augmented views", a
 # training set as butterflies it lacks: new butterflies, or new blends.
 #
 # Here the median sample lies 0.306 from its nearest training image, against 0.309 for the fresh augmented views: a
-# ratio of 0.99. (Against the stored images' distance to each other, 0.256, it would read 1.19; but the model saw
-# only augmented views.) 0 of the 512 samples fall below the copy line of 0.178
-# (the closest is 0.186 away); 3 of the 512 augmented views of real butterflies do.
+# ratio of 0.99 (bootstrap interval 0.95–1.03). (Against the stored images' distance to
+# each other, 0.256, it would read 1.19; but the model saw only augmented views.) 0 of the 512 samples fall below
+# the copy line of 0.178 (the closest is 0.187 away); 3 of the 512 augmented views of real butterflies do.
 #
 # Pixel distance is blunt, as the grey histogram shows: a training image shifted and rescaled by our light crop lies
 # 0.285 from its original at the median — farther than a *different* butterfly (0.256). So a shifted copy need not
@@ -779,11 +779,11 @@ print(f"copies as sharp as the planted ones: at most ≈ {flagged_high / caught_
 # lies below the plain one, 0.178: with 72 views of each image, some view of another butterfly comes closer than any
 # stored image. The intervals are 95 % Wilson intervals: the range of true shares consistent with the count.
 #
-# The samples land where new butterflies would: median 0.221 against 0.225 for the fresh views, a ratio of 0.98, and
-# 2 of 512 below the line — where 6 of 512 fresh views of real butterflies fall too. Two is no alarm; the cell below
-# shows them beside their nearest views. Nor is there a sign of copying at scale: with at most 1.4 % of the samples
-# flagged and at least 79.8 % of the planted copies caught, copies as sharp as those are at most about 1.8 % of the
-# samples (a blurred copy could escape). But a test that never fires proves little until we have seen it fire.
+# The samples land where new butterflies would: median 0.222 against 0.225 for the fresh views, a ratio of 0.98
+# (0.96–1.00), and 1 of 512 below the line — where 6 of 512 fresh views of real butterflies fall too. The cell below
+# shows it beside its nearest view: a plain pale butterfly near training image 18. Nor is there a sign of copying
+# at scale: with at most 1.1 % of the samples flagged and at least 79.8 % of the planted copies caught, copies as
+# sharp as those are at most about 1.4 % of the samples (a blurred copy could escape). But a test that never fires proves little until we have seen it fire.
 
 # %%
 def nearest_view_image(neighbours, i, references):
@@ -859,17 +859,17 @@ show_beside_nearest_views(memorized, memorized_views, range(8),
                           "the model fine-tuned on 8 images: its samples (top) and their nearest views (bottom)")
 
 # %% [markdown]
-# This is what the test reports for memorization: 31 of the fine-tuned model's 32 samples fall below the copy line
-# when the search covers the views, and 31 in the plain search, since these copies are of the images as stored; for
-# 31 of the 32 the nearest view is of one of the 8. Set beside it, our model's samples (2 of 512 below the same
-# line) are not copies. The demo changes four things at once — 8 images, no augmentation, no dropout, a short EMA — on top of the 30 minutes that
-# trained our model, so it does not say which of them makes a model copy; it shows what the test reports when one
-# does. Section 6 tests a longer run of a larger model.
+# This is what the test reports for memorization: all 32 of the fine-tuned model's samples fall below the copy line,
+# in the search over the views and in the plain search (these copies are of the images as stored), and each one's
+# nearest view is of one of the 8. Set beside it, our model's samples (1 of 512 below the same line) are not
+# copies. The demo changes four things at once (8 images, no augmentation, no dropout, a short EMA), so it shows
+# what the test reports when a model copies, not which change made it copy. Section 6 tests a longer run.
 #
-# Back to our model: the nearest match is a mirror image for 44 % of the samples, as flips with probability ½ should
-# give. The 512 samples name 90 distinct nearest training images of 128, the 512 fresh views 97 (uniform picks
-# would name $128\,\big(1 - (1 - 1/128)^{512}\big) \approx 125.7$, but a few smooth, low-contrast images are nearest
-# to many points): the samples spread over the training set about as new butterflies would.
+# Back to our model: the nearest match is a mirror image for 43.9 % of the samples (39.7–48.3 %) and 46.5 % of the
+# fresh views: mirrored views win about as often for both. The 512 samples name 89 distinct nearest training images
+# of 128, the 512 fresh views 97 (uniform picks would name $128\,\big(1 - (1 - 1/128)^{512}\big) \approx 125.7$),
+# and the same plain-winged image 52 is the nearest of 72 samples and of 57 fresh views: a smooth image is near
+# many points. The samples spread over the training set about as new butterflies would.
 #
 # ### Colour, measured
 #
@@ -1059,13 +1059,16 @@ show_beside_nearest_views(samples_64, test_64.nearest, closest_64,  # the test's
                           references=train_64, size=1.6)
 
 # %% [markdown]
-# **Reading it.** The 64×64 run made 3,750 passes over the 128 images, against 1,344 for section 3's, and its
+# **Reading it.** The 64×64 run made 3,750 passes over the 128 images, against 1,340 for section 3's, and its
 # samples show wing patterns, bodies and orange tips that the 32×32 ones blur away. The test still works at this
 # size (124 of 128 planted copies caught); the samples pass it by a smaller margin than section 5's: 4 of 256
 # fall below the copy line where 2 of 256 fresh views of real butterflies do (the intervals overlap), and their
-# median distance to the nearest view is 0.246 against 0.263, a ratio of 0.93 (section 5: 0.98). Several of the
-# closest samples look like one pale specimen. Their colours are nearer the training set's than the 32×32 run's
-# (hue distance 0.060 against 0.112), though above chance (0.025 ± 0.011, n = 256).
+# median distance to the nearest view is 0.246 against 0.263, a ratio of 0.93 (0.91–0.96, against section 5's 0.98,
+# 0.96–1.00). Three of the eight closest samples are again plain pale butterflies near
+# training image 18, yet no image dominates the nearest neighbours (at most 10 of 256 samples share one): closeness,
+# not repetition. Measured against chance, the colours are nearer the training set's than the 32×32
+# run's: hue distance 0.060 against a chance level of 0.025 ± 0.011 (n = 256), where section 5 had 0.112 against
+# 0.015.
 
 # %% [markdown]
 # ## 7. Exercises
@@ -1154,10 +1157,10 @@ check_exercise_2(my_attention_flops)
 #   squared (it overtakes a residual block beyond $7C$ positions, exercise 2); width costs channels squared in
 #   weights; dropout costs time, no weights.
 # - The shared loop adds an EMA of the weights, checkpoints that resume exactly, and a calibrated time budget: the
-#   committed weights are 5377 steps in 30.0 of 30 minutes.
+#   committed weights are 5,360 steps in 30.0 of 30 minutes.
 # - Nearest neighbours, searched over the views the model trained on and set against fresh views of training images
-#   and planted copies, tell new samples from copies: 2 of 512 samples fell below the copy line, against 6 of 512
-#   fresh views of real butterflies, while a model fine-tuned on 8 images had 31 of its 32 samples flagged.
+#   and planted copies, tell new samples from copies: 1 of 512 samples fell below the copy line, against 6 of 512
+#   fresh views of real butterflies, while a model fine-tuned on 8 images had all 32 of its samples flagged.
 # - Colour statistics show the model drawing the common orange and brown more often and the rare blue and pink less
 #   often than its training set.
 # - At 64×64 after 2.4 hours (section 6), wing patterns and bodies appear; 4 of 256 samples fall below the copy
