@@ -887,9 +887,10 @@ print(f"DDIM-20's last two steps in λ: h_p = {(lam[ddim20[-2]] - lam[ddim20[-3]
 # %% [markdown]
 # **Reading the grids and the distances.** The deterministic samplers turn each noise image into nearly the same
 # digit; DDPM-1000 adds fresh noise at each step and ends on other digits, at many times the cost (the titles).
-# Here DPM-Solver++(2M) ends closer to the ODE's solution than DDIM at every count, but its error does not fall
-# from 20 to 50 calls (unexplained; suspects: the long first-order last step, the clipping of $\hat x_0$). λ-uniform steps help only at 50
-# calls: at 20 they put 6 of the 20 at code t < 40 (printed), where the digit is already fixed. These distances use the null class (no `y`).
+# DPM-Solver++(2M) ends closer to the ODE's solution than DDIM at every count, but its error does not fall
+# from 20 to 50 calls: clipping $\hat x_0$ makes the ODE non-smooth; unclipped, the error falls with every added call
+# ([`benchmarks/dpm_solver_clipping.py`](https://github.com/ddpm-from-scratch/ddpm-from-scratch/blob/main/benchmarks/dpm_solver_clipping.py)). λ-uniform steps help only at 50
+# calls: at 20 they put 6 of 20 at code t < 40 (printed), where the digit is already fixed. These distances use the null class (no `y`).
 #
 # **A denoising strip.** One DDIM run with 50 steps records the state $x_t$ (top) and the network's guess $\hat x_0$
 # (bottom); of eight samples, the cell shows the one the judge reads most confidently. The guess is first a blurry
