@@ -1,4 +1,4 @@
-"""Notebook 04 §5's ODE distances with and without clipping x̂0: why DPM-Solver++(2M)'s error can rise from 20 to 50 calls.
+"""Notebook 04 §5's ODE distances with and without clipping x̂0: why DPM-Solver++(2M)'s error rose from 20 to 50 calls.
 
     python benchmarks/dpm_solver_clipping.py                                    # the shipped MNIST network
     python benchmarks/dpm_solver_clipping.py weights/04_mnist_ema.safetensors outputs/04_mnist/04_mnist_ema.safetensors
