@@ -543,8 +543,8 @@ plot_loss_curve(result.losses, window=config.pick(quick=5, full=50), title="min-
 #    features and those of 2,000 test digits under $k(a, b) = (a^\top b/d + 1)^3$, estimated without bias: 0 on average for samples of the data
 #    distribution at any $n$ (single estimates can be slightly negative).
 # 3. **Confident share**: the fraction of samples whose largest class probability is at least 0.9.
-# 4. **Class coverage and class shares**: how many of the ten classes occur among the confident samples, and how
-#    far each class's share of the samples is from its share of the training digits.
+# 4. **Class coverage and class gap**: how many of the ten classes occur among the confident samples (`classes`),
+#    and the largest difference between a class's share of them and of the training digits (`gap`, in points).
 # 5. **Label agreement** (guided sets): the share of samples read with probability ≥ 0.9 as the digit asked for.
 #
 # Each number is measured on random samples, so we print it with its **95 % confidence interval**
@@ -886,7 +886,7 @@ print(f"DDIM-20's last two steps in λ: h_p = {(lam[ddim20[-2]] - lam[ddim20[-3]
 
 # %% [markdown]
 # **Reading the grids and the distances.** The deterministic samplers turn each noise image into nearly the same
-# digit; DDPM-1000 adds fresh noise at each step and ends on other digits, at many times the cost (the titles).
+# digit; DDPM-1000 adds fresh noise at each step and often ends on another digit, at many times the cost (the titles).
 # DPM-Solver++(2M) ends closer to the ODE's solution than DDIM at every count, but its error does not fall
 # from 20 to 50 calls: clipping $\hat x_0$ makes the ODE non-smooth; unclipped, the error falls with every added call
 # ([`benchmarks/dpm_solver_clipping.py`](https://github.com/ddpm-from-scratch/ddpm-from-scratch/blob/main/benchmarks/dpm_solver_clipping.py)). λ-uniform steps help only at 50
@@ -1004,8 +1004,7 @@ for t in (50, 250, 500, 750, 950):  # code t; the paper's t + 1
 # often the digit asked for than $\eta = 0$, at a higher Fréchet distance.
 #
 # What to compare with: as many real digits. The judge reads about 95 % of real digits confidently and as their
-# own label, so "95 % confident" and "95 % label agreement" mean *as readable as real digits* (training digits,
-# which the judge has seen). The marks this
+# own label, so "95 % confident" and "95 % label agreement" mean *as readable as real digits*. The marks this
 # lesson aims for: for the guided samples 95 % confident, 95 % label agreement and a Fréchet distance twice the real
 # digits'; for the label-free ones 85 % confident, five times
 # the real digits' Fréchet distance, and every digit's share within 3 points of its share in the data.
