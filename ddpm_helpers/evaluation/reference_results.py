@@ -146,6 +146,7 @@ def curve_figure(results: dict):
     guided, with 95 % intervals: the runs of one trunk and its branches (``wsd``) and, where measured, runs of
     their own length with the cosine schedule. Returns the matplotlib figure."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     schedules = [s for s in ("wsd", "cosine") if any(row["schedule"] == s for row in results["rows"])]
@@ -159,8 +160,6 @@ def curve_figure(results: dict):
                 low = [max(0.0, v - lo) for v, lo in zip(points[key], points[key + "_low"])]  # a bias-corrected
                 high = [max(0.0, hi - v) for v, hi in zip(points[key], points[key + "_high"])]  # interval may miss v
                 ax.errorbar(points["minutes"], points[key], yerr=[low, high], **style)
-    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
-
     axes[0].set(xscale="log", yscale="log", xlabel="training minutes (steps × step time, 2 CPU cores)",
                 ylabel="Fréchet distance ÷ real digits'", title="distance to the data (lower is better)")
     axes[0].yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 3.0, 5.0)))
